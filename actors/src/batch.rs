@@ -1,0 +1,549 @@
+//! [`BatchActor`]: counts chunks of frames from every partition into event-time windows (see
+//! [`Windows`]), writes each closed window to the sink and commits offsets, in flushes.
+//!
+//! A flush takes every window closed so far together with the offsets that are safe to commit
+//! at that moment, writes the windows, waits until they are durable, and then commits those
+//! offsets once. Flushes run one at a time on a blocking thread, in order, so a commit never
+//! covers output that is not durable; counting goes on while a flush runs. A flush starts when
+//! `flush.max_frames` frames were processed since the last one, or every `flush.interval_ms`
+//! when there is something to write or commit.
+//!
+//! Each commit carries the watermark as metadata. A restarted service reads it back so frames
+//! of windows that were already written count as late instead of forming partial windows.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::config::{FlushConfig, WindowConfig};
+use crate::frame::FrameChunk;
+use crate::metrics::{Flushed, FramesLate, MetricsActor};
+use crate::ports::OffsetCommitter;
+use crate::sink::Sink;
+use crate::window::{ClosedWindow, Windows};
+
+/// Prefix of the commit metadata written by this service.
+const METADATA_PREFIX: &str = "kafka-actors:wm=";
+
+/// The commit metadata that records the watermark `watermark`.
+pub fn encode_watermark(watermark: Option<f64>) -> String {
+    watermark.map_or_else(String::new, |wm| format!("{METADATA_PREFIX}{wm}"))
+}
+
+/// The watermark recorded in commit metadata, if it is ours.
+pub fn decode_watermark(metadata: &str) -> Option<f64> {
+    metadata
+        .strip_prefix(METADATA_PREFIX)?
+        .parse()
+        .ok()
+        .filter(|wm: &f64| wm.is_finite())
+}
+
+/// Parsed frames of one partition, in offset order.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Chunk {
+    /// The partition.
+    pub partition: i32,
+    /// Valid frames.
+    pub frames: FrameChunk,
+    /// The partition's position after the chunk, invalid records included.
+    pub next_offset: Option<i64>,
+    /// The partition has caught up to its end.
+    pub at_end: bool,
+    /// The partition is done for good (`--until-end`): no chunk follows.
+    pub finished: bool,
+}
+
+/// Flush what is closed (and with `close_all`, close every window first), commit, and answer
+/// once it is durable. Sent at shutdown after intake has stopped.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "DrainReport")]
+pub struct Drain {
+    /// Close every open window: the input is exhausted.
+    pub close_all: bool,
+}
+
+/// State after a drain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrainReport {
+    /// The offsets committed last, per partition.
+    pub committed: Vec<(i32, i64)>,
+    /// Windows still open (not written; rebuilt from the committed offsets on restart).
+    pub open_windows: usize,
+    /// The last flush failed to commit with this error.
+    pub commit_error: Option<String>,
+}
+
+/// What the batch actor tells its supervisor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum BatchEvent {
+    /// Every partition finished and everything is written and committed.
+    Completed,
+    /// Output could not be written: the service cannot make progress.
+    SinkFailed(String),
+}
+
+/// Sink and committer travel together to the flush thread and back.
+struct FlushTarget {
+    sink: Box<dyn Sink>,
+    committer: Box<dyn OffsetCommitter>,
+}
+
+struct FlushJob {
+    windows: Vec<ClosedWindow>,
+    offsets: Vec<(i32, i64)>,
+    metadata: String,
+    commit: bool,
+    frames: u64,
+}
+
+struct FlushDone {
+    target: FlushTarget,
+    job: FlushJob,
+    duration: Duration,
+    sink_error: Option<String>,
+    commit_error: Option<String>,
+}
+
+/// Windows, flushes and commits; see the module documentation.
+pub struct BatchActor {
+    windows: Windows,
+    /// Closed windows not yet handed to a flush.
+    pending: Vec<ClosedWindow>,
+    /// `None` while a flush is running.
+    target: Option<FlushTarget>,
+    config: FlushConfig,
+    frames_since_flush: u64,
+    last_flush: Instant,
+    /// Offsets and metadata of the last successful commit.
+    last_commit: (Vec<(i32, i64)>, String),
+    last_commit_error: Option<String>,
+    /// Another flush is wanted as soon as the running one ends.
+    flush_again: bool,
+    /// Everything must be flushed regardless of the size and time limits.
+    force: bool,
+    /// Close every window when all partitions finish (`--until-end`).
+    close_at_end: bool,
+    completed: bool,
+    completion_reported: bool,
+    drain_waiters: Vec<tokio::sync::oneshot::Sender<DrainReport>>,
+    metrics: Addr<MetricsActor>,
+    supervisor: Option<Recipient<BatchEvent>>,
+}
+
+impl BatchActor {
+    /// A batch actor over `partitions` (with the offsets they start from). `resume_watermark`
+    /// comes from the last commit's metadata. With `close_at_end`, all windows close once every
+    /// partition has finished.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        window: &WindowConfig,
+        flush: FlushConfig,
+        partitions: &[(i32, Option<i64>)],
+        resume_watermark: Option<f64>,
+        sink: Box<dyn Sink>,
+        committer: Box<dyn OffsetCommitter>,
+        close_at_end: bool,
+        metrics: Addr<MetricsActor>,
+        supervisor: Option<Recipient<BatchEvent>>,
+    ) -> Self {
+        let windows = Windows::new(window, partitions, resume_watermark);
+        // What the group has already committed needs no commit again.
+        let last_commit = (windows.commit_offsets(), encode_watermark(resume_watermark));
+        BatchActor {
+            windows,
+            pending: Vec::new(),
+            target: Some(FlushTarget { sink, committer }),
+            config: flush,
+            frames_since_flush: 0,
+            last_flush: Instant::now(),
+            last_commit,
+            last_commit_error: None,
+            flush_again: false,
+            force: false,
+            close_at_end,
+            completed: false,
+            completion_reported: false,
+            drain_waiters: Vec::new(),
+            metrics,
+            supervisor,
+        }
+    }
+
+    fn collect_closed(&mut self) {
+        let closed = self.windows.advance(Instant::now());
+        self.pending.extend(closed);
+        if self.close_at_end && !self.completed && self.windows.all_finished() {
+            let rest = self.windows.close_all();
+            self.pending.extend(rest);
+            self.completed = true;
+            self.force = true;
+        }
+    }
+
+    fn commit_wanted(&self, offsets: &[(i32, i64)], metadata: &str) -> bool {
+        !offsets.is_empty()
+            && (offsets != self.last_commit.0.as_slice() || metadata != self.last_commit.1)
+    }
+
+    fn maybe_flush(&mut self, ctx: &mut Context<Self>) {
+        let due = self.force
+            || self.frames_since_flush >= self.config.max_frames
+            || self.last_flush.elapsed() >= Duration::from_millis(self.config.interval_ms);
+        if due {
+            self.flush(ctx);
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let Some(target) = self.target.take() else {
+            self.flush_again = true;
+            return;
+        };
+        // Windows and offsets are taken at the same instant: every window still open bounds
+        // the offsets, every window closed before is in this flush or an earlier one.
+        let offsets = self.windows.commit_offsets();
+        let metadata = encode_watermark(self.windows.watermark());
+        let commit = self.commit_wanted(&offsets, &metadata);
+        let job = FlushJob {
+            windows: std::mem::take(&mut self.pending),
+            offsets,
+            metadata,
+            commit,
+            frames: std::mem::take(&mut self.frames_since_flush),
+        };
+        self.last_flush = Instant::now();
+        self.force = false;
+        if job.windows.is_empty() && !job.commit {
+            self.target = Some(target);
+            self.flush_finished(ctx);
+            return;
+        }
+        let work = actix_rt::task::spawn_blocking(move || run_flush(target, job));
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
+            Ok(done) => act.on_flush_done(done, ctx),
+            Err(join_error) => {
+                // The flush thread panicked: the sink and committer are gone.
+                act.fail(format!("flush thread failed: {join_error}"), ctx);
+            }
+        }));
+    }
+
+    fn on_flush_done(&mut self, done: FlushDone, ctx: &mut Context<Self>) {
+        let FlushDone {
+            target,
+            job,
+            duration,
+            sink_error,
+            commit_error,
+        } = done;
+        self.target = Some(target);
+        self.metrics.do_send(Flushed {
+            duration,
+            frames: job.frames,
+            unique_users: job.windows.iter().map(|w| w.unique_users).collect(),
+            commit_attempted: job.commit && sink_error.is_none(),
+            commit_error: commit_error.clone(),
+        });
+        if let Some(error) = sink_error {
+            self.fail(error, ctx);
+            return;
+        }
+        match commit_error {
+            Some(error) => {
+                tracing::warn!(%error, "Offset commit failed; the next flush commits again.");
+                self.last_commit_error = Some(error);
+            }
+            None if job.commit => {
+                self.last_commit = (job.offsets, job.metadata);
+                self.last_commit_error = None;
+            }
+            None => {}
+        }
+        self.flush_finished(ctx);
+    }
+
+    fn flush_finished(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.flush_again) || self.force {
+            self.flush(ctx);
+            return;
+        }
+        if self.completed && self.pending.is_empty() && !self.completion_reported {
+            self.completion_reported = true;
+            if let Some(supervisor) = &self.supervisor {
+                supervisor.do_send(BatchEvent::Completed);
+            }
+        }
+        if !self.drain_waiters.is_empty() && self.pending.is_empty() {
+            let report = DrainReport {
+                committed: self.last_commit.0.clone(),
+                open_windows: self.windows.open_windows(),
+                commit_error: self.last_commit_error.clone(),
+            };
+            for waiter in self.drain_waiters.drain(..) {
+                let _ = waiter.send(report.clone());
+            }
+        }
+    }
+
+    fn fail(&mut self, error: String, ctx: &mut Context<Self>) {
+        tracing::error!(%error, "Output failed; stopping.");
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.do_send(BatchEvent::SinkFailed(error));
+        }
+        ctx.stop();
+    }
+}
+
+fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
+    let started = Instant::now();
+    let mut sink_error = None;
+    let mut commit_error = None;
+    if let Err(error) = target.sink.write(&job.windows) {
+        sink_error = Some(format!("cannot write results: {error}"));
+    } else if job.commit {
+        if let Err(error) = target.committer.commit(&job.offsets, &job.metadata) {
+            commit_error = Some(error.to_string());
+        }
+    }
+    FlushDone {
+        target,
+        job,
+        duration: started.elapsed(),
+        sink_error,
+        commit_error,
+    }
+}
+
+impl Actor for BatchActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // One slot per partition is guaranteed anyway; room for a few chunks each keeps the
+        // partitions busy while this actor counts.
+        ctx.set_mailbox_capacity(64);
+        // Idle partitions and the flush interval need the clock, not only incoming chunks.
+        let tick = Duration::from_millis(self.config.interval_ms.clamp(10, 100));
+        ctx.run_interval(tick, |act, ctx| {
+            if act.target.is_some() {
+                act.collect_closed();
+                if act.force || !act.pending.is_empty() || act.frames_since_flush > 0 {
+                    act.maybe_flush(ctx);
+                } else if act.last_flush.elapsed() >= Duration::from_millis(act.config.interval_ms)
+                {
+                    // Nothing new, but an earlier failed commit may still need to go out.
+                    if act.last_commit_error.is_some() {
+                        act.flush(ctx);
+                    }
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Chunk> for BatchActor {
+    type Result = ();
+
+    fn handle(&mut self, chunk: Chunk, ctx: &mut Self::Context) {
+        let ingested = self.windows.ingest(
+            chunk.partition,
+            &chunk.frames,
+            chunk.next_offset,
+            chunk.at_end,
+            Instant::now(),
+        );
+        if chunk.finished {
+            self.windows.finish_partition(chunk.partition);
+        }
+        if ingested.late > 0 {
+            self.metrics.do_send(FramesLate {
+                partition: chunk.partition,
+                late: ingested.late,
+            });
+        }
+        self.frames_since_flush += chunk.frames.len() as u64;
+        self.collect_closed();
+        self.maybe_flush(ctx);
+    }
+}
+
+impl Handler<Drain> for BatchActor {
+    type Result = ResponseActFuture<Self, DrainReport>;
+
+    fn handle(&mut self, msg: Drain, ctx: &mut Self::Context) -> Self::Result {
+        self.collect_closed();
+        if msg.close_all {
+            let rest = self.windows.close_all();
+            self.pending.extend(rest);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.drain_waiters.push(tx);
+        self.force = true;
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_default() }.into_actor(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::config::MetricsConfig;
+    use crate::ports::CommitError;
+
+    /// Everything the fakes saw, in order: `Write(window starts)` and `Commit(offsets)`.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Event {
+        Write(Vec<i64>),
+        Commit(Vec<(i32, i64)>, String),
+    }
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<Event>>>);
+
+    impl Log {
+        fn events(&self) -> Vec<Event> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    struct FakeSink(Log);
+    impl Sink for FakeSink {
+        fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()> {
+            if !windows.is_empty() {
+                self.0
+                     .0
+                    .lock()
+                    .unwrap()
+                    .push(Event::Write(windows.iter().map(|w| w.start).collect()));
+            }
+            Ok(())
+        }
+    }
+
+    struct FakeCommitter(Log, usize);
+    impl OffsetCommitter for FakeCommitter {
+        fn commit(&mut self, offsets: &[(i32, i64)], metadata: &str) -> Result<(), CommitError> {
+            if self.1 > 0 {
+                self.1 -= 1;
+                return Err(CommitError {
+                    retriable: true,
+                    message: "coordinator moving".into(),
+                });
+            }
+            self.0
+                 .0
+                .lock()
+                .unwrap()
+                .push(Event::Commit(offsets.to_vec(), metadata.to_owned()));
+            Ok(())
+        }
+    }
+
+    fn chunk(partition: i32, frames: &[(i64, f64, &str)], next: i64) -> Chunk {
+        let mut c = FrameChunk::with_capacity(frames.len());
+        for (o, ts, uid) in frames {
+            c.push(*o, *ts, uid);
+        }
+        Chunk {
+            partition,
+            frames: c,
+            next_offset: Some(next),
+            at_end: false,
+            finished: false,
+        }
+    }
+
+    fn actor(log: &Log, failing_commits: usize, interval_ms: u64) -> Addr<BatchActor> {
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        BatchActor::new(
+            &WindowConfig {
+                length_secs: 10,
+                lateness_secs: 0,
+                idle_after_ms: 60_000,
+            },
+            FlushConfig {
+                max_frames: 1_000_000,
+                interval_ms,
+            },
+            &[(0, Some(0)), (1, Some(0))],
+            None,
+            Box::new(FakeSink(log.clone())),
+            Box::new(FakeCommitter(log.clone(), failing_commits)),
+            true,
+            metrics,
+            None,
+        )
+        .start()
+    }
+
+    #[actix::test]
+    async fn commits_only_after_the_windows_they_cover_are_written() {
+        let log = Log::default();
+        let batch = actor(&log, 0, 20);
+        batch
+            .send(chunk(
+                0,
+                &[(0, 100.0, "a"), (1, 105.0, "b"), (2, 112.0, "a")],
+                3,
+            ))
+            .await
+            .unwrap();
+        batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2))
+            .await
+            .unwrap();
+        // Watermark = min(112, 121) = 112: window 100 closes; partition 0 holds at offset 2
+        // (window 110), partition 1 at offset 1 (window 120).
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        let report = batch.send(Drain { close_all: false }).await.unwrap();
+        let events = log.events();
+        assert_eq!(events[0], Event::Write(vec![100]));
+        assert_eq!(
+            events[1],
+            Event::Commit(vec![(0, 2), (1, 1)], "kafka-actors:wm=112".into())
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(report.committed, vec![(0, 2), (1, 1)]);
+        assert_eq!(report.open_windows, 2);
+        let report = batch.send(Drain { close_all: true }).await.unwrap();
+        assert_eq!(log.events()[2], Event::Write(vec![110, 120]));
+        assert_eq!(report.committed, vec![(0, 3), (1, 2)]);
+        assert_eq!(report.open_windows, 0);
+    }
+
+    #[actix::test]
+    async fn a_failed_commit_is_retried_by_a_later_flush() {
+        let log = Log::default();
+        let batch = actor(&log, 1, 10);
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let events = log.events();
+        assert_eq!(events[0], Event::Write(vec![100]));
+        assert!(
+            events.contains(&Event::Commit(
+                vec![(0, 1), (1, 0)],
+                "kafka-actors:wm=125".into()
+            )),
+            "the retried commit went out: {events:?}"
+        );
+    }
+
+    #[test]
+    fn watermark_metadata_round_trips_and_ignores_foreign_metadata() {
+        assert_eq!(
+            decode_watermark(&encode_watermark(Some(1_700_000_012.25))),
+            Some(1_700_000_012.25)
+        );
+        assert_eq!(encode_watermark(None), "");
+        assert_eq!(decode_watermark("something else"), None);
+        assert_eq!(decode_watermark("kafka-actors:wm=inf"), None);
+    }
+}

@@ -1,0 +1,628 @@
+//! Configuration of the actor system, one struct per concern. These are plain serde structs: the
+//! service layers files, environment and flags on top of the defaults written here, and every
+//! section is validated at start by [`validate`](KafkaConfig::validate) so a bad value fails
+//! with the key it came from.
+//!
+//! `config/default.toml` in the repository lists every key with the same defaults; a test keeps
+//! the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::FrameLimits;
+
+/// A configuration value that cannot be used, with the key it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for `{key}`: {reason}")]
+pub struct ConfigError {
+    /// Dotted key, as written in the TOML file (`window.length_secs`).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error for `key`.
+    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+fn check(ok: bool, key: &str, reason: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(key, reason))
+    }
+}
+
+/// Where a partition starts when its group has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// The oldest retained record.
+    Earliest,
+    /// The end of the partition: only records produced from now on.
+    Latest,
+    /// Fail the partition instead of guessing.
+    Error,
+}
+
+impl OffsetReset {
+    /// The librdkafka spelling of this policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+            OffsetReset::Error => "error",
+        }
+    }
+}
+
+/// How to reach Kafka and what to consume.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `HOST:PORT[,HOST:PORT..]`. Empty: start the embedded cluster and the
+    /// frame generator in-process.
+    pub brokers: String,
+    /// The input topic.
+    pub topic: String,
+    /// Consumer group that holds the committed offsets.
+    pub group: String,
+    /// Start position for partitions without a committed offset: earliest, latest or error.
+    pub auto_offset_reset: OffsetReset,
+    /// Raw librdkafka properties passed to every client, applied after the service's own
+    /// settings (for example `"fetch.wait.max.ms" = "100"` or SASL settings). Values of keys
+    /// that look like secrets are never logged.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            topic: "frames".into(),
+            group: "kafka-actors".into(),
+            auto_offset_reset: OffsetReset::Earliest,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka properties the service sets itself: overriding them would break the delivery
+/// guarantee, so they are rejected in `kafka.properties`.
+const RESERVED_PROPERTIES: [&str; 5] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "group.id",
+    "bootstrap.servers",
+];
+
+/// True for property names whose values must never reach a log line or an error.
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token", "key"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_property(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+impl KafkaConfig {
+    /// True when no brokers are configured and the embedded cluster is used.
+    pub fn embedded(&self) -> bool {
+        self.brokers.trim().is_empty()
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.embedded() {
+            for broker in self.brokers.split(',') {
+                let broker = broker.trim();
+                let valid = broker.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
+                check(
+                    valid,
+                    "kafka.brokers",
+                    &format!("`{broker}` is not HOST:PORT"),
+                )?;
+            }
+        }
+        check(
+            !self.topic.trim().is_empty(),
+            "kafka.topic",
+            "must not be empty",
+        )?;
+        check(
+            self.topic.len() <= 249
+                && self
+                    .topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "kafka.topic",
+            "Kafka topic names use only ASCII letters, digits, '.', '_' and '-' (at most 249)",
+        )?;
+        check(
+            !self.group.trim().is_empty(),
+            "kafka.group",
+            "must not be empty",
+        )?;
+        for name in self.properties.keys() {
+            if RESERVED_PROPERTIES.contains(&name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("kafka.properties.{name}"),
+                    "is set by the service (use kafka.brokers / kafka.group, commits are managed)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The in-process cluster started when `kafka.brokers` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Number of brokers in the embedded cluster.
+    pub brokers: i32,
+    /// Partitions of the input topic it creates.
+    pub partitions: i32,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            brokers: 3,
+            partitions: 8,
+        }
+    }
+}
+
+impl EmbeddedConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=16).contains(&self.brokers),
+            "embedded.brokers",
+            "must be between 1 and 16",
+        )?;
+        check(
+            (1..=256).contains(&self.partitions),
+            "embedded.partitions",
+            "must be between 1 and 256",
+        )
+    }
+}
+
+/// The frame generator that feeds the embedded cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorConfig {
+    /// Frames produced per second of wall time; 0 produces as fast as the cluster accepts.
+    pub rate: u64,
+    /// Frames to produce in all; 0 produces until the service stops.
+    pub frames: u64,
+    /// Number of distinct user ids frames are drawn from.
+    pub users: u64,
+    /// Frames are out of order by up to this many seconds of event time (keep it at most
+    /// `window.lateness_secs`, or frames become late).
+    pub jitter_secs: f64,
+    /// Share of frames that are deliberately invalid, cycling through every kind of bad frame.
+    pub bad_ratio: f64,
+    /// Seed of the pseudo-random choices: the same seed gives the same data.
+    pub seed: u64,
+    /// Event seconds advance by one every this many frames; 0 stamps frames with the wall clock.
+    pub event_rate: f64,
+    /// First event time (epoch seconds) when `event_rate` is set; 0 means now.
+    pub start_ts: f64,
+    /// If set, the generator writes the exact expected windows here (JSON lines, the sink's
+    /// format) when it finishes.
+    pub truth_file: String,
+}
+
+impl Default for GeneratorConfig {
+    fn default() -> Self {
+        GeneratorConfig {
+            rate: 5_000,
+            frames: 0,
+            users: 10_000,
+            jitter_secs: 3.0,
+            bad_ratio: 0.0,
+            seed: 42,
+            event_rate: 0.0,
+            start_ts: 0.0,
+            truth_file: String::new(),
+        }
+    }
+}
+
+impl GeneratorConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.users >= 1, "generator.users", "must be at least 1")?;
+        check(
+            self.jitter_secs.is_finite() && self.jitter_secs >= 0.0,
+            "generator.jitter_secs",
+            "must be a non-negative number",
+        )?;
+        check(
+            (0.0..=1.0).contains(&self.bad_ratio),
+            "generator.bad_ratio",
+            "must be between 0 and 1",
+        )?;
+        check(
+            self.event_rate.is_finite() && self.event_rate >= 0.0,
+            "generator.event_rate",
+            "must be a non-negative number",
+        )?;
+        check(
+            self.start_ts.is_finite() && self.start_ts >= 0.0,
+            "generator.start_ts",
+            "must be a non-negative number",
+        )
+    }
+}
+
+/// Intake of one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartitionConfig {
+    /// Most frames a partition actor sends onward in one chunk.
+    pub chunk_max_frames: usize,
+    /// How long one poll waits for the first record of a chunk, in milliseconds.
+    pub poll_timeout_ms: u64,
+    /// At most one log line per partition per this many milliseconds about invalid frames.
+    pub invalid_log_interval_ms: u64,
+    /// Records librdkafka prefetches per partition (`queued.min.messages`).
+    pub prefetch_frames: u64,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            chunk_max_frames: 2_000,
+            poll_timeout_ms: 100,
+            invalid_log_interval_ms: 1_000,
+            prefetch_frames: 20_000,
+        }
+    }
+}
+
+impl PartitionConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=1_000_000).contains(&self.chunk_max_frames),
+            "partition.chunk_max_frames",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.poll_timeout_ms),
+            "partition.poll_timeout_ms",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=10_000_000).contains(&self.prefetch_frames),
+            "partition.prefetch_frames",
+            "must be between 1 and 10000000",
+        )
+    }
+}
+
+/// What makes a frame valid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FrameConfig {
+    /// Largest accepted payload in bytes.
+    pub max_bytes: usize,
+    /// Smallest plausible `ts` (epoch seconds); default 2000-01-01.
+    pub min_ts: f64,
+    /// Largest plausible `ts` (epoch seconds); default 2100-01-01.
+    pub max_ts: f64,
+}
+
+impl Default for FrameConfig {
+    fn default() -> Self {
+        FrameConfig {
+            max_bytes: 4_096,
+            min_ts: 946_684_800.0,
+            max_ts: 4_102_444_800.0,
+        }
+    }
+}
+
+impl FrameConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (16..=1 << 20).contains(&self.max_bytes),
+            "frames.max_bytes",
+            "must be between 16 and 1048576",
+        )?;
+        check(
+            self.min_ts.is_finite() && self.min_ts >= 0.0,
+            "frames.min_ts",
+            "must be a non-negative number",
+        )?;
+        check(
+            self.max_ts.is_finite() && self.max_ts > self.min_ts,
+            "frames.max_ts",
+            "must be a number above frames.min_ts",
+        )
+    }
+
+    /// The limits frames are checked against.
+    pub fn limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_bytes: self.max_bytes,
+            min_ts: self.min_ts,
+            max_ts: self.max_ts,
+        }
+    }
+}
+
+/// Event-time windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowConfig {
+    /// Window length in seconds; a frame belongs to `floor(ts / length) * length`.
+    pub length_secs: i64,
+    /// A window closes when the watermark passes its end plus this many seconds.
+    pub lateness_secs: i64,
+    /// A partition that has caught up to its end and stays there this long (milliseconds) no
+    /// longer holds the watermark back.
+    pub idle_after_ms: u64,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        WindowConfig {
+            length_secs: 60,
+            lateness_secs: 5,
+            idle_after_ms: 5_000,
+        }
+    }
+}
+
+impl WindowConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1..=86_400).contains(&self.length_secs),
+            "window.length_secs",
+            "must be between 1 and 86400",
+        )?;
+        check(
+            (0..=86_400).contains(&self.lateness_secs),
+            "window.lateness_secs",
+            "must be between 0 and 86400",
+        )?;
+        check(
+            self.idle_after_ms >= 1,
+            "window.idle_after_ms",
+            "must be at least 1",
+        )
+    }
+}
+
+/// When results are written and offsets committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlushConfig {
+    /// Flush once this many frames were processed since the last flush.
+    pub max_frames: u64,
+    /// Flush at least this often (milliseconds) when there is something to write or commit.
+    pub interval_ms: u64,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        FlushConfig {
+            max_frames: 200_000,
+            interval_ms: 1_000,
+        }
+    }
+}
+
+impl FlushConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.max_frames >= 1,
+            "flush.max_frames",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=3_600_000).contains(&self.interval_ms),
+            "flush.interval_ms",
+            "must be between 1 and 3600000",
+        )
+    }
+}
+
+/// Where closed windows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// One JSON line per window on standard output.
+    Stdout,
+    /// Appended to `sink.path`, flushed and fsynced before the offsets it covers are committed.
+    File,
+}
+
+/// The output of closed windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// `stdout` or `file`.
+    pub kind: SinkKind,
+    /// File to append to when `kind = "file"`.
+    pub path: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            kind: SinkKind::Stdout,
+            path: String::new(),
+        }
+    }
+}
+
+impl SinkConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            self.kind != SinkKind::File || !self.path.trim().is_empty(),
+            "sink.path",
+            "must be set when sink.kind = \"file\"",
+        )
+    }
+}
+
+/// Metrics and the periodic summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Log a one-line summary this often (milliseconds); 0 disables it.
+    pub log_interval_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            log_interval_ms: 10_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        KafkaConfig::default().validate().unwrap();
+        EmbeddedConfig::default().validate().unwrap();
+        GeneratorConfig::default().validate().unwrap();
+        PartitionConfig::default().validate().unwrap();
+        FrameConfig::default().validate().unwrap();
+        WindowConfig::default().validate().unwrap();
+        FlushConfig::default().validate().unwrap();
+        SinkConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let kafka = KafkaConfig {
+            brokers: "localhost:9092,nohost".into(),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(kafka.validate().unwrap_err().key, "kafka.brokers");
+        let kafka = KafkaConfig {
+            topic: "bad topic".into(),
+            ..KafkaConfig::default()
+        };
+        assert_eq!(kafka.validate().unwrap_err().key, "kafka.topic");
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        assert_eq!(
+            kafka.validate().unwrap_err().key,
+            "kafka.properties.enable.auto.commit"
+        );
+        let window = WindowConfig {
+            length_secs: 0,
+            ..WindowConfig::default()
+        };
+        assert_eq!(window.validate().unwrap_err().key, "window.length_secs");
+        let sink = SinkConfig {
+            kind: SinkKind::File,
+            path: String::new(),
+        };
+        assert_eq!(sink.validate().unwrap_err().key, "sink.path");
+        let generator = GeneratorConfig {
+            bad_ratio: 1.5,
+            ..GeneratorConfig::default()
+        };
+        assert_eq!(generator.validate().unwrap_err().key, "generator.bad_ratio");
+    }
+
+    #[test]
+    fn debug_output_redacts_secret_properties() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .properties
+            .insert("sasl.password".into(), "hunter2".into());
+        kafka
+            .properties
+            .insert("ssl.key.password".into(), "swordfish".into());
+        kafka
+            .properties
+            .insert("fetch.wait.max.ms".into(), "50".into());
+        let shown = format!("{kafka:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("swordfish"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("fetch.wait.max.ms") && shown.contains("50"),
+            "{shown}"
+        );
+    }
+}

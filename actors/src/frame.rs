@@ -1,0 +1,354 @@
+//! Frames: the JSON records on the input topic, how they are validated, and the chunk that
+//! carries parsed frames from a partition to the batch actor.
+//!
+//! A frame is a JSON object with `ts` (seconds since the epoch, integer or float) and `uid` (a
+//! string); other fields are ignored. Everything else is invalid and is classified by
+//! [`InvalidReason`] so it can be counted and skipped without stopping the partition.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Why a record on the input topic is not a usable frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InvalidReason {
+    /// The payload is larger than `frames.max_bytes`.
+    TooLarge,
+    /// The payload is not valid UTF-8.
+    NotUtf8,
+    /// The payload is empty, absent or not JSON (including duplicate keys).
+    NotJson,
+    /// The payload is JSON but not an object.
+    NotObject,
+    /// The object lacks `ts` or `uid`.
+    MissingField,
+    /// `ts` is not a number or `uid` is not a string.
+    WrongType,
+    /// `ts` lies outside `[frames.min_ts, frames.max_ts]`.
+    ImplausibleTs,
+}
+
+impl InvalidReason {
+    /// Every reason, in the order used by [`InvalidCounts`].
+    pub const ALL: [InvalidReason; 7] = [
+        InvalidReason::TooLarge,
+        InvalidReason::NotUtf8,
+        InvalidReason::NotJson,
+        InvalidReason::NotObject,
+        InvalidReason::MissingField,
+        InvalidReason::WrongType,
+        InvalidReason::ImplausibleTs,
+    ];
+
+    /// The stable name used in logs, metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidReason::TooLarge => "too_large",
+            InvalidReason::NotUtf8 => "not_utf8",
+            InvalidReason::NotJson => "not_json",
+            InvalidReason::NotObject => "not_object",
+            InvalidReason::MissingField => "missing_field",
+            InvalidReason::WrongType => "wrong_type",
+            InvalidReason::ImplausibleTs => "implausible_ts",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Counts of invalid frames, one per [`InvalidReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvalidCounts([u64; 7]);
+
+impl InvalidCounts {
+    /// Counts one more frame for `reason`.
+    pub fn add(&mut self, reason: InvalidReason) {
+        self.0[reason.index()] += 1;
+    }
+
+    /// Adds every count of `other` to this one.
+    pub fn merge(&mut self, other: &InvalidCounts) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0.iter()) {
+            *mine += theirs;
+        }
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: InvalidReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// All invalid frames, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason, zero counts included.
+    pub fn iter(&self) -> impl Iterator<Item = (InvalidReason, u64)> + '_ {
+        InvalidReason::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+}
+
+/// The limits a frame must respect to be counted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameLimits {
+    /// Payloads larger than this are [`InvalidReason::TooLarge`].
+    pub max_bytes: usize,
+    /// Smallest plausible `ts`, in epoch seconds.
+    pub min_ts: f64,
+    /// Largest plausible `ts`, in epoch seconds.
+    pub max_ts: f64,
+}
+
+/// A valid frame; `uid` borrows from the payload unless it contained escapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame<'a> {
+    /// Event time in seconds since the epoch.
+    pub ts: f64,
+    /// The user id.
+    pub uid: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct RawFrame<'a> {
+    // serde's f64 accepts JSON integers as well as floats, which is what the format allows.
+    ts: f64,
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+}
+
+/// Parses and validates one record payload (`None` for a record without a value).
+pub fn parse_frame<'a>(
+    payload: Option<&'a [u8]>,
+    limits: &FrameLimits,
+) -> Result<Frame<'a>, InvalidReason> {
+    let bytes = payload.unwrap_or_default();
+    if bytes.len() > limits.max_bytes {
+        return Err(InvalidReason::TooLarge);
+    }
+    // Checked up front: serde_json does not validate UTF-8 inside fields it skips.
+    let text = std::str::from_utf8(bytes).map_err(|_| InvalidReason::NotUtf8)?;
+    // The derived struct parser would also take a JSON array in field order.
+    if !text.trim_start().starts_with('{') {
+        return Err(classify(text));
+    }
+    let raw: RawFrame<'_> = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(_) => return Err(classify(text)),
+    };
+    if !(raw.ts >= limits.min_ts && raw.ts <= limits.max_ts) {
+        return Err(InvalidReason::ImplausibleTs);
+    }
+    Ok(Frame {
+        ts: raw.ts,
+        uid: raw.uid,
+    })
+}
+
+/// Finds out why a payload failed the typed parse. Only runs for invalid frames, so it may
+/// parse again into a generic value.
+fn classify(text: &str) -> InvalidReason {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(_) => return InvalidReason::NotJson,
+    };
+    let Some(object) = value.as_object() else {
+        return InvalidReason::NotObject;
+    };
+    match (object.get("ts"), object.get("uid")) {
+        (None, _) | (_, None) => InvalidReason::MissingField,
+        (Some(ts), Some(uid)) if !ts.is_number() || !uid.is_string() => InvalidReason::WrongType,
+        // Both fields look right in the generic value, so the typed parse failed on something
+        // the generic one tolerates: a duplicate key.
+        _ => InvalidReason::NotJson,
+    }
+}
+
+/// Window start for an event time: `floor(ts / length) * length`.
+pub fn window_start(ts: f64, length_secs: i64) -> i64 {
+    (ts / length_secs as f64).floor() as i64 * length_secs
+}
+
+/// Parsed frames of one partition, in offset order, stored column-wise so a chunk of
+/// thousands of frames costs a handful of allocations instead of one per frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FrameChunk {
+    offsets: Vec<i64>,
+    ts: Vec<f64>,
+    uid_ends: Vec<u32>,
+    uids: String,
+}
+
+impl FrameChunk {
+    /// An empty chunk with room for `frames` frames.
+    pub fn with_capacity(frames: usize) -> Self {
+        FrameChunk {
+            offsets: Vec::with_capacity(frames),
+            ts: Vec::with_capacity(frames),
+            uid_ends: Vec::with_capacity(frames),
+            uids: String::with_capacity(frames * 12),
+        }
+    }
+
+    /// Appends a frame read at `offset`.
+    pub fn push(&mut self, offset: i64, ts: f64, uid: &str) {
+        self.offsets.push(offset);
+        self.ts.push(ts);
+        self.uids.push_str(uid);
+        // A chunk holds at most a few MiB of uids: chunk sizes are bounded by configuration
+        // (`partition.chunk_max_frames` × `frames.max_bytes`), well below 4 GiB.
+        self.uid_ends.push(self.uids.len() as u32);
+    }
+
+    /// Number of frames in the chunk.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// True when the chunk holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// `(offset, ts, uid)` of every frame, in offset order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, f64, &str)> + '_ {
+        let starts = std::iter::once(0).chain(self.uid_ends.iter().map(|e| *e as usize));
+        self.offsets
+            .iter()
+            .zip(self.ts.iter())
+            .zip(starts.zip(self.uid_ends.iter()))
+            .map(move |((offset, ts), (start, end))| {
+                (*offset, *ts, &self.uids[start..*end as usize])
+            })
+    }
+
+    /// The highest event time in the chunk.
+    pub fn max_ts(&self) -> Option<f64> {
+        self.ts.iter().copied().reduce(f64::max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: FrameLimits = FrameLimits {
+        max_bytes: 256,
+        min_ts: 946_684_800.0,
+        max_ts: 4_102_444_800.0,
+    };
+
+    fn reason(payload: &[u8]) -> InvalidReason {
+        parse_frame(Some(payload), &LIMITS).expect_err("frame should be invalid")
+    }
+
+    #[test]
+    fn accepts_integer_and_float_ts_and_ignores_other_fields() {
+        let f = parse_frame(
+            Some(br#"{"ts":1700000000,"uid":"u1","x":[1,{"y":null}]}"#),
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(f.ts, 1_700_000_000.0);
+        assert_eq!(f.uid, "u1");
+        let f = parse_frame(Some(br#"{"uid":"a\"b","ts":1700000000.75}"#), &LIMITS).unwrap();
+        assert_eq!(f.ts, 1_700_000_000.75);
+        assert_eq!(f.uid, "a\"b");
+    }
+
+    #[test]
+    fn classifies_every_kind_of_bad_frame() {
+        assert_eq!(reason(&[b'{'; 300]), InvalidReason::TooLarge);
+        assert_eq!(
+            reason(b"{\"ts\":1700000000,\"uid\":\"\xff\xfe\"}"),
+            InvalidReason::NotUtf8
+        );
+        assert_eq!(
+            reason(b"{\"ts\":1700000000,\"uid\":\"u\",\"z\":\"\xc3\"}"),
+            InvalidReason::NotUtf8
+        );
+        assert_eq!(reason(b"{ts: 1}"), InvalidReason::NotJson);
+        assert_eq!(reason(b""), InvalidReason::NotJson);
+        assert_eq!(
+            parse_frame(None, &LIMITS).expect_err("absent value"),
+            InvalidReason::NotJson
+        );
+        assert_eq!(
+            reason(br#"{"ts":1700000000,"uid":"a","ts":1700000001}"#),
+            InvalidReason::NotJson
+        );
+        assert_eq!(reason(br#"[1,2]"#), InvalidReason::NotObject);
+        assert_eq!(reason(br#""text""#), InvalidReason::NotObject);
+        assert_eq!(reason(br#"{"ts":1700000000}"#), InvalidReason::MissingField);
+        assert_eq!(reason(br#"{"uid":"u"}"#), InvalidReason::MissingField);
+        assert_eq!(
+            reason(br#"{"ts":"1700000000","uid":"u"}"#),
+            InvalidReason::WrongType
+        );
+        assert_eq!(
+            reason(br#"{"ts":1700000000,"uid":7}"#),
+            InvalidReason::WrongType
+        );
+        assert_eq!(
+            reason(br#"{"ts":null,"uid":"u"}"#),
+            InvalidReason::WrongType
+        );
+        assert_eq!(
+            reason(br#"{"ts":12,"uid":"u"}"#),
+            InvalidReason::ImplausibleTs
+        );
+        assert_eq!(
+            reason(br#"{"ts":9e15,"uid":"u"}"#),
+            InvalidReason::ImplausibleTs
+        );
+        assert_eq!(
+            reason(br#"{"ts":-5,"uid":"u"}"#),
+            InvalidReason::ImplausibleTs
+        );
+    }
+
+    #[test]
+    fn window_start_floors_including_fractions() {
+        assert_eq!(window_start(1_700_000_039.9, 60), 1_699_999_980);
+        assert_eq!(window_start(1_700_000_040.0, 60), 1_700_000_040);
+        assert_eq!(window_start(119.999, 60), 60);
+        assert_eq!(window_start(7.5, 1), 7);
+    }
+
+    #[test]
+    fn chunk_round_trips_frames_in_order() {
+        let mut chunk = FrameChunk::with_capacity(2);
+        chunk.push(10, 5.0, "alpha");
+        chunk.push(11, 7.5, "");
+        chunk.push(13, 6.0, "ü");
+        let frames: Vec<_> = chunk.iter().collect();
+        assert_eq!(
+            frames,
+            vec![(10, 5.0, "alpha"), (11, 7.5, ""), (13, 6.0, "ü")]
+        );
+        assert_eq!(chunk.max_ts(), Some(7.5));
+        assert_eq!(chunk.len(), 3);
+    }
+
+    #[test]
+    fn invalid_counts_add_up() {
+        let mut a = InvalidCounts::default();
+        a.add(InvalidReason::NotJson);
+        a.add(InvalidReason::NotJson);
+        let mut b = InvalidCounts::default();
+        b.add(InvalidReason::TooLarge);
+        a.merge(&b);
+        assert_eq!(a.get(InvalidReason::NotJson), 2);
+        assert_eq!(a.get(InvalidReason::TooLarge), 1);
+        assert_eq!(a.total(), 3);
+    }
+}

@@ -1,0 +1,567 @@
+//! The frame generator: deterministic frames (the same seed and index give the same frame),
+//! out of order by up to `jitter_secs`, a share of deliberately bad frames of every kind, and
+//! the exact expected result ([`GroundTruth`]), computed here without any of the window code,
+//! from the frames Kafka confirmed it stored.
+//!
+//! Frames are keyed by uid: uid `u<n>` always goes to partition `n % partitions`, so every
+//! user lives in one partition.
+//!
+//! [`spawn`] runs it on its own thread, producing at `rate` frames per second.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{GeneratorConfig, KafkaConfig};
+use crate::frame::{FrameLimits, InvalidReason};
+use crate::kafka::{AdapterError, Delivery, FrameProducer};
+use crate::sink::{rfc3339, WindowLine};
+
+/// What a generated frame is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameKind {
+    /// A valid frame.
+    Valid {
+        /// Its event time as written.
+        ts: f64,
+        /// Its user.
+        uid: String,
+    },
+    /// A deliberately invalid frame and the reason it must be rejected with.
+    Invalid(InvalidReason),
+}
+
+/// One frame, ready to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratedFrame {
+    /// Target partition.
+    pub partition: i32,
+    /// Record key (the uid).
+    pub key: String,
+    /// Record value.
+    pub payload: Vec<u8>,
+    /// What it is.
+    pub kind: FrameKind,
+}
+
+/// Builds frames from the configuration; a pure function of the index (and, without
+/// `event_rate`, of the wall clock).
+#[derive(Debug, Clone)]
+pub struct FrameGenerator {
+    config: GeneratorConfig,
+    limits: FrameLimits,
+    partitions: i32,
+    start_ts: f64,
+}
+
+/// Seconds since the epoch, now.
+pub fn now_epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl FrameGenerator {
+    /// A generator for a topic of `partitions` partitions whose frames are checked against
+    /// `limits` (the bad frames are built to break exactly one rule each).
+    pub fn new(config: &GeneratorConfig, limits: FrameLimits, partitions: i32) -> Self {
+        let start_ts = if config.start_ts > 0.0 {
+            config.start_ts
+        } else {
+            now_epoch_secs().floor()
+        };
+        FrameGenerator {
+            config: config.clone(),
+            limits,
+            partitions: partitions.max(1),
+            start_ts,
+        }
+    }
+
+    /// Frame number `index`; `wall_ts` is the current time, used when `event_rate` is 0.
+    pub fn frame(&self, index: u64, wall_ts: f64) -> GeneratedFrame {
+        // One stream per frame, so each frame depends on (seed, index) alone.
+        let mut rng =
+            StdRng::seed_from_u64(self.config.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let user = rng.random_range(0..self.config.users);
+        let uid = format!("u{user}");
+        let partition = (user % self.partitions as u64) as i32;
+        let base = if self.config.event_rate > 0.0 {
+            self.start_ts + index as f64 / self.config.event_rate
+        } else {
+            wall_ts
+        };
+        let bad = self.config.bad_ratio > 0.0 && rng.random::<f64>() < self.config.bad_ratio;
+        if bad {
+            let reason = InvalidReason::ALL[(index % InvalidReason::ALL.len() as u64) as usize];
+            let payload = self.bad_payload(reason, index, base.floor(), &uid);
+            return GeneratedFrame {
+                partition,
+                key: uid,
+                payload,
+                kind: FrameKind::Invalid(reason),
+            };
+        }
+        let jitter = self.config.jitter_secs;
+        let (ts, text) = if index % 2 == 0 {
+            // Integer event time, at most `jitter` whole seconds before the base time.
+            let back = rng.random_range(0..=jitter.floor() as i64);
+            let ts = base.floor() as i64 - back;
+            (ts as f64, ts.to_string())
+        } else {
+            let back = (rng.random::<f64>() * jitter * 1000.0).floor() / 1000.0;
+            let ts = ((base - back) * 1000.0).floor() / 1000.0;
+            (ts, format!("{ts:.3}"))
+        };
+        let payload = if index % 3 == 0 {
+            format!(r#"{{"uid":"{uid}","ts":{text},"src":"gen"}}"#)
+        } else {
+            format!(r#"{{"ts":{text},"uid":"{uid}"}}"#)
+        };
+        GeneratedFrame {
+            partition,
+            key: uid.clone(),
+            payload: payload.into_bytes(),
+            kind: FrameKind::Valid { ts, uid },
+        }
+    }
+
+    fn bad_payload(&self, reason: InvalidReason, index: u64, ts: f64, uid: &str) -> Vec<u8> {
+        match reason {
+            InvalidReason::TooLarge => {
+                let pad = "x".repeat(self.limits.max_bytes);
+                format!(r#"{{"ts":{ts},"uid":"{uid}","pad":"{pad}"}}"#).into_bytes()
+            }
+            InvalidReason::NotUtf8 => {
+                let mut bytes = format!(r#"{{"ts":{ts},"uid":""#).into_bytes();
+                bytes.extend_from_slice(&[0xff, 0xfe, b'"', b'}']);
+                bytes
+            }
+            InvalidReason::NotJson => format!(r#"{{"ts":{ts},"uid":"#).into_bytes(),
+            InvalidReason::NotObject => format!(r#"[{ts},"{uid}"]"#).into_bytes(),
+            InvalidReason::MissingField if index % 2 == 0 => {
+                format!(r#"{{"ts":{ts}}}"#).into_bytes()
+            }
+            InvalidReason::MissingField => format!(r#"{{"uid":"{uid}"}}"#).into_bytes(),
+            InvalidReason::WrongType if index % 2 == 0 => {
+                format!(r#"{{"ts":"{ts}","uid":"{uid}"}}"#).into_bytes()
+            }
+            InvalidReason::WrongType => format!(r#"{{"ts":{ts},"uid":{index}}}"#).into_bytes(),
+            InvalidReason::ImplausibleTs => format!(
+                r#"{{"ts":{},"uid":"{uid}"}}"#,
+                (self.limits.max_ts + 1e6).floor()
+            )
+            .into_bytes(),
+        }
+    }
+}
+
+/// Where a delivered frame is and which window it counts in (`None` for a bad frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The window start of a valid frame.
+    pub window: Option<i64>,
+}
+
+/// The exact expected output for the frames Kafka stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroundTruth {
+    window_secs: i64,
+    windows: BTreeMap<i64, (BTreeSet<String>, u64)>,
+    /// Bad frames by the reason they must be rejected with.
+    pub invalid: BTreeMap<InvalidReason, u64>,
+    /// Valid frames.
+    pub valid: u64,
+}
+
+impl GroundTruth {
+    /// Empty truth for windows of `window_secs`.
+    pub fn new(window_secs: i64) -> Self {
+        GroundTruth {
+            window_secs,
+            ..GroundTruth::default()
+        }
+    }
+
+    /// The window a valid frame belongs to. Written apart from the service's window code on
+    /// purpose: the truth must not share its mistakes.
+    fn window_of(&self, ts: f64) -> i64 {
+        let whole = ts.floor() as i64;
+        whole - whole.rem_euclid(self.window_secs)
+    }
+
+    /// Counts one stored frame and returns its window, if valid.
+    pub fn record(&mut self, kind: &FrameKind) -> Option<i64> {
+        match kind {
+            FrameKind::Valid { ts, uid } => {
+                let start = self.window_of(*ts);
+                let window = self.windows.entry(start).or_default();
+                window.0.insert(uid.clone());
+                window.1 += 1;
+                self.valid += 1;
+                Some(start)
+            }
+            FrameKind::Invalid(reason) => {
+                *self.invalid.entry(*reason).or_default() += 1;
+                None
+            }
+        }
+    }
+
+    /// The expected output lines, oldest window first.
+    pub fn lines(&self) -> Vec<WindowLine> {
+        self.windows
+            .iter()
+            .map(|(start, (uids, frames))| WindowLine {
+                window_start: *start,
+                window_end: start + self.window_secs,
+                start: rfc3339(*start),
+                unique_users: uids.len() as u64,
+                frames: *frames,
+            })
+            .collect()
+    }
+}
+
+/// What a generator run produced.
+#[derive(Debug, Clone, Default)]
+pub struct GeneratorReport {
+    /// Frames handed to the producer.
+    pub produced: u64,
+    /// Frames Kafka confirmed.
+    pub delivered: u64,
+    /// Frames Kafka did not store.
+    pub failed: u64,
+    /// Per partition, the offset after the last stored frame.
+    pub end_offsets: BTreeMap<i32, i64>,
+    /// The expected output.
+    pub truth: GroundTruth,
+    /// Every stored frame's place, when asked for (tests and the loss oracle).
+    pub placements: Vec<Placement>,
+}
+
+/// Failure of the generator thread.
+#[derive(Debug, thiserror::Error)]
+pub enum GeneratorError {
+    /// The producer could not be created.
+    #[error("generator: cannot create the producer")]
+    Producer(#[from] AdapterError),
+    /// A frame could not be queued.
+    #[error("generator: cannot produce frame {index}: {message}")]
+    Send {
+        /// The frame.
+        index: u64,
+        /// Why.
+        message: String,
+    },
+    /// The truth file could not be written.
+    #[error("generator: cannot write the truth file `{path}`")]
+    TruthFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running generator.
+pub struct GeneratorHandle {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<GeneratorReport, GeneratorError>>,
+    done: Option<tokio::sync::oneshot::Receiver<BTreeMap<i32, i64>>>,
+}
+
+impl GeneratorHandle {
+    /// Asks the generator to stop after the frame it is producing.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves with the end offsets once every frame has been produced and confirmed (for a
+    /// finite run); never resolves if the generator is stopped first.
+    pub fn finished(&mut self) -> Option<tokio::sync::oneshot::Receiver<BTreeMap<i32, i64>>> {
+        self.done.take()
+    }
+
+    /// Waits for the thread and returns its report.
+    ///
+    /// # Errors
+    /// What stopped the generator.
+    pub fn join(self) -> Result<GeneratorReport, GeneratorError> {
+        self.stop();
+        self.thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+/// Starts producing on a new thread. With `record_placements`, the report lists where every
+/// frame landed.
+///
+/// # Errors
+/// If the thread cannot be started.
+pub fn spawn(
+    kafka: &KafkaConfig,
+    config: &GeneratorConfig,
+    limits: FrameLimits,
+    window_secs: i64,
+    partitions: i32,
+    record_placements: bool,
+) -> std::io::Result<GeneratorHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let run = Run {
+        kafka: kafka.clone(),
+        config: config.clone(),
+        generator: FrameGenerator::new(config, limits, partitions),
+        window_secs,
+        record_placements,
+        stop: stop.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("generator".into())
+        .spawn(move || run.run(done_tx))?;
+    Ok(GeneratorHandle {
+        stop,
+        thread,
+        done: Some(done_rx),
+    })
+}
+
+struct Run {
+    kafka: KafkaConfig,
+    config: GeneratorConfig,
+    generator: FrameGenerator,
+    window_secs: i64,
+    record_placements: bool,
+    stop: Arc<AtomicBool>,
+}
+
+impl Run {
+    fn run(
+        self,
+        done: tokio::sync::oneshot::Sender<BTreeMap<i32, i64>>,
+    ) -> Result<GeneratorReport, GeneratorError> {
+        let producer = FrameProducer::new(&self.kafka)?;
+        let mut report = GeneratorReport {
+            truth: GroundTruth::new(self.window_secs),
+            ..GeneratorReport::default()
+        };
+        let mut pending: HashMap<u64, FrameKind> = HashMap::new();
+        let started = Instant::now();
+        let limit = if self.config.frames == 0 {
+            u64::MAX
+        } else {
+            self.config.frames
+        };
+        let mut index = 0u64;
+        while index < limit && !self.stop.load(Ordering::Relaxed) {
+            // Frames allowed so far by the rate; produce in small bursts, then wait.
+            let allowed = if self.config.rate == 0 {
+                index + 1_000
+            } else {
+                (started.elapsed().as_secs_f64() * self.config.rate as f64) as u64 + 1
+            };
+            if index >= allowed {
+                producer.poll(Duration::from_millis(5));
+                self.collect(&producer, &mut pending, &mut report);
+                continue;
+            }
+            let wall = now_epoch_secs();
+            for i in index..allowed.min(limit) {
+                let frame = self.generator.frame(i, wall);
+                producer
+                    .send(i, frame.partition, frame.key.as_bytes(), &frame.payload)
+                    .map_err(|e| GeneratorError::Send {
+                        index: i,
+                        message: e.to_string(),
+                    })?;
+                pending.insert(i, frame.kind);
+                report.produced += 1;
+            }
+            index = allowed.min(limit);
+            producer.poll(Duration::ZERO);
+            self.collect(&producer, &mut pending, &mut report);
+        }
+        // Everything queued is either delivered or failed by the end of the flush.
+        while !pending.is_empty() {
+            let _ = producer.flush(Duration::from_millis(500));
+            self.collect(&producer, &mut pending, &mut report);
+            if self.stop.load(Ordering::Relaxed) && producer.flush(Duration::from_secs(30)).is_err()
+            {
+                break;
+            }
+        }
+        if !self.config.truth_file.is_empty() {
+            write_truth(&self.config.truth_file, &report.truth)?;
+        }
+        if index >= limit {
+            // Only a run that produced all its frames has a defined end.
+            let _ = done.send(report.end_offsets.clone());
+        }
+        tracing::info!(
+            produced = report.produced,
+            delivered = report.delivered,
+            failed = report.failed,
+            "Generator finished."
+        );
+        Ok(report)
+    }
+
+    fn collect(
+        &self,
+        producer: &FrameProducer,
+        pending: &mut HashMap<u64, FrameKind>,
+        report: &mut GeneratorReport,
+    ) {
+        for delivery in producer.take_deliveries() {
+            match delivery {
+                Delivery::Stored {
+                    index,
+                    partition,
+                    offset,
+                } => {
+                    let Some(kind) = pending.remove(&index) else {
+                        continue;
+                    };
+                    let window = report.truth.record(&kind);
+                    report.delivered += 1;
+                    let end = report.end_offsets.entry(partition).or_default();
+                    *end = (*end).max(offset + 1);
+                    if self.record_placements {
+                        report.placements.push(Placement {
+                            partition,
+                            offset,
+                            window,
+                        });
+                    }
+                }
+                Delivery::Failed { index, reason } => {
+                    pending.remove(&index);
+                    report.failed += 1;
+                    tracing::warn!(index, %reason, "Generated frame was not stored.");
+                }
+            }
+        }
+    }
+}
+
+fn write_truth(path: &str, truth: &GroundTruth) -> Result<(), GeneratorError> {
+    let mut text = String::new();
+    for line in truth.lines() {
+        // Serializing a struct of integers and strings cannot fail.
+        text.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|source| GeneratorError::TruthFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::parse_frame;
+
+    fn limits() -> FrameLimits {
+        FrameLimits {
+            max_bytes: 256,
+            min_ts: 946_684_800.0,
+            max_ts: 4_102_444_800.0,
+        }
+    }
+
+    fn config() -> GeneratorConfig {
+        GeneratorConfig {
+            users: 50,
+            jitter_secs: 3.0,
+            bad_ratio: 0.2,
+            event_rate: 100.0,
+            start_ts: 1_700_000_000.0,
+            ..GeneratorConfig::default()
+        }
+    }
+
+    #[test]
+    fn frames_are_deterministic_and_parse_as_their_kind_says() {
+        let g = FrameGenerator::new(&config(), limits(), 4);
+        let mut seen = BTreeSet::new();
+        for i in 0..2_000 {
+            let f = g.frame(i, 0.0);
+            assert_eq!(f, g.frame(i, 0.0), "frame {i} depends on the index alone");
+            match (&f.kind, parse_frame(Some(&f.payload), &limits())) {
+                (FrameKind::Valid { ts, uid }, Ok(parsed)) => {
+                    assert_eq!(parsed.ts, *ts);
+                    assert_eq!(parsed.uid, uid.as_str());
+                    let user: u64 = uid[1..].parse().unwrap();
+                    assert_eq!(f.partition as u64, user % 4, "keyed by uid");
+                    let base = 1_700_000_000.0 + i as f64 / 100.0;
+                    // Whole-second frames go back whole seconds from the whole base second.
+                    let low = if i % 2 == 0 {
+                        base.floor() - 3.0
+                    } else {
+                        base - 3.0
+                    };
+                    assert!(*ts <= base && *ts >= low, "frame {i}: ts {ts} base {base}");
+                }
+                (FrameKind::Invalid(reason), Err(got)) => {
+                    assert_eq!(got, *reason, "frame {i}");
+                    seen.insert(*reason);
+                }
+                (kind, parsed) => panic!("frame {i}: {kind:?} parsed as {parsed:?}"),
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            InvalidReason::ALL.len(),
+            "every kind of bad frame appears"
+        );
+    }
+
+    #[test]
+    fn truth_counts_distinct_users_per_window() {
+        let mut truth = GroundTruth::new(60);
+        for (ts, uid) in [
+            (1_700_000_040.0, "a"),
+            (1_700_000_099.9, "a"),
+            (1_700_000_050.0, "b"),
+            (1_700_000_100.0, "a"),
+        ] {
+            truth.record(&FrameKind::Valid {
+                ts,
+                uid: uid.into(),
+            });
+        }
+        truth.record(&FrameKind::Invalid(InvalidReason::NotJson));
+        let lines = truth.lines();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (
+                lines[0].window_start,
+                lines[0].unique_users,
+                lines[0].frames
+            ),
+            (1_700_000_040, 2, 3)
+        );
+        assert_eq!(
+            (
+                lines[1].window_start,
+                lines[1].unique_users,
+                lines[1].frames
+            ),
+            (1_700_000_100, 1, 1)
+        );
+        assert_eq!(truth.invalid[&InvalidReason::NotJson], 1);
+    }
+}

@@ -1,0 +1,83 @@
+//! [`KafkaCommitter`]: commits offsets of the input topic for the group from a consumer that
+//! assigns nothing and subscribes to nothing, so it never joins the group. Commits are
+//! synchronous: the batch actor must know a commit succeeded (librdkafka reports the outcome
+//! of manual asynchronous commits only in its logs).
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{consumer_config, AdapterError};
+use crate::config::KafkaConfig;
+use crate::ports::{CommitError, OffsetCommitter};
+
+/// Commits offsets for `kafka.group`.
+pub struct KafkaCommitter {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl KafkaCommitter {
+    /// Creates the committing client.
+    ///
+    /// # Errors
+    /// If the client cannot be created.
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, AdapterError> {
+        let consumer = consumer_config(kafka, "kafka-actors-committer", &[])
+            .create()
+            .map_err(|source| AdapterError::CreateClient {
+                role: "committer",
+                source,
+            })?;
+        Ok(KafkaCommitter {
+            consumer,
+            topic: kafka.topic.clone(),
+        })
+    }
+}
+
+/// Errors after which the same commit cannot succeed by retrying.
+fn retriable(error: &KafkaError) -> bool {
+    !matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::OffsetMetadataTooLarge
+                | RDKafkaErrorCode::InvalidCommitOffsetSize
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::Fatal
+        )
+    )
+}
+
+impl OffsetCommitter for KafkaCommitter {
+    fn commit(&mut self, offsets: &[(i32, i64)], metadata: &str) -> Result<(), CommitError> {
+        // This client is never polled for messages; serve its event queue (logs, errors) here
+        // so it does not grow.
+        let _ = self.consumer.poll(Duration::ZERO);
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (partition, offset) in offsets {
+            let mut element = tpl.add_partition(&self.topic, *partition);
+            element
+                .set_offset(Offset::Offset(*offset))
+                .map_err(|e| CommitError {
+                    retriable: false,
+                    message: e.to_string(),
+                })?;
+            element.set_metadata(metadata);
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| CommitError {
+                retriable: retriable(&e),
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,225 @@
+//! The Kafka adapter: the only module that names rdkafka types. Everything else sees the
+//! project's own [`FrameSource`](crate::ports::FrameSource),
+//! [`OffsetCommitter`](crate::ports::OffsetCommitter), partitions as `i32` and offsets as `i64`.
+//!
+//! Threading: every call here may block (librdkafka round trips), so callers run them on
+//! threads that may block: a partition actor's own arbiter, `spawn_blocking`, or the
+//! generator's thread.
+//!
+//! Client settings: the service's defaults first, then `kafka.properties` (the raw librdkafka
+//! passthrough), then the properties the delivery guarantee depends on (auto-commit off,
+//! offsets stored by the service, partition EOF on), which configuration may not override.
+
+mod committer;
+mod embedded;
+mod producer;
+mod reader;
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub use committer::KafkaCommitter;
+pub use embedded::EmbeddedCluster;
+pub use producer::{Delivery, FrameProducer};
+pub use reader::PartitionReader;
+
+use crate::config::KafkaConfig;
+
+/// How long metadata and committed-offset look-ups may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Kafka operation that failed. Messages never contain configuration values.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdapterError {
+    /// librdkafka refused the client configuration or could not start the client.
+    #[error("cannot create the Kafka {role} client")]
+    CreateClient {
+        /// Which client: consumer, producer, committer.
+        role: &'static str,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Topic metadata could not be read.
+    #[error("cannot read the metadata of topic `{topic}`")]
+    Metadata {
+        /// The topic.
+        topic: String,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The topic does not exist or has no partitions.
+    #[error("topic `{0}` does not exist on the cluster")]
+    TopicMissing(String),
+    /// Committed offsets could not be read.
+    #[error("cannot read the committed offsets of group `{group}`")]
+    Committed {
+        /// The consumer group.
+        group: String,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
+    /// A partition could not be assigned.
+    #[error("cannot assign partition {partition} of `{topic}`")]
+    Assign {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The embedded cluster could not be started or changed.
+    #[error("embedded cluster: {what}")]
+    Embedded {
+        /// The operation.
+        what: String,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+/// The configuration shared by every client: brokers, then the user's properties.
+fn client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka.brokers.trim());
+    config.set("client.id", client_id);
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A consumer configuration for `group` that never commits or stores offsets on its own.
+fn consumer_config(
+    kafka: &KafkaConfig,
+    client_id: &str,
+    defaults: &[(&str, String)],
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka.brokers.trim());
+    config.set("client.id", client_id);
+    config.set("auto.offset.reset", kafka.auto_offset_reset.as_str());
+    for (key, value) in defaults {
+        config.set(*key, value);
+    }
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.set("group.id", &kafka.group);
+    config.set("enable.auto.commit", "false");
+    config.set("enable.auto.offset.store", "false");
+    config.set("enable.partition.eof", "true");
+    config
+}
+
+fn lookup_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, AdapterError> {
+    consumer_config(kafka, "kafka-actors-lookup", &[])
+        .create()
+        .map_err(|source| AdapterError::CreateClient {
+            role: "consumer",
+            source,
+        })
+}
+
+/// The partition ids of `kafka.topic`, ascending.
+///
+/// # Errors
+/// If the metadata cannot be read or the topic does not exist.
+pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
+    let consumer = lookup_consumer(kafka)?;
+    let topic = kafka.topic.as_str();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
+        .map_err(|source| AdapterError::Metadata {
+            topic: topic.to_owned(),
+            source,
+        })?;
+    let mut ids: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if ids.is_empty() {
+        return Err(AdapterError::TopicMissing(topic.to_owned()));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// A partition's committed position in the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The partition.
+    pub partition: i32,
+    /// The committed next offset, if the group has one.
+    pub offset: Option<i64>,
+    /// The metadata stored with the commit (empty if none).
+    pub metadata: String,
+}
+
+/// The committed offsets of `kafka.group` for `partitions` of `kafka.topic`.
+///
+/// # Errors
+/// If the group coordinator cannot be reached.
+pub fn committed_offsets(
+    kafka: &KafkaConfig,
+    partitions: &[i32],
+) -> Result<Vec<Committed>, AdapterError> {
+    let consumer = lookup_consumer(kafka)?;
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for partition in partitions {
+        tpl.add_partition(&kafka.topic, *partition);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, LOOKUP_TIMEOUT)
+        .map_err(|source| AdapterError::Committed {
+            group: kafka.group.clone(),
+            source,
+        })?;
+    Ok(committed
+        .elements()
+        .iter()
+        .map(|e| Committed {
+            partition: e.partition(),
+            offset: match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            },
+            metadata: e.metadata().to_owned(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guarantee_properties_cannot_be_overridden_by_passthrough() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .properties
+            .insert("fetch.wait.max.ms".into(), "50".into());
+        let config = consumer_config(&kafka, "t", &[("fetch.wait.max.ms", "500".into())]);
+        assert_eq!(
+            config.get("fetch.wait.max.ms"),
+            Some("50"),
+            "passthrough wins over service defaults"
+        );
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(config.get("group.id"), Some("kafka-actors"));
+        let plain = client_config(&kafka, "p");
+        assert_eq!(plain.get("fetch.wait.max.ms"), Some("50"));
+    }
+}

@@ -1,0 +1,154 @@
+//! [`FrameProducer`]: writes frames to the input topic for the generator, and reports where
+//! each one landed so the generator's ground truth covers exactly what Kafka holds.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+
+use super::{client_config, AdapterError};
+use crate::config::KafkaConfig;
+
+/// Where a produced frame landed, or why it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Stored at `(partition, offset)`.
+    Stored {
+        /// The index the frame was sent with.
+        index: u64,
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+    },
+    /// Not stored.
+    Failed {
+        /// The index the frame was sent with.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Default)]
+struct Collector {
+    deliveries: Mutex<Vec<Delivery>>,
+}
+
+impl ClientContext for Collector {}
+
+impl ProducerContext for Collector {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        let delivery = match result {
+            Ok(message) => Delivery::Stored {
+                index: index as u64,
+                partition: message.partition(),
+                offset: message.offset(),
+            },
+            Err((error, _)) => Delivery::Failed {
+                index: index as u64,
+                reason: error.to_string(),
+            },
+        };
+        // Poisoned only if a previous delivery callback panicked; the data is still usable.
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(delivery);
+    }
+}
+
+/// Produces frames to the input topic.
+pub struct FrameProducer {
+    producer: BaseProducer<Collector>,
+    topic: String,
+}
+
+impl FrameProducer {
+    /// Creates an idempotent producer (no duplicates, order kept per partition).
+    ///
+    /// # Errors
+    /// If the client cannot be created.
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, AdapterError> {
+        let mut config = client_config(kafka, "kafka-actors-generator");
+        for (key, value) in [
+            ("enable.idempotence", "true"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "200000"),
+        ] {
+            if !kafka.properties.contains_key(key) {
+                config.set(key, value);
+            }
+        }
+        let producer = config
+            .create_with_context(Collector::default())
+            .map_err(|source| AdapterError::CreateClient {
+                role: "producer",
+                source,
+            })?;
+        Ok(FrameProducer {
+            producer,
+            topic: kafka.topic.clone(),
+        })
+    }
+
+    /// Queues one frame for `partition`, waiting for room in the local queue if it is full.
+    ///
+    /// # Errors
+    /// If librdkafka rejects the record for another reason than a full queue.
+    pub fn send(
+        &self,
+        index: u64,
+        partition: i32,
+        key: &[u8],
+        payload: &[u8],
+    ) -> Result<(), KafkaError> {
+        let mut record = BaseRecord::with_opaque_to(&self.topic, index as usize)
+            .partition(partition)
+            .key(key)
+            .payload(payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Serves delivery reports, waiting up to `timeout` for one.
+    pub fn poll(&self, timeout: Duration) {
+        self.producer.poll(timeout);
+    }
+
+    /// Delivery reports received since the last call.
+    pub fn take_deliveries(&self) -> Vec<Delivery> {
+        std::mem::take(
+            &mut *self
+                .producer
+                .context()
+                .deliveries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Waits until every queued frame is delivered or failed.
+    ///
+    /// # Errors
+    /// If frames are still queued after `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}

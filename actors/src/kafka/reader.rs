@@ -1,0 +1,165 @@
+//! [`PartitionReader`]: one consumer that assigns exactly one partition to itself (no group
+//! subscription) and reads it from a given offset, like the old SimpleConsumer with seek.
+//! A partition actor owns one; dropping it releases the consumer.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::{consumer_config, AdapterError};
+use crate::config::{KafkaConfig, OffsetReset};
+use crate::ports::{FrameSource, PollStatus, SourceError, StartOffset};
+
+/// Reads one partition of the input topic.
+pub struct PartitionReader {
+    consumer: BaseConsumer,
+    topic: CString,
+    partition: i32,
+    next_offset: Option<i64>,
+    /// An error met after some records of a poll were read: reported by the next poll.
+    pending_error: Option<SourceError>,
+}
+
+impl PartitionReader {
+    /// Creates the consumer and assigns `partition` of `kafka.topic` at `start`.
+    /// `prefetch` bounds the records librdkafka buffers ahead of the reader.
+    ///
+    /// # Errors
+    /// If the client cannot be created or the partition cannot be assigned.
+    pub fn open(
+        kafka: &KafkaConfig,
+        partition: i32,
+        start: StartOffset,
+        prefetch: u64,
+    ) -> Result<Self, AdapterError> {
+        let client_id = format!("kafka-actors-{}-p{partition}", kafka.topic);
+        let defaults = [
+            ("queued.min.messages", prefetch.to_string()),
+            // A fetch that finds nothing new comes back after at most this long, which bounds
+            // how late the partition notices it has caught up.
+            ("fetch.wait.max.ms", "100".to_owned()),
+        ];
+        let consumer: BaseConsumer = consumer_config(kafka, &client_id, &defaults)
+            .create()
+            .map_err(|source| AdapterError::CreateClient {
+                role: "consumer",
+                source,
+            })?;
+        let offset = match start {
+            StartOffset::At(offset) => Offset::Offset(offset),
+            StartOffset::Reset => match kafka.auto_offset_reset {
+                OffsetReset::Earliest => Offset::Beginning,
+                OffsetReset::Latest => Offset::End,
+                // No explicit position: librdkafka applies `auto.offset.reset=error` itself.
+                OffsetReset::Error => Offset::Invalid,
+            },
+        };
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition_offset(&kafka.topic, partition, offset)
+            .and_then(|()| consumer.assign(&tpl))
+            .map_err(|source| AdapterError::Assign {
+                topic: kafka.topic.clone(),
+                partition,
+                source,
+            })?;
+        // Topic names are validated to be ASCII without NUL, so this cannot fail.
+        let topic = CString::new(kafka.topic.as_str())
+            .map_err(|_| AdapterError::TopicMissing(kafka.topic.clone()))?;
+        Ok(PartitionReader {
+            consumer,
+            topic,
+            partition,
+            next_offset: match start {
+                StartOffset::At(offset) => Some(offset),
+                StartOffset::Reset => None,
+            },
+            pending_error: None,
+        })
+    }
+
+    /// The high watermark from the last fetch response, without a broker round trip. (Some
+    /// brokers answer ListOffsets with a stale end; the fetch response is always current.)
+    fn cached_high_watermark(&self) -> Option<i64> {
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the native handle is valid while `self.consumer` lives, `topic` is a
+        // NUL-terminated string owned by `self`, and `low`/`high` are valid out-pointers.
+        // rd_kafka_get_watermark_offsets only reads librdkafka's cached values.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                self.topic.as_ptr(),
+                self.partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    }
+}
+
+/// Turns a consume error into a [`SourceError`]: fatal when reading cannot resume at the same
+/// position by waiting (the position left the log, or access is denied).
+fn source_error(partition: i32, error: &KafkaError) -> SourceError {
+    let code = error.rdkafka_error_code();
+    let fatal = matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::AutoOffsetReset
+                | RDKafkaErrorCode::OffsetOutOfRange
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::Fatal
+        )
+    );
+    SourceError {
+        fatal,
+        message: format!("partition {partition}: {error}"),
+    }
+}
+
+impl FrameSource for PartitionReader {
+    fn poll(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+    ) -> Result<PollStatus, SourceError> {
+        if let Some(error) = self.pending_error.take() {
+            return Err(error);
+        }
+        let mut status = PollStatus::default();
+        let mut wait = timeout;
+        while status.records < max {
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(message)) => {
+                    on_record(message.offset(), message.payload());
+                    self.next_offset = Some(message.offset() + 1);
+                    status.records += 1;
+                    wait = Duration::ZERO;
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    status.at_end = true;
+                    break;
+                }
+                Some(Err(error)) => {
+                    let error = source_error(self.partition, &error);
+                    if status.records == 0 {
+                        return Err(error);
+                    }
+                    self.pending_error = Some(error);
+                    break;
+                }
+            }
+        }
+        // The position only ever comes from records actually handed out: the cached high
+        // watermark may already count records that are fetched but still queued, and using it
+        // as a position would commit past them.
+        status.high_watermark = self.cached_high_watermark();
+        status.next_offset = self.next_offset;
+        Ok(status)
+    }
+}

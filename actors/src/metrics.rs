@@ -1,0 +1,441 @@
+//! [`MetricsActor`]: per-partition and total counters, timing histograms and consumer lag, and a
+//! periodic one-line summary in the log.
+//!
+//! It never sees single frames: partition actors report once per chunk and the batch actor once
+//! per flush, so its mailbox carries a few messages per second whatever the frame rate.
+//!
+//! The timings keep the names of the consumer this job took over:
+//! - `process_frame`: time to take a record from the client and parse it, per frame
+//!   (measured per chunk, recorded once per frame of the chunk);
+//! - `process_frame.normalized`: processing time of the frames of a flush / its frames;
+//! - `batch.flush`: time to write, sync and commit one flush;
+//! - `batch.flush.normalized`: `batch.flush` / frames covered by the flush;
+//! - `batch.throughput`: frames per second between two flushes;
+//! - `batch.unique.users`: distinct users of each emitted window.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::config::MetricsConfig;
+use crate::frame::{InvalidCounts, InvalidReason};
+
+/// A partition actor processed one chunk.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ChunkProcessed {
+    /// The partition.
+    pub partition: i32,
+    /// Valid frames in the chunk.
+    pub frames: u64,
+    /// Invalid records in the chunk, by reason.
+    pub invalid: InvalidCounts,
+    /// Time from the first record to the chunk being ready.
+    pub process: Duration,
+    /// The partition's position after the chunk.
+    pub next_offset: Option<i64>,
+    /// The partition's high watermark from the last fetch.
+    pub high_watermark: Option<i64>,
+}
+
+/// The batch actor found frames of windows that had already closed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct FramesLate {
+    /// The partition.
+    pub partition: i32,
+    /// How many.
+    pub late: u64,
+}
+
+/// The batch actor finished a flush.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Flushed {
+    /// Write + sync + commit.
+    pub duration: Duration,
+    /// Frames processed since the previous flush.
+    pub frames: u64,
+    /// Distinct users of each window written.
+    pub unique_users: Vec<u64>,
+    /// A commit was attempted.
+    pub commit_attempted: bool,
+    /// The commit failed with this message.
+    pub commit_error: Option<String>,
+}
+
+/// Asks for a copy of every figure.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "MetricsSnapshot")]
+pub struct GetMetrics;
+
+/// p50 / p99 / max of a histogram.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    /// Samples recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest sample.
+    pub max: u64,
+}
+
+impl Quantiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Quantiles {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
+    }
+}
+
+/// Figures of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PartitionMetrics {
+    /// Valid frames.
+    pub frames: u64,
+    /// Invalid frames by reason.
+    pub invalid: BTreeMap<&'static str, u64>,
+    /// Frames of closed windows.
+    pub late: u64,
+    /// Position after the last chunk.
+    pub position: Option<i64>,
+    /// High watermark − position.
+    pub lag: Option<i64>,
+}
+
+/// Every figure the metrics actor keeps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    /// Valid frames, all partitions.
+    pub frames: u64,
+    /// Invalid frames by reason, all partitions.
+    pub invalid: BTreeMap<&'static str, u64>,
+    /// Late frames, all partitions.
+    pub late: u64,
+    /// Per partition.
+    pub partitions: BTreeMap<i32, PartitionMetrics>,
+    /// Frames per second from the first frame to the last.
+    pub throughput: f64,
+    /// `process_frame`, nanoseconds.
+    pub process_frame_ns: Quantiles,
+    /// `process_frame.normalized`, nanoseconds.
+    pub process_frame_normalized_ns: Quantiles,
+    /// `batch.flush`, microseconds.
+    pub batch_flush_us: Quantiles,
+    /// `batch.flush.normalized`, nanoseconds per frame.
+    pub batch_flush_normalized_ns: Quantiles,
+    /// `batch.throughput`, frames per second.
+    pub batch_throughput: Quantiles,
+    /// `batch.unique.users`.
+    pub batch_unique_users: Quantiles,
+    /// Flushes done.
+    pub flushes: u64,
+    /// Windows written.
+    pub windows: u64,
+    /// Commits that succeeded.
+    pub commits: u64,
+    /// Commits that failed.
+    pub commit_failures: u64,
+    /// Total lag over partitions with a known lag.
+    pub lag: i64,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Three significant digits over the whole u64 range: a constant, valid configuration.
+    Histogram::new(3)
+        .unwrap_or_else(|_| unreachable!("3 significant figures is a valid histogram precision"))
+}
+
+fn invalid_map(counts: &InvalidCounts) -> BTreeMap<&'static str, u64> {
+    counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| (InvalidReason::as_str(r), n))
+        .collect()
+}
+
+#[derive(Default)]
+struct PartitionState {
+    frames: u64,
+    invalid: InvalidCounts,
+    late: u64,
+    position: Option<i64>,
+    high_watermark: Option<i64>,
+}
+
+/// Keeps the figures; see the module documentation.
+pub struct MetricsActor {
+    config: MetricsConfig,
+    partitions: BTreeMap<i32, PartitionState>,
+    process_frame: Histogram<u64>,
+    process_frame_normalized: Histogram<u64>,
+    flush: Histogram<u64>,
+    flush_normalized: Histogram<u64>,
+    throughput: Histogram<u64>,
+    unique_users: Histogram<u64>,
+    first_frame: Option<Instant>,
+    last_frame: Option<Instant>,
+    /// Processing time and frames since the last flush, for `process_frame.normalized`.
+    process_since_flush: (Duration, u64),
+    last_flush: Instant,
+    flushes: u64,
+    windows: u64,
+    commits: u64,
+    commit_failures: u64,
+    last_summary: (Instant, u64),
+}
+
+impl MetricsActor {
+    /// A metrics actor with empty figures.
+    pub fn new(config: MetricsConfig) -> Self {
+        let now = Instant::now();
+        MetricsActor {
+            config,
+            partitions: BTreeMap::new(),
+            process_frame: histogram(),
+            process_frame_normalized: histogram(),
+            flush: histogram(),
+            flush_normalized: histogram(),
+            throughput: histogram(),
+            unique_users: histogram(),
+            first_frame: None,
+            last_frame: None,
+            process_since_flush: (Duration::ZERO, 0),
+            last_flush: now,
+            flushes: 0,
+            windows: 0,
+            commits: 0,
+            commit_failures: 0,
+            last_summary: (now, 0),
+        }
+    }
+
+    fn total_frames(&self) -> u64 {
+        self.partitions.values().map(|p| p.frames).sum()
+    }
+
+    /// A copy of every figure.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let mut invalid = InvalidCounts::default();
+        let mut lag = 0;
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|(p, s)| {
+                invalid.merge(&s.invalid);
+                let part_lag = match (s.high_watermark, s.position) {
+                    (Some(h), Some(pos)) => Some((h - pos).max(0)),
+                    _ => None,
+                };
+                lag += part_lag.unwrap_or(0);
+                let metrics = PartitionMetrics {
+                    frames: s.frames,
+                    invalid: invalid_map(&s.invalid),
+                    late: s.late,
+                    position: s.position,
+                    lag: part_lag,
+                };
+                (*p, metrics)
+            })
+            .collect();
+        let frames = self.total_frames();
+        let throughput = match (self.first_frame, self.last_frame) {
+            (Some(first), Some(last)) if last > first => {
+                frames as f64 / (last - first).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        MetricsSnapshot {
+            frames,
+            invalid: invalid_map(&invalid),
+            late: self.partitions.values().map(|p| p.late).sum(),
+            partitions,
+            throughput,
+            process_frame_ns: Quantiles::of(&self.process_frame),
+            process_frame_normalized_ns: Quantiles::of(&self.process_frame_normalized),
+            batch_flush_us: Quantiles::of(&self.flush),
+            batch_flush_normalized_ns: Quantiles::of(&self.flush_normalized),
+            batch_throughput: Quantiles::of(&self.throughput),
+            batch_unique_users: Quantiles::of(&self.unique_users),
+            flushes: self.flushes,
+            windows: self.windows,
+            commits: self.commits,
+            commit_failures: self.commit_failures,
+            lag,
+        }
+    }
+
+    fn log_summary(&mut self) {
+        let now = Instant::now();
+        let frames = self.total_frames();
+        let (since, before) = self.last_summary;
+        let rate =
+            (frames - before) as f64 / now.saturating_duration_since(since).as_secs_f64().max(1e-9);
+        self.last_summary = (now, frames);
+        let s = self.snapshot();
+        tracing::info!(
+            frames,
+            rate = format_args!("{rate:.0}/s"),
+            invalid = s.invalid.values().sum::<u64>(),
+            late = s.late,
+            lag = s.lag,
+            windows = s.windows,
+            commits = s.commits,
+            commit_failures = s.commit_failures,
+            process_frame_p50_ns = s.process_frame_ns.p50,
+            process_frame_p99_ns = s.process_frame_ns.p99,
+            flush_p99_us = s.batch_flush_us.p99,
+            "Summary."
+        );
+    }
+}
+
+impl Actor for MetricsActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Chunks arrive in bursts from every partition; the default 16 slots would make
+        // partition actors wait on bookkeeping.
+        ctx.set_mailbox_capacity(1024);
+        if self.config.log_interval_ms > 0 {
+            ctx.run_interval(
+                Duration::from_millis(self.config.log_interval_ms),
+                |act, _| act.log_summary(),
+            );
+        }
+    }
+}
+
+impl Handler<ChunkProcessed> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChunkProcessed, _: &mut Self::Context) {
+        let now = Instant::now();
+        let state = self.partitions.entry(msg.partition).or_default();
+        state.frames += msg.frames;
+        state.invalid.merge(&msg.invalid);
+        state.position = msg.next_offset.or(state.position);
+        state.high_watermark = msg.high_watermark.or(state.high_watermark);
+        let records = msg.frames + msg.invalid.total();
+        if records > 0 {
+            let per_frame = (msg.process.as_nanos() / u128::from(records)) as u64;
+            // Saturating: a sample beyond the histogram's range is clamped, not lost.
+            self.process_frame.saturating_record_n(per_frame, records);
+            self.process_since_flush.0 += msg.process;
+            self.process_since_flush.1 += records;
+            self.first_frame.get_or_insert(now);
+            self.last_frame = Some(now);
+        }
+    }
+}
+
+impl Handler<FramesLate> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FramesLate, _: &mut Self::Context) {
+        self.partitions.entry(msg.partition).or_default().late += msg.late;
+    }
+}
+
+impl Handler<Flushed> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Flushed, _: &mut Self::Context) {
+        let now = Instant::now();
+        self.flushes += 1;
+        self.flush
+            .saturating_record(msg.duration.as_micros() as u64);
+        if msg.frames > 0 {
+            self.flush_normalized
+                .saturating_record((msg.duration.as_nanos() / u128::from(msg.frames)) as u64);
+            let elapsed = now.saturating_duration_since(self.last_flush).as_secs_f64();
+            if elapsed > 0.0 {
+                self.throughput
+                    .saturating_record((msg.frames as f64 / elapsed) as u64);
+            }
+        }
+        let (process, records) = std::mem::take(&mut self.process_since_flush);
+        if records > 0 {
+            self.process_frame_normalized
+                .saturating_record((process.as_nanos() / u128::from(records)) as u64);
+        }
+        self.last_flush = now;
+        self.windows += msg.unique_users.len() as u64;
+        for users in &msg.unique_users {
+            self.unique_users.saturating_record(*users);
+        }
+        if msg.commit_attempted {
+            match &msg.commit_error {
+                None => self.commits += 1,
+                Some(_) => self.commit_failures += 1,
+            }
+        }
+    }
+}
+
+impl Handler<GetMetrics> for MetricsActor {
+    type Result = MessageResult<GetMetrics>;
+
+    fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.snapshot())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix::test]
+    async fn aggregates_chunks_and_flushes_per_partition_and_in_total() {
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        let mut invalid = InvalidCounts::default();
+        invalid.add(InvalidReason::NotJson);
+        invalid.add(InvalidReason::TooLarge);
+        for (partition, frames) in [(0, 98), (1, 50)] {
+            metrics.do_send(ChunkProcessed {
+                partition,
+                frames,
+                invalid,
+                process: Duration::from_micros(100),
+                next_offset: Some(100),
+                high_watermark: Some(130),
+            });
+        }
+        metrics.do_send(FramesLate {
+            partition: 1,
+            late: 3,
+        });
+        metrics.do_send(Flushed {
+            duration: Duration::from_millis(2),
+            frames: 152,
+            unique_users: vec![7, 9],
+            commit_attempted: true,
+            commit_error: None,
+        });
+        let s = metrics.send(GetMetrics).await.unwrap();
+        assert_eq!(s.frames, 148);
+        assert_eq!(s.invalid.get("not_json"), Some(&2));
+        assert_eq!(s.invalid.get("too_large"), Some(&2));
+        assert_eq!(s.late, 3);
+        assert_eq!(s.partitions[&1].late, 3);
+        assert_eq!(s.partitions[&0].lag, Some(30));
+        assert_eq!(s.lag, 60);
+        assert_eq!(s.process_frame_ns.count, 152);
+        // 100 µs over 100 records of partition 0: 1 µs per frame.
+        assert!(
+            (995..=1_005).contains(&s.process_frame_ns.p50),
+            "{:?}",
+            s.process_frame_ns
+        );
+        assert_eq!((s.flushes, s.windows, s.commits), (1, 2, 1));
+        assert_eq!(s.batch_unique_users.max, 9);
+    }
+}

@@ -1,0 +1,499 @@
+//! [`PartitionActor`]: reads one partition (the partition model: it assigns its partition to
+//! itself and starts from an offset it is given) and sends parsed frames onward in chunks.
+//!
+//! Each partition actor lives on its own arbiter thread, because reading blocks: one `Poll`
+//! waits up to `partition.poll_timeout_ms` for a first record, then takes what is already
+//! buffered, up to `partition.chunk_max_frames`. The chunk goes to the batch actor with
+//! `send().await` inside `ctx.wait`, so a partition never runs ahead of the batch actor's
+//! mailbox (backpressure) and no other message is handled before the chunk is acknowledged.
+//! The metrics actor gets one summary per chunk.
+//!
+//! Invalid frames are counted by reason, logged at most once per
+//! `partition.invalid_log_interval_ms` with partition and offset, and skipped; their offsets
+//! count as processed.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::batch::Chunk;
+use crate::config::PartitionConfig;
+use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
+use crate::metrics::ChunkProcessed;
+use crate::ports::{FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
+
+/// When a partition is done for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndPolicy {
+    /// Never: a service reads until it is stopped.
+    Never,
+    /// At the first time it catches up with its end.
+    FirstEnd,
+    /// Once it has caught up with its end at or past an offset that is not known yet
+    /// ([`EndAt`] sets it): used while the embedded generator is still producing.
+    AwaitOffset,
+    /// Once it has caught up with its end at or past this offset.
+    Offset(i64),
+}
+
+/// Sets the end of a partition that waits for one ([`EndPolicy::AwaitOffset`]); `None` means
+/// its current end.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct EndAt(pub Option<i64>);
+
+/// Stops reading; answers once the last chunk has been acknowledged by the batch actor.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct StopIntake;
+
+/// A partition cannot go on.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PartitionFailed {
+    /// The partition.
+    pub partition: i32,
+    /// Why.
+    pub error: SourceError,
+}
+
+/// Where a partition actor sends what it reads.
+#[derive(Clone)]
+pub struct PartitionOutputs {
+    /// The batch actor.
+    pub batch: Recipient<Chunk>,
+    /// The metrics actor.
+    pub metrics: Recipient<ChunkProcessed>,
+    /// Told when the partition fails.
+    pub supervisor: Recipient<PartitionFailed>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Poll;
+
+/// Logs invalid frames at most once per interval, saying how many were not logged.
+struct InvalidLog {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl InvalidLog {
+    fn note(&mut self, partition: i32, offset: i64, reason: InvalidReason) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.interval)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(partition, offset, %reason, suppressed = self.suppressed, "Skipped invalid frame.");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Reads one partition; see the module documentation.
+pub struct PartitionActor {
+    partition: i32,
+    start: StartOffset,
+    factory: SourceFactory,
+    source: Option<Box<dyn FrameSource>>,
+    outputs: PartitionOutputs,
+    config: PartitionConfig,
+    limits: FrameLimits,
+    end: EndPolicy,
+    /// Caught up with the end at the last poll, and nothing read since.
+    at_end: bool,
+    next_offset: Option<i64>,
+    done: bool,
+    invalid_log: InvalidLog,
+    last_error_log: Option<Instant>,
+}
+
+impl PartitionActor {
+    /// A partition actor that opens its source from `factory` when it starts.
+    pub fn new(
+        partition: i32,
+        start: StartOffset,
+        factory: SourceFactory,
+        outputs: PartitionOutputs,
+        config: PartitionConfig,
+        limits: FrameLimits,
+        end: EndPolicy,
+    ) -> Self {
+        let invalid_log = InvalidLog {
+            interval: Duration::from_millis(config.invalid_log_interval_ms),
+            last: None,
+            suppressed: 0,
+        };
+        PartitionActor {
+            partition,
+            start,
+            factory,
+            source: None,
+            outputs,
+            config,
+            limits,
+            end,
+            at_end: false,
+            next_offset: match start {
+                StartOffset::At(offset) => Some(offset),
+                StartOffset::Reset => None,
+            },
+            done: false,
+            invalid_log,
+            last_error_log: None,
+        }
+    }
+
+    fn end_reached(&self) -> bool {
+        self.at_end
+            && match self.end {
+                EndPolicy::Never | EndPolicy::AwaitOffset => false,
+                EndPolicy::FirstEnd => true,
+                EndPolicy::Offset(end) => self.next_offset.unwrap_or(0) >= end,
+            }
+    }
+
+    fn fail(&mut self, error: SourceError, ctx: &mut Context<Self>) {
+        tracing::error!(partition = self.partition, %error, "Partition failed.");
+        self.outputs.supervisor.do_send(PartitionFailed {
+            partition: self.partition,
+            error,
+        });
+        self.done = true;
+        ctx.stop();
+    }
+
+    fn read(&mut self, ctx: &mut Context<Self>) {
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        let mut frames = FrameChunk::with_capacity(self.config.chunk_max_frames.min(4_096));
+        let mut invalid = InvalidCounts::default();
+        let mut first_record: Option<Instant> = None;
+        let limits = self.limits;
+        let partition = self.partition;
+        let log = &mut self.invalid_log;
+        let result = source.poll(
+            self.config.chunk_max_frames,
+            Duration::from_millis(self.config.poll_timeout_ms),
+            &mut |offset, payload| {
+                first_record.get_or_insert_with(Instant::now);
+                match parse_frame(payload, &limits) {
+                    Ok(frame) => frames.push(offset, frame.ts, &frame.uid),
+                    Err(reason) => {
+                        invalid.add(reason);
+                        log.note(partition, offset, reason);
+                    }
+                }
+            },
+        );
+        let process = first_record.map_or(Duration::ZERO, |t| t.elapsed());
+        let status = match result {
+            Ok(status) => status,
+            Err(error) if error.fatal => return self.fail(error, ctx),
+            Err(error) => {
+                let now = Instant::now();
+                if self
+                    .last_error_log
+                    .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(5))
+                {
+                    tracing::warn!(partition, %error, "Reading the partition failed; retrying.");
+                    self.last_error_log = Some(now);
+                }
+                ctx.run_later(
+                    Duration::from_millis(self.config.poll_timeout_ms),
+                    |_, ctx| ctx.notify(Poll),
+                );
+                return;
+            }
+        };
+        self.deliver(frames, invalid, process, status, ctx);
+    }
+
+    fn deliver(
+        &mut self,
+        frames: FrameChunk,
+        invalid: InvalidCounts,
+        process: Duration,
+        status: PollStatus,
+        ctx: &mut Context<Self>,
+    ) {
+        if status.records > 0 {
+            self.at_end = false;
+        }
+        if status.at_end {
+            self.at_end = true;
+        }
+        self.next_offset = status.next_offset.or(self.next_offset);
+        if status.records > 0 {
+            self.outputs.metrics.do_send(ChunkProcessed {
+                partition: self.partition,
+                frames: frames.len() as u64,
+                invalid,
+                process,
+                next_offset: self.next_offset,
+                high_watermark: status.high_watermark,
+            });
+        }
+        if status.records == 0 && !status.at_end {
+            // Nothing new: the poll already waited. Ask again through the timer, which yields
+            // to the runtime so messages to this actor get their turn.
+            ctx.run_later(Duration::ZERO, |_, ctx| ctx.notify(Poll));
+            return;
+        }
+        self.send_chunk(frames, ctx);
+    }
+
+    /// Sends a chunk (possibly empty, to report the end) and polls again once it is taken.
+    fn send_chunk(&mut self, frames: FrameChunk, ctx: &mut Context<Self>) {
+        let finished = self.end_reached();
+        let chunk = Chunk {
+            partition: self.partition,
+            frames,
+            next_offset: self.next_offset,
+            at_end: self.at_end,
+            finished,
+        };
+        if finished {
+            self.done = true;
+            tracing::info!(partition = self.partition, next_offset = ?self.next_offset, "Partition consumed to its end.");
+        }
+        let send = self.outputs.batch.send(chunk);
+        ctx.wait(send.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(()) if !act.done => ctx.notify(Poll),
+            Ok(()) => {}
+            Err(error) => {
+                tracing::error!(partition = act.partition, %error, "The batch actor is gone; stopping.");
+                act.done = true;
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Actor for PartitionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Opening assigns the partition, which blocks: fine on this actor's own thread.
+        match (self.factory)(self.partition, self.start) {
+            Ok(source) => {
+                tracing::debug!(partition = self.partition, start = ?self.start, "Partition assigned.");
+                self.source = Some(source);
+                ctx.notify(Poll);
+            }
+            Err(error) => self.fail(error, ctx),
+        }
+    }
+}
+
+impl Handler<Poll> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Poll, ctx: &mut Self::Context) {
+        if !self.done {
+            self.read(ctx);
+        }
+    }
+}
+
+impl Handler<EndAt> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndAt, ctx: &mut Self::Context) {
+        if self.end != EndPolicy::AwaitOffset {
+            return;
+        }
+        self.end = match msg.0 {
+            Some(offset) => EndPolicy::Offset(offset),
+            None => EndPolicy::FirstEnd,
+        };
+        // Already at the end: no further poll would report it again, so report it now.
+        if !self.done && self.end_reached() {
+            self.send_chunk(FrameChunk::default(), ctx);
+        }
+    }
+}
+
+impl Handler<StopIntake> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopIntake, ctx: &mut Self::Context) {
+        // Chunks are sent inside `ctx.wait`, so by the time this runs the last one is taken.
+        self.done = true;
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Serves scripted polls: each entry is the records of one poll and whether it ends at the
+    /// partition's end.
+    struct FakeSource {
+        script: VecDeque<(Vec<(i64, Vec<u8>)>, bool)>,
+        next: Option<i64>,
+    }
+
+    impl FrameSource for FakeSource {
+        fn poll(
+            &mut self,
+            max: usize,
+            _timeout: Duration,
+            on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+        ) -> Result<PollStatus, SourceError> {
+            let Some((records, at_end)) = self.script.pop_front() else {
+                std::thread::sleep(Duration::from_millis(5));
+                return Ok(PollStatus {
+                    next_offset: self.next,
+                    ..PollStatus::default()
+                });
+            };
+            assert!(records.len() <= max);
+            for (offset, payload) in &records {
+                on_record(*offset, Some(payload));
+                self.next = Some(offset + 1);
+            }
+            Ok(PollStatus {
+                records: records.len(),
+                at_end,
+                next_offset: self.next,
+                high_watermark: self.next,
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Collected {
+        chunks: Vec<Chunk>,
+        metrics: Vec<ChunkProcessed>,
+        failures: Vec<PartitionFailed>,
+    }
+
+    struct Collector(Arc<Mutex<Collected>>);
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+    impl Handler<Chunk> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: Chunk, _: &mut Self::Context) {
+            self.0.lock().unwrap().chunks.push(msg);
+        }
+    }
+    impl Handler<ChunkProcessed> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: ChunkProcessed, _: &mut Self::Context) {
+            self.0.lock().unwrap().metrics.push(msg);
+        }
+    }
+    impl Handler<PartitionFailed> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: PartitionFailed, _: &mut Self::Context) {
+            self.0.lock().unwrap().failures.push(msg);
+        }
+    }
+
+    fn start(
+        script: Vec<(Vec<(i64, Vec<u8>)>, bool)>,
+        end: EndPolicy,
+    ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
+        let collected = Arc::new(Mutex::new(Collected::default()));
+        let collector = Collector(collected.clone()).start();
+        let script = Arc::new(Mutex::new(Some(script)));
+        let factory: SourceFactory = Arc::new(move |_, _| {
+            let script = script.lock().unwrap().take().unwrap_or_default();
+            Ok(Box::new(FakeSource {
+                script: script.into(),
+                next: None,
+            }) as Box<dyn FrameSource>)
+        });
+        let outputs = PartitionOutputs {
+            batch: collector.clone().recipient(),
+            metrics: collector.clone().recipient(),
+            supervisor: collector.recipient(),
+        };
+        let limits = FrameLimits {
+            max_bytes: 128,
+            min_ts: 946_684_800.0,
+            max_ts: 4_102_444_800.0,
+        };
+        let actor = PartitionActor::new(
+            3,
+            StartOffset::Reset,
+            factory,
+            outputs,
+            PartitionConfig::default(),
+            limits,
+            end,
+        );
+        (actor.start(), collected)
+    }
+
+    fn frame(ts: i64, uid: &str) -> Vec<u8> {
+        format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes()
+    }
+
+    #[actix::test]
+    async fn sends_chunks_skips_bad_frames_and_finishes_at_the_end() {
+        let script = vec![
+            (
+                vec![
+                    (0, frame(1_700_000_000, "a")),
+                    (1, b"{oops".to_vec()),
+                    (2, frame(1_700_000_001, "b")),
+                ],
+                false,
+            ),
+            (vec![(3, b"[1]".to_vec()), (4, frame(12, "c"))], true),
+        ];
+        let (_actor, collected) = start(script, EndPolicy::FirstEnd);
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let c = collected.lock().unwrap();
+        assert_eq!(c.chunks.len(), 2, "one message per poll, not per frame");
+        let offsets: Vec<i64> = c.chunks[0].frames.iter().map(|f| f.0).collect();
+        assert_eq!(offsets, vec![0, 2]);
+        assert_eq!(c.chunks[0].next_offset, Some(3));
+        assert!(c.chunks[1].frames.is_empty());
+        assert_eq!(
+            c.chunks[1].next_offset,
+            Some(5),
+            "bad frames' offsets count as processed"
+        );
+        assert!(c.chunks[1].at_end && c.chunks[1].finished);
+        let invalid = c
+            .metrics
+            .iter()
+            .fold(InvalidCounts::default(), |mut acc, m| {
+                acc.merge(&m.invalid);
+                acc
+            });
+        assert_eq!(invalid.get(InvalidReason::NotJson), 1);
+        assert_eq!(invalid.get(InvalidReason::NotObject), 1);
+        assert_eq!(invalid.get(InvalidReason::ImplausibleTs), 1);
+        assert!(c.failures.is_empty());
+    }
+
+    #[actix::test]
+    async fn waits_for_its_end_offset_when_told_later() {
+        let script = vec![(vec![(0, frame(1_700_000_000, "a"))], true)];
+        let (actor, collected) = start(script, EndPolicy::AwaitOffset);
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert!(!collected.lock().unwrap().chunks.iter().any(|c| c.finished));
+        actor.send(EndAt(Some(1))).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let c = collected.lock().unwrap();
+        assert!(c
+            .chunks
+            .last()
+            .is_some_and(|c| c.finished && c.next_offset == Some(1)));
+    }
+}

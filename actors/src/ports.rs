@@ -1,0 +1,77 @@
+//! The two ways the actors touch Kafka, as traits: reading one partition ([`FrameSource`]) and
+//! committing offsets ([`OffsetCommitter`]). The Kafka adapter implements them; actor tests use
+//! in-memory fakes. Both are blocking and run on threads where blocking is allowed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a partition starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOffset {
+    /// At this offset (the group's committed offset).
+    At(i64),
+    /// Where `kafka.auto_offset_reset` says (no committed offset).
+    Reset,
+}
+
+/// What one [`FrameSource::poll`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollStatus {
+    /// Records handed to the callback.
+    pub records: usize,
+    /// The partition is caught up: its position equals the fetch's high watermark.
+    pub at_end: bool,
+    /// Next offset to read, when known: after the last record read, or the start offset.
+    pub next_offset: Option<i64>,
+    /// The high watermark last reported by a fetch, when known.
+    pub high_watermark: Option<i64>,
+}
+
+/// A failure to read a partition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    /// The partition cannot go on reading (for example its position fell off the log).
+    pub fatal: bool,
+    /// What happened, without any configuration value.
+    pub message: String,
+}
+
+/// Reads one partition.
+pub trait FrameSource: Send + 'static {
+    /// Waits up to `timeout` for a first record, then hands up to `max` records, in offset
+    /// order, to `on_record(offset, payload)` without waiting further.
+    ///
+    /// # Errors
+    /// A transient or fatal read failure; records read before it are delivered first.
+    fn poll(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+    ) -> Result<PollStatus, SourceError>;
+}
+
+/// Opens the source of a partition at a start offset.
+pub type SourceFactory =
+    Arc<dyn Fn(i32, StartOffset) -> Result<Box<dyn FrameSource>, SourceError> + Send + Sync>;
+
+/// A failed commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CommitError {
+    /// Trying again later may succeed.
+    pub retriable: bool,
+    /// What happened.
+    pub message: String,
+}
+
+/// Commits offsets of the input topic for the consumer group.
+pub trait OffsetCommitter: Send + 'static {
+    /// Commits `(partition, next offset)` pairs with `metadata` attached to each, and returns
+    /// once the broker has accepted them.
+    ///
+    /// # Errors
+    /// If the broker did not accept the commit.
+    fn commit(&mut self, offsets: &[(i32, i64)], metadata: &str) -> Result<(), CommitError>;
+}

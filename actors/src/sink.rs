@@ -1,0 +1,172 @@
+//! Where closed windows go: one JSON line per window, on standard output or appended to a file.
+//! A sink's `write` returns only once the lines are durable (flushed, and for a file fsynced),
+//! because the offsets they cover are committed right after.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SinkConfig, SinkKind};
+use crate::window::ClosedWindow;
+
+/// The output record of one closed window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowLine {
+    /// Window start, epoch seconds.
+    pub window_start: i64,
+    /// Window end (exclusive), epoch seconds.
+    pub window_end: i64,
+    /// Window start in RFC 3339, UTC.
+    pub start: String,
+    /// Distinct uids in the window.
+    pub unique_users: u64,
+    /// Frames counted in the window.
+    pub frames: u64,
+}
+
+impl From<&ClosedWindow> for WindowLine {
+    fn from(w: &ClosedWindow) -> Self {
+        WindowLine {
+            window_start: w.start,
+            window_end: w.end,
+            start: rfc3339(w.start),
+            unique_users: w.unique_users,
+            frames: w.frames,
+        }
+    }
+}
+
+/// Formats epoch seconds as RFC 3339 UTC (`2026-11-21T10:00:00Z`).
+pub fn rfc3339(epoch_secs: i64) -> String {
+    // Window starts are validated to lie in [frames.min_ts, frames.max_ts], both non-negative.
+    let time = UNIX_EPOCH + Duration::from_secs(epoch_secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Destination of closed windows.
+pub trait Sink: Send + 'static {
+    /// Writes the windows and returns once they are durable.
+    ///
+    /// # Errors
+    /// Any I/O error; nothing covered by this call may be committed then.
+    fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()>;
+}
+
+fn write_lines(out: &mut impl Write, windows: &[ClosedWindow]) -> io::Result<()> {
+    for window in windows {
+        serde_json::to_writer(&mut *out, &WindowLine::from(window))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Writes to standard output; logs go to standard error so stdout holds only results.
+#[derive(Debug, Default)]
+pub struct StdoutSink;
+
+impl Sink for StdoutSink {
+    fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()> {
+        write_lines(&mut io::stdout().lock(), windows)
+    }
+}
+
+/// Appends to a file and fsyncs it before returning.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    file: File,
+}
+
+impl FileSink {
+    /// Opens (creating if needed) `path` for appending.
+    ///
+    /// # Errors
+    /// If the file cannot be opened.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(FileSink {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// The file written to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let mut out = BufWriter::new(&mut self.file);
+        write_lines(&mut out, windows)?;
+        drop(out);
+        self.file.sync_data()
+    }
+}
+
+/// Builds the sink `config` describes.
+///
+/// # Errors
+/// If the file sink's file cannot be opened.
+pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
+    Ok(match config.kind {
+        SinkKind::Stdout => Box::new(StdoutSink),
+        SinkKind::File => Box::new(FileSink::open(Path::new(&config.path))?),
+    })
+}
+
+/// Reads a file of window lines (the file sink's output, or a truth file).
+///
+/// # Errors
+/// If the file cannot be read or a line is not a window line.
+pub fn read_window_lines(path: &Path) -> io::Result<Vec<WindowLine>> {
+    let text = std::fs::read_to_string(path)?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_sink_appends_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut sink = FileSink::open(&path).unwrap();
+        let w = ClosedWindow {
+            start: 1_700_000_040,
+            end: 1_700_000_100,
+            unique_users: 3,
+            frames: 7,
+        };
+        sink.write(std::slice::from_ref(&w)).unwrap();
+        sink.write(&[]).unwrap();
+        let mut again = FileSink::open(&path).unwrap();
+        again
+            .write(&[ClosedWindow {
+                start: 1_700_000_100,
+                end: 1_700_000_160,
+                unique_users: 1,
+                frames: 1,
+            }])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            r#"{"window_start":1700000040,"window_end":1700000100,"start":"2023-11-14T22:14:00Z","unique_users":3,"frames":7}"#
+        );
+        let lines = read_window_lines(&path).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].window_start, 1_700_000_100);
+    }
+}

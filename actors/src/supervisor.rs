@@ -1,0 +1,261 @@
+//! [`RootSupervisor`]: owns the actor tree, starts it, reports how it ends, and shuts it down
+//! in order.
+//!
+//! Tree: one [`PartitionActor`] per partition, each on its own arbiter thread (reading blocks);
+//! one [`BatchActor`] on its own arbiter (it does the counting); one [`MetricsActor`] on the
+//! supervisor's arbiter.
+//!
+//! Shutdown is drain, then commit, then stop: every partition actor stops reading and answers
+//! once its last chunk is taken; then the batch actor flushes what is closed (or, when the
+//! input is exhausted, closes everything first), commits and answers; then the final figures
+//! are read and the arbiters stop.
+
+use std::collections::BTreeMap;
+
+use actix::prelude::*;
+use futures::future::join_all;
+
+use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
+use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, WindowConfig};
+use crate::frame::FrameLimits;
+use crate::metrics::{GetMetrics, MetricsActor, MetricsSnapshot};
+use crate::partition::{
+    EndAt, EndPolicy, PartitionActor, PartitionFailed, PartitionOutputs, StopIntake,
+};
+use crate::ports::{OffsetCommitter, SourceFactory, StartOffset};
+use crate::sink::Sink;
+
+/// Everything needed to start the tree.
+pub struct PipelineSpec {
+    /// Partitions with the offset each starts from.
+    pub partitions: Vec<(i32, StartOffset)>,
+    /// Watermark from the last commit's metadata.
+    pub resume_watermark: Option<f64>,
+    /// Opens partition sources.
+    pub sources: SourceFactory,
+    /// Where windows go.
+    pub sink: Box<dyn Sink>,
+    /// Commits offsets.
+    pub committer: Box<dyn OffsetCommitter>,
+    /// Intake settings.
+    pub partition: PartitionConfig,
+    /// Frame validity.
+    pub limits: FrameLimits,
+    /// Windows.
+    pub window: WindowConfig,
+    /// Flushes.
+    pub flush: FlushConfig,
+    /// Metrics.
+    pub metrics: MetricsConfig,
+    /// When partitions are done.
+    pub end: EndPolicy,
+}
+
+/// How the tree ended on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every partition reached its end and every window is written and committed.
+    Completed,
+    /// A part failed and the service must stop.
+    Failed(String),
+}
+
+/// Stops the tree in order and returns the final state.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "RunSummary")]
+pub struct Shutdown;
+
+/// The end of a partition for every partition that waits for one; partitions not listed end at
+/// their current end.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct EndOffsets(pub BTreeMap<i32, i64>);
+
+/// The final state of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Every figure.
+    pub metrics: MetricsSnapshot,
+    /// The batch actor's final state.
+    pub drain: DrainReport,
+}
+
+/// Owns the actor tree; see the module documentation.
+pub struct RootSupervisor {
+    spec: Option<PipelineSpec>,
+    partitions: BTreeMap<i32, (Arbiter, Addr<PartitionActor>)>,
+    batch: Option<(Arbiter, Addr<BatchActor>)>,
+    metrics: Option<Addr<MetricsActor>>,
+    outcome: Option<tokio::sync::oneshot::Sender<Outcome>>,
+    completed: bool,
+}
+
+impl RootSupervisor {
+    /// Starts the supervisor, which starts the tree. The receiver resolves when the tree ends
+    /// on its own (completed or failed).
+    pub fn launch(
+        spec: PipelineSpec,
+    ) -> (
+        Addr<RootSupervisor>,
+        tokio::sync::oneshot::Receiver<Outcome>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let addr = RootSupervisor {
+            spec: Some(spec),
+            partitions: BTreeMap::new(),
+            batch: None,
+            metrics: None,
+            outcome: Some(tx),
+            completed: false,
+        }
+        .start();
+        (addr, rx)
+    }
+
+    fn report(&mut self, outcome: Outcome) {
+        if let Some(tx) = self.outcome.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(spec) = self.spec.take() else { return };
+        let metrics = MetricsActor::new(spec.metrics.clone()).start();
+        let batch_arbiter = Arbiter::new();
+        let known: Vec<(i32, Option<i64>)> = spec
+            .partitions
+            .iter()
+            .map(|(p, start)| {
+                let offset = match start {
+                    StartOffset::At(o) => Some(*o),
+                    StartOffset::Reset => None,
+                };
+                (*p, offset)
+            })
+            .collect();
+        let close_at_end = spec.end != EndPolicy::Never;
+        let batch = {
+            let (window, flush, sink, committer) = (
+                spec.window.clone(),
+                spec.flush.clone(),
+                spec.sink,
+                spec.committer,
+            );
+            let (metrics, supervisor, resume) = (
+                metrics.clone(),
+                ctx.address().recipient(),
+                spec.resume_watermark,
+            );
+            BatchActor::start_in_arbiter(&batch_arbiter.handle(), move |_| {
+                BatchActor::new(
+                    &window,
+                    flush,
+                    &known,
+                    resume,
+                    sink,
+                    committer,
+                    close_at_end,
+                    metrics,
+                    Some(supervisor),
+                )
+            })
+        };
+        let outputs = PartitionOutputs {
+            batch: batch.clone().recipient(),
+            metrics: metrics.clone().recipient(),
+            supervisor: ctx.address().recipient(),
+        };
+        for (partition, start) in spec.partitions {
+            let arbiter = Arbiter::new();
+            let actor = PartitionActor::new(
+                partition,
+                start,
+                spec.sources.clone(),
+                outputs.clone(),
+                spec.partition.clone(),
+                spec.limits,
+                spec.end,
+            );
+            let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+            self.partitions.insert(partition, (arbiter, addr));
+        }
+        self.batch = Some((batch_arbiter, batch));
+        self.metrics = Some(metrics);
+    }
+}
+
+impl Handler<PartitionFailed> for RootSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionFailed, _: &mut Self::Context) {
+        self.report(Outcome::Failed(format!(
+            "partition {} failed: {}",
+            msg.partition, msg.error
+        )));
+    }
+}
+
+impl Handler<BatchEvent> for RootSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BatchEvent, _: &mut Self::Context) {
+        match msg {
+            BatchEvent::Completed => {
+                self.completed = true;
+                self.report(Outcome::Completed);
+            }
+            BatchEvent::SinkFailed(error) => self.report(Outcome::Failed(error)),
+        }
+    }
+}
+
+impl Handler<EndOffsets> for RootSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndOffsets, _: &mut Self::Context) {
+        for (partition, (_, addr)) in &self.partitions {
+            addr.do_send(EndAt(msg.0.get(partition).copied()));
+        }
+    }
+}
+
+impl Handler<Shutdown> for RootSupervisor {
+    type Result = ResponseActFuture<Self, RunSummary>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        let partitions = std::mem::take(&mut self.partitions);
+        let batch = self.batch.take();
+        let metrics = self.metrics.clone();
+        let close_all = self.completed;
+        Box::pin(
+            async move {
+                // 1. Stop intake; a partition actor that already stopped answers with an error,
+                //    which is fine: it sends nothing more either way.
+                let (arbiters, addrs): (Vec<Arbiter>, Vec<Addr<PartitionActor>>) =
+                    partitions.into_values().unzip();
+                join_all(addrs.iter().map(|a| a.send(StopIntake))).await;
+                // 2. Flush and commit.
+                let mut summary = RunSummary::default();
+                if let Some((arbiter, batch)) = batch {
+                    summary.drain = batch.send(Drain { close_all }).await.unwrap_or_default();
+                    arbiter.stop();
+                    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+                }
+                // 3. Final figures, then the partition threads (their consumers close there).
+                if let Some(metrics) = metrics {
+                    summary.metrics = metrics.send(GetMetrics).await.unwrap_or_default();
+                }
+                for arbiter in arbiters {
+                    arbiter.stop();
+                    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+                }
+                summary
+            }
+            .into_actor(self),
+        )
+    }
+}
