@@ -1,1 +1,306 @@
+//! kafka-actors, the service: settings, telemetry, and [`run`], which wires the actor system
+//! (the `actors` crate) to Kafka or to the embedded cluster and its frame generator.
+//!
+//! `run` must be called inside an actix `System` (the binary's `main` and `#[actix::test]` both
+//! provide one).
 
+pub mod cli;
+pub mod settings;
+pub mod telemetry;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use actors::batch::decode_watermark;
+use actors::config::{ConfigError, KafkaConfig};
+use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
+use actors::kafka::{self, AdapterError, EmbeddedCluster, KafkaCommitter, PartitionReader};
+use actors::partition::EndPolicy;
+use actors::ports::{FrameSource, SourceError, SourceFactory, StartOffset};
+use actors::sink::open_sink;
+use actors::supervisor::{EndOffsets, Outcome, PipelineSpec, RootSupervisor, RunSummary, Shutdown};
+
+pub use settings::Settings;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The settings are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Kafka could not be reached or set up.
+    #[error(transparent)]
+    Kafka(#[from] AdapterError),
+    /// The sink could not be opened.
+    #[error("cannot open the sink `{path}`")]
+    Sink {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The generator failed.
+    #[error(transparent)]
+    Generator(#[from] GeneratorError),
+    /// A part of the actor system failed and the service stopped.
+    #[error("stopped after a failure: {0}")]
+    Failed(String),
+    /// A blocking task could not finish.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// How and where a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The input was consumed to its end and every window was written.
+    pub completed: bool,
+    /// Final figures and offsets.
+    pub summary: RunSummary,
+    /// The partitions consumed.
+    pub partitions: Vec<i32>,
+    /// The embedded generator's report (embedded runs only).
+    pub generator: Option<GeneratorReport>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RunError> {
+    actix_rt::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RunError::Task(e.to_string()))
+}
+
+/// Runs the service until `shutdown` resolves, `run.stop_after` passes, the input ends
+/// (`run.until_end`), or a part fails. Stopping is graceful: intake stops, closed windows are
+/// written, offsets committed.
+///
+/// # Errors
+/// Invalid settings, an unreachable cluster, or a failure that stopped the service.
+pub async fn run(
+    mut settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    settings.validate()?;
+    let stop_after = settings.run.stop_after()?;
+    let until_end = settings.run.until_end;
+
+    // The embedded cluster lives until the end of this function, after every client of it.
+    let embedded = if settings.kafka.embedded() {
+        let cluster = EmbeddedCluster::start(settings.embedded.brokers)?;
+        let replication = settings.embedded.brokers.min(3);
+        cluster.create_topic(
+            &settings.kafka.topic,
+            settings.embedded.partitions,
+            replication,
+        )?;
+        settings.kafka.brokers = cluster.bootstrap_servers().to_owned();
+        tracing::info!(
+            brokers = settings.embedded.brokers,
+            topic = %settings.kafka.topic,
+            partitions = settings.embedded.partitions,
+            "Started the embedded Kafka cluster."
+        );
+        Some(cluster)
+    } else {
+        None
+    };
+    let kafka = Arc::new(settings.kafka.clone());
+
+    let partitions = {
+        let kafka = kafka.clone();
+        blocking(move || kafka::partition_ids(&kafka)).await??
+    };
+    let committed = {
+        let (kafka, partitions) = (kafka.clone(), partitions.clone());
+        blocking(move || kafka::committed_offsets(&kafka, &partitions)).await??
+    };
+    let resume_watermark = committed
+        .iter()
+        .filter_map(|c| decode_watermark(&c.metadata))
+        .reduce(f64::max);
+    let starts: Vec<(i32, StartOffset)> = partitions
+        .iter()
+        .map(|p| {
+            let offset = committed
+                .iter()
+                .find(|c| c.partition == *p)
+                .and_then(|c| c.offset);
+            (*p, offset.map_or(StartOffset::Reset, StartOffset::At))
+        })
+        .collect();
+    tracing::info!(
+        topic = %kafka.topic,
+        group = %kafka.group,
+        partitions = partitions.len(),
+        committed = committed.iter().filter(|c| c.offset.is_some()).count(),
+        resume_watermark,
+        "Starting the partition model."
+    );
+
+    let mut generator = match &embedded {
+        Some(_) => Some(start_generator(&settings, partitions.len() as i32)?),
+        None => None,
+    };
+    let end = match (until_end, &generator) {
+        (false, _) => EndPolicy::Never,
+        (true, Some(_)) => EndPolicy::AwaitOffset,
+        (true, None) => EndPolicy::FirstEnd,
+    };
+    let sink = open_sink(&settings.sink).map_err(|source| RunError::Sink {
+        path: settings.sink.path.clone(),
+        source,
+    })?;
+    let committer = {
+        let kafka = kafka.clone();
+        blocking(move || KafkaCommitter::new(&kafka)).await??
+    };
+    let spec = PipelineSpec {
+        partitions: starts,
+        resume_watermark,
+        sources: source_factory(kafka.clone(), settings.partition.prefetch_frames),
+        sink,
+        committer: Box::new(committer),
+        partition: settings.partition.clone(),
+        limits: settings.frames.limits(),
+        window: settings.window.clone(),
+        flush: settings.flush.clone(),
+        metrics: settings.metrics.clone(),
+        end,
+    };
+    let (supervisor, mut outcome) = RootSupervisor::launch(spec);
+
+    let mut generator_done = generator.as_mut().and_then(GeneratorHandle::finished);
+    let timer = async {
+        match stop_after {
+            Some(after) => actix_rt::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(shutdown);
+    tokio::pin!(timer);
+    let result: Result<bool, String> = loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("Shutdown requested; draining.");
+                break Ok(false);
+            }
+            () = &mut timer => {
+                tracing::info!("Run time is up; draining.");
+                break Ok(false);
+            }
+            ended = &mut outcome => break match ended {
+                Ok(Outcome::Completed) => Ok(true),
+                Ok(Outcome::Failed(error)) => Err(error),
+                Err(_) => Err("the supervisor stopped unexpectedly".to_owned()),
+            },
+            ends = until_generator_done(generator_done.as_mut()) => {
+                generator_done = None;
+                match ends {
+                    Ok(ends) if until_end => supervisor.do_send(EndOffsets(ends)),
+                    Ok(_) => {}
+                    Err(_) if until_end => break Err("the generator stopped before producing all its frames".to_owned()),
+                    Err(_) => {}
+                }
+            }
+        }
+    };
+    let summary = supervisor.send(Shutdown).await.unwrap_or_default();
+    let generator_report = match generator {
+        Some(handle) => Some(blocking(move || handle.join()).await??),
+        None => None,
+    };
+    drop(embedded);
+    let completed = result.map_err(RunError::Failed)?;
+    tracing::info!(
+        completed,
+        frames = summary.metrics.frames,
+        windows = summary.metrics.windows,
+        open_windows = summary.drain.open_windows,
+        committed = ?summary.drain.committed,
+        "Stopped."
+    );
+    Ok(RunReport {
+        completed,
+        summary,
+        partitions,
+        generator: generator_report,
+    })
+}
+
+fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHandle, RunError> {
+    let handle = generator::spawn(
+        &settings.kafka,
+        &settings.generator,
+        settings.frames.limits(),
+        settings.window.length_secs,
+        partitions,
+        false,
+    )
+    .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
+    if !settings.generator.truth_file.is_empty() {
+        tracing::info!(path = %Path::new(&settings.generator.truth_file).display(), "The generator writes its ground truth here.");
+    }
+    Ok(handle)
+}
+
+/// Opens a [`PartitionReader`] per partition.
+fn source_factory(kafka: Arc<KafkaConfig>, prefetch: u64) -> SourceFactory {
+    Arc::new(move |partition, start| {
+        PartitionReader::open(&kafka, partition, start, prefetch)
+            .map(|reader| Box::new(reader) as Box<dyn FrameSource>)
+            .map_err(|e| SourceError {
+                fatal: true,
+                message: error_chain(&e),
+            })
+    })
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match actix_rt::signal::unix::signal(
+            actix_rt::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "Cannot listen for SIGTERM; only Ctrl-C stops the service.");
+                let _ = actix_rt::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = actix_rt::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_rt::signal::ctrl_c().await;
+    }
+}
+
+/// Resolves with the generator's end offsets; never, when there is nothing to wait for.
+async fn until_generator_done<T>(
+    done: Option<&mut tokio::sync::oneshot::Receiver<T>>,
+) -> Result<T, tokio::sync::oneshot::error::RecvError> {
+    match done {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
+}

@@ -293,12 +293,21 @@ impl GeneratorHandle {
         self.done.take()
     }
 
-    /// Waits for the thread and returns its report.
+    /// Stops the generator, waits for the thread and returns its report.
     ///
     /// # Errors
     /// What stopped the generator.
     pub fn join(self) -> Result<GeneratorReport, GeneratorError> {
         self.stop();
+        self.wait()
+    }
+
+    /// Waits until the generator has produced all its frames (a finite run) and returns its
+    /// report.
+    ///
+    /// # Errors
+    /// What stopped the generator.
+    pub fn wait(self) -> Result<GeneratorReport, GeneratorError> {
         self.thread
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

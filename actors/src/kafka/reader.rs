@@ -5,7 +5,8 @@
 use std::ffi::CString;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -14,9 +15,27 @@ use super::{consumer_config, AdapterError};
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{FrameSource, PollStatus, SourceError, StartOffset};
 
+/// Client callbacks of a reader. librdkafka reports consume errors twice: as a client error and
+/// through `poll`. The partition actor handles (and rate-limits) the second, so the first is
+/// only traced at debug level; partition EOF, which is not an error here, not at all.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::debug!(%error, reason, "librdkafka consumer error.");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// Reads one partition of the input topic.
 pub struct PartitionReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ReaderContext>,
     topic: CString,
     partition: i32,
     next_offset: Option<i64>,
@@ -43,8 +62,8 @@ impl PartitionReader {
             // how late the partition notices it has caught up.
             ("fetch.wait.max.ms", "100".to_owned()),
         ];
-        let consumer: BaseConsumer = consumer_config(kafka, &client_id, &defaults)
-            .create()
+        let consumer: BaseConsumer<ReaderContext> = consumer_config(kafka, &client_id, &defaults)
+            .create_with_context(ReaderContext)
             .map_err(|source| AdapterError::CreateClient {
                 role: "consumer",
                 source,

@@ -1,0 +1,377 @@
+//! Settings: what the service runs with, layered with the `config` crate.
+//!
+//! Precedence, lowest first: built-in defaults < `config/default.toml` (if present) <
+//! `--config FILE` < environment variables (`KAFKA_ACTORS__SECTION__KEY`, for example
+//! `KAFKA_ACTORS__KAFKA__BROKERS`) < command-line flags. Unknown keys and invalid values fail
+//! at start with a message naming the key.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actors::config::{
+    ConfigError, EmbeddedConfig, FlushConfig, FrameConfig, GeneratorConfig, KafkaConfig,
+    MetricsConfig, PartitionConfig, SinkConfig, WindowConfig,
+};
+use config::{Config, Environment, File, FileFormat};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment variables that override settings.
+pub const ENV_PREFIX: &str = "KAFKA_ACTORS";
+
+/// How a run ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Consume every partition to its end, close and emit every window, commit, and exit.
+    pub until_end: bool,
+    /// Stop gracefully after this long (`30s`, `5m`); empty runs until stopped.
+    pub stop_after: String,
+}
+
+impl RunConfig {
+    /// `stop_after` as a duration.
+    ///
+    /// # Errors
+    /// If it is not a duration.
+    pub fn stop_after(&self) -> Result<Option<Duration>, ConfigError> {
+        if self.stop_after.trim().is_empty() {
+            return Ok(None);
+        }
+        humantime::parse_duration(self.stop_after.trim())
+            .map(Some)
+            .map_err(|e| {
+                ConfigError::new(
+                    "run.stop_after",
+                    format!("`{}` is not a duration: {e}", self.stop_after),
+                )
+            })
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging, always to standard error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter directives (`info`, `kafka_actors=debug,librdkafka=warn`); `RUST_LOG`
+    /// wins when set.
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Everything the service runs with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Kafka connection and input.
+    pub kafka: KafkaConfig,
+    /// The embedded cluster (used when `kafka.brokers` is empty).
+    pub embedded: EmbeddedConfig,
+    /// The frame generator (embedded cluster only).
+    pub generator: GeneratorConfig,
+    /// Partition intake.
+    pub partition: PartitionConfig,
+    /// Frame validity.
+    pub frames: FrameConfig,
+    /// Event-time windows.
+    pub window: WindowConfig,
+    /// Flushes and commits.
+    pub flush: FlushConfig,
+    /// Output of closed windows.
+    pub sink: SinkConfig,
+    /// Metrics and the periodic summary.
+    pub metrics: MetricsConfig,
+    /// How a run ends.
+    pub run: RunConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Settings {
+    /// Checks every section.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.embedded.validate()?;
+        self.generator.validate()?;
+        self.partition.validate()?;
+        self.frames.validate()?;
+        self.window.validate()?;
+        self.flush.validate()?;
+        self.sink.validate()?;
+        self.run.stop_after()?;
+        if self.run.until_end && self.kafka.embedded() && self.generator.frames == 0 {
+            return Err(ConfigError::new(
+                "generator.frames",
+                "must be set (above 0) with --until-end on the embedded cluster, or the input never ends",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Values given on the command line; they override every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--brokers`.
+    pub brokers: Option<String>,
+    /// `--topic`.
+    pub topic: Option<String>,
+    /// `--group`.
+    pub group: Option<String>,
+    /// `--for`.
+    pub stop_after: Option<String>,
+    /// `--until-end`.
+    pub until_end: bool,
+}
+
+/// Settings that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A source could not be read or a value has the wrong type.
+    #[error("cannot load settings: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A key that no section has.
+    #[error("unknown setting `{0}`")]
+    UnknownKey(String),
+    /// A value that is out of range or inconsistent.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Where the settings come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The defaults file; `config/default.toml` when `None`.
+    pub default_file: Option<PathBuf>,
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// Environment to read instead of the process environment (tests).
+    pub env: Option<HashMap<String, String>>,
+    /// Command-line values.
+    pub overrides: Overrides,
+}
+
+/// Loads and validates the settings.
+///
+/// # Errors
+/// A source that cannot be read, an unknown key, or an invalid value, each naming the key.
+pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
+    let default_file = sources
+        .default_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("config/default.toml"));
+    let mut builder = Config::builder().add_source(file(&default_file).required(false));
+    if let Some(path) = &sources.config_file {
+        builder = builder.add_source(file(path).required(true));
+    }
+    let env = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(sources.env.clone());
+    builder = builder.add_source(env);
+    let o = &sources.overrides;
+    for (key, value) in [
+        ("kafka.brokers", &o.brokers),
+        ("kafka.topic", &o.topic),
+        ("kafka.group", &o.group),
+        ("run.stop_after", &o.stop_after),
+    ] {
+        builder = builder.set_override_option(key, value.clone())?;
+    }
+    if o.until_end {
+        builder = builder.set_override("run.until_end", true)?;
+    }
+    let config = builder.build()?;
+    reject_unknown_keys(&config)?;
+    let settings: Settings = config.try_deserialize()?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn file(path: &Path) -> File<config::FileSourceFile, FileFormat> {
+    File::from(path).format(FileFormat::Toml)
+}
+
+/// Walks the loaded keys against the known ones so an unknown key is reported with its full
+/// path (serde alone names only the last segment).
+fn reject_unknown_keys(config: &Config) -> Result<(), SettingsError> {
+    let loaded: serde_json::Value = config.clone().try_deserialize()?;
+    let known = serde_json::to_value(Settings::default())
+        .map_err(|e| SettingsError::UnknownKey(e.to_string()))?;
+    fn walk(
+        loaded: &serde_json::Value,
+        known: &serde_json::Value,
+        path: &str,
+    ) -> Result<(), SettingsError> {
+        let (Some(loaded), Some(known)) = (loaded.as_object(), known.as_object()) else {
+            return Ok(());
+        };
+        for (key, value) in loaded {
+            let full = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            match known.get(key) {
+                // Free-form librdkafka properties.
+                Some(_) if full == "kafka.properties" => {}
+                Some(known) => walk(value, known, &full)?,
+                None => return Err(SettingsError::UnknownKey(full)),
+            }
+        }
+        Ok(())
+    }
+    walk(&loaded, &known, "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(
+        toml: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (Sources, Option<tempfile::NamedTempFile>) {
+        let file = toml.map(|text| {
+            let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+            std::fs::write(f.path(), text).unwrap();
+            f
+        });
+        let sources = Sources {
+            default_file: Some(PathBuf::from("/nonexistent/default.toml")),
+            config_file: file.as_ref().map(|f| f.path().to_owned()),
+            env: Some(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            overrides: Overrides::default(),
+        };
+        (sources, file)
+    }
+
+    #[test]
+    fn layers_file_env_and_flags_in_order() {
+        let (mut s, _f) = sources(
+            Some("[kafka]\ntopic = \"from-file\"\ngroup = \"g-file\"\n[window]\nlength_secs = 30\n[kafka.properties]\n\"fetch.wait.max.ms\" = \"50\"\n"),
+            &[("KAFKA_ACTORS__KAFKA__GROUP", "g-env"), ("KAFKA_ACTORS__WINDOW__LATENESS_SECS", "7"), ("KAFKA_ACTORS__KAFKA__BROKERS", "h1:9092,h2:9092")],
+        );
+        let settings = load(&s).unwrap();
+        assert_eq!(settings.kafka.topic, "from-file");
+        assert_eq!(settings.kafka.group, "g-env", "env beats the file");
+        assert_eq!(settings.window.length_secs, 30);
+        assert_eq!(settings.window.lateness_secs, 7, "nested env override");
+        assert_eq!(settings.kafka.brokers, "h1:9092,h2:9092");
+        assert_eq!(settings.kafka.properties["fetch.wait.max.ms"], "50");
+        s.overrides.group = Some("g-flag".into());
+        s.overrides.until_end = true;
+        s.overrides.stop_after = Some("30s".into());
+        let settings = load(&s).unwrap();
+        assert_eq!(settings.kafka.group, "g-flag", "flags beat env");
+        assert!(settings.run.until_end);
+        assert_eq!(
+            settings.run.stop_after().unwrap(),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_fail_with_their_full_path() {
+        let (s, _f) = sources(Some("[window]\nlenght_secs = 30\n"), &[]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("window.lenght_secs"), "{error}");
+        let (s, _f) = sources(Some("[windows]\nlength_secs = 30\n"), &[]);
+        assert!(load(&s).unwrap_err().to_string().contains("`windows`"));
+        let (s, _f) = sources(None, &[("KAFKA_ACTORS__FLUSH__MAX_FRAMEZ", "1")]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("flush.max_framez"), "{error}");
+    }
+
+    #[test]
+    fn invalid_values_fail_naming_the_key() {
+        let (s, _f) = sources(Some("[window]\nlength_secs = \"a minute\"\n"), &[]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("window.length_secs"), "{error}");
+        let (s, _f) = sources(None, &[("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "0")]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("window.length_secs"), "{error}");
+        let (s, _f) = sources(None, &[("KAFKA_ACTORS__SINK__KIND", "kafka")]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("sink.kind"), "{error}");
+        let (mut s, _f) = sources(None, &[]);
+        s.overrides.stop_after = Some("soon".into());
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("run.stop_after"), "{error}");
+        let (mut s, _f) = sources(None, &[]);
+        s.overrides.until_end = true;
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("generator.frames"), "{error}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_errors_or_debug_output() {
+        let (s, _f) = sources(
+            Some(
+                "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n[window]\nlength_secs = -1\n",
+            ),
+            &[],
+        );
+        let error = load(&s).unwrap_err().to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        let (s, _f) = sources(
+            Some("[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n"),
+            &[],
+        );
+        let settings = load(&s).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_shipped_default_file_lists_every_key_with_the_built_in_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let from_file: Settings = Config::builder()
+            .add_source(file(&path).required(true))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(from_file, Settings::default());
+        // Every key is written out, not left to the defaults.
+        let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let known = serde_json::to_value(Settings::default()).unwrap();
+        for (section, keys) in known.as_object().unwrap() {
+            let written = table.get(section).and_then(|t| t.as_table());
+            for key in keys.as_object().unwrap().keys() {
+                assert!(
+                    written.is_some_and(|t| t.contains_key(key)),
+                    "config/default.toml lacks {section}.{key}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! End to end through `kafka_actors::run` on the embedded cluster: the partition model's windows
+//! against the generator's ground truth, bad frames, and commit safety across a stop and a
+//! restart.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actors::frame::InvalidReason;
+use actors::kafka::FrameProducer;
+use actors::sink::WindowLine;
+use common::*;
+
+#[actix::test]
+async fn until_end_emits_exactly_the_ground_truth_and_commits_the_end() {
+    let (cluster, topic) = cluster(4);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    settings.run.until_end = true;
+    let report = produce(&settings, &data(40_000, 500.0, 0.0), 4);
+    assert_eq!(report.delivered, 40_000);
+
+    let run = kafka_actors::run(settings.clone(), std::future::pending())
+        .await
+        .unwrap();
+
+    assert!(run.completed);
+    let truth = report.truth.lines();
+    assert!(
+        truth.len() >= 8,
+        "the data spans several windows: {}",
+        truth.len()
+    );
+    assert_eq!(
+        output(&out),
+        truth,
+        "every window once, in order, with exact counts"
+    );
+    assert_eq!(run.summary.metrics.frames, 40_000);
+    assert_eq!(run.summary.metrics.late, 0);
+    assert_eq!(run.summary.metrics.windows, truth.len() as u64);
+    assert_eq!(run.summary.drain.open_windows, 0);
+    let ends: BTreeMap<i32, i64> = report.end_offsets.clone();
+    assert_eq!(
+        committed(&settings.kafka, &run.partitions),
+        ends,
+        "everything processed is committed"
+    );
+}
+
+#[actix::test]
+async fn bad_frames_are_counted_by_reason_and_change_no_window() {
+    let (cluster, topic) = cluster(3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    settings.run.until_end = true;
+    settings.frames.max_bytes = 512;
+    let report = produce(&settings, &data(21_000, 500.0, 0.1), 3);
+    // A poison frame as the very last record of every partition.
+    let producer = FrameProducer::new(&settings.kafka).unwrap();
+    for partition in 0..3 {
+        producer
+            .send(
+                1_000_000 + partition as u64,
+                partition,
+                b"poison",
+                b"{\"ts\":",
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    drop(producer);
+
+    let run = kafka_actors::run(settings.clone(), std::future::pending())
+        .await
+        .unwrap();
+
+    assert!(
+        run.completed,
+        "a poison last frame does not keep a partition from finishing"
+    );
+    assert_eq!(output(&out), report.truth.lines());
+    let metrics = &run.summary.metrics;
+    for reason in InvalidReason::ALL {
+        let expected = report.truth.invalid.get(&reason).copied().unwrap_or(0)
+            + if reason == InvalidReason::NotJson {
+                3
+            } else {
+                0
+            };
+        assert!(expected > 0, "the data set has {reason} frames");
+        assert_eq!(
+            metrics.invalid.get(reason.as_str()).copied().unwrap_or(0),
+            expected,
+            "{reason}"
+        );
+    }
+    assert_eq!(metrics.frames, report.truth.valid);
+    // The poison frames' offsets count as processed.
+    let mut ends = report.end_offsets.clone();
+    for end in ends.values_mut() {
+        *end += 1;
+    }
+    assert_eq!(committed(&settings.kafka, &run.partitions), ends);
+}
+
+#[actix::test]
+async fn embedded_default_live_run_matches_the_generators_truth() {
+    // No brokers: `run` starts the embedded cluster and the generator, which produces while
+    // the partitions consume; `until_end` waits for the generator and then drains.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let truth_file = dir.path().join("truth.jsonl");
+    let mut settings = settings("", "frames", &out);
+    settings.embedded.partitions = 4;
+    settings.generator.frames = 30_000;
+    settings.generator.rate = 15_000;
+    settings.generator.event_rate = 1_000.0;
+    settings.generator.start_ts = 1_790_000_000.0;
+    settings.generator.truth_file = truth_file.display().to_string();
+    settings.run.until_end = true;
+
+    let run = kafka_actors::run(settings, std::future::pending())
+        .await
+        .unwrap();
+
+    assert!(run.completed);
+    let generator = run.generator.expect("the embedded run has a generator");
+    assert_eq!(generator.delivered, 30_000);
+    let truth = output(&truth_file);
+    assert_eq!(truth, generator.truth.lines());
+    assert!(truth.len() >= 3);
+    assert_eq!(output(&out), truth);
+    assert_eq!(run.summary.metrics.frames, 30_000);
+}
+
+/// Samples of (committed offsets, output) taken while the service runs.
+type Samples = Arc<Mutex<Vec<(BTreeMap<i32, i64>, Vec<WindowLine>)>>>;
+
+/// Watches committed offsets, then the output, every 50 ms until told to stop.
+fn watch(
+    kafka: actors::config::KafkaConfig,
+    out: std::path::PathBuf,
+    partitions: Vec<i32>,
+) -> (Arc<AtomicBool>, Samples, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples: Samples = Arc::default();
+    let thread = {
+        let (stop, samples) = (stop.clone(), samples.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                // Committed first: everything below it must already be in the output.
+                let committed = committed(&kafka, &partitions);
+                let lines = output(&out);
+                samples.lock().unwrap().push((committed, lines));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    (stop, samples, thread)
+}
+
+#[actix::test]
+async fn stop_and_restart_emit_every_window_exactly_and_never_commit_ahead_of_output() {
+    let partitions = 4;
+    let (cluster, topic) = cluster(partitions);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    // Produced live, 10 000 frames/s, 20 event seconds per wall second: windows close while
+    // the first run is consuming.
+    let mut live = data(60_000, 500.0, 0.01);
+    live.rate = 10_000;
+    let generator = actors::generator::spawn(
+        &settings.kafka,
+        &live,
+        settings.frames.limits(),
+        settings.window.length_secs,
+        partitions,
+        true,
+    )
+    .unwrap();
+    let (stop_watch, samples, watcher) = watch(
+        settings.kafka.clone(),
+        out.clone(),
+        (0..partitions).collect(),
+    );
+
+    // First run: stopped gracefully mid-stream.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopper = actix_rt::spawn(async move {
+        actix_rt::time::sleep(Duration::from_millis(3_000)).await;
+        let _ = stop_tx.send(());
+    });
+    let first = kafka_actors::run(settings.clone(), async move {
+        let _ = stop_rx.await;
+    })
+    .await
+    .unwrap();
+    stopper.await.unwrap();
+    assert!(!first.completed);
+    let written_first = output(&out).len();
+    assert!(
+        written_first >= 2,
+        "windows were written before the stop: {written_first}"
+    );
+    assert!(
+        first.summary.drain.open_windows >= 1,
+        "the stop came mid-stream"
+    );
+    let report = actix_rt::task::spawn_blocking(move || wait_generator(generator))
+        .await
+        .unwrap();
+    assert_eq!(report.delivered, 60_000);
+
+    // Second run, same group: picks up from the committed offsets and drains to the end.
+    let mut again = settings.clone();
+    again.run.until_end = true;
+    let second = kafka_actors::run(again, std::future::pending())
+        .await
+        .unwrap();
+    assert!(second.completed);
+    stop_watch.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+
+    // Every window at least once, every line exact.
+    let truth: BTreeMap<i64, WindowLine> = report
+        .truth
+        .lines()
+        .into_iter()
+        .map(|l| (l.window_start, l))
+        .collect();
+    let lines = output(&out);
+    assert_eq!(
+        by_window(&lines),
+        truth,
+        "every window emitted with exact counts"
+    );
+    // A graceful stop commits what it wrote, with the watermark: nothing is written twice.
+    assert_eq!(lines, report.truth.lines());
+    assert_eq!(
+        committed(&settings.kafka, &first.partitions),
+        report.end_offsets
+    );
+
+    // At no sampled moment did a committed offset cover a frame whose window was not written.
+    let window_of: BTreeMap<(i32, i64), i64> = report
+        .placements
+        .iter()
+        .filter_map(|p| p.window.map(|w| ((p.partition, p.offset), w)))
+        .collect();
+    let samples = samples.lock().unwrap();
+    assert!(
+        samples.len() >= 20,
+        "the watcher sampled throughout: {}",
+        samples.len()
+    );
+    let mut checked = 0;
+    for (committed, lines) in samples.iter() {
+        let durable: BTreeSet<i64> = lines.iter().map(|l| l.window_start).collect();
+        for (&(partition, offset), window) in &window_of {
+            if committed.get(&partition).is_some_and(|c| offset < *c) {
+                assert!(
+                    durable.contains(window),
+                    "offset {offset} of partition {partition} committed before its window {window} was written"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
