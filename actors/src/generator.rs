@@ -108,7 +108,7 @@ impl FrameGenerator {
             };
         }
         let jitter = self.config.jitter_secs;
-        let (ts, text) = if index % 2 == 0 {
+        let (ts, text) = if index.is_multiple_of(2) {
             // Integer event time, at most `jitter` whole seconds before the base time.
             let back = rng.random_range(0..=jitter.floor() as i64);
             let ts = base.floor() as i64 - back;
@@ -118,7 +118,7 @@ impl FrameGenerator {
             let ts = ((base - back) * 1000.0).floor() / 1000.0;
             (ts, format!("{ts:.3}"))
         };
-        let payload = if index % 3 == 0 {
+        let payload = if index.is_multiple_of(3) {
             format!(r#"{{"uid":"{uid}","ts":{text},"src":"gen"}}"#)
         } else {
             format!(r#"{{"ts":{text},"uid":"{uid}"}}"#)
@@ -144,11 +144,11 @@ impl FrameGenerator {
             }
             InvalidReason::NotJson => format!(r#"{{"ts":{ts},"uid":"#).into_bytes(),
             InvalidReason::NotObject => format!(r#"[{ts},"{uid}"]"#).into_bytes(),
-            InvalidReason::MissingField if index % 2 == 0 => {
+            InvalidReason::MissingField if index.is_multiple_of(2) => {
                 format!(r#"{{"ts":{ts}}}"#).into_bytes()
             }
             InvalidReason::MissingField => format!(r#"{{"uid":"{uid}"}}"#).into_bytes(),
-            InvalidReason::WrongType if index % 2 == 0 => {
+            InvalidReason::WrongType if index.is_multiple_of(2) => {
                 format!(r#"{{"ts":"{ts}","uid":"{uid}"}}"#).into_bytes()
             }
             InvalidReason::WrongType => format!(r#"{{"ts":{ts},"uid":{index}}}"#).into_bytes(),

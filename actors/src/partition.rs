@@ -337,10 +337,12 @@ mod tests {
 
     use super::*;
 
-    /// Serves scripted polls: each entry is the records of one poll and whether it ends at the
-    /// partition's end.
+    /// The records of one scripted poll, and whether it ends at the partition's end.
+    type ScriptedPoll = (Vec<(i64, Vec<u8>)>, bool);
+
+    /// Serves scripted polls.
     struct FakeSource {
-        script: VecDeque<(Vec<(i64, Vec<u8>)>, bool)>,
+        script: VecDeque<ScriptedPoll>,
         next: Option<i64>,
     }
 
@@ -403,7 +405,7 @@ mod tests {
     }
 
     fn start(
-        script: Vec<(Vec<(i64, Vec<u8>)>, bool)>,
+        script: Vec<ScriptedPoll>,
         end: EndPolicy,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
         let collected = Arc::new(Mutex::new(Collected::default()));

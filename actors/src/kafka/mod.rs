@@ -76,6 +76,15 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
+    /// Reading the topic failed.
+    #[error("cannot read topic `{topic}`")]
+    Read {
+        /// The topic.
+        topic: String,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
     /// The embedded cluster could not be started or changed.
     #[error("embedded cluster: {what}")]
     Embedded {
@@ -198,6 +207,56 @@ pub fn committed_offsets(
             metadata: e.metadata().to_owned(),
         })
         .collect())
+}
+
+/// The speed anchor for benchmarks: one plain consumer that reads every partition of
+/// `kafka.topic` from the beginning to its end and only counts the records. It commits nothing.
+///
+/// # Errors
+/// If the consumer cannot be created or assigned, or reading fails.
+pub fn count_to_end(kafka: &KafkaConfig, partitions: &[i32]) -> Result<u64, AdapterError> {
+    use rdkafka::consumer::DefaultConsumerContext;
+    let consumer: BaseConsumer<DefaultConsumerContext> =
+        consumer_config(kafka, "kafka-actors-baseline", &[])
+            .create()
+            .map_err(|source| AdapterError::CreateClient {
+                role: "consumer",
+                source,
+            })?;
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for partition in partitions {
+        tpl.add_partition_offset(&kafka.topic, *partition, Offset::Beginning)
+            .map_err(|source| AdapterError::Assign {
+                topic: kafka.topic.clone(),
+                partition: *partition,
+                source,
+            })?;
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|source| AdapterError::Assign {
+            topic: kafka.topic.clone(),
+            partition: -1,
+            source,
+        })?;
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut records = 0u64;
+    while at_end.len() < partitions.len() {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => records += 1,
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(source)) => {
+                return Err(AdapterError::Read {
+                    topic: kafka.topic.clone(),
+                    source,
+                })
+            }
+            None => {}
+        }
+    }
+    Ok(records)
 }
 
 #[cfg(test)]
