@@ -18,7 +18,7 @@ use actors::window::Windows;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_actors::Settings;
 
-const FRAMES: u64 = 200_000;
+const FRAMES: u64 = 500_000;
 const PARTITIONS: i32 = 8;
 
 fn frames(c: &mut Criterion) {
@@ -93,6 +93,8 @@ fn embedded_cluster(c: &mut Criterion) {
     .expect("generator run");
     assert_eq!(report.delivered, FRAMES);
     let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    // The anchors read with the same librdkafka tuning as the service's partition readers.
+    let prefetch = settings.partition.prefetch_frames;
 
     let mut group = c.benchmark_group("embedded_cluster");
     group
@@ -108,7 +110,7 @@ fn embedded_cluster(c: &mut Criterion) {
                 let mut kafka = settings.kafka.clone();
                 kafka.group = format!("bench-raw-{round}");
                 let started = Instant::now();
-                let n = kafka::count_to_end(&kafka, &partitions).expect("baseline read");
+                let n = kafka::count_to_end(&kafka, &partitions, prefetch).expect("baseline read");
                 total += started.elapsed();
                 assert_eq!(n, FRAMES);
             }
@@ -129,7 +131,7 @@ fn embedded_cluster(c: &mut Criterion) {
                         .map(|p| {
                             let kafka = &kafka;
                             scope.spawn(move || {
-                                kafka::count_to_end(kafka, &[*p]).expect("baseline read")
+                                kafka::count_to_end(kafka, &[*p], prefetch).expect("baseline read")
                             })
                         })
                         .collect();

@@ -209,15 +209,21 @@ pub fn committed_offsets(
         .collect())
 }
 
-/// The speed anchor for benchmarks: one plain consumer that reads every partition of
-/// `kafka.topic` from the beginning to its end and only counts the records. It commits nothing.
+/// The speed anchor for benchmarks: one plain consumer, tuned like a partition reader with
+/// `prefetch`, that reads `partitions` of `kafka.topic` from the beginning to their end and only
+/// counts the records. It commits nothing.
 ///
 /// # Errors
 /// If the consumer cannot be created or assigned, or reading fails.
-pub fn count_to_end(kafka: &KafkaConfig, partitions: &[i32]) -> Result<u64, AdapterError> {
+pub fn count_to_end(
+    kafka: &KafkaConfig,
+    partitions: &[i32],
+    prefetch: u64,
+) -> Result<u64, AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
+    let defaults = reader::reader_defaults(prefetch);
     let consumer: BaseConsumer<DefaultConsumerContext> =
-        consumer_config(kafka, "kafka-actors-baseline", &[])
+        consumer_config(kafka, "kafka-actors-baseline", &defaults)
             .create()
             .map_err(|source| AdapterError::CreateClient {
                 role: "consumer",

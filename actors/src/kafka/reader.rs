@@ -15,6 +15,19 @@ use super::{consumer_config, AdapterError};
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{FrameSource, PollStatus, SourceError, StartOffset};
 
+/// The librdkafka settings a partition reader starts from (before `kafka.properties`).
+pub(super) fn reader_defaults(prefetch: u64) -> [(&'static str, String); 3] {
+    [
+        ("queued.min.messages", prefetch.to_string()),
+        // A fetch that finds nothing new comes back after at most this long, which bounds how
+        // late the partition notices it has caught up.
+        ("fetch.wait.max.ms", "100".to_owned()),
+        // When the prefetch queue is full the fetcher pauses this long (default 1 s, a visible
+        // stall per partition); the reader drains the queue in milliseconds.
+        ("fetch.queue.backoff.ms", "10".to_owned()),
+    ]
+}
+
 /// Client callbacks of a reader. librdkafka reports consume errors twice: as a client error and
 /// through `poll`. The partition actor handles (and rate-limits) the second, so the first is
 /// only traced at debug level; partition EOF, which is not an error here, not at all.
@@ -56,12 +69,7 @@ impl PartitionReader {
         prefetch: u64,
     ) -> Result<Self, AdapterError> {
         let client_id = format!("kafka-actors-{}-p{partition}", kafka.topic);
-        let defaults = [
-            ("queued.min.messages", prefetch.to_string()),
-            // A fetch that finds nothing new comes back after at most this long, which bounds
-            // how late the partition notices it has caught up.
-            ("fetch.wait.max.ms", "100".to_owned()),
-        ];
+        let defaults = reader_defaults(prefetch);
         let consumer: BaseConsumer<ReaderContext> = consumer_config(kafka, &client_id, &defaults)
             .create_with_context(ReaderContext)
             .map_err(|source| AdapterError::CreateClient {
