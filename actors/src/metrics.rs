@@ -105,6 +105,10 @@ pub struct PartitionMetrics {
     pub invalid: BTreeMap<&'static str, u64>,
     /// Frames of closed windows.
     pub late: u64,
+    /// Frames per second from the partition's first chunk to its last.
+    pub throughput: f64,
+    /// `process_frame` of this partition, nanoseconds.
+    pub process_frame_ns: Quantiles,
     /// Position after the last chunk.
     pub position: Option<i64>,
     /// High watermark − position.
@@ -162,13 +166,38 @@ fn invalid_map(counts: &InvalidCounts) -> BTreeMap<&'static str, u64> {
         .collect()
 }
 
-#[derive(Default)]
 struct PartitionState {
     frames: u64,
     invalid: InvalidCounts,
     late: u64,
     position: Option<i64>,
     high_watermark: Option<i64>,
+    process_frame: Histogram<u64>,
+    first_chunk: Option<Instant>,
+    last_chunk: Option<Instant>,
+}
+
+impl Default for PartitionState {
+    fn default() -> Self {
+        PartitionState {
+            frames: 0,
+            invalid: InvalidCounts::default(),
+            late: 0,
+            position: None,
+            high_watermark: None,
+            process_frame: histogram(),
+            first_chunk: None,
+            last_chunk: None,
+        }
+    }
+}
+
+/// Frames per second between two instants.
+fn rate(frames: u64, first: Option<Instant>, last: Option<Instant>) -> f64 {
+    match (first, last) {
+        (Some(first), Some(last)) if last > first => frames as f64 / (last - first).as_secs_f64(),
+        _ => 0.0,
+    }
 }
 
 /// Keeps the figures; see the module documentation.
@@ -240,6 +269,8 @@ impl MetricsActor {
                     frames: s.frames,
                     invalid: invalid_map(&s.invalid),
                     late: s.late,
+                    throughput: rate(s.frames, s.first_chunk, s.last_chunk),
+                    process_frame_ns: Quantiles::of(&s.process_frame),
                     position: s.position,
                     lag: part_lag,
                 };
@@ -247,12 +278,7 @@ impl MetricsActor {
             })
             .collect();
         let frames = self.total_frames();
-        let throughput = match (self.first_frame, self.last_frame) {
-            (Some(first), Some(last)) if last > first => {
-                frames as f64 / (last - first).as_secs_f64()
-            }
-            _ => 0.0,
-        };
+        let throughput = rate(frames, self.first_frame, self.last_frame);
         MetricsSnapshot {
             frames,
             invalid: invalid_map(&invalid),
@@ -329,6 +355,9 @@ impl Handler<ChunkProcessed> for MetricsActor {
             let per_frame = (msg.process.as_nanos() / u128::from(records)) as u64;
             // Saturating: a sample beyond the histogram's range is clamped, not lost.
             self.process_frame.saturating_record_n(per_frame, records);
+            state.process_frame.saturating_record_n(per_frame, records);
+            state.first_chunk.get_or_insert(now);
+            state.last_chunk = Some(now);
             self.process_since_flush.0 += msg.process;
             self.process_since_flush.1 += records;
             self.first_frame.get_or_insert(now);
@@ -429,6 +458,8 @@ mod tests {
         assert_eq!(s.partitions[&0].lag, Some(30));
         assert_eq!(s.lag, 60);
         assert_eq!(s.process_frame_ns.count, 152);
+        assert_eq!(s.partitions[&0].process_frame_ns.count, 100);
+        assert_eq!(s.partitions[&1].process_frame_ns.count, 52);
         // 100 µs over 100 records of partition 0: 1 µs per frame.
         assert!(
             (995..=1_005).contains(&s.process_frame_ns.p50),
