@@ -15,7 +15,7 @@ use std::sync::Arc;
 use actors::batch::decode_watermark;
 use actors::config::{ConfigError, KafkaConfig};
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
-use actors::kafka::{self, AdapterError, EmbeddedCluster, KafkaCommitter, PartitionReader};
+use actors::kafka::{AdapterError, EmbeddedCluster, KafkaCommitter, PartitionReader};
 use actors::partition::EndPolicy;
 use actors::ports::{FrameSource, SourceError, SourceFactory, StartOffset};
 use actors::sink::open_sink;
@@ -109,13 +109,16 @@ pub async fn run(
     };
     let kafka = Arc::new(settings.kafka.clone());
 
-    let partitions = {
+    // One client serves the start-up look-ups and then commits.
+    let (committer, partitions, committed) = {
         let kafka = kafka.clone();
-        blocking(move || kafka::partition_ids(&kafka)).await??
-    };
-    let committed = {
-        let (kafka, partitions) = (kafka.clone(), partitions.clone());
-        blocking(move || kafka::committed_offsets(&kafka, &partitions)).await??
+        blocking(move || -> Result<_, AdapterError> {
+            let committer = KafkaCommitter::new(&kafka)?;
+            let partitions = committer.partition_ids()?;
+            let committed = committer.committed(&partitions)?;
+            Ok((committer, partitions, committed))
+        })
+        .await??
     };
     let resume_watermark = committed
         .iter()
@@ -153,10 +156,6 @@ pub async fn run(
         path: settings.sink.path.clone(),
         source,
     })?;
-    let committer = {
-        let kafka = kafka.clone();
-        blocking(move || KafkaCommitter::new(&kafka)).await??
-    };
     let spec = PipelineSpec {
         partitions: starts,
         resume_watermark,

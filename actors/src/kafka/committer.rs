@@ -10,14 +10,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{consumer_config, AdapterError};
+use super::{consumer_config, read_committed, read_partition_ids, AdapterError, Committed};
 use crate::config::KafkaConfig;
 use crate::ports::{CommitError, OffsetCommitter};
 
 /// Commits offsets for `kafka.group`.
 pub struct KafkaCommitter {
     consumer: BaseConsumer,
-    topic: String,
+    kafka: KafkaConfig,
 }
 
 impl KafkaCommitter {
@@ -34,8 +34,26 @@ impl KafkaCommitter {
             })?;
         Ok(KafkaCommitter {
             consumer,
-            topic: kafka.topic.clone(),
+            kafka: kafka.clone(),
         })
+    }
+}
+
+impl KafkaCommitter {
+    /// The partition ids of the input topic, through this client (saves a client at start).
+    ///
+    /// # Errors
+    /// As [`partition_ids`](super::partition_ids).
+    pub fn partition_ids(&self) -> Result<Vec<i32>, AdapterError> {
+        read_partition_ids(&self.consumer, &self.kafka.topic)
+    }
+
+    /// The group's committed offsets, through this client.
+    ///
+    /// # Errors
+    /// As [`committed_offsets`](super::committed_offsets).
+    pub fn committed(&self, partitions: &[i32]) -> Result<Vec<Committed>, AdapterError> {
+        read_committed(&self.consumer, &self.kafka, partitions)
     }
 }
 
@@ -64,7 +82,7 @@ impl OffsetCommitter for KafkaCommitter {
         let _ = self.consumer.poll(Duration::ZERO);
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
         for (partition, offset) in offsets {
-            let mut element = tpl.add_partition(&self.topic, *partition);
+            let mut element = tpl.add_partition(&self.kafka.topic, *partition);
             element
                 .set_offset(Offset::Offset(*offset))
                 .map_err(|e| CommitError {

@@ -144,8 +144,10 @@ fn lookup_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, AdapterError> {
 /// # Errors
 /// If the metadata cannot be read or the topic does not exist.
 pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
-    let consumer = lookup_consumer(kafka)?;
-    let topic = kafka.topic.as_str();
+    read_partition_ids(&lookup_consumer(kafka)?, &kafka.topic)
+}
+
+fn read_partition_ids(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, AdapterError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
         .map_err(|source| AdapterError::Metadata {
@@ -184,7 +186,14 @@ pub fn committed_offsets(
     kafka: &KafkaConfig,
     partitions: &[i32],
 ) -> Result<Vec<Committed>, AdapterError> {
-    let consumer = lookup_consumer(kafka)?;
+    read_committed(&lookup_consumer(kafka)?, kafka, partitions)
+}
+
+fn read_committed(
+    consumer: &BaseConsumer,
+    kafka: &KafkaConfig,
+    partitions: &[i32],
+) -> Result<Vec<Committed>, AdapterError> {
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for partition in partitions {
         tpl.add_partition(&kafka.topic, *partition);
