@@ -275,3 +275,26 @@ async fn stop_and_restart_emit_every_window_exactly_and_never_commit_ahead_of_ou
     }
     assert!(checked > 0);
 }
+
+#[actix::test]
+async fn a_partition_that_cannot_start_stops_the_service_with_its_error() {
+    let (cluster, topic) = cluster(2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    settings.run.until_end = true;
+    // No committed offset and no permission to guess one.
+    settings.kafka.auto_offset_reset = actors::config::OffsetReset::Error;
+    produce(&settings, &data(1_000, 500.0, 0.0), 2);
+
+    let error = kafka_actors::run(settings, std::future::pending())
+        .await
+        .unwrap_err();
+
+    let message = kafka_actors::error_chain(&error);
+    assert!(message.contains("partition"), "{message}");
+    assert!(
+        output(&out).is_empty(),
+        "nothing was counted from a guessed position"
+    );
+}

@@ -184,7 +184,7 @@ pub fn window_start(ts: f64, length_secs: i64) -> i64 {
 pub struct FrameChunk {
     offsets: Vec<i64>,
     ts: Vec<f64>,
-    uid_ends: Vec<u32>,
+    uid_ends: Vec<usize>,
     uids: String,
 }
 
@@ -204,9 +204,7 @@ impl FrameChunk {
         self.offsets.push(offset);
         self.ts.push(ts);
         self.uids.push_str(uid);
-        // A chunk holds at most a few MiB of uids: chunk sizes are bounded by configuration
-        // (`partition.chunk_max_frames` × `frames.max_bytes`), well below 4 GiB.
-        self.uid_ends.push(self.uids.len() as u32);
+        self.uid_ends.push(self.uids.len());
     }
 
     /// Number of frames in the chunk.
@@ -221,14 +219,12 @@ impl FrameChunk {
 
     /// `(offset, ts, uid)` of every frame, in offset order.
     pub fn iter(&self) -> impl Iterator<Item = (i64, f64, &str)> + '_ {
-        let starts = std::iter::once(0).chain(self.uid_ends.iter().map(|e| *e as usize));
+        let starts = std::iter::once(0).chain(self.uid_ends.iter().copied());
         self.offsets
             .iter()
             .zip(self.ts.iter())
             .zip(starts.zip(self.uid_ends.iter()))
-            .map(move |((offset, ts), (start, end))| {
-                (*offset, *ts, &self.uids[start..*end as usize])
-            })
+            .map(move |((offset, ts), (start, end))| (*offset, *ts, &self.uids[start..*end]))
     }
 
     /// The highest event time in the chunk.
