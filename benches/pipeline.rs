@@ -14,7 +14,7 @@ use actors::config::{GeneratorConfig, SinkKind, WindowConfig};
 use actors::frame::{parse_frame, FrameChunk};
 use actors::generator;
 use actors::kafka::{self, EmbeddedCluster};
-use actors::window::Windows;
+use actors::window::{PartitionStart, Windows};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_actors::Settings;
 
@@ -52,7 +52,16 @@ fn frames(c: &mut Criterion) {
     let window = WindowConfig::default();
     group.bench_function("count_2000", |b| {
         b.iter_batched(
-            || Windows::new(&window, &[(0, Some(0))], None),
+            || {
+                Windows::new(
+                    &window,
+                    &[PartitionStart {
+                        partition: 0,
+                        next_offset: Some(0),
+                        closed_below: None,
+                    }],
+                )
+            },
             |mut w| w.ingest(0, &chunk, Some(2_000), false, Instant::now()),
             BatchSize::SmallInput,
         )

@@ -19,7 +19,9 @@ use actors::kafka::{AdapterError, EmbeddedCluster, KafkaCommitter, PartitionRead
 use actors::partition::EndPolicy;
 use actors::ports::{FrameSource, SourceError, SourceFactory, StartOffset};
 use actors::sink::open_sink;
-use actors::supervisor::{EndOffsets, Outcome, PipelineSpec, RootSupervisor, RunSummary, Shutdown};
+use actors::supervisor::{
+    EndOffsets, Outcome, PartitionPlan, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
+};
 
 pub use settings::Settings;
 
@@ -120,18 +122,17 @@ pub async fn run(
         })
         .await??
     };
-    let resume_watermark = committed
-        .iter()
-        .filter_map(|c| decode_watermark(&c.metadata))
-        .reduce(f64::max);
-    let starts: Vec<(i32, StartOffset)> = partitions
+    let plans: Vec<PartitionPlan> = partitions
         .iter()
         .map(|p| {
-            let offset = committed
-                .iter()
-                .find(|c| c.partition == *p)
-                .and_then(|c| c.offset);
-            (*p, offset.map_or(StartOffset::Reset, StartOffset::At))
+            let committed = committed.iter().find(|c| c.partition == *p);
+            PartitionPlan {
+                partition: *p,
+                start: committed
+                    .and_then(|c| c.offset)
+                    .map_or(StartOffset::Reset, StartOffset::At),
+                closed_below: committed.and_then(|c| decode_watermark(&c.metadata)),
+            }
         })
         .collect();
     tracing::info!(
@@ -139,7 +140,7 @@ pub async fn run(
         group = %kafka.group,
         partitions = partitions.len(),
         committed = committed.iter().filter(|c| c.offset.is_some()).count(),
-        resume_watermark,
+        resumed = plans.iter().filter(|p| p.closed_below.is_some()).count(),
         "Starting the partition model."
     );
 
@@ -157,8 +158,7 @@ pub async fn run(
         source,
     })?;
     let spec = PipelineSpec {
-        partitions: starts,
-        resume_watermark,
+        partitions: plans,
         sources: source_factory(kafka.clone(), settings.partition.prefetch_frames),
         sink,
         committer: Box::new(committer),

@@ -18,9 +18,9 @@ use actix::prelude::*;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::frame::FrameChunk;
 use crate::metrics::{Flushed, FramesLate, MetricsActor};
-use crate::ports::OffsetCommitter;
+use crate::ports::{CommitPosition, OffsetCommitter};
 use crate::sink::Sink;
-use crate::window::{ClosedWindow, Windows};
+use crate::window::{ClosedWindow, PartitionStart, Windows};
 
 /// Prefix of the commit metadata written by this service.
 const METADATA_PREFIX: &str = "kafka-actors:wm=";
@@ -28,6 +28,19 @@ const METADATA_PREFIX: &str = "kafka-actors:wm=";
 /// The commit metadata that records the watermark `watermark`.
 pub fn encode_watermark(watermark: Option<f64>) -> String {
     watermark.map_or_else(String::new, |wm| format!("{METADATA_PREFIX}{wm}"))
+}
+
+/// The positions to commit now, each with its partition's closing point as metadata.
+fn positions(windows: &Windows) -> Vec<CommitPosition> {
+    windows
+        .commit_points()
+        .into_iter()
+        .map(|point| CommitPosition {
+            partition: point.partition,
+            offset: point.offset,
+            metadata: encode_watermark(point.closed_below),
+        })
+        .collect()
 }
 
 /// The watermark recorded in commit metadata, if it is ours.
@@ -93,8 +106,7 @@ struct FlushTarget {
 
 struct FlushJob {
     windows: Vec<ClosedWindow>,
-    offsets: Vec<(i32, i64)>,
-    metadata: String,
+    positions: Vec<CommitPosition>,
     commit: bool,
     frames: u64,
 }
@@ -117,8 +129,8 @@ pub struct BatchActor {
     config: FlushConfig,
     frames_since_flush: u64,
     last_flush: Instant,
-    /// Offsets and metadata of the last successful commit.
-    last_commit: (Vec<(i32, i64)>, String),
+    /// Positions of the last successful commit.
+    last_commit: Vec<CommitPosition>,
     last_commit_error: Option<String>,
     /// Another flush is wanted as soon as the running one ends.
     flush_again: bool,
@@ -134,24 +146,23 @@ pub struct BatchActor {
 }
 
 impl BatchActor {
-    /// A batch actor over `partitions` (with the offsets they start from). `resume_watermark`
-    /// comes from the last commit's metadata. With `close_at_end`, all windows close once every
-    /// partition has finished.
+    /// A batch actor over `partitions` (with the offsets they start from and their closing
+    /// points from the last commit's metadata). With `close_at_end`, all windows close once
+    /// every partition has finished.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         window: &WindowConfig,
         flush: FlushConfig,
-        partitions: &[(i32, Option<i64>)],
-        resume_watermark: Option<f64>,
+        partitions: &[PartitionStart],
         sink: Box<dyn Sink>,
         committer: Box<dyn OffsetCommitter>,
         close_at_end: bool,
         metrics: Addr<MetricsActor>,
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> Self {
-        let windows = Windows::new(window, partitions, resume_watermark);
+        let windows = Windows::new(window, partitions);
         // What the group has already committed needs no commit again.
-        let last_commit = (windows.commit_offsets(), encode_watermark(resume_watermark));
+        let last_commit = positions(&windows);
         BatchActor {
             windows,
             pending: Vec::new(),
@@ -183,9 +194,8 @@ impl BatchActor {
         }
     }
 
-    fn commit_wanted(&self, offsets: &[(i32, i64)], metadata: &str) -> bool {
-        !offsets.is_empty()
-            && (offsets != self.last_commit.0.as_slice() || metadata != self.last_commit.1)
+    fn commit_wanted(&self, positions: &[CommitPosition]) -> bool {
+        !positions.is_empty() && positions != self.last_commit.as_slice()
     }
 
     fn maybe_flush(&mut self, ctx: &mut Context<Self>) {
@@ -204,13 +214,11 @@ impl BatchActor {
         };
         // Windows and offsets are taken at the same instant: every window still open bounds
         // the offsets, every window closed before is in this flush or an earlier one.
-        let offsets = self.windows.commit_offsets();
-        let metadata = encode_watermark(self.windows.watermark());
-        let commit = self.commit_wanted(&offsets, &metadata);
+        let positions = positions(&self.windows);
+        let commit = self.commit_wanted(&positions);
         let job = FlushJob {
             windows: std::mem::take(&mut self.pending),
-            offsets,
-            metadata,
+            positions,
             commit,
             frames: std::mem::take(&mut self.frames_since_flush),
         };
@@ -257,7 +265,7 @@ impl BatchActor {
                 self.last_commit_error = Some(error);
             }
             None if job.commit => {
-                self.last_commit = (job.offsets, job.metadata);
+                self.last_commit = job.positions;
                 self.last_commit_error = None;
             }
             None => {}
@@ -278,7 +286,11 @@ impl BatchActor {
         }
         if !self.drain_waiters.is_empty() && self.pending.is_empty() {
             let report = DrainReport {
-                committed: self.last_commit.0.clone(),
+                committed: self
+                    .last_commit
+                    .iter()
+                    .map(|p| (p.partition, p.offset))
+                    .collect(),
                 open_windows: self.windows.open_windows(),
                 commit_error: self.last_commit_error.clone(),
             };
@@ -304,7 +316,7 @@ fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
     if let Err(error) = target.sink.write(&job.windows) {
         sink_error = Some(format!("cannot write results: {error}"));
     } else if job.commit {
-        if let Err(error) = target.committer.commit(&job.offsets, &job.metadata) {
+        if let Err(error) = target.committer.commit(&job.positions) {
             commit_error = Some(error.to_string());
         }
     }
@@ -398,7 +410,17 @@ mod tests {
     #[derive(Debug, Clone, PartialEq)]
     enum Event {
         Write(Vec<i64>),
-        Commit(Vec<(i32, i64)>, String),
+        Commit(Vec<(i32, i64, String)>),
+    }
+
+    /// A commit of `offsets`, every partition with the same recorded closing point.
+    fn commit(offsets: &[(i32, i64)], metadata: &str) -> Event {
+        Event::Commit(
+            offsets
+                .iter()
+                .map(|(p, o)| (*p, *o, metadata.to_owned()))
+                .collect(),
+        )
     }
 
     #[derive(Clone, Default)]
@@ -426,7 +448,7 @@ mod tests {
 
     struct FakeCommitter(Log, usize);
     impl OffsetCommitter for FakeCommitter {
-        fn commit(&mut self, offsets: &[(i32, i64)], metadata: &str) -> Result<(), CommitError> {
+        fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
             if self.1 > 0 {
                 self.1 -= 1;
                 return Err(CommitError {
@@ -434,11 +456,12 @@ mod tests {
                     message: "coordinator moving".into(),
                 });
             }
-            self.0
-                 .0
-                .lock()
-                .unwrap()
-                .push(Event::Commit(offsets.to_vec(), metadata.to_owned()));
+            self.0 .0.lock().unwrap().push(Event::Commit(
+                positions
+                    .iter()
+                    .map(|p| (p.partition, p.offset, p.metadata.clone()))
+                    .collect(),
+            ));
             Ok(())
         }
     }
@@ -469,8 +492,11 @@ mod tests {
                 max_frames: 1_000_000,
                 interval_ms,
             },
-            &[(0, Some(0)), (1, Some(0))],
-            None,
+            &[0, 1].map(|partition| PartitionStart {
+                partition,
+                next_offset: Some(0),
+                closed_below: None,
+            }),
             Box::new(FakeSink(log.clone())),
             Box::new(FakeCommitter(log.clone(), failing_commits)),
             true,
@@ -502,10 +528,7 @@ mod tests {
         let report = batch.send(Drain { close_all: false }).await.unwrap();
         let events = log.events();
         assert_eq!(events[0], Event::Write(vec![100]));
-        assert_eq!(
-            events[1],
-            Event::Commit(vec![(0, 2), (1, 1)], "kafka-actors:wm=112".into())
-        );
+        assert_eq!(events[1], commit(&[(0, 2), (1, 1)], "kafka-actors:wm=112"));
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(report.committed, vec![(0, 2), (1, 1)]);
         assert_eq!(report.open_windows, 2);
@@ -528,10 +551,7 @@ mod tests {
         let events = log.events();
         assert_eq!(events[0], Event::Write(vec![100]));
         assert!(
-            events.contains(&Event::Commit(
-                vec![(0, 1), (1, 0)],
-                "kafka-actors:wm=125".into()
-            )),
+            events.contains(&commit(&[(0, 1), (1, 0)], "kafka-actors:wm=125")),
             "the retried commit went out: {events:?}"
         );
     }

@@ -176,6 +176,7 @@ pub struct Placement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroundTruth {
     window_secs: i64,
+    partitions: Vec<i32>,
     windows: BTreeMap<i64, (BTreeSet<String>, u64)>,
     /// Bad frames by the reason they must be rejected with.
     pub invalid: BTreeMap<InvalidReason, u64>,
@@ -184,10 +185,11 @@ pub struct GroundTruth {
 }
 
 impl GroundTruth {
-    /// Empty truth for windows of `window_secs`.
-    pub fn new(window_secs: i64) -> Self {
+    /// Empty truth for windows of `window_secs` over a topic of `partitions` partitions.
+    pub fn new(window_secs: i64, partitions: i32) -> Self {
         GroundTruth {
             window_secs,
+            partitions: (0..partitions).collect(),
             ..GroundTruth::default()
         }
     }
@@ -227,6 +229,7 @@ impl GroundTruth {
                 start: rfc3339(*start),
                 unique_users: uids.len() as u64,
                 frames: *frames,
+                partitions: self.partitions.clone(),
             })
             .collect()
     }
@@ -363,7 +366,7 @@ impl Run {
     ) -> Result<GeneratorReport, GeneratorError> {
         let producer = FrameProducer::new(&self.kafka)?;
         let mut report = GeneratorReport {
-            truth: GroundTruth::new(self.window_secs),
+            truth: GroundTruth::new(self.window_secs, self.generator.partitions),
             ..GeneratorReport::default()
         };
         let mut pending: HashMap<u64, FrameKind> = HashMap::new();
@@ -540,7 +543,7 @@ mod tests {
 
     #[test]
     fn truth_counts_distinct_users_per_window() {
-        let mut truth = GroundTruth::new(60);
+        let mut truth = GroundTruth::new(60, 2);
         for (ts, uid) in [
             (1_700_000_040.0, "a"),
             (1_700_000_099.9, "a"),

@@ -66,12 +66,22 @@ pub struct CommitError {
     pub message: String,
 }
 
+/// One partition's offset to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPosition {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset to read.
+    pub offset: i64,
+    /// Stored with the commit and read back at start.
+    pub metadata: String,
+}
+
 /// Commits offsets of the input topic for the consumer group.
 pub trait OffsetCommitter: Send + 'static {
-    /// Commits `(partition, next offset)` pairs with `metadata` attached to each, and returns
-    /// once the broker has accepted them.
+    /// Commits the positions and returns once the broker has accepted them.
     ///
     /// # Errors
     /// If the broker did not accept the commit.
-    fn commit(&mut self, offsets: &[(i32, i64)], metadata: &str) -> Result<(), CommitError>;
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError>;
 }

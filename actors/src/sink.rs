@@ -25,6 +25,10 @@ pub struct WindowLine {
     pub unique_users: u64,
     /// Frames counted in the window.
     pub frames: u64,
+    /// The partitions this line accounts for. A service that reads every partition names them
+    /// all; with partitions spread over several instances each names its own, and when every uid
+    /// lives in one partition the lines of a window add up to the exact total.
+    pub partitions: Vec<i32>,
 }
 
 impl From<&ClosedWindow> for WindowLine {
@@ -35,6 +39,7 @@ impl From<&ClosedWindow> for WindowLine {
             start: rfc3339(w.start),
             unique_users: w.unique_users,
             frames: w.frames,
+            partitions: w.partitions.clone(),
         }
     }
 }
@@ -148,6 +153,7 @@ mod tests {
             end: 1_700_000_100,
             unique_users: 3,
             frames: 7,
+            partitions: vec![0, 1],
         };
         sink.write(std::slice::from_ref(&w)).unwrap();
         sink.write(&[]).unwrap();
@@ -158,12 +164,13 @@ mod tests {
                 end: 1_700_000_160,
                 unique_users: 1,
                 frames: 1,
+                partitions: vec![0, 1],
             }])
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
-            r#"{"window_start":1700000040,"window_end":1700000100,"start":"2023-11-14T22:14:00Z","unique_users":3,"frames":7}"#
+            r#"{"window_start":1700000040,"window_end":1700000100,"start":"2023-11-14T22:14:00Z","unique_users":3,"frames":7,"partitions":[0,1]}"#
         );
         let lines = read_window_lines(&path).unwrap();
         assert_eq!(lines.len(), 2);

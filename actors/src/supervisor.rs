@@ -24,13 +24,23 @@ use crate::partition::{
 };
 use crate::ports::{OffsetCommitter, SourceFactory, StartOffset};
 use crate::sink::Sink;
+use crate::window::PartitionStart;
+
+/// Where one partition starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionPlan {
+    /// The partition.
+    pub partition: i32,
+    /// The offset it is read from.
+    pub start: StartOffset,
+    /// Its closing point from the last commit's metadata.
+    pub closed_below: Option<f64>,
+}
 
 /// Everything needed to start the tree.
 pub struct PipelineSpec {
-    /// Partitions with the offset each starts from.
-    pub partitions: Vec<(i32, StartOffset)>,
-    /// Watermark from the last commit's metadata.
-    pub resume_watermark: Option<f64>,
+    /// The partitions and where each starts.
+    pub partitions: Vec<PartitionPlan>,
     /// Opens partition sources.
     pub sources: SourceFactory,
     /// Where windows go.
@@ -126,15 +136,16 @@ impl Actor for RootSupervisor {
         let Some(spec) = self.spec.take() else { return };
         let metrics = MetricsActor::new(spec.metrics.clone()).start();
         let batch_arbiter = Arbiter::new();
-        let known: Vec<(i32, Option<i64>)> = spec
+        let known: Vec<PartitionStart> = spec
             .partitions
             .iter()
-            .map(|(p, start)| {
-                let offset = match start {
-                    StartOffset::At(o) => Some(*o),
+            .map(|plan| PartitionStart {
+                partition: plan.partition,
+                next_offset: match plan.start {
+                    StartOffset::At(o) => Some(o),
                     StartOffset::Reset => None,
-                };
-                (*p, offset)
+                },
+                closed_below: plan.closed_below,
             })
             .collect();
         let close_at_end = spec.end != EndPolicy::Never;
@@ -145,17 +156,12 @@ impl Actor for RootSupervisor {
                 spec.sink,
                 spec.committer,
             );
-            let (metrics, supervisor, resume) = (
-                metrics.clone(),
-                ctx.address().recipient(),
-                spec.resume_watermark,
-            );
+            let (metrics, supervisor) = (metrics.clone(), ctx.address().recipient());
             BatchActor::start_in_arbiter(&batch_arbiter.handle(), move |_| {
                 BatchActor::new(
                     &window,
                     flush,
                     &known,
-                    resume,
                     sink,
                     committer,
                     close_at_end,
@@ -169,11 +175,11 @@ impl Actor for RootSupervisor {
             metrics: metrics.clone().recipient(),
             supervisor: ctx.address().recipient(),
         };
-        for (partition, start) in spec.partitions {
+        for plan in spec.partitions {
             let arbiter = Arbiter::new();
             let actor = PartitionActor::new(
-                partition,
-                start,
+                plan.partition,
+                plan.start,
                 spec.sources.clone(),
                 outputs.clone(),
                 spec.partition.clone(),
@@ -181,7 +187,7 @@ impl Actor for RootSupervisor {
                 spec.end,
             );
             let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-            self.partitions.insert(partition, (arbiter, addr));
+            self.partitions.insert(plan.partition, (arbiter, addr));
         }
         self.batch = Some((batch_arbiter, batch));
         self.metrics = Some(metrics);

@@ -12,6 +12,16 @@
 //! - a partition is idle once it has caught up to its end and stayed there for `idle_after`;
 //! - the offset committed for a partition never passes the first frame of that partition that
 //!   belongs to a window not yet closed, so replaying from it rebuilds every open window.
+//!
+//! Windows are kept per partition inside ([`OpenWindow`] holds one part per partition) and each
+//! partition has its own closing point, `closed_below`: normally the watermark, but a partition
+//! that arrives later (a restart, or a partition moved here by a rebalance) starts from the
+//! point recorded with its last commit and catches up at its own pace. A window's parts close
+//! together when their partitions pass it together, which gives one output line per window; a
+//! catching-up partition's parts close on their own and give a separate line for the same
+//! window that names only that partition. Every line lists the partitions it accounts for, and
+//! when each uid lives in one partition, the lines of a window add up to the exact total.
+//! A moved-away partition's parts are dropped: its new owner replays them from the commit.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,34 +31,65 @@ use hashbrown::HashSet;
 use crate::config::WindowConfig;
 use crate::frame::{window_start, FrameChunk};
 
-/// A window whose results are final.
+/// A window's results for the partitions it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosedWindow {
     /// Start, epoch seconds, inclusive.
     pub start: i64,
     /// End, epoch seconds, exclusive.
     pub end: i64,
-    /// Distinct uids among the window's frames.
+    /// Distinct uids among the window's frames of these partitions.
     pub unique_users: u64,
-    /// Valid, on-time frames counted in the window.
+    /// Valid, on-time frames of these partitions in the window.
     pub frames: u64,
+    /// The partitions this result accounts for (with or without frames in the window).
+    pub partitions: Vec<i32>,
+}
+
+/// One partition's share of an open window.
+struct Part {
+    uids: HashSet<Box<str>>,
+    frames: u64,
+    /// Offset of the partition's first frame in this window.
+    first_offset: i64,
 }
 
 #[derive(Default)]
 struct OpenWindow {
-    uids: HashSet<Box<str>>,
-    frames: u64,
-    /// Offset of the first frame of each partition in this window.
-    first_offsets: BTreeMap<i32, i64>,
+    parts: BTreeMap<i32, Part>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Progress {
     /// Next offset to process: every record below it has been through [`Windows::ingest`].
     next_offset: Option<i64>,
     max_ts: Option<f64>,
     caught_up_since: Option<Instant>,
     finished: bool,
+    /// Windows ending (plus lateness) at or below this are closed for this partition.
+    closed_below: f64,
+}
+
+/// Where a partition starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PartitionStart {
+    /// The partition.
+    pub partition: i32,
+    /// The offset it is read from, if known.
+    pub next_offset: Option<i64>,
+    /// The closing point recorded with its last commit, if any.
+    pub closed_below: Option<f64>,
+}
+
+/// A partition's safe commit position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CommitPoint {
+    /// The partition.
+    pub partition: i32,
+    /// The offset to commit.
+    pub offset: i64,
+    /// The partition's closing point, to record with the commit.
+    pub closed_below: Option<f64>,
 }
 
 /// What one chunk did to the windows.
@@ -72,34 +113,47 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// Windows over `partitions`, each with the offset it starts from (if known). A
-    /// `resume_watermark` restores the watermark of an earlier run, so frames of windows that
-    /// run already emitted are treated as late instead of being counted again into a partial
-    /// window.
-    pub fn new(
-        config: &WindowConfig,
-        partitions: &[(i32, Option<i64>)],
-        resume_watermark: Option<f64>,
-    ) -> Self {
-        Windows {
+    /// Windows over `partitions`.
+    pub fn new(config: &WindowConfig, partitions: &[PartitionStart]) -> Self {
+        let mut windows = Windows {
             length: config.length_secs,
             lateness: config.lateness_secs,
             idle_after: Duration::from_millis(config.idle_after_ms),
             open: BTreeMap::new(),
-            partitions: partitions
-                .iter()
-                .map(|(p, next_offset)| {
-                    (
-                        *p,
-                        Progress {
-                            next_offset: *next_offset,
-                            ..Progress::default()
-                        },
-                    )
-                })
-                .collect(),
-            watermark: resume_watermark.unwrap_or(f64::NEG_INFINITY),
+            partitions: BTreeMap::new(),
+            watermark: f64::NEG_INFINITY,
+        };
+        for start in partitions {
+            windows.add_partition(*start);
         }
+        windows
+    }
+
+    /// Starts counting a partition (assigned, or present from the start).
+    pub fn add_partition(&mut self, start: PartitionStart) {
+        let progress = Progress {
+            next_offset: start.next_offset,
+            max_ts: None,
+            caught_up_since: None,
+            finished: false,
+            closed_below: start.closed_below.unwrap_or(f64::NEG_INFINITY),
+        };
+        self.partitions.insert(start.partition, progress);
+    }
+
+    /// Stops counting a partition and forgets its share of the open windows; whoever reads it
+    /// next rebuilds that share from its committed offset.
+    pub fn remove_partition(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+        self.open.retain(|_, window| {
+            window.parts.remove(&partition);
+            !window.parts.is_empty()
+        });
+    }
+
+    /// The partitions being counted.
+    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+        self.partitions.keys().copied()
     }
 
     /// Counts a chunk of partition `partition`. `next_offset` is the partition's position after
@@ -113,30 +167,11 @@ impl Windows {
         now: Instant,
     ) -> Ingested {
         let mut result = Ingested::default();
-        let closed_below = self.watermark - self.lateness as f64;
-        // Frames of one chunk mostly share a window: look the window up once per run of
-        // frames that share it.
-        let mut frames_iter = frames.iter().peekable();
-        while let Some((offset, ts, uid)) = frames_iter.next() {
-            let start = window_start(ts, self.length);
-            if ((start + self.length) as f64) <= closed_below {
-                result.late += 1;
-                continue;
-            }
-            let window = self.open.entry(start).or_default();
-            window.first_offsets.entry(partition).or_insert(offset);
-            window.frames += 1;
-            window.uids.get_or_insert_with(uid, |u: &str| Box::from(u));
-            result.counted += 1;
-            while let Some((_, _, uid)) =
-                frames_iter.next_if(|(_, ts, _)| window_start(*ts, self.length) == start)
-            {
-                window.frames += 1;
-                window.uids.get_or_insert_with(uid, |u: &str| Box::from(u));
-                result.counted += 1;
-            }
-        }
-        let progress = self.partitions.entry(partition).or_default();
+        let Some(progress) = self.partitions.get_mut(&partition) else {
+            // Not (or no longer) ours: a chunk that raced a revocation.
+            return result;
+        };
+        let closed_below = progress.closed_below - self.lateness as f64;
         if let Some(next) = next_offset {
             progress.next_offset = Some(progress.next_offset.map_or(next, |n| n.max(next)));
         }
@@ -149,13 +184,46 @@ impl Windows {
         if at_end {
             progress.caught_up_since.get_or_insert(now);
         }
+        // Frames of one chunk mostly share a window: look the window up once per run of
+        // frames that share it.
+        let mut frames_iter = frames.iter().peekable();
+        while let Some((offset, ts, uid)) = frames_iter.next() {
+            let start = window_start(ts, self.length);
+            if ((start + self.length) as f64) <= closed_below {
+                result.late += 1;
+                continue;
+            }
+            let part = self
+                .open
+                .entry(start)
+                .or_default()
+                .parts
+                .entry(partition)
+                .or_insert_with(|| Part {
+                    uids: HashSet::new(),
+                    frames: 0,
+                    first_offset: offset,
+                });
+            part.frames += 1;
+            part.uids.get_or_insert_with(uid, |u: &str| Box::from(u));
+            result.counted += 1;
+            while let Some((_, _, uid)) =
+                frames_iter.next_if(|(_, ts, _)| window_start(*ts, self.length) == start)
+            {
+                part.frames += 1;
+                part.uids.get_or_insert_with(uid, |u: &str| Box::from(u));
+                result.counted += 1;
+            }
+        }
         result
     }
 
     /// Marks a partition as finished (consumed to its end for good): it no longer holds the
     /// watermark back.
     pub fn finish_partition(&mut self, partition: i32) {
-        self.partitions.entry(partition).or_default().finished = true;
+        if let Some(progress) = self.partitions.get_mut(&partition) {
+            progress.finished = true;
+        }
     }
 
     /// True when every partition is finished.
@@ -163,68 +231,107 @@ impl Windows {
         self.partitions.values().all(|p| p.finished)
     }
 
-    /// Moves the watermark as far as the partitions allow and returns the windows that closed,
-    /// oldest first.
+    fn idle(&self, progress: &Progress, now: Instant) -> bool {
+        progress
+            .caught_up_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= self.idle_after)
+    }
+
+    /// Moves the watermark and every partition's closing point as far as they may go and
+    /// returns what closed, oldest window first.
     pub fn advance(&mut self, now: Instant) -> Vec<ClosedWindow> {
         let mut low: Option<f64> = None;
-        let mut active = 0;
         for progress in self.partitions.values() {
-            let idle = progress
-                .caught_up_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= self.idle_after);
-            if progress.finished || idle {
+            if progress.finished || self.idle(progress, now) {
                 continue;
             }
-            active += 1;
             match progress.max_ts {
                 Some(ts) => low = Some(low.map_or(ts, |l| l.min(ts))),
                 // A partition that has not delivered a frame yet may still hold the oldest ones.
                 None => return Vec::new(),
             }
         }
-        if active > 0 {
-            if let Some(low) = low {
-                self.watermark = self.watermark.max(low);
-            }
+        if let Some(low) = low {
+            self.watermark = self.watermark.max(low);
         }
-        let closed_below = self.watermark - self.lateness as f64;
+        let watermark = self.watermark;
+        let mut moves = Vec::with_capacity(self.partitions.len());
+        for (partition, progress) in &mut self.partitions {
+            let quiet = progress.finished
+                || progress
+                    .caught_up_since
+                    .is_some_and(|s| now.saturating_duration_since(s) >= self.idle_after);
+            // A partition behind the watermark (it arrived late) closes at its own pace.
+            let reach = if quiet {
+                watermark
+            } else {
+                progress.max_ts.map_or(watermark, |m| m.min(watermark))
+            };
+            let old = progress.closed_below;
+            progress.closed_below = old.max(reach);
+            moves.push((*partition, old, progress.closed_below));
+        }
+        self.close_moved(&moves)
+    }
+
+    /// Closes every open window (the input is exhausted).
+    pub fn close_all(&mut self) -> Vec<ClosedWindow> {
+        let Some(last) = self.open.keys().next_back().copied() else {
+            return Vec::new();
+        };
+        let beyond = (last + self.length + self.lateness) as f64;
+        self.watermark = self.watermark.max(beyond);
+        let moves: Vec<(i32, f64, f64)> = self
+            .partitions
+            .iter_mut()
+            .map(|(partition, progress)| {
+                let old = progress.closed_below;
+                progress.closed_below = old.max(beyond);
+                (*partition, old, progress.closed_below)
+            })
+            .collect();
+        self.close_moved(&moves)
+    }
+
+    /// Emits the parts of every window that partitions passed, given `(partition, old, new)`
+    /// closing points.
+    fn close_moved(&mut self, moves: &[(i32, f64, f64)]) -> Vec<ClosedWindow> {
+        let Some(furthest) = moves.iter().map(|m| m.2).reduce(f64::max) else {
+            return Vec::new();
+        };
         let mut closed = Vec::new();
-        while let Some(entry) = self.open.first_entry() {
-            if ((*entry.key() + self.length) as f64) > closed_below {
+        for (start, window) in self.open.iter_mut() {
+            let edge = (start + self.length + self.lateness) as f64;
+            if edge > furthest {
                 break;
             }
-            let (start, window) = entry.remove_entry();
-            closed.push(self.close(start, window));
+            let covering: Vec<i32> = moves
+                .iter()
+                .filter(|(_, old, new)| *old < edge && edge <= *new)
+                .map(|m| m.0)
+                .collect();
+            let parts: Vec<Part> = covering
+                .iter()
+                .filter_map(|p| window.parts.remove(p))
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            closed.push(ClosedWindow {
+                start: *start,
+                end: start + self.length,
+                unique_users: distinct(&parts),
+                frames: parts.iter().map(|p| p.frames).sum(),
+                partitions: covering,
+            });
         }
+        self.open.retain(|_, window| !window.parts.is_empty());
         closed
     }
 
-    /// Closes every open window (the input is exhausted) and moves the watermark past them.
-    pub fn close_all(&mut self) -> Vec<ClosedWindow> {
-        let windows = std::mem::take(&mut self.open);
-        if let Some(last) = windows.keys().next_back() {
-            self.watermark = self
-                .watermark
-                .max((last + self.length + self.lateness) as f64);
-        }
-        windows
-            .into_iter()
-            .map(|(start, w)| self.close(start, w))
-            .collect()
-    }
-
-    fn close(&self, start: i64, window: OpenWindow) -> ClosedWindow {
-        ClosedWindow {
-            start,
-            end: start + self.length,
-            unique_users: window.uids.len() as u64,
-            frames: window.frames,
-        }
-    }
-
     /// For every partition with a known position, the offset that is safe to commit: its
-    /// position, held back to the first frame it has in any open window.
-    pub fn commit_offsets(&self) -> Vec<(i32, i64)> {
+    /// position, held back to its first frame in any open window.
+    pub fn commit_points(&self) -> Vec<CommitPoint> {
         self.partitions
             .iter()
             .filter_map(|(partition, progress)| {
@@ -232,21 +339,43 @@ impl Windows {
                 let held = self
                     .open
                     .values()
-                    .filter_map(|w| w.first_offsets.get(partition).copied())
+                    .filter_map(|w| w.parts.get(partition).map(|p| p.first_offset))
                     .min();
-                Some((*partition, held.map_or(next, |h| h.min(next))))
+                Some(CommitPoint {
+                    partition: *partition,
+                    offset: held.map_or(next, |h| h.min(next)),
+                    closed_below: progress
+                        .closed_below
+                        .is_finite()
+                        .then_some(progress.closed_below),
+                })
             })
             .collect()
     }
 
-    /// The watermark, once every partition has delivered a frame (or one was restored).
+    /// The watermark, once every partition has delivered a frame.
     pub fn watermark(&self) -> Option<f64> {
         self.watermark.is_finite().then_some(self.watermark)
     }
 
-    /// Number of windows still open.
+    /// Number of windows with at least one open part.
     pub fn open_windows(&self) -> usize {
         self.open.len()
+    }
+}
+
+/// Distinct uids over the parts of one window.
+fn distinct(parts: &[Part]) -> u64 {
+    match parts {
+        [only] => only.uids.len() as u64,
+        _ => {
+            let mut all: HashSet<&str> =
+                HashSet::with_capacity(parts.iter().map(|p| p.uids.len()).sum());
+            for part in parts {
+                all.extend(part.uids.iter().map(|u| &**u));
+            }
+            all.len() as u64
+        }
     }
 }
 
@@ -274,10 +403,44 @@ mod tests {
         c
     }
 
+    fn starts(partitions: &[(i32, Option<i64>)]) -> Vec<PartitionStart> {
+        partitions
+            .iter()
+            .map(|(partition, next_offset)| PartitionStart {
+                partition: *partition,
+                next_offset: *next_offset,
+                closed_below: None,
+            })
+            .collect()
+    }
+
+    fn offsets(w: &Windows) -> Vec<(i32, i64)> {
+        w.commit_points()
+            .iter()
+            .map(|c| (c.partition, c.offset))
+            .collect()
+    }
+
+    fn closed(
+        start: i64,
+        end: i64,
+        unique_users: u64,
+        frames: u64,
+        partitions: &[i32],
+    ) -> ClosedWindow {
+        ClosedWindow {
+            start,
+            end,
+            unique_users,
+            frames,
+            partitions: partitions.to_vec(),
+        }
+    }
+
     #[test]
     fn counts_distinct_users_across_partitions_and_closes_on_watermark() {
         let now = Instant::now();
-        let mut w = Windows::new(&config(60, 5), &[(0, None), (1, None)], None);
+        let mut w = Windows::new(&config(60, 5), &starts(&[(0, None), (1, None)]));
         w.ingest(
             0,
             &chunk(&[(0, 60.0, "a"), (1, 61.0, "b"), (2, 70.0, "a")]),
@@ -298,16 +461,7 @@ mod tests {
         // Watermark = min(200, 124) = 124: window [60,120) closes at 125, not yet.
         assert!(w.advance(now).is_empty());
         w.ingest(1, &chunk(&[(2, 125.0, "e")]), Some(3), false, now);
-        let closed = w.advance(now);
-        assert_eq!(
-            closed,
-            vec![ClosedWindow {
-                start: 60,
-                end: 120,
-                unique_users: 2,
-                frames: 4
-            }]
-        );
+        assert_eq!(w.advance(now), vec![closed(60, 120, 2, 4, &[0, 1])]);
         // A frame for the closed window is late and changes nothing.
         let late = w.ingest(1, &chunk(&[(3, 119.0, "z")]), Some(4), false, now);
         assert_eq!(
@@ -322,8 +476,8 @@ mod tests {
     #[test]
     fn commit_offsets_stop_at_first_frame_of_an_open_window() {
         let now = Instant::now();
-        let mut w = Windows::new(&config(10, 0), &[(0, Some(0)), (1, None)], None);
-        assert_eq!(w.commit_offsets(), vec![(0, 0)]);
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0)), (1, None)]));
+        assert_eq!(offsets(&w), vec![(0, 0)]);
         w.ingest(
             0,
             &chunk(&[(5, 100.0, "a"), (6, 111.0, "b"), (7, 101.0, "c")]),
@@ -331,21 +485,24 @@ mod tests {
             false,
             now,
         );
-        assert_eq!(w.commit_offsets(), vec![(0, 5)]);
+        assert_eq!(offsets(&w), vec![(0, 5)]);
         w.ingest(1, &chunk(&[(40, 125.0, "a")]), Some(41), false, now);
-        let closed = w.advance(now);
-        assert_eq!(closed.len(), 1, "window [100,110) closes at watermark 111");
+        assert_eq!(
+            w.advance(now).len(),
+            1,
+            "window [100,110) closes at watermark 111"
+        );
         // Partition 0's earliest open frame is offset 6 (window [110,120)).
-        assert_eq!(w.commit_offsets(), vec![(0, 6), (1, 40)]);
-        let rest = w.close_all();
-        assert_eq!(rest.len(), 2);
-        assert_eq!(w.commit_offsets(), vec![(0, 9), (1, 41)]);
+        assert_eq!(offsets(&w), vec![(0, 6), (1, 40)]);
+        assert_eq!(w.commit_points()[0].closed_below, Some(111.0));
+        assert_eq!(w.close_all().len(), 2);
+        assert_eq!(offsets(&w), vec![(0, 9), (1, 41)]);
     }
 
     #[test]
     fn idle_partitions_stop_holding_the_watermark_but_backlogs_do_not() {
         let start = Instant::now();
-        let mut w = Windows::new(&config(10, 0), &[(0, None), (1, None)], None);
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
         w.ingest(
             0,
             &chunk(&[(0, 105.0, "a"), (1, 130.0, "b")]),
@@ -358,10 +515,7 @@ mod tests {
         assert!(w.advance(start).is_empty());
         assert!(w.advance(start + Duration::from_millis(999)).is_empty());
         let closed = w.advance(start + Duration::from_millis(1_000));
-        assert_eq!(
-            closed.iter().map(|c| c.start).collect::<Vec<_>>(),
-            vec![100]
-        );
+        assert_eq!(closed, vec![closed_at(100, &[0, 1])]);
         // New data on partition 1 makes it active again; the watermark does not move back.
         w.ingest(
             1,
@@ -373,10 +527,21 @@ mod tests {
         assert_eq!(w.watermark(), Some(130.0));
     }
 
+    fn closed_at(start: i64, partitions: &[i32]) -> ClosedWindow {
+        closed(start, start + 10, 1, 1, partitions)
+    }
+
     #[test]
-    fn resumed_watermark_treats_emitted_windows_as_late() {
+    fn a_resumed_partition_treats_windows_it_already_closed_as_late() {
         let now = Instant::now();
-        let mut w = Windows::new(&config(10, 2), &[(0, Some(3))], Some(122.0));
+        let mut w = Windows::new(
+            &config(10, 2),
+            &[PartitionStart {
+                partition: 0,
+                next_offset: Some(3),
+                closed_below: Some(122.0),
+            }],
+        );
         let r = w.ingest(
             0,
             &chunk(&[(3, 109.0, "a"), (4, 119.0, "b"), (5, 121.0, "c")]),
@@ -391,6 +556,79 @@ mod tests {
                 late: 2
             }
         );
+    }
+
+    #[test]
+    fn a_partition_that_arrives_behind_closes_its_own_share_separately() {
+        let now = Instant::now();
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0))]));
+        w.ingest(
+            0,
+            &chunk(&[(0, 101.0, "a"), (1, 135.0, "b")]),
+            Some(2),
+            false,
+            now,
+        );
+        assert_eq!(w.advance(now), vec![closed(100, 110, 1, 1, &[0])]);
+        // Partition 1 moves here; its last owner closed it up to 100.
+        w.add_partition(PartitionStart {
+            partition: 1,
+            next_offset: Some(7),
+            closed_below: Some(100.0),
+        });
+        assert!(w.advance(now).is_empty(), "partition 1 has not spoken");
+        w.ingest(
+            1,
+            &chunk(&[
+                (7, 95.0, "x"),
+                (8, 104.0, "y"),
+                (9, 104.5, "y"),
+                (10, 112.0, "z"),
+            ]),
+            Some(11),
+            false,
+            now,
+        );
+        // Its share of [100,110) is new: a second line for that window, naming partition 1 only.
+        assert_eq!(w.advance(now), vec![closed(100, 110, 1, 2, &[1])]);
+        // The watermark stays at 135 (it never moves back) while partition 1 catches up.
+        assert_eq!(w.watermark(), Some(135.0));
+        w.ingest(1, &chunk(&[(11, 140.0, "w")]), Some(12), false, now);
+        // Partition 1 has caught up with the watermark (135): its share of [110,120) closes.
+        assert_eq!(w.advance(now), vec![closed(110, 120, 1, 1, &[1])]);
+        assert_eq!(
+            w.commit_points()[1].offset,
+            11,
+            "held by its frame in [140,150)"
+        );
+        // From here both partitions close together again.
+        w.ingest(0, &chunk(&[(2, 151.0, "v")]), Some(3), false, now);
+        assert_eq!(w.advance(now), vec![closed(130, 140, 1, 1, &[0, 1])]);
+        w.ingest(1, &chunk(&[(12, 152.0, "u")]), Some(13), false, now);
+        assert_eq!(w.advance(now), vec![closed(140, 150, 1, 1, &[0, 1])]);
+    }
+
+    #[test]
+    fn a_removed_partition_leaves_no_trace_in_open_windows() {
+        let now = Instant::now();
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0)), (1, Some(0))]));
+        w.ingest(0, &chunk(&[(0, 101.0, "a")]), Some(1), false, now);
+        w.ingest(
+            1,
+            &chunk(&[(0, 102.0, "b"), (1, 125.0, "c")]),
+            Some(2),
+            false,
+            now,
+        );
+        w.remove_partition(1);
+        assert_eq!(offsets(&w), vec![(0, 0)]);
+        let r = w.ingest(1, &chunk(&[(2, 126.0, "d")]), Some(3), false, now);
+        assert_eq!(
+            r,
+            Ingested::default(),
+            "a chunk that raced the removal is ignored"
+        );
+        assert_eq!(w.close_all(), vec![closed(100, 110, 1, 1, &[0])]);
     }
 
     /// Frames of `partitions` partitions, out of order by up to `jitter` seconds.
@@ -408,6 +646,11 @@ mod tests {
         })
     }
 
+    const UIDS: [&str; 16] = [
+        "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8", "u9", "ua", "ub", "uc", "ud", "ue",
+        "uf",
+    ];
+
     proptest! {
         /// With jitter within the lateness, in-order delivery per partition, any interleaving of
         /// partitions and any chunking, the closed windows equal a direct count.
@@ -415,7 +658,7 @@ mod tests {
         fn closed_windows_match_direct_count((data, jitter) in dataset(), chunk_len in 1usize..7, seed in any::<u64>()) {
             let now = Instant::now();
             let parts: Vec<(i32, Option<i64>)> = (0..data.len() as i32).map(|p| (p, Some(0))).collect();
-            let mut w = Windows::new(&config(7, jitter), &parts, None);
+            let mut w = Windows::new(&config(7, jitter), &starts(&parts));
             let mut truth: BTreeMap<i64, (BTreeSet<u8>, u64)> = BTreeMap::new();
             for part in &data {
                 for (ts, uid) in part {
@@ -425,7 +668,7 @@ mod tests {
                 }
             }
             let mut cursors = vec![0usize; data.len()];
-            let mut emitted = Vec::new();
+            let mut emitted: Vec<ClosedWindow> = Vec::new();
             let mut rng = seed;
             while cursors.iter().zip(&data).any(|(c, d)| *c < d.len()) {
                 rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -434,23 +677,26 @@ mod tests {
                 let to = (from + chunk_len).min(data[p].len());
                 if from == to { continue; }
                 let c = chunk(&data[p][from..to].iter().enumerate()
-                    .map(|(i, (ts, uid))| ((from + i) as i64, *ts, ["u0","u1","u2","u3","u4","u5","u6","u7","u8","u9","ua","ub","uc","ud","ue","uf"][*uid as usize]))
+                    .map(|(i, (ts, uid))| ((from + i) as i64, *ts, UIDS[*uid as usize]))
                     .collect::<Vec<_>>());
                 let r = w.ingest(p as i32, &c, Some(to as i64), false, now);
                 prop_assert_eq!(r.late, 0);
                 cursors[p] = to;
                 // Never commit past the first frame of an open window.
-                for (part, offset) in w.commit_offsets() {
-                    let first_open = data[part as usize][..cursors[part as usize]].iter().position(|(ts, _)| {
+                for point in w.commit_points() {
+                    let part = point.partition as usize;
+                    let first_open = data[part][..cursors[part]].iter().position(|(ts, _)| {
                         let start = (ts / 7.0).floor() as i64 * 7;
-                        !emitted.iter().any(|c: &ClosedWindow| c.start == start)
+                        !emitted.iter().any(|c| c.start == start)
                     });
-                    if let Some(first) = first_open { prop_assert!(offset <= first as i64); }
+                    if let Some(first) = first_open { prop_assert!(point.offset <= first as i64); }
                 }
                 emitted.extend(w.advance(now));
             }
             for p in 0..data.len() { w.finish_partition(p as i32); }
             emitted.extend(w.close_all());
+            let all: Vec<i32> = (0..data.len() as i32).collect();
+            prop_assert!(emitted.iter().all(|c| c.partitions == all), "one line per window, for every partition");
             let got: BTreeMap<i64, (u64, u64)> = emitted.iter().map(|c| (c.start, (c.unique_users, c.frames))).collect();
             let want: BTreeMap<i64, (u64, u64)> = truth.iter().map(|(s, (u, f))| (*s, (u.len() as u64, *f))).collect();
             prop_assert_eq!(got, want);

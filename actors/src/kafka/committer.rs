@@ -12,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{consumer_config, read_committed, read_partition_ids, AdapterError, Committed};
 use crate::config::KafkaConfig;
-use crate::ports::{CommitError, OffsetCommitter};
+use crate::ports::{CommitError, CommitPosition, OffsetCommitter};
 
 /// Commits offsets for `kafka.group`.
 pub struct KafkaCommitter {
@@ -76,20 +76,20 @@ fn retriable(error: &KafkaError) -> bool {
 }
 
 impl OffsetCommitter for KafkaCommitter {
-    fn commit(&mut self, offsets: &[(i32, i64)], metadata: &str) -> Result<(), CommitError> {
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
         // This client is never polled for messages; serve its event queue (logs, errors) here
         // so it does not grow.
         let _ = self.consumer.poll(Duration::ZERO);
-        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-        for (partition, offset) in offsets {
-            let mut element = tpl.add_partition(&self.kafka.topic, *partition);
+        let mut tpl = TopicPartitionList::with_capacity(positions.len());
+        for position in positions {
+            let mut element = tpl.add_partition(&self.kafka.topic, position.partition);
             element
-                .set_offset(Offset::Offset(*offset))
+                .set_offset(Offset::Offset(position.offset))
                 .map_err(|e| CommitError {
                     retriable: false,
                     message: e.to_string(),
                 })?;
-            element.set_metadata(metadata);
+            element.set_metadata(&position.metadata);
         }
         self.consumer
             .commit(&tpl, CommitMode::Sync)
