@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::settings::Overrides;
+use crate::settings::{Model, Overrides};
 
 /// Consume Kafka topics as an actor system: exact unique users per event-time window.
 #[derive(Debug, Parser)]
@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// The consumer group that holds the offsets.
     #[arg(long)]
     pub group: Option<String>,
+    /// How to consume: assign every partition (partition) or subscribe to a group (group).
+    #[arg(long, value_enum)]
+    pub model: Option<Model>,
     /// Stop gracefully after this long (e.g. 30s, 5m).
     #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
     pub stop_after: Option<String>,
@@ -60,6 +63,7 @@ impl RunArgs {
             group: self.group.clone(),
             stop_after: self.stop_after.clone(),
             until_end: self.until_end,
+            model: self.model,
         }
     }
 }

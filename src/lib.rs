@@ -11,19 +11,23 @@ pub mod telemetry;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actors::batch::decode_watermark;
 use actors::config::{ConfigError, KafkaConfig};
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
-use actors::kafka::{AdapterError, EmbeddedCluster, KafkaCommitter, PartitionReader};
+use actors::group::GroupListener;
+use actors::kafka::{
+    self, AdapterError, EmbeddedCluster, GroupConsumer, KafkaCommitter, PartitionReader,
+};
 use actors::partition::EndPolicy;
-use actors::ports::{FrameSource, SourceError, SourceFactory, StartOffset};
+use actors::ports::{FrameSource, OffsetCommitter, SourceError, SourceFactory, StartOffset};
 use actors::sink::open_sink;
 use actors::supervisor::{
-    EndOffsets, Outcome, PartitionPlan, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
+    EndOffsets, Intake, Outcome, PartitionPlan, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
 };
 
-pub use settings::Settings;
+pub use settings::{Model, Settings};
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -109,40 +113,11 @@ pub async fn run(
     } else {
         None
     };
+    if settings.kafka.group.trim().is_empty() {
+        settings.kafka.group = format!("kafka-actors-{}", settings.model.as_str());
+    }
     let kafka = Arc::new(settings.kafka.clone());
-
-    // One client serves the start-up look-ups and then commits.
-    let (committer, partitions, committed) = {
-        let kafka = kafka.clone();
-        blocking(move || -> Result<_, AdapterError> {
-            let committer = KafkaCommitter::new(&kafka)?;
-            let partitions = committer.partition_ids()?;
-            let committed = committer.committed(&partitions)?;
-            Ok((committer, partitions, committed))
-        })
-        .await??
-    };
-    let plans: Vec<PartitionPlan> = partitions
-        .iter()
-        .map(|p| {
-            let committed = committed.iter().find(|c| c.partition == *p);
-            PartitionPlan {
-                partition: *p,
-                start: committed
-                    .and_then(|c| c.offset)
-                    .map_or(StartOffset::Reset, StartOffset::At),
-                closed_below: committed.and_then(|c| decode_watermark(&c.metadata)),
-            }
-        })
-        .collect();
-    tracing::info!(
-        topic = %kafka.topic,
-        group = %kafka.group,
-        partitions = partitions.len(),
-        committed = committed.iter().filter(|c| c.offset.is_some()).count(),
-        resumed = plans.iter().filter(|p| p.closed_below.is_some()).count(),
-        "Starting the partition model."
-    );
+    let (intake, committer, partitions) = prepare_intake(&settings, kafka.clone()).await?;
 
     let mut generator = match &embedded {
         Some(_) => Some(start_generator(&settings, partitions.len() as i32)?),
@@ -158,10 +133,9 @@ pub async fn run(
         source,
     })?;
     let spec = PipelineSpec {
-        partitions: plans,
-        sources: source_factory(kafka.clone(), settings.partition.prefetch_frames),
+        intake,
         sink,
-        committer: Box::new(committer),
+        committer,
         partition: settings.partition.clone(),
         limits: settings.frames.limits(),
         window: settings.window.clone(),
@@ -227,6 +201,82 @@ pub async fn run(
         partitions,
         generator: generator_report,
     })
+}
+
+/// Connects the chosen model's intake: the partition model looks up the partitions and the
+/// group's committed offsets and commits through a client of its own; the group model
+/// subscribes a member, which also commits.
+async fn prepare_intake(
+    settings: &Settings,
+    kafka: Arc<KafkaConfig>,
+) -> Result<(Intake, Box<dyn OffsetCommitter>, Vec<i32>), RunError> {
+    match settings.model {
+        Model::Partition => {
+            // One client serves the start-up look-ups and then commits.
+            let lookups = kafka.clone();
+            let (committer, partitions, committed) =
+                blocking(move || -> Result<_, AdapterError> {
+                    let committer = KafkaCommitter::new(&lookups)?;
+                    let partitions = committer.partition_ids()?;
+                    let committed = committer.committed(&partitions)?;
+                    Ok((committer, partitions, committed))
+                })
+                .await??;
+            let plans: Vec<PartitionPlan> = partitions
+                .iter()
+                .map(|p| {
+                    let committed = committed.iter().find(|c| c.partition == *p);
+                    PartitionPlan {
+                        partition: *p,
+                        start: committed
+                            .and_then(|c| c.offset)
+                            .map_or(StartOffset::Reset, StartOffset::At),
+                        closed_below: committed.and_then(|c| decode_watermark(&c.metadata)),
+                    }
+                })
+                .collect();
+            tracing::info!(
+                topic = %kafka.topic,
+                group = %kafka.group,
+                partitions = partitions.len(),
+                committed = committed.iter().filter(|c| c.offset.is_some()).count(),
+                "Starting the partition model."
+            );
+            let sources = source_factory(kafka, settings.partition.prefetch_frames);
+            Ok((
+                Intake::Partitions { plans, sources },
+                Box::new(committer),
+                partitions,
+            ))
+        }
+        Model::Group => {
+            let (group, prefetch) = (settings.group.clone(), settings.partition.prefetch_frames);
+            let listener = GroupListener::new(Duration::from_millis(group.revoke_timeout_ms));
+            let hears = listener.clone();
+            let (member, partitions) = blocking(move || -> Result<_, AdapterError> {
+                let partitions = kafka::partition_ids(&kafka)?;
+                let member = GroupConsumer::subscribe(&kafka, &group, prefetch, hears)?;
+                tracing::info!(
+                    topic = %kafka.topic,
+                    group = %kafka.group,
+                    partitions = partitions.len(),
+                    assignment = group.assignment.librdkafka_name(),
+                    "Starting the group model."
+                );
+                Ok((member, partitions))
+            })
+            .await??;
+            let committer = member.committer();
+            Ok((
+                Intake::Group {
+                    membership: Box::new(member),
+                    listener,
+                },
+                committer,
+                partitions,
+            ))
+        }
+    }
 }
 
 fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHandle, RunError> {

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actors::config::{
-    ConfigError, EmbeddedConfig, FlushConfig, FrameConfig, GeneratorConfig, KafkaConfig,
-    MetricsConfig, PartitionConfig, SinkConfig, WindowConfig,
+    ConfigError, EmbeddedConfig, FlushConfig, FrameConfig, GeneratorConfig, GroupConfig,
+    KafkaConfig, MetricsConfig, PartitionConfig, SinkConfig, WindowConfig,
 };
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
@@ -80,10 +80,33 @@ impl Default for LogConfig {
     }
 }
 
+/// How the service consumes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    /// The service assigns every partition to itself and manages offsets.
+    #[default]
+    Partition,
+    /// The service subscribes; the group coordinator assigns partitions across members.
+    Group,
+}
+
+impl Model {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::Partition => "partition",
+            Model::Group => "group",
+        }
+    }
+}
+
 /// Everything the service runs with.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// `partition` or `group` (flag --model).
+    pub model: Model,
     /// Kafka connection and input.
     pub kafka: KafkaConfig,
     /// The embedded cluster (used when `kafka.brokers` is empty).
@@ -92,6 +115,8 @@ pub struct Settings {
     pub generator: GeneratorConfig,
     /// Partition intake.
     pub partition: PartitionConfig,
+    /// The group model.
+    pub group: GroupConfig,
     /// Frame validity.
     pub frames: FrameConfig,
     /// Event-time windows.
@@ -118,6 +143,7 @@ impl Settings {
         self.embedded.validate()?;
         self.generator.validate()?;
         self.partition.validate()?;
+        self.group.validate()?;
         self.frames.validate()?;
         self.window.validate()?;
         self.flush.validate()?;
@@ -146,6 +172,8 @@ pub struct Overrides {
     pub stop_after: Option<String>,
     /// `--until-end`.
     pub until_end: bool,
+    /// `--model`.
+    pub model: Option<Model>,
 }
 
 /// Settings that cannot be loaded.
@@ -202,6 +230,9 @@ pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
         ("run.stop_after", &o.stop_after),
     ] {
         builder = builder.set_override_option(key, value.clone())?;
+    }
+    if let Some(model) = o.model {
+        builder = builder.set_override("model", model.as_str())?;
     }
     if o.until_end {
         builder = builder.set_override("run.until_end", true)?;
@@ -365,8 +396,12 @@ mod tests {
         let table: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         let known = serde_json::to_value(Settings::default()).unwrap();
         for (section, keys) in known.as_object().unwrap() {
+            let Some(keys) = keys.as_object() else {
+                assert!(table.contains_key(section), "config/default.toml lacks {section}");
+                continue;
+            };
             let written = table.get(section).and_then(|t| t.as_table());
-            for key in keys.as_object().unwrap().keys() {
+            for key in keys.keys() {
                 assert!(
                     written.is_some_and(|t| t.contains_key(key)),
                     "config/default.toml lacks {section}.{key}"

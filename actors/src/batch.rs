@@ -88,6 +88,24 @@ pub struct DrainReport {
     pub commit_error: Option<String>,
 }
 
+/// Starts counting partitions (assigned to this group member). Answered once they are known,
+/// so their chunks are never ignored.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AddPartitions(pub Vec<PartitionStart>);
+
+/// Stops counting partitions (revoked from this member) after their intake has stopped. With
+/// `commit`, closed windows are written and offsets committed first, and the answer comes only
+/// then; without (the assignment was lost), their share is dropped at once.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ReleasePartitions {
+    /// The partitions.
+    pub partitions: Vec<i32>,
+    /// Write and commit before letting go.
+    pub commit: bool,
+}
+
 /// What the batch actor tells its supervisor.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -105,6 +123,7 @@ struct FlushTarget {
 }
 
 struct FlushJob {
+    seq: u64,
     windows: Vec<ClosedWindow>,
     positions: Vec<CommitPosition>,
     commit: bool,
@@ -141,6 +160,10 @@ pub struct BatchActor {
     completed: bool,
     completion_reported: bool,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<DrainReport>>,
+    /// Releases waiting for the flush numbered `.1` to finish.
+    release_waiters: Vec<(Vec<i32>, u64, tokio::sync::oneshot::Sender<()>)>,
+    /// Number of the last flush started, and of the last one finished.
+    flush_seq: (u64, u64),
     metrics: Addr<MetricsActor>,
     supervisor: Option<Recipient<BatchEvent>>,
 }
@@ -178,6 +201,8 @@ impl BatchActor {
             completed: false,
             completion_reported: false,
             drain_waiters: Vec::new(),
+            release_waiters: Vec::new(),
+            flush_seq: (0, 0),
             metrics,
             supervisor,
         }
@@ -186,7 +211,11 @@ impl BatchActor {
     fn collect_closed(&mut self) {
         let closed = self.windows.advance(Instant::now());
         self.pending.extend(closed);
-        if self.close_at_end && !self.completed && self.windows.all_finished() {
+        if self.close_at_end
+            && !self.completed
+            && self.windows.partitions().next().is_some()
+            && self.windows.all_finished()
+        {
             let rest = self.windows.close_all();
             self.pending.extend(rest);
             self.completed = true;
@@ -216,7 +245,9 @@ impl BatchActor {
         // the offsets, every window closed before is in this flush or an earlier one.
         let positions = positions(&self.windows);
         let commit = self.commit_wanted(&positions);
+        self.flush_seq.0 += 1;
         let job = FlushJob {
+            seq: self.flush_seq.0,
             windows: std::mem::take(&mut self.pending),
             positions,
             commit,
@@ -226,6 +257,7 @@ impl BatchActor {
         self.force = false;
         if job.windows.is_empty() && !job.commit {
             self.target = Some(target);
+            self.flush_seq.1 = job.seq;
             self.flush_finished(ctx);
             return;
         }
@@ -248,6 +280,7 @@ impl BatchActor {
             commit_error,
         } = done;
         self.target = Some(target);
+        self.flush_seq.1 = job.seq;
         self.metrics.do_send(Flushed {
             duration,
             frames: job.frames,
@@ -274,6 +307,15 @@ impl BatchActor {
     }
 
     fn flush_finished(&mut self, ctx: &mut Context<Self>) {
+        let done = self.flush_seq.1;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.release_waiters)
+            .into_iter()
+            .partition(|(_, needed, _)| *needed <= done);
+        self.release_waiters = waiting;
+        for (partitions, _, reply) in ready {
+            self.release(&partitions);
+            let _ = reply.send(());
+        }
         if std::mem::take(&mut self.flush_again) || self.force {
             self.flush(ctx);
             return;
@@ -298,6 +340,14 @@ impl BatchActor {
                 let _ = waiter.send(report.clone());
             }
         }
+    }
+
+    fn release(&mut self, partitions: &[i32]) {
+        for partition in partitions {
+            self.windows.remove_partition(*partition);
+        }
+        self.last_commit
+            .retain(|p| !partitions.contains(&p.partition));
     }
 
     fn fail(&mut self, error: String, ctx: &mut Context<Self>) {
@@ -378,6 +428,37 @@ impl Handler<Chunk> for BatchActor {
         self.frames_since_flush += chunk.frames.len() as u64;
         self.collect_closed();
         self.maybe_flush(ctx);
+    }
+}
+
+impl Handler<AddPartitions> for BatchActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddPartitions, _: &mut Self::Context) {
+        for start in msg.0 {
+            self.windows.add_partition(start);
+        }
+    }
+}
+
+impl Handler<ReleasePartitions> for BatchActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: ReleasePartitions, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if msg.commit {
+            // The next flush to start writes what is closed and commits every partition,
+            // these included; they are let go once it has finished.
+            self.collect_closed();
+            self.release_waiters
+                .push((msg.partitions, self.flush_seq.0 + 1, tx));
+            self.force = true;
+            self.flush(ctx);
+        } else {
+            self.release(&msg.partitions);
+            let _ = tx.send(());
+        }
+        Box::pin(async move { rx.await.unwrap_or_default() }.into_actor(self))
     }
 }
 

@@ -73,7 +73,9 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// The input topic.
     pub topic: String,
-    /// Consumer group that holds the committed offsets.
+    /// Consumer group that holds the committed offsets. Empty: `kafka-actors-partition` for the
+    /// partition model, `kafka-actors-group` for the group model (a group with subscribed
+    /// members refuses commits from a consumer that only assigns, so the two never share one).
     pub group: String,
     /// Start position for partitions without a committed offset: earliest, latest or error.
     pub auto_offset_reset: OffsetReset,
@@ -88,7 +90,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: String::new(),
             topic: "frames".into(),
-            group: "kafka-actors".into(),
+            group: String::new(),
             auto_offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
         }
@@ -174,11 +176,6 @@ impl KafkaConfig {
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
             "kafka.topic",
             "Kafka topic names use only ASCII letters, digits, '.', '_' and '-' (at most 249)",
-        )?;
-        check(
-            !self.group.trim().is_empty(),
-            "kafka.group",
-            "must not be empty",
         )?;
         for name in self.properties.keys() {
             if RESERVED_PROPERTIES.contains(&name.as_str()) {
@@ -530,6 +527,82 @@ impl SinkConfig {
             self.kind != SinkKind::File || !self.path.trim().is_empty(),
             "sink.path",
             "must be set when sink.kind = \"file\"",
+        )
+    }
+}
+
+/// How partitions are assigned to group members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assignment {
+    /// Incremental: only moved partitions stop during a rebalance.
+    CooperativeSticky,
+    /// Eager, range assignor: every partition is revoked at every rebalance.
+    Range,
+    /// Eager, round-robin assignor.
+    Roundrobin,
+}
+
+impl Assignment {
+    /// The librdkafka `partition.assignment.strategy` value.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            Assignment::CooperativeSticky => "cooperative-sticky",
+            Assignment::Range => "range",
+            Assignment::Roundrobin => "roundrobin",
+        }
+    }
+}
+
+/// The group model: one subscribing member, partitions assigned by the group coordinator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// `cooperative-sticky`, `range` or `roundrobin`; every member of a group must use the same.
+    pub assignment: Assignment,
+    /// The coordinator drops a member it has not heard from for this long (milliseconds).
+    pub session_timeout_ms: u64,
+    /// A revocation must be flushed and committed within this long (milliseconds); must be
+    /// below `session_timeout_ms`.
+    pub revoke_timeout_ms: u64,
+    /// Static membership (`group.instance.id`): a member that restarts within the session
+    /// timeout gets its partitions back without a rebalance. Empty: dynamic membership.
+    pub instance_id: String,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            assignment: Assignment::CooperativeSticky,
+            session_timeout_ms: 45_000,
+            revoke_timeout_ms: 20_000,
+            instance_id: String::new(),
+        }
+    }
+}
+
+impl GroupConfig {
+    /// Checks every field.
+    ///
+    /// # Errors
+    /// The first invalid key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(
+            (1_000..=3_600_000).contains(&self.session_timeout_ms),
+            "group.session_timeout_ms",
+            "must be between 1000 and 3600000",
+        )?;
+        check(
+            self.revoke_timeout_ms >= 1 && self.revoke_timeout_ms < self.session_timeout_ms,
+            "group.revoke_timeout_ms",
+            "must be at least 1 and below group.session_timeout_ms",
+        )?;
+        check(
+            self.instance_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+            "group.instance_id",
+            "uses only ASCII letters, digits, '.', '_' and '-'",
         )
     }
 }

@@ -24,6 +24,7 @@ pub mod batch;
 pub mod config;
 pub mod frame;
 pub mod generator;
+pub mod group;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
@@ -33,6 +34,7 @@ pub mod supervisor;
 pub mod window;
 
 pub use batch::BatchActor;
+pub use group::GroupActor;
 pub use metrics::MetricsActor;
 pub use partition::PartitionActor;
 pub use supervisor::RootSupervisor;

@@ -85,3 +85,38 @@ pub trait OffsetCommitter: Send + 'static {
     /// If the broker did not accept the commit.
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError>;
 }
+
+/// A partition the group coordinator gave this member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignedPartition {
+    /// The partition.
+    pub partition: i32,
+    /// Where reading starts (the group's committed offset, if any).
+    pub start: StartOffset,
+    /// The metadata of that commit.
+    pub metadata: String,
+}
+
+/// Hears the group's rebalances. Called on the thread that serves the group consumer, inside
+/// the rebalance: a revocation must not return before the partitions' results are durable and
+/// their offsets committed, because the next owner starts from those offsets.
+pub trait RebalanceListener: Send + Sync + 'static {
+    /// Partitions were assigned; reading them may start.
+    fn assigned(&self, partitions: Vec<AssignedPartition>);
+
+    /// Partitions are being taken away. With `lost` the membership already expired: drop them
+    /// without committing. Returns when the partitions are released.
+    fn revoking(&self, partitions: Vec<i32>, lost: bool);
+}
+
+/// A running membership in a consumer group.
+pub trait GroupMembership: Send + 'static {
+    /// Opens the source of an assigned partition (again, after a restart).
+    fn sources(&self) -> SourceFactory;
+
+    /// Starts serving the group: joining, heartbeats and rebalances.
+    fn start(&mut self);
+
+    /// Leaves the group (revoking every partition through the listener) and stops. Blocks.
+    fn leave(&mut self);
+}

@@ -1,28 +1,33 @@
 //! [`RootSupervisor`]: owns the actor tree, starts it, reports how it ends, and shuts it down
 //! in order.
 //!
-//! Tree: one [`PartitionActor`] per partition, each on its own arbiter thread (reading blocks);
-//! one [`BatchActor`] on its own arbiter (it does the counting); one [`MetricsActor`] on the
-//! supervisor's arbiter.
+//! Tree: the intake, either one [`PartitionActor`] per partition (partition model) or a
+//! [`GroupActor`] that starts one per assigned partition (group model), each partition actor on
+//! its own arbiter thread (reading blocks); one [`BatchActor`] on its own arbiter (it does the
+//! counting); one [`MetricsActor`] on the supervisor's arbiter.
 //!
 //! Shutdown is drain, then commit, then stop: every partition actor stops reading and answers
-//! once its last chunk is taken; then the batch actor flushes what is closed (or, when the
-//! input is exhausted, closes everything first), commits and answers; then the final figures
-//! are read and the arbiters stop.
+//! once its last chunk is taken (in the group model, by leaving the group, which revokes and
+//! commits every partition); then the batch actor flushes what is closed (or, when the input
+//! is exhausted, closes everything first), commits and answers; then the final figures are
+//! read and the arbiters stop.
 
 use std::collections::BTreeMap;
 
 use actix::prelude::*;
 use futures::future::join_all;
 
+use std::sync::Arc;
+
 use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, WindowConfig};
 use crate::frame::FrameLimits;
+use crate::group::{GroupActor, GroupEndOffsets, GroupListener, Leave};
 use crate::metrics::{GetMetrics, MetricsActor, MetricsSnapshot};
 use crate::partition::{
     EndAt, EndPolicy, PartitionActor, PartitionFailed, PartitionOutputs, StopIntake,
 };
-use crate::ports::{OffsetCommitter, SourceFactory, StartOffset};
+use crate::ports::{GroupMembership, OffsetCommitter, SourceFactory, StartOffset};
 use crate::sink::Sink;
 use crate::window::PartitionStart;
 
@@ -37,12 +42,28 @@ pub struct PartitionPlan {
     pub closed_below: Option<f64>,
 }
 
+/// Where frames come from.
+pub enum Intake {
+    /// The partition model: these partitions, read through `sources`.
+    Partitions {
+        /// The partitions and where each starts.
+        plans: Vec<PartitionPlan>,
+        /// Opens partition sources.
+        sources: SourceFactory,
+    },
+    /// The group model: a membership whose rebalances reach the group actor via `listener`.
+    Group {
+        /// The subscribed member, not yet started.
+        membership: Box<dyn GroupMembership>,
+        /// Its listener.
+        listener: Arc<GroupListener>,
+    },
+}
+
 /// Everything needed to start the tree.
 pub struct PipelineSpec {
-    /// The partitions and where each starts.
-    pub partitions: Vec<PartitionPlan>,
-    /// Opens partition sources.
-    pub sources: SourceFactory,
+    /// Where frames come from.
+    pub intake: Intake,
     /// Where windows go.
     pub sink: Box<dyn Sink>,
     /// Commits offsets.
@@ -93,6 +114,7 @@ pub struct RunSummary {
 /// Owns the actor tree; see the module documentation.
 pub struct RootSupervisor {
     spec: Option<PipelineSpec>,
+    group: Option<Addr<GroupActor>>,
     partitions: BTreeMap<i32, (Arbiter, Addr<PartitionActor>)>,
     batch: Option<(Arbiter, Addr<BatchActor>)>,
     metrics: Option<Addr<MetricsActor>>,
@@ -112,6 +134,7 @@ impl RootSupervisor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = RootSupervisor {
             spec: Some(spec),
+            group: None,
             partitions: BTreeMap::new(),
             batch: None,
             metrics: None,
@@ -136,8 +159,11 @@ impl Actor for RootSupervisor {
         let Some(spec) = self.spec.take() else { return };
         let metrics = MetricsActor::new(spec.metrics.clone()).start();
         let batch_arbiter = Arbiter::new();
-        let known: Vec<PartitionStart> = spec
-            .partitions
+        let plans = match &spec.intake {
+            Intake::Partitions { plans, .. } => plans.clone(),
+            Intake::Group { .. } => Vec::new(),
+        };
+        let known: Vec<PartitionStart> = plans
             .iter()
             .map(|plan| PartitionStart {
                 partition: plan.partition,
@@ -175,19 +201,38 @@ impl Actor for RootSupervisor {
             metrics: metrics.clone().recipient(),
             supervisor: ctx.address().recipient(),
         };
-        for plan in spec.partitions {
-            let arbiter = Arbiter::new();
-            let actor = PartitionActor::new(
-                plan.partition,
-                plan.start,
-                spec.sources.clone(),
-                outputs.clone(),
-                spec.partition.clone(),
-                spec.limits,
-                spec.end,
-            );
-            let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-            self.partitions.insert(plan.partition, (arbiter, addr));
+        match spec.intake {
+            Intake::Partitions { plans, sources } => {
+                for plan in plans {
+                    let arbiter = Arbiter::new();
+                    let actor = PartitionActor::new(
+                        plan.partition,
+                        plan.start,
+                        sources.clone(),
+                        outputs.clone(),
+                        spec.partition.clone(),
+                        spec.limits,
+                        spec.end,
+                    );
+                    let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+                    self.partitions.insert(plan.partition, (arbiter, addr));
+                }
+            }
+            Intake::Group {
+                membership,
+                listener,
+            } => {
+                let group = GroupActor::new(
+                    membership,
+                    listener,
+                    batch.clone(),
+                    outputs,
+                    spec.partition.clone(),
+                    spec.limits,
+                    spec.end,
+                );
+                self.group = Some(group.start());
+            }
         }
         self.batch = Some((batch_arbiter, batch));
         self.metrics = Some(metrics);
@@ -226,6 +271,9 @@ impl Handler<EndOffsets> for RootSupervisor {
         for (partition, (_, addr)) in &self.partitions {
             addr.do_send(EndAt(msg.0.get(partition).copied()));
         }
+        if let Some(group) = &self.group {
+            group.do_send(GroupEndOffsets(msg.0));
+        }
     }
 }
 
@@ -234,6 +282,7 @@ impl Handler<Shutdown> for RootSupervisor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         let partitions = std::mem::take(&mut self.partitions);
+        let group = self.group.take();
         let batch = self.batch.take();
         let metrics = self.metrics.clone();
         let close_all = self.completed;
@@ -244,6 +293,11 @@ impl Handler<Shutdown> for RootSupervisor {
                 let (arbiters, addrs): (Vec<Arbiter>, Vec<Addr<PartitionActor>>) =
                     partitions.into_values().unzip();
                 join_all(addrs.iter().map(|a| a.send(StopIntake))).await;
+                if let Some(group) = group {
+                    // Leaving revokes every partition: intake stops, results are written and
+                    // offsets committed through the member before it leaves.
+                    let _ = group.send(Leave).await;
+                }
                 // 2. Flush and commit.
                 let mut summary = RunSummary::default();
                 if let Some((arbiter, batch)) = batch {

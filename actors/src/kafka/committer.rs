@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -80,22 +80,31 @@ impl OffsetCommitter for KafkaCommitter {
         // This client is never polled for messages; serve its event queue (logs, errors) here
         // so it does not grow.
         let _ = self.consumer.poll(Duration::ZERO);
-        let mut tpl = TopicPartitionList::with_capacity(positions.len());
-        for position in positions {
-            let mut element = tpl.add_partition(&self.kafka.topic, position.partition);
-            element
-                .set_offset(Offset::Offset(position.offset))
-                .map_err(|e| CommitError {
-                    retriable: false,
-                    message: e.to_string(),
-                })?;
-            element.set_metadata(&position.metadata);
-        }
-        self.consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| CommitError {
-                retriable: retriable(&e),
-                message: e.to_string(),
-            })
+        commit_positions(&self.consumer, &self.kafka.topic, positions)
     }
+}
+
+/// Commits `positions` of `topic` synchronously through `consumer`.
+pub(super) fn commit_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    positions: &[CommitPosition],
+) -> Result<(), CommitError> {
+    let mut tpl = TopicPartitionList::with_capacity(positions.len());
+    for position in positions {
+        let mut element = tpl.add_partition(topic, position.partition);
+        element
+            .set_offset(Offset::Offset(position.offset))
+            .map_err(|e| CommitError {
+                retriable: false,
+                message: e.to_string(),
+            })?;
+        element.set_metadata(&position.metadata);
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(|e| CommitError {
+            retriable: retriable(&e),
+            message: e.to_string(),
+        })
 }

@@ -12,6 +12,7 @@
 
 mod committer;
 mod embedded;
+mod group;
 mod producer;
 mod reader;
 
@@ -23,6 +24,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub use committer::KafkaCommitter;
 pub use embedded::EmbeddedCluster;
+pub use group::GroupConsumer;
 pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 
@@ -72,6 +74,15 @@ pub enum AdapterError {
         topic: String,
         /// The partition.
         partition: i32,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The subscription was refused.
+    #[error("cannot subscribe to topic `{topic}`")]
+    Subscribe {
+        /// The topic.
+        topic: String,
         /// The librdkafka error.
         #[source]
         source: KafkaError,
@@ -280,7 +291,10 @@ mod tests {
 
     #[test]
     fn guarantee_properties_cannot_be_overridden_by_passthrough() {
-        let mut kafka = KafkaConfig::default();
+        let mut kafka = KafkaConfig {
+            group: "kafka-actors-partition".into(),
+            ..KafkaConfig::default()
+        };
         kafka
             .properties
             .insert("fetch.wait.max.ms".into(), "50".into());
@@ -292,7 +306,7 @@ mod tests {
         );
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
-        assert_eq!(config.get("group.id"), Some("kafka-actors"));
+        assert_eq!(config.get("group.id"), Some("kafka-actors-partition"));
         let plain = client_config(&kafka, "p");
         assert_eq!(plain.get("fetch.wait.max.ms"), Some("50"));
     }

@@ -1,16 +1,21 @@
-//! [`PartitionReader`]: one consumer that assigns exactly one partition to itself (no group
-//! subscription) and reads it from a given offset, like the old SimpleConsumer with seek.
-//! A partition actor owns one; dropping it releases the consumer.
+//! [`PartitionReader`]: reads one partition. In the partition model it is a consumer of its
+//! own that assigns exactly one partition to itself (no group subscription) and reads it from a
+//! given offset, like the old SimpleConsumer with seek. In the group model it is the partition's
+//! own queue split off the group member's consumer. A partition actor owns one.
 
 use std::ffi::CString;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::group::GroupContext;
 use super::{consumer_config, AdapterError};
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{FrameSource, PollStatus, SourceError, StartOffset};
@@ -46,9 +51,36 @@ impl ClientContext for ReaderContext {
 
 impl ConsumerContext for ReaderContext {}
 
+/// Where a reader's records come from.
+enum Records {
+    /// A consumer of its own with one assigned partition.
+    Own(BaseConsumer<ReaderContext>),
+    /// The partition's queue, split off a group member's consumer.
+    Split {
+        queue: PartitionQueue<GroupContext>,
+        consumer: Arc<BaseConsumer<GroupContext>>,
+    },
+}
+
+impl Records {
+    fn poll(&self, timeout: Duration) -> Option<KafkaResult<BorrowedMessage<'_>>> {
+        match self {
+            Records::Own(consumer) => consumer.poll(timeout),
+            Records::Split { queue, .. } => queue.poll(timeout),
+        }
+    }
+
+    fn native_ptr(&self) -> *mut rdkafka::bindings::rd_kafka_t {
+        match self {
+            Records::Own(consumer) => consumer.client().native_ptr(),
+            Records::Split { consumer, .. } => consumer.client().native_ptr(),
+        }
+    }
+}
+
 /// Reads one partition of the input topic.
 pub struct PartitionReader {
-    consumer: BaseConsumer<ReaderContext>,
+    records: Records,
     topic: CString,
     partition: i32,
     next_offset: Option<i64>,
@@ -97,7 +129,7 @@ impl PartitionReader {
         let topic = CString::new(kafka.topic.as_str())
             .map_err(|_| AdapterError::TopicMissing(kafka.topic.clone()))?;
         Ok(PartitionReader {
-            consumer,
+            records: Records::Own(consumer),
             topic,
             partition,
             next_offset: match start {
@@ -108,16 +140,43 @@ impl PartitionReader {
         })
     }
 
+    /// The queue of `partition` split off a group member's consumer (which must have it
+    /// assigned, or be about to), read from wherever the member's assignment put it.
+    ///
+    /// # Errors
+    /// If the queue cannot be split off.
+    pub(super) fn split(
+        consumer: &Arc<BaseConsumer<GroupContext>>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Self, AdapterError> {
+        let queue = consumer
+            .split_partition_queue(topic, partition)
+            .ok_or_else(|| AdapterError::TopicMissing(topic.to_owned()))?;
+        let topic =
+            CString::new(topic).map_err(|_| AdapterError::TopicMissing(topic.to_owned()))?;
+        Ok(PartitionReader {
+            records: Records::Split {
+                queue,
+                consumer: consumer.clone(),
+            },
+            topic,
+            partition,
+            next_offset: None,
+            pending_error: None,
+        })
+    }
+
     /// The high watermark from the last fetch response, without a broker round trip. (Some
     /// brokers answer ListOffsets with a stale end; the fetch response is always current.)
     fn cached_high_watermark(&self) -> Option<i64> {
         let (mut low, mut high) = (-1i64, -1i64);
-        // SAFETY: the native handle is valid while `self.consumer` lives, `topic` is a
+        // SAFETY: the native handle is valid while `self.records` lives, `topic` is a
         // NUL-terminated string owned by `self`, and `low`/`high` are valid out-pointers.
         // rd_kafka_get_watermark_offsets only reads librdkafka's cached values.
         let err = unsafe {
             rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                self.consumer.client().native_ptr(),
+                self.records.native_ptr(),
                 self.topic.as_ptr(),
                 self.partition,
                 &mut low,
@@ -160,7 +219,7 @@ impl FrameSource for PartitionReader {
         let mut status = PollStatus::default();
         let mut wait = timeout;
         while status.records < max {
-            match self.consumer.poll(wait) {
+            match self.records.poll(wait) {
                 None => break,
                 Some(Ok(message)) => {
                     on_record(message.offset(), message.payload());

@@ -1,0 +1,298 @@
+//! [`GroupActor`]: the group model's intake. One group member subscribes to the input topic
+//! and the coordinator assigns partitions; for each assigned partition the group actor starts a
+//! [`PartitionActor`] reading that partition's queue, feeding the same batch and metrics actors
+//! as the partition model. The model is a choice of intake, not a second pipeline.
+//!
+//! Rebalances arrive from the member's driver thread through [`GroupListener`]:
+//! - assigned: the batch actor learns the partitions (where they start, and up to where their
+//!   windows were already written) before their partition actors start;
+//! - revoked: the partitions' actors stop (what they prefetched is dropped unread), the batch
+//!   actor writes what is closed and commits, then lets the partitions go; only then does the
+//!   listener return and the rebalance go on, within `group.revoke_timeout_ms`;
+//! - lost: as revoked, but nothing is committed.
+//!
+//! `Leave` (at shutdown) closes the member, which revokes everything this way and leaves the
+//! group.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::future::join_all;
+
+use crate::batch::{decode_watermark, AddPartitions, BatchActor, ReleasePartitions};
+use crate::config::PartitionConfig;
+use crate::frame::FrameLimits;
+use crate::partition::{EndAt, EndPolicy, PartitionActor, PartitionOutputs, StopIntake};
+use crate::ports::{
+    AssignedPartition, GroupMembership, RebalanceListener, SourceFactory, StartOffset,
+};
+use crate::window::PartitionStart;
+
+/// The coordinator assigned partitions.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PartitionsAssigned(pub Vec<AssignedPartition>);
+
+/// The coordinator is taking partitions away; `done` is answered once they are released.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PartitionsRevoked {
+    /// The partitions.
+    pub partitions: Vec<i32>,
+    /// The membership expired: release without committing.
+    pub lost: bool,
+    /// Answered when released.
+    pub done: std::sync::mpsc::Sender<()>,
+}
+
+/// Leave the group: revoke everything (committing), close the member.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+/// Carries rebalances from the member's driver thread to the group actor and waits for
+/// revocations to finish.
+pub struct GroupListener {
+    actor: OnceLock<Addr<GroupActor>>,
+    revoke_timeout: Duration,
+}
+
+impl GroupListener {
+    /// A listener that waits at most `revoke_timeout` for a revocation.
+    pub fn new(revoke_timeout: Duration) -> Arc<Self> {
+        Arc::new(GroupListener {
+            actor: OnceLock::new(),
+            revoke_timeout,
+        })
+    }
+}
+
+impl RebalanceListener for GroupListener {
+    fn assigned(&self, partitions: Vec<AssignedPartition>) {
+        match self.actor.get() {
+            Some(actor) => actor.do_send(PartitionsAssigned(partitions)),
+            None => tracing::error!("Partitions assigned before the group actor started."),
+        }
+    }
+
+    fn revoking(&self, partitions: Vec<i32>, lost: bool) {
+        let Some(actor) = self.actor.get() else {
+            return;
+        };
+        let (done, wait) = std::sync::mpsc::channel();
+        actor.do_send(PartitionsRevoked {
+            partitions: partitions.clone(),
+            lost,
+            done,
+        });
+        match wait.recv_timeout(self.revoke_timeout) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::error!(
+                ?partitions,
+                timeout = ?self.revoke_timeout,
+                "Revocation did not finish in time; the next owner may reprocess frames."
+            ),
+            // The group actor is gone (the service is stopping): nothing left to release.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+    }
+}
+
+/// The group model's intake; see the module documentation.
+pub struct GroupActor {
+    membership: Option<Box<dyn GroupMembership>>,
+    listener: Arc<GroupListener>,
+    sources: Option<SourceFactory>,
+    batch: Addr<BatchActor>,
+    outputs: PartitionOutputs,
+    config: PartitionConfig,
+    limits: FrameLimits,
+    end: EndPolicy,
+    end_offsets: Option<BTreeMap<i32, i64>>,
+    partitions: BTreeMap<i32, (Arbiter, Addr<PartitionActor>)>,
+}
+
+impl GroupActor {
+    /// A group actor for `membership`, whose rebalances reach it through `listener`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        membership: Box<dyn GroupMembership>,
+        listener: Arc<GroupListener>,
+        batch: Addr<BatchActor>,
+        outputs: PartitionOutputs,
+        config: PartitionConfig,
+        limits: FrameLimits,
+        end: EndPolicy,
+    ) -> Self {
+        GroupActor {
+            membership: Some(membership),
+            listener,
+            sources: None,
+            batch,
+            outputs,
+            config,
+            limits,
+            end,
+            end_offsets: None,
+            partitions: BTreeMap::new(),
+        }
+    }
+
+    fn end_policy(&self, partition: i32) -> EndPolicy {
+        match (self.end, &self.end_offsets) {
+            (EndPolicy::AwaitOffset, Some(ends)) => ends
+                .get(&partition)
+                .map_or(EndPolicy::FirstEnd, |e| EndPolicy::Offset(*e)),
+            (end, _) => end,
+        }
+    }
+
+    fn start_partition(&mut self, assigned: &AssignedPartition) {
+        let Some(sources) = self.sources.clone() else {
+            return;
+        };
+        let arbiter = Arbiter::new();
+        let actor = PartitionActor::new(
+            assigned.partition,
+            assigned.start,
+            sources,
+            self.outputs.clone(),
+            self.config.clone(),
+            self.limits,
+            self.end_policy(assigned.partition),
+        );
+        let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        if let Some((old_arbiter, old)) =
+            self.partitions.insert(assigned.partition, (arbiter, addr))
+        {
+            // Assigned twice without a revocation in between: the old reader must not go on.
+            old.do_send(StopIntake);
+            old_arbiter.stop();
+        }
+    }
+}
+
+impl Actor for GroupActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Rebalances are served only once the listener knows where to send them.
+        let _ = self.listener.actor.set(ctx.address());
+        if let Some(membership) = self.membership.as_mut() {
+            self.sources = Some(membership.sources());
+            membership.start();
+        }
+    }
+}
+
+impl Handler<PartitionsAssigned> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsAssigned, ctx: &mut Self::Context) {
+        let starts: Vec<PartitionStart> = msg
+            .0
+            .iter()
+            .map(|a| PartitionStart {
+                partition: a.partition,
+                next_offset: match a.start {
+                    StartOffset::At(offset) => Some(offset),
+                    StartOffset::Reset => None,
+                },
+                closed_below: decode_watermark(&a.metadata),
+            })
+            .collect();
+        // The batch actor must know the partitions before their first chunk arrives; nothing
+        // else is handled here meanwhile, so a revocation cannot overtake the assignment.
+        let assigned = msg.0;
+        ctx.wait(self.batch.send(AddPartitions(starts)).into_actor(self).map(
+            move |result, act, _| {
+                if result.is_err() {
+                    tracing::error!(
+                        "The batch actor is gone; not reading the assigned partitions."
+                    );
+                    return;
+                }
+                for a in &assigned {
+                    act.start_partition(a);
+                }
+            },
+        ));
+    }
+}
+
+impl Handler<PartitionsRevoked> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsRevoked, ctx: &mut Self::Context) {
+        let stopping: Vec<(Arbiter, Addr<PartitionActor>)> = msg
+            .partitions
+            .iter()
+            .filter_map(|p| self.partitions.remove(p))
+            .collect();
+        let batch = self.batch.clone();
+        let PartitionsRevoked {
+            partitions,
+            lost,
+            done,
+        } = msg;
+        ctx.wait(
+            async move {
+                // Stopped actors send nothing more; what their queues still hold is dropped.
+                join_all(stopping.iter().map(|(_, addr)| addr.send(StopIntake))).await;
+                if batch
+                    .send(ReleasePartitions {
+                        partitions,
+                        commit: !lost,
+                    })
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "The batch actor is gone; revoked partitions released without a commit."
+                    );
+                }
+                for (arbiter, _) in stopping {
+                    arbiter.stop();
+                    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+                }
+                let _ = done.send(());
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+/// The end offset of every partition, for partitions assigned now or later.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct GroupEndOffsets(pub BTreeMap<i32, i64>);
+
+impl Handler<GroupEndOffsets> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: GroupEndOffsets, _: &mut Self::Context) {
+        for (partition, (_, addr)) in &self.partitions {
+            addr.do_send(EndAt(msg.0.get(partition).copied()));
+        }
+        self.end_offsets = Some(msg.0);
+    }
+}
+
+impl Handler<Leave> for GroupActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
+        let membership = self.membership.take();
+        // Not `ctx.wait`: the revocations that leaving causes must be handled meanwhile.
+        Box::pin(
+            async move {
+                if let Some(mut membership) = membership {
+                    let _ = actix_rt::task::spawn_blocking(move || membership.leave()).await;
+                }
+            }
+            .into_actor(self),
+        )
+    }
+}

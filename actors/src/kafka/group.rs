@@ -1,0 +1,294 @@
+//! [`GroupConsumer`]: the group model's membership. One consumer subscribes to the input topic;
+//! the coordinator assigns partitions. Each assigned partition's records go to its own queue,
+//! split off before the partition is assigned, and a partition actor reads that queue; the
+//! consumer's main queue (rebalances, errors, logs) is served by a driver thread.
+//!
+//! Rebalances run on the driver thread inside librdkafka's callback:
+//! - assign: the group's committed offsets (and their metadata) are read and set explicitly,
+//!   each partition's queue is split off, the partitions are assigned (incrementally under
+//!   cooperative-sticky), and the listener hears of them;
+//! - revoke: the listener is told and the callback waits for it, so the partitions' results
+//!   are durable and their offsets committed before anyone else may read them; then they are
+//!   unassigned. A lost assignment (expired session) is reported as lost: no commit.
+//!
+//! Commits go through this member's consumer ([`GroupConsumer::committer`]): a group with live
+//! members refuses commits from non-members.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::committer::commit_positions;
+use super::reader::{reader_defaults, PartitionReader};
+use super::{consumer_config, AdapterError, LOOKUP_TIMEOUT};
+use crate::config::{GroupConfig, KafkaConfig};
+use crate::ports::{
+    AssignedPartition, CommitError, CommitPosition, FrameSource, GroupMembership, OffsetCommitter,
+    RebalanceListener, SourceError, SourceFactory, StartOffset,
+};
+
+/// Client callbacks of the group member.
+pub(crate) struct GroupContext {
+    listener: Arc<dyn RebalanceListener>,
+    topic: String,
+    /// The consumer itself, to split queues from inside the rebalance callback.
+    consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::warn!(%error, reason, "Group consumer error.");
+        }
+    }
+}
+
+impl GroupContext {
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let mut assigned: Vec<AssignedPartition> = tpl
+            .elements()
+            .iter()
+            .map(|e| AssignedPartition {
+                partition: e.partition(),
+                start: StartOffset::Reset,
+                metadata: String::new(),
+            })
+            .collect();
+        // Read the committed positions ourselves: the batch actor needs their metadata, and
+        // setting them explicitly makes the assignment start exactly there.
+        match consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT) {
+            Ok(committed) => {
+                for element in committed.elements() {
+                    if let Offset::Offset(offset) = element.offset() {
+                        let _ = tpl.set_partition_offset(
+                            &self.topic,
+                            element.partition(),
+                            Offset::Offset(offset),
+                        );
+                        if let Some(a) = assigned
+                            .iter_mut()
+                            .find(|a| a.partition == element.partition())
+                        {
+                            a.start = StartOffset::At(offset);
+                            a.metadata = element.metadata().to_owned();
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Cannot read committed offsets at assignment; librdkafka looks them up itself.");
+            }
+        }
+        // Split every partition's queue before it is assigned, so no record of it is ever
+        // delivered to the main queue. Dropping the handle keeps the split.
+        if let Some(arc) = self.consumer.get().and_then(Weak::upgrade) {
+            for a in &assigned {
+                drop(arc.split_partition_queue(&self.topic, a.partition));
+            }
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "Assigning partitions failed.");
+            return;
+        }
+        tracing::info!(partitions = ?assigned.iter().map(|a| a.partition).collect::<Vec<_>>(), "Partitions assigned.");
+        self.listener.assigned(assigned);
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let lost = consumer.assignment_lost();
+        let started = Instant::now();
+        self.listener.revoking(partitions.clone(), lost);
+        tracing::info!(?partitions, lost, took = ?started.elapsed(), "Partitions revoked.");
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "Unassigning partitions failed.");
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::error!(error = %code, "Rebalance failed; giving up the assignment.");
+                self.revoke(consumer, tpl);
+            }
+        }
+    }
+}
+
+/// Membership of the input topic's consumer group.
+pub struct GroupConsumer {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    topic: String,
+    stop: Arc<AtomicBool>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl GroupConsumer {
+    /// Creates the member and subscribes; nothing happens until [`GroupMembership::start`].
+    ///
+    /// # Errors
+    /// If the client cannot be created or the subscription is refused.
+    pub fn subscribe(
+        kafka: &KafkaConfig,
+        group: &GroupConfig,
+        prefetch: u64,
+        listener: Arc<dyn RebalanceListener>,
+    ) -> Result<Self, AdapterError> {
+        let mut defaults: Vec<(&str, String)> = reader_defaults(prefetch).into_iter().collect();
+        defaults.push((
+            "partition.assignment.strategy",
+            group.assignment.librdkafka_name().to_owned(),
+        ));
+        defaults.push(("session.timeout.ms", group.session_timeout_ms.to_string()));
+        defaults.push((
+            "heartbeat.interval.ms",
+            (group.session_timeout_ms / 3).clamp(100, 3_000).to_string(),
+        ));
+        if !group.instance_id.is_empty() {
+            defaults.push(("group.instance.id", group.instance_id.clone()));
+        }
+        let context = GroupContext {
+            listener,
+            topic: kafka.topic.clone(),
+            consumer: OnceLock::new(),
+        };
+        let consumer: BaseConsumer<GroupContext> =
+            consumer_config(kafka, "kafka-actors-member", &defaults)
+                .create_with_context(context)
+                .map_err(|source| AdapterError::CreateClient {
+                    role: "group consumer",
+                    source,
+                })?;
+        let consumer = Arc::new(consumer);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        consumer
+            .subscribe(&[&kafka.topic])
+            .map_err(|source| AdapterError::Subscribe {
+                topic: kafka.topic.clone(),
+                source,
+            })?;
+        Ok(GroupConsumer {
+            consumer,
+            topic: kafka.topic.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            driver: None,
+        })
+    }
+
+    /// Commits through this member.
+    pub fn committer(&self) -> Box<dyn OffsetCommitter> {
+        Box::new(GroupCommitter {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+        })
+    }
+}
+
+/// Serves the main queue until told to stop, then closes the consumer (revoking everything
+/// through the listener and leaving the group).
+fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>) {
+    let mut last_warning: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Ok(message)) => {
+                // Every assigned partition is split before it is assigned, so this does not
+                // happen; if it does, the record is not lost: it was never committed.
+                tracing::error!(
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "Record on the group's main queue."
+                );
+            }
+            Some(Err(error)) => {
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    tracing::warn!(%error, "Group consumer error.");
+                    last_warning = Some(Instant::now());
+                }
+            }
+        }
+    }
+    if let Err(error) = consumer.close_queue() {
+        tracing::error!(%error, "Cannot close the group consumer.");
+        return;
+    }
+    while !consumer.closed() {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    tracing::info!("Left the consumer group.");
+}
+
+impl GroupMembership for GroupConsumer {
+    fn sources(&self) -> SourceFactory {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        Arc::new(move |partition, _start| {
+            PartitionReader::split(&consumer, &topic, partition)
+                .map(|reader| Box::new(reader) as Box<dyn FrameSource>)
+                .map_err(|e| SourceError {
+                    fatal: true,
+                    message: e.to_string(),
+                })
+        })
+    }
+
+    fn start(&mut self) {
+        if self.driver.is_some() {
+            return;
+        }
+        let (consumer, stop) = (self.consumer.clone(), self.stop.clone());
+        match std::thread::Builder::new()
+            .name("group-driver".into())
+            .spawn(move || drive(consumer, stop))
+        {
+            Ok(handle) => self.driver = Some(handle),
+            Err(error) => tracing::error!(%error, "Cannot start the group driver thread."),
+        }
+    }
+
+    fn leave(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+}
+
+/// Commits through the group member's consumer.
+struct GroupCommitter {
+    consumer: Arc<BaseConsumer<GroupContext>>,
+    topic: String,
+}
+
+impl OffsetCommitter for GroupCommitter {
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+        commit_positions(&self.consumer, &self.topic, positions)
+    }
+}
