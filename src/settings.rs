@@ -397,7 +397,10 @@ mod tests {
         let known = serde_json::to_value(Settings::default()).unwrap();
         for (section, keys) in known.as_object().unwrap() {
             let Some(keys) = keys.as_object() else {
-                assert!(table.contains_key(section), "config/default.toml lacks {section}");
+                assert!(
+                    table.contains_key(section),
+                    "config/default.toml lacks {section}"
+                );
                 continue;
             };
             let written = table.get(section).and_then(|t| t.as_table());

@@ -80,7 +80,7 @@ pub struct Drain {
 /// State after a drain.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DrainReport {
-    /// The offsets committed last, per partition.
+    /// The offset this run committed last, per partition (revoked ones included).
     pub committed: Vec<(i32, i64)>,
     /// Windows still open (not written; rebuilt from the committed offsets on restart).
     pub open_windows: usize,
@@ -96,9 +96,10 @@ pub struct AddPartitions(pub Vec<PartitionStart>);
 
 /// Stops counting partitions (revoked from this member) after their intake has stopped. With
 /// `commit`, closed windows are written and offsets committed first, and the answer comes only
-/// then; without (the assignment was lost), their share is dropped at once.
+/// then; without (the assignment was lost), their share is dropped at once. The answer lists
+/// the last offset this member committed for each of them.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<(i32, i64)>")]
 pub struct ReleasePartitions {
     /// The partitions.
     pub partitions: Vec<i32>,
@@ -115,6 +116,9 @@ pub enum BatchEvent {
     /// Output could not be written: the service cannot make progress.
     SinkFailed(String),
 }
+
+/// Partitions to let go once flush number `.1` has finished, and where to answer.
+type ReleaseWaiter = (Vec<i32>, u64, tokio::sync::oneshot::Sender<Vec<(i32, i64)>>);
 
 /// Sink and committer travel together to the flush thread and back.
 struct FlushTarget {
@@ -150,6 +154,8 @@ pub struct BatchActor {
     last_flush: Instant,
     /// Positions of the last successful commit.
     last_commit: Vec<CommitPosition>,
+    /// The last offset committed for every partition ever counted here.
+    committed: std::collections::BTreeMap<i32, i64>,
     last_commit_error: Option<String>,
     /// Another flush is wanted as soon as the running one ends.
     flush_again: bool,
@@ -161,7 +167,7 @@ pub struct BatchActor {
     completion_reported: bool,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<DrainReport>>,
     /// Releases waiting for the flush numbered `.1` to finish.
-    release_waiters: Vec<(Vec<i32>, u64, tokio::sync::oneshot::Sender<()>)>,
+    release_waiters: Vec<ReleaseWaiter>,
     /// Number of the last flush started, and of the last one finished.
     flush_seq: (u64, u64),
     metrics: Addr<MetricsActor>,
@@ -194,6 +200,7 @@ impl BatchActor {
             frames_since_flush: 0,
             last_flush: Instant::now(),
             last_commit,
+            committed: std::collections::BTreeMap::new(),
             last_commit_error: None,
             flush_again: false,
             force: false,
@@ -298,6 +305,8 @@ impl BatchActor {
                 self.last_commit_error = Some(error);
             }
             None if job.commit => {
+                self.committed
+                    .extend(job.positions.iter().map(|p| (p.partition, p.offset)));
                 self.last_commit = job.positions;
                 self.last_commit_error = None;
             }
@@ -313,8 +322,7 @@ impl BatchActor {
             .partition(|(_, needed, _)| *needed <= done);
         self.release_waiters = waiting;
         for (partitions, _, reply) in ready {
-            self.release(&partitions);
-            let _ = reply.send(());
+            let _ = reply.send(self.release(&partitions));
         }
         if std::mem::take(&mut self.flush_again) || self.force {
             self.flush(ctx);
@@ -328,11 +336,7 @@ impl BatchActor {
         }
         if !self.drain_waiters.is_empty() && self.pending.is_empty() {
             let report = DrainReport {
-                committed: self
-                    .last_commit
-                    .iter()
-                    .map(|p| (p.partition, p.offset))
-                    .collect(),
+                committed: self.committed.iter().map(|(p, o)| (*p, *o)).collect(),
                 open_windows: self.windows.open_windows(),
                 commit_error: self.last_commit_error.clone(),
             };
@@ -342,12 +346,16 @@ impl BatchActor {
         }
     }
 
-    fn release(&mut self, partitions: &[i32]) {
+    fn release(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
         for partition in partitions {
             self.windows.remove_partition(*partition);
         }
         self.last_commit
             .retain(|p| !partitions.contains(&p.partition));
+        partitions
+            .iter()
+            .filter_map(|p| self.committed.get(p).map(|o| (*p, *o)))
+            .collect()
     }
 
     fn fail(&mut self, error: String, ctx: &mut Context<Self>) {
@@ -442,7 +450,7 @@ impl Handler<AddPartitions> for BatchActor {
 }
 
 impl Handler<ReleasePartitions> for BatchActor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, Vec<(i32, i64)>>;
 
     fn handle(&mut self, msg: ReleasePartitions, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -455,8 +463,7 @@ impl Handler<ReleasePartitions> for BatchActor {
             self.force = true;
             self.flush(ctx);
         } else {
-            self.release(&msg.partitions);
-            let _ = tx.send(());
+            let _ = tx.send(self.release(&msg.partitions));
         }
         Box::pin(async move { rx.await.unwrap_or_default() }.into_actor(self))
     }

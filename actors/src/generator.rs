@@ -178,6 +178,8 @@ pub struct GroundTruth {
     window_secs: i64,
     partitions: Vec<i32>,
     windows: BTreeMap<i64, (BTreeSet<String>, u64)>,
+    /// Per window and partition: distinct uids and frames.
+    shares: BTreeMap<(i64, i32), (u64, u64)>,
     /// Bad frames by the reason they must be rejected with.
     pub invalid: BTreeMap<InvalidReason, u64>,
     /// Valid frames.
@@ -201,13 +203,19 @@ impl GroundTruth {
         whole - whole.rem_euclid(self.window_secs)
     }
 
-    /// Counts one stored frame and returns its window, if valid.
-    pub fn record(&mut self, kind: &FrameKind) -> Option<i64> {
+    /// Counts one frame stored in `partition` and returns its window, if valid.
+    pub fn record(&mut self, partition: i32, kind: &FrameKind) -> Option<i64> {
         match kind {
             FrameKind::Valid { ts, uid } => {
                 let start = self.window_of(*ts);
                 let window = self.windows.entry(start).or_default();
-                window.0.insert(uid.clone());
+                let share = self.shares.entry((start, partition)).or_default();
+                if window.0.insert(uid.clone()) {
+                    // Frames are keyed by uid, so a uid new to the window is new to its
+                    // partition's share too.
+                    share.0 += 1;
+                }
+                share.1 += 1;
                 window.1 += 1;
                 self.valid += 1;
                 Some(start)
@@ -217,6 +225,14 @@ impl GroundTruth {
                 None
             }
         }
+    }
+
+    /// One partition's share of a window: distinct uids and frames (zero if it has none).
+    pub fn share(&self, window_start: i64, partition: i32) -> (u64, u64) {
+        self.shares
+            .get(&(window_start, partition))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The expected output lines, oldest window first.
@@ -446,7 +462,7 @@ impl Run {
                     let Some(kind) = pending.remove(&index) else {
                         continue;
                     };
-                    let window = report.truth.record(&kind);
+                    let window = report.truth.record(partition, &kind);
                     report.delivered += 1;
                     let end = report.end_offsets.entry(partition).or_default();
                     *end = (*end).max(offset + 1);
@@ -550,12 +566,15 @@ mod tests {
             (1_700_000_050.0, "b"),
             (1_700_000_100.0, "a"),
         ] {
-            truth.record(&FrameKind::Valid {
-                ts,
-                uid: uid.into(),
-            });
+            truth.record(
+                0,
+                &FrameKind::Valid {
+                    ts,
+                    uid: uid.into(),
+                },
+            );
         }
-        truth.record(&FrameKind::Invalid(InvalidReason::NotJson));
+        truth.record(1, &FrameKind::Invalid(InvalidReason::NotJson));
         let lines = truth.lines();
         assert_eq!(lines.len(), 2);
         assert_eq!(

@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -46,6 +46,41 @@ pub struct PartitionsRevoked {
     /// Answered when released.
     pub done: std::sync::mpsc::Sender<()>,
 }
+
+/// A change of ownership seen by this member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// The partition was assigned here, starting at `start`.
+    Assigned {
+        /// The partition.
+        partition: i32,
+        /// Where reading started.
+        start: StartOffset,
+    },
+    /// The partition was let go, with the last offset this member committed for it.
+    Released {
+        /// The partition.
+        partition: i32,
+        /// The last offset committed here, if any.
+        committed: Option<i64>,
+        /// The assignment was lost (nothing committed at the release).
+        lost: bool,
+    },
+}
+
+/// A [`GroupEvent`] and when it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Wall-clock time.
+    pub at: SystemTime,
+    /// What happened.
+    pub event: GroupEvent,
+}
+
+/// Every ownership change this member saw, in order.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<GroupRecord>")]
+pub struct GetGroupHistory;
 
 /// Leave the group: revoke everything (committing), close the member.
 #[derive(Debug, Clone, Copy, Message)]
@@ -112,6 +147,7 @@ pub struct GroupActor {
     end: EndPolicy,
     end_offsets: Option<BTreeMap<i32, i64>>,
     partitions: BTreeMap<i32, (Arbiter, Addr<PartitionActor>)>,
+    history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
 }
 
 impl GroupActor {
@@ -137,6 +173,7 @@ impl GroupActor {
             end,
             end_offsets: None,
             partitions: BTreeMap::new(),
+            history: Arc::default(),
         }
     }
 
@@ -206,6 +243,13 @@ impl Handler<PartitionsAssigned> for GroupActor {
         // The batch actor must know the partitions before their first chunk arrives; nothing
         // else is handled here meanwhile, so a revocation cannot overtake the assignment.
         let assigned = msg.0;
+        record(
+            &self.history,
+            assigned.iter().map(|a| GroupEvent::Assigned {
+                partition: a.partition,
+                start: a.start,
+            }),
+        );
         ctx.wait(self.batch.send(AddPartitions(starts)).into_actor(self).map(
             move |result, act, _| {
                 if result.is_err() {
@@ -232,6 +276,7 @@ impl Handler<PartitionsRevoked> for GroupActor {
             .filter_map(|p| self.partitions.remove(p))
             .collect();
         let batch = self.batch.clone();
+        let history = self.history.clone();
         let PartitionsRevoked {
             partitions,
             lost,
@@ -241,18 +286,22 @@ impl Handler<PartitionsRevoked> for GroupActor {
             async move {
                 // Stopped actors send nothing more; what their queues still hold is dropped.
                 join_all(stopping.iter().map(|(_, addr)| addr.send(StopIntake))).await;
-                if batch
-                    .send(ReleasePartitions {
-                        partitions,
-                        commit: !lost,
-                    })
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "The batch actor is gone; revoked partitions released without a commit."
-                    );
-                }
+                let released = partitions.clone();
+                let committed = match batch.send(ReleasePartitions { partitions, commit: !lost }).await {
+                    Ok(committed) => committed,
+                    Err(_) => {
+                        tracing::warn!("The batch actor is gone; revoked partitions released without a commit.");
+                        Vec::new()
+                    }
+                };
+                record(
+                    &history,
+                    released.iter().map(|p| GroupEvent::Released {
+                        partition: *p,
+                        committed: committed.iter().find(|(q, _)| q == p).map(|(_, o)| *o),
+                        lost,
+                    }),
+                );
                 for (arbiter, _) in stopping {
                     arbiter.stop();
                     let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
@@ -278,6 +327,27 @@ impl Handler<GroupEndOffsets> for GroupActor {
         }
         self.end_offsets = Some(msg.0);
     }
+}
+
+impl Handler<GetGroupHistory> for GroupActor {
+    type Result = MessageResult<GetGroupHistory>;
+
+    fn handle(&mut self, _: GetGroupHistory, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+}
+
+fn record(history: &std::sync::Mutex<Vec<GroupRecord>>, events: impl Iterator<Item = GroupEvent>) {
+    let at = SystemTime::now();
+    history
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(events.map(|event| GroupRecord { at, event }));
 }
 
 impl Handler<Leave> for GroupActor {

@@ -22,7 +22,9 @@ use std::sync::Arc;
 use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, WindowConfig};
 use crate::frame::FrameLimits;
-use crate::group::{GroupActor, GroupEndOffsets, GroupListener, Leave};
+use crate::group::{
+    GetGroupHistory, GroupActor, GroupEndOffsets, GroupListener, GroupRecord, Leave,
+};
 use crate::metrics::{GetMetrics, MetricsActor, MetricsSnapshot};
 use crate::partition::{
     EndAt, EndPolicy, PartitionActor, PartitionFailed, PartitionOutputs, StopIntake,
@@ -109,6 +111,8 @@ pub struct RunSummary {
     pub metrics: MetricsSnapshot,
     /// The batch actor's final state.
     pub drain: DrainReport,
+    /// Group model: every ownership change, in order.
+    pub group_history: Vec<GroupRecord>,
 }
 
 /// Owns the actor tree; see the module documentation.
@@ -293,13 +297,18 @@ impl Handler<Shutdown> for RootSupervisor {
                 let (arbiters, addrs): (Vec<Arbiter>, Vec<Addr<PartitionActor>>) =
                     partitions.into_values().unzip();
                 join_all(addrs.iter().map(|a| a.send(StopIntake))).await;
+                let mut group_history = Vec::new();
                 if let Some(group) = group {
                     // Leaving revokes every partition: intake stops, results are written and
                     // offsets committed through the member before it leaves.
                     let _ = group.send(Leave).await;
+                    group_history = group.send(GetGroupHistory).await.unwrap_or_default();
                 }
                 // 2. Flush and commit.
-                let mut summary = RunSummary::default();
+                let mut summary = RunSummary {
+                    group_history,
+                    ..RunSummary::default()
+                };
                 if let Some((arbiter, batch)) = batch {
                     summary.drain = batch.send(Drain { close_all }).await.unwrap_or_default();
                     arbiter.stop();

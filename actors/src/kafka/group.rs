@@ -34,6 +34,9 @@ use crate::ports::{
     RebalanceListener, SourceError, SourceFactory, StartOffset,
 };
 
+/// How long leaving may take (revocations included).
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Client callbacks of the group member.
 pub(crate) struct GroupContext {
     listener: Arc<dyn RebalanceListener>,
@@ -212,8 +215,9 @@ impl GroupConsumer {
     }
 }
 
-/// Serves the main queue until told to stop, then closes the consumer (revoking everything
-/// through the listener and leaving the group).
+/// Serves the main queue until told to stop, then unsubscribes: everything is revoked through
+/// the listener (on this thread) and the member leaves the group. The consumer itself closes
+/// when its last handle is dropped.
 fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>) {
     let mut last_warning: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -236,14 +240,16 @@ fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>) {
             }
         }
     }
-    if let Err(error) = consumer.close_queue() {
-        tracing::error!(%error, "Cannot close the group consumer.");
-        return;
+    consumer.unsubscribe();
+    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(50));
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            tracing::info!("Left the consumer group.");
+            return;
+        }
     }
-    while !consumer.closed() {
-        let _ = consumer.poll(Duration::from_millis(100));
-    }
-    tracing::info!("Left the consumer group.");
+    tracing::error!(timeout = ?LEAVE_TIMEOUT, "Partitions still assigned after leaving the group.");
 }
 
 impl GroupMembership for GroupConsumer {
@@ -289,6 +295,26 @@ struct GroupCommitter {
 
 impl OffsetCommitter for GroupCommitter {
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
-        commit_positions(&self.consumer, &self.topic, positions)
+        // Never commit for a partition this member no longer owns: its new owner's commits
+        // would be overwritten with older ones.
+        let owned: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let (mine, others): (Vec<CommitPosition>, Vec<CommitPosition>) = positions
+            .iter()
+            .cloned()
+            .partition(|p| owned.contains(&p.partition));
+        if !others.is_empty() {
+            tracing::warn!(
+                partitions = ?others.iter().map(|p| p.partition).collect::<Vec<_>>(),
+                "Not committing partitions this member does not own."
+            );
+        }
+        if mine.is_empty() {
+            return Ok(());
+        }
+        commit_positions(&self.consumer, &self.topic, &mine)
     }
 }
