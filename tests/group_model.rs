@@ -103,8 +103,9 @@ fn watch_commits(
     (stop, samples, thread)
 }
 
-fn stop_after(delay: Duration) -> impl std::future::Future<Output = ()> {
-    async move { actix_rt::time::sleep(delay).await }
+async fn stop_after(delay: Duration) {
+    actix_rt::time::sleep(delay).await
+}
 }
 
 /// Member A starts alone, B joins mid-stream, A leaves mid-stream, and after the data ends C
