@@ -106,7 +106,6 @@ fn watch_commits(
 async fn stop_after(delay: Duration) {
     actix_rt::time::sleep(delay).await
 }
-}
 
 /// Member A starts alone, B joins mid-stream, A leaves mid-stream, and after the data ends C
 /// drains what is left. Checks: no frame lost, each window's lines add up to the truth with
