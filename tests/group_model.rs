@@ -108,9 +108,9 @@ async fn stop_after(delay: Duration) {
 }
 
 /// Member A starts alone, B joins mid-stream, A leaves mid-stream, and after the data ends C
-/// drains what is left. Checks: no frame lost, each window's lines add up to the truth with
-/// every partition accounted for exactly once, every moved partition starts at exactly its
-/// previous owner's last commit, and committed offsets never move back.
+/// drains what is left. Checks: no frame lost, every line exact for the partitions it names,
+/// duplicated window shares bounded, every moved partition starts at exactly its previous
+/// owner's last commit, and committed offsets never move back.
 async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
     let partitions = 4;
     let (cluster, topic) = cluster(partitions);
