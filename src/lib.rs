@@ -142,6 +142,7 @@ pub async fn run(
         flush: settings.flush.clone(),
         metrics: settings.metrics.clone(),
         end,
+        complete_only: (!settings.sink.label_partitions).then(|| partitions.clone()),
     };
     let (supervisor, mut outcome) = RootSupervisor::launch(spec);
 

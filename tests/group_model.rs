@@ -60,6 +60,31 @@ async fn group_model_until_end_emits_exactly_the_ground_truth() {
 }
 
 #[actix::test]
+async fn unlabelled_output_is_written_when_one_member_owns_every_partition() {
+    let (cluster, topic) = cluster(3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    group_settings(&mut settings, Assignment::CooperativeSticky);
+    settings.run.until_end = true;
+    settings.sink.label_partitions = false;
+    let report = produce(&settings, &data(9_000, 500.0, 0.0), 3);
+
+    let run = kafka_actors::run(settings, std::future::pending())
+        .await
+        .unwrap();
+
+    assert!(run.completed);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("partitions"), "{text}");
+    let mut expected = report.truth.lines();
+    for line in &mut expected {
+        line.partitions.clear();
+    }
+    assert_eq!(output(&out), expected);
+}
+
+#[actix::test]
 async fn embedded_group_model_live_run_matches_the_generators_truth() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("windows.jsonl");

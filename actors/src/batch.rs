@@ -172,6 +172,8 @@ pub struct BatchActor {
     flush_seq: (u64, u64),
     metrics: Addr<MetricsActor>,
     supervisor: Option<Recipient<BatchEvent>>,
+    /// Every partition of the topic, when a line must cover them all (unlabelled output).
+    complete_only: Option<Vec<i32>>,
 }
 
 impl BatchActor {
@@ -212,7 +214,15 @@ impl BatchActor {
             flush_seq: (0, 0),
             metrics,
             supervisor,
+            complete_only: None,
         }
+    }
+
+    /// Refuses to write a line that does not cover all of `partitions` (the whole topic): with
+    /// unlabelled output it would pass for a total. The actor stops with an error instead.
+    pub fn complete_only(mut self, partitions: Vec<i32>) -> Self {
+        self.complete_only = Some(partitions);
+        self
     }
 
     fn collect_closed(&mut self) {
@@ -244,6 +254,17 @@ impl BatchActor {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(all) = &self.complete_only {
+            if let Some(partial) = self.pending.iter().find(|w| &w.partitions != all) {
+                let error = format!(
+                    "refusing to write window {} for partitions {:?} of {:?} without partition labels \
+                     (set sink.label_partitions = true, or run one instance)",
+                    partial.start, partial.partitions, all
+                );
+                self.pending.clear();
+                return self.fail(error, ctx);
+            }
+        }
         let Some(target) = self.target.take() else {
             self.flush_again = true;
             return;
@@ -642,6 +663,68 @@ mod tests {
             events.contains(&commit(&[(0, 1), (1, 0)], "kafka-actors:wm=125")),
             "the retried commit went out: {events:?}"
         );
+    }
+
+    struct Supervisor(Arc<Mutex<Vec<String>>>);
+    impl Actor for Supervisor {
+        type Context = Context<Self>;
+    }
+    impl Handler<BatchEvent> for Supervisor {
+        type Result = ();
+        fn handle(&mut self, msg: BatchEvent, _: &mut Self::Context) {
+            self.0.lock().unwrap().push(format!("{msg:?}"));
+        }
+    }
+
+    #[actix::test]
+    async fn refuses_to_write_a_partial_window_without_partition_labels() {
+        let log = Log::default();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let supervisor = Supervisor(events.clone()).start();
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        // This instance owns partitions 0 and 1 of a 3-partition topic.
+        let batch = BatchActor::new(
+            &WindowConfig {
+                length_secs: 10,
+                lateness_secs: 0,
+                idle_after_ms: 60_000,
+            },
+            FlushConfig {
+                max_frames: 1_000_000,
+                interval_ms: 10,
+            },
+            &[0, 1].map(|partition| PartitionStart {
+                partition,
+                next_offset: Some(0),
+                closed_below: None,
+            }),
+            Box::new(FakeSink(log.clone())),
+            Box::new(FakeCommitter(log.clone(), 0)),
+            false,
+            metrics,
+            Some(supervisor.recipient()),
+        )
+        .complete_only(vec![0, 1, 2])
+        .start();
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            log.events().is_empty(),
+            "nothing written, nothing committed: {:?}",
+            log.events()
+        );
+        let events = events.lock().unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("SinkFailed") && e.contains("refusing to write window 100")),
+            "{events:?}"
+        );
+        assert!(!batch.connected(), "the batch actor stopped");
     }
 
     #[test]

@@ -506,6 +506,10 @@ pub struct SinkConfig {
     pub kind: SinkKind,
     /// File to append to when `kind = "file"`.
     pub path: String,
+    /// Write the partitions each line accounts for. Without this label a line that does not
+    /// cover every partition of the topic (one of several instances of the group model) would
+    /// pass for a total, so the service refuses to write one and stops with an error instead.
+    pub label_partitions: bool,
 }
 
 impl Default for SinkConfig {
@@ -513,6 +517,7 @@ impl Default for SinkConfig {
         SinkConfig {
             kind: SinkKind::Stdout,
             path: String::new(),
+            label_partitions: true,
         }
     }
 }
@@ -667,6 +672,7 @@ mod tests {
         let sink = SinkConfig {
             kind: SinkKind::File,
             path: String::new(),
+            ..SinkConfig::default()
         };
         assert_eq!(sink.validate().unwrap_err().key, "sink.path");
         let generator = GeneratorConfig {

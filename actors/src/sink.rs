@@ -27,7 +27,9 @@ pub struct WindowLine {
     pub frames: u64,
     /// The partitions this line accounts for. A service that reads every partition names them
     /// all; with partitions spread over several instances each names its own, and when every uid
-    /// lives in one partition the lines of a window add up to the exact total.
+    /// lives in one partition the lines of a window add up to the exact total. Left out when
+    /// `sink.label_partitions` is off (then every line covers every partition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<i32>,
 }
 
@@ -60,21 +62,27 @@ pub trait Sink: Send + 'static {
     fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()>;
 }
 
-fn write_lines(out: &mut impl Write, windows: &[ClosedWindow]) -> io::Result<()> {
+fn write_lines(out: &mut impl Write, windows: &[ClosedWindow], label: bool) -> io::Result<()> {
     for window in windows {
-        serde_json::to_writer(&mut *out, &WindowLine::from(window))?;
+        let mut line = WindowLine::from(window);
+        if !label {
+            line.partitions.clear();
+        }
+        serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
     out.flush()
 }
 
 /// Writes to standard output; logs go to standard error so stdout holds only results.
-#[derive(Debug, Default)]
-pub struct StdoutSink;
+#[derive(Debug)]
+pub struct StdoutSink {
+    label: bool,
+}
 
 impl Sink for StdoutSink {
     fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()> {
-        write_lines(&mut io::stdout().lock(), windows)
+        write_lines(&mut io::stdout().lock(), windows, self.label)
     }
 }
 
@@ -83,18 +91,20 @@ impl Sink for StdoutSink {
 pub struct FileSink {
     path: PathBuf,
     file: File,
+    label: bool,
 }
 
 impl FileSink {
-    /// Opens (creating if needed) `path` for appending.
+    /// Opens (creating if needed) `path` for appending; `label` writes each line's partitions.
     ///
     /// # Errors
     /// If the file cannot be opened.
-    pub fn open(path: &Path) -> io::Result<Self> {
+    pub fn open(path: &Path, label: bool) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(FileSink {
             path: path.to_owned(),
             file,
+            label,
         })
     }
 
@@ -110,7 +120,7 @@ impl Sink for FileSink {
             return Ok(());
         }
         let mut out = BufWriter::new(&mut self.file);
-        write_lines(&mut out, windows)?;
+        write_lines(&mut out, windows, self.label)?;
         drop(out);
         self.file.sync_data()
     }
@@ -122,8 +132,13 @@ impl Sink for FileSink {
 /// If the file sink's file cannot be opened.
 pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
     Ok(match config.kind {
-        SinkKind::Stdout => Box::new(StdoutSink),
-        SinkKind::File => Box::new(FileSink::open(Path::new(&config.path))?),
+        SinkKind::Stdout => Box::new(StdoutSink {
+            label: config.label_partitions,
+        }),
+        SinkKind::File => Box::new(FileSink::open(
+            Path::new(&config.path),
+            config.label_partitions,
+        )?),
     })
 }
 
@@ -147,7 +162,7 @@ mod tests {
     fn file_sink_appends_json_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.jsonl");
-        let mut sink = FileSink::open(&path).unwrap();
+        let mut sink = FileSink::open(&path, true).unwrap();
         let w = ClosedWindow {
             start: 1_700_000_040,
             end: 1_700_000_100,
@@ -157,7 +172,7 @@ mod tests {
         };
         sink.write(std::slice::from_ref(&w)).unwrap();
         sink.write(&[]).unwrap();
-        let mut again = FileSink::open(&path).unwrap();
+        let mut again = FileSink::open(&path, false).unwrap();
         again
             .write(&[ClosedWindow {
                 start: 1_700_000_100,
@@ -171,6 +186,10 @@ mod tests {
         assert_eq!(
             text.lines().next().unwrap(),
             r#"{"window_start":1700000040,"window_end":1700000100,"start":"2023-11-14T22:14:00Z","unique_users":3,"frames":7,"partitions":[0,1]}"#
+        );
+        assert!(
+            !text.lines().nth(1).unwrap().contains("partitions"),
+            "unlabelled: {text}"
         );
         let lines = read_window_lines(&path).unwrap();
         assert_eq!(lines.len(), 2);

@@ -82,6 +82,8 @@ pub struct PipelineSpec {
     pub metrics: MetricsConfig,
     /// When partitions are done.
     pub end: EndPolicy,
+    /// Every partition of the topic, when output lines must cover them all.
+    pub complete_only: Option<Vec<i32>>,
 }
 
 /// How the tree ended on its own.
@@ -187,8 +189,9 @@ impl Actor for RootSupervisor {
                 spec.committer,
             );
             let (metrics, supervisor) = (metrics.clone(), ctx.address().recipient());
+            let complete_only = spec.complete_only.clone();
             BatchActor::start_in_arbiter(&batch_arbiter.handle(), move |_| {
-                BatchActor::new(
+                let actor = BatchActor::new(
                     &window,
                     flush,
                     &known,
@@ -197,7 +200,11 @@ impl Actor for RootSupervisor {
                     close_at_end,
                     metrics,
                     Some(supervisor),
-                )
+                );
+                match complete_only {
+                    Some(all) => actor.complete_only(all),
+                    None => actor,
+                }
             })
         };
         let outputs = PartitionOutputs {
