@@ -20,6 +20,43 @@ pub struct Cli {
 pub enum Command {
     /// Run the service. Without brokers it starts an embedded cluster and a frame generator.
     Run(RunArgs),
+    /// Run the partition model and the group model on the same data, side by side.
+    Compare(CompareArgs),
+}
+
+/// Flags of `compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Settings file layered over config/default.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap brokers; without them the embedded cluster is used. The data set is
+    /// produced into `kafka.topic`, which should be empty.
+    #[arg(long, value_name = "HOST:PORT[,..]")]
+    pub brokers: Option<String>,
+    /// Frames in the data set.
+    #[arg(long, default_value_t = 200_000)]
+    pub frames: u64,
+    /// Partitions of the topic (embedded cluster).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=256))]
+    pub partitions: i32,
+    /// Runs of each model, alternating.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Directory for report.json, chart.svg and the windows of every run (default: a new
+    /// directory `compare-<time>` here).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl CompareArgs {
+    /// The settings these flags override.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            brokers: self.brokers.clone(),
+            ..Overrides::default()
+        }
+    }
 }
 
 /// Flags of `run`.

@@ -4,7 +4,9 @@
 //! `run` must be called inside an actix `System` (the binary's `main` and `#[actix::test]` both
 //! provide one).
 
+mod chart;
 pub mod cli;
+pub mod compare;
 pub mod settings;
 pub mod telemetry;
 
@@ -71,7 +73,7 @@ pub struct RunReport {
     pub generator: Option<GeneratorReport>,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RunError> {
     actix_rt::task::spawn_blocking(f)

@@ -82,9 +82,10 @@ pub struct GroupRecord {
 #[rtype(result = "Vec<GroupRecord>")]
 pub struct GetGroupHistory;
 
-/// Leave the group: revoke everything (committing), close the member.
+/// Leave the group: revoke everything (committing), close the member, stop; answers with
+/// every ownership change this member saw.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Vec<GroupRecord>")]
 pub struct Leave;
 
 /// Carries rebalances from the member's driver thread to the group actor and waits for
@@ -351,7 +352,7 @@ fn record(history: &std::sync::Mutex<Vec<GroupRecord>>, events: impl Iterator<It
 }
 
 impl Handler<Leave> for GroupActor {
-    type Result = ResponseActFuture<Self, ()>;
+    type Result = ResponseActFuture<Self, Vec<GroupRecord>>;
 
     fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
         let membership = self.membership.take();
@@ -362,7 +363,16 @@ impl Handler<Leave> for GroupActor {
                     let _ = actix_rt::task::spawn_blocking(move || membership.leave()).await;
                 }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                // The member's last handles (the queue factory) go with this actor.
+                act.sources = None;
+                ctx.stop();
+                act.history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            }),
         )
     }
 }

@@ -72,6 +72,11 @@ pub struct Flushed {
 #[rtype(result = "MetricsSnapshot")]
 pub struct GetMetrics;
 
+/// Returns every figure and stops the metrics actor (at shutdown).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "MetricsSnapshot")]
+pub struct FinalMetrics;
+
 /// p50 / p99 / max of a histogram.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Quantiles {
@@ -150,6 +155,11 @@ pub struct MetricsSnapshot {
     pub commit_failures: u64,
     /// Total lag over partitions with a known lag.
     pub lag: i64,
+    /// Milliseconds from the start of the actor tree to the first frame (the cost of
+    /// assignment and the first fetch).
+    pub first_frame_ms: Option<f64>,
+    /// Milliseconds from the start of the actor tree to the last frame.
+    pub last_frame_ms: Option<f64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -210,6 +220,7 @@ pub struct MetricsActor {
     flush_normalized: Histogram<u64>,
     throughput: Histogram<u64>,
     unique_users: Histogram<u64>,
+    created: Instant,
     first_frame: Option<Instant>,
     last_frame: Option<Instant>,
     /// Processing time and frames since the last flush, for `process_frame.normalized`.
@@ -235,6 +246,7 @@ impl MetricsActor {
             flush_normalized: histogram(),
             throughput: histogram(),
             unique_users: histogram(),
+            created: now,
             first_frame: None,
             last_frame: None,
             process_since_flush: (Duration::ZERO, 0),
@@ -279,6 +291,9 @@ impl MetricsActor {
             .collect();
         let frames = self.total_frames();
         let throughput = rate(frames, self.first_frame, self.last_frame);
+        let since_start = |t: Option<Instant>| {
+            t.map(|t| t.saturating_duration_since(self.created).as_secs_f64() * 1e3)
+        };
         MetricsSnapshot {
             frames,
             invalid: invalid_map(&invalid),
@@ -296,6 +311,8 @@ impl MetricsActor {
             commits: self.commits,
             commit_failures: self.commit_failures,
             lag,
+            first_frame_ms: since_start(self.first_frame),
+            last_frame_ms: since_start(self.last_frame),
         }
     }
 
@@ -407,6 +424,15 @@ impl Handler<Flushed> for MetricsActor {
                 Some(_) => self.commit_failures += 1,
             }
         }
+    }
+}
+
+impl Handler<FinalMetrics> for MetricsActor {
+    type Result = MessageResult<FinalMetrics>;
+
+    fn handle(&mut self, _: FinalMetrics, ctx: &mut Self::Context) -> Self::Result {
+        ctx.stop();
+        MessageResult(self.snapshot())
     }
 }
 

@@ -22,10 +22,8 @@ use std::sync::Arc;
 use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, WindowConfig};
 use crate::frame::FrameLimits;
-use crate::group::{
-    GetGroupHistory, GroupActor, GroupEndOffsets, GroupListener, GroupRecord, Leave,
-};
-use crate::metrics::{GetMetrics, MetricsActor, MetricsSnapshot};
+use crate::group::{GroupActor, GroupEndOffsets, GroupListener, GroupRecord, Leave};
+use crate::metrics::{FinalMetrics, MetricsActor, MetricsSnapshot};
 use crate::partition::{
     EndAt, EndPolicy, PartitionActor, PartitionFailed, PartitionOutputs, StopIntake,
 };
@@ -308,8 +306,7 @@ impl Handler<Shutdown> for RootSupervisor {
                 if let Some(group) = group {
                     // Leaving revokes every partition: intake stops, results are written and
                     // offsets committed through the member before it leaves.
-                    let _ = group.send(Leave).await;
-                    group_history = group.send(GetGroupHistory).await.unwrap_or_default();
+                    group_history = group.send(Leave).await.unwrap_or_default();
                 }
                 // 2. Flush and commit.
                 let mut summary = RunSummary {
@@ -323,7 +320,7 @@ impl Handler<Shutdown> for RootSupervisor {
                 }
                 // 3. Final figures, then the partition threads (their consumers close there).
                 if let Some(metrics) = metrics {
-                    summary.metrics = metrics.send(GetMetrics).await.unwrap_or_default();
+                    summary.metrics = metrics.send(FinalMetrics).await.unwrap_or_default();
                 }
                 for arbiter in arbiters {
                     arbiter.stop();
@@ -331,7 +328,11 @@ impl Handler<Shutdown> for RootSupervisor {
                 }
                 summary
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|summary, _, ctx| {
+                ctx.stop();
+                summary
+            }),
         )
     }
 }

@@ -117,6 +117,11 @@ impl PartitionReader {
                 OffsetReset::Error => Offset::Invalid,
             },
         };
+        // Learn the partition's leader first: an offset query (earliest/latest) that finds no
+        // leader is retried only after a fixed 500 ms in librdkafka.
+        if let Err(error) = consumer.fetch_metadata(Some(&kafka.topic), super::LOOKUP_TIMEOUT) {
+            tracing::debug!(partition, %error, "Metadata before assigning failed; assigning anyway.");
+        }
         let mut tpl = TopicPartitionList::with_capacity(1);
         tpl.add_partition_offset(&kafka.topic, partition, offset)
             .and_then(|()| consumer.assign(&tpl))

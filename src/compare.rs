@@ -1,0 +1,437 @@
+//! `kafka-actors compare`: the partition model and the group model side by side on the same
+//! data. A data set with a known ground truth is produced once; then each model consumes it to
+//! its end `rounds` times, alternating which goes first, each time with a fresh consumer
+//! group. The figures of every round, their medians and spreads, and whether every model's
+//! windows equal the truth (and each other) go to a table on stdout, `report.json` and
+//! `chart.svg`.
+//!
+//! The data set is produced in full before the rounds. On the embedded cluster each partition
+//! keeps about 5 MiB, so the data set is limited to what fits (checked at start).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use actors::config::{GeneratorConfig, SinkKind};
+use actors::generator::{self, GroundTruth};
+use actors::kafka::EmbeddedCluster;
+use actors::sink::{read_window_lines, WindowLine};
+use serde::Serialize;
+
+use crate::settings::{Model, Settings};
+use crate::{chart, run, RunError};
+
+/// What `compare` does.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// Frames in the data set.
+    pub frames: u64,
+    /// Partitions of the topic (embedded cluster).
+    pub partitions: i32,
+    /// Runs of each model.
+    pub rounds: u32,
+    /// Where the report goes.
+    pub out: PathBuf,
+}
+
+/// Bytes a generated frame takes in the embedded cluster's log, with record overhead.
+const FRAME_LOG_BYTES: u64 = 80;
+/// What one partition of the embedded cluster keeps.
+const PARTITION_LOG_BYTES: u64 = 5 * 1024 * 1024;
+
+/// Median, smallest and largest of a figure over the rounds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    fn of(values: impl IntoIterator<Item = f64>) -> Self {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Spread::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// One run of one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// 0-based round.
+    pub round: u32,
+    /// `partition` or `group`.
+    pub model: &'static str,
+    /// Frames counted.
+    pub frames: u64,
+    /// Frames per second over the whole run (start to exit).
+    pub frames_per_s: f64,
+    /// Process CPU (user + system) per frame, microseconds. The embedded cluster runs in the
+    /// same process, so this includes the broker's work.
+    pub cpu_us_per_frame: f64,
+    /// `process_frame` p50 / p99, nanoseconds.
+    pub process_frame_ns: (u64, u64),
+    /// `batch.flush` p50 / p99, microseconds.
+    pub flush_us: (u64, u64),
+    /// From the start of the actors to the first frame, milliseconds (assignment cost).
+    pub first_frame_ms: f64,
+    /// From the start of the actors to the last frame, milliseconds.
+    pub end_ms: f64,
+    /// Commits made.
+    pub commits: u64,
+    /// The windows equal the ground truth.
+    pub windows_match_truth: bool,
+}
+
+/// One model over all rounds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModelSummary {
+    /// Frames per second.
+    pub frames_per_s: Spread,
+    /// CPU microseconds per frame.
+    pub cpu_us_per_frame: Spread,
+    /// `process_frame` p50, nanoseconds.
+    pub process_frame_p50_ns: Spread,
+    /// `process_frame` p99, nanoseconds.
+    pub process_frame_p99_ns: Spread,
+    /// `batch.flush` p50, microseconds.
+    pub flush_p50_us: Spread,
+    /// `batch.flush` p99, microseconds.
+    pub flush_p99_us: Spread,
+    /// Milliseconds to the first frame.
+    pub first_frame_ms: Spread,
+    /// Milliseconds to the last frame.
+    pub end_ms: Spread,
+    /// Commits made.
+    pub commits: Spread,
+    /// Every round's windows equal the ground truth.
+    pub windows_match_truth: bool,
+}
+
+impl ModelSummary {
+    fn of(rounds: &[&Round]) -> Self {
+        ModelSummary {
+            frames_per_s: Spread::of(rounds.iter().map(|r| r.frames_per_s)),
+            cpu_us_per_frame: Spread::of(rounds.iter().map(|r| r.cpu_us_per_frame)),
+            process_frame_p50_ns: Spread::of(rounds.iter().map(|r| r.process_frame_ns.0 as f64)),
+            process_frame_p99_ns: Spread::of(rounds.iter().map(|r| r.process_frame_ns.1 as f64)),
+            flush_p50_us: Spread::of(rounds.iter().map(|r| r.flush_us.0 as f64)),
+            flush_p99_us: Spread::of(rounds.iter().map(|r| r.flush_us.1 as f64)),
+            first_frame_ms: Spread::of(rounds.iter().map(|r| r.first_frame_ms)),
+            end_ms: Spread::of(rounds.iter().map(|r| r.end_ms)),
+            commits: Spread::of(rounds.iter().map(|r| r.commits as f64)),
+            windows_match_truth: !rounds.is_empty() && rounds.iter().all(|r| r.windows_match_truth),
+        }
+    }
+}
+
+/// Everything `compare` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    /// Frames in the data set.
+    pub frames: u64,
+    /// Valid frames (the rest are bad frames, if configured).
+    pub valid_frames: u64,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Windows in the ground truth.
+    pub windows: usize,
+    /// `embedded` or the brokers.
+    pub cluster: String,
+    /// Every round.
+    pub rounds: Vec<Round>,
+    /// The partition model over all rounds.
+    pub partition: ModelSummary,
+    /// The group model over all rounds.
+    pub group: ModelSummary,
+    /// Both models wrote the same windows in every round.
+    pub models_agree: bool,
+}
+
+impl CompareReport {
+    /// Both models wrote exactly the ground truth in every round.
+    pub fn correct(&self) -> bool {
+        self.partition.windows_match_truth && self.group.windows_match_truth && self.models_agree
+    }
+}
+
+/// Process CPU time (user + system) so far, in microseconds.
+fn cpu_micros() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    micros(usage.ru_utime) + micros(usage.ru_stime)
+}
+
+/// Produces the data set, runs the rounds, writes the report and the chart.
+///
+/// # Errors
+/// A data set too large for the embedded cluster, a run that failed, or a report that could not
+/// be written.
+pub async fn compare(
+    mut settings: Settings,
+    options: &CompareOptions,
+) -> Result<CompareReport, RunError> {
+    std::fs::create_dir_all(&options.out).map_err(|source| report_error(&options.out, source))?;
+    settings.validate()?;
+    let embedded = settings.kafka.embedded();
+    if embedded {
+        let per_partition = options.frames * FRAME_LOG_BYTES / options.partitions.max(1) as u64;
+        if per_partition > PARTITION_LOG_BYTES * 4 / 5 {
+            return Err(RunError::Config(actors::config::ConfigError::new(
+                "--frames",
+                format!(
+                    "{} frames over {} partitions do not fit the embedded cluster's ~5 MiB per partition; \
+                     use fewer frames or more partitions",
+                    options.frames, options.partitions
+                ),
+            )));
+        }
+    }
+    let cluster = if embedded {
+        let cluster = EmbeddedCluster::start(settings.embedded.brokers)?;
+        settings.kafka.topic = format!("compare-{}", std::process::id());
+        cluster.create_topic(
+            &settings.kafka.topic,
+            options.partitions,
+            settings.embedded.brokers.min(3),
+        )?;
+        settings.kafka.brokers = cluster.bootstrap_servers().to_owned();
+        Some(cluster)
+    } else {
+        None
+    };
+    let partitions = if embedded {
+        options.partitions
+    } else {
+        let kafka = settings.kafka.clone();
+        crate::blocking(move || actors::kafka::partition_ids(&kafka))
+            .await??
+            .len() as i32
+    };
+
+    // The data set: event time runs 1000 frames per second from a fixed start.
+    let data = GeneratorConfig {
+        rate: 0,
+        frames: options.frames,
+        event_rate: 1_000.0,
+        start_ts: 1_790_000_000.0,
+        truth_file: String::new(),
+        ..settings.generator.clone()
+    };
+    let (kafka, limits, window) = (
+        settings.kafka.clone(),
+        settings.frames.limits(),
+        settings.window.length_secs,
+    );
+    tracing::info!(frames = options.frames, partitions, topic = %settings.kafka.topic, "Producing the data set.");
+    let produced = crate::blocking(move || {
+        generator::spawn(&kafka, &data, limits, window, partitions, false)
+            .map_err(|e| RunError::Task(e.to_string()))?
+            .wait()
+            .map_err(RunError::Generator)
+    })
+    .await??;
+    let truth: GroundTruth = produced.truth;
+    let expected = truth.lines();
+
+    let mut rounds = Vec::new();
+    let mut first_windows: Option<Vec<WindowLine>> = None;
+    let mut models_agree = true;
+    for round in 0..options.rounds {
+        let order = if round % 2 == 0 {
+            [Model::Partition, Model::Group]
+        } else {
+            [Model::Group, Model::Partition]
+        };
+        for model in order {
+            let out = options
+                .out
+                .join(format!("windows-{}-{round}.jsonl", model.as_str()));
+            let mut s = settings.clone();
+            s.model = model;
+            s.kafka.group = format!("compare-{}-{round}-{}", model.as_str(), std::process::id());
+            s.run.until_end = true;
+            s.run.stop_after = String::new();
+            s.metrics.log_interval_ms = 0;
+            s.sink.kind = SinkKind::File;
+            s.sink.path = out.display().to_string();
+            let _ = std::fs::remove_file(&out);
+            let (cpu, wall) = (cpu_micros(), Instant::now());
+            let report = run(s, std::future::pending()).await?;
+            let (cpu, wall) = (cpu_micros() - cpu, wall.elapsed().as_secs_f64());
+            let windows = read_window_lines(&out).map_err(|source| report_error(&out, source))?;
+            match &first_windows {
+                None => first_windows = Some(windows.clone()),
+                Some(first) => models_agree &= *first == windows,
+            }
+            let m = &report.summary.metrics;
+            let frames = m.frames;
+            rounds.push(Round {
+                round,
+                model: model.as_str(),
+                frames,
+                frames_per_s: frames as f64 / wall,
+                cpu_us_per_frame: cpu / frames.max(1) as f64,
+                process_frame_ns: (m.process_frame_ns.p50, m.process_frame_ns.p99),
+                flush_us: (m.batch_flush_us.p50, m.batch_flush_us.p99),
+                first_frame_ms: m.first_frame_ms.unwrap_or(f64::NAN),
+                end_ms: m.last_frame_ms.unwrap_or(f64::NAN),
+                commits: m.commits,
+                windows_match_truth: windows == expected,
+            });
+            tracing::info!(
+                round,
+                model = model.as_str(),
+                frames,
+                wall_s = wall,
+                "Round done."
+            );
+        }
+    }
+    drop(cluster);
+    let by = |name: &str| {
+        rounds
+            .iter()
+            .filter(|r| r.model == name)
+            .collect::<Vec<_>>()
+    };
+    let report = CompareReport {
+        frames: options.frames,
+        valid_frames: truth.valid,
+        partitions,
+        windows: expected.len(),
+        cluster: if embedded {
+            "embedded".into()
+        } else {
+            settings.kafka.brokers.clone()
+        },
+        partition: ModelSummary::of(&by("partition")),
+        group: ModelSummary::of(&by("group")),
+        rounds,
+        models_agree,
+    };
+    let json = serde_json::to_string_pretty(&report).map_err(|e| RunError::Task(e.to_string()))?;
+    let json_path = options.out.join("report.json");
+    std::fs::write(&json_path, json).map_err(|source| report_error(&json_path, source))?;
+    let chart_path = options.out.join("chart.svg");
+    chart::draw(&report, &chart_path)
+        .map_err(|e| RunError::Task(format!("cannot draw {}: {e}", chart_path.display())))?;
+    Ok(report)
+}
+
+fn report_error(path: &Path, source: std::io::Error) -> RunError {
+    RunError::Sink {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The side-by-side table.
+pub fn table(report: &CompareReport) -> String {
+    let mut t = String::new();
+    let line = |t: &mut String, name: &str, p: String, g: String| {
+        t.push_str(&format!("{name:<34} {p:>26} {g:>26}\n"))
+    };
+    let spread = |s: &Spread, digits: usize| {
+        format!(
+            "{:.*} ({:.*}–{:.*})",
+            digits, s.median, digits, s.min, digits, s.max
+        )
+    };
+    line(&mut t, "", "partition model".into(), "group model".into());
+    let (p, g) = (&report.partition, &report.group);
+    line(
+        &mut t,
+        "frames/s",
+        spread(&p.frames_per_s, 0),
+        spread(&g.frames_per_s, 0),
+    );
+    line(
+        &mut t,
+        "CPU µs/frame (process)",
+        spread(&p.cpu_us_per_frame, 2),
+        spread(&g.cpu_us_per_frame, 2),
+    );
+    line(
+        &mut t,
+        "process_frame p50 / p99 (ns)",
+        pair(&p.process_frame_p50_ns, &p.process_frame_p99_ns),
+        pair(&g.process_frame_p50_ns, &g.process_frame_p99_ns),
+    );
+    line(
+        &mut t,
+        "batch.flush p50 / p99 (µs)",
+        pair(&p.flush_p50_us, &p.flush_p99_us),
+        pair(&g.flush_p50_us, &g.flush_p99_us),
+    );
+    line(
+        &mut t,
+        "to first frame (ms)",
+        spread(&p.first_frame_ms, 0),
+        spread(&g.first_frame_ms, 0),
+    );
+    line(
+        &mut t,
+        "to end of data (ms)",
+        spread(&p.end_ms, 0),
+        spread(&g.end_ms, 0),
+    );
+    line(
+        &mut t,
+        "commits",
+        spread(&p.commits, 0),
+        spread(&g.commits, 0),
+    );
+    line(
+        &mut t,
+        "windows = ground truth",
+        yes(p.windows_match_truth),
+        yes(g.windows_match_truth),
+    );
+    t.push_str(&format!(
+        "{:<34} {:>53}\n",
+        "windows identical between models",
+        yes(report.models_agree)
+    ));
+    t.push_str(&format!(
+        "data: {} frames ({} valid), {} partitions, {} windows, {} rounds per model, cluster {}\n",
+        report.frames,
+        report.valid_frames,
+        report.partitions,
+        report.windows,
+        report.rounds.len() / 2,
+        report.cluster
+    ));
+    t
+}
+
+fn pair(a: &Spread, b: &Spread) -> String {
+    format!("{:.0} / {:.0}", a.median, b.median)
+}
+
+fn yes(v: bool) -> String {
+    if v {
+        "yes".into()
+    } else {
+        "NO".into()
+    }
+}
