@@ -1,0 +1,82 @@
+//! `kafka-actors compare` on a small data set: both models agree with the ground truth, and the
+//! report and chart hold the figures.
+
+use std::process::Command;
+
+#[test]
+fn compare_reports_both_models_exact_with_report_and_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka-actors"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "compare",
+            "--frames",
+            "20000",
+            "--partitions",
+            "4",
+            "--rounds",
+            "2",
+            "--out",
+        ])
+        .arg(&out)
+        .env("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000")
+        .env("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000")
+        .env("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "5")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("partition model") && stdout.contains("group model"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("windows identical between models"),
+        "{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["frames"], 20_000);
+    assert_eq!(report["partitions"], 4);
+    assert_eq!(
+        report["windows"], 5,
+        "20 event seconds in 5 s windows (and the one the jitter reaches)"
+    );
+    assert_eq!(report["models_agree"], true);
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 4, "2 rounds of each model");
+    for round in rounds {
+        assert_eq!(round["frames"], 20_000, "{round}");
+        assert_eq!(round["windows_match_truth"], true, "{round}");
+        assert!(round["frames_per_s"].as_f64().unwrap() > 0.0);
+        assert!(round["cpu_us_per_frame"].as_f64().unwrap() > 0.0);
+        assert!(round["first_frame_ms"].as_f64().unwrap() > 0.0);
+        assert!(round["commits"].as_u64().unwrap() >= 1);
+    }
+    for model in ["partition", "group"] {
+        assert_eq!(report[model]["windows_match_truth"], true);
+        assert!(report[model]["frames_per_s"]["median"].as_f64().unwrap() > 0.0);
+    }
+
+    let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(chart.starts_with("<svg"));
+    for label in [
+        "frames/s",
+        "CPU µs per frame",
+        "ms to first frame",
+        "ms to end of data",
+        "partition",
+        "group",
+    ] {
+        assert!(chart.contains(label), "chart lacks {label}");
+    }
+    // Four panels, a bar per model each.
+    assert!(chart.matches("<rect").count() >= 8);
+}
