@@ -88,8 +88,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// # Errors
 /// Invalid settings, an unreachable cluster, or a failure that stopped the service.
 pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    run_with(settings, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the supervisor's address to `on_start` once the actor tree starts: tools
+/// and tests ask it for figures or restart partitions through it.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
     mut settings: Settings,
     shutdown: impl Future<Output = ()>,
+    on_start: impl FnOnce(actix::Addr<RootSupervisor>),
 ) -> Result<RunReport, RunError> {
     settings.validate()?;
     let stop_after = settings.run.stop_after()?;
@@ -147,6 +160,7 @@ pub async fn run(
         complete_only: (!settings.sink.label_partitions).then(|| partitions.clone()),
     };
     let (supervisor, mut outcome) = RootSupervisor::launch(spec);
+    on_start(supervisor.clone());
 
     let mut generator_done = generator.as_mut().and_then(GeneratorHandle::finished);
     let timer = async {

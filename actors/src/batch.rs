@@ -97,9 +97,9 @@ pub struct AddPartitions(pub Vec<PartitionStart>);
 /// Stops counting partitions (revoked from this member) after their intake has stopped. With
 /// `commit`, closed windows are written and offsets committed first, and the answer comes only
 /// then; without (the assignment was lost), their share is dropped at once. The answer lists
-/// the last offset this member committed for each of them.
+/// the last position this member committed for each of them.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Vec<(i32, i64)>")]
+#[rtype(result = "Vec<CommitPosition>")]
 pub struct ReleasePartitions {
     /// The partitions.
     pub partitions: Vec<i32>,
@@ -118,7 +118,11 @@ pub enum BatchEvent {
 }
 
 /// Partitions to let go once flush number `.1` has finished, and where to answer.
-type ReleaseWaiter = (Vec<i32>, u64, tokio::sync::oneshot::Sender<Vec<(i32, i64)>>);
+type ReleaseWaiter = (
+    Vec<i32>,
+    u64,
+    tokio::sync::oneshot::Sender<Vec<CommitPosition>>,
+);
 
 /// Sink and committer travel together to the flush thread and back.
 struct FlushTarget {
@@ -155,7 +159,7 @@ pub struct BatchActor {
     /// Positions of the last successful commit.
     last_commit: Vec<CommitPosition>,
     /// The last offset committed for every partition ever counted here.
-    committed: std::collections::BTreeMap<i32, i64>,
+    committed: std::collections::BTreeMap<i32, CommitPosition>,
     last_commit_error: Option<String>,
     /// Another flush is wanted as soon as the running one ends.
     flush_again: bool,
@@ -327,7 +331,7 @@ impl BatchActor {
             }
             None if job.commit => {
                 self.committed
-                    .extend(job.positions.iter().map(|p| (p.partition, p.offset)));
+                    .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
                 self.last_commit = job.positions;
                 self.last_commit_error = None;
             }
@@ -357,7 +361,11 @@ impl BatchActor {
         }
         if !self.drain_waiters.is_empty() && self.pending.is_empty() {
             let report = DrainReport {
-                committed: self.committed.iter().map(|(p, o)| (*p, *o)).collect(),
+                committed: self
+                    .committed
+                    .values()
+                    .map(|p| (p.partition, p.offset))
+                    .collect(),
                 open_windows: self.windows.open_windows(),
                 commit_error: self.last_commit_error.clone(),
             };
@@ -367,7 +375,7 @@ impl BatchActor {
         }
     }
 
-    fn release(&mut self, partitions: &[i32]) -> Vec<(i32, i64)> {
+    fn release(&mut self, partitions: &[i32]) -> Vec<CommitPosition> {
         for partition in partitions {
             self.windows.remove_partition(*partition);
         }
@@ -375,7 +383,7 @@ impl BatchActor {
             .retain(|p| !partitions.contains(&p.partition));
         partitions
             .iter()
-            .filter_map(|p| self.committed.get(p).map(|o| (*p, *o)))
+            .filter_map(|p| self.committed.get(p).cloned())
             .collect()
     }
 
@@ -471,7 +479,7 @@ impl Handler<AddPartitions> for BatchActor {
 }
 
 impl Handler<ReleasePartitions> for BatchActor {
-    type Result = ResponseActFuture<Self, Vec<(i32, i64)>>;
+    type Result = ResponseActFuture<Self, Vec<CommitPosition>>;
 
     fn handle(&mut self, msg: ReleasePartitions, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();

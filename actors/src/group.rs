@@ -299,7 +299,7 @@ impl Handler<PartitionsRevoked> for GroupActor {
                     &history,
                     released.iter().map(|p| GroupEvent::Released {
                         partition: *p,
-                        committed: committed.iter().find(|(q, _)| q == p).map(|(_, o)| *o),
+                        committed: committed.iter().find(|c| c.partition == *p).map(|c| c.offset),
                         lost,
                     }),
                 );

@@ -110,6 +110,8 @@ pub struct PartitionMetrics {
     pub invalid: BTreeMap<&'static str, u64>,
     /// Frames of closed windows.
     pub late: u64,
+    /// Chunks received.
+    pub chunks: u64,
     /// Frames per second from the partition's first chunk to its last.
     pub throughput: f64,
     /// `process_frame` of this partition, nanoseconds.
@@ -183,6 +185,7 @@ struct PartitionState {
     position: Option<i64>,
     high_watermark: Option<i64>,
     process_frame: Histogram<u64>,
+    chunks: u64,
     first_chunk: Option<Instant>,
     last_chunk: Option<Instant>,
 }
@@ -196,6 +199,7 @@ impl Default for PartitionState {
             position: None,
             high_watermark: None,
             process_frame: histogram(),
+            chunks: 0,
             first_chunk: None,
             last_chunk: None,
         }
@@ -281,6 +285,7 @@ impl MetricsActor {
                     frames: s.frames,
                     invalid: invalid_map(&s.invalid),
                     late: s.late,
+                    chunks: s.chunks,
                     throughput: rate(s.frames, s.first_chunk, s.last_chunk),
                     process_frame_ns: Quantiles::of(&s.process_frame),
                     position: s.position,
@@ -373,6 +378,7 @@ impl Handler<ChunkProcessed> for MetricsActor {
             // Saturating: a sample beyond the histogram's range is clamped, not lost.
             self.process_frame.saturating_record_n(per_frame, records);
             state.process_frame.saturating_record_n(per_frame, records);
+            state.chunks += 1;
             state.first_chunk.get_or_insert(now);
             state.last_chunk = Some(now);
             self.process_since_flush.0 += msg.process;

@@ -19,11 +19,13 @@ use futures::future::join_all;
 
 use std::sync::Arc;
 
-use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
+use crate::batch::{
+    decode_watermark, AddPartitions, BatchActor, BatchEvent, Drain, DrainReport, ReleasePartitions,
+};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, WindowConfig};
 use crate::frame::FrameLimits;
 use crate::group::{GroupActor, GroupEndOffsets, GroupListener, GroupRecord, Leave};
-use crate::metrics::{FinalMetrics, MetricsActor, MetricsSnapshot};
+use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot};
 use crate::partition::{
     EndAt, EndPolicy, PartitionActor, PartitionFailed, PartitionOutputs, StopIntake,
 };
@@ -124,7 +126,43 @@ pub struct RootSupervisor {
     metrics: Option<Addr<MetricsActor>>,
     outcome: Option<tokio::sync::oneshot::Sender<Outcome>>,
     completed: bool,
+    /// What a partition actor of the partition model is built from (to restart one).
+    intake: Option<PartitionIntake>,
 }
+
+/// The parts a partition actor is built from.
+struct PartitionIntake {
+    plans: BTreeMap<i32, PartitionPlan>,
+    sources: SourceFactory,
+    outputs: PartitionOutputs,
+    config: PartitionConfig,
+    limits: FrameLimits,
+    end: EndPolicy,
+}
+
+impl PartitionIntake {
+    fn start(&self, partition: i32, start: StartOffset) -> (Arbiter, Addr<PartitionActor>) {
+        let arbiter = Arbiter::new();
+        let actor = PartitionActor::new(
+            partition,
+            start,
+            self.sources.clone(),
+            self.outputs.clone(),
+            self.config.clone(),
+            self.limits,
+            self.end,
+        );
+        let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        (arbiter, addr)
+    }
+}
+
+/// Stops a partition's actor and starts a new one from the partition's last commit, as after a
+/// failure: the partition's share of open windows is written off and rebuilt by reading again
+/// from the commit, so nothing is lost or counted twice. Answers once the new actor runs.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<StartOffset, String>")]
+pub struct RestartPartition(pub i32);
 
 impl RootSupervisor {
     /// Starts the supervisor, which starts the tree. The receiver resolves when the tree ends
@@ -144,6 +182,7 @@ impl RootSupervisor {
             metrics: None,
             outcome: Some(tx),
             completed: false,
+            intake: None,
         }
         .start();
         (addr, rx)
@@ -212,20 +251,19 @@ impl Actor for RootSupervisor {
         };
         match spec.intake {
             Intake::Partitions { plans, sources } => {
+                let intake = PartitionIntake {
+                    plans: plans.iter().map(|p| (p.partition, *p)).collect(),
+                    sources,
+                    outputs,
+                    config: spec.partition.clone(),
+                    limits: spec.limits,
+                    end: spec.end,
+                };
                 for plan in plans {
-                    let arbiter = Arbiter::new();
-                    let actor = PartitionActor::new(
-                        plan.partition,
-                        plan.start,
-                        sources.clone(),
-                        outputs.clone(),
-                        spec.partition.clone(),
-                        spec.limits,
-                        spec.end,
-                    );
-                    let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-                    self.partitions.insert(plan.partition, (arbiter, addr));
+                    self.partitions
+                        .insert(plan.partition, intake.start(plan.partition, plan.start));
                 }
+                self.intake = Some(intake);
             }
             Intake::Group {
                 membership,
@@ -283,6 +321,85 @@ impl Handler<EndOffsets> for RootSupervisor {
         if let Some(group) = &self.group {
             group.do_send(GroupEndOffsets(msg.0));
         }
+    }
+}
+
+impl Handler<RestartPartition> for RootSupervisor {
+    type Result = ResponseActFuture<Self, Result<StartOffset, String>>;
+
+    fn handle(&mut self, msg: RestartPartition, _: &mut Self::Context) -> Self::Result {
+        let partition = msg.0;
+        let (Some(intake), Some((_, batch))) = (&self.intake, &self.batch) else {
+            return Box::pin(fut::ready(Err(
+                "only the partition model restarts partitions".to_owned(),
+            )));
+        };
+        let Some((arbiter, addr)) = self.partitions.remove(&partition) else {
+            return Box::pin(fut::ready(Err(format!(
+                "partition {partition} is not running"
+            ))));
+        };
+        let fallback = intake.plans.get(&partition).copied();
+        let batch = batch.clone();
+        Box::pin(
+            async move {
+                let _ = addr.send(StopIntake).await;
+                arbiter.stop();
+                let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+                let released = batch
+                    .send(ReleasePartitions {
+                        partitions: vec![partition],
+                        commit: true,
+                    })
+                    .await
+                    .map_err(|e| format!("batch actor: {e}"))?;
+                let (start, closed_below) = match released.first() {
+                    Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
+                    None => {
+                        fallback.map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below))
+                    }
+                };
+                let next_offset = match start {
+                    StartOffset::At(o) => Some(o),
+                    StartOffset::Reset => None,
+                };
+                batch
+                    .send(AddPartitions(vec![PartitionStart {
+                        partition,
+                        next_offset,
+                        closed_below,
+                    }]))
+                    .await
+                    .map_err(|e| format!("batch actor: {e}"))?;
+                Ok(start)
+            }
+            .into_actor(self)
+            .map(move |result: Result<StartOffset, String>, act, _| {
+                let start = result?;
+                let intake = act.intake.as_ref().ok_or("the intake is gone")?;
+                let restarted = intake.start(partition, start);
+                act.partitions.insert(partition, restarted);
+                tracing::info!(partition, ?start, "Partition restarted.");
+                Ok(start)
+            }),
+        )
+    }
+}
+
+impl Handler<GetMetrics> for RootSupervisor {
+    type Result = ResponseActFuture<Self, MetricsSnapshot>;
+
+    fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
+        let metrics = self.metrics.clone();
+        Box::pin(
+            async move {
+                match metrics {
+                    Some(m) => m.send(GetMetrics).await.unwrap_or_default(),
+                    None => MetricsSnapshot::default(),
+                }
+            }
+            .into_actor(self),
+        )
     }
 }
 
