@@ -9,7 +9,11 @@
 //! keeps about 5 MiB, so the data set is limited to what fits (checked at start).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actors::metrics::{GetMetrics, MetricsSnapshot};
+use actors::supervisor::{RestartPartition, RootSupervisor};
 
 use actors::config::{GeneratorConfig, SinkKind};
 use actors::generator::{self, GroundTruth};
@@ -160,6 +164,19 @@ pub struct CompareReport {
     pub group: ModelSummary,
     /// Both models wrote the same windows in every round.
     pub models_agree: bool,
+    /// Time to consume again after a fault, on live data.
+    pub recovery: Recovery,
+}
+
+/// Time to consume again, milliseconds, measured while frames flow.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Recovery {
+    /// Partition model: from stopping a partition actor to its restarted actor's first chunk
+    /// (each restart).
+    pub partition_restart_ms: Vec<f64>,
+    /// Group model: from one of two members leaving to the other's first chunk of a partition
+    /// it took over.
+    pub group_member_leave_ms: Option<f64>,
 }
 
 impl CompareReport {
@@ -307,6 +324,7 @@ pub async fn compare(
             );
         }
     }
+    let recovery = measure_recovery(&settings, partitions).await?;
     drop(cluster);
     let by = |name: &str| {
         rounds
@@ -328,6 +346,7 @@ pub async fn compare(
         group: ModelSummary::of(&by("group")),
         rounds,
         models_agree,
+        recovery,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| RunError::Task(e.to_string()))?;
     let json_path = options.out.join("report.json");
@@ -336,6 +355,177 @@ pub async fn compare(
     chart::draw(&report, &chart_path)
         .map_err(|e| RunError::Task(format!("cannot draw {}: {e}", chart_path.display())))?;
     Ok(report)
+}
+
+/// Polls a run's figures until `done` says so, for at most `limit`; returns when it did.
+async fn wait_for(
+    supervisor: &Addr<RootSupervisor>,
+    limit: Duration,
+    mut done: impl FnMut(&MetricsSnapshot) -> bool,
+) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(metrics) = supervisor.send(GetMetrics).await {
+            if done(&metrics) {
+                return Some(Instant::now());
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+/// A running service, its stop switch and its outcome.
+type LiveRun = (
+    Addr<RootSupervisor>,
+    tokio::sync::oneshot::Sender<()>,
+    actix_rt::task::JoinHandle<Result<crate::RunReport, RunError>>,
+);
+
+/// A run of `settings` in the background.
+async fn start_live(settings: Settings) -> Result<LiveRun, RunError> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let handle = actix_rt::spawn(crate::run_with(
+        settings,
+        async move {
+            let _ = stopped.await;
+        },
+        move |supervisor| {
+            let _ = addr_tx.send(supervisor);
+        },
+    ));
+    let supervisor = addr_rx
+        .await
+        .map_err(|_| RunError::Task("a live run did not start".into()))?;
+    Ok((supervisor, stop, handle))
+}
+
+fn task_error(error: impl std::fmt::Display) -> RunError {
+    RunError::Task(error.to_string())
+}
+
+/// Measures recovery on live data produced into the topic after the rounds (read from its
+/// end by fresh groups).
+async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recovery, RunError> {
+    let live = GeneratorConfig {
+        rate: 20_000,
+        frames: 0,
+        event_rate: 0.0,
+        truth_file: String::new(),
+        ..settings.generator.clone()
+    };
+    let generator = generator::spawn(
+        &settings.kafka,
+        &live,
+        settings.frames.limits(),
+        settings.window.length_secs,
+        partitions,
+        false,
+    )
+    .map_err(task_error)?;
+    let mut base = settings.clone();
+    base.kafka.auto_offset_reset = actors::config::OffsetReset::Latest;
+    base.run.until_end = false;
+    base.run.stop_after = String::new();
+    base.metrics.log_interval_ms = 0;
+    base.sink.kind = SinkKind::File;
+    let scratch = std::env::temp_dir().join(format!("kafka-actors-compare-{}", std::process::id()));
+    let mut recovery = Recovery::default();
+
+    // Partition model: restart partition 0 three times.
+    let mut s = base.clone();
+    s.model = Model::Partition;
+    s.kafka.group = format!("compare-recovery-partition-{}", std::process::id());
+    s.sink.path = scratch
+        .with_extension("partition.jsonl")
+        .display()
+        .to_string();
+    let (supervisor, stop, handle) = start_live(s).await?;
+    wait_for(&supervisor, Duration::from_secs(20), |m| {
+        m.partitions.get(&0).is_some_and(|p| p.chunks > 0)
+    })
+    .await;
+    for _ in 0..3 {
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        supervisor
+            .send(RestartPartition(0))
+            .await
+            .map_err(task_error)?
+            .map_err(RunError::Task)?;
+        // The old actor is gone: any chunk from here on is the new one's.
+        let before = supervisor.send(GetMetrics).await.map_err(task_error)?;
+        let chunks = before.partitions.get(&0).map_or(0, |p| p.chunks);
+        let again = wait_for(&supervisor, Duration::from_secs(20), |m| {
+            m.partitions.get(&0).is_some_and(|p| p.chunks > chunks)
+        })
+        .await;
+        if let Some(at) = again {
+            recovery
+                .partition_restart_ms
+                .push((at - started).as_secs_f64() * 1e3);
+        }
+    }
+    let _ = stop.send(());
+    handle.await.map_err(task_error)??;
+
+    // Group model: two members; one leaves, the other takes its partitions over.
+    let group = format!("compare-recovery-group-{}", std::process::id());
+    let member = |name: &str| {
+        let mut s = base.clone();
+        s.model = Model::Group;
+        s.kafka.group = group.clone();
+        s.sink.path = scratch
+            .with_extension(format!("{name}.jsonl"))
+            .display()
+            .to_string();
+        s
+    };
+    let (a, stop_a, handle_a) = start_live(member("a")).await?;
+    wait_for(&a, Duration::from_secs(60), |m| {
+        m.partitions.values().any(|p| p.chunks > 0)
+    })
+    .await;
+    let (b, stop_b, handle_b) = start_live(member("b")).await?;
+    wait_for(&b, Duration::from_secs(60), |m| {
+        m.partitions.values().any(|p| p.chunks > 0)
+    })
+    .await;
+    // The partitions A reads once the join has settled, and how far each has got.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let before = a.send(GetMetrics).await.map_err(task_error)?;
+    let taken_by_b: Vec<i32> = b
+        .send(GetMetrics)
+        .await
+        .map_err(task_error)?
+        .partitions
+        .iter()
+        .filter(|(_, m)| m.chunks > 0)
+        .map(|(p, _)| *p)
+        .collect();
+    let chunks_before = |p: &i32| before.partitions.get(p).map_or(0, |m| m.chunks);
+    let left = Instant::now();
+    let _ = stop_b.send(());
+    handle_b.await.map_err(task_error)??;
+    let taken_over = wait_for(&a, Duration::from_secs(120), |m| {
+        taken_by_b.iter().any(|p| {
+            m.partitions
+                .get(p)
+                .is_some_and(|pm| pm.chunks > chunks_before(p))
+        })
+    })
+    .await;
+    recovery.group_member_leave_ms = taken_over.map(|at| (at - left).as_secs_f64() * 1e3);
+    let _ = stop_a.send(());
+    handle_a.await.map_err(task_error)??;
+    crate::blocking(move || generator.join().map(|_| ()))
+        .await?
+        .map_err(RunError::Generator)?;
+    for suffix in ["partition.jsonl", "a.jsonl", "b.jsonl"] {
+        let _ = std::fs::remove_file(scratch.with_extension(suffix));
+    }
+    Ok(recovery)
 }
 
 fn report_error(path: &Path, source: std::io::Error) -> RunError {
@@ -400,6 +590,17 @@ pub fn table(report: &CompareReport) -> String {
         "commits",
         spread(&p.commits, 0),
         spread(&g.commits, 0),
+    );
+    let restart = Spread::of(report.recovery.partition_restart_ms.iter().copied());
+    let leave = report
+        .recovery
+        .group_member_leave_ms
+        .map_or("not measured".to_owned(), |ms| format!("{ms:.0}"));
+    line(
+        &mut t,
+        "recovery ms: restart / member leaves",
+        spread(&restart, 1),
+        leave,
     );
     line(
         &mut t,

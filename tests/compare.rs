@@ -1,5 +1,5 @@
-//! `kafka-actors compare` on a small data set: both models agree with the ground truth, and the
-//! report and chart hold the figures.
+//! `kafka-actors compare` on a small data set: both models agree with the ground truth, the
+//! recovery figures are measured, and the report and chart hold the figures.
 
 use std::process::Command;
 
@@ -60,6 +60,18 @@ fn compare_reports_both_models_exact_with_report_and_chart() {
         assert!(round["first_frame_ms"].as_f64().unwrap() > 0.0);
         assert!(round["commits"].as_u64().unwrap() >= 1);
     }
+    let restarts = report["recovery"]["partition_restart_ms"]
+        .as_array()
+        .unwrap();
+    assert_eq!(restarts.len(), 3, "three partition restarts measured");
+    assert!(restarts.iter().all(|ms| ms.as_f64().unwrap() > 0.0));
+    assert!(
+        report["recovery"]["group_member_leave_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "{}",
+        report["recovery"]
+    );
     for model in ["partition", "group"] {
         assert_eq!(report[model]["windows_match_truth"], true);
         assert!(report[model]["frames_per_s"]["median"].as_f64().unwrap() > 0.0);
