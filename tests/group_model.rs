@@ -315,3 +315,23 @@ async fn cooperative_sticky_members_join_and_leave_without_losing_frames() {
 async fn eager_members_join_and_leave_without_losing_frames() {
     members_join_and_leave_without_losing_frames(Assignment::Range).await;
 }
+
+#[actix::test]
+async fn a_static_member_commits_everything_before_it_stops() {
+    let (cluster, topic) = cluster(3);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    group_settings(&mut settings, Assignment::CooperativeSticky);
+    settings.group.instance_id = "member-1".into();
+    settings.run.until_end = true;
+    let report = produce(&settings, &data(9_000, 500.0, 0.0), 3);
+
+    let started = std::time::Instant::now();
+    let run = kafka_actors::run(settings.clone(), std::future::pending()).await.unwrap();
+
+    assert!(run.completed);
+    assert!(started.elapsed() < Duration::from_secs(20), "stopping does not wait for the session to expire");
+    assert_eq!(output(&out), report.truth.lines());
+    assert_eq!(committed(&settings.kafka, &run.partitions), report.end_offsets);
+}

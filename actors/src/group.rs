@@ -267,46 +267,72 @@ impl Handler<PartitionsAssigned> for GroupActor {
     }
 }
 
-impl Handler<PartitionsRevoked> for GroupActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: PartitionsRevoked, ctx: &mut Self::Context) {
-        let stopping: Vec<(Arbiter, Addr<PartitionActor>)> = msg
-            .partitions
+impl GroupActor {
+    /// Stops the partitions' actors, has the batch actor write and (unless `lost`) commit,
+    /// then forgets the partitions. Records the releases. Needs nothing from the actor once
+    /// built, so it can run while the actor handles other messages.
+    fn release(
+        &mut self,
+        partitions: Vec<i32>,
+        lost: bool,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let stopping: Vec<(Arbiter, Addr<PartitionActor>)> = partitions
             .iter()
             .filter_map(|p| self.partitions.remove(p))
             .collect();
         let batch = self.batch.clone();
         let history = self.history.clone();
+        async move {
+            // Stopped actors send nothing more; what their queues still hold is dropped.
+            join_all(stopping.iter().map(|(_, addr)| addr.send(StopIntake))).await;
+            let released = partitions.clone();
+            let committed = match batch
+                .send(ReleasePartitions {
+                    partitions,
+                    commit: !lost,
+                })
+                .await
+            {
+                Ok(committed) => committed,
+                Err(_) => {
+                    tracing::warn!(
+                        "The batch actor is gone; revoked partitions released without a commit."
+                    );
+                    Vec::new()
+                }
+            };
+            record(
+                &history,
+                released.iter().map(|p| GroupEvent::Released {
+                    partition: *p,
+                    committed: committed
+                        .iter()
+                        .find(|c| c.partition == *p)
+                        .map(|c| c.offset),
+                    lost,
+                }),
+            );
+            for (arbiter, _) in stopping {
+                arbiter.stop();
+                let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+            }
+        }
+    }
+}
+
+impl Handler<PartitionsRevoked> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionsRevoked, ctx: &mut Self::Context) {
         let PartitionsRevoked {
             partitions,
             lost,
             done,
         } = msg;
+        let release = self.release(partitions, lost);
         ctx.wait(
             async move {
-                // Stopped actors send nothing more; what their queues still hold is dropped.
-                join_all(stopping.iter().map(|(_, addr)| addr.send(StopIntake))).await;
-                let released = partitions.clone();
-                let committed = match batch.send(ReleasePartitions { partitions, commit: !lost }).await {
-                    Ok(committed) => committed,
-                    Err(_) => {
-                        tracing::warn!("The batch actor is gone; revoked partitions released without a commit.");
-                        Vec::new()
-                    }
-                };
-                record(
-                    &history,
-                    released.iter().map(|p| GroupEvent::Released {
-                        partition: *p,
-                        committed: committed.iter().find(|c| c.partition == *p).map(|c| c.offset),
-                        lost,
-                    }),
-                );
-                for (arbiter, _) in stopping {
-                    arbiter.stop();
-                    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
-                }
+                release.await;
                 let _ = done.send(());
             }
             .into_actor(self),
@@ -356,9 +382,15 @@ impl Handler<Leave> for GroupActor {
 
     fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
         let membership = self.membership.take();
+        // Release everything first, committing while still a settled member (a rebalance
+        // started by leaving may refuse commits); then leave. A static member does not leave
+        // the group: its instance id keeps its place for a quick restart.
+        let owned: Vec<i32> = self.partitions.keys().copied().collect();
+        let release = self.release(owned, false);
         // Not `ctx.wait`: the revocations that leaving causes must be handled meanwhile.
         Box::pin(
             async move {
+                release.await;
                 if let Some(mut membership) = membership {
                     let _ = actix_rt::task::spawn_blocking(move || membership.leave()).await;
                 }

@@ -152,6 +152,7 @@ pub struct GroupConsumer {
     topic: String,
     stop: Arc<AtomicBool>,
     driver: Option<JoinHandle<()>>,
+    static_member: bool,
 }
 
 impl GroupConsumer {
@@ -203,6 +204,7 @@ impl GroupConsumer {
             topic: kafka.topic.clone(),
             stop: Arc::new(AtomicBool::new(false)),
             driver: None,
+            static_member: !group.instance_id.is_empty(),
         })
     }
 
@@ -218,7 +220,7 @@ impl GroupConsumer {
 /// Serves the main queue until told to stop, then unsubscribes: everything is revoked through
 /// the listener (on this thread) and the member leaves the group. The consumer itself closes
 /// when its last handle is dropped.
-fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>) {
+fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>, static_member: bool) {
     let mut last_warning: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(Duration::from_millis(100)) {
@@ -239,6 +241,13 @@ fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>) {
                 }
             }
         }
+    }
+    if static_member {
+        // KIP-345: a static member leaves no trace; the consumer closes when its last handle
+        // is dropped, without a LeaveGroup, and a restart with the same instance id within the
+        // session timeout takes its place.
+        tracing::info!("Stopped serving the group (static member: no LeaveGroup).");
+        return;
     }
     consumer.unsubscribe();
     let deadline = Instant::now() + LEAVE_TIMEOUT;
@@ -269,10 +278,11 @@ impl GroupMembership for GroupConsumer {
         if self.driver.is_some() {
             return;
         }
-        let (consumer, stop) = (self.consumer.clone(), self.stop.clone());
+        let (consumer, stop, static_member) =
+            (self.consumer.clone(), self.stop.clone(), self.static_member);
         match std::thread::Builder::new()
             .name("group-driver".into())
-            .spawn(move || drive(consumer, stop))
+            .spawn(move || drive(consumer, stop, static_member))
         {
             Ok(handle) => self.driver = Some(handle),
             Err(error) => tracing::error!(%error, "Cannot start the group driver thread."),
