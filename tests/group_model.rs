@@ -347,3 +347,115 @@ async fn a_static_member_commits_everything_before_it_stops() {
         report.end_offsets
     );
 }
+
+#[actix::test]
+async fn a_lost_assignment_is_dropped_without_a_commit_and_nothing_is_lost() {
+    let partitions = 3;
+    let (cluster, topic) = cluster(partitions);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    group_settings(&mut settings, Assignment::CooperativeSticky);
+    let mut live = data(36_000, 400.0, 0.0);
+    live.rate = 6_000;
+    let generator = actors::generator::spawn(
+        &settings.kafka,
+        &live,
+        settings.frames.limits(),
+        settings.window.length_secs,
+        partitions,
+        true,
+    )
+    .unwrap();
+
+    // The coordinator forgets the member mid-stream: its next heartbeat is answered
+    // UNKNOWN_MEMBER_ID, so the member loses its assignment and joins again.
+    actix_rt::time::sleep(Duration::from_millis(2_000)).await;
+    let cluster = std::sync::Arc::new(cluster);
+    let fault = {
+        let cluster = cluster.clone();
+        actix_rt::spawn(async move {
+            actix_rt::time::sleep(Duration::from_millis(1_000)).await;
+            cluster
+                .fail_next(
+                    actors::kafka::BrokerRequest::Heartbeat,
+                    &[actors::kafka::BrokerError::UnknownMemberId],
+                )
+                .unwrap();
+        })
+    };
+    let first = kafka_actors::run(settings.clone(), stop_after(Duration::from_secs(7)))
+        .await
+        .unwrap();
+    fault.await.unwrap();
+    let report = actix_rt::task::spawn_blocking(move || wait_generator(generator))
+        .await
+        .unwrap();
+    let mut again = settings.clone();
+    again.run.until_end = true;
+    let second = kafka_actors::run(again, std::future::pending())
+        .await
+        .unwrap();
+    assert!(second.completed);
+
+    // The loss was seen and nothing was committed for it: the partitions came back at the
+    // member's last commit from before the loss.
+    let history = &first.summary.group_history;
+    let lost: Vec<_> = history
+        .iter()
+        .filter_map(|r| match r.event {
+            GroupEvent::Released {
+                partition,
+                committed,
+                lost: true,
+            } => Some((r.at, partition, committed)),
+            _ => None,
+        })
+        .collect();
+    assert!(!lost.is_empty(), "the assignment was lost: {history:?}");
+    for (at, partition, committed) in lost {
+        let back = history.iter().find_map(|r| match r.event {
+            GroupEvent::Assigned {
+                partition: p,
+                start,
+            } if p == partition && r.at >= at => Some(start),
+            _ => None,
+        });
+        if let (Some(start), Some(committed)) = (back, committed) {
+            assert_eq!(
+                start,
+                StartOffset::At(committed),
+                "partition {partition} came back at its last commit"
+            );
+        }
+    }
+
+    // No frame lost; every line exact for the partitions it names.
+    let mut seen: BTreeMap<(i64, i32), u32> = BTreeMap::new();
+    for line in output(&out) {
+        let expected = line
+            .partitions
+            .iter()
+            .map(|p| report.truth.share(line.window_start, *p))
+            .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
+        assert_eq!((line.unique_users, line.frames), expected, "{line:?}");
+        for partition in &line.partitions {
+            *seen.entry((line.window_start, *partition)).or_default() += 1;
+        }
+    }
+    for expected in report.truth.lines() {
+        for partition in 0..partitions {
+            if report.truth.share(expected.window_start, partition).1 > 0 {
+                assert!(
+                    seen.contains_key(&(expected.window_start, partition)),
+                    "window {} lost partition {partition}",
+                    expected.window_start
+                );
+            }
+        }
+    }
+    assert_eq!(
+        committed(&settings.kafka, &(0..partitions).collect::<Vec<_>>()),
+        report.end_offsets
+    );
+}

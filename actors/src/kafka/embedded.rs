@@ -4,9 +4,69 @@
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 
 use super::AdapterError;
+
+/// A kind of request the embedded cluster can be told to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerRequest {
+    /// Fetch.
+    Fetch,
+    /// OffsetCommit.
+    OffsetCommit,
+    /// OffsetFetch.
+    OffsetFetch,
+    /// Heartbeat (group membership).
+    Heartbeat,
+    /// JoinGroup.
+    JoinGroup,
+    /// SyncGroup.
+    SyncGroup,
+}
+
+impl BrokerRequest {
+    fn api_key(self) -> RDKafkaApiKey {
+        match self {
+            BrokerRequest::Fetch => RDKafkaApiKey::Fetch,
+            BrokerRequest::OffsetCommit => RDKafkaApiKey::OffsetCommit,
+            BrokerRequest::OffsetFetch => RDKafkaApiKey::OffsetFetch,
+            BrokerRequest::Heartbeat => RDKafkaApiKey::Heartbeat,
+            BrokerRequest::JoinGroup => RDKafkaApiKey::JoinGroup,
+            BrokerRequest::SyncGroup => RDKafkaApiKey::SyncGroup,
+        }
+    }
+}
+
+/// An error answer the embedded cluster can give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerError {
+    /// The member is not known to the coordinator (its session is gone).
+    UnknownMemberId,
+    /// A rebalance is in progress.
+    RebalanceInProgress,
+    /// The broker is not the coordinator.
+    NotCoordinator,
+    /// The request timed out on the broker.
+    RequestTimedOut,
+    /// The broker drops the connection instead of answering.
+    Disconnect,
+}
+
+impl BrokerError {
+    fn code(self) -> RDKafkaRespErr {
+        match self {
+            BrokerError::UnknownMemberId => RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID,
+            BrokerError::RebalanceInProgress => {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS
+            }
+            BrokerError::NotCoordinator => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+            BrokerError::RequestTimedOut => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            BrokerError::Disconnect => RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+        }
+    }
+}
 
 /// An in-process Kafka cluster. The cluster lives as long as this value; drop every client of
 /// it first (a consumer of a vanished cluster waits for its brokers when it closes).
@@ -76,6 +136,22 @@ impl EmbeddedCluster {
     /// The cluster's `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// Makes the next requests of a kind fail, one error per request, in order.
+    ///
+    /// # Errors
+    /// If the cluster is gone.
+    pub fn fail_next(
+        &self,
+        request: BrokerRequest,
+        errors: &[BrokerError],
+    ) -> Result<(), AdapterError> {
+        let codes: Vec<RDKafkaRespErr> = errors.iter().map(|e| e.code()).collect();
+        self.with_mock(|mock| {
+            mock.request_errors(request.api_key(), &codes);
+            Ok(())
+        })
     }
 
     /// Creates a topic.

@@ -23,7 +23,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub use committer::KafkaCommitter;
-pub use embedded::EmbeddedCluster;
+pub use embedded::{BrokerError, BrokerRequest, EmbeddedCluster};
 pub use group::GroupConsumer;
 pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
