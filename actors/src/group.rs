@@ -77,11 +77,6 @@ pub struct GroupRecord {
     pub event: GroupEvent,
 }
 
-/// Every ownership change this member saw, in order.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<GroupRecord>")]
-pub struct GetGroupHistory;
-
 /// Leave the group: revoke everything (committing), close the member, stop; answers with
 /// every ownership change this member saw.
 #[derive(Debug, Clone, Copy, Message)]
@@ -353,19 +348,6 @@ impl Handler<GroupEndOffsets> for GroupActor {
             addr.do_send(EndAt(msg.0.get(partition).copied()));
         }
         self.end_offsets = Some(msg.0);
-    }
-}
-
-impl Handler<GetGroupHistory> for GroupActor {
-    type Result = MessageResult<GetGroupHistory>;
-
-    fn handle(&mut self, _: GetGroupHistory, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.history
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
     }
 }
 
