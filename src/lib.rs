@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::batch::decode_watermark;
+use actors::batch::resume_point;
 use actors::config::{ConfigError, KafkaConfig};
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::group::GroupListener;
@@ -248,7 +248,8 @@ async fn prepare_intake(
                         start: committed
                             .and_then(|c| c.offset)
                             .map_or(StartOffset::Reset, StartOffset::At),
-                        closed_below: committed.and_then(|c| decode_watermark(&c.metadata)),
+                        closed_below: committed
+                            .and_then(|c| resume_point(c.partition, c.offset, &c.metadata)),
                     }
                 })
                 .collect();

@@ -43,6 +43,23 @@ fn positions(windows: &Windows) -> Vec<CommitPosition> {
         .collect()
 }
 
+/// The closing point to resume `partition` with, from the metadata of its commit at `offset`.
+/// A commit without our metadata (written by another tool, or by a broker that does not keep
+/// commit metadata) is resumed as if new, which can write windows open before the commit again,
+/// as partial lines: that is logged.
+pub fn resume_point(partition: i32, offset: Option<i64>, metadata: &str) -> Option<f64> {
+    let point = decode_watermark(metadata);
+    if offset.is_some() && point.is_none() {
+        tracing::warn!(
+            partition,
+            ?offset,
+            "The committed offset carries no window metadata (the broker may not keep commit metadata); \
+             windows open at that commit may be written again as partial lines."
+        );
+    }
+    point
+}
+
 /// The watermark recorded in commit metadata, if it is ours.
 pub fn decode_watermark(metadata: &str) -> Option<f64> {
     metadata

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::batch::{decode_watermark, AddPartitions, BatchActor, ReleasePartitions};
+use crate::batch::{resume_point, AddPartitions, BatchActor, ReleasePartitions};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
 use crate::partition::{EndAt, EndPolicy, PartitionActor, PartitionOutputs, StopIntake};
@@ -233,7 +233,14 @@ impl Handler<PartitionsAssigned> for GroupActor {
                     StartOffset::At(offset) => Some(offset),
                     StartOffset::Reset => None,
                 },
-                closed_below: decode_watermark(&a.metadata),
+                closed_below: resume_point(
+                    a.partition,
+                    match a.start {
+                        StartOffset::At(offset) => Some(offset),
+                        StartOffset::Reset => None,
+                    },
+                    &a.metadata,
+                ),
             })
             .collect();
         // The batch actor must know the partitions before their first chunk arrives; nothing

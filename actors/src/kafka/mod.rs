@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub use committer::KafkaCommitter;
@@ -227,6 +228,49 @@ fn read_committed(
             metadata: e.metadata().to_owned(),
         })
         .collect())
+}
+
+/// Creates `kafka.topic` with `partitions` partitions on a cluster reached over the network
+/// (the embedded cluster has [`EmbeddedCluster::create_topic`]). A topic that already exists
+/// is left as it is.
+///
+/// # Errors
+/// If the cluster refuses for another reason.
+pub fn create_topic(
+    kafka: &KafkaConfig,
+    partitions: i32,
+    replication: i32,
+) -> Result<(), AdapterError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let topic = kafka.topic.as_str();
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka, "kafka-actors-admin")
+        .create()
+        .map_err(|source| AdapterError::CreateClient {
+            role: "admin",
+            source,
+        })?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
+    let results =
+        futures::executor::block_on(admin.create_topics([&new], &options)).map_err(|source| {
+            AdapterError::Metadata {
+                topic: topic.to_owned(),
+                source,
+            }
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(AdapterError::Metadata {
+                    topic: topic.to_owned(),
+                    source: KafkaError::AdminOp(code),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The speed anchor for benchmarks: one plain consumer, tuned like a partition reader with
