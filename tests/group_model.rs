@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actors::config::Assignment;
@@ -106,28 +104,6 @@ async fn embedded_group_model_live_run_matches_the_generators_truth() {
     assert_eq!(output(&out), generator.truth.lines());
 }
 
-/// Committed offsets sampled over time.
-type CommitSamples = Arc<Mutex<Vec<BTreeMap<i32, i64>>>>;
-
-/// Samples every partition's committed offset while members come and go.
-fn watch_commits(
-    kafka: actors::config::KafkaConfig,
-    partitions: Vec<i32>,
-) -> (Arc<AtomicBool>, CommitSamples, std::thread::JoinHandle<()>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let samples: CommitSamples = Arc::default();
-    let thread = {
-        let (stop, samples) = (stop.clone(), samples.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                samples.lock().unwrap().push(committed(&kafka, &partitions));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
-    (stop, samples, thread)
-}
-
 async fn stop_after(delay: Duration) {
     actix_rt::time::sleep(delay).await
 }
@@ -158,17 +134,8 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
     };
     let mut live = data(64_000, 400.0, 0.0);
     live.rate = 4_000;
-    let generator = actors::generator::spawn(
-        &base.kafka,
-        &live,
-        base.frames.limits(),
-        base.window.length_secs,
-        partitions,
-        true,
-    )
-    .unwrap();
-    let (stop_watch, samples, watcher) =
-        watch_commits(base.kafka.clone(), (0..partitions).collect());
+    let generator = spawn_generator(&base, &live, partitions);
+    let watcher = Watcher::start(base.kafka.clone(), (0..partitions).collect(), None);
 
     // A runs 9 s; B joins after 2 s and runs 16 s.
     let a = kafka_actors::run(member("a"), stop_after(Duration::from_secs(9)));
@@ -188,8 +155,7 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
     c.run.until_end = true;
     let c = kafka_actors::run(c, std::future::pending()).await.unwrap();
     assert!(c.completed);
-    stop_watch.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
+    let samples = watcher.finish();
 
     // Both A and B had partitions; B took over A's when A left.
     assert!(
@@ -206,98 +172,39 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
 
     // Every partition that changed hands started exactly where its previous owner last
     // committed: the release (with its commit) finished before the new owner read anything.
-    let mut events: Vec<_> = a
+    let (handovers, handed_over) = assert_handovers_at_last_commit(&[&a, &b]);
+    assert!(handovers >= 2, "partitions changed hands: {handovers}");
+    let lost = a
         .summary
         .group_history
         .iter()
         .chain(&b.summary.group_history)
-        .collect();
-    events.sort_by_key(|r| r.at);
-    let mut last_commit: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut handovers = 0u64;
-    let mut handed_over: BTreeSet<i32> = BTreeSet::new();
-    for record in events {
-        match record.event {
-            GroupEvent::Released {
-                partition,
-                committed: Some(offset),
-                lost,
-            } => {
-                assert!(!lost, "no assignment was lost");
-                last_commit.insert(partition, offset);
-            }
-            GroupEvent::Released { .. } => {}
-            GroupEvent::Assigned { partition, start } => {
-                if let Some(offset) = last_commit.get(&partition) {
-                    assert_eq!(
-                        start,
-                        StartOffset::At(*offset),
-                        "partition {partition} changed hands"
-                    );
-                    handovers += 1;
-                    handed_over.insert(partition);
-                }
-            }
-        }
-    }
-    assert!(handovers >= 2, "partitions changed hands: {handovers}");
+        .any(|r| matches!(r.event, GroupEvent::Released { lost: true, .. }));
+    assert!(!lost, "no assignment was lost");
 
-    // Every line is exact for the partitions it names (uids are keyed to partitions, so their
-    // shares add up); every share of every window appears in some line (no frame lost); a share
-    // written twice is a duplicate, which only a handover whose commit the broker refused can
-    // cause (the embedded cluster refuses commits while a rebalance is in progress).
-    let mut seen: BTreeMap<(i64, i32), u32> = BTreeMap::new();
-    for name in ["a", "b", "c"] {
-        for line in output(&dir.path().join(format!("{name}.jsonl"))) {
-            let expected = line
-                .partitions
-                .iter()
-                .map(|p| report.truth.share(line.window_start, *p))
-                .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
-            assert_eq!(
-                (line.unique_users, line.frames),
-                expected,
-                "{name} wrote {line:?}"
-            );
-            for partition in &line.partitions {
-                *seen.entry((line.window_start, *partition)).or_default() += 1;
-            }
-        }
+    // Every line is exact for the partitions it names; every share of every window appears in
+    // some line (no frame lost); a share written twice is a duplicate, which only a handover
+    // whose commit the broker refused can cause (the embedded cluster refuses commits while a
+    // rebalance is in progress).
+    let lines = ["a", "b", "c"]
+        .into_iter()
+        .flat_map(|name| output(&dir.path().join(format!("{name}.jsonl"))));
+    let seen = exact_shares(lines, &report.truth);
+    let duplicates = assert_no_share_lost(&seen, &report.truth, partitions);
+    for (partition, twice) in &duplicates {
+        assert!(
+            *twice == 0 || handed_over.contains(partition),
+            "partition {partition} never changed hands but had {twice} shares written twice"
+        );
     }
-    let mut counted = 0;
-    let mut duplicates = 0;
-    for expected in report.truth.lines() {
-        for partition in 0..partitions {
-            let share = report.truth.share(expected.window_start, partition);
-            let times = seen
-                .get(&(expected.window_start, partition))
-                .copied()
-                .unwrap_or(0);
-            if share.1 > 0 {
-                assert!(
-                    times >= 1,
-                    "window {} lost partition {partition}'s share",
-                    expected.window_start
-                );
-                counted += share.1;
-                duplicates += u64::from(times - 1);
-                assert!(
-                    times == 1 || handed_over.contains(&partition),
-                    "window {}: partition {partition} never changed hands but was written {times} times",
-                    expected.window_start
-                );
-            }
-        }
-    }
-    assert_eq!(counted, report.truth.valid, "frames lost = 0");
+    let duplicates: u32 = duplicates.values().sum();
     eprintln!("{assignment:?}: {handovers} handovers, {duplicates} window shares written twice");
 
     // Offsets never moved back, and everything ended committed.
-    let samples = samples.lock().unwrap();
     assert!(samples.len() > 50);
     for pair in samples.windows(2) {
-        for (partition, offset) in &pair[0] {
-            let later = pair[1].get(partition).copied().unwrap_or(i64::MIN);
+        for (partition, offset) in &pair[0].0 {
+            let later = pair[1].0.get(partition).copied().unwrap_or(i64::MIN);
             assert!(
                 later >= *offset,
                 "partition {partition}: committed offset went back from {offset} to {later}"
@@ -358,15 +265,7 @@ async fn a_lost_assignment_is_dropped_without_a_commit_and_nothing_is_lost() {
     group_settings(&mut settings, Assignment::CooperativeSticky);
     let mut live = data(36_000, 400.0, 0.0);
     live.rate = 6_000;
-    let generator = actors::generator::spawn(
-        &settings.kafka,
-        &live,
-        settings.frames.limits(),
-        settings.window.length_secs,
-        partitions,
-        true,
-    )
-    .unwrap();
+    let generator = spawn_generator(&settings, &live, partitions);
 
     // The coordinator forgets the member mid-stream: its next heartbeat is answered
     // UNKNOWN_MEMBER_ID, so the member loses its assignment and joins again.
@@ -431,29 +330,11 @@ async fn a_lost_assignment_is_dropped_without_a_commit_and_nothing_is_lost() {
     }
 
     // No frame lost; every line exact for the partitions it names.
-    let mut seen: BTreeMap<(i64, i32), u32> = BTreeMap::new();
-    for line in output(&out) {
-        let expected = line
-            .partitions
-            .iter()
-            .map(|p| report.truth.share(line.window_start, *p))
-            .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
-        assert_eq!((line.unique_users, line.frames), expected, "{line:?}");
-        for partition in &line.partitions {
-            *seen.entry((line.window_start, *partition)).or_default() += 1;
-        }
-    }
-    for expected in report.truth.lines() {
-        for partition in 0..partitions {
-            if report.truth.share(expected.window_start, partition).1 > 0 {
-                assert!(
-                    seen.contains_key(&(expected.window_start, partition)),
-                    "window {} lost partition {partition}",
-                    expected.window_start
-                );
-            }
-        }
-    }
+    assert_no_share_lost(
+        &exact_shares(output(&out), &report.truth),
+        &report.truth,
+        partitions,
+    );
     assert_eq!(
         committed(&settings.kafka, &(0..partitions).collect::<Vec<_>>()),
         report.end_offsets

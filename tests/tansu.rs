@@ -156,15 +156,7 @@ async fn group_members_on_tansu_hand_partitions_over_at_their_last_commit() {
     };
     let mut live = data(48_000, 400.0, 0.0);
     live.rate = 2_000;
-    let generator = actors::generator::spawn(
-        &producing.kafka,
-        &live,
-        base.frames.limits(),
-        base.window.length_secs,
-        partitions,
-        true,
-    )
-    .unwrap();
+    let generator = spawn_generator(&producing, &live, partitions);
 
     // A runs 16 s; B joins after 5 s and runs until after the data ends; C drains.
     let a = kafka_actors::run(member("a"), async {
@@ -192,37 +184,7 @@ async fn group_members_on_tansu_hand_partitions_over_at_their_last_commit() {
     );
 
     // Every handover starts at the previous owner's last commit.
-    let mut events: Vec<_> = a
-        .summary
-        .group_history
-        .iter()
-        .chain(&b.summary.group_history)
-        .collect();
-    events.sort_by_key(|r| r.at);
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut handovers = 0;
-    for record in events {
-        match record.event {
-            actors::group::GroupEvent::Released {
-                partition,
-                committed: Some(offset),
-                ..
-            } => {
-                last.insert(partition, offset);
-            }
-            actors::group::GroupEvent::Released { .. } => {}
-            actors::group::GroupEvent::Assigned { partition, start } => {
-                if let Some(offset) = last.get(&partition) {
-                    assert_eq!(
-                        start,
-                        actors::ports::StartOffset::At(*offset),
-                        "partition {partition}"
-                    );
-                    handovers += 1;
-                }
-            }
-        }
-    }
+    let (handovers, _) = assert_handovers_at_last_commit(&[&a, &b]);
     assert!(handovers > 0, "partitions changed hands");
 
     // No frame lost. Tansu 0.6 does not keep commit metadata, so a member resuming a partition

@@ -4,13 +4,16 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
-use actors::generator::{self, GeneratorReport};
+use actors::generator::{self, GeneratorReport, GroundTruth};
+use actors::group::{GroupEvent, GroupRecord};
 use actors::kafka::{self, EmbeddedCluster};
+use actors::ports::StartOffset;
 use actors::sink::{read_window_lines, WindowLine};
 use kafka_actors::Settings;
 
@@ -68,16 +71,7 @@ pub fn data(frames: u64, event_rate: f64, bad_ratio: f64) -> GeneratorConfig {
 
 /// Produces a data set and returns its report (truth and placements).
 pub fn produce(settings: &Settings, data: &GeneratorConfig, partitions: i32) -> GeneratorReport {
-    let handle = generator::spawn(
-        &settings.kafka,
-        data,
-        settings.frames.limits(),
-        settings.window.length_secs,
-        partitions,
-        true,
-    )
-    .expect("generator thread");
-    wait_generator(handle)
+    wait_generator(spawn_generator(settings, data, partitions))
 }
 
 /// Waits for a generator to produce all its frames.
@@ -102,17 +96,146 @@ pub fn committed(kafka: &KafkaConfig, partitions: &[i32]) -> BTreeMap<i32, i64> 
         .collect()
 }
 
-/// Output lines by window start; fails if one window was written with two different results.
-pub fn by_window(lines: &[WindowLine]) -> BTreeMap<i64, WindowLine> {
-    let mut map = BTreeMap::new();
+/// Starts producing `data` in the background, recording where every frame lands.
+pub fn spawn_generator(
+    settings: &Settings,
+    data: &GeneratorConfig,
+    partitions: i32,
+) -> generator::GeneratorHandle {
+    generator::spawn(
+        &settings.kafka,
+        data,
+        settings.frames.limits(),
+        settings.window.length_secs,
+        partitions,
+        true,
+    )
+    .expect("generator thread")
+}
+
+/// Asserts every line is exact for the partitions it names (the generator keys uids to
+/// partitions, so their shares add up) and counts how often each (window, partition) share
+/// was written.
+pub fn exact_shares(
+    lines: impl IntoIterator<Item = WindowLine>,
+    truth: &GroundTruth,
+) -> BTreeMap<(i64, i32), u32> {
+    let mut seen = BTreeMap::new();
     for line in lines {
-        if let Some(earlier) = map.insert(line.window_start, line.clone()) {
-            assert_eq!(
-                &earlier, line,
-                "window {} written twice with different results",
-                line.window_start
-            );
+        let expected = line
+            .partitions
+            .iter()
+            .map(|p| truth.share(line.window_start, *p))
+            .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
+        assert_eq!((line.unique_users, line.frames), expected, "{line:?}");
+        for partition in &line.partitions {
+            *seen.entry((line.window_start, *partition)).or_default() += 1;
         }
     }
-    map
+    seen
+}
+
+/// Asserts every (window, partition) share with frames was written at least once, and returns
+/// how many shares were written more than once, by partition.
+pub fn assert_no_share_lost(
+    seen: &BTreeMap<(i64, i32), u32>,
+    truth: &GroundTruth,
+    partitions: i32,
+) -> BTreeMap<i32, u32> {
+    let mut duplicates = BTreeMap::new();
+    for window in truth.lines() {
+        for partition in 0..partitions {
+            if truth.share(window.window_start, partition).1 > 0 {
+                let times = seen
+                    .get(&(window.window_start, partition))
+                    .copied()
+                    .unwrap_or(0);
+                assert!(
+                    times >= 1,
+                    "window {} lost partition {partition}'s share",
+                    window.window_start
+                );
+                *duplicates.entry(partition).or_default() += times - 1;
+            }
+        }
+    }
+    duplicates
+}
+
+/// Replays the ownership changes of several group members in time order and asserts that
+/// every partition that changed hands started exactly at the offset its previous owner last
+/// committed. Returns the number of handovers and the partitions that changed hands.
+pub fn assert_handovers_at_last_commit(runs: &[&kafka_actors::RunReport]) -> (u64, BTreeSet<i32>) {
+    let mut events: Vec<&GroupRecord> =
+        runs.iter().flat_map(|r| &r.summary.group_history).collect();
+    events.sort_by_key(|r| r.at);
+    let mut last_commit: BTreeMap<i32, i64> = BTreeMap::new();
+    let (mut handovers, mut handed_over) = (0, BTreeSet::new());
+    for record in events {
+        match record.event {
+            GroupEvent::Released {
+                partition,
+                committed: Some(offset),
+                ..
+            } => {
+                last_commit.insert(partition, offset);
+            }
+            GroupEvent::Released { .. } => {}
+            GroupEvent::Assigned { partition, start } => {
+                if let Some(offset) = last_commit.get(&partition) {
+                    assert_eq!(
+                        start,
+                        StartOffset::At(*offset),
+                        "partition {partition} changed hands"
+                    );
+                    handovers += 1;
+                    handed_over.insert(partition);
+                }
+            }
+        }
+    }
+    (handovers, handed_over)
+}
+
+/// Committed offsets and the output seen at one moment.
+pub type Sample = (BTreeMap<i32, i64>, Vec<WindowLine>);
+
+/// Committed offsets (and, optionally, the output file) sampled every 50 ms while a service
+/// runs.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Starts sampling; with `out`, each sample reads the committed offsets first and then the
+    /// output, so everything below a sampled commit must already be in its sampled output.
+    pub fn start(kafka: KafkaConfig, partitions: Vec<i32>, out: Option<PathBuf>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples: Arc<Mutex<Vec<_>>> = Arc::default();
+        let thread = {
+            let (stop, samples) = (stop.clone(), samples.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let committed = committed(&kafka, &partitions);
+                    let lines = out.as_deref().map(output).unwrap_or_default();
+                    samples.lock().unwrap().push((committed, lines));
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            })
+        };
+        Watcher {
+            stop,
+            samples,
+            thread,
+        }
+    }
+
+    /// Stops sampling and returns the samples.
+    pub fn finish(self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("watcher thread");
+        std::mem::take(&mut *self.samples.lock().unwrap())
+    }
 }
