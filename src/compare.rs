@@ -239,10 +239,31 @@ pub async fn compare(
     let partitions = if embedded {
         options.partitions
     } else {
-        let kafka = settings.kafka.clone();
-        crate::blocking(move || actors::kafka::partition_ids(&kafka))
-            .await??
-            .len() as i32
+        // Look-ups only: they commit nothing, but librdkafka wants a group id.
+        let kafka = actors::config::KafkaConfig {
+            group: "kafka-actors-compare".to_owned(),
+            ..settings.kafka.clone()
+        };
+        let prefetch = settings.partition.prefetch_frames;
+        let (partitions, records) = crate::blocking(move || {
+            let ids = actors::kafka::partition_ids(&kafka)?;
+            let records = actors::kafka::count_to_end(&kafka, &ids, prefetch)?;
+            Ok::<_, actors::kafka::AdapterError>((ids.len() as i32, records))
+        })
+        .await??;
+        // The ground truth covers only the data set produced here: anything already in the
+        // topic would be counted by both models and fail the comparison for the wrong reason.
+        if records > 0 {
+            return Err(RunError::Config(actors::config::ConfigError::new(
+                "kafka.topic",
+                format!(
+                    "`{}` already holds {records} records; compare loads its own data set \
+                     and needs an empty topic",
+                    settings.kafka.topic
+                ),
+            )));
+        }
+        partitions
     };
 
     // The data set: event time runs 1000 frames per second from a fixed start.

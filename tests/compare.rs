@@ -92,3 +92,39 @@ fn compare_reports_both_models_exact_with_report_and_chart() {
     // Four panels, a bar per model each.
     assert!(chart.matches("<rect").count() >= 8);
 }
+
+/// Against brokers, compare produces its own data set into `kafka.topic`; a topic that already
+/// holds records would fail the comparison for the wrong reason, so it is refused up front.
+#[test]
+fn compare_refuses_a_topic_that_already_holds_records() {
+    let cluster = actors::kafka::EmbeddedCluster::start(1).unwrap();
+    let kafka = actors::config::KafkaConfig {
+        brokers: cluster.bootstrap_servers().to_owned(),
+        topic: "busy".to_owned(),
+        ..Default::default()
+    };
+    cluster.create_topic("busy", 2, 1).unwrap();
+    let producer = actors::kafka::FrameProducer::new(&kafka).unwrap();
+    producer
+        .send(0, 0, b"u", b"{\"ts\": 1, \"uid\": \"u\"}")
+        .unwrap();
+    producer.flush(std::time::Duration::from_secs(10)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kafka-actors"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["compare", "--frames", "1000", "--rounds", "1", "--brokers"])
+        .arg(&kafka.brokers)
+        .arg("--out")
+        .arg(dir.path())
+        .env("KAFKA_ACTORS__KAFKA__TOPIC", "busy")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("kafka.topic") && stderr.contains("already holds 1 records"),
+        "{stderr}"
+    );
+}

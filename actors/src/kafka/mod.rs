@@ -286,6 +286,11 @@ pub fn count_to_end(
 ) -> Result<u64, AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
     let defaults = reader::reader_defaults(prefetch);
+    // It commits nothing, so any group id does; librdkafka needs one for a consumer queue.
+    let kafka = &KafkaConfig {
+        group: "kafka-actors-baseline".to_owned(),
+        ..kafka.clone()
+    };
     let consumer: BaseConsumer<DefaultConsumerContext> =
         consumer_config(kafka, "kafka-actors-baseline", &defaults)
             .create()
