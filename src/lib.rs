@@ -20,7 +20,8 @@ use actors::config::{ConfigError, KafkaConfig};
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::group::GroupListener;
 use actors::kafka::{
-    self, AdapterError, EmbeddedCluster, GroupConsumer, KafkaCommitter, PartitionReader,
+    self, AdapterError, EmbeddedCluster, GroupConsumer, KafkaCommitter, LeaderStats,
+    PartitionReader,
 };
 use actors::partition::EndPolicy;
 use actors::ports::{FrameSource, OffsetCommitter, SourceError, SourceFactory, StartOffset};
@@ -132,7 +133,18 @@ pub async fn run_with(
         settings.kafka.group = format!("kafka-actors-{}", settings.model.as_str());
     }
     let kafka = Arc::new(settings.kafka.clone());
-    let (intake, committer, partitions) = prepare_intake(&settings, kafka.clone()).await?;
+    let leaders = (settings.supervisor.stats_interval_ms > 0).then(|| LeaderStats {
+        board: Arc::default(),
+        interval_ms: settings.supervisor.stats_interval_ms,
+    });
+    let (intake, committer, partitions) =
+        prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
+    let probe = if settings.supervisor.stall_timeout_ms > 0 {
+        let kafka = kafka.clone();
+        Some(blocking(move || kafka::end_offset_probe(&kafka)).await??)
+    } else {
+        None
+    };
 
     let mut generator = match &embedded {
         Some(_) => Some(start_generator(&settings, partitions.len() as i32)?),
@@ -158,6 +170,9 @@ pub async fn run_with(
         metrics: settings.metrics.clone(),
         end,
         complete_only: (!settings.sink.label_partitions).then(|| partitions.clone()),
+        supervisor: settings.supervisor.clone(),
+        probe,
+        leaders: leaders.map(|l| l.board),
     };
     let (supervisor, mut outcome) = RootSupervisor::launch(spec);
     on_start(supervisor.clone());
@@ -226,6 +241,7 @@ pub async fn run_with(
 async fn prepare_intake(
     settings: &Settings,
     kafka: Arc<KafkaConfig>,
+    leaders: Option<LeaderStats>,
 ) -> Result<(Intake, Box<dyn OffsetCommitter>, Vec<i32>), RunError> {
     match settings.model {
         Model::Partition => {
@@ -260,7 +276,7 @@ async fn prepare_intake(
                 committed = committed.iter().filter(|c| c.offset.is_some()).count(),
                 "Starting the partition model."
             );
-            let sources = source_factory(kafka, settings.partition.prefetch_frames);
+            let sources = source_factory(kafka, settings.partition.prefetch_frames, leaders);
             Ok((
                 Intake::Partitions { plans, sources },
                 Box::new(committer),
@@ -273,7 +289,8 @@ async fn prepare_intake(
             let hears = listener.clone();
             let (member, partitions) = blocking(move || -> Result<_, AdapterError> {
                 let partitions = kafka::partition_ids(&kafka)?;
-                let member = GroupConsumer::subscribe(&kafka, &group, prefetch, hears)?;
+                let member =
+                    GroupConsumer::subscribe(&kafka, &group, prefetch, hears, leaders.as_ref())?;
                 tracing::info!(
                     topic = %kafka.topic,
                     group = %kafka.group,
@@ -314,9 +331,13 @@ fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHand
 }
 
 /// Opens a [`PartitionReader`] per partition.
-fn source_factory(kafka: Arc<KafkaConfig>, prefetch: u64) -> SourceFactory {
+fn source_factory(
+    kafka: Arc<KafkaConfig>,
+    prefetch: u64,
+    leaders: Option<LeaderStats>,
+) -> SourceFactory {
     Arc::new(move |partition, start| {
-        PartitionReader::open(&kafka, partition, start, prefetch)
+        PartitionReader::open(&kafka, partition, start, prefetch, leaders.as_ref())
             .map(|reader| Box::new(reader) as Box<dyn FrameSource>)
             .map_err(|e| SourceError {
                 fatal: true,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actors::config::{
     ConfigError, EmbeddedConfig, FlushConfig, FrameConfig, GeneratorConfig, GroupConfig,
-    KafkaConfig, MetricsConfig, PartitionConfig, SinkConfig, WindowConfig,
+    KafkaConfig, MetricsConfig, PartitionConfig, SinkConfig, SupervisorConfig, WindowConfig,
 };
 use config::{Config, Environment, File, FileFormat};
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,8 @@ pub struct Settings {
     pub flush: FlushConfig,
     /// Output of closed windows.
     pub sink: SinkConfig,
+    /// Restarts, the stall watchdog and leader tracking.
+    pub supervisor: SupervisorConfig,
     /// Metrics and the periodic summary.
     pub metrics: MetricsConfig,
     /// How a run ends.
@@ -148,6 +150,7 @@ impl Settings {
         self.window.validate()?;
         self.flush.validate()?;
         self.sink.validate()?;
+        self.supervisor.validate()?;
         self.run.stop_after()?;
         if self.run.until_end && self.kafka.embedded() && self.generator.frames == 0 {
             return Err(ConfigError::new(

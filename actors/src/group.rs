@@ -13,6 +13,10 @@
 //!
 //! `Leave` (at shutdown) closes the member, which revokes everything this way and leaves the
 //! group.
+//!
+//! A failed partition actor is restarted here when the supervisor says so
+//! ([`RestartAssigned`]): from the partition's last commit, on a queue split off again and
+//! positioned there, while the member keeps the partition.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -24,10 +28,13 @@ use futures::future::join_all;
 use crate::batch::{resume_point, AddPartitions, BatchActor, ReleasePartitions};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
-use crate::partition::{EndAt, EndPolicy, PartitionActor, PartitionOutputs, StopIntake};
+use crate::partition::{
+    EndAt, EndPolicy, InjectFault, PartitionActor, PartitionFault, PartitionOutputs, StopIntake,
+};
 use crate::ports::{
     AssignedPartition, GroupMembership, RebalanceListener, SourceFactory, StartOffset,
 };
+use crate::supervisor::{rewind_partition, stop_partition_actor};
 use crate::window::PartitionStart;
 
 /// The coordinator assigned partitions.
@@ -142,8 +149,46 @@ pub struct GroupActor {
     limits: FrameLimits,
     end: EndPolicy,
     end_offsets: Option<BTreeMap<i32, i64>>,
-    partitions: BTreeMap<i32, (Arbiter, Addr<PartitionActor>)>,
+    partitions: BTreeMap<i32, Running>,
+    /// Where each owned partition started at its assignment (and its closing point), for a
+    /// restart before anything was committed.
+    assigned_at: BTreeMap<i32, (StartOffset, Option<f64>)>,
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
+}
+
+/// A running partition actor.
+struct Running {
+    arbiter: Arbiter,
+    addr: Addr<PartitionActor>,
+    generation: u64,
+}
+
+/// Restart the actor of an owned partition from its last commit, if its current incarnation is
+/// `generation` (any, when `None`); answers where it resumed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<StartOffset, String>")]
+pub struct RestartAssigned {
+    /// The partition.
+    pub partition: i32,
+    /// The incarnation that failed.
+    pub generation: Option<u64>,
+    /// A fault the new incarnation starts with.
+    pub fault: Option<PartitionFault>,
+}
+
+/// The partitions this member owns now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Vec<i32>")]
+pub struct OwnedPartitions;
+
+/// Inject a fault into the actor of an owned partition; answers whether it is owned.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "bool")]
+pub struct InjectInto {
+    /// The partition.
+    pub partition: i32,
+    /// The fault.
+    pub fault: PartitionFault,
 }
 
 impl GroupActor {
@@ -169,6 +214,7 @@ impl GroupActor {
             end,
             end_offsets: None,
             partitions: BTreeMap::new(),
+            assigned_at: BTreeMap::new(),
             history: Arc::default(),
         }
     }
@@ -182,27 +228,37 @@ impl GroupActor {
         }
     }
 
-    fn start_partition(&mut self, assigned: &AssignedPartition) {
+    fn start_partition(
+        &mut self,
+        partition: i32,
+        start: StartOffset,
+        fault: Option<PartitionFault>,
+    ) {
         let Some(sources) = self.sources.clone() else {
             return;
         };
         let arbiter = Arbiter::new();
         let actor = PartitionActor::new(
-            assigned.partition,
-            assigned.start,
+            partition,
+            start,
             sources,
             self.outputs.clone(),
             self.config.clone(),
             self.limits,
-            self.end_policy(assigned.partition),
-        );
+            self.end_policy(partition),
+        )
+        .fault_on_start(fault);
+        let generation = actor.generation_id();
         let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        if let Some((old_arbiter, old)) =
-            self.partitions.insert(assigned.partition, (arbiter, addr))
-        {
+        let running = Running {
+            arbiter,
+            addr,
+            generation,
+        };
+        if let Some(old) = self.partitions.insert(partition, running) {
             // Assigned twice without a revocation in between: the old reader must not go on.
-            old.do_send(StopIntake);
-            old_arbiter.stop();
+            old.addr.do_send(StopIntake);
+            old.arbiter.stop();
         }
     }
 }
@@ -246,6 +302,10 @@ impl Handler<PartitionsAssigned> for GroupActor {
         // The batch actor must know the partitions before their first chunk arrives; nothing
         // else is handled here meanwhile, so a revocation cannot overtake the assignment.
         let assigned = msg.0;
+        for (a, start) in assigned.iter().zip(&starts) {
+            self.assigned_at
+                .insert(a.partition, (a.start, start.closed_below));
+        }
         record(
             &self.history,
             assigned.iter().map(|a| GroupEvent::Assigned {
@@ -262,7 +322,7 @@ impl Handler<PartitionsAssigned> for GroupActor {
                     return;
                 }
                 for a in &assigned {
-                    act.start_partition(a);
+                    act.start_partition(a.partition, a.start, None);
                 }
             },
         ));
@@ -280,7 +340,10 @@ impl GroupActor {
     ) -> impl std::future::Future<Output = ()> + 'static {
         let stopping: Vec<(Arbiter, Addr<PartitionActor>)> = partitions
             .iter()
-            .filter_map(|p| self.partitions.remove(p))
+            .filter_map(|p| {
+                self.assigned_at.remove(p);
+                self.partitions.remove(p).map(|r| (r.arbiter, r.addr))
+            })
             .collect();
         let batch = self.batch.clone();
         let history = self.history.clone();
@@ -351,10 +414,77 @@ impl Handler<GroupEndOffsets> for GroupActor {
     type Result = ();
 
     fn handle(&mut self, msg: GroupEndOffsets, _: &mut Self::Context) {
-        for (partition, (_, addr)) in &self.partitions {
-            addr.do_send(EndAt(msg.0.get(partition).copied()));
+        for (partition, running) in &self.partitions {
+            running.addr.do_send(EndAt(msg.0.get(partition).copied()));
         }
         self.end_offsets = Some(msg.0);
+    }
+}
+
+impl Handler<RestartAssigned> for GroupActor {
+    type Result = ResponseFuture<Result<StartOffset, String>>;
+
+    fn handle(&mut self, msg: RestartAssigned, ctx: &mut Self::Context) -> Self::Result {
+        let partition = msg.partition;
+        let current = self.partitions.get(&partition).map(|r| r.generation);
+        if current.is_none() || msg.generation.is_some_and(|g| Some(g) != current) {
+            return Box::pin(futures::future::ready(Err(format!(
+                "partition {partition} is no longer owned by that actor"
+            ))));
+        }
+        let Some(running) = self.partitions.remove(&partition) else {
+            return Box::pin(futures::future::ready(Err(format!(
+                "partition {partition} is not owned"
+            ))));
+        };
+        let fallback = self
+            .assigned_at
+            .get(&partition)
+            .copied()
+            .unwrap_or((StartOffset::Reset, None));
+        let batch = self.batch.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // `ctx.wait`: a revocation must not interleave with the restart, or the partition could
+        // be started again after it was let go.
+        ctx.wait(
+            async move {
+                stop_partition_actor(running.arbiter, running.addr).await;
+                rewind_partition(&batch, partition, fallback).await
+            }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                let outcome = result.inspect(|start| {
+                    act.start_partition(partition, *start, msg.fault);
+                });
+                let _ = tx.send(outcome);
+            }),
+        );
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err("the group actor stopped".to_owned()))
+        })
+    }
+}
+
+impl Handler<OwnedPartitions> for GroupActor {
+    type Result = Vec<i32>;
+
+    fn handle(&mut self, _: OwnedPartitions, _: &mut Self::Context) -> Vec<i32> {
+        self.partitions.keys().copied().collect()
+    }
+}
+
+impl Handler<InjectInto> for GroupActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: InjectInto, _: &mut Self::Context) -> bool {
+        match self.partitions.get(&msg.partition) {
+            Some(running) => {
+                running.addr.do_send(InjectFault(msg.fault));
+                true
+            }
+            None => false,
+        }
     }
 }
 

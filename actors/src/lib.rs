@@ -26,6 +26,7 @@ pub mod frame;
 pub mod generator;
 pub mod group;
 pub mod kafka;
+pub mod leaders;
 pub mod metrics;
 pub mod partition;
 pub mod ports;

@@ -101,6 +101,31 @@ impl Quantiles {
     }
 }
 
+/// A partition pipeline was restarted.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Restarted {
+    /// The partition.
+    pub partition: i32,
+    /// Why: the failure, the stall, or a request.
+    pub cause: String,
+    /// The stall watchdog did it.
+    pub watchdog: bool,
+}
+
+/// One restart, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartRecord {
+    /// Milliseconds from the start of the actor tree.
+    pub at_ms: f64,
+    /// The partition.
+    pub partition: i32,
+    /// Why.
+    pub cause: String,
+    /// The stall watchdog did it.
+    pub watchdog: bool,
+}
+
 /// Figures of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PartitionMetrics {
@@ -120,6 +145,12 @@ pub struct PartitionMetrics {
     pub position: Option<i64>,
     /// High watermark − position.
     pub lag: Option<i64>,
+    /// Restarts of its pipeline.
+    pub restarts: u64,
+    /// The broker leading it, as last reported (leader tracking on).
+    pub leader: Option<i32>,
+    /// Leader changes seen.
+    pub leader_changes: u64,
 }
 
 /// Every figure the metrics actor keeps.
@@ -162,6 +193,14 @@ pub struct MetricsSnapshot {
     pub first_frame_ms: Option<f64>,
     /// Milliseconds from the start of the actor tree to the last frame.
     pub last_frame_ms: Option<f64>,
+    /// Partition pipelines restarted, for any cause.
+    pub restarts: u64,
+    /// Of those, restarts by the stall watchdog.
+    pub watchdog_recoveries: u64,
+    /// Every restart, oldest first.
+    pub restart_log: Vec<RestartRecord>,
+    /// Every partition leader change seen, oldest first.
+    pub leader_changes: Vec<crate::leaders::LeaderChange>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -235,6 +274,8 @@ pub struct MetricsActor {
     commits: u64,
     commit_failures: u64,
     last_summary: (Instant, u64),
+    restart_log: Vec<RestartRecord>,
+    leaders: Option<std::sync::Arc<crate::leaders::LeaderBoard>>,
 }
 
 impl MetricsActor {
@@ -260,7 +301,16 @@ impl MetricsActor {
             commits: 0,
             commit_failures: 0,
             last_summary: (now, 0),
+            restart_log: Vec::new(),
+            leaders: None,
         }
+    }
+
+    /// Reports partition leaders from `board`.
+    #[must_use]
+    pub fn with_leaders(mut self, board: std::sync::Arc<crate::leaders::LeaderBoard>) -> Self {
+        self.leaders = Some(board);
+        self
     }
 
     fn total_frames(&self) -> u64 {
@@ -271,7 +321,11 @@ impl MetricsActor {
     pub fn snapshot(&self) -> MetricsSnapshot {
         let mut invalid = InvalidCounts::default();
         let mut lag = 0;
-        let partitions = self
+        let (leaders, leader_changes) = match &self.leaders {
+            Some(board) => (board.leaders(), board.changes()),
+            None => Default::default(),
+        };
+        let mut partitions: BTreeMap<i32, PartitionMetrics> = self
             .partitions
             .iter()
             .map(|(p, s)| {
@@ -290,10 +344,23 @@ impl MetricsActor {
                     process_frame_ns: Quantiles::of(&s.process_frame),
                     position: s.position,
                     lag: part_lag,
+                    restarts: self
+                        .restart_log
+                        .iter()
+                        .filter(|r| r.partition == *p)
+                        .count() as u64,
+                    leader: None,
+                    leader_changes: 0,
                 };
                 (*p, metrics)
             })
             .collect();
+        for (p, leader) in &leaders {
+            let entry = partitions.entry(*p).or_default();
+            entry.leader = Some(*leader);
+            entry.leader_changes =
+                leader_changes.iter().filter(|c| c.partition == *p).count() as u64;
+        }
         let frames = self.total_frames();
         let throughput = rate(frames, self.first_frame, self.last_frame);
         let since_start = |t: Option<Instant>| {
@@ -318,6 +385,10 @@ impl MetricsActor {
             lag,
             first_frame_ms: since_start(self.first_frame),
             last_frame_ms: since_start(self.last_frame),
+            restarts: self.restart_log.len() as u64,
+            watchdog_recoveries: self.restart_log.iter().filter(|r| r.watchdog).count() as u64,
+            restart_log: self.restart_log.clone(),
+            leader_changes,
         }
     }
 
@@ -338,6 +409,8 @@ impl MetricsActor {
             windows = s.windows,
             commits = s.commits,
             commit_failures = s.commit_failures,
+            restarts = s.restarts,
+            leader_changes = s.leader_changes.len(),
             process_frame_p50_ns = s.process_frame_ns.p50,
             process_frame_p99_ns = s.process_frame_ns.p99,
             flush_p99_us = s.batch_flush_us.p99,
@@ -359,6 +432,19 @@ impl Actor for MetricsActor {
                 |act, _| act.log_summary(),
             );
         }
+    }
+}
+
+impl Handler<Restarted> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restarted, _: &mut Self::Context) {
+        self.restart_log.push(RestartRecord {
+            at_ms: self.created.elapsed().as_secs_f64() * 1e3,
+            partition: msg.partition,
+            cause: msg.cause,
+            watchdog: msg.watchdog,
+        });
     }
 }
 

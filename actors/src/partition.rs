@@ -11,6 +11,11 @@
 //! Invalid frames are counted by reason, logged at most once per
 //! `partition.invalid_log_interval_ms` with partition and offset, and skipped; their offsets
 //! count as processed.
+//!
+//! A partition actor that fails (a fatal read error, a panic in one of its handlers) tells its
+//! supervisor with [`PartitionExited`] as it stops, naming its incarnation and the cause: actix
+//! runs `stopped` while a panic unwinds, and the panic's message is taken from a panic hook.
+//! Faults can be injected ([`InjectFault`]) for fault-injection runs.
 
 use std::time::{Duration, Instant};
 
@@ -47,14 +52,65 @@ pub struct EndAt(pub Option<i64>);
 #[rtype(result = "()")]
 pub struct StopIntake;
 
-/// A partition cannot go on.
+/// A partition actor stopped because it failed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct PartitionFailed {
+pub struct PartitionExited {
     /// The partition.
     pub partition: i32,
-    /// Why.
-    pub error: SourceError,
+    /// Which incarnation of the partition's actor (a restart starts the next one), so a late
+    /// report about an actor already replaced is recognised.
+    pub generation: u64,
+    /// Why it stopped.
+    pub cause: String,
+}
+
+/// A fault to inject into a partition actor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionFault {
+    /// Panic inside a message handler.
+    Panic,
+    /// Fail as after a fatal read error.
+    Fail,
+    /// Stop reading for this many milliseconds without failing (the watchdog's case).
+    StallMs(u64),
+}
+
+/// Injects a fault now.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct InjectFault(pub PartitionFault);
+
+/// Incarnation numbers, unique in the process.
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// The message of the last panic on this thread.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records every panic's message for the thread it happens on (and keeps the previous hook),
+/// so a partition actor can name the cause while it unwinds.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown payload".to_owned());
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{message}{location}")));
+            previous(info);
+        }));
+    });
 }
 
 /// Where a partition actor sends what it reads.
@@ -65,7 +121,7 @@ pub struct PartitionOutputs {
     /// The metrics actor.
     pub metrics: Recipient<ChunkProcessed>,
     /// Told when the partition fails.
-    pub supervisor: Recipient<PartitionFailed>,
+    pub supervisor: Recipient<PartitionExited>,
 }
 
 #[derive(Message)]
@@ -111,6 +167,13 @@ pub struct PartitionActor {
     done: bool,
     invalid_log: InvalidLog,
     last_error_log: Option<Instant>,
+    generation: u64,
+    /// Why the actor is stopping, when it failed.
+    failure: Option<String>,
+    /// Injected when it starts.
+    fault_on_start: Option<PartitionFault>,
+    /// Reading is paused until then (an injected stall).
+    stalled_until: Option<Instant>,
 }
 
 impl PartitionActor {
@@ -146,6 +209,46 @@ impl PartitionActor {
             done: false,
             invalid_log,
             last_error_log: None,
+            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            failure: None,
+            fault_on_start: None,
+            stalled_until: None,
+        }
+    }
+
+    /// Overrides the incarnation number (unique in the process by default).
+    #[must_use]
+    pub fn generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// Which incarnation of the partition's actor this is (reported when it fails).
+    pub fn generation_id(&self) -> u64 {
+        self.generation
+    }
+
+    /// A fault injected as soon as the actor has started.
+    #[must_use]
+    pub fn fault_on_start(mut self, fault: Option<PartitionFault>) -> Self {
+        self.fault_on_start = fault;
+        self
+    }
+
+    fn inject(&mut self, fault: PartitionFault, ctx: &mut Context<Self>) {
+        tracing::warn!(partition = self.partition, ?fault, "Injecting a fault.");
+        match fault {
+            PartitionFault::Panic => panic!("injected panic in partition {}", self.partition),
+            PartitionFault::Fail => self.fail(
+                SourceError {
+                    fatal: true,
+                    message: format!("partition {}: injected failure", self.partition),
+                },
+                ctx,
+            ),
+            PartitionFault::StallMs(ms) => {
+                self.stalled_until = Some(Instant::now() + Duration::from_millis(ms));
+            }
         }
     }
 
@@ -160,10 +263,7 @@ impl PartitionActor {
 
     fn fail(&mut self, error: SourceError, ctx: &mut Context<Self>) {
         tracing::error!(partition = self.partition, %error, "Partition failed.");
-        self.outputs.supervisor.do_send(PartitionFailed {
-            partition: self.partition,
-            error,
-        });
+        self.failure = Some(error.to_string());
         self.done = true;
         ctx.stop();
     }
@@ -280,15 +380,46 @@ impl Actor for PartitionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        install_panic_hook();
         // Opening assigns the partition, which blocks: fine on this actor's own thread.
         match (self.factory)(self.partition, self.start) {
             Ok(source) => {
                 tracing::debug!(partition = self.partition, start = ?self.start, "Partition assigned.");
                 self.source = Some(source);
                 ctx.notify(Poll);
+                if let Some(fault) = self.fault_on_start.take() {
+                    ctx.notify(InjectFault(fault));
+                }
             }
             Err(error) => self.fail(error, ctx),
         }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Runs on a normal stop and while a panic in a handler unwinds.
+        let cause = if std::thread::panicking() {
+            let message = LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| "unknown".to_owned());
+            Some(format!("panicked: {message}"))
+        } else {
+            self.failure.take()
+        };
+        if let Some(cause) = cause {
+            self.outputs.supervisor.do_send(PartitionExited {
+                partition: self.partition,
+                generation: self.generation,
+                cause,
+            });
+        }
+    }
+}
+
+impl Handler<InjectFault> for PartitionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
+        self.inject(msg.0, ctx);
     }
 }
 
@@ -296,6 +427,14 @@ impl Handler<Poll> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, _: Poll, ctx: &mut Self::Context) {
+        if let Some(until) = self.stalled_until {
+            let now = Instant::now();
+            if now < until {
+                ctx.run_later(until - now, |_, ctx| ctx.notify(Poll));
+                return;
+            }
+            self.stalled_until = None;
+        }
         if !self.done {
             self.read(ctx);
         }
@@ -378,7 +517,7 @@ mod tests {
     struct Collected {
         chunks: Vec<Chunk>,
         metrics: Vec<ChunkProcessed>,
-        failures: Vec<PartitionFailed>,
+        failures: Vec<PartitionExited>,
     }
 
     struct Collector(Arc<Mutex<Collected>>);
@@ -397,9 +536,9 @@ mod tests {
             self.0.lock().unwrap().metrics.push(msg);
         }
     }
-    impl Handler<PartitionFailed> for Collector {
+    impl Handler<PartitionExited> for Collector {
         type Result = ();
-        fn handle(&mut self, msg: PartitionFailed, _: &mut Self::Context) {
+        fn handle(&mut self, msg: PartitionExited, _: &mut Self::Context) {
             self.0.lock().unwrap().failures.push(msg);
         }
     }
@@ -436,8 +575,64 @@ mod tests {
             PartitionConfig::default(),
             limits,
             end,
-        );
+        )
+        .generation(7);
         (actor.start(), collected)
+    }
+
+    /// Ten polls of one frame each, then nothing.
+    fn steady_script() -> Vec<ScriptedPoll> {
+        (0..10)
+            .map(|i| (vec![(i, frame(1_700_000_000 + i, "a"))], false))
+            .collect()
+    }
+
+    #[actix::test]
+    async fn a_panic_is_reported_with_its_message_and_generation() {
+        let (actor, collected) = start(steady_script(), EndPolicy::Never);
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        actor.do_send(InjectFault(PartitionFault::Panic));
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert!(!actor.connected(), "the panicked actor is gone");
+        let c = collected.lock().unwrap();
+        assert_eq!(c.failures.len(), 1);
+        assert_eq!(c.failures[0].partition, 3);
+        assert_eq!(c.failures[0].generation, 7);
+        assert!(
+            c.failures[0]
+                .cause
+                .starts_with("panicked: injected panic in partition 3 at "),
+            "{}",
+            c.failures[0].cause
+        );
+    }
+
+    #[actix::test]
+    async fn a_fatal_failure_is_reported_and_a_plain_stop_is_not() {
+        let (actor, collected) = start(steady_script(), EndPolicy::Never);
+        actor.do_send(InjectFault(PartitionFault::Fail));
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        {
+            let c = collected.lock().unwrap();
+            assert_eq!(c.failures.len(), 1);
+            assert_eq!(c.failures[0].cause, "partition 3: injected failure");
+        }
+        let (actor, collected) = start(steady_script(), EndPolicy::Never);
+        actor.send(StopIntake).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(collected.lock().unwrap().failures.is_empty());
+    }
+
+    #[actix::test]
+    async fn a_stall_pauses_reading_for_its_duration() {
+        let (actor, collected) = start(steady_script(), EndPolicy::Never);
+        actor.do_send(InjectFault(PartitionFault::StallMs(300)));
+        actix_rt::time::sleep(Duration::from_millis(150)).await;
+        let during = collected.lock().unwrap().chunks.len();
+        assert!(during < 10, "reading paused: {during} chunks");
+        actix_rt::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(collected.lock().unwrap().chunks.len(), 10, "and resumed");
+        assert!(collected.lock().unwrap().failures.is_empty());
     }
 
     fn frame(ts: i64, uid: &str) -> Vec<u8> {

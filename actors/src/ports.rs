@@ -120,3 +120,7 @@ pub trait GroupMembership: Send + 'static {
     /// Leaves the group (revoking every partition through the listener) and stops. Blocks.
     fn leave(&mut self);
 }
+
+/// Looks up the current end offset (high watermark) of partitions; partitions it cannot learn
+/// are left out. Blocks; the stall watchdog calls it off the actor threads.
+pub type EndOffsetProbe = Arc<dyn Fn(&[i32]) -> std::collections::BTreeMap<i32, i64> + Send + Sync>;

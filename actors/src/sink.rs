@@ -131,7 +131,7 @@ impl Sink for FileSink {
 /// # Errors
 /// If the file sink's file cannot be opened.
 pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
-    Ok(match config.kind {
+    let sink: Box<dyn Sink> = match config.kind {
         SinkKind::Stdout => Box::new(StdoutSink {
             label: config.label_partitions,
         }),
@@ -139,7 +139,27 @@ pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
             Path::new(&config.path),
             config.label_partitions,
         )?),
+    };
+    Ok(match config.write_delay_ms {
+        0 => sink,
+        ms => Box::new(SlowSink {
+            inner: sink,
+            delay: std::time::Duration::from_millis(ms),
+        }),
     })
+}
+
+/// Waits before every write: a slow output, for fault-injection runs.
+struct SlowSink {
+    inner: Box<dyn Sink>,
+    delay: std::time::Duration,
+}
+
+impl Sink for SlowSink {
+    fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()> {
+        std::thread::sleep(self.delay);
+        self.inner.write(windows)
+    }
 }
 
 /// Reads a file of window lines (the file sink's output, or a truth file).

@@ -6,30 +6,44 @@
 //! its own arbiter thread (reading blocks); one [`BatchActor`] on its own arbiter (it does the
 //! counting); one [`MetricsActor`] on the supervisor's arbiter.
 //!
+//! Supervision: a partition actor that fails (panics, or meets a fatal read error) reports it
+//! as it stops ([`PartitionExited`]; actix's own supervisor does not restart panicked actors).
+//! Its pipeline is restarted after an exponential backoff from the partition's last commit,
+//! its share of open windows rebuilt by reading again, while the other partitions go on. More
+//! than `supervisor.max_restarts` failures of one partition within
+//! `supervisor.restart_window_secs` stop the service with an error naming the partition and
+//! the cause. A watchdog restarts a partition that has frames waiting but has not moved for
+//! `supervisor.stall_timeout_ms`. Every restart is logged with its cause and counted.
+//!
 //! Shutdown is drain, then commit, then stop: every partition actor stops reading and answers
 //! once its last chunk is taken (in the group model, by leaving the group, which revokes and
 //! commits every partition); then the batch actor flushes what is closed (or, when the input
 //! is exhausted, closes everything first), commits and answers; then the final figures are
 //! read and the arbiters stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::future::join_all;
 
-use std::sync::Arc;
-
 use crate::batch::{
     decode_watermark, AddPartitions, BatchActor, BatchEvent, Drain, DrainReport, ReleasePartitions,
 };
-use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, WindowConfig};
+use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfig, WindowConfig};
 use crate::frame::FrameLimits;
-use crate::group::{GroupActor, GroupEndOffsets, GroupListener, GroupRecord, Leave};
-use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot};
-use crate::partition::{
-    EndAt, EndPolicy, PartitionActor, PartitionFailed, PartitionOutputs, StopIntake,
+use crate::group::{
+    GroupActor, GroupEndOffsets, GroupListener, GroupRecord, InjectInto, Leave, OwnedPartitions,
+    RestartAssigned,
 };
-use crate::ports::{GroupMembership, OffsetCommitter, SourceFactory, StartOffset};
+use crate::leaders::LeaderBoard;
+use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
+use crate::partition::{
+    EndAt, EndPolicy, InjectFault, PartitionActor, PartitionExited, PartitionFault,
+    PartitionOutputs, StopIntake,
+};
+use crate::ports::{EndOffsetProbe, GroupMembership, OffsetCommitter, SourceFactory, StartOffset};
 use crate::sink::Sink;
 use crate::window::PartitionStart;
 
@@ -84,6 +98,13 @@ pub struct PipelineSpec {
     pub end: EndPolicy,
     /// Every partition of the topic, when output lines must cover them all.
     pub complete_only: Option<Vec<i32>>,
+    /// Restarts and the watchdog.
+    pub supervisor: SupervisorConfig,
+    /// End offsets for the stall watchdog (without it the watchdog uses the high watermarks
+    /// the partitions last reported).
+    pub probe: Option<EndOffsetProbe>,
+    /// Partition leaders, as the clients report them.
+    pub leaders: Option<Arc<LeaderBoard>>,
 }
 
 /// How the tree ended on its own.
@@ -121,13 +142,37 @@ pub struct RunSummary {
 pub struct RootSupervisor {
     spec: Option<PipelineSpec>,
     group: Option<Addr<GroupActor>>,
-    partitions: BTreeMap<i32, (Arbiter, Addr<PartitionActor>)>,
+    partitions: BTreeMap<i32, RunningPartition>,
     batch: Option<(Arbiter, Addr<BatchActor>)>,
     metrics: Option<Addr<MetricsActor>>,
     outcome: Option<tokio::sync::oneshot::Sender<Outcome>>,
     completed: bool,
     /// What a partition actor of the partition model is built from (to restart one).
     intake: Option<PartitionIntake>,
+    config: SupervisorConfig,
+    probe: Option<EndOffsetProbe>,
+    /// Recent failure restarts per partition, for the budget.
+    failures: BTreeMap<i32, VecDeque<Instant>>,
+    /// Partitions with a restart scheduled or under way.
+    restarting: BTreeSet<i32>,
+    /// Faults every new incarnation of a partition's actor starts with.
+    persistent_faults: BTreeMap<i32, PartitionFault>,
+    /// Watchdog: each partition's last seen position and since when it has not moved.
+    positions: BTreeMap<i32, (Option<i64>, Instant)>,
+    watchdog_busy: bool,
+    stopping: bool,
+}
+
+/// A restart under way: where the partition resumes, and whether its new actor is still to be
+/// started here (partition model) or was started by the group actor.
+type RestartWork =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(StartOffset, bool), String>>>>;
+
+/// A partition actor of the partition model.
+struct RunningPartition {
+    arbiter: Arbiter,
+    addr: Addr<PartitionActor>,
+    generation: u64,
 }
 
 /// The parts a partition actor is built from.
@@ -141,7 +186,12 @@ struct PartitionIntake {
 }
 
 impl PartitionIntake {
-    fn start(&self, partition: i32, start: StartOffset) -> (Arbiter, Addr<PartitionActor>) {
+    fn start(
+        &self,
+        partition: i32,
+        start: StartOffset,
+        fault: Option<PartitionFault>,
+    ) -> RunningPartition {
         let arbiter = Arbiter::new();
         let actor = PartitionActor::new(
             partition,
@@ -151,12 +201,72 @@ impl PartitionIntake {
             self.config.clone(),
             self.limits,
             self.end,
-        );
+        )
+        .fault_on_start(fault);
+        let generation = actor.generation_id();
         let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        (arbiter, addr)
+        RunningPartition {
+            arbiter,
+            addr,
+            generation,
+        }
     }
 }
 
+/// Stops a partition actor (if it still runs) and its arbiter thread.
+pub(crate) async fn stop_partition_actor(arbiter: Arbiter, addr: Addr<PartitionActor>) {
+    // A dead actor answers with an error, which is fine: it sends nothing more either way.
+    let _ = addr.send(StopIntake).await;
+    arbiter.stop();
+    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+}
+
+/// Makes the batch actor write what is closed and commit, forget `partition`'s share of open
+/// windows, and take the partition back from its last commit (or from `fallback` when it has
+/// never committed one). Answers where the partition must be read from.
+pub(crate) async fn rewind_partition(
+    batch: &Addr<BatchActor>,
+    partition: i32,
+    fallback: (StartOffset, Option<f64>),
+) -> Result<StartOffset, String> {
+    let released = batch
+        .send(ReleasePartitions {
+            partitions: vec![partition],
+            commit: true,
+        })
+        .await
+        .map_err(|e| format!("batch actor: {e}"))?;
+    let (start, closed_below) = match released.first() {
+        Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
+        None => fallback,
+    };
+    let next_offset = match start {
+        StartOffset::At(o) => Some(o),
+        StartOffset::Reset => None,
+    };
+    batch
+        .send(AddPartitions(vec![PartitionStart {
+            partition,
+            next_offset,
+            closed_below,
+        }]))
+        .await
+        .map_err(|e| format!("batch actor: {e}"))?;
+    Ok(start)
+}
+
+/// Injects a fault into a partition's actor; with `persistent`, every later incarnation of it
+/// starts with the fault too (a partition that keeps failing).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct InjectPartitionFault {
+    /// The partition.
+    pub partition: i32,
+    /// The fault.
+    pub fault: PartitionFault,
+    /// Also inject it into every restarted actor of the partition.
+    pub persistent: bool,
+}
 /// Stops a partition's actor and starts a new one from the partition's last commit, as after a
 /// failure: the partition's share of open windows is written off and rebuilt by reading again
 /// from the commit, so nothing is lost or counted twice. Answers once the new actor runs.
@@ -183,6 +293,14 @@ impl RootSupervisor {
             outcome: Some(tx),
             completed: false,
             intake: None,
+            config: SupervisorConfig::default(),
+            probe: None,
+            failures: BTreeMap::new(),
+            restarting: BTreeSet::new(),
+            persistent_faults: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            watchdog_busy: false,
+            stopping: false,
         }
         .start();
         (addr, rx)
@@ -200,7 +318,17 @@ impl Actor for RootSupervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let Some(spec) = self.spec.take() else { return };
-        let metrics = MetricsActor::new(spec.metrics.clone()).start();
+        self.config = spec.supervisor.clone();
+        self.probe = spec.probe.clone();
+        if self.config.stall_timeout_ms > 0 {
+            let tick = Duration::from_millis((self.config.stall_timeout_ms / 4).max(250));
+            ctx.run_interval(tick, |act, ctx| act.watchdog(ctx));
+        }
+        let mut metrics = MetricsActor::new(spec.metrics.clone());
+        if let Some(board) = spec.leaders.clone() {
+            metrics = metrics.with_leaders(board);
+        }
+        let metrics = metrics.start();
         let batch_arbiter = Arbiter::new();
         let plans = match &spec.intake {
             Intake::Partitions { plans, .. } => plans.clone(),
@@ -260,8 +388,10 @@ impl Actor for RootSupervisor {
                     end: spec.end,
                 };
                 for plan in plans {
-                    self.partitions
-                        .insert(plan.partition, intake.start(plan.partition, plan.start));
+                    self.partitions.insert(
+                        plan.partition,
+                        intake.start(plan.partition, plan.start, None),
+                    );
                 }
                 self.intake = Some(intake);
             }
@@ -286,14 +416,266 @@ impl Actor for RootSupervisor {
     }
 }
 
-impl Handler<PartitionFailed> for RootSupervisor {
+impl RootSupervisor {
+    /// Restarts `partition`'s pipeline from its last commit (only its incarnation
+    /// `generation`, when given) and counts the restart. The new actor starts with the
+    /// partition's persistent fault, if one was injected.
+    fn restart(
+        &mut self,
+        partition: i32,
+        generation: Option<u64>,
+        cause: String,
+        watchdog: bool,
+    ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
+        let fault = self.persistent_faults.get(&partition).cloned();
+        let batch = self.batch.as_ref().map(|(_, b)| b.clone());
+        self.restarting.insert(partition);
+        self.positions.remove(&partition);
+        let work: RestartWork = match (&self.group, &self.intake, batch) {
+            (Some(group), _, _) => {
+                let group = group.clone();
+                Box::pin(async move {
+                    group
+                        .send(RestartAssigned {
+                            partition,
+                            generation,
+                            fault,
+                        })
+                        .await
+                        .map_err(|e| format!("group actor: {e}"))?
+                        .map(|start| (start, false))
+                })
+            }
+            (None, Some(intake), Some(batch)) => {
+                let current = self.partitions.get(&partition).map(|r| r.generation);
+                if current.is_none() || generation.is_some_and(|g| Some(g) != current) {
+                    Box::pin(futures::future::ready(Err(format!(
+                        "partition {partition} is not running that actor"
+                    ))))
+                } else if let Some(old) = self.partitions.remove(&partition) {
+                    let fallback = intake
+                        .plans
+                        .get(&partition)
+                        .map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below));
+                    Box::pin(async move {
+                        stop_partition_actor(old.arbiter, old.addr).await;
+                        // The new actor is started back on this actor.
+                        let start = rewind_partition(&batch, partition, fallback).await?;
+                        Ok((start, true))
+                    })
+                } else {
+                    Box::pin(futures::future::ready(Err(format!(
+                        "partition {partition} is not running"
+                    ))))
+                }
+            }
+            _ => Box::pin(futures::future::ready(Err(
+                "the pipeline is not running".to_owned()
+            ))),
+        };
+        Box::pin(work.into_actor(self).map(
+            move |result: Result<(StartOffset, bool), String>, act, _| {
+                act.restarting.remove(&partition);
+                let (start, start_here) = result?;
+                if start_here {
+                    // Partition model: the new actor starts where the batch actor resumed.
+                    let intake = act.intake.as_ref().ok_or("the intake is gone")?;
+                    let fault = act.persistent_faults.get(&partition).cloned();
+                    act.partitions
+                        .insert(partition, intake.start(partition, start, fault));
+                }
+                tracing::warn!(partition, ?start, %cause, watchdog, "Partition restarted.");
+                if let Some(metrics) = &act.metrics {
+                    metrics.do_send(Restarted {
+                        partition,
+                        cause: cause.clone(),
+                        watchdog,
+                    });
+                }
+                Ok(start)
+            },
+        ))
+    }
+
+    /// Restart after a failure, within the budget; beyond it, stop the service.
+    fn on_failure(
+        &mut self,
+        partition: i32,
+        generation: u64,
+        cause: String,
+        ctx: &mut Context<Self>,
+    ) {
+        let now = Instant::now();
+        let window = Duration::from_secs(self.config.restart_window_secs);
+        let recent = self.failures.entry(partition).or_default();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= self.config.max_restarts as usize {
+            let error = format!(
+                "partition {partition} failed {} times within {} s (supervisor.max_restarts = {}); last cause: {cause}",
+                recent.len() + 1,
+                self.config.restart_window_secs,
+                self.config.max_restarts
+            );
+            tracing::error!(partition, %cause, "Restart budget spent; stopping the service.");
+            self.report(Outcome::Failed(error));
+            return;
+        }
+        recent.push_back(now);
+        let attempt = recent.len() as u32;
+        let backoff = self.config.backoff(attempt);
+        tracing::warn!(partition, %cause, attempt, ?backoff, "Partition failed; restarting it.");
+        self.restarting.insert(partition);
+        ctx.run_later(backoff, move |act, ctx| {
+            if act.stopping {
+                return;
+            }
+            let restart = act.restart(partition, Some(generation), cause, false);
+            ctx.spawn(restart.map(move |result, _, _| {
+                if let Err(error) = result {
+                    tracing::warn!(partition, %error, "Partition not restarted.");
+                }
+            }));
+        });
+    }
+
+    /// Finds partitions with frames waiting whose position has not moved for the stall
+    /// timeout, and restarts them.
+    fn watchdog(&mut self, ctx: &mut Context<Self>) {
+        if self.watchdog_busy || self.stopping {
+            return;
+        }
+        let Some(metrics) = self.metrics.clone() else {
+            return;
+        };
+        self.watchdog_busy = true;
+        let (group, probe) = (self.group.clone(), self.probe.clone());
+        let running: Vec<i32> = self.partitions.keys().copied().collect();
+        let look = async move {
+            let owned = match group {
+                Some(group) => group.send(OwnedPartitions).await.unwrap_or_default(),
+                None => running,
+            };
+            let snapshot = metrics.send(GetMetrics).await.unwrap_or_default();
+            let ends = match probe {
+                Some(probe) => {
+                    let asked = owned.clone();
+                    actix_rt::task::spawn_blocking(move || probe(&asked))
+                        .await
+                        .unwrap_or_default()
+                }
+                None => BTreeMap::new(),
+            };
+            (owned, snapshot, ends)
+        };
+        ctx.spawn(
+            look.into_actor(self)
+                .map(|(owned, snapshot, ends), act, ctx| {
+                    act.watchdog_busy = false;
+                    if act.stopping {
+                        return;
+                    }
+                    let stall = Duration::from_millis(act.config.stall_timeout_ms);
+                    let now = Instant::now();
+                    act.positions.retain(|p, _| owned.contains(p));
+                    for partition in owned {
+                        if act.restarting.contains(&partition) {
+                            continue;
+                        }
+                        let Some(metrics) = snapshot.partitions.get(&partition) else {
+                            continue;
+                        };
+                        let position = metrics.position;
+                        let end = ends
+                            .get(&partition)
+                            .copied()
+                            .or(metrics.lag.zip(position).map(|(lag, pos)| pos + lag));
+                        let waiting = match (end, position) {
+                            (Some(end), Some(pos)) => end - pos,
+                            _ => 0,
+                        };
+                        let entry = act.positions.entry(partition).or_insert((position, now));
+                        if entry.0 != position || waiting <= 0 {
+                            *entry = (position, now);
+                            continue;
+                        }
+                        let still = now.duration_since(entry.1);
+                        if still < stall {
+                            continue;
+                        }
+                        let cause = format!(
+                            "stalled: {waiting} frames waiting and no progress for {} ms",
+                            still.as_millis()
+                        );
+                        let restart = act.restart(partition, None, cause, true);
+                        ctx.spawn(restart.map(move |result, _, _| {
+                    if let Err(error) = result {
+                        tracing::warn!(partition, %error, "Stalled partition not restarted.");
+                    }
+                }));
+                    }
+                }),
+        );
+    }
+}
+
+impl Handler<PartitionExited> for RootSupervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: PartitionFailed, _: &mut Self::Context) {
-        self.report(Outcome::Failed(format!(
-            "partition {} failed: {}",
-            msg.partition, msg.error
-        )));
+    fn handle(&mut self, msg: PartitionExited, ctx: &mut Self::Context) {
+        if self.stopping {
+            return;
+        }
+        if self.group.is_none() {
+            let current = self.partitions.get(&msg.partition).map(|r| r.generation);
+            if current != Some(msg.generation) {
+                tracing::debug!(
+                    partition = msg.partition,
+                    "Exit of a replaced partition actor."
+                );
+                return;
+            }
+        }
+        self.on_failure(msg.partition, msg.generation, msg.cause, ctx);
+    }
+}
+
+impl Handler<InjectPartitionFault> for RootSupervisor {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: InjectPartitionFault, _: &mut Self::Context) -> Self::Result {
+        if msg.persistent {
+            self.persistent_faults
+                .insert(msg.partition, msg.fault.clone());
+        }
+        if let Some(group) = self.group.clone() {
+            return Box::pin(async move {
+                let owned = group
+                    .send(InjectInto {
+                        partition: msg.partition,
+                        fault: msg.fault,
+                    })
+                    .await
+                    .map_err(|e| format!("group actor: {e}"))?;
+                if owned {
+                    Ok(())
+                } else {
+                    Err(format!("partition {} is not owned here", msg.partition))
+                }
+            });
+        }
+        let result = match self.partitions.get(&msg.partition) {
+            Some(running) => {
+                running.addr.do_send(InjectFault(msg.fault));
+                Ok(())
+            }
+            None => Err(format!("partition {} is not running", msg.partition)),
+        };
+        Box::pin(futures::future::ready(result))
     }
 }
 
@@ -315,8 +697,8 @@ impl Handler<EndOffsets> for RootSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: EndOffsets, _: &mut Self::Context) {
-        for (partition, (_, addr)) in &self.partitions {
-            addr.do_send(EndAt(msg.0.get(partition).copied()));
+        for (partition, running) in &self.partitions {
+            running.addr.do_send(EndAt(msg.0.get(partition).copied()));
         }
         if let Some(group) = &self.group {
             group.do_send(GroupEndOffsets(msg.0));
@@ -328,61 +710,7 @@ impl Handler<RestartPartition> for RootSupervisor {
     type Result = ResponseActFuture<Self, Result<StartOffset, String>>;
 
     fn handle(&mut self, msg: RestartPartition, _: &mut Self::Context) -> Self::Result {
-        let partition = msg.0;
-        let (Some(intake), Some((_, batch))) = (&self.intake, &self.batch) else {
-            return Box::pin(fut::ready(Err(
-                "only the partition model restarts partitions".to_owned(),
-            )));
-        };
-        let Some((arbiter, addr)) = self.partitions.remove(&partition) else {
-            return Box::pin(fut::ready(Err(format!(
-                "partition {partition} is not running"
-            ))));
-        };
-        let fallback = intake.plans.get(&partition).copied();
-        let batch = batch.clone();
-        Box::pin(
-            async move {
-                let _ = addr.send(StopIntake).await;
-                arbiter.stop();
-                let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
-                let released = batch
-                    .send(ReleasePartitions {
-                        partitions: vec![partition],
-                        commit: true,
-                    })
-                    .await
-                    .map_err(|e| format!("batch actor: {e}"))?;
-                let (start, closed_below) = match released.first() {
-                    Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
-                    None => {
-                        fallback.map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below))
-                    }
-                };
-                let next_offset = match start {
-                    StartOffset::At(o) => Some(o),
-                    StartOffset::Reset => None,
-                };
-                batch
-                    .send(AddPartitions(vec![PartitionStart {
-                        partition,
-                        next_offset,
-                        closed_below,
-                    }]))
-                    .await
-                    .map_err(|e| format!("batch actor: {e}"))?;
-                Ok(start)
-            }
-            .into_actor(self)
-            .map(move |result: Result<StartOffset, String>, act, _| {
-                let start = result?;
-                let intake = act.intake.as_ref().ok_or("the intake is gone")?;
-                let restarted = intake.start(partition, start);
-                act.partitions.insert(partition, restarted);
-                tracing::info!(partition, ?start, "Partition restarted.");
-                Ok(start)
-            }),
-        )
+        self.restart(msg.0, None, "requested".to_owned(), false)
     }
 }
 
@@ -407,6 +735,7 @@ impl Handler<Shutdown> for RootSupervisor {
     type Result = ResponseActFuture<Self, RunSummary>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.stopping = true;
         let partitions = std::mem::take(&mut self.partitions);
         let group = self.group.take();
         let batch = self.batch.take();
@@ -416,8 +745,10 @@ impl Handler<Shutdown> for RootSupervisor {
             async move {
                 // 1. Stop intake; a partition actor that already stopped answers with an error,
                 //    which is fine: it sends nothing more either way.
-                let (arbiters, addrs): (Vec<Arbiter>, Vec<Addr<PartitionActor>>) =
-                    partitions.into_values().unzip();
+                let (arbiters, addrs): (Vec<Arbiter>, Vec<Addr<PartitionActor>>) = partitions
+                    .into_values()
+                    .map(|r| (r.arbiter, r.addr))
+                    .unzip();
                 join_all(addrs.iter().map(|a| a.send(StopIntake))).await;
                 let mut group_history = Vec::new();
                 if let Some(group) = group {

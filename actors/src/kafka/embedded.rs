@@ -2,6 +2,8 @@
 //! configured and by the tests. It keeps only about 5 MiB per partition (older data is dropped),
 //! so it suits live runs and small backlogs, not large histories.
 
+use std::time::Duration;
+
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -52,6 +54,14 @@ pub enum BrokerError {
     RequestTimedOut,
     /// The broker drops the connection instead of answering.
     Disconnect,
+    /// The broker does not lead the partition (retriable: metadata is refreshed).
+    NotLeaderForPartition,
+    /// The broker does not know the partition (retriable).
+    UnknownTopicOrPartition,
+    /// The coordinator is still loading (retriable).
+    CoordinatorLoadInProgress,
+    /// The client may not use the group (not retriable).
+    GroupAuthorizationFailed,
 }
 
 impl BrokerError {
@@ -64,6 +74,18 @@ impl BrokerError {
             BrokerError::NotCoordinator => RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
             BrokerError::RequestTimedOut => RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
             BrokerError::Disconnect => RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+            BrokerError::NotLeaderForPartition => {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION
+            }
+            BrokerError::UnknownTopicOrPartition => {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
+            }
+            BrokerError::CoordinatorLoadInProgress => {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS
+            }
+            BrokerError::GroupAuthorizationFailed => {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED
+            }
         }
     }
 }
@@ -152,6 +174,45 @@ impl EmbeddedCluster {
             mock.request_errors(request.api_key(), &codes);
             Ok(())
         })
+    }
+
+    /// Moves the leadership of a partition to `broker` (1-based ids). The log is shared, so no
+    /// record moves or is lost; fetches to the old leader are answered NOT_LEADER.
+    ///
+    /// # Errors
+    /// If the mock refuses (an unknown broker).
+    pub fn move_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        broker: i32,
+    ) -> Result<(), AdapterError> {
+        self.with_mock(|mock| mock.partition_leader(topic, partition, Some(broker)))
+    }
+
+    /// Takes a broker down: its connections close and it accepts none until
+    /// [`broker_up`](Self::broker_up). Its partitions keep it as leader (move them to go on).
+    ///
+    /// # Errors
+    /// If the mock refuses (an unknown broker).
+    pub fn broker_down(&self, broker: i32) -> Result<(), AdapterError> {
+        self.with_mock(|mock| mock.broker_down(broker))
+    }
+
+    /// Brings a broker back up on the same port.
+    ///
+    /// # Errors
+    /// If the mock refuses (an unknown broker).
+    pub fn broker_up(&self, broker: i32) -> Result<(), AdapterError> {
+        self.with_mock(|mock| mock.broker_up(broker))
+    }
+
+    /// Adds `delay` to every round trip to `broker` (zero removes it).
+    ///
+    /// # Errors
+    /// If the mock refuses (an unknown broker).
+    pub fn broker_latency(&self, broker: i32, delay: Duration) -> Result<(), AdapterError> {
+        self.with_mock(|mock| mock.broker_round_trip_time(broker, delay))
     }
 
     /// Creates a topic.

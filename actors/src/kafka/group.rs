@@ -27,7 +27,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::committer::commit_positions;
 use super::reader::{reader_defaults, PartitionReader};
-use super::{consumer_config, AdapterError, LOOKUP_TIMEOUT};
+use super::{consumer_config, observe_leaders, AdapterError, LeaderStats, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig};
 use crate::ports::{
     AssignedPartition, CommitError, CommitPosition, FrameSource, GroupMembership, OffsetCommitter,
@@ -43,9 +43,16 @@ pub(crate) struct GroupContext {
     topic: String,
     /// The consumer itself, to split queues from inside the rebalance callback.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
+    leaders: Option<LeaderStats>,
 }
 
 impl ClientContext for GroupContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(stats) = &self.leaders {
+            observe_leaders(&stats.board, statistics);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(
             error.rdkafka_error_code(),
@@ -165,8 +172,10 @@ impl GroupConsumer {
         group: &GroupConfig,
         prefetch: u64,
         listener: Arc<dyn RebalanceListener>,
+        leaders: Option<&LeaderStats>,
     ) -> Result<Self, AdapterError> {
         let mut defaults: Vec<(&str, String)> = reader_defaults(prefetch).into_iter().collect();
+        defaults.extend(leaders.map(LeaderStats::setting));
         defaults.push((
             "partition.assignment.strategy",
             group.assignment.librdkafka_name().to_owned(),
@@ -183,6 +192,7 @@ impl GroupConsumer {
             listener,
             topic: kafka.topic.clone(),
             consumer: OnceLock::new(),
+            leaders: leaders.cloned(),
         };
         let consumer: BaseConsumer<GroupContext> =
             consumer_config(kafka, "kafka-actors-member", &defaults)
@@ -264,13 +274,25 @@ fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>, stati
 impl GroupMembership for GroupConsumer {
     fn sources(&self) -> SourceFactory {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        Arc::new(move |partition, _start| {
-            PartitionReader::split(&consumer, &topic, partition)
-                .map(|reader| Box::new(reader) as Box<dyn FrameSource>)
-                .map_err(|e| SourceError {
+        Arc::new(move |partition, start| {
+            let reader =
+                PartitionReader::split(&consumer, &topic, partition).map_err(|e| SourceError {
                     fatal: true,
                     message: e.to_string(),
-                })
+                })?;
+            // The assignment positioned the partition; a restarted reader must go back to the
+            // commit it resumes from, and records fetched for the old reader (still in the
+            // partition's queue) are discarded by the seek. Without a position nothing was
+            // read yet, so the queue holds exactly what comes next.
+            if let StartOffset::At(offset) = start {
+                consumer
+                    .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
+                    .map_err(|e| SourceError {
+                        fatal: true,
+                        message: format!("partition {partition}: seek to {offset}: {e}"),
+                    })?;
+            }
+            Ok(Box::new(reader) as Box<dyn FrameSource>)
         })
     }
 

@@ -16,6 +16,7 @@ mod group;
 mod producer;
 mod reader;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -30,9 +31,13 @@ pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 
 use crate::config::KafkaConfig;
+use crate::leaders::LeaderBoard;
+use crate::ports::EndOffsetProbe;
 
 /// How long metadata and committed-offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the watchdog's end-offset look-up may take per partition.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A Kafka operation that failed. Messages never contain configuration values.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +145,78 @@ fn consumer_config(
     config.set("enable.auto.offset.store", "false");
     config.set("enable.partition.eof", "true");
     config
+}
+
+/// Leader tracking for a client: librdkafka's statistics every `interval_ms` feed `board`.
+#[derive(Clone)]
+pub struct LeaderStats {
+    /// Where leaders are recorded.
+    pub board: Arc<LeaderBoard>,
+    /// `statistics.interval.ms`.
+    pub interval_ms: u64,
+}
+
+impl LeaderStats {
+    /// The client setting that turns statistics on.
+    pub(crate) fn setting(&self) -> (&'static str, String) {
+        ("statistics.interval.ms", self.interval_ms.to_string())
+    }
+}
+
+/// Records the leader of every partition the client is consuming (`desired`) from one
+/// statistics report. Partitions the client only knows from metadata are skipped: another
+/// client's older metadata must not look like a leader moving back.
+pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
+    let Ok(stats) = serde_json::from_slice::<serde_json::Value>(stats) else {
+        return;
+    };
+    let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
+        return;
+    };
+    for topic in topics.values() {
+        let Some(partitions) = topic.get("partitions").and_then(|p| p.as_object()) else {
+            continue;
+        };
+        for partition in partitions.values() {
+            let id = partition
+                .get("partition")
+                .and_then(serde_json::Value::as_i64);
+            let desired = partition
+                .get("desired")
+                .and_then(serde_json::Value::as_bool);
+            let leader = partition.get("leader").and_then(serde_json::Value::as_i64);
+            if let (Some(id), Some(true), Some(leader)) = (id, desired, leader) {
+                if id >= 0 {
+                    board.observe(id as i32, leader as i32);
+                }
+            }
+        }
+    }
+}
+
+/// End offsets (high watermarks) of `kafka.topic`'s partitions through one long-lived client,
+/// for the stall watchdog. A partition whose look-up fails is left out.
+///
+/// # Errors
+/// If the client cannot be created.
+pub fn end_offset_probe(kafka: &KafkaConfig) -> Result<EndOffsetProbe, AdapterError> {
+    let kafka = KafkaConfig {
+        group: "kafka-actors-probe".to_owned(),
+        ..kafka.clone()
+    };
+    let consumer = lookup_consumer(&kafka)?;
+    let topic = kafka.topic.clone();
+    Ok(Arc::new(move |partitions: &[i32]| {
+        partitions
+            .iter()
+            .filter_map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, *p, PROBE_TIMEOUT)
+                    .ok()
+                    .map(|(_, high)| (*p, high))
+            })
+            .collect()
+    }))
 }
 
 fn lookup_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, AdapterError> {

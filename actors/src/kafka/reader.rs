@@ -16,7 +16,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::group::GroupContext;
-use super::{consumer_config, AdapterError};
+use super::{consumer_config, observe_leaders, AdapterError, LeaderStats};
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{FrameSource, PollStatus, SourceError, StartOffset};
 
@@ -36,9 +36,18 @@ pub(super) fn reader_defaults(prefetch: u64) -> [(&'static str, String); 3] {
 /// Client callbacks of a reader. librdkafka reports consume errors twice: as a client error and
 /// through `poll`. The partition actor handles (and rate-limits) the second, so the first is
 /// only traced at debug level; partition EOF, which is not an error here, not at all.
-struct ReaderContext;
+/// Statistics, when on, feed the leader board (and are not logged).
+struct ReaderContext {
+    leaders: Option<LeaderStats>,
+}
 
 impl ClientContext for ReaderContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(stats) = &self.leaders {
+            observe_leaders(&stats.board, statistics);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if !matches!(
             error.rdkafka_error_code(),
@@ -99,11 +108,16 @@ impl PartitionReader {
         partition: i32,
         start: StartOffset,
         prefetch: u64,
+        leaders: Option<&LeaderStats>,
     ) -> Result<Self, AdapterError> {
         let client_id = format!("kafka-actors-{}-p{partition}", kafka.topic);
-        let defaults = reader_defaults(prefetch);
+        let mut defaults: Vec<(&str, String)> = reader_defaults(prefetch).into_iter().collect();
+        defaults.extend(leaders.map(LeaderStats::setting));
+        let context = ReaderContext {
+            leaders: leaders.cloned(),
+        };
         let consumer: BaseConsumer<ReaderContext> = consumer_config(kafka, &client_id, &defaults)
-            .create_with_context(ReaderContext)
+            .create_with_context(context)
             .map_err(|source| AdapterError::CreateClient {
                 role: "consumer",
                 source,

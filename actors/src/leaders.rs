@@ -1,0 +1,107 @@
+//! [`LeaderBoard`]: which broker leads each partition, as the clients last reported it, and
+//! every change seen. The Kafka adapter feeds it from librdkafka's statistics; the metrics
+//! actor reports it. librdkafka itself follows a moved leader; this is for the operator.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// A partition's leader moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaderChange {
+    /// When it was seen, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The partition.
+    pub partition: i32,
+    /// The broker that led it before.
+    pub from: i32,
+    /// The broker that leads it now.
+    pub to: i32,
+}
+
+/// Current leaders and their changes; shared by every client of the service.
+#[derive(Debug, Default)]
+pub struct LeaderBoard {
+    state: Mutex<Board>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    leaders: BTreeMap<i32, i32>,
+    changes: Vec<LeaderChange>,
+}
+
+impl LeaderBoard {
+    /// Notes that `leader` leads `partition` (a negative id means no leader is known and is
+    /// ignored); records and logs a change from a different leader.
+    pub fn observe(&self, partition: i32, leader: i32) {
+        if leader < 0 {
+            return;
+        }
+        let mut board = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match board.leaders.insert(partition, leader) {
+            Some(previous) if previous != leader => {
+                tracing::info!(
+                    partition,
+                    from = previous,
+                    to = leader,
+                    "Partition leader changed."
+                );
+                let at_ms = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                board.changes.push(LeaderChange {
+                    at_ms,
+                    partition,
+                    from: previous,
+                    to: leader,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The leader of every partition seen so far.
+    pub fn leaders(&self) -> BTreeMap<i32, i32> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leaders
+            .clone()
+    }
+
+    /// Every change seen, oldest first.
+    pub fn changes(&self) -> Vec<LeaderChange> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .changes
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_changes_but_not_first_sightings_or_unknown_leaders() {
+        let board = LeaderBoard::default();
+        board.observe(0, 1);
+        board.observe(1, 2);
+        board.observe(0, 1);
+        board.observe(0, -1);
+        assert!(board.changes().is_empty());
+        board.observe(0, 3);
+        board.observe(0, 1);
+        let changes: Vec<(i32, i32, i32)> = board
+            .changes()
+            .iter()
+            .map(|c| (c.partition, c.from, c.to))
+            .collect();
+        assert_eq!(changes, vec![(0, 1, 3), (0, 3, 1)]);
+        assert_eq!(board.leaders(), BTreeMap::from([(0, 1), (1, 2)]));
+    }
+}
