@@ -22,6 +22,30 @@ pub enum Command {
     Run(RunArgs),
     /// Run the partition model and the group model on the same data, side by side.
     Compare(CompareArgs),
+    /// Run fault scenarios on the embedded cluster and check them against the ground truth.
+    Chaos(ChaosArgs),
+}
+
+/// Flags of `chaos`.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Settings file layered over config/default.toml (the scenarios set windows, flushes,
+    /// sink and supervision themselves).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A scenario to run (repeatable), or `all`.
+    #[arg(long = "scenario", value_name = "NAME|all", default_value = "all")]
+    pub scenarios: Vec<String>,
+    /// The model to run them with; both when not given.
+    #[arg(long, value_enum)]
+    pub model: Option<Model>,
+    /// Frames of each scenario's data set (produced over about six seconds).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub frames: u64,
+    /// Directory for chaos.json and every scenario's windows (default: a new directory
+    /// `chaos-<time>` here).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `compare`.

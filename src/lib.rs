@@ -4,6 +4,7 @@
 //! `run` must be called inside an actix `System` (the binary's `main` and `#[actix::test]` both
 //! provide one).
 
+pub mod chaos;
 mod chart;
 pub mod cli;
 pub mod compare;
@@ -59,6 +60,15 @@ pub enum RunError {
     /// A blocking task could not finish.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A report or output file could not be written or read.
+    #[error("cannot write or read `{path}`")]
+    Report {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How and where a run ended.

@@ -1,0 +1,967 @@
+//! `kafka-actors chaos`: fault scenarios on the embedded cluster while a data set with a known
+//! ground truth flows, each checked by an oracle that knows every (partition, offset) produced.
+//!
+//! One scenario, one model: a fresh 3-broker embedded cluster and topic; the generator produces
+//! live (about six seconds of data); the service runs against the cluster while the fault is
+//! injected; once the data is in, the service stops gracefully and a second run (the same
+//! group, `--until-end`) drains what is left, as an operator's restart would. Then:
+//! - every output line must be exact for the partitions it names, and every (window,
+//!   partition) share of the truth must have been written: frames lost = the frames of shares
+//!   never written; frames duplicated = the frames of shares written more than once;
+//! - throughout the run, committed offsets and the output file were sampled every 50 ms: a
+//!   committed offset is ahead when a valid frame below it belongs to a share not yet written
+//!   (reading the commits first and the file second, so a flush in between cannot hide one);
+//! - the final commits must equal the end offsets;
+//! - recovery is the time from the fault to the faulted partition (or, for cluster-wide
+//!   faults, any partition) delivering frames again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
+use actors::generator::{self, GeneratorReport};
+use actors::kafka::{self, BrokerError, BrokerRequest, EmbeddedCluster, FrameProducer};
+use actors::metrics::{GetMetrics, MetricsSnapshot};
+use actors::partition::PartitionFault;
+use actors::sink::{read_window_lines, WindowLine};
+use actors::supervisor::{InjectPartitionFault, RootSupervisor};
+use serde::Serialize;
+
+use crate::settings::{Model, Settings};
+use crate::{blocking, run, run_with, RunError};
+
+/// Partitions of every scenario's topic.
+const PARTITIONS: i32 = 4;
+/// The partition that faults aimed at one partition hit.
+const TARGET: i32 = 0;
+/// When the fault is injected, after the service started.
+const FAULT_AT: Duration = Duration::from_millis(2_500);
+
+/// A fault scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// A partition actor panics; it is restarted from its last commit.
+    PartitionPanic,
+    /// A partition fails at every start; the restart budget runs out and the service stops
+    /// with an error naming it.
+    RestartBudget,
+    /// A partition stops reading without failing; the watchdog restarts it.
+    Stall,
+    /// The leader of a partition moves to another broker.
+    LeaderMove,
+    /// Leaders flap back and forth between brokers.
+    LeaderFlap,
+    /// The broker leading a partition goes down for 3 s; its partitions' leaders are moved
+    /// away (the embedded cluster does not move them itself); then it comes back.
+    BrokerDown,
+    /// Every broker goes down for 2 s.
+    AllBrokersDown,
+    /// Fetch requests fail (not leader, unknown partition, timeouts, disconnects).
+    FetchErrors,
+    /// Offset commits fail with retriable errors.
+    CommitErrors,
+    /// Offset commits fail with an error that is not retriable (authorization).
+    CommitErrorsFatal,
+    /// 300 ms added to every broker round trip for 3 s.
+    Latency,
+    /// Invalid frames of every kind in the stream, and as the very last frame of each
+    /// partition.
+    PoisonFrames,
+    /// The output takes 400 ms per write.
+    SlowSink,
+    /// A second group member joins mid-stream and leaves again (group model only).
+    MemberChurn,
+    /// The service process is killed with SIGKILL mid-stream and started again.
+    Sigkill,
+}
+
+impl Scenario {
+    /// Every scenario, in order.
+    pub fn all() -> Vec<Scenario> {
+        use clap::ValueEnum;
+        Scenario::value_variants().to_vec()
+    }
+
+    /// The scenario's name on the command line.
+    pub fn name(self) -> String {
+        use clap::ValueEnum;
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether the scenario means anything for `model`.
+    pub fn applies_to(self, model: Model) -> bool {
+        self != Scenario::MemberChurn || model == Model::Group
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    /// Frames of each scenario's data set.
+    pub frames: u64,
+    /// Where each scenario's output and the report go.
+    pub out: PathBuf,
+    /// The service's executable, for the SIGKILL scenario.
+    pub executable: Option<PathBuf>,
+}
+
+/// The oracle's verdict on one scenario run with one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioResult {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The model.
+    pub model: Model,
+    /// Frames produced (valid and invalid).
+    pub frames: u64,
+    /// Frames of window shares never written.
+    pub lost: u64,
+    /// Frames of window shares written more than once (at-least-once repeats).
+    pub duplicates: u64,
+    /// Every line exact and every share written.
+    pub windows_correct: bool,
+    /// The most valid frames ever below a committed offset while their window share was not
+    /// yet written (must be 0).
+    pub max_committed_ahead: u64,
+    /// Final commits equal the end offsets.
+    pub committed_to_end: bool,
+    /// Milliseconds from the fault to frames flowing again (none for faults that stop
+    /// nothing, or when the run ended first).
+    pub recovery_ms: Option<f64>,
+    /// Partition restarts (all causes).
+    pub restarts: u64,
+    /// Of those, by the stall watchdog.
+    pub watchdog_recoveries: u64,
+    /// Partition leader changes seen.
+    pub leader_changes: u64,
+    /// The error the service stopped with, when it stopped on its own.
+    pub stopped_with: Option<String>,
+    /// Scenario-specific expectations that did not hold.
+    pub problems: Vec<String>,
+    /// Everything held.
+    pub passed: bool,
+}
+
+/// Committed offsets and written shares at one moment.
+struct Sample {
+    committed: BTreeMap<i32, i64>,
+    written: BTreeSet<(i64, i32)>,
+}
+
+/// Samples committed offsets, then the output file, every 50 ms until stopped.
+struct Watcher {
+    stop: Arc<AtomicBool>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    fn start(kafka: KafkaConfig, files: Vec<PathBuf>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let (flag, into) = (stop.clone(), samples.clone());
+        let partitions: Vec<i32> = (0..PARTITIONS).collect();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok(committed) = kafka::committed_offsets(&kafka, &partitions) {
+                    let committed = committed
+                        .into_iter()
+                        .filter_map(|c| c.offset.map(|o| (c.partition, o)))
+                        .collect();
+                    let written = files
+                        .iter()
+                        .flat_map(|f| lines(f))
+                        .flat_map(|l| {
+                            let start = l.window_start;
+                            l.partitions.into_iter().map(move |p| (start, p))
+                        })
+                        .collect();
+                    into.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Sample { committed, written });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Watcher {
+            stop,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        std::mem::take(&mut *self.samples.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn lines(path: &Path) -> Vec<WindowLine> {
+    if path.exists() {
+        // A line being appended may be cut short: read what parses.
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The settings of one scenario run against `brokers`.
+fn scenario_settings(
+    base: &Settings,
+    scenario: Scenario,
+    model: Model,
+    brokers: &str,
+    topic: &str,
+    out: &Path,
+) -> Settings {
+    let mut s = base.clone();
+    s.model = model;
+    s.kafka.brokers = brokers.to_owned();
+    s.kafka.topic = topic.to_owned();
+    s.kafka.group = format!("{topic}-group");
+    s.window.length_secs = 10;
+    s.window.lateness_secs = 3;
+    s.window.idle_after_ms = 2_000;
+    s.flush.interval_ms = 100;
+    s.partition.poll_timeout_ms = 50;
+    s.metrics.log_interval_ms = 0;
+    s.sink.kind = SinkKind::File;
+    s.sink.path = out.display().to_string();
+    s.sink.label_partitions = true;
+    s.sink.write_delay_ms = if scenario == Scenario::SlowSink {
+        400
+    } else {
+        0
+    };
+    s.supervisor.backoff_initial_ms = 50;
+    s.supervisor.backoff_max_ms = 1_000;
+    s.supervisor.max_restarts = 3;
+    s.supervisor.restart_window_secs = 60;
+    s.supervisor.stall_timeout_ms = if scenario == Scenario::Stall {
+        2_000
+    } else {
+        10_000
+    };
+    s.supervisor.stats_interval_ms = 1_000;
+    s.group.session_timeout_ms = 3_000;
+    s.group.revoke_timeout_ms = 2_000;
+    s.run.until_end = false;
+    s.run.stop_after = String::new();
+    s
+}
+
+/// Runs one scenario with one model and judges it.
+///
+/// # Errors
+/// The embedded cluster, the generator or the drain run failed (a failure of the service
+/// under the fault is part of the verdict, not an error).
+pub async fn run_scenario(
+    base: &Settings,
+    scenario: Scenario,
+    model: Model,
+    options: &ChaosOptions,
+) -> Result<ScenarioResult, RunError> {
+    let name = format!("{}-{}", scenario.name(), model.as_str());
+    let dir = options.out.join(&name);
+    std::fs::create_dir_all(&dir).map_err(|source| RunError::Report {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let out = dir.join("windows.jsonl");
+    let second = dir.join("windows-member-b.jsonl");
+    for file in [&out, &second] {
+        let _ = std::fs::remove_file(file);
+    }
+    let cluster = Arc::new(EmbeddedCluster::start(3)?);
+    let topic = format!("chaos-{name}-{}", std::process::id());
+    cluster.create_topic(&topic, PARTITIONS, 3)?;
+    let settings = scenario_settings(
+        base,
+        scenario,
+        model,
+        cluster.bootstrap_servers(),
+        &topic,
+        &out,
+    );
+    tracing::info!(scenario = %scenario.name(), model = model.as_str(), "Scenario starts.");
+
+    let data = GeneratorConfig {
+        rate: (options.frames / 6).max(1),
+        frames: options.frames,
+        users: 2_000,
+        jitter_secs: 3.0,
+        bad_ratio: if scenario == Scenario::PoisonFrames {
+            0.05
+        } else {
+            0.0
+        },
+        seed: 11,
+        event_rate: 500.0,
+        start_ts: 1_790_000_000.0,
+        truth_file: String::new(),
+    };
+    let generator = generator::spawn(
+        &settings.kafka,
+        &data,
+        settings.frames.limits(),
+        settings.window.length_secs,
+        PARTITIONS,
+        true,
+    )
+    .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
+    let watcher = Watcher::start(settings.kafka.clone(), vec![out.clone(), second.clone()]);
+
+    // The data is in (plus the poison tail): the stop signal for the service.
+    let (data_in_tx, data_in) = tokio::sync::oneshot::channel::<()>();
+    let producing = {
+        let (kafka, poison) = (settings.kafka.clone(), scenario == Scenario::PoisonFrames);
+        // Spawned now (not when awaited): it is what stops the service.
+        actix_rt::task::spawn_blocking(
+            move || -> Result<(GeneratorReport, BTreeMap<i32, i64>), RunError> {
+                let report = generator.wait().map_err(RunError::Generator)?;
+                let mut ends = report.end_offsets.clone();
+                if poison {
+                    append_poison_tail(&kafka, &mut ends)?;
+                }
+                std::thread::sleep(Duration::from_millis(1_500));
+                let _ = data_in_tx.send(());
+                Ok((report, ends))
+            },
+        )
+    };
+
+    let mut stopped_with = None;
+    let recovery_ms;
+    let mut metrics = MetricsSnapshot::default();
+    if scenario == Scenario::Sigkill {
+        let executable = options
+            .executable
+            .clone()
+            .ok_or_else(|| RunError::Task("the SIGKILL scenario needs the executable".into()))?;
+        let (recovery, error) = run_killed_and_restarted(&executable, &settings, data_in).await?;
+        recovery_ms = recovery;
+        stopped_with = error;
+    } else {
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
+        let driver = {
+            let (cluster, topic) = (cluster.clone(), topic.clone());
+            let member_b = (scenario == Scenario::MemberChurn).then(|| {
+                let mut b = settings.clone();
+                b.sink.path = second.display().to_string();
+                b
+            });
+            actix_rt::spawn(async move {
+                let supervisor = addr_rx.await.ok()?;
+                actix_rt::time::sleep(FAULT_AT).await;
+                drive_fault(scenario, &supervisor, &cluster, &topic, member_b).await
+            })
+        };
+        let result = run_with(
+            settings.clone(),
+            async move {
+                let _ = data_in.await;
+            },
+            move |supervisor| {
+                let _ = addr_tx.send(supervisor);
+            },
+        )
+        .await;
+        match result {
+            Ok(report) => metrics = report.summary.metrics,
+            Err(error) => stopped_with = Some(crate::error_chain(&error)),
+        }
+        recovery_ms = driver.await.ok().flatten().flatten();
+    }
+    let (report, ends) = producing
+        .await
+        .map_err(|e| RunError::Task(e.to_string()))??;
+
+    // Drain: what is left, from the commits, as a restarted service would.
+    let mut drain = settings.clone();
+    drain.run.until_end = true;
+    drain.sink.write_delay_ms = 0;
+    let drained = run(drain, std::future::pending()).await?;
+    let samples = watcher.finish();
+    let final_commits: BTreeMap<i32, i64> = {
+        let kafka = settings.kafka.clone();
+        blocking(move || kafka::committed_offsets(&kafka, &(0..PARTITIONS).collect::<Vec<_>>()))
+            .await??
+            .into_iter()
+            .filter_map(|c| c.offset.map(|o| (c.partition, o)))
+            .collect()
+    };
+
+    let mut written = read_window_lines(&out).map_err(|source| RunError::Report {
+        path: out.display().to_string(),
+        source,
+    })?;
+    written.extend(lines(&second));
+    let verdict = judge(&written, &report, &samples);
+    let combined = |f: fn(&MetricsSnapshot) -> u64| f(&metrics) + f(&drained.summary.metrics);
+    let mut result = ScenarioResult {
+        scenario,
+        model,
+        frames: report.delivered + ends.values().sum::<i64>() as u64
+            - report.end_offsets.values().sum::<i64>() as u64,
+        lost: verdict.lost,
+        duplicates: verdict.duplicates,
+        windows_correct: verdict.lost == 0 && verdict.inexact_lines == 0,
+        max_committed_ahead: verdict.max_committed_ahead,
+        committed_to_end: final_commits == ends,
+        recovery_ms,
+        restarts: combined(|m| m.restarts),
+        watchdog_recoveries: combined(|m| m.watchdog_recoveries),
+        leader_changes: metrics.leader_changes.len() as u64,
+        stopped_with,
+        problems: Vec::new(),
+        passed: false,
+    };
+    if verdict.inexact_lines > 0 {
+        result.problems.push(format!(
+            "{} lines differ from the truth",
+            verdict.inexact_lines
+        ));
+    }
+    if !result.committed_to_end {
+        result.problems.push(format!(
+            "final commits {final_commits:?} differ from the end offsets {ends:?}"
+        ));
+    }
+    expectations(&mut result, &metrics, &drained.summary.metrics, &ends);
+    result.passed = result.lost == 0
+        && result.windows_correct
+        && result.max_committed_ahead == 0
+        && result.problems.is_empty();
+    tracing::info!(scenario = %scenario.name(), model = model.as_str(), passed = result.passed, "Scenario done.");
+    Ok(result)
+}
+
+/// What each scenario must show beyond the common checks.
+fn expectations(
+    result: &mut ScenarioResult,
+    live: &MetricsSnapshot,
+    drained: &MetricsSnapshot,
+    ends: &BTreeMap<i32, i64>,
+) {
+    let problems = &mut result.problems;
+    match result.scenario {
+        Scenario::RestartBudget => match &result.stopped_with {
+            Some(error)
+                if error.contains(&format!("partition {TARGET} failed"))
+                    && error.contains("injected failure") => {}
+            other => problems.push(format!(
+                "expected the service to stop naming partition {TARGET} and the cause, got {other:?}"
+            )),
+        },
+        _ => {
+            if let Some(error) = &result.stopped_with {
+                problems.push(format!("the service stopped: {error}"));
+            }
+        }
+    }
+    match result.scenario {
+        Scenario::PartitionPanic if live.restarts == 0 => {
+            problems.push("no restart after the panic".into());
+        }
+        Scenario::PartitionPanic
+            if !live
+                .restart_log
+                .iter()
+                .any(|r| r.partition == TARGET && r.cause.starts_with("panicked")) =>
+        {
+            problems.push("the restart does not name the panic".into());
+        }
+        Scenario::Stall if live.watchdog_recoveries == 0 => {
+            problems.push("the watchdog did not recover the stalled partition".into());
+        }
+        Scenario::LeaderMove | Scenario::LeaderFlap | Scenario::BrokerDown
+            if live.leader_changes.is_empty() =>
+        {
+            problems.push("no leader change recorded".into());
+        }
+        Scenario::PoisonFrames => {
+            let invalid: u64 =
+                live.invalid.values().sum::<u64>() + drained.invalid.values().sum::<u64>();
+            let last_counted = drained
+                .partitions
+                .values()
+                .filter(|p| p.position.is_some())
+                .count();
+            if invalid == 0 {
+                problems.push("no invalid frame counted".into());
+            }
+            if ends.is_empty() || last_counted == 0 {
+                problems.push("the poison tail was not reached".into());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Appends one invalid frame of a different kind to the end of every partition.
+fn append_poison_tail(kafka: &KafkaConfig, ends: &mut BTreeMap<i32, i64>) -> Result<(), RunError> {
+    let poison: [&[u8]; 4] = [
+        b"{not json",
+        b"[1, 2, 3]",
+        br#"{"ts": 1790000000}"#,
+        br#"{"ts": "soon", "uid": "u"}"#,
+    ];
+    let producer = FrameProducer::new(kafka)?;
+    for partition in 0..PARTITIONS {
+        let payload = poison[partition as usize % poison.len()];
+        producer
+            .send(u64::MAX - partition as u64, partition, b"poison", payload)
+            .map_err(|e| RunError::Task(format!("producing a poison frame: {e}")))?;
+        *ends.entry(partition).or_default() += 1;
+    }
+    producer
+        .flush(Duration::from_secs(10))
+        .map_err(|e| RunError::Task(format!("producing the poison frames: {e}")))?;
+    Ok(())
+}
+
+/// Injects the scenario's fault and measures the recovery.
+async fn drive_fault(
+    scenario: Scenario,
+    supervisor: &Addr<RootSupervisor>,
+    cluster: &EmbeddedCluster,
+    topic: &str,
+    member_b: Option<Settings>,
+) -> Option<Option<f64>> {
+    let inject = |fault: PartitionFault, persistent: bool| {
+        supervisor.send(InjectPartitionFault {
+            partition: TARGET,
+            fault,
+            persistent,
+        })
+    };
+    let started = Instant::now();
+    let watch = match scenario {
+        Scenario::PartitionPanic => {
+            let _ = inject(PartitionFault::Panic, false).await;
+            Watch::Restart(TARGET)
+        }
+        Scenario::RestartBudget => {
+            let _ = inject(PartitionFault::Fail, true).await;
+            Watch::Nothing
+        }
+        Scenario::Stall => {
+            let _ = inject(PartitionFault::StallMs(120_000), false).await;
+            Watch::Restart(TARGET)
+        }
+        Scenario::LeaderMove => {
+            let leader = leader_of(supervisor, TARGET).await;
+            let _ = cluster.move_leader(topic, TARGET, other_broker(leader));
+            Watch::Partition(TARGET)
+        }
+        Scenario::LeaderFlap => {
+            let first = leader_of(supervisor, TARGET).await;
+            let second = other_broker(first);
+            for to in [second, first, second, first] {
+                let _ = cluster.move_leader(topic, TARGET, to);
+                actix_rt::time::sleep(Duration::from_millis(1_200)).await;
+            }
+            Watch::Partition(TARGET)
+        }
+        Scenario::BrokerDown => {
+            let leader = leader_of(supervisor, TARGET).await;
+            let leaders = supervisor.send(GetMetrics).await.ok()?.partitions;
+            let _ = cluster.broker_down(leader);
+            for (partition, metrics) in &leaders {
+                if metrics.leader == Some(leader) || *partition == TARGET {
+                    let _ = cluster.move_leader(topic, *partition, other_broker(leader));
+                }
+            }
+            let recovery = recovery(supervisor, Watch::Partition(TARGET), started).await;
+            actix_rt::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
+            let _ = cluster.broker_up(leader);
+            return Some(recovery);
+        }
+        Scenario::AllBrokersDown => {
+            for broker in 1..=3 {
+                let _ = cluster.broker_down(broker);
+            }
+            actix_rt::time::sleep(Duration::from_secs(2)).await;
+            for broker in 1..=3 {
+                let _ = cluster.broker_up(broker);
+            }
+            Watch::Any
+        }
+        Scenario::FetchErrors => {
+            let _ = cluster.fail_next(
+                BrokerRequest::Fetch,
+                &[
+                    BrokerError::NotLeaderForPartition,
+                    BrokerError::UnknownTopicOrPartition,
+                    BrokerError::RequestTimedOut,
+                    BrokerError::Disconnect,
+                    BrokerError::NotLeaderForPartition,
+                    BrokerError::RequestTimedOut,
+                ],
+            );
+            Watch::Nothing
+        }
+        Scenario::CommitErrors => {
+            let _ = cluster.fail_next(
+                BrokerRequest::OffsetCommit,
+                &[
+                    BrokerError::RequestTimedOut,
+                    BrokerError::CoordinatorLoadInProgress,
+                    BrokerError::NotCoordinator,
+                    BrokerError::RequestTimedOut,
+                ],
+            );
+            Watch::Nothing
+        }
+        Scenario::CommitErrorsFatal => {
+            let _ = cluster.fail_next(
+                BrokerRequest::OffsetCommit,
+                &[BrokerError::GroupAuthorizationFailed; 3],
+            );
+            Watch::Nothing
+        }
+        Scenario::Latency => {
+            for broker in 1..=3 {
+                let _ = cluster.broker_latency(broker, Duration::from_millis(300));
+            }
+            actix_rt::time::sleep(Duration::from_secs(3)).await;
+            for broker in 1..=3 {
+                let _ = cluster.broker_latency(broker, Duration::ZERO);
+            }
+            Watch::Nothing
+        }
+        Scenario::MemberChurn => {
+            let b = member_b?;
+            let _ = crate::run(b, actix_rt::time::sleep(Duration::from_secs(4))).await;
+            Watch::Nothing
+        }
+        Scenario::PoisonFrames | Scenario::SlowSink | Scenario::Sigkill => Watch::Nothing,
+    };
+    Some(recovery(supervisor, watch, started).await)
+}
+
+/// What counts as consuming again after a fault.
+#[derive(Debug, Clone, Copy)]
+enum Watch {
+    /// The fault stops nothing by itself.
+    Nothing,
+    /// The partition delivers a chunk.
+    Partition(i32),
+    /// The partition is restarted and then delivers a chunk.
+    Restart(i32),
+    /// Any partition delivers frames.
+    Any,
+}
+
+/// Milliseconds from `since` until the watched progress, polled every 20 ms for up to 30 s.
+async fn recovery(supervisor: &Addr<RootSupervisor>, watch: Watch, since: Instant) -> Option<f64> {
+    let chunks = |m: &MetricsSnapshot, p: i32| m.partitions.get(&p).map_or(0, |p| p.chunks);
+    let first = supervisor.send(GetMetrics).await.ok()?;
+    let mut reference: Option<u64> = match watch {
+        Watch::Nothing => return None,
+        Watch::Partition(p) => Some(chunks(&first, p)),
+        Watch::Restart(_) => None,
+        Watch::Any => Some(first.frames),
+    };
+    while since.elapsed() < Duration::from_secs(30) {
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        let now = supervisor.send(GetMetrics).await.ok()?;
+        let progressed = match (watch, reference) {
+            (Watch::Partition(p), Some(r)) => chunks(&now, p) > r,
+            (Watch::Any, Some(r)) => now.frames > r,
+            (Watch::Restart(p), None) => {
+                if now.restarts > first.restarts {
+                    reference = Some(chunks(&now, p));
+                }
+                false
+            }
+            (Watch::Restart(p), Some(r)) => chunks(&now, p) > r,
+            _ => false,
+        };
+        if progressed {
+            return Some(since.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    None
+}
+
+/// The broker leading `partition` as the service last saw it (after up to 5 s of waiting for
+/// the first statistics).
+async fn leader_of(supervisor: &Addr<RootSupervisor>, partition: i32) -> i32 {
+    for _ in 0..50 {
+        if let Ok(m) = supervisor.send(GetMetrics).await {
+            if let Some(leader) = m.partitions.get(&partition).and_then(|p| p.leader) {
+                return leader;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    1
+}
+
+/// Another broker of the three.
+fn other_broker(broker: i32) -> i32 {
+    broker % 3 + 1
+}
+
+/// The SIGKILL scenario: the service runs as a child process, is killed mid-stream, started
+/// again, and stopped with SIGTERM once the data is in. Answers the time from the kill to the
+/// new process's first committed progress, and the error if the second process failed.
+async fn run_killed_and_restarted(
+    executable: &Path,
+    settings: &Settings,
+    data_in: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(Option<f64>, Option<String>), RunError> {
+    let spawn = || {
+        std::process::Command::new(executable)
+            .args(["run", "--model", settings.model.as_str()])
+            .args(["--brokers", &settings.kafka.brokers])
+            .args(["--topic", &settings.kafka.topic])
+            .args(["--group", &settings.kafka.group])
+            .envs(child_env(settings))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| RunError::Task(format!("cannot start {}: {e}", executable.display())))
+    };
+    let mut first = spawn()?;
+    actix_rt::time::sleep(FAULT_AT + Duration::from_millis(500)).await;
+    let before = committed_sum(&settings.kafka).await;
+    // Child::kill sends SIGKILL on Unix.
+    let _ = first.kill();
+    let _ = first.wait();
+    let killed = Instant::now();
+    let mut second = spawn()?;
+    let mut recovery = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        if committed_sum(&settings.kafka).await > before {
+            recovery = Some(killed.elapsed().as_secs_f64() * 1e3);
+            break;
+        }
+    }
+    let _ = data_in.await;
+    // SIGTERM: the service stops gracefully (writes what is closed, commits).
+    // SAFETY: `kill` only sends a signal to the child's pid, which we own and have not reaped.
+    unsafe {
+        libc::kill(second.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = blocking(move || second.wait())
+        .await?
+        .map_err(|e| RunError::Task(format!("waiting for the service: {e}")))?;
+    let error = (!status.success()).then(|| format!("the restarted service exited with {status}"));
+    Ok((recovery, error))
+}
+
+/// Settings a child service gets through the environment.
+fn child_env(settings: &Settings) -> Vec<(String, String)> {
+    let pairs = [
+        (
+            "WINDOW__LENGTH_SECS",
+            settings.window.length_secs.to_string(),
+        ),
+        (
+            "WINDOW__LATENESS_SECS",
+            settings.window.lateness_secs.to_string(),
+        ),
+        (
+            "WINDOW__IDLE_AFTER_MS",
+            settings.window.idle_after_ms.to_string(),
+        ),
+        ("FLUSH__INTERVAL_MS", settings.flush.interval_ms.to_string()),
+        (
+            "PARTITION__POLL_TIMEOUT_MS",
+            settings.partition.poll_timeout_ms.to_string(),
+        ),
+        ("METRICS__LOG_INTERVAL_MS", "0".to_owned()),
+        ("SINK__KIND", "file".to_owned()),
+        ("SINK__PATH", settings.sink.path.clone()),
+        (
+            "GROUP__SESSION_TIMEOUT_MS",
+            settings.group.session_timeout_ms.to_string(),
+        ),
+        (
+            "GROUP__REVOKE_TIMEOUT_MS",
+            settings.group.revoke_timeout_ms.to_string(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .map(|(k, v)| (format!("KAFKA_ACTORS__{k}"), v))
+        .collect()
+}
+
+async fn committed_sum(kafka: &KafkaConfig) -> i64 {
+    let kafka = kafka.clone();
+    blocking(move || kafka::committed_offsets(&kafka, &(0..PARTITIONS).collect::<Vec<_>>()))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or(0, |c| c.iter().filter_map(|c| c.offset).sum())
+}
+
+/// The oracle's counts.
+struct Verdict {
+    lost: u64,
+    duplicates: u64,
+    inexact_lines: u64,
+    max_committed_ahead: u64,
+}
+
+fn judge(written: &[WindowLine], report: &GeneratorReport, samples: &[Sample]) -> Verdict {
+    let truth = &report.truth;
+    let mut inexact_lines = 0;
+    let mut seen: BTreeMap<(i64, i32), u64> = BTreeMap::new();
+    for line in written {
+        let expected = line
+            .partitions
+            .iter()
+            .map(|p| truth.share(line.window_start, *p))
+            .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
+        if (line.unique_users, line.frames) != expected {
+            inexact_lines += 1;
+        }
+        for partition in &line.partitions {
+            *seen.entry((line.window_start, *partition)).or_default() += 1;
+        }
+    }
+    let (mut lost, mut duplicates) = (0, 0);
+    for window in truth.lines() {
+        for partition in 0..PARTITIONS {
+            let frames = truth.share(window.window_start, partition).1;
+            if frames == 0 {
+                continue;
+            }
+            match seen.get(&(window.window_start, partition)).copied() {
+                None | Some(0) => lost += frames,
+                Some(times) => duplicates += (times - 1) * frames,
+            }
+        }
+    }
+    // Valid frames by partition, in offset order, with their windows.
+    let mut frames: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    for placement in &report.placements {
+        if let Some(window) = placement.window {
+            frames
+                .entry(placement.partition)
+                .or_default()
+                .push((placement.offset, window));
+        }
+    }
+    for list in frames.values_mut() {
+        list.sort_unstable();
+    }
+    let max_committed_ahead = samples
+        .iter()
+        .map(|sample| {
+            sample
+                .committed
+                .iter()
+                .map(|(partition, committed)| {
+                    frames.get(partition).map_or(0, |list| {
+                        list.iter()
+                            .take_while(|(offset, _)| offset < committed)
+                            .filter(|(_, window)| !sample.written.contains(&(*window, *partition)))
+                            .count() as u64
+                    })
+                })
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    Verdict {
+        lost,
+        duplicates,
+        inexact_lines,
+        max_committed_ahead,
+    }
+}
+
+/// The results as a table.
+pub fn table(results: &[ScenarioResult]) -> String {
+    let mut text = format!(
+        "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7}  {}\n",
+        "scenario",
+        "model",
+        "frames",
+        "lost",
+        "duplicates",
+        "windows",
+        "commit-ahead",
+        "recovery",
+        "restarts",
+        "leaders",
+        "verdict"
+    );
+    for r in results {
+        let recovery = r
+            .recovery_ms
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
+        let verdict = if r.passed {
+            "ok".to_owned()
+        } else {
+            format!("FAILED {}", r.problems.join("; "))
+        };
+        text.push_str(&format!(
+            "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7}  {}\n",
+            r.scenario.name(),
+            r.model.as_str(),
+            r.frames,
+            r.lost,
+            r.duplicates,
+            if r.windows_correct {
+                "correct"
+            } else {
+                "WRONG"
+            },
+            r.max_committed_ahead,
+            recovery,
+            r.restarts,
+            r.leader_changes,
+            verdict
+        ));
+    }
+    text
+}
+
+/// Runs the scenarios for the models, writes `chaos.json` into `options.out`.
+///
+/// # Errors
+/// A scenario's harness failed, or the report could not be written.
+pub async fn chaos(
+    base: &Settings,
+    scenarios: &[Scenario],
+    models: &[Model],
+    options: &ChaosOptions,
+) -> Result<Vec<ScenarioResult>, RunError> {
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        for model in models {
+            if scenario.applies_to(*model) {
+                results.push(run_scenario(base, *scenario, *model, options).await?);
+            }
+        }
+    }
+    let path = options.out.join("chaos.json");
+    let json = serde_json::to_string_pretty(&results)
+        .map_err(|e| RunError::Task(format!("cannot encode the report: {e}")))?;
+    std::fs::write(&path, json).map_err(|source| RunError::Report {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(results)
+}
