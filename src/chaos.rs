@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -345,6 +345,7 @@ pub async fn run_scenario(
     };
 
     let mut stopped_with = None;
+    let notes = Arc::new(DriverNotes::default());
     let recovery_ms;
     let mut metrics = MetricsSnapshot::default();
     if scenario == Scenario::Sigkill {
@@ -357,6 +358,7 @@ pub async fn run_scenario(
         stopped_with = error;
     } else {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
+        let seen = notes.clone();
         let driver = {
             let (cluster, topic) = (cluster.clone(), topic.clone());
             let member_b = (scenario == Scenario::MemberChurn).then(|| {
@@ -367,7 +369,7 @@ pub async fn run_scenario(
             actix_rt::spawn(async move {
                 let supervisor = addr_rx.await.ok()?;
                 actix_rt::time::sleep(FAULT_AT).await;
-                drive_fault(scenario, &supervisor, &cluster, &topic, member_b).await
+                drive_fault(scenario, &supervisor, &cluster, &topic, member_b, &seen).await
             })
         };
         let result = run_with(
@@ -423,7 +425,7 @@ pub async fn run_scenario(
         max_committed_ahead: verdict.max_committed_ahead,
         committed_to_end: final_commits == ends,
         recovery_ms,
-        restarts: combined(|m| m.restarts),
+        restarts: combined(|m| m.restarts).max(notes.restarts.load(Ordering::Relaxed)),
         watchdog_recoveries: combined(|m| m.watchdog_recoveries),
         leader_changes: metrics.leader_changes.len() as u64,
         stopped_with,
@@ -441,7 +443,14 @@ pub async fn run_scenario(
             "final commits {final_commits:?} differ from the end offsets {ends:?}"
         ));
     }
-    expectations(&mut result, &metrics, &drained.summary.metrics, &ends);
+    let member_b_assigned = notes.member_b_assignments.load(Ordering::Relaxed) > 0;
+    expectations(
+        &mut result,
+        &metrics,
+        &drained.summary.metrics,
+        &ends,
+        member_b_assigned,
+    );
     result.passed = result.lost == 0
         && result.windows_correct
         && result.max_committed_ahead == 0
@@ -456,13 +465,20 @@ fn expectations(
     live: &MetricsSnapshot,
     drained: &MetricsSnapshot,
     ends: &BTreeMap<i32, i64>,
+    member_b_assigned: bool,
 ) {
+    let restarts = result.restarts;
     let problems = &mut result.problems;
     match result.scenario {
         Scenario::RestartBudget => match &result.stopped_with {
             Some(error)
                 if error.contains(&format!("partition {TARGET} failed"))
-                    && error.contains("injected failure") => {}
+                    && error.contains("injected failure") =>
+            {
+                if restarts == 0 {
+                    problems.push("it escalated without restarting first".into());
+                }
+            }
             other => problems.push(format!(
                 "expected the service to stop naming partition {TARGET} and the cause, got {other:?}"
             )),
@@ -484,6 +500,14 @@ fn expectations(
                 .any(|r| r.partition == TARGET && r.cause.starts_with("panicked")) =>
         {
             problems.push("the restart does not name the panic".into());
+        }
+        // Retriable commit errors are retried inside librdkafka and never reach the service;
+        // an authorization error does.
+        Scenario::CommitErrorsFatal if live.commit_failures == 0 => {
+            problems.push("no commit failed: the fault did not reach the service".into());
+        }
+        Scenario::MemberChurn if !member_b_assigned => {
+            problems.push("the second member was never assigned a partition".into());
         }
         Scenario::Stall if live.watchdog_recoveries == 0 => {
             problems.push("the watchdog did not recover the stalled partition".into());
@@ -541,6 +565,7 @@ async fn drive_fault(
     cluster: &EmbeddedCluster,
     topic: &str,
     member_b: Option<Settings>,
+    notes: &DriverNotes,
 ) -> Option<Option<f64>> {
     let inject = |fault: PartitionFault, persistent: bool| {
         supervisor.send(InjectPartitionFault {
@@ -557,6 +582,11 @@ async fn drive_fault(
         }
         Scenario::RestartBudget => {
             let _ = inject(PartitionFault::Fail, true).await;
+            // The service stops when the budget is spent: note the restarts until then.
+            while let Ok(m) = supervisor.send(GetMetrics).await {
+                notes.restarts.store(m.restarts, Ordering::Relaxed);
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
             Watch::Nothing
         }
         Scenario::Stall => {
@@ -571,11 +601,14 @@ async fn drive_fault(
         Scenario::LeaderFlap => {
             let first = leader_of(supervisor, TARGET).await;
             let second = other_broker(first);
-            for to in [second, first, second, first] {
-                let _ = cluster.move_leader(topic, TARGET, to);
+            let _ = cluster.move_leader(topic, TARGET, second);
+            // Recovery from the first move; then it flaps back and forth.
+            let recovery = recovery(supervisor, Watch::Partition(TARGET), started).await;
+            for to in [first, second, first] {
                 actix_rt::time::sleep(Duration::from_millis(1_200)).await;
+                let _ = cluster.move_leader(topic, TARGET, to);
             }
-            Watch::Partition(TARGET)
+            return Some(recovery);
         }
         Scenario::BrokerDown => {
             let leader = leader_of(supervisor, TARGET).await;
@@ -646,12 +679,31 @@ async fn drive_fault(
         }
         Scenario::MemberChurn => {
             let b = member_b?;
-            let _ = crate::run(b, actix_rt::time::sleep(Duration::from_secs(4))).await;
+            if let Ok(report) = crate::run(b, actix_rt::time::sleep(Duration::from_secs(5))).await {
+                let assigned = report
+                    .summary
+                    .group_history
+                    .iter()
+                    .filter(|r| matches!(r.event, actors::group::GroupEvent::Assigned { .. }))
+                    .count();
+                notes
+                    .member_b_assignments
+                    .store(assigned as u64, Ordering::Relaxed);
+            }
             Watch::Nothing
         }
         Scenario::PoisonFrames | Scenario::SlowSink | Scenario::Sigkill => Watch::Nothing,
     };
     Some(recovery(supervisor, watch, started).await)
+}
+
+/// What the fault driver saw that the run's report cannot tell.
+#[derive(Debug, Default)]
+struct DriverNotes {
+    /// Restarts before the service stopped on its own.
+    restarts: AtomicU64,
+    /// Partitions the second member was assigned.
+    member_b_assignments: AtomicU64,
 }
 
 /// What counts as consuming again after a fault.

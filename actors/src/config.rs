@@ -736,6 +736,47 @@ mod tests {
         WindowConfig::default().validate().unwrap();
         FlushConfig::default().validate().unwrap();
         SinkConfig::default().validate().unwrap();
+        SupervisorConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn restart_backoff_doubles_up_to_its_cap() {
+        let config = SupervisorConfig {
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+            ..SupervisorConfig::default()
+        };
+        let waits: Vec<u64> = (1..=6)
+            .map(|attempt| config.backoff(attempt).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, vec![100, 200, 400, 800, 1_000, 1_000]);
+        assert_eq!(config.backoff(500).as_millis(), 1_000, "no overflow");
+    }
+
+    #[test]
+    fn supervisor_values_name_their_key() {
+        let stall = SupervisorConfig {
+            stall_timeout_ms: 500,
+            ..SupervisorConfig::default()
+        };
+        assert_eq!(
+            stall.validate().unwrap_err().key,
+            "supervisor.stall_timeout_ms"
+        );
+        let backoff = SupervisorConfig {
+            backoff_initial_ms: 5_000,
+            backoff_max_ms: 1_000,
+            ..SupervisorConfig::default()
+        };
+        assert_eq!(
+            backoff.validate().unwrap_err().key,
+            "supervisor.backoff_max_ms"
+        );
+        let sink = SinkConfig {
+            write_delay_ms: 700_000,
+            ..SinkConfig::default()
+        };
+        assert_eq!(sink.validate().unwrap_err().key, "sink.write_delay_ms");
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! The fault scenarios of `kafka-actors chaos`, for both models, each judged by the oracle:
+//! no frame lost, every window exact, no commit ahead of durable output, commits at the end,
+//! and what the scenario itself must show (a restart, a watchdog recovery, a leader change,
+//! an escalation). A handful run by default; the rest are ignored and run from `.ci/run`
+//! (`cargo test --release --test chaos -- --ignored`).
+
+use kafka_actors::chaos::{run_scenario, ChaosOptions, Scenario};
+use kafka_actors::settings::Model;
+use kafka_actors::Settings;
+
+async fn check(scenario: Scenario, model: Model) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ChaosOptions {
+        frames: 20_000,
+        out: dir.path().to_owned(),
+        executable: Some(env!("CARGO_BIN_EXE_kafka-actors").into()),
+    };
+    let result = run_scenario(&Settings::default(), scenario, model, &options)
+        .await
+        .unwrap();
+    eprintln!("{result:?}");
+    assert_eq!(result.lost, 0, "{result:?}");
+    assert!(result.windows_correct, "{result:?}");
+    assert_eq!(result.max_committed_ahead, 0, "{result:?}");
+    assert!(result.committed_to_end, "{result:?}");
+    assert!(result.problems.is_empty(), "{:?}", result.problems);
+    assert!(result.passed);
+    assert!(result.frames >= 20_000);
+}
+
+macro_rules! scenario {
+    ($name:ident, $scenario:ident, $model:ident) => {
+        #[actix::test]
+        async fn $name() {
+            check(Scenario::$scenario, Model::$model).await;
+        }
+    };
+    (ignore $name:ident, $scenario:ident, $model:ident) => {
+        #[actix::test]
+        #[ignore = "slow; run from .ci/run"]
+        async fn $name() {
+            check(Scenario::$scenario, Model::$model).await;
+        }
+    };
+}
+
+scenario!(partition_panic_partition, PartitionPanic, Partition);
+scenario!(partition_panic_group, PartitionPanic, Group);
+scenario!(restart_budget_partition, RestartBudget, Partition);
+scenario!(stall_group, Stall, Group);
+scenario!(broker_down_partition, BrokerDown, Partition);
+scenario!(poison_frames_partition, PoisonFrames, Partition);
+scenario!(member_churn_group, MemberChurn, Group);
+scenario!(sigkill_partition, Sigkill, Partition);
+
+scenario!(ignore restart_budget_group, RestartBudget, Group);
+scenario!(ignore stall_partition, Stall, Partition);
+scenario!(ignore leader_move_partition, LeaderMove, Partition);
+scenario!(ignore leader_move_group, LeaderMove, Group);
+scenario!(ignore leader_flap_partition, LeaderFlap, Partition);
+scenario!(ignore leader_flap_group, LeaderFlap, Group);
+scenario!(ignore broker_down_group, BrokerDown, Group);
+scenario!(ignore all_brokers_down_partition, AllBrokersDown, Partition);
+scenario!(ignore all_brokers_down_group, AllBrokersDown, Group);
+scenario!(ignore fetch_errors_partition, FetchErrors, Partition);
+scenario!(ignore fetch_errors_group, FetchErrors, Group);
+scenario!(ignore commit_errors_partition, CommitErrors, Partition);
+scenario!(ignore commit_errors_group, CommitErrors, Group);
+scenario!(ignore commit_errors_fatal_partition, CommitErrorsFatal, Partition);
+scenario!(ignore commit_errors_fatal_group, CommitErrorsFatal, Group);
+scenario!(ignore latency_partition, Latency, Partition);
+scenario!(ignore latency_group, Latency, Group);
+scenario!(ignore poison_frames_group, PoisonFrames, Group);
+scenario!(ignore slow_sink_partition, SlowSink, Partition);
+scenario!(ignore slow_sink_group, SlowSink, Group);
+scenario!(ignore sigkill_group, Sigkill, Group);
+
+/// Every scenario has a test for every model it applies to.
+#[test]
+fn every_scenario_is_tested_for_every_model() {
+    let source = include_str!("chaos.rs");
+    for scenario in Scenario::all() {
+        for model in [Model::Partition, Model::Group] {
+            if scenario.applies_to(model) {
+                let variant = format!("{scenario:?}, {model:?})");
+                assert!(source.contains(&variant), "no test for {variant}");
+            }
+        }
+    }
+}
