@@ -19,6 +19,10 @@ async fn check(scenario: Scenario, model: Model) {
         .await
         .unwrap();
     eprintln!("{result:?}");
+    if !result.passed {
+        // Keep the windows and the report of a failed scenario for a look.
+        eprintln!("output kept in {}", dir.keep().display());
+    }
     assert_eq!(result.lost, 0, "{result:?}");
     assert!(result.windows_correct, "{result:?}");
     assert_eq!(result.max_committed_ahead, 0, "{result:?}");

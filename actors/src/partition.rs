@@ -26,6 +26,7 @@ use crate::config::PartitionConfig;
 use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
 use crate::metrics::ChunkProcessed;
 use crate::ports::{FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
+use crate::window::AT_END_HEARTBEAT;
 
 /// When a partition is done for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +175,8 @@ pub struct PartitionActor {
     fault_on_start: Option<PartitionFault>,
     /// Reading is paused until then (an injected stall).
     stalled_until: Option<Instant>,
+    /// When the last chunk went to the batch actor.
+    last_sent: Instant,
 }
 
 impl PartitionActor {
@@ -213,6 +216,7 @@ impl PartitionActor {
             failure: None,
             fault_on_start: None,
             stalled_until: None,
+            last_sent: Instant::now(),
         }
     }
 
@@ -341,6 +345,12 @@ impl PartitionActor {
             });
         }
         if status.records == 0 && !status.at_end {
+            // Still caught up: say so now and then, or the batch actor cannot tell a quiet
+            // partition from a stalled reader (and must not treat the latter as idle).
+            if self.at_end && self.last_sent.elapsed() >= AT_END_HEARTBEAT {
+                self.send_chunk(FrameChunk::default(), ctx);
+                return;
+            }
             // Nothing new: the poll already waited. Ask again through the timer, which yields
             // to the runtime so messages to this actor get their turn.
             ctx.run_later(Duration::ZERO, |_, ctx| ctx.notify(Poll));
@@ -351,6 +361,7 @@ impl PartitionActor {
 
     /// Sends a chunk (possibly empty, to report the end) and polls again once it is taken.
     fn send_chunk(&mut self, frames: FrameChunk, ctx: &mut Context<Self>) {
+        self.last_sent = Instant::now();
         let finished = self.end_reached();
         let chunk = Chunk {
             partition: self.partition,

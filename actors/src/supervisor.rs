@@ -784,3 +784,249 @@ impl Handler<Shutdown> for RootSupervisor {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ports::{CommitError, CommitPosition, FrameSource, PollStatus, SourceError};
+    use crate::sink::Sink;
+    use crate::window::ClosedWindow;
+
+    /// Serves `frames` one per poll from offset 0, then nothing (as if the partition had more
+    /// but stopped delivering, or as if caught up).
+    struct FakeSource {
+        next: i64,
+        frames: i64,
+    }
+
+    impl FrameSource for FakeSource {
+        fn poll(
+            &mut self,
+            _max: usize,
+            timeout: Duration,
+            on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+        ) -> Result<PollStatus, SourceError> {
+            if self.next >= self.frames {
+                std::thread::sleep(timeout.min(Duration::from_millis(5)));
+                return Ok(PollStatus {
+                    next_offset: Some(self.next),
+                    ..PollStatus::default()
+                });
+            }
+            let payload = format!(
+                r#"{{"ts":{},"uid":"u{}"}}"#,
+                1_700_000_000 + self.next,
+                self.next
+            );
+            on_record(self.next, Some(payload.as_bytes()));
+            self.next += 1;
+            Ok(PollStatus {
+                records: 1,
+                at_end: false,
+                next_offset: Some(self.next),
+                high_watermark: Some(self.next),
+            })
+        }
+    }
+
+    struct NullSink;
+    impl Sink for NullSink {
+        fn write(&mut self, _: &[ClosedWindow]) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Commits(Arc<Mutex<Vec<Vec<CommitPosition>>>>);
+    impl OffsetCommitter for Commits {
+        fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+            self.0.lock().unwrap().push(positions.to_vec());
+            Ok(())
+        }
+    }
+
+    fn spec(
+        sources: SourceFactory,
+        supervisor: SupervisorConfig,
+        probe: Option<EndOffsetProbe>,
+    ) -> PipelineSpec {
+        PipelineSpec {
+            intake: Intake::Partitions {
+                plans: vec![PartitionPlan {
+                    partition: 0,
+                    start: StartOffset::At(0),
+                    closed_below: None,
+                }],
+                sources,
+            },
+            sink: Box::new(NullSink),
+            committer: Box::new(Commits::default()),
+            partition: PartitionConfig {
+                poll_timeout_ms: 5,
+                ..PartitionConfig::default()
+            },
+            limits: FrameLimits {
+                max_bytes: 128,
+                min_ts: 946_684_800.0,
+                max_ts: 4_102_444_800.0,
+            },
+            window: WindowConfig::default(),
+            flush: FlushConfig {
+                interval_ms: 20,
+                ..FlushConfig::default()
+            },
+            metrics: MetricsConfig {
+                log_interval_ms: 0,
+                ..MetricsConfig::default()
+            },
+            end: EndPolicy::Never,
+            complete_only: None,
+            supervisor,
+            probe,
+            leaders: None,
+        }
+    }
+
+    /// Every open fails, counted, with the time of each.
+    fn failing_sources(opens: Arc<Mutex<Vec<Instant>>>) -> SourceFactory {
+        Arc::new(move |_, _| {
+            opens.lock().unwrap().push(Instant::now());
+            Err(SourceError {
+                fatal: true,
+                message: "partition 0: broker says no".into(),
+            })
+        })
+    }
+
+    #[actix::test]
+    async fn a_failing_partition_is_restarted_with_backoff_then_escalates() {
+        let opens = Arc::new(Mutex::new(Vec::new()));
+        let config = SupervisorConfig {
+            backoff_initial_ms: 40,
+            backoff_max_ms: 1_000,
+            max_restarts: 3,
+            stall_timeout_ms: 0,
+            ..SupervisorConfig::default()
+        };
+        let (addr, outcome) =
+            RootSupervisor::launch(spec(failing_sources(opens.clone()), config, None));
+        let outcome = tokio::time::timeout(Duration::from_secs(10), outcome)
+            .await
+            .expect("escalates in time")
+            .unwrap();
+        let Outcome::Failed(error) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            error,
+            "partition 0 failed 4 times within 60 s (supervisor.max_restarts = 3); last cause: partition 0: broker says no"
+        );
+        let opens = opens.lock().unwrap().clone();
+        assert_eq!(opens.len(), 4, "the first start and three restarts");
+        // Waits of 40, 80 and 160 ms (plus the time to stop and rewind).
+        for (gap, backoff) in opens.windows(2).zip([40u64, 80, 160]) {
+            let waited = gap[1].duration_since(gap[0]);
+            assert!(
+                waited >= Duration::from_millis(backoff),
+                "{waited:?} < {backoff} ms"
+            );
+        }
+        let summary = addr.send(Shutdown).await.unwrap();
+        assert_eq!(summary.metrics.restarts, 3);
+        assert!(summary
+            .metrics
+            .restart_log
+            .iter()
+            .all(|r| r.partition == 0 && r.cause == "partition 0: broker says no" && !r.watchdog));
+    }
+
+    #[actix::test]
+    async fn a_panicking_partition_is_restarted_from_its_commit() {
+        let opens = Arc::new(AtomicUsize::new(0));
+        let counted = opens.clone();
+        let sources: SourceFactory = Arc::new(move |_, start| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let StartOffset::At(next) = start else {
+                panic!("restarts resume from a commit")
+            };
+            Ok(Box::new(FakeSource { next, frames: 50 }) as Box<dyn FrameSource>)
+        });
+        let config = SupervisorConfig {
+            backoff_initial_ms: 10,
+            stall_timeout_ms: 0,
+            ..SupervisorConfig::default()
+        };
+        let (addr, _outcome) = RootSupervisor::launch(spec(sources, config, None));
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        addr.send(InjectPartitionFault {
+            partition: 0,
+            fault: PartitionFault::Panic,
+            persistent: false,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let metrics = addr.send(GetMetrics).await.unwrap();
+        assert_eq!(
+            opens.load(Ordering::Relaxed),
+            2,
+            "started once, restarted once"
+        );
+        assert_eq!(metrics.restarts, 1);
+        assert!(metrics.restart_log[0]
+            .cause
+            .starts_with("panicked: injected panic"));
+        assert_eq!(
+            metrics.partitions[&0].position,
+            Some(50),
+            "read to its end again"
+        );
+        let summary = addr.send(Shutdown).await.unwrap();
+        // Frames 40.. (event time 1_700_000_040 on) are in a window still open: the commit
+        // stops at its first frame.
+        assert_eq!(summary.drain.committed.first().map(|c| c.1), Some(40));
+    }
+
+    #[actix::test]
+    async fn the_watchdog_restarts_a_partition_that_has_frames_waiting_but_does_not_move() {
+        let opens = Arc::new(AtomicU32::new(0));
+        let counted = opens.clone();
+        // The source stops after 10 frames, but the end offset says 100 are there.
+        let sources: SourceFactory = Arc::new(move |_, start| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let next = match start {
+                StartOffset::At(o) => o,
+                StartOffset::Reset => 0,
+            };
+            Ok(Box::new(FakeSource { next, frames: 10 }) as Box<dyn FrameSource>)
+        });
+        let probe: EndOffsetProbe =
+            Arc::new(|partitions| partitions.iter().map(|p| (*p, 100)).collect());
+        let config = SupervisorConfig {
+            stall_timeout_ms: 1_000,
+            ..SupervisorConfig::default()
+        };
+        let (addr, _outcome) = RootSupervisor::launch(spec(sources, config, Some(probe)));
+        actix_rt::time::sleep(Duration::from_millis(2_200)).await;
+        let metrics = addr.send(GetMetrics).await.unwrap();
+        assert!(
+            metrics.watchdog_recoveries >= 1,
+            "{:?}",
+            metrics.restart_log
+        );
+        assert!(opens.load(Ordering::Relaxed) >= 2);
+        assert!(
+            metrics.restart_log[0]
+                .cause
+                .starts_with("stalled: 90 frames waiting"),
+            "{}",
+            metrics.restart_log[0].cause
+        );
+        addr.send(Shutdown).await.unwrap();
+    }
+}

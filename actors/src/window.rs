@@ -9,7 +9,10 @@
 //!   not yet delivered a frame;
 //! - a window closes once the watermark reaches its end plus the allowed lateness; frames for a
 //!   closed window are late and change nothing;
-//! - a partition is idle once it has caught up to its end and stayed there for `idle_after`;
+//! - a partition is idle once it has caught up to its end and stayed there for `idle_after`,
+//!   and has said so within the last [`HEARD_WITHIN`] (its reader repeats "still at the end"
+//!   every [`AT_END_HEARTBEAT`]): a reader that stopped reporting (stalled, or dead and not yet
+//!   restarted) holds the watermark instead of letting windows close without its frames;
 //! - the offset committed for a partition never passes the first frame of that partition that
 //!   belongs to a window not yet closed, so replaying from it rebuilds every open window.
 //!
@@ -27,6 +30,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hashbrown::HashSet;
+
+/// How often a partition reader that is caught up says so again.
+pub const AT_END_HEARTBEAT: Duration = Duration::from_millis(250);
+/// A caught-up partition counts as idle only if it was heard from within this long.
+pub const HEARD_WITHIN: Duration = Duration::from_secs(1);
 
 use crate::config::WindowConfig;
 use crate::frame::{window_start, FrameChunk};
@@ -65,6 +73,8 @@ struct Progress {
     next_offset: Option<i64>,
     max_ts: Option<f64>,
     caught_up_since: Option<Instant>,
+    /// The last chunk (or "still at the end") from its reader.
+    last_heard: Option<Instant>,
     finished: bool,
     /// Windows ending (plus lateness) at or below this are closed for this partition.
     closed_below: f64,
@@ -135,6 +145,7 @@ impl Windows {
             next_offset: start.next_offset,
             max_ts: None,
             caught_up_since: None,
+            last_heard: None,
             finished: false,
             closed_below: start.closed_below.unwrap_or(f64::NEG_INFINITY),
         };
@@ -184,6 +195,7 @@ impl Windows {
         if at_end {
             progress.caught_up_since.get_or_insert(now);
         }
+        progress.last_heard = Some(now);
         // Frames of one chunk mostly share a window: look the window up once per run of
         // frames that share it.
         let mut frames_iter = frames.iter().peekable();
@@ -235,6 +247,9 @@ impl Windows {
         progress
             .caught_up_since
             .is_some_and(|since| now.saturating_duration_since(since) >= self.idle_after)
+            && progress
+                .last_heard
+                .is_some_and(|heard| now.saturating_duration_since(heard) <= HEARD_WITHIN)
     }
 
     /// Moves the watermark and every partition's closing point as far as they may go and
@@ -256,11 +271,12 @@ impl Windows {
         }
         let watermark = self.watermark;
         let mut moves = Vec::with_capacity(self.partitions.len());
-        for (partition, progress) in &mut self.partitions {
-            let quiet = progress.finished
-                || progress
-                    .caught_up_since
-                    .is_some_and(|s| now.saturating_duration_since(s) >= self.idle_after);
+        let quiet: Vec<bool> = self
+            .partitions
+            .values()
+            .map(|p| p.finished || self.idle(p, now))
+            .collect();
+        for ((partition, progress), quiet) in self.partitions.iter_mut().zip(quiet) {
             // A partition behind the watermark (it arrived late) closes at its own pace.
             let reach = if quiet {
                 watermark
@@ -513,8 +529,10 @@ mod tests {
         // Partition 1 is empty and caught up.
         w.ingest(1, &FrameChunk::default(), Some(0), true, start);
         assert!(w.advance(start).is_empty());
-        assert!(w.advance(start + Duration::from_millis(999)).is_empty());
-        let closed = w.advance(start + Duration::from_millis(1_000));
+        let at = |ms| start + Duration::from_millis(ms);
+        w.ingest(1, &FrameChunk::default(), Some(0), true, at(750));
+        assert!(w.advance(at(999)).is_empty());
+        let closed = w.advance(at(1_000));
         assert_eq!(closed, vec![closed_at(100, &[0, 1])]);
         // New data on partition 1 makes it active again; the watermark does not move back.
         w.ingest(
@@ -525,6 +543,27 @@ mod tests {
             start + Duration::from_secs(2),
         );
         assert_eq!(w.watermark(), Some(130.0));
+    }
+
+    #[test]
+    fn a_caught_up_partition_that_goes_silent_holds_the_watermark() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
+        w.ingest(
+            0,
+            &chunk(&[(0, 105.0, "a"), (1, 130.0, "b")]),
+            Some(2),
+            false,
+            start,
+        );
+        // Partition 1 caught up once, then its reader stopped reporting (stalled or dead):
+        // frames may be waiting there, so nothing closes.
+        w.ingest(1, &chunk(&[(0, 101.0, "c")]), Some(1), true, start);
+        assert!(w.advance(at(5_000)).is_empty());
+        // Once it says again that it is at its end, it is idle and windows close.
+        w.ingest(1, &FrameChunk::default(), Some(1), true, at(5_100));
+        assert_eq!(w.advance(at(5_200)).len(), 1);
     }
 
     fn closed_at(start: i64, partitions: &[i32]) -> ClosedWindow {
