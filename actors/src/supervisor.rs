@@ -879,10 +879,7 @@ mod tests {
                 interval_ms: 20,
                 ..FlushConfig::default()
             },
-            metrics: MetricsConfig {
-                log_interval_ms: 0,
-                ..MetricsConfig::default()
-            },
+            metrics: MetricsConfig { log_interval_ms: 0 },
             end: EndPolicy::Never,
             complete_only: None,
             supervisor,
