@@ -235,7 +235,10 @@ fn scenario_settings(
     s.kafka.group = format!("{topic}-group");
     s.window.length_secs = 10;
     s.window.lateness_secs = 3;
-    s.window.idle_after_ms = 2_000;
+    // The service default: a partition that is caught up and quiet for 5 s stops holding the
+    // watermark. (An outage longer than this can let windows close before frames buffered
+    // by producers during it are read; see the README.)
+    s.window.idle_after_ms = 5_000;
     s.flush.interval_ms = 100;
     s.partition.poll_timeout_ms = 50;
     s.metrics.log_interval_ms = 0;
