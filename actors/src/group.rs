@@ -34,7 +34,7 @@ use crate::partition::{
 use crate::ports::{
     AssignedPartition, GroupMembership, RebalanceListener, SourceFactory, StartOffset,
 };
-use crate::supervisor::{rewind_partition, stop_partition_actor};
+use crate::supervisor::{rewind_partition, stop_partition_actor, RunningPartition};
 use crate::window::PartitionStart;
 
 /// The coordinator assigned partitions.
@@ -149,18 +149,11 @@ pub struct GroupActor {
     limits: FrameLimits,
     end: EndPolicy,
     end_offsets: Option<BTreeMap<i32, i64>>,
-    partitions: BTreeMap<i32, Running>,
+    partitions: BTreeMap<i32, RunningPartition>,
     /// Where each owned partition started at its assignment (and its closing point), for a
     /// restart before anything was committed.
     assigned_at: BTreeMap<i32, (StartOffset, Option<f64>)>,
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
-}
-
-/// A running partition actor.
-struct Running {
-    arbiter: Arbiter,
-    addr: Addr<PartitionActor>,
-    generation: u64,
 }
 
 /// Restart the actor of an owned partition from its last commit, if its current incarnation is
@@ -237,24 +230,18 @@ impl GroupActor {
         let Some(sources) = self.sources.clone() else {
             return;
         };
-        let arbiter = Arbiter::new();
-        let actor = PartitionActor::new(
-            partition,
-            start,
-            sources,
-            self.outputs.clone(),
-            self.config.clone(),
-            self.limits,
-            self.end_policy(partition),
-        )
-        .fault_on_start(fault);
-        let generation = actor.generation_id();
-        let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        let running = Running {
-            arbiter,
-            addr,
-            generation,
-        };
+        let running = RunningPartition::start(
+            PartitionActor::new(
+                partition,
+                start,
+                sources,
+                self.outputs.clone(),
+                self.config.clone(),
+                self.limits,
+                self.end_policy(partition),
+            )
+            .fault_on_start(fault),
+        );
         if let Some(old) = self.partitions.insert(partition, running) {
             // Assigned twice without a revocation in between: the old reader must not go on.
             old.addr.do_send(StopIntake);
@@ -426,15 +413,10 @@ impl Handler<RestartAssigned> for GroupActor {
 
     fn handle(&mut self, msg: RestartAssigned, ctx: &mut Self::Context) -> Self::Result {
         let partition = msg.partition;
-        let current = self.partitions.get(&partition).map(|r| r.generation);
-        if current.is_none() || msg.generation.is_some_and(|g| Some(g) != current) {
+        let Some(running) = RunningPartition::take(&mut self.partitions, partition, msg.generation)
+        else {
             return Box::pin(futures::future::ready(Err(format!(
                 "partition {partition} is no longer owned by that actor"
-            ))));
-        }
-        let Some(running) = self.partitions.remove(&partition) else {
-            return Box::pin(futures::future::ready(Err(format!(
-                "partition {partition} is not owned"
             ))));
         };
         let fallback = self

@@ -168,11 +168,39 @@ pub struct RootSupervisor {
 type RestartWork =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(StartOffset, bool), String>>>>;
 
-/// A partition actor of the partition model.
-struct RunningPartition {
-    arbiter: Arbiter,
-    addr: Addr<PartitionActor>,
-    generation: u64,
+/// A partition actor running on its own arbiter (both models).
+pub(crate) struct RunningPartition {
+    pub(crate) arbiter: Arbiter,
+    pub(crate) addr: Addr<PartitionActor>,
+    pub(crate) generation: u64,
+}
+
+impl RunningPartition {
+    /// Starts `actor` on a new arbiter thread (reading blocks).
+    pub(crate) fn start(actor: PartitionActor) -> Self {
+        let arbiter = Arbiter::new();
+        let generation = actor.generation_id();
+        let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        RunningPartition {
+            arbiter,
+            addr,
+            generation,
+        }
+    }
+
+    /// Takes `partition`'s actor out of `running` if it is incarnation `generation` (any, when
+    /// `None`); a restart for an actor already replaced or let go finds nothing.
+    pub(crate) fn take(
+        running: &mut BTreeMap<i32, RunningPartition>,
+        partition: i32,
+        generation: Option<u64>,
+    ) -> Option<RunningPartition> {
+        let current = running.get(&partition)?.generation;
+        if generation.is_some_and(|g| g != current) {
+            return None;
+        }
+        running.remove(&partition)
+    }
 }
 
 /// The parts a partition actor is built from.
@@ -192,24 +220,18 @@ impl PartitionIntake {
         start: StartOffset,
         fault: Option<PartitionFault>,
     ) -> RunningPartition {
-        let arbiter = Arbiter::new();
-        let actor = PartitionActor::new(
-            partition,
-            start,
-            self.sources.clone(),
-            self.outputs.clone(),
-            self.config.clone(),
-            self.limits,
-            self.end,
+        RunningPartition::start(
+            PartitionActor::new(
+                partition,
+                start,
+                self.sources.clone(),
+                self.outputs.clone(),
+                self.config.clone(),
+                self.limits,
+                self.end,
+            )
+            .fault_on_start(fault),
         )
-        .fault_on_start(fault);
-        let generation = actor.generation_id();
-        let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        RunningPartition {
-            arbiter,
-            addr,
-            generation,
-        }
     }
 }
 
@@ -447,26 +469,22 @@ impl RootSupervisor {
                 })
             }
             (None, Some(intake), Some(batch)) => {
-                let current = self.partitions.get(&partition).map(|r| r.generation);
-                if current.is_none() || generation.is_some_and(|g| Some(g) != current) {
-                    Box::pin(futures::future::ready(Err(format!(
+                match RunningPartition::take(&mut self.partitions, partition, generation) {
+                    Some(old) => {
+                        let fallback = intake
+                            .plans
+                            .get(&partition)
+                            .map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below));
+                        Box::pin(async move {
+                            stop_partition_actor(old.arbiter, old.addr).await;
+                            // The new actor is started back on this actor.
+                            let start = rewind_partition(&batch, partition, fallback).await?;
+                            Ok((start, true))
+                        })
+                    }
+                    None => Box::pin(futures::future::ready(Err(format!(
                         "partition {partition} is not running that actor"
-                    ))))
-                } else if let Some(old) = self.partitions.remove(&partition) {
-                    let fallback = intake
-                        .plans
-                        .get(&partition)
-                        .map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below));
-                    Box::pin(async move {
-                        stop_partition_actor(old.arbiter, old.addr).await;
-                        // The new actor is started back on this actor.
-                        let start = rewind_partition(&batch, partition, fallback).await?;
-                        Ok((start, true))
-                    })
-                } else {
-                    Box::pin(futures::future::ready(Err(format!(
-                        "partition {partition} is not running"
-                    ))))
+                    )))),
                 }
             }
             _ => Box::pin(futures::future::ready(Err(

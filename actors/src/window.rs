@@ -80,6 +80,17 @@ struct Progress {
     closed_below: f64,
 }
 
+impl Progress {
+    /// Caught up for `idle_after`, and its reader said so within [`HEARD_WITHIN`].
+    fn idle(&self, idle_after: Duration, now: Instant) -> bool {
+        self.caught_up_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= idle_after)
+            && self
+                .last_heard
+                .is_some_and(|heard| now.saturating_duration_since(heard) <= HEARD_WITHIN)
+    }
+}
+
 /// Where a partition starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PartitionStart {
@@ -243,21 +254,12 @@ impl Windows {
         self.partitions.values().all(|p| p.finished)
     }
 
-    fn idle(&self, progress: &Progress, now: Instant) -> bool {
-        progress
-            .caught_up_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= self.idle_after)
-            && progress
-                .last_heard
-                .is_some_and(|heard| now.saturating_duration_since(heard) <= HEARD_WITHIN)
-    }
-
     /// Moves the watermark and every partition's closing point as far as they may go and
     /// returns what closed, oldest window first.
     pub fn advance(&mut self, now: Instant) -> Vec<ClosedWindow> {
         let mut low: Option<f64> = None;
         for progress in self.partitions.values() {
-            if progress.finished || self.idle(progress, now) {
+            if progress.finished || progress.idle(self.idle_after, now) {
                 continue;
             }
             match progress.max_ts {
@@ -271,12 +273,8 @@ impl Windows {
         }
         let watermark = self.watermark;
         let mut moves = Vec::with_capacity(self.partitions.len());
-        let quiet: Vec<bool> = self
-            .partitions
-            .values()
-            .map(|p| p.finished || self.idle(p, now))
-            .collect();
-        for ((partition, progress), quiet) in self.partitions.iter_mut().zip(quiet) {
+        for (partition, progress) in &mut self.partitions {
+            let quiet = progress.finished || progress.idle(self.idle_after, now);
             // A partition behind the watermark (it arrived late) closes at its own pace.
             let reach = if quiet {
                 watermark

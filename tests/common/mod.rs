@@ -89,11 +89,7 @@ pub fn output(path: &Path) -> Vec<WindowLine> {
 
 /// The group's committed offsets (partitions without one are left out).
 pub fn committed(kafka: &KafkaConfig, partitions: &[i32]) -> BTreeMap<i32, i64> {
-    kafka::committed_offsets(kafka, partitions)
-        .expect("committed offsets")
-        .into_iter()
-        .filter_map(|c| c.offset.map(|o| (c.partition, o)))
-        .collect()
+    kafka::committed_positions(kafka, partitions).expect("committed offsets")
 }
 
 /// Starts producing `data` in the background, recording where every frame lands.

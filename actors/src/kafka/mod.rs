@@ -278,6 +278,20 @@ pub fn committed_offsets(
     read_committed(&lookup_consumer(kafka)?, kafka, partitions)
 }
 
+/// The committed next offset of each of `partitions` that has one.
+///
+/// # Errors
+/// If the group coordinator cannot be reached.
+pub fn committed_positions(
+    kafka: &KafkaConfig,
+    partitions: &[i32],
+) -> Result<std::collections::BTreeMap<i32, i64>, AdapterError> {
+    Ok(committed_offsets(kafka, partitions)?
+        .into_iter()
+        .filter_map(|c| c.offset.map(|o| (c.partition, o)))
+        .collect())
+}
+
 fn read_committed(
     consumer: &BaseConsumer,
     kafka: &KafkaConfig,
