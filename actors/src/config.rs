@@ -412,7 +412,7 @@ pub struct WindowConfig {
     /// A window closes when the watermark passes its end plus this many seconds.
     pub lateness_secs: i64,
     /// A partition that has caught up to its end and stays there this long (milliseconds) no
-    /// longer holds the watermark back.
+    /// longer holds the watermark back. Time while its leader is out of reach does not count.
     pub idle_after_ms: u64,
 }
 
@@ -507,7 +507,8 @@ pub struct SupervisorConfig {
     /// long (milliseconds) is restarted from its last commit. 0 turns the watchdog off.
     pub stall_timeout_ms: u64,
     /// How often (milliseconds) librdkafka reports statistics, from which partition leaders
-    /// are tracked. 0 turns leader tracking off.
+    /// are tracked and a partition whose leader is out of reach is kept from counting as idle
+    /// (keep it well below `window.idle_after_ms`). 0 turns both off.
     pub stats_interval_ms: u64,
 }
 

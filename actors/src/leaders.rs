@@ -2,7 +2,7 @@
 //! every change seen. The Kafka adapter feeds it from librdkafka's statistics; the metrics
 //! actor reports it. librdkafka itself follows a moved leader; this is for the operator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -31,6 +31,8 @@ pub struct LeaderBoard {
 struct Board {
     leaders: BTreeMap<i32, i32>,
     changes: Vec<LeaderChange>,
+    /// Partitions whose reading client last reported no connection to their leader.
+    unreachable: BTreeSet<i32>,
 }
 
 impl LeaderBoard {
@@ -61,6 +63,37 @@ impl LeaderBoard {
             }
             _ => {}
         }
+    }
+
+    /// Notes whether the client reading `partition` is connected to its leader; logs when
+    /// that changes.
+    pub fn observe_reach(&self, partition: i32, reachable: bool) {
+        let mut board = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = if reachable {
+            board.unreachable.remove(&partition)
+        } else {
+            board.unreachable.insert(partition)
+        };
+        if changed && reachable {
+            tracing::info!(partition, "Partition leader reachable again.");
+        } else if changed {
+            tracing::warn!(
+                partition,
+                "Partition leader unreachable: the partition is not taken as idle until it is \
+                 read again."
+            );
+        }
+    }
+
+    /// False while the last report on `partition` said its leader was unknown or not
+    /// connected; true otherwise, also when nothing was reported.
+    pub fn reachable(&self, partition: i32) -> bool {
+        !self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unreachable
+            .contains(&partition)
     }
 
     /// The leader of every partition seen so far.
@@ -103,5 +136,18 @@ mod tests {
             .collect();
         assert_eq!(changes, vec![(0, 1, 3), (0, 3, 1)]);
         assert_eq!(board.leaders(), BTreeMap::from([(0, 1), (1, 2)]));
+    }
+
+    #[test]
+    fn reach_follows_the_last_report_and_defaults_to_reachable() {
+        let board = LeaderBoard::default();
+        assert!(board.reachable(0));
+        board.observe_reach(0, false);
+        assert!(!board.reachable(0));
+        assert!(board.reachable(1));
+        board.observe_reach(0, false);
+        assert!(!board.reachable(0));
+        board.observe_reach(0, true);
+        assert!(board.reachable(0));
     }
 }

@@ -164,6 +164,9 @@ pub struct PartitionActor {
     end: EndPolicy,
     /// Caught up with the end at the last poll, and nothing read since.
     at_end: bool,
+    /// The last poll said the partition's leader cannot be reached: it is not reported as at
+    /// its end meanwhile, so the batch actor restarts its idle clock.
+    leader_unreachable: bool,
     next_offset: Option<i64>,
     done: bool,
     invalid_log: InvalidLog,
@@ -205,6 +208,7 @@ impl PartitionActor {
             limits,
             end,
             at_end: false,
+            leader_unreachable: false,
             next_offset: match start {
                 StartOffset::At(offset) => Some(offset),
                 StartOffset::Reset => None,
@@ -333,6 +337,7 @@ impl PartitionActor {
         if status.at_end {
             self.at_end = true;
         }
+        self.leader_unreachable = status.leader_unreachable;
         self.next_offset = status.next_offset.or(self.next_offset);
         if status.records > 0 {
             self.outputs.metrics.do_send(ChunkProcessed {
@@ -367,7 +372,7 @@ impl PartitionActor {
             partition: self.partition,
             frames,
             next_offset: self.next_offset,
-            at_end: self.at_end,
+            at_end: self.at_end && !self.leader_unreachable,
             finished,
         };
         if finished {
@@ -483,6 +488,7 @@ impl Handler<StopIntake> for PartitionActor {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -494,6 +500,8 @@ mod tests {
     struct FakeSource {
         script: VecDeque<ScriptedPoll>,
         next: Option<i64>,
+        /// What the source says about reaching the partition's leader.
+        unreachable: Arc<AtomicBool>,
     }
 
     impl FrameSource for FakeSource {
@@ -507,6 +515,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
                 return Ok(PollStatus {
                     next_offset: self.next,
+                    leader_unreachable: self.unreachable.load(Ordering::Relaxed),
                     ..PollStatus::default()
                 });
             };
@@ -520,6 +529,7 @@ mod tests {
                 at_end,
                 next_offset: self.next,
                 high_watermark: self.next,
+                leader_unreachable: self.unreachable.load(Ordering::Relaxed),
             })
         }
     }
@@ -558,6 +568,14 @@ mod tests {
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
+        start_with_reach(script, end, Arc::new(AtomicBool::new(false)))
+    }
+
+    fn start_with_reach(
+        script: Vec<ScriptedPoll>,
+        end: EndPolicy,
+        unreachable: Arc<AtomicBool>,
+    ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
         let collected = Arc::new(Mutex::new(Collected::default()));
         let collector = Collector(collected.clone()).start();
         let script = Arc::new(Mutex::new(Some(script)));
@@ -566,6 +584,7 @@ mod tests {
             Ok(Box::new(FakeSource {
                 script: script.into(),
                 next: None,
+                unreachable: unreachable.clone(),
             }) as Box<dyn FrameSource>)
         });
         let outputs = PartitionOutputs {
@@ -644,6 +663,38 @@ mod tests {
         actix_rt::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(collected.lock().unwrap().chunks.len(), 10, "and resumed");
         assert!(collected.lock().unwrap().failures.is_empty());
+    }
+
+    #[actix::test]
+    async fn a_caught_up_reader_does_not_claim_the_end_while_its_leader_is_out_of_reach() {
+        let unreachable = Arc::new(AtomicBool::new(false));
+        let script = vec![(vec![(0, frame(1_700_000_000, "a"))], true)];
+        let (_actor, collected) = start_with_reach(script, EndPolicy::Never, unreachable.clone());
+        // What the heartbeats (every 250 ms) of the next 700 ms say about the end.
+        async fn phase(collected: &Arc<Mutex<Collected>>) -> Vec<bool> {
+            let from = collected.lock().unwrap().chunks.len();
+            actix_rt::time::sleep(Duration::from_millis(700)).await;
+            let c = collected.lock().unwrap();
+            c.chunks[from..].iter().map(|c| c.at_end).collect()
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let reachable = phase(&collected).await;
+        unreachable.store(true, Ordering::Relaxed);
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let cut_off = phase(&collected).await;
+        unreachable.store(false, Ordering::Relaxed);
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let back = phase(&collected).await;
+        assert!(
+            reachable.len() >= 2 && reachable.iter().all(|e| *e),
+            "{reachable:?}"
+        );
+        assert!(
+            cut_off.len() >= 2 && cut_off.iter().all(|e| !*e),
+            "{cut_off:?}"
+        );
+        assert!(back.len() >= 2 && back.iter().all(|e| *e), "{back:?}");
+        assert!(collected.lock().unwrap().chunks.iter().all(|c| !c.finished));
     }
 
     fn frame(ts: i64, uid: &str) -> Vec<u8> {

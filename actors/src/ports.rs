@@ -25,6 +25,10 @@ pub struct PollStatus {
     pub next_offset: Option<i64>,
     /// The high watermark last reported by a fetch, when known.
     pub high_watermark: Option<i64>,
+    /// The client's latest statistics say it has no connection to the partition's leader (or
+    /// knows no leader): records produced meanwhile cannot be seen, so being at the end is not
+    /// known either.
+    pub leader_unreachable: bool,
 }
 
 /// A failure to read a partition.

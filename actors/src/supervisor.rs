@@ -847,6 +847,7 @@ mod tests {
                 at_end: false,
                 next_offset: Some(self.next),
                 high_watermark: Some(self.next),
+                ..PollStatus::default()
             })
         }
     }

@@ -12,7 +12,9 @@
 //! - a partition is idle once it has caught up to its end and stayed there for `idle_after`,
 //!   and has said so within the last [`HEARD_WITHIN`] (its reader repeats "still at the end"
 //!   every [`AT_END_HEARTBEAT`]): a reader that stopped reporting (stalled, or dead and not yet
-//!   restarted) holds the watermark instead of letting windows close without its frames;
+//!   restarted) holds the watermark instead of letting windows close without its frames, and a
+//!   reader that cannot reach its partition's leader says it is not at the end, which restarts
+//!   the clock (what producers buffered during a broker outage arrives after it);
 //! - the offset committed for a partition never passes the first frame of that partition that
 //!   belongs to a window not yet closed, so replaying from it rebuilds every open window.
 //!
@@ -200,7 +202,9 @@ impl Windows {
         if let Some(max) = frames.max_ts() {
             progress.max_ts = Some(progress.max_ts.map_or(max, |m| m.max(max)));
         }
-        if !frames.is_empty() {
+        // New frames, or a reader that cannot tell (its leader is out of reach), restart the
+        // idle clock: quiet time counts only while the end is known.
+        if !frames.is_empty() || !at_end {
             progress.caught_up_since = None;
         }
         if at_end {
@@ -562,6 +566,44 @@ mod tests {
         // Once it says again that it is at its end, it is idle and windows close.
         w.ingest(1, &FrameChunk::default(), Some(1), true, at(5_100));
         assert_eq!(w.advance(at(5_200)).len(), 1);
+    }
+
+    #[test]
+    fn a_reader_that_cannot_reach_its_leader_restarts_the_idle_clock() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
+        w.ingest(
+            0,
+            &chunk(&[(0, 105.0, "a"), (1, 130.0, "b")]),
+            Some(2),
+            false,
+            start,
+        );
+        w.ingest(1, &chunk(&[(0, 101.0, "c")]), Some(1), true, start);
+        // Partition 1 is quiet, but from 600 ms its leader is out of reach (a broker outage):
+        // its heartbeats say it is not known to be at its end.
+        for ms in (250..=600).step_by(250) {
+            w.ingest(1, &FrameChunk::default(), Some(1), true, at(ms));
+        }
+        for ms in (750..=2_000).step_by(250) {
+            w.ingest(1, &FrameChunk::default(), Some(1), false, at(ms));
+            assert!(
+                w.advance(at(ms)).is_empty(),
+                "not idle while cut off ({ms} ms)"
+            );
+        }
+        // Reached again at 2.25 s: idle only a full `idle_after` (1 s) later, which gives what
+        // producers buffered meanwhile time to arrive.
+        for ms in (2_250..=3_250).step_by(250) {
+            w.ingest(1, &FrameChunk::default(), Some(1), true, at(ms));
+            let closed = w.advance(at(ms));
+            if ms < 3_250 {
+                assert!(closed.is_empty(), "idle too early ({ms} ms)");
+            } else {
+                assert_eq!(closed.len(), 1, "idle after a second of known quiet");
+            }
+        }
     }
 
     fn closed_at(start: i64, partitions: &[i32]) -> ClosedWindow {

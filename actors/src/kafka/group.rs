@@ -43,7 +43,7 @@ pub(crate) struct GroupContext {
     topic: String,
     /// The consumer itself, to split queues from inside the rebalance callback.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
-    leaders: Option<LeaderStats>,
+    pub(super) leaders: Option<LeaderStats>,
 }
 
 impl ClientContext for GroupContext {

@@ -16,6 +16,7 @@ mod group;
 mod producer;
 mod reader;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +114,10 @@ pub enum AdapterError {
     },
 }
 
+/// A broker that comes back is tried again within a second (librdkafka's default backs off up
+/// to 10 s), so partitions resume soon after an outage. `kafka.properties` may override it.
+pub(crate) const RECONNECT_BACKOFF_MAX: (&str, &str) = ("reconnect.backoff.max.ms", "1000");
+
 /// The configuration shared by every client: brokers, then the user's properties.
 fn client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -134,6 +139,7 @@ fn consumer_config(
     config.set("bootstrap.servers", kafka.brokers.trim());
     config.set("client.id", client_id);
     config.set("auto.offset.reset", kafka.auto_offset_reset.as_str());
+    config.set(RECONNECT_BACKOFF_MAX.0, RECONNECT_BACKOFF_MAX.1);
     for (key, value) in defaults {
         config.set(*key, value);
     }
@@ -164,8 +170,9 @@ impl LeaderStats {
 }
 
 /// Records the leader of every partition the client is consuming (`desired`) from one
-/// statistics report. Partitions the client only knows from metadata are skipped: another
-/// client's older metadata must not look like a leader moving back.
+/// statistics report, and whether the client is connected to that leader. Partitions the client
+/// only knows from metadata are skipped: another client's older metadata must not look like a
+/// leader moving back.
 pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     let Ok(stats) = serde_json::from_slice::<serde_json::Value>(stats) else {
         return;
@@ -173,6 +180,20 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
         return;
     };
+    // Broker ids whose connection is up. UPDATE is a connected broker being re-described.
+    let connected: BTreeSet<i64> = stats
+        .get("brokers")
+        .and_then(|b| b.as_object())
+        .into_iter()
+        .flat_map(|brokers| brokers.values())
+        .filter(|broker| {
+            matches!(
+                broker.get("state").and_then(serde_json::Value::as_str),
+                Some("UP" | "UPDATE")
+            )
+        })
+        .filter_map(|broker| broker.get("nodeid").and_then(serde_json::Value::as_i64))
+        .collect();
     for topic in topics.values() {
         let Some(partitions) = topic.get("partitions").and_then(|p| p.as_object()) else {
             continue;
@@ -188,6 +209,7 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
             if let (Some(id), Some(true), Some(leader)) = (id, desired, leader) {
                 if id >= 0 {
                     board.observe(id as i32, leader as i32);
+                    board.observe_reach(id as i32, leader >= 0 && connected.contains(&leader));
                 }
             }
         }
@@ -449,5 +471,65 @@ mod tests {
         assert_eq!(config.get("group.id"), Some("kafka-actors-partition"));
         let plain = client_config(&kafka, "p");
         assert_eq!(plain.get("fetch.wait.max.ms"), Some("50"));
+    }
+
+    /// The shape of librdkafka's statistics (STATISTICS.md), trimmed to the fields read.
+    fn stats(broker_states: &[(i64, &str)], partitions: &[(i64, bool, i64)]) -> Vec<u8> {
+        let brokers: serde_json::Map<String, serde_json::Value> = broker_states
+            .iter()
+            .map(|(id, state)| {
+                (
+                    format!("127.0.0.1:900{id}/{id}"),
+                    serde_json::json!({ "nodeid": id, "state": state }),
+                )
+            })
+            .chain(std::iter::once((
+                ":0/internal".to_owned(),
+                serde_json::json!({ "nodeid": -1, "state": "UP" }),
+            )))
+            .collect();
+        let parts: serde_json::Map<String, serde_json::Value> = partitions
+            .iter()
+            .map(|(id, desired, leader)| {
+                (
+                    id.to_string(),
+                    serde_json::json!({ "partition": id, "desired": desired, "leader": leader }),
+                )
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "brokers": brokers,
+            "topics": { "t": { "partitions": parts } },
+        }))
+        .expect("plain JSON")
+    }
+
+    #[test]
+    fn statistics_give_leaders_and_whether_they_are_connected() {
+        let board = LeaderBoard::default();
+        observe_leaders(
+            &board,
+            &stats(
+                &[(1, "UP"), (2, "CONNECT"), (3, "UPDATE")],
+                // Partition 3 is not consumed by this client; partition 4 has no leader.
+                &[
+                    (0, true, 1),
+                    (1, true, 2),
+                    (2, true, 3),
+                    (3, false, 2),
+                    (4, true, -1),
+                ],
+            ),
+        );
+        assert_eq!(
+            board.leaders(),
+            std::collections::BTreeMap::from([(0, 1), (1, 2), (2, 3)])
+        );
+        let reachable: Vec<bool> = (0..5).map(|p| board.reachable(p)).collect();
+        assert_eq!(reachable, vec![true, false, true, true, false]);
+        observe_leaders(&board, &stats(&[(2, "UP")], &[(1, true, 2), (4, true, 2)]));
+        assert!(board.reachable(1) && board.reachable(4));
+        observe_leaders(&board, &stats(&[(1, "DOWN")], &[(0, true, 1)]));
+        assert!(!board.reachable(0));
     }
 }

@@ -83,6 +83,7 @@ impl FrameProducer {
             ("linger.ms", "5"),
             ("batch.num.messages", "10000"),
             ("queue.buffering.max.messages", "200000"),
+            super::RECONNECT_BACKOFF_MAX,
         ] {
             if !kafka.properties.contains_key(key) {
                 config.set(key, value);

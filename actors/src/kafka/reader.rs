@@ -79,6 +79,14 @@ impl Records {
         }
     }
 
+    /// Where this client's statistics report leaders, when they are on.
+    fn leaders(&self) -> Option<&LeaderStats> {
+        match self {
+            Records::Own(consumer) => consumer.context().leaders.as_ref(),
+            Records::Split { consumer, .. } => consumer.context().leaders.as_ref(),
+        }
+    }
+
     fn native_ptr(&self) -> *mut rdkafka::bindings::rd_kafka_t {
         match self {
             Records::Own(consumer) => consumer.client().native_ptr(),
@@ -265,6 +273,10 @@ impl FrameSource for PartitionReader {
         // as a position would commit past them.
         status.high_watermark = self.cached_high_watermark();
         status.next_offset = self.next_offset;
+        status.leader_unreachable = self
+            .records
+            .leaders()
+            .is_some_and(|stats| !stats.board.reachable(self.partition));
         Ok(status)
     }
 }
