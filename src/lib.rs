@@ -54,9 +54,15 @@ pub enum RunError {
     /// The generator failed.
     #[error(transparent)]
     Generator(#[from] GeneratorError),
-    /// A part of the actor system failed and the service stopped.
-    #[error("stopped after a failure: {0}")]
-    Failed(String),
+    /// A part of the actor system failed and the service stopped (gracefully: closed windows
+    /// were written and their offsets committed).
+    #[error("stopped after a failure: {cause}")]
+    Failed {
+        /// What failed.
+        cause: String,
+        /// The figures and offsets up to the stop.
+        summary: Box<RunSummary>,
+    },
     /// A blocking task could not finish.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -228,15 +234,24 @@ pub async fn run_with(
         None => None,
     };
     drop(embedded);
-    let completed = result.map_err(RunError::Failed)?;
     tracing::info!(
-        completed,
+        completed = result.as_ref().is_ok_and(|c| *c),
         frames = summary.metrics.frames,
         windows = summary.metrics.windows,
+        restarts = summary.metrics.restarts,
         open_windows = summary.drain.open_windows,
         committed = ?summary.drain.committed,
         "Stopped."
     );
+    let completed = match result {
+        Ok(completed) => completed,
+        Err(cause) => {
+            return Err(RunError::Failed {
+                cause,
+                summary: Box::new(summary),
+            })
+        }
+    };
     Ok(RunReport {
         completed,
         summary,

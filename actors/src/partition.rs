@@ -286,11 +286,20 @@ impl PartitionActor {
         let limits = self.limits;
         let partition = self.partition;
         let log = &mut self.invalid_log;
+        // Offsets only grow within one reader; a record below the position was handed out
+        // before and is counted already.
+        let mut expected = self.next_offset;
+        let mut again: Option<(i64, u64)> = None;
         let result = source.poll(
             self.config.chunk_max_frames,
             Duration::from_millis(self.config.poll_timeout_ms),
             &mut |offset, payload| {
                 first_record.get_or_insert_with(Instant::now);
+                if expected.is_some_and(|e| offset < e) {
+                    again.get_or_insert((offset, 0)).1 += 1;
+                    return;
+                }
+                expected = Some(offset + 1);
                 match parse_frame(payload, &limits) {
                     Ok(frame) => frames.push(offset, frame.ts, &frame.uid),
                     Err(reason) => {
@@ -301,6 +310,15 @@ impl PartitionActor {
             },
         );
         let process = first_record.map_or(Duration::ZERO, |t| t.elapsed());
+        if let Some((first, records)) = again {
+            tracing::warn!(
+                partition,
+                first,
+                records,
+                position = ?self.next_offset,
+                "Records below the position were delivered again; skipped."
+            );
+        }
         let status = match result {
             Ok(status) => status,
             Err(error) if error.fatal => return self.fail(error, ctx),
@@ -338,7 +356,7 @@ impl PartitionActor {
             self.at_end = true;
         }
         self.leader_unreachable = status.leader_unreachable;
-        self.next_offset = status.next_offset.or(self.next_offset);
+        self.next_offset = status.next_offset.max(self.next_offset);
         if status.records > 0 {
             self.outputs.metrics.do_send(ChunkProcessed {
                 partition: self.partition,
@@ -739,6 +757,36 @@ mod tests {
         assert_eq!(invalid.get(InvalidReason::NotObject), 1);
         assert_eq!(invalid.get(InvalidReason::ImplausibleTs), 1);
         assert!(c.failures.is_empty());
+    }
+
+    #[actix::test]
+    async fn records_delivered_again_are_skipped() {
+        let script = vec![
+            (
+                vec![
+                    (0, frame(1_700_000_000, "a")),
+                    (1, frame(1_700_000_001, "b")),
+                ],
+                false,
+            ),
+            (
+                vec![
+                    (1, frame(1_700_000_001, "b")),
+                    (2, frame(1_700_000_002, "c")),
+                ],
+                true,
+            ),
+        ];
+        let (_actor, collected) = start(script, EndPolicy::FirstEnd);
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let c = collected.lock().unwrap();
+        let offsets: Vec<Vec<i64>> = c
+            .chunks
+            .iter()
+            .map(|chunk| chunk.frames.iter().map(|f| f.0).collect())
+            .collect();
+        assert_eq!(offsets, vec![vec![0, 1], vec![2]]);
+        assert_eq!(c.chunks[1].next_offset, Some(3));
     }
 
     #[actix::test]

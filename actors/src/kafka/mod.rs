@@ -170,8 +170,9 @@ impl LeaderStats {
 }
 
 /// Records the leader of every partition the client is consuming (`desired`) from one
-/// statistics report, and whether the client is connected to that leader. Partitions the client
-/// only knows from metadata are skipped: another client's older metadata must not look like a
+/// statistics report, and whether the partition can be read: the client is connected to that
+/// leader and fetching (not querying or validating its offset). Partitions the client only
+/// knows from metadata are skipped: another client's older metadata must not look like a
 /// leader moving back.
 pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     let Ok(stats) = serde_json::from_slice::<serde_json::Value>(stats) else {
@@ -206,10 +207,15 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
                 .get("desired")
                 .and_then(serde_json::Value::as_bool);
             let leader = partition.get("leader").and_then(serde_json::Value::as_i64);
+            let fetching = partition
+                .get("fetch_state")
+                .and_then(serde_json::Value::as_str)
+                .is_none_or(|state| state == "active");
             if let (Some(id), Some(true), Some(leader)) = (id, desired, leader) {
                 if id >= 0 {
                     board.observe(id as i32, leader as i32);
-                    board.observe_reach(id as i32, leader >= 0 && connected.contains(&leader));
+                    let reachable = leader >= 0 && connected.contains(&leader) && fetching;
+                    board.observe_reach(id as i32, reachable);
                 }
             }
         }
@@ -397,7 +403,37 @@ pub fn count_to_end(
     partitions: &[i32],
     prefetch: u64,
 ) -> Result<u64, AdapterError> {
+    let mut records = 0u64;
+    read_to_end(kafka, partitions, prefetch, |_, _, _| records += 1)?;
+    Ok(records)
+}
+
+/// Every record stored in `partitions` of `kafka.topic`, from the beginning to the end, as
+/// `(partition, offset, payload)`: what an oracle checks the service against. Commits nothing.
+///
+/// # Errors
+/// If the consumer cannot be created or assigned, or reading fails.
+pub fn stored_records(
+    kafka: &KafkaConfig,
+    partitions: &[i32],
+) -> Result<Vec<(i32, i64, Vec<u8>)>, AdapterError> {
+    let mut records = Vec::new();
+    read_to_end(kafka, partitions, 10_000, |partition, offset, payload| {
+        records.push((partition, offset, payload.unwrap_or_default().to_vec()));
+    })?;
+    Ok(records)
+}
+
+/// Reads `partitions` from the beginning to their end with one plain consumer tuned like a
+/// partition reader, handing every record to `on_record(partition, offset, payload)`.
+fn read_to_end(
+    kafka: &KafkaConfig,
+    partitions: &[i32],
+    prefetch: u64,
+    mut on_record: impl FnMut(i32, i64, Option<&[u8]>),
+) -> Result<(), AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
+    use rdkafka::Message;
     let defaults = reader::reader_defaults(prefetch);
     // It commits nothing, so any group id does; librdkafka needs one for a consumer queue.
     let kafka = &KafkaConfig {
@@ -428,10 +464,11 @@ pub fn count_to_end(
             source,
         })?;
     let mut at_end = std::collections::BTreeSet::new();
-    let mut records = 0u64;
     while at_end.len() < partitions.len() {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(_)) => records += 1,
+            Some(Ok(message)) => {
+                on_record(message.partition(), message.offset(), message.payload());
+            }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
@@ -444,7 +481,7 @@ pub fn count_to_end(
             None => {}
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -474,7 +511,7 @@ mod tests {
     }
 
     /// The shape of librdkafka's statistics (STATISTICS.md), trimmed to the fields read.
-    fn stats(broker_states: &[(i64, &str)], partitions: &[(i64, bool, i64)]) -> Vec<u8> {
+    fn stats(broker_states: &[(i64, &str)], partitions: &[(i64, bool, i64, &str)]) -> Vec<u8> {
         let brokers: serde_json::Map<String, serde_json::Value> = broker_states
             .iter()
             .map(|(id, state)| {
@@ -490,10 +527,15 @@ mod tests {
             .collect();
         let parts: serde_json::Map<String, serde_json::Value> = partitions
             .iter()
-            .map(|(id, desired, leader)| {
+            .map(|(id, desired, leader, fetch_state)| {
                 (
                     id.to_string(),
-                    serde_json::json!({ "partition": id, "desired": desired, "leader": leader }),
+                    serde_json::json!({
+                        "partition": id,
+                        "desired": desired,
+                        "leader": leader,
+                        "fetch_state": fetch_state,
+                    }),
                 )
             })
             .collect();
@@ -511,25 +553,37 @@ mod tests {
             &board,
             &stats(
                 &[(1, "UP"), (2, "CONNECT"), (3, "UPDATE")],
-                // Partition 3 is not consumed by this client; partition 4 has no leader.
+                // Partition 3 is not consumed by this client; partition 4 has no leader;
+                // partition 5's leader is up but its offset is still being validated.
                 &[
-                    (0, true, 1),
-                    (1, true, 2),
-                    (2, true, 3),
-                    (3, false, 2),
-                    (4, true, -1),
+                    (0, true, 1, "active"),
+                    (1, true, 2, "active"),
+                    (2, true, 3, "active"),
+                    (3, false, 2, "none"),
+                    (4, true, -1, "active"),
+                    (5, true, 1, "validate-epoch-wait"),
                 ],
             ),
         );
         assert_eq!(
             board.leaders(),
-            std::collections::BTreeMap::from([(0, 1), (1, 2), (2, 3)])
+            std::collections::BTreeMap::from([(0, 1), (1, 2), (2, 3), (5, 1)])
         );
-        let reachable: Vec<bool> = (0..5).map(|p| board.reachable(p)).collect();
-        assert_eq!(reachable, vec![true, false, true, true, false]);
-        observe_leaders(&board, &stats(&[(2, "UP")], &[(1, true, 2), (4, true, 2)]));
-        assert!(board.reachable(1) && board.reachable(4));
-        observe_leaders(&board, &stats(&[(1, "DOWN")], &[(0, true, 1)]));
+        let reachable: Vec<bool> = (0..6).map(|p| board.reachable(p)).collect();
+        assert_eq!(reachable, vec![true, false, true, true, false, false]);
+        observe_leaders(
+            &board,
+            &stats(
+                &[(2, "UP"), (1, "UP")],
+                &[
+                    (1, true, 2, "active"),
+                    (4, true, 2, "active"),
+                    (5, true, 1, "active"),
+                ],
+            ),
+        );
+        assert!(board.reachable(1) && board.reachable(4) && board.reachable(5));
+        observe_leaders(&board, &stats(&[(1, "DOWN")], &[(0, true, 1, "active")]));
         assert!(!board.reachable(0));
     }
 }
