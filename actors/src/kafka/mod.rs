@@ -447,6 +447,11 @@ fn read_to_end(
                 role: "consumer",
                 source,
             })?;
+    // As the partition readers do: learn the leaders first, or librdkafka's query for the
+    // earliest offset finds none and retries only after a fixed 500 ms.
+    if let Err(error) = consumer.fetch_metadata(Some(&kafka.topic), LOOKUP_TIMEOUT) {
+        tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");
+    }
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for partition in partitions {
         tpl.add_partition_offset(&kafka.topic, *partition, Offset::Beginning)
