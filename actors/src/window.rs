@@ -547,10 +547,8 @@ mod tests {
         assert_eq!(w.watermark(), Some(130.0));
     }
 
-    #[test]
-    fn a_caught_up_partition_that_goes_silent_holds_the_watermark() {
-        let start = Instant::now();
-        let at = |ms| start + Duration::from_millis(ms);
+    /// Partition 0 is ahead (130) and still reading; partition 1 (at 101) caught up at `start`.
+    fn one_ahead_one_caught_up(start: Instant) -> Windows {
         let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
         w.ingest(
             0,
@@ -559,9 +557,17 @@ mod tests {
             false,
             start,
         );
-        // Partition 1 caught up once, then its reader stopped reporting (stalled or dead):
-        // frames may be waiting there, so nothing closes.
         w.ingest(1, &chunk(&[(0, 101.0, "c")]), Some(1), true, start);
+        w
+    }
+
+    #[test]
+    fn a_caught_up_partition_that_goes_silent_holds_the_watermark() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = one_ahead_one_caught_up(start);
+        // Partition 1's reader stopped reporting (stalled or dead): frames may be waiting
+        // there, so nothing closes.
         assert!(w.advance(at(5_000)).is_empty());
         // Once it says again that it is at its end, it is idle and windows close.
         w.ingest(1, &FrameChunk::default(), Some(1), true, at(5_100));
@@ -572,15 +578,7 @@ mod tests {
     fn a_reader_that_cannot_reach_its_leader_restarts_the_idle_clock() {
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
-        let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
-        w.ingest(
-            0,
-            &chunk(&[(0, 105.0, "a"), (1, 130.0, "b")]),
-            Some(2),
-            false,
-            start,
-        );
-        w.ingest(1, &chunk(&[(0, 101.0, "c")]), Some(1), true, start);
+        let mut w = one_ahead_one_caught_up(start);
         // Partition 1 is quiet, but from 600 ms its leader is out of reach (a broker outage):
         // its heartbeats say it is not known to be at its end.
         for ms in (250..=600).step_by(250) {
