@@ -25,7 +25,9 @@ use actors::kafka::{
     PartitionReader,
 };
 use actors::partition::EndPolicy;
-use actors::ports::{FrameSource, OffsetCommitter, SourceError, SourceFactory, StartOffset};
+use actors::ports::{
+    FailureKind, FrameSource, OffsetCommitter, SourceError, SourceFactory, StartOffset,
+};
 use actors::sink::open_sink;
 use actors::supervisor::{
     EndOffsets, Intake, Outcome, PartitionPlan, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
@@ -365,7 +367,7 @@ fn source_factory(
         PartitionReader::open(&kafka, partition, start, prefetch, leaders.as_ref())
             .map(|reader| Box::new(reader) as Box<dyn FrameSource>)
             .map_err(|e| SourceError {
-                fatal: true,
+                kind: FailureKind::Fatal,
                 message: error_chain(&e),
             })
     })

@@ -25,7 +25,7 @@ use crate::batch::Chunk;
 use crate::config::PartitionConfig;
 use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
 use crate::metrics::ChunkProcessed;
-use crate::ports::{FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
+use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
 use crate::window::AT_END_HEARTBEAT;
 
 /// When a partition is done for good.
@@ -64,6 +64,8 @@ pub struct PartitionExited {
     pub generation: u64,
     /// Why it stopped.
     pub cause: String,
+    /// Whether a restart may cure it.
+    pub kind: FailureKind,
 }
 
 /// A fault to inject into a partition actor.
@@ -173,7 +175,7 @@ pub struct PartitionActor {
     last_error_log: Option<Instant>,
     generation: u64,
     /// Why the actor is stopping, when it failed.
-    failure: Option<String>,
+    failure: Option<SourceError>,
     /// Injected when it starts.
     fault_on_start: Option<PartitionFault>,
     /// Reading is paused until then (an injected stall).
@@ -249,7 +251,7 @@ impl PartitionActor {
             PartitionFault::Panic => panic!("injected panic in partition {}", self.partition),
             PartitionFault::Fail => self.fail(
                 SourceError {
-                    fatal: true,
+                    kind: FailureKind::Fatal,
                     message: format!("partition {}: injected failure", self.partition),
                 },
                 ctx,
@@ -271,7 +273,7 @@ impl PartitionActor {
 
     fn fail(&mut self, error: SourceError, ctx: &mut Context<Self>) {
         tracing::error!(partition = self.partition, %error, "Partition failed.");
-        self.failure = Some(error.to_string());
+        self.failure = Some(error);
         self.done = true;
         ctx.stop();
     }
@@ -321,7 +323,7 @@ impl PartitionActor {
         }
         let status = match result {
             Ok(status) => status,
-            Err(error) if error.fatal => return self.fail(error, ctx),
+            Err(error) if error.kind != FailureKind::Transient => return self.fail(error, ctx),
             Err(error) => {
                 let now = Instant::now();
                 if self
@@ -435,7 +437,10 @@ impl Actor for PartitionActor {
             let message = LAST_PANIC
                 .with(|last| last.borrow_mut().take())
                 .unwrap_or_else(|| "unknown".to_owned());
-            Some(format!("panicked: {message}"))
+            Some(SourceError {
+                kind: FailureKind::Fatal,
+                message: format!("panicked: {message}"),
+            })
         } else {
             self.failure.take()
         };
@@ -443,7 +448,8 @@ impl Actor for PartitionActor {
             self.outputs.supervisor.do_send(PartitionExited {
                 partition: self.partition,
                 generation: self.generation,
-                cause,
+                cause: cause.message,
+                kind: cause.kind,
             });
         }
     }

@@ -31,12 +31,25 @@ pub struct PollStatus {
     pub leader_unreachable: bool,
 }
 
+/// How far a partition failure reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Waiting and reading again at the same position may succeed (a broker is away).
+    Transient,
+    /// This reader cannot go on, but a new one from the last commit may (its position fell
+    /// off the log, a handler panicked).
+    Fatal,
+    /// No restart can cure it (a compression codec this build cannot decode, access denied):
+    /// the service stops with the error instead of restarting the partition.
+    Permanent,
+}
+
 /// A failure to read a partition.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SourceError {
-    /// The partition cannot go on reading (for example its position fell off the log).
-    pub fatal: bool,
+    /// How far it reaches.
+    pub kind: FailureKind,
     /// What happened, without any configuration value.
     pub message: String,
 }
@@ -47,7 +60,7 @@ pub trait FrameSource: Send + 'static {
     /// order, to `on_record(offset, payload)` without waiting further.
     ///
     /// # Errors
-    /// A transient or fatal read failure; records read before it are delivered first.
+    /// A read failure of any [`FailureKind`]; records read before it are delivered first.
     fn poll(
         &mut self,
         max: usize,

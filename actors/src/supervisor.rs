@@ -43,7 +43,9 @@ use crate::partition::{
     EndAt, EndPolicy, InjectFault, PartitionActor, PartitionExited, PartitionFault,
     PartitionOutputs, StopIntake,
 };
-use crate::ports::{EndOffsetProbe, GroupMembership, OffsetCommitter, SourceFactory, StartOffset};
+use crate::ports::{
+    EndOffsetProbe, FailureKind, GroupMembership, OffsetCommitter, SourceFactory, StartOffset,
+};
 use crate::sink::Sink;
 use crate::window::PartitionStart;
 
@@ -658,6 +660,15 @@ impl Handler<PartitionExited> for RootSupervisor {
                 return;
             }
         }
+        if msg.kind == FailureKind::Permanent {
+            let error = format!(
+                "partition {} cannot be read and a restart would not help: {}",
+                msg.partition, msg.cause
+            );
+            tracing::error!(partition = msg.partition, cause = %msg.cause, "Permanent read error; stopping the service.");
+            self.report(Outcome::Failed(error));
+            return;
+        }
         self.on_failure(msg.partition, msg.generation, msg.cause, ctx);
     }
 }
@@ -912,7 +923,7 @@ mod tests {
         Arc::new(move |_, _| {
             opens.lock().unwrap().push(Instant::now());
             Err(SourceError {
-                fatal: true,
+                kind: FailureKind::Fatal,
                 message: "partition 0: broker says no".into(),
             })
         })
@@ -958,6 +969,53 @@ mod tests {
             .restart_log
             .iter()
             .all(|r| r.partition == 0 && r.cause == "partition 0: broker says no" && !r.watchdog));
+    }
+
+    /// Reads nothing and fails every poll with a permanent error.
+    struct UndecodableSource;
+    impl FrameSource for UndecodableSource {
+        fn poll(
+            &mut self,
+            _: usize,
+            _: Duration,
+            _: &mut dyn FnMut(i64, Option<&[u8]>),
+        ) -> Result<PollStatus, SourceError> {
+            Err(SourceError {
+                kind: FailureKind::Permanent,
+                message: "partition 0: Local: Not implemented".into(),
+            })
+        }
+    }
+
+    #[actix::test]
+    async fn a_permanent_read_error_stops_the_service_without_restarts() {
+        let opens = Arc::new(AtomicU32::new(0));
+        let counted = opens.clone();
+        let sources: SourceFactory = Arc::new(move |_, _| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(Box::new(UndecodableSource) as Box<dyn FrameSource>)
+        });
+        let config = SupervisorConfig {
+            backoff_initial_ms: 10,
+            stall_timeout_ms: 0,
+            ..SupervisorConfig::default()
+        };
+        let (addr, outcome) = RootSupervisor::launch(spec(sources, config, None));
+        let outcome = tokio::time::timeout(Duration::from_secs(5), outcome)
+            .await
+            .expect("stops in time")
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::Failed(
+                "partition 0 cannot be read and a restart would not help: partition 0: Local: Not implemented"
+                    .into()
+            )
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(opens.load(Ordering::Relaxed), 1, "never restarted");
+        let summary = addr.send(Shutdown).await.unwrap();
+        assert_eq!(summary.metrics.restarts, 0);
     }
 
     #[actix::test]

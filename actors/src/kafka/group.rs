@@ -30,8 +30,8 @@ use super::reader::{reader_defaults, PartitionReader};
 use super::{consumer_config, observe_leaders, AdapterError, LeaderStats, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig};
 use crate::ports::{
-    AssignedPartition, CommitError, CommitPosition, FrameSource, GroupMembership, OffsetCommitter,
-    RebalanceListener, SourceError, SourceFactory, StartOffset,
+    AssignedPartition, CommitError, CommitPosition, FailureKind, FrameSource, GroupMembership,
+    OffsetCommitter, RebalanceListener, SourceError, SourceFactory, StartOffset,
 };
 
 /// How long leaving may take (revocations included).
@@ -277,7 +277,7 @@ impl GroupMembership for GroupConsumer {
         Arc::new(move |partition, start| {
             let reader =
                 PartitionReader::split(&consumer, &topic, partition).map_err(|e| SourceError {
-                    fatal: true,
+                    kind: FailureKind::Fatal,
                     message: e.to_string(),
                 })?;
             // The assignment positioned the partition; a restarted reader must go back to the
@@ -288,7 +288,7 @@ impl GroupMembership for GroupConsumer {
                 consumer
                     .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
                     .map_err(|e| SourceError {
-                        fatal: true,
+                        kind: FailureKind::Fatal,
                         message: format!("partition {partition}: seek to {offset}: {e}"),
                     })?;
             }

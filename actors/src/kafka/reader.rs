@@ -18,7 +18,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::group::GroupContext;
 use super::{consumer_config, observe_leaders, AdapterError, LeaderStats};
 use crate::config::{KafkaConfig, OffsetReset};
-use crate::ports::{FrameSource, PollStatus, SourceError, StartOffset};
+use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, StartOffset};
 
 /// The librdkafka settings a partition reader starts from (before `kafka.properties`).
 pub(super) fn reader_defaults(prefetch: u64) -> [(&'static str, String); 3] {
@@ -214,21 +214,29 @@ impl PartitionReader {
     }
 }
 
-/// Turns a consume error into a [`SourceError`]: fatal when reading cannot resume at the same
-/// position by waiting (the position left the log, or access is denied).
+/// Turns a consume error into a [`SourceError`]: permanent when no new reader could do
+/// better (this build cannot decode the records, access is denied), fatal when this reader
+/// cannot resume at its position by waiting (the position left the log), transient otherwise.
 fn source_error(partition: i32, error: &KafkaError) -> SourceError {
-    let code = error.rdkafka_error_code();
-    let fatal = matches!(
-        code,
+    let kind = match error.rdkafka_error_code() {
         Some(
-            RDKafkaErrorCode::AutoOffsetReset
-                | RDKafkaErrorCode::OffsetOutOfRange
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::Fatal
-        )
-    );
+            RDKafkaErrorCode::NotImplemented
+            | RDKafkaErrorCode::UnsupportedCompressionType
+            | RDKafkaErrorCode::UnsupportedFeature
+            | RDKafkaErrorCode::UnsupportedVersion
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::SaslAuthenticationFailed
+            | RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::Fatal,
+        ) => FailureKind::Permanent,
+        Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
+            FailureKind::Fatal
+        }
+        _ => FailureKind::Transient,
+    };
     SourceError {
-        fatal,
+        kind,
         message: format!("partition {partition}: {error}"),
     }
 }
@@ -278,5 +286,50 @@ impl FrameSource for PartitionReader {
             .leaders()
             .is_some_and(|stats| !stats.board.reachable(self.partition));
         Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(code: RDKafkaErrorCode) -> FailureKind {
+        source_error(3, &KafkaError::MessageConsumption(code)).kind
+    }
+
+    #[test]
+    fn read_errors_are_sorted_by_what_a_restart_could_cure() {
+        // A codec this build lacks answers NotImplemented on every fetch, forever.
+        assert_eq!(
+            kind(RDKafkaErrorCode::NotImplemented),
+            FailureKind::Permanent
+        );
+        assert_eq!(
+            kind(RDKafkaErrorCode::UnsupportedCompressionType),
+            FailureKind::Permanent
+        );
+        assert_eq!(
+            kind(RDKafkaErrorCode::TopicAuthorizationFailed),
+            FailureKind::Permanent
+        );
+        assert_eq!(kind(RDKafkaErrorCode::OffsetOutOfRange), FailureKind::Fatal);
+        assert_eq!(kind(RDKafkaErrorCode::AutoOffsetReset), FailureKind::Fatal);
+        assert_eq!(
+            kind(RDKafkaErrorCode::BrokerTransportFailure),
+            FailureKind::Transient
+        );
+        assert_eq!(
+            kind(RDKafkaErrorCode::NotLeaderForPartition),
+            FailureKind::Transient
+        );
+        let error = source_error(
+            3,
+            &KafkaError::MessageConsumption(RDKafkaErrorCode::NotImplemented),
+        );
+        assert!(
+            error.message.starts_with("partition 3: "),
+            "{}",
+            error.message
+        );
     }
 }
