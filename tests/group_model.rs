@@ -190,7 +190,7 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
         .into_iter()
         .flat_map(|name| output(&dir.path().join(format!("{name}.jsonl"))));
     let seen = exact_shares(lines, &report.truth);
-    let duplicates = assert_no_share_lost(&seen, &report.truth, partitions);
+    let duplicates = assert_no_share_lost(&seen, &report.truth);
     for (partition, twice) in &duplicates {
         assert!(
             *twice == 0 || handed_over.contains(partition),
@@ -330,11 +330,7 @@ async fn a_lost_assignment_is_dropped_without_a_commit_and_nothing_is_lost() {
     }
 
     // No frame lost; every line exact for the partitions it names.
-    assert_no_share_lost(
-        &exact_shares(output(&out), &report.truth),
-        &report.truth,
-        partitions,
-    );
+    assert_no_share_lost(&exact_shares(output(&out), &report.truth), &report.truth);
     assert_eq!(
         committed(&settings.kafka, &(0..partitions).collect::<Vec<_>>()),
         report.end_offsets

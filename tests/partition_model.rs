@@ -322,7 +322,7 @@ async fn a_restarted_partition_resumes_from_its_commit_without_loss_or_double_co
     // in lines exact for the partitions they name. (A partition still catching up after a
     // restart closes its share of a window on its own, as a separate line naming it.)
     let seen = exact_shares(output(&out), &report.truth);
-    let twice = assert_no_share_lost(&seen, &report.truth, partitions);
+    let twice = assert_no_share_lost(&seen, &report.truth);
     assert!(
         twice.values().all(|n| *n == 0),
         "shares written twice: {twice:?}"

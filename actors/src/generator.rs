@@ -196,6 +196,11 @@ impl GroundTruth {
         }
     }
 
+    /// The partitions of the topic.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
     /// The window a valid frame belongs to. Written apart from the service's window code on
     /// purpose: the truth must not share its mistakes.
     fn window_of(&self, ts: f64) -> i64 {

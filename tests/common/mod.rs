@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -109,12 +111,35 @@ pub fn spawn_generator(
     .expect("generator thread")
 }
 
-/// Asserts every line is exact for the partitions it names (the generator keys uids to
+/// A ground truth split by window and partition.
+pub trait Shares {
+    /// (distinct uids, frames) of `partition` in the window starting at `window_start`.
+    fn share(&self, window_start: i64, partition: i32) -> (u64, u64);
+    /// Every (window start, partition) that has frames.
+    fn shares_with_frames(&self) -> Vec<(i64, i32)>;
+}
+
+impl Shares for GroundTruth {
+    fn share(&self, window_start: i64, partition: i32) -> (u64, u64) {
+        GroundTruth::share(self, window_start, partition)
+    }
+
+    fn shares_with_frames(&self) -> Vec<(i64, i32)> {
+        let partitions = self.partitions();
+        self.lines()
+            .iter()
+            .flat_map(|w| partitions.iter().map(move |p| (w.window_start, *p)))
+            .filter(|(w, p)| GroundTruth::share(self, *w, *p).1 > 0)
+            .collect()
+    }
+}
+
+/// Asserts every line is exact for the partitions it names (the producers key uids to
 /// partitions, so their shares add up) and counts how often each (window, partition) share
 /// was written.
 pub fn exact_shares(
     lines: impl IntoIterator<Item = WindowLine>,
-    truth: &GroundTruth,
+    truth: &impl Shares,
 ) -> BTreeMap<(i64, i32), u32> {
     let mut seen = BTreeMap::new();
     for line in lines {
@@ -135,25 +160,16 @@ pub fn exact_shares(
 /// how many shares were written more than once, by partition.
 pub fn assert_no_share_lost(
     seen: &BTreeMap<(i64, i32), u32>,
-    truth: &GroundTruth,
-    partitions: i32,
+    truth: &impl Shares,
 ) -> BTreeMap<i32, u32> {
     let mut duplicates = BTreeMap::new();
-    for window in truth.lines() {
-        for partition in 0..partitions {
-            if truth.share(window.window_start, partition).1 > 0 {
-                let times = seen
-                    .get(&(window.window_start, partition))
-                    .copied()
-                    .unwrap_or(0);
-                assert!(
-                    times >= 1,
-                    "window {} lost partition {partition}'s share",
-                    window.window_start
-                );
-                *duplicates.entry(partition).or_default() += times - 1;
-            }
-        }
+    for (window, partition) in truth.shares_with_frames() {
+        let times = seen.get(&(window, partition)).copied().unwrap_or(0);
+        assert!(
+            times >= 1,
+            "window {window} lost partition {partition}'s share"
+        );
+        *duplicates.entry(partition).or_default() += times - 1;
     }
     duplicates
 }

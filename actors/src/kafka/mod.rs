@@ -37,6 +37,8 @@ use crate::ports::EndOffsetProbe;
 
 /// How long metadata and committed-offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long committed offsets are asked for again while the group's coordinator is not ready.
+const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
 /// How long the watchdog's end-offset look-up may take per partition.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -320,6 +322,18 @@ pub fn committed_positions(
         .collect())
 }
 
+/// The coordinator errors that go away by asking again.
+fn coordinator_not_ready(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
+}
+
 fn read_committed(
     consumer: &BaseConsumer,
     kafka: &KafkaConfig,
@@ -329,12 +343,25 @@ fn read_committed(
     for partition in partitions {
         tpl.add_partition(&kafka.topic, *partition);
     }
-    let committed = consumer
-        .committed_offsets(tpl, LOOKUP_TIMEOUT)
-        .map_err(|source| AdapterError::Committed {
-            group: kafka.group.clone(),
-            source,
-        })?;
+    // A group's coordinator may not be ready yet: the first group on a cluster creates the
+    // offsets topic, and a coordinator that moved loads its partition first. Kafka answers
+    // NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS meanwhile.
+    let deadline = std::time::Instant::now() + COORDINATOR_WAIT;
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT) {
+            Ok(committed) => break committed,
+            Err(error) if coordinator_not_ready(&error) && std::time::Instant::now() < deadline => {
+                tracing::debug!(group = %kafka.group, %error, "Group coordinator not ready; asking again.");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(source) => {
+                return Err(AdapterError::Committed {
+                    group: kafka.group.clone(),
+                    source,
+                })
+            }
+        }
+    };
     Ok(committed
         .elements()
         .iter()
