@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use actors::config::Assignment;
-use common::real::{JavaTruth, RealKafka};
+use common::real::{JavaTruth, Member, RealKafka};
 use common::*;
 use kafka_actors::{Model, RunReport, Settings};
 
@@ -148,4 +148,161 @@ async fn compressed_topics_are_read_exactly_in_both_models() {
             until_end_is_exact(&kafka, &topic, 3, &truth, model).await;
         }
     }
+}
+
+/// Produces with the Java producer in the background.
+fn produce_live(
+    kafka: &RealKafka,
+    topic: &str,
+    args: &[&str],
+) -> std::thread::JoinHandle<JavaTruth> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kafka.produce(&topic, &args)
+    })
+}
+
+fn model_name(model: Model) -> &'static str {
+    match model {
+        Model::Partition => "partition",
+        Model::Group => "group",
+    }
+}
+
+/// Waits (up to a minute) until `member` has written `lines` window lines.
+fn wait_for_lines(member: &Member, lines: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while output(&member.out).len() < lines {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} wrote no {lines} lines: {}",
+            member.name,
+            member.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A service SIGKILLed mid-stream and started again: nothing lost, no partial line, and the
+/// only repeats are whole windows the killed process wrote after its last commit.
+fn sigkill_and_restart(model: Model) {
+    let test = format!("sigkill_and_restart_{}", model_name(model));
+    let Some(kafka) = RealKafka::get(&test) else {
+        return;
+    };
+    let topic = kafka.topic("sigkill", 4);
+    let group = unique("sigkill-group");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000"),
+        ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000"),
+    ];
+    let model_args = ["--model", model_name(model)];
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &[
+            "--frames",
+            "36000",
+            "--rate",
+            "3000",
+            "--event-rate",
+            "300",
+            "--bad-every",
+            "53",
+        ],
+    );
+    let mut first = Member::spawn(
+        &kafka,
+        "first",
+        dir.path(),
+        &topic,
+        &group,
+        &env,
+        &model_args,
+    );
+    // Mid-stream: once a few windows are written, while frames keep coming.
+    wait_for_lines(&first, 3);
+    first.kill();
+    let written_before_kill = output(&first.out);
+    assert!(
+        !written_before_kill.is_empty(),
+        "windows closed before the kill"
+    );
+    let mut second = Member::spawn(
+        &kafka,
+        "second",
+        dir.path(),
+        &topic,
+        &group,
+        &env,
+        &model_args,
+    );
+    let truth = producer.join().expect("producer");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    second.stop();
+    let mut last_args = model_args.to_vec();
+    last_args.push("--until-end");
+    let mut last = Member::spawn(&kafka, "last", dir.path(), &topic, &group, &env, &last_args);
+    let status = last.wait();
+    assert!(status.success(), "{}", last.log_text());
+
+    let mut lines = written_before_kill.clone();
+    lines.extend(output(&second.out));
+    lines.extend(output(&last.out));
+    for line in &lines {
+        assert_eq!(
+            line.partitions,
+            vec![0, 1, 2, 3],
+            "whole windows only: {line:?}"
+        );
+    }
+    let seen = exact_shares(lines, &truth);
+    let twice = assert_no_share_lost(&seen, &truth);
+    // Repeats: windows the first process wrote and did not commit before it died (one
+    // flush, which holds one window at this rate), each written once more, whole.
+    let repeated: Vec<i64> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|((w, _), n)| {
+            assert_eq!(*n, 2, "window {w} written {n} times");
+            *w
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let tail: Vec<i64> = written_before_kill
+        .iter()
+        .rev()
+        .take(repeated.len())
+        .map(|l| l.window_start)
+        .rev()
+        .collect();
+    assert_eq!(
+        repeated, tail,
+        "only the last windows written before the kill repeat"
+    );
+    assert!(
+        repeated.len() <= 1,
+        "at most one flush repeats: {repeated:?}"
+    );
+    eprintln!(
+        "{test}: {} windows, {} written before the kill, repeated after the restart: {} ({:?})",
+        truth.windows().len(),
+        written_before_kill.len(),
+        repeated.len(),
+        twice
+    );
+}
+
+#[test]
+fn sigkill_mid_stream_and_restart_loses_nothing_partition_model() {
+    sigkill_and_restart(Model::Partition);
+}
+
+#[test]
+fn sigkill_mid_stream_and_restart_loses_nothing_group_model() {
+    sigkill_and_restart(Model::Group);
 }

@@ -470,12 +470,34 @@ impl Handler<InjectInto> for GroupActor {
     }
 }
 
+/// Keeps and logs ownership changes: the one place they are logged, one line each, so a
+/// member's log (JSON with `log.format`) tells which partitions it owned when.
 fn record(history: &std::sync::Mutex<Vec<GroupRecord>>, events: impl Iterator<Item = GroupEvent>) {
     let at = SystemTime::now();
-    history
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .extend(events.map(|event| GroupRecord { at, event }));
+    let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
+    for event in events {
+        match event {
+            GroupEvent::Assigned {
+                partition,
+                start: StartOffset::At(offset),
+            } => tracing::info!(partition, start = offset, "Partition taken."),
+            GroupEvent::Assigned {
+                partition,
+                start: StartOffset::Reset,
+            } => tracing::info!(partition, start = "reset", "Partition taken."),
+            GroupEvent::Released {
+                partition,
+                committed: Some(offset),
+                lost,
+            } => tracing::info!(partition, committed = offset, lost, "Partition released."),
+            GroupEvent::Released {
+                partition,
+                committed: None,
+                lost,
+            } => tracing::info!(partition, lost, "Partition released."),
+        }
+        history.push(GroupRecord { at, event });
+    }
 }
 
 impl Handler<Leave> for GroupActor {

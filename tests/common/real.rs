@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The test cluster.
+#[derive(Clone)]
 pub struct RealKafka {
     /// Its bootstrap servers.
     pub bootstrap: String,
@@ -187,4 +188,232 @@ impl super::Shares for JavaTruth {
     fn shares_with_frames(&self) -> Vec<(i64, i32)> {
         self.shares.keys().copied().collect()
     }
+}
+
+/// A `kafka-actors run` in a process of its own, its windows in `out`, its JSON log in `log`.
+pub struct Member {
+    /// A name for messages.
+    pub name: String,
+    /// Its window lines.
+    pub out: PathBuf,
+    /// Its log (JSON lines).
+    pub log: PathBuf,
+    child: std::process::Child,
+}
+
+/// What a member's log says about ownership and commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// The member took `partition`, reading from `start` (None: the reset policy).
+    Taken { partition: i32, start: Option<i64> },
+    /// The member let `partition` go; `committed` is its last commit of it.
+    Released {
+        partition: i32,
+        committed: Option<i64>,
+        lost: bool,
+    },
+    /// The member committed these offsets.
+    Committed(Vec<(i32, i64)>),
+}
+
+/// A [`LogEvent`], when, and by whom.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// RFC 3339 time of the log line (sorts in time order).
+    pub at: String,
+    /// The member.
+    pub member: String,
+    /// What happened.
+    pub event: LogEvent,
+}
+
+impl Member {
+    /// Starts `kafka-actors run` on `topic` in `group` with `env` (KAFKA_ACTORS__… settings)
+    /// over the test defaults (10 s windows, 3 s lateness, 100 ms flushes, file sink).
+    pub fn spawn(
+        kafka: &RealKafka,
+        name: &str,
+        dir: &std::path::Path,
+        topic: &str,
+        group: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Member {
+        let out = dir.join(format!("{name}.jsonl"));
+        let log = dir.join(format!("{name}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors"));
+        command.current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("KAFKA_ACTORS__") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("RUST_LOG", "info,actors::kafka::committer=debug")
+            .env("KAFKA_ACTORS__LOG__FORMAT", "json")
+            .env("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "10")
+            .env("KAFKA_ACTORS__WINDOW__LATENESS_SECS", "3")
+            .env("KAFKA_ACTORS__WINDOW__IDLE_AFTER_MS", "2000")
+            .env("KAFKA_ACTORS__FLUSH__INTERVAL_MS", "100")
+            .env("KAFKA_ACTORS__PARTITION__POLL_TIMEOUT_MS", "50")
+            .env("KAFKA_ACTORS__METRICS__LOG_INTERVAL_MS", "0")
+            .env("KAFKA_ACTORS__SINK__KIND", "file")
+            .env("KAFKA_ACTORS__SINK__PATH", &out);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command
+            .args([
+                "run",
+                "--brokers",
+                &kafka.bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                group,
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = command.spawn().expect("start kafka-actors");
+        Member {
+            name: name.to_owned(),
+            out,
+            log,
+            child,
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the member.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    /// Waits for the member to exit and returns whether it succeeded.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for kafka-actors")
+    }
+
+    /// Stops the member with SIGTERM and asserts it drained and exited 0.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "{} exited with {status:?}: {}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    /// SIGKILLs the member.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        self.wait();
+    }
+
+    /// The member's log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Ownership changes and commits from the member's log, in order.
+    pub fn events(&self) -> Vec<Logged> {
+        let mut events = Vec::new();
+        for line in self.log_text().lines() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let fields = &value["fields"];
+            let at = value["timestamp"].as_str().unwrap_or_default().to_owned();
+            let partition = fields["partition"].as_i64().map(|p| p as i32);
+            let event = match (fields["message"].as_str(), partition) {
+                (Some("Partition taken."), Some(partition)) => LogEvent::Taken {
+                    partition,
+                    start: fields["start"].as_i64(),
+                },
+                (Some("Partition released."), Some(partition)) => LogEvent::Released {
+                    partition,
+                    committed: fields["committed"].as_i64(),
+                    lost: fields["lost"].as_bool().unwrap_or(false),
+                },
+                (Some("Committed."), _) => LogEvent::Committed(
+                    fields["offsets"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(|pair| {
+                            let (p, o) = pair.split_once(':').expect("partition:offset");
+                            (p.parse().unwrap(), o.parse().unwrap())
+                        })
+                        .collect(),
+                ),
+                _ => continue,
+            };
+            events.push(Logged {
+                at,
+                member: self.name.clone(),
+                event,
+            });
+        }
+        events
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks the members' logs together, in time order: every partition taken starts exactly at
+/// the last offset committed for it by anyone (so a revoked partition was committed before its
+/// new owner read it), and no member commits a partition it does not own. Returns the number
+/// of handovers (a partition taken after someone committed it).
+pub fn assert_ownership_and_commits(members: &[&Member]) -> u64 {
+    let mut events: Vec<Logged> = members.iter().flat_map(|m| m.events()).collect();
+    events.sort_by(|a, b| a.at.cmp(&b.at));
+    let mut owned: BTreeMap<String, std::collections::BTreeSet<i32>> = BTreeMap::new();
+    let mut last_commit: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut handovers = 0;
+    for logged in &events {
+        let mine = owned.entry(logged.member.clone()).or_default();
+        match &logged.event {
+            LogEvent::Taken { partition, start } => {
+                if let Some(commit) = last_commit.get(partition) {
+                    assert_eq!(
+                        *start,
+                        Some(*commit),
+                        "{} took partition {partition} at {:?}, not at its last commit {commit} ({})",
+                        logged.member,
+                        start,
+                        logged.at
+                    );
+                    handovers += 1;
+                }
+                mine.insert(*partition);
+            }
+            LogEvent::Released { partition, .. } => {
+                mine.remove(partition);
+            }
+            LogEvent::Committed(offsets) => {
+                for (partition, offset) in offsets {
+                    assert!(
+                        mine.contains(partition),
+                        "{} committed partition {partition} it does not own ({})",
+                        logged.member,
+                        logged.at
+                    );
+                    last_commit.insert(*partition, *offset);
+                }
+            }
+        }
+    }
+    handovers
 }

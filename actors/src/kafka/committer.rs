@@ -106,5 +106,13 @@ pub(super) fn commit_positions<C: ConsumerContext>(
         .map_err(|e| CommitError {
             retriable: retriable(&e),
             message: e.to_string(),
-        })
+        })?;
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let offsets: Vec<String> = positions
+            .iter()
+            .map(|p| format!("{}:{}", p.partition, p.offset))
+            .collect();
+        tracing::debug!(topic, offsets = %offsets.join(" "), "Committed.");
+    }
+    Ok(())
 }
