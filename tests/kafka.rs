@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use actors::config::Assignment;
-use common::real::{JavaTruth, Member, RealKafka};
+use common::real::{assert_ownership_and_commits, JavaTruth, LogEvent, Member, RealKafka};
 use common::*;
 use kafka_actors::{Model, RunReport, Settings};
 
@@ -305,4 +305,209 @@ fn sigkill_mid_stream_and_restart_loses_nothing_partition_model() {
 #[test]
 fn sigkill_mid_stream_and_restart_loses_nothing_group_model() {
     sigkill_and_restart(Model::Group);
+}
+
+/// Partitions `member` owned when its log ends (taken and not released).
+fn owned_at_end(member: &Member) -> std::collections::BTreeSet<i32> {
+    let mut owned = std::collections::BTreeSet::new();
+    for logged in member.events() {
+        match logged.event {
+            LogEvent::Taken { partition, .. } => {
+                owned.insert(partition);
+            }
+            LogEvent::Released { partition, .. } => {
+                owned.remove(&partition);
+            }
+            LogEvent::Committed(_) => {}
+        }
+    }
+    owned
+}
+
+/// Three group members in processes of their own while frames are produced live: one joins,
+/// one leaves gracefully, one is SIGKILLed and another joins; a last member reads to the end.
+fn group_churn(assignment: &str) {
+    let test = format!("group_churn_{assignment}");
+    let Some(kafka) = RealKafka::get(&test) else {
+        return;
+    };
+    let partitions = 6;
+    let topic = kafka.topic("churn", partitions);
+    let group = unique("churn-group");
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000"),
+        ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000"),
+        ("KAFKA_ACTORS__GROUP__ASSIGNMENT", assignment),
+    ];
+    let args = ["--model", "group"];
+    let spawn = |name: &str, args: &[&str]| {
+        Member::spawn(&kafka, name, dir.path(), &topic, &group, &env, args)
+    };
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &[
+            "--frames",
+            "66000",
+            "--rate",
+            "3000",
+            "--event-rate",
+            "300",
+            "--bad-every",
+            "97",
+        ],
+    );
+    let mut a = spawn("a", &args);
+    let mut b = spawn("b", &args);
+    wait_for_lines(&a, 1);
+    let mut c = spawn("c", &args);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    b.stop();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let killed = owned_at_end(&a);
+    a.kill();
+    assert!(!killed.is_empty(), "a owned partitions when it was killed");
+    let mut d = spawn("d", &args);
+    let truth = producer.join().expect("producer");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    c.stop();
+    d.stop();
+    let mut last_args = args.to_vec();
+    last_args.push("--until-end");
+    let mut e = spawn("e", &last_args);
+    let status = e.wait();
+    assert!(status.success(), "{}", e.log_text());
+
+    let members = [&a, &b, &c, &d, &e];
+    let lines: Vec<_> = members.iter().flat_map(|m| output(&m.out)).collect();
+    let seen = exact_shares(lines, &truth);
+    let duplicates = assert_no_share_lost(&seen, &truth);
+    let handovers = assert_ownership_and_commits(&members);
+    assert!(
+        handovers >= partitions as u64,
+        "partitions changed hands: {handovers}"
+    );
+    for (partition, twice) in &duplicates {
+        if killed.contains(partition) {
+            // The killed member's last flush (one window at this rate) may not have been
+            // committed: its new owner writes that share again.
+            assert!(
+                *twice <= 1,
+                "partition {partition} written {twice} extra times"
+            );
+        } else {
+            assert_eq!(
+                *twice, 0,
+                "partition {partition} moved only gracefully but repeated"
+            );
+        }
+    }
+    eprintln!(
+        "{test}: {} windows, {handovers} handovers, killed member owned {killed:?}, shares written twice by partition {duplicates:?}",
+        truth.windows().len()
+    );
+}
+
+#[test]
+fn group_members_join_leave_and_die_under_eager_range() {
+    group_churn("range");
+}
+
+#[test]
+fn group_members_join_leave_and_die_under_cooperative_sticky() {
+    group_churn("cooperative-sticky");
+}
+
+/// Ownership changes in `member`'s log.
+fn ownership_changes(member: &Member) -> Vec<LogEvent> {
+    member
+        .events()
+        .into_iter()
+        .map(|l| l.event)
+        .filter(|e| !matches!(e, LogEvent::Committed(_)))
+        .collect()
+}
+
+#[test]
+fn a_static_member_restarted_within_the_session_gets_its_partitions_back_without_a_rebalance() {
+    let test =
+        "a_static_member_restarted_within_the_session_gets_its_partitions_back_without_a_rebalance";
+    let Some(kafka) = RealKafka::get(test) else {
+        return;
+    };
+    let partitions = 4;
+    let topic = kafka.topic("static", partitions);
+    let group = unique("static-group");
+    let dir = tempfile::tempdir().unwrap();
+    let env = |id: &'static str| {
+        [
+            ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "20000"),
+            ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "5000"),
+            ("KAFKA_ACTORS__GROUP__INSTANCE_ID", id),
+        ]
+    };
+    let args = ["--model", "group"];
+    let spawn = |name: &str, id: &'static str, args: &[&str]| {
+        Member::spawn(&kafka, name, dir.path(), &topic, &group, &env(id), args)
+    };
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &["--frames", "45000", "--rate", "3000", "--event-rate", "300"],
+    );
+    let mut one = spawn("one", "member-one", &args);
+    let mut two = spawn("two", "member-two", &args);
+    // Settled: both own partitions and have written windows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while owned_at_end(&one).is_empty()
+        || owned_at_end(&two).is_empty()
+        || output(&two.out).is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the group did not settle"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let owned_before = owned_at_end(&one);
+    let two_before = ownership_changes(&two);
+    one.stop();
+    let mut again = spawn("one-again", "member-one", &args);
+    wait_for_lines(&again, 1);
+    let truth = producer.join().expect("producer");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+
+    assert_eq!(
+        owned_at_end(&again),
+        owned_before,
+        "the same partitions came back"
+    );
+    assert_eq!(
+        ownership_changes(&two),
+        two_before,
+        "the other member saw no rebalance"
+    );
+    again.stop();
+    two.stop();
+    let mut last = Member::spawn(
+        &kafka,
+        "last",
+        dir.path(),
+        &topic,
+        &group,
+        &[],
+        &["--model", "group", "--until-end"],
+    );
+    assert!(last.wait().success(), "{}", last.log_text());
+    let members = [&one, &two, &again, &last];
+    let lines: Vec<_> = members.iter().flat_map(|m| output(&m.out)).collect();
+    let seen = exact_shares(lines, &truth);
+    let duplicates = assert_no_share_lost(&seen, &truth);
+    assert!(
+        duplicates.values().all(|n| *n == 0),
+        "written twice: {duplicates:?}"
+    );
+    assert_ownership_and_commits(&members);
 }
