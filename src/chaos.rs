@@ -1,7 +1,9 @@
-//! `kafka-actors chaos`: fault scenarios on the embedded cluster while a data set with a known
-//! ground truth flows, each checked by an oracle that knows every (partition, offset) produced.
+//! `kafka-actors chaos`: fault scenarios on the embedded cluster, or on a real one
+//! (`--brokers`), while a data set with a known ground truth flows, each checked by an oracle
+//! that knows every (partition, offset) produced.
 //!
-//! One scenario, one model: a fresh 3-broker embedded cluster and topic; the generator produces
+//! One scenario, one model: a fresh 3-broker embedded cluster (or, on a real cluster, a fresh
+//! topic with replication factor 3), and a fresh topic; the generator produces
 //! live (about six seconds of data); the service runs against the cluster while the fault is
 //! injected; once the data is in, the service stops gracefully and a second run (the same
 //! group, `--until-end`) drains what is left, as an operator's restart would. Then:
@@ -100,6 +102,25 @@ impl Scenario {
     pub fn applies_to(self, model: Model) -> bool {
         self != Scenario::MemberChurn || model == Model::Group
     }
+
+    /// Whether the scenario can run on `target`: a real cluster has no request-level fault
+    /// injection, and broker faults need its control command.
+    pub fn runs_on(self, target: &Target) -> bool {
+        match target {
+            Target::Embedded => true,
+            Target::Brokers { control, .. } => match self {
+                Scenario::FetchErrors
+                | Scenario::CommitErrors
+                | Scenario::CommitErrorsFatal
+                | Scenario::Latency
+                | Scenario::LeaderFlap => false,
+                Scenario::LeaderMove | Scenario::BrokerDown | Scenario::AllBrokersDown => {
+                    control.is_some()
+                }
+                _ => true,
+            },
+        }
+    }
 }
 
 /// What to run.
@@ -111,6 +132,128 @@ pub struct ChaosOptions {
     pub out: PathBuf,
     /// The service's executable, for the SIGKILL scenario.
     pub executable: Option<PathBuf>,
+    /// Where the scenarios run.
+    pub target: Target,
+}
+
+/// The cluster the scenarios run on.
+#[derive(Debug, Clone, Default)]
+pub enum Target {
+    /// A fresh embedded cluster per scenario; every scenario runs.
+    #[default]
+    Embedded,
+    /// A real cluster. Broker faults need `control`: a command that takes `kill N`,
+    /// `restart N|all`, `kill all` and `move-leader TOPIC PARTITION N` (N a broker id), as
+    /// `tests/kafka/cluster` does; without it those scenarios are skipped. Faults that only the
+    /// embedded cluster can inject (request errors, latency) are skipped too.
+    Brokers {
+        /// Bootstrap servers.
+        brokers: String,
+        /// The broker control command.
+        control: Option<PathBuf>,
+    },
+}
+
+/// The cluster of one scenario run.
+enum ChaosCluster {
+    Embedded(Arc<EmbeddedCluster>),
+    Real {
+        brokers: String,
+        control: Option<PathBuf>,
+    },
+}
+
+impl ChaosCluster {
+    fn bootstrap(&self) -> &str {
+        match self {
+            ChaosCluster::Embedded(cluster) => cluster.bootstrap_servers(),
+            ChaosCluster::Real { brokers, .. } => brokers,
+        }
+    }
+
+    fn embedded(&self) -> Option<&EmbeddedCluster> {
+        match self {
+            ChaosCluster::Embedded(cluster) => Some(cluster),
+            ChaosCluster::Real { .. } => None,
+        }
+    }
+
+    /// Runs the control command (real clusters), logging a failure.
+    async fn control(&self, args: &[String]) -> bool {
+        let ChaosCluster::Real {
+            control: Some(control),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let (control, args) = (control.clone(), args.to_vec());
+        let status = blocking(move || {
+            std::process::Command::new(&control)
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .status()
+        })
+        .await;
+        match status {
+            Ok(Ok(status)) if status.success() => true,
+            other => {
+                tracing::error!(?other, "The broker control command failed.");
+                false
+            }
+        }
+    }
+
+    async fn move_leader(&self, topic: &str, partition: i32, to: i32) {
+        match self {
+            ChaosCluster::Embedded(cluster) => {
+                let _ = cluster.move_leader(topic, partition, to);
+            }
+            ChaosCluster::Real { .. } => {
+                self.control(&[
+                    "move-leader".into(),
+                    topic.into(),
+                    partition.to_string(),
+                    to.to_string(),
+                ])
+                .await;
+            }
+        }
+    }
+
+    async fn broker_down(&self, broker: Option<i32>) {
+        match (self, broker) {
+            (ChaosCluster::Embedded(cluster), Some(broker)) => {
+                let _ = cluster.broker_down(broker);
+            }
+            (ChaosCluster::Embedded(cluster), None) => {
+                for broker in 1..=3 {
+                    let _ = cluster.broker_down(broker);
+                }
+            }
+            (ChaosCluster::Real { .. }, broker) => {
+                let which = broker.map_or_else(|| "all".to_owned(), |b| b.to_string());
+                self.control(&["kill".into(), which]).await;
+            }
+        }
+    }
+
+    async fn broker_up(&self, broker: Option<i32>) {
+        match (self, broker) {
+            (ChaosCluster::Embedded(cluster), Some(broker)) => {
+                let _ = cluster.broker_up(broker);
+            }
+            (ChaosCluster::Embedded(cluster), None) => {
+                for broker in 1..=3 {
+                    let _ = cluster.broker_up(broker);
+                }
+            }
+            (ChaosCluster::Real { .. }, broker) => {
+                let which = broker.map_or_else(|| "all".to_owned(), |b| b.to_string());
+                self.control(&["restart".into(), which]).await;
+            }
+        }
+    }
 }
 
 /// The oracle's verdict on one scenario run with one model.
@@ -228,6 +371,7 @@ fn scenario_settings(
     brokers: &str,
     topic: &str,
     out: &Path,
+    real: bool,
 ) -> Settings {
     let mut s = base.clone();
     s.model = model;
@@ -272,8 +416,9 @@ fn scenario_settings(
     } else {
         1_000
     };
-    s.group.session_timeout_ms = 3_000;
-    s.group.revoke_timeout_ms = 2_000;
+    // Kafka refuses sessions below its group.min.session.timeout.ms (6 s by default).
+    s.group.session_timeout_ms = if real { 6_000 } else { 3_000 };
+    s.group.revoke_timeout_ms = if real { 3_000 } else { 2_000 };
     s.run.until_end = false;
     s.run.stop_after = String::new();
     s
@@ -301,21 +446,47 @@ pub async fn run_scenario(
     for file in [&out, &second] {
         let _ = std::fs::remove_file(file);
     }
-    let cluster = Arc::new(EmbeddedCluster::start(3)?);
-    let topic = format!("chaos-{name}-{}", std::process::id());
-    cluster.create_topic(&topic, PARTITIONS, 3)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let topic = format!("chaos-{name}-{}-{stamp}", std::process::id());
+    let cluster = Arc::new(match &options.target {
+        Target::Embedded => {
+            let cluster = EmbeddedCluster::start(3)?;
+            cluster.create_topic(&topic, PARTITIONS, 3)?;
+            ChaosCluster::Embedded(Arc::new(cluster))
+        }
+        Target::Brokers { brokers, control } => {
+            let kafka = KafkaConfig {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                ..KafkaConfig::default()
+            };
+            blocking(move || kafka::create_topic(&kafka, PARTITIONS, 3)).await??;
+            ChaosCluster::Real {
+                brokers: brokers.clone(),
+                control: control.clone(),
+            }
+        }
+    });
+    let real = cluster.embedded().is_none();
     let settings = scenario_settings(
         base,
         scenario,
         model,
-        cluster.bootstrap_servers(),
+        cluster.bootstrap(),
         &topic,
         &out,
+        real,
     );
     tracing::info!(scenario = %scenario.name(), model = model.as_str(), "Scenario starts.");
 
+    // About six seconds of data on the embedded cluster; twenty on a real one, where a broker
+    // fault takes longer (a killed broker's leaderships move once its session ends, a restart
+    // takes seconds) and must land while frames still flow.
+    let seconds = if real { 20 } else { 6 };
     let data = GeneratorConfig {
-        rate: (options.frames / 6).max(1),
+        rate: (options.frames / seconds).max(1),
         frames: options.frames,
         users: 2_000,
         jitter_secs: 3.0,
@@ -644,7 +815,7 @@ fn append_poison_tail(kafka: &KafkaConfig, ends: &mut BTreeMap<i32, i64>) -> Res
 async fn drive_fault(
     scenario: Scenario,
     supervisor: &Addr<RootSupervisor>,
-    cluster: &EmbeddedCluster,
+    cluster: &ChaosCluster,
     topic: &str,
     member_b: Option<Settings>,
     notes: &DriverNotes,
@@ -672,51 +843,69 @@ async fn drive_fault(
         }
         Scenario::LeaderMove => {
             let leader = leader_of(supervisor, TARGET).await;
-            let _ = cluster.move_leader(topic, TARGET, other_broker(leader));
+            cluster
+                .move_leader(topic, TARGET, other_broker(leader))
+                .await;
             Watch::Partition(TARGET)
         }
         Scenario::LeaderFlap => {
             let first = leader_of(supervisor, TARGET).await;
             let second = other_broker(first);
-            let _ = cluster.move_leader(topic, TARGET, second);
+            cluster.move_leader(topic, TARGET, second).await;
             // Recovery from the first move; then it flaps back and forth.
             let recovery = recovery(supervisor, Watch::Partition(TARGET), started).await;
             for to in [first, second, first] {
                 actix_rt::time::sleep(Duration::from_millis(1_200)).await;
-                let _ = cluster.move_leader(topic, TARGET, to);
+                cluster.move_leader(topic, TARGET, to).await;
             }
             return Some(recovery);
         }
         Scenario::BrokerDown => {
             let leader = leader_of(supervisor, TARGET).await;
             let leaders = supervisor.send(GetMetrics).await.ok()?.partitions;
-            let _ = cluster.broker_down(leader);
-            for (partition, metrics) in &leaders {
-                if metrics.leader == Some(leader) || *partition == TARGET {
-                    let _ = cluster.move_leader(topic, *partition, other_broker(leader));
+            cluster.broker_down(Some(leader)).await;
+            // The embedded cluster does not move leaders itself; Kafka elects new ones from
+            // the in-sync replicas once the broker's session ends.
+            if let Some(embedded) = cluster.embedded() {
+                for (partition, metrics) in &leaders {
+                    if metrics.leader == Some(leader) || *partition == TARGET {
+                        let _ = embedded.move_leader(topic, *partition, other_broker(leader));
+                    }
                 }
             }
             let recovery = recovery(supervisor, Watch::Partition(TARGET), started).await;
-            actix_rt::time::sleep(Duration::from_secs(3).saturating_sub(started.elapsed())).await;
-            let _ = cluster.broker_up(leader);
+            let down_for = if cluster.embedded().is_some() { 3 } else { 10 };
+            actix_rt::time::sleep(Duration::from_secs(down_for).saturating_sub(started.elapsed()))
+                .await;
+            cluster.broker_up(Some(leader)).await;
+            return Some(recovery);
+        }
+        Scenario::AllBrokersDown if cluster.embedded().is_none() => {
+            // The whole cluster stops and starts again (all nodes at once; the control
+            // command returns when they are registered).
+            cluster.broker_down(None).await;
+            actix_rt::time::sleep(Duration::from_secs(2)).await;
+            let (recovery, ()) = tokio::join!(
+                recovery(supervisor, Watch::Any, started),
+                cluster.broker_up(None)
+            );
             return Some(recovery);
         }
         Scenario::AllBrokersDown => {
-            for broker in 1..=3 {
-                let _ = cluster.broker_down(broker);
-            }
+            cluster.broker_down(None).await;
             actix_rt::time::sleep(Duration::from_secs(2)).await;
-            let _ = cluster.broker_up(1);
+            cluster.broker_up(Some(1)).await;
             let rest = async {
                 for broker in 2..=3 {
                     actix_rt::time::sleep(Duration::from_millis(1_500)).await;
-                    let _ = cluster.broker_up(broker);
+                    cluster.broker_up(Some(broker)).await;
                 }
             };
             let (recovery, ()) = tokio::join!(recovery(supervisor, Watch::Any, started), rest);
             return Some(recovery);
         }
         Scenario::FetchErrors => {
+            let cluster = cluster.embedded()?;
             let _ = cluster.fail_next(
                 BrokerRequest::Fetch,
                 &[
@@ -731,6 +920,7 @@ async fn drive_fault(
             Watch::Nothing
         }
         Scenario::CommitErrors => {
+            let cluster = cluster.embedded()?;
             let _ = cluster.fail_next(
                 BrokerRequest::OffsetCommit,
                 &[
@@ -743,6 +933,7 @@ async fn drive_fault(
             Watch::Nothing
         }
         Scenario::CommitErrorsFatal => {
+            let cluster = cluster.embedded()?;
             let _ = cluster.fail_next(
                 BrokerRequest::OffsetCommit,
                 &[BrokerError::GroupAuthorizationFailed; 3],
@@ -750,6 +941,7 @@ async fn drive_fault(
             Watch::Nothing
         }
         Scenario::Latency => {
+            let cluster = cluster.embedded()?;
             for broker in 1..=3 {
                 let _ = cluster.broker_latency(broker, Duration::from_millis(300));
             }
@@ -1088,6 +1280,10 @@ pub async fn chaos(
 ) -> Result<Vec<ScenarioResult>, RunError> {
     let mut results = Vec::new();
     for scenario in scenarios {
+        if !scenario.runs_on(&options.target) {
+            tracing::warn!(scenario = %scenario.name(), "Skipped: it cannot run on this cluster (broker faults need --control).");
+            continue;
+        }
         for model in models {
             if scenario.applies_to(*model) {
                 results.push(run_scenario(base, *scenario, *model, options).await?);

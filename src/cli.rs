@@ -22,7 +22,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run the partition model and the group model on the same data, side by side.
     Compare(CompareArgs),
-    /// Run fault scenarios on the embedded cluster and check them against the ground truth.
+    /// Run fault scenarios (on the embedded cluster, or a real one with --brokers) and check
+    /// them against the ground truth.
     Chaos(ChaosArgs),
 }
 
@@ -39,6 +40,15 @@ pub struct ChaosArgs {
     /// The model to run them with; both when not given.
     #[arg(long, value_enum)]
     pub model: Option<Model>,
+    /// Kafka bootstrap brokers: run on this cluster (a fresh topic per scenario, replication
+    /// factor 3) instead of the embedded one.
+    #[arg(long, value_name = "HOST:PORT[,..]")]
+    pub brokers: Option<String>,
+    /// With --brokers: a command that kills, restarts and moves leaders between brokers
+    /// (`CMD kill N|all`, `CMD restart N|all`, `CMD move-leader TOPIC PARTITION N`), such as
+    /// tests/kafka/cluster. Without it the broker-fault scenarios are skipped.
+    #[arg(long, value_name = "CMD", requires = "brokers")]
+    pub control: Option<PathBuf>,
     /// Frames of each scenario's data set (produced over about six seconds).
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
     pub frames: u64,

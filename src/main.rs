@@ -5,7 +5,7 @@ use clap::Parser;
 use kafka_actors::cli::{Cli, Command};
 use std::path::PathBuf;
 
-use kafka_actors::chaos::{chaos, ChaosOptions, Scenario};
+use kafka_actors::chaos::{chaos, ChaosOptions, Scenario, Target};
 use kafka_actors::compare::{compare, table, CompareOptions};
 use kafka_actors::settings::Model;
 use kafka_actors::settings::{self, Overrides, Settings, Sources};
@@ -90,6 +90,13 @@ fn main() -> anyhow::Result<()> {
                 frames: args.frames,
                 out: out.clone(),
                 executable: std::env::current_exe().ok(),
+                target: match &args.brokers {
+                    Some(brokers) => Target::Brokers {
+                        brokers: brokers.clone(),
+                        control: args.control.clone(),
+                    },
+                    None => Target::Embedded,
+                },
             };
             let models = match args.model {
                 Some(model) => vec![model],

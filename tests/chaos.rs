@@ -14,6 +14,7 @@ async fn check(scenario: Scenario, model: Model) {
         frames: 20_000,
         out: dir.path().to_owned(),
         executable: Some(env!("CARGO_BIN_EXE_kafka-actors").into()),
+        target: Default::default(),
     };
     let result = run_scenario(&Settings::default(), scenario, model, &options)
         .await

@@ -511,3 +511,59 @@ fn a_static_member_restarted_within_the_session_gets_its_partitions_back_without
     );
     assert_ownership_and_commits(&members);
 }
+
+#[actix::test]
+async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_counted() {
+    let test = "a_committed_position_that_retention_deleted_is_skipped_reported_and_counted";
+    let Some(kafka) = RealKafka::get(test) else {
+        return;
+    };
+    for model in [Model::Partition, Model::Group] {
+        let topic = kafka.topic("deleted", 1);
+        let truth = kafka.produce(&topic, &["--frames", "5000", "--event-rate", "100"]);
+        assert_eq!(truth.valid, 5_000);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("windows.jsonl");
+        let mut settings = real_settings(&kafka, &topic, &out, model);
+        settings.run.until_end = true;
+        // The group had read up to offset 100; then retention deleted everything below 2 000.
+        let mut committer = actors::kafka::KafkaCommitter::new(&settings.kafka).unwrap();
+        actors::ports::OffsetCommitter::commit(
+            &mut committer,
+            &[actors::ports::CommitPosition {
+                partition: 0,
+                offset: 100,
+                metadata: String::new(),
+            }],
+        )
+        .unwrap();
+        drop(committer);
+        actors::kafka::delete_records(&settings.kafka, 0, 2_000).unwrap();
+
+        let run = kafka_actors::run(settings.clone(), std::future::pending())
+            .await
+            .unwrap();
+
+        assert!(run.completed, "{model:?}");
+        let metrics = &run.summary.metrics;
+        assert_eq!(metrics.skipped_records, 1_900, "{model:?}");
+        assert_eq!(
+            metrics.skipped,
+            vec![actors::metrics::RecordsSkipped {
+                partition: 0,
+                from: 100,
+                to: 2_000
+            }],
+            "{model:?}"
+        );
+        assert_eq!(
+            metrics.frames, 3_000,
+            "{model:?}: read on from the log start"
+        );
+        assert_eq!(
+            committed(&settings.kafka, &[0]),
+            BTreeMap::from([(0, 5_000)]),
+            "{model:?}"
+        );
+    }
+}

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::frame::FrameChunk;
 use crate::metrics::{Flushed, FramesLate, MetricsActor};
-use crate::ports::{CommitPosition, OffsetCommitter};
+use crate::ports::{CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
 
@@ -134,6 +134,18 @@ pub enum BatchEvent {
     SinkFailed(String),
 }
 
+/// Which partitions a run to the end must cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Coverage {
+    /// The partitions this actor was given (the partition model assigns them all itself).
+    Known,
+    /// Group model: every partition of the topic, each consumed to its end here or by another
+    /// member (committed at its end offset). A member that owns only some partitions (another
+    /// member, or a former member whose session has not yet ended, holds the others) is not
+    /// done until the rest are accounted for; unknown until the first report.
+    Group(Option<GroupCoverage>),
+}
+
 /// Partitions to let go once flush number `.1` has finished, and where to answer.
 type ReleaseWaiter = (
     Vec<i32>,
@@ -195,6 +207,8 @@ pub struct BatchActor {
     supervisor: Option<Recipient<BatchEvent>>,
     /// Every partition of the topic, when a line must cover them all (unlabelled output).
     complete_only: Option<Vec<i32>>,
+    /// Which partitions must be consumed to their end before the run is complete.
+    coverage: Coverage,
 }
 
 impl BatchActor {
@@ -236,6 +250,7 @@ impl BatchActor {
             metrics,
             supervisor,
             complete_only: None,
+            coverage: Coverage::Known,
         }
     }
 
@@ -246,14 +261,29 @@ impl BatchActor {
         self
     }
 
+    /// Completes only once every partition of the topic is finished here or, as the group's
+    /// commits show, by another member (group model; see [`Coverage::Group`]).
+    #[must_use]
+    pub fn cover_group(mut self) -> Self {
+        self.coverage = Coverage::Group(None);
+        self
+    }
+
+    /// Every partition that must be consumed is: by this actor, or (group model) elsewhere.
+    fn covered(&self) -> bool {
+        match &self.coverage {
+            Coverage::Known => self.windows.partitions().next().is_some(),
+            Coverage::Group(None) => false,
+            Coverage::Group(Some(coverage)) => coverage.all.iter().all(|p| {
+                self.windows.is_finished(*p) || coverage.done_elsewhere.contains(p)
+            }),
+        }
+    }
+
     fn collect_closed(&mut self) {
         let closed = self.windows.advance(Instant::now());
         self.pending.extend(closed);
-        if self.close_at_end
-            && !self.completed
-            && self.windows.partitions().next().is_some()
-            && self.windows.all_finished()
-        {
+        if self.close_at_end && !self.completed && self.covered() && self.windows.all_finished() {
             let rest = self.windows.close_all();
             self.pending.extend(rest);
             self.completed = true;
@@ -485,6 +515,18 @@ impl Handler<Chunk> for BatchActor {
     }
 }
 
+impl Handler<GroupCoverage> for BatchActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: GroupCoverage, ctx: &mut Self::Context) {
+        if let Coverage::Group(coverage) = &mut self.coverage {
+            *coverage = Some(msg);
+            self.collect_closed();
+            self.maybe_flush(ctx);
+        }
+    }
+}
+
 impl Handler<AddPartitions> for BatchActor {
     type Result = ();
 
@@ -638,6 +680,64 @@ mod tests {
             None,
         )
         .start()
+    }
+
+    #[actix::test]
+    async fn a_group_member_at_its_end_completes_only_once_every_partition_is_accounted_for() {
+        // This member owns partition 0 of a 2-partition topic; partition 1 is held elsewhere.
+        let log = Log::default();
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        let batch = BatchActor::new(
+            &WindowConfig {
+                length_secs: 10,
+                lateness_secs: 0,
+                idle_after_ms: 60_000,
+            },
+            FlushConfig {
+                max_frames: 1_000_000,
+                interval_ms: 20,
+            },
+            &[PartitionStart {
+                partition: 0,
+                next_offset: Some(0),
+                closed_below: None,
+            }],
+            Box::new(FakeSink(log.clone())),
+            Box::new(FakeCommitter(log.clone(), 0)),
+            true,
+            metrics,
+            None,
+        )
+        .cover_group()
+        .start();
+        let mut done = chunk(0, &[(0, 100.0, "a")], 1);
+        done.at_end = true;
+        done.finished = true;
+        batch.send(done).await.unwrap();
+        let settle = || actix_rt::time::sleep(Duration::from_millis(100));
+        settle().await;
+        assert!(log.events().is_empty(), "coverage not known yet: {:?}", log.events());
+        batch
+            .send(GroupCoverage {
+                all: vec![0, 1],
+                done_elsewhere: vec![],
+            })
+            .await
+            .unwrap();
+        settle().await;
+        assert!(log.events().is_empty(), "partition 1 not consumed: {:?}", log.events());
+        batch
+            .send(GroupCoverage {
+                all: vec![0, 1],
+                done_elsewhere: vec![1],
+            })
+            .await
+            .unwrap();
+        settle().await;
+        assert_eq!(
+            log.events(),
+            vec![Event::Write(vec![100]), commit(&[(0, 1)], "kafka-actors:wm=110")]
+        );
     }
 
     #[actix::test]

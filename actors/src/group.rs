@@ -32,6 +32,7 @@ use crate::partition::{
     EndAt, EndPolicy, InjectFault, PartitionActor, PartitionFault, PartitionOutputs, StopIntake,
 };
 use crate::ports::{
+    CoverageProbe,
     AssignedPartition, GroupMembership, RebalanceListener, SourceFactory, StartOffset,
 };
 use crate::supervisor::{rewind_partition, stop_partition_actor, RunningPartition};
@@ -259,7 +260,37 @@ impl Actor for GroupActor {
         if let Some(membership) = self.membership.as_mut() {
             self.sources = Some(membership.sources());
             membership.start();
+            if self.end != EndPolicy::Never {
+                let probe = membership.coverage();
+                ctx.run_interval(COVERAGE_INTERVAL, move |act, ctx| {
+                    act.report_coverage(probe.clone(), ctx);
+                });
+            }
         }
+    }
+}
+
+/// How often a member running to the end asks what the group has consumed.
+const COVERAGE_INTERVAL: Duration = Duration::from_millis(500);
+
+impl GroupActor {
+    /// Asks the group which partitions it owns elsewhere at their end and tells the batch
+    /// actor, which completes only once every partition is accounted for.
+    fn report_coverage(&mut self, probe: CoverageProbe, ctx: &mut Context<Self>) {
+        if self.membership.is_none() {
+            return;
+        }
+        let owned: Vec<i32> = self.partitions.keys().copied().collect();
+        let batch = self.batch.clone();
+        let ask = actix_rt::task::spawn_blocking(move || probe(&owned));
+        ctx.spawn(
+            async move {
+                if let Ok(Some(coverage)) = ask.await {
+                    batch.do_send(coverage);
+                }
+            }
+            .into_actor(self),
+        );
     }
 }
 

@@ -41,6 +41,19 @@ pub struct ChunkProcessed {
     pub high_watermark: Option<i64>,
 }
 
+/// A partition's position had left the log, and the reader moved on as
+/// `kafka.auto_offset_reset` says, passing over `[from, to)` unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message, Serialize)]
+#[rtype(result = "()")]
+pub struct RecordsSkipped {
+    /// The partition.
+    pub partition: i32,
+    /// The first offset passed over.
+    pub from: i64,
+    /// Where reading went on.
+    pub to: i64,
+}
+
 /// The batch actor found frames of windows that had already closed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -201,6 +214,11 @@ pub struct MetricsSnapshot {
     pub restart_log: Vec<RestartRecord>,
     /// Every partition leader change seen, oldest first.
     pub leader_changes: Vec<crate::leaders::LeaderChange>,
+    /// Records passed over unread because retention deleted them first (or, with
+    /// `kafka.auto_offset_reset = latest`, everything up to the end at that moment).
+    pub skipped_records: u64,
+    /// Every range passed over, oldest first.
+    pub skipped: Vec<RecordsSkipped>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -276,6 +294,7 @@ pub struct MetricsActor {
     last_summary: (Instant, u64),
     restart_log: Vec<RestartRecord>,
     leaders: Option<std::sync::Arc<crate::leaders::LeaderBoard>>,
+    skipped: Vec<RecordsSkipped>,
 }
 
 impl MetricsActor {
@@ -303,6 +322,7 @@ impl MetricsActor {
             last_summary: (now, 0),
             restart_log: Vec::new(),
             leaders: None,
+            skipped: Vec::new(),
         }
     }
 
@@ -389,6 +409,8 @@ impl MetricsActor {
             watchdog_recoveries: self.restart_log.iter().filter(|r| r.watchdog).count() as u64,
             restart_log: self.restart_log.clone(),
             leader_changes,
+            skipped_records: self.skipped.iter().map(|s| (s.to - s.from) as u64).sum(),
+            skipped: self.skipped.clone(),
         }
     }
 
@@ -472,6 +494,21 @@ impl Handler<ChunkProcessed> for MetricsActor {
             self.first_frame.get_or_insert(now);
             self.last_frame = Some(now);
         }
+    }
+}
+
+impl Handler<RecordsSkipped> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecordsSkipped, _: &mut Self::Context) {
+        tracing::error!(
+            partition = msg.partition,
+            from = msg.from,
+            to = msg.to,
+            records = msg.to - msg.from,
+            "Records were deleted from the log before they were read; reading goes on at `to` (kafka.auto_offset_reset). Their frames are missing from the results."
+        );
+        self.skipped.push(msg);
     }
 }
 

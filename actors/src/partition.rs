@@ -24,7 +24,7 @@ use actix::prelude::*;
 use crate::batch::Chunk;
 use crate::config::PartitionConfig;
 use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
-use crate::metrics::ChunkProcessed;
+use crate::metrics::{ChunkProcessed, RecordsSkipped};
 use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
 use crate::window::AT_END_HEARTBEAT;
 
@@ -123,6 +123,8 @@ pub struct PartitionOutputs {
     pub batch: Recipient<Chunk>,
     /// The metrics actor.
     pub metrics: Recipient<ChunkProcessed>,
+    /// The metrics actor, for ranges passed over unread.
+    pub skipped: Recipient<RecordsSkipped>,
     /// Told when the partition fails.
     pub supervisor: Recipient<PartitionExited>,
 }
@@ -359,6 +361,13 @@ impl PartitionActor {
         }
         self.leader_unreachable = status.leader_unreachable;
         self.next_offset = status.next_offset.max(self.next_offset);
+        if let Some((from, to)) = status.skipped {
+            self.outputs.skipped.do_send(RecordsSkipped {
+                partition: self.partition,
+                from,
+                to,
+            });
+        }
         if status.records > 0 {
             self.outputs.metrics.do_send(ChunkProcessed {
                 partition: self.partition,
@@ -554,6 +563,7 @@ mod tests {
                 next_offset: self.next,
                 high_watermark: self.next,
                 leader_unreachable: self.unreachable.load(Ordering::Relaxed),
+                ..PollStatus::default()
             })
         }
     }
@@ -562,6 +572,7 @@ mod tests {
     struct Collected {
         chunks: Vec<Chunk>,
         metrics: Vec<ChunkProcessed>,
+        skipped: Vec<RecordsSkipped>,
         failures: Vec<PartitionExited>,
     }
 
@@ -579,6 +590,12 @@ mod tests {
         type Result = ();
         fn handle(&mut self, msg: ChunkProcessed, _: &mut Self::Context) {
             self.0.lock().unwrap().metrics.push(msg);
+        }
+    }
+    impl Handler<RecordsSkipped> for Collector {
+        type Result = ();
+        fn handle(&mut self, msg: RecordsSkipped, _: &mut Self::Context) {
+            self.0.lock().unwrap().skipped.push(msg);
         }
     }
     impl Handler<PartitionExited> for Collector {
@@ -614,6 +631,7 @@ mod tests {
         let outputs = PartitionOutputs {
             batch: collector.clone().recipient(),
             metrics: collector.clone().recipient(),
+            skipped: collector.clone().recipient(),
             supervisor: collector.recipient(),
         };
         let limits = FrameLimits {

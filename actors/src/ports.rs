@@ -29,6 +29,10 @@ pub struct PollStatus {
     /// knows no leader): records produced meanwhile cannot be seen, so being at the end is not
     /// known either.
     pub leader_unreachable: bool,
+    /// The position had left the log (retention deleted records before they were read) and
+    /// the reader moved on as `kafka.auto_offset_reset` says: the offsets `[from, to)` were
+    /// passed over unread.
+    pub skipped: Option<(i64, i64)>,
 }
 
 /// How far a partition failure reaches.
@@ -136,6 +140,24 @@ pub trait GroupMembership: Send + 'static {
 
     /// Leaves the group (revoking every partition through the listener) and stops. Blocks.
     fn leave(&mut self);
+
+    /// Tells, for `--until-end`, what the group as a whole has consumed; see [`CoverageProbe`].
+    fn coverage(&self) -> CoverageProbe;
+}
+
+/// The topic's partitions, and which of those not in `owned` the group has committed up to
+/// their end (another member consumed them to the end); `None` when that cannot be looked up
+/// now. Blocks.
+pub type CoverageProbe = Arc<dyn Fn(&[i32]) -> Option<GroupCoverage> + Send + Sync>;
+
+/// See [`CoverageProbe`].
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct GroupCoverage {
+    /// Every partition of the topic.
+    pub all: Vec<i32>,
+    /// Partitions not owned here that the group has committed at their end offset.
+    pub done_elsewhere: Vec<i32>,
 }
 
 /// Looks up the current end offset (high watermark) of partitions; partitions it cannot learn

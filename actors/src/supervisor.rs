@@ -370,6 +370,7 @@ impl Actor for RootSupervisor {
             })
             .collect();
         let close_at_end = spec.end != EndPolicy::Never;
+        let cover_group = close_at_end && matches!(spec.intake, Intake::Group { .. });
         let batch = {
             let (window, flush, sink, committer) = (
                 spec.window.clone(),
@@ -390,15 +391,21 @@ impl Actor for RootSupervisor {
                     metrics,
                     Some(supervisor),
                 );
-                match complete_only {
+                let actor = match complete_only {
                     Some(all) => actor.complete_only(all),
                     None => actor,
+                };
+                if cover_group {
+                    actor.cover_group()
+                } else {
+                    actor
                 }
             })
         };
         let outputs = PartitionOutputs {
             batch: batch.clone().recipient(),
             metrics: metrics.clone().recipient(),
+            skipped: metrics.clone().recipient(),
             supervisor: ctx.address().recipient(),
         };
         match spec.intake {

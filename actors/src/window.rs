@@ -253,6 +253,11 @@ impl Windows {
         }
     }
 
+    /// True when `partition` is known here and finished.
+    pub fn is_finished(&self, partition: i32) -> bool {
+        self.partitions.get(&partition).is_some_and(|p| p.finished)
+    }
+
     /// True when every partition is finished.
     pub fn all_finished(&self) -> bool {
         self.partitions.values().all(|p| p.finished)

@@ -67,6 +67,11 @@ impl RealKafka {
         }
     }
 
+    /// The control command (`tests/kafka/cluster`) for this cluster.
+    pub fn control_command(&self) -> PathBuf {
+        script()
+    }
+
     /// Runs `tests/kafka/cluster ARGS` and returns its standard output.
     pub fn control(&self, args: &[&str]) -> String {
         let output = Command::new(script())

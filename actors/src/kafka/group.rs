@@ -26,11 +26,11 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::committer::commit_positions;
-use super::reader::{reader_defaults, PartitionReader};
+use super::reader::{reader_defaults, reset_offset, PartitionReader};
 use super::{consumer_config, observe_leaders, AdapterError, LeaderStats, LOOKUP_TIMEOUT};
-use crate::config::{GroupConfig, KafkaConfig};
+use crate::config::{GroupConfig, KafkaConfig, OffsetReset};
 use crate::ports::{
-    AssignedPartition, CommitError, CommitPosition, FailureKind, FrameSource, GroupMembership,
+    AssignedPartition, CommitError, CommitPosition, CoverageProbe, FailureKind, GroupCoverage, FrameSource, GroupMembership,
     OffsetCommitter, RebalanceListener, SourceError, SourceFactory, StartOffset,
 };
 
@@ -41,6 +41,8 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct GroupContext {
     listener: Arc<dyn RebalanceListener>,
     topic: String,
+    /// Where partitions without a commit start.
+    reset: OffsetReset,
     /// The consumer itself, to split queues from inside the rebalance callback.
     consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
     pub(super) leaders: Option<LeaderStats>,
@@ -97,6 +99,14 @@ impl GroupContext {
             }
             Err(error) => {
                 tracing::warn!(%error, "Cannot read committed offsets at assignment; librdkafka looks them up itself.");
+            }
+        }
+        // Without a commit, start where `kafka.auto_offset_reset` says, explicitly (the client's
+        // own reset policy is `error`; see `consumer_config`).
+        for a in &assigned {
+            if a.start == StartOffset::Reset {
+                let _ =
+                    tpl.set_partition_offset(&self.topic, a.partition, reset_offset(self.reset));
             }
         }
         // Split every partition's queue before it is assigned, so no record of it is ever
@@ -160,6 +170,7 @@ pub struct GroupConsumer {
     stop: Arc<AtomicBool>,
     driver: Option<JoinHandle<()>>,
     static_member: bool,
+    reset: OffsetReset,
 }
 
 impl GroupConsumer {
@@ -190,6 +201,7 @@ impl GroupConsumer {
         }
         let context = GroupContext {
             listener,
+            reset: kafka.auto_offset_reset,
             topic: kafka.topic.clone(),
             consumer: OnceLock::new(),
             leaders: leaders.cloned(),
@@ -215,6 +227,7 @@ impl GroupConsumer {
             stop: Arc::new(AtomicBool::new(false)),
             driver: None,
             static_member: !group.instance_id.is_empty(),
+            reset: kafka.auto_offset_reset,
         })
     }
 
@@ -272,13 +285,46 @@ fn drive(consumer: Arc<BaseConsumer<GroupContext>>, stop: Arc<AtomicBool>, stati
 }
 
 impl GroupMembership for GroupConsumer {
-    fn sources(&self) -> SourceFactory {
+    fn coverage(&self) -> CoverageProbe {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        Arc::new(move |owned: &[i32]| {
+            let all = super::read_partition_ids_with(&*consumer, &topic).ok()?;
+            let others: Vec<i32> = all.iter().copied().filter(|p| !owned.contains(p)).collect();
+            let mut done_elsewhere = Vec::new();
+            if !others.is_empty() {
+                let mut tpl = TopicPartitionList::with_capacity(others.len());
+                for partition in &others {
+                    tpl.add_partition(&topic, *partition);
+                }
+                let committed = consumer.committed_offsets(tpl, LOOKUP_TIMEOUT).ok()?;
+                for element in committed.elements() {
+                    let Offset::Offset(offset) = element.offset() else {
+                        continue;
+                    };
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, element.partition(), LOOKUP_TIMEOUT)
+                        .ok()?;
+                    if offset >= high {
+                        done_elsewhere.push(element.partition());
+                    }
+                }
+            }
+            Some(GroupCoverage {
+                all,
+                done_elsewhere,
+            })
+        })
+    }
+
+    fn sources(&self) -> SourceFactory {
+        let (consumer, topic, reset) = (self.consumer.clone(), self.topic.clone(), self.reset);
         Arc::new(move |partition, start| {
             let reader =
-                PartitionReader::split(&consumer, &topic, partition).map_err(|e| SourceError {
-                    kind: FailureKind::Fatal,
-                    message: e.to_string(),
+                PartitionReader::split(&consumer, &topic, partition, reset).map_err(|e| {
+                    SourceError {
+                        kind: FailureKind::Fatal,
+                        message: e.to_string(),
+                    }
                 })?;
             // The assignment positioned the partition; a restarted reader must go back to the
             // commit it resumes from, and records fetched for the old reader (still in the

@@ -140,7 +140,6 @@ fn consumer_config(
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", kafka.brokers.trim());
     config.set("client.id", client_id);
-    config.set("auto.offset.reset", kafka.auto_offset_reset.as_str());
     config.set(RECONNECT_BACKOFF_MAX.0, RECONNECT_BACKOFF_MAX.1);
     for (key, value) in defaults {
         config.set(*key, value);
@@ -152,6 +151,11 @@ fn consumer_config(
     config.set("enable.auto.commit", "false");
     config.set("enable.auto.offset.store", "false");
     config.set("enable.partition.eof", "true");
+    // Positions are always explicit; a position that left the log (retention deleted it
+    // before it was read) comes back as an error, and the reader applies
+    // `kafka.auto_offset_reset` itself, so the skipped range is reported and counted rather
+    // than only logged by librdkafka.
+    config.set("auto.offset.reset", "error");
     config
 }
 
@@ -267,6 +271,14 @@ pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
 }
 
 fn read_partition_ids(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, AdapterError> {
+    read_partition_ids_with(consumer, topic)
+}
+
+/// [`read_partition_ids`] through any consumer.
+pub(crate) fn read_partition_ids_with<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, AdapterError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
         .map_err(|source| AdapterError::Metadata {
@@ -414,6 +426,44 @@ pub fn create_topic(
                     source: KafkaError::AdminOp(code),
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the records of `partition` of `kafka.topic` below `before` (as retention would), for
+/// tests and fault scenarios.
+///
+/// # Errors
+/// If the cluster refuses.
+pub fn delete_records(
+    kafka: &KafkaConfig,
+    partition: i32,
+    before: i64,
+) -> Result<(), AdapterError> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let topic = kafka.topic.as_str();
+    let failed = |source| AdapterError::Metadata {
+        topic: topic.to_owned(),
+        source,
+    };
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka, "kafka-actors-admin")
+        .create()
+        .map_err(|source| AdapterError::CreateClient {
+            role: "admin",
+            source,
+        })?;
+    let mut offsets = TopicPartitionList::with_capacity(1);
+    offsets
+        .add_partition_offset(topic, partition, Offset::Offset(before))
+        .map_err(failed)?;
+    let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
+    let result =
+        futures::executor::block_on(admin.delete_records(&offsets, &options)).map_err(failed)?;
+    for element in result.elements() {
+        if let Err(error) = element.error() {
+            return Err(failed(error));
         }
     }
     Ok(())

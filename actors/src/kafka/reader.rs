@@ -33,6 +33,16 @@ pub(super) fn reader_defaults(prefetch: u64) -> [(&'static str, String); 3] {
     ]
 }
 
+/// Where `kafka.auto_offset_reset` starts a partition without a position. With `error` there is
+/// no position, and librdkafka (whose own policy is `error`) reports it.
+pub(super) fn reset_offset(reset: OffsetReset) -> Offset {
+    match reset {
+        OffsetReset::Earliest => Offset::Beginning,
+        OffsetReset::Latest => Offset::End,
+        OffsetReset::Error => Offset::Invalid,
+    }
+}
+
 /// Client callbacks of a reader. librdkafka reports consume errors twice: as a client error and
 /// through `poll`. The partition actor handles (and rate-limits) the second, so the first is
 /// only traced at debug level; partition EOF, which is not an error here, not at all.
@@ -87,6 +97,29 @@ impl Records {
         }
     }
 
+    fn watermarks(&self, topic: &str, partition: i32) -> KafkaResult<(i64, i64)> {
+        match self {
+            Records::Own(consumer) => {
+                consumer.fetch_watermarks(topic, partition, super::LOOKUP_TIMEOUT)
+            }
+            Records::Split { consumer, .. } => {
+                consumer.fetch_watermarks(topic, partition, super::LOOKUP_TIMEOUT)
+            }
+        }
+    }
+
+    fn seek(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
+        let offset = Offset::Offset(offset);
+        match self {
+            Records::Own(consumer) => {
+                consumer.seek(topic, partition, offset, super::LOOKUP_TIMEOUT)
+            }
+            Records::Split { consumer, .. } => {
+                consumer.seek(topic, partition, offset, super::LOOKUP_TIMEOUT)
+            }
+        }
+    }
+
     fn native_ptr(&self) -> *mut rdkafka::bindings::rd_kafka_t {
         match self {
             Records::Own(consumer) => consumer.client().native_ptr(),
@@ -103,6 +136,8 @@ pub struct PartitionReader {
     next_offset: Option<i64>,
     /// An error met after some records of a poll were read: reported by the next poll.
     pending_error: Option<SourceError>,
+    /// Where to go when the position has left the log.
+    reset: OffsetReset,
 }
 
 impl PartitionReader {
@@ -132,12 +167,7 @@ impl PartitionReader {
             })?;
         let offset = match start {
             StartOffset::At(offset) => Offset::Offset(offset),
-            StartOffset::Reset => match kafka.auto_offset_reset {
-                OffsetReset::Earliest => Offset::Beginning,
-                OffsetReset::Latest => Offset::End,
-                // No explicit position: librdkafka applies `auto.offset.reset=error` itself.
-                OffsetReset::Error => Offset::Invalid,
-            },
+            StartOffset::Reset => reset_offset(kafka.auto_offset_reset),
         };
         // Learn the partition's leader first: an offset query (earliest/latest) that finds no
         // leader is retried only after a fixed 500 ms in librdkafka.
@@ -164,6 +194,7 @@ impl PartitionReader {
                 StartOffset::Reset => None,
             },
             pending_error: None,
+            reset: kafka.auto_offset_reset,
         })
     }
 
@@ -176,6 +207,7 @@ impl PartitionReader {
         consumer: &Arc<BaseConsumer<GroupContext>>,
         topic: &str,
         partition: i32,
+        reset: OffsetReset,
     ) -> Result<Self, AdapterError> {
         let queue = consumer
             .split_partition_queue(topic, partition)
@@ -191,7 +223,42 @@ impl PartitionReader {
             partition,
             next_offset: None,
             pending_error: None,
+            reset,
         })
+    }
+
+    /// The position left the log before it was read (retention deleted it): go where
+    /// `kafka.auto_offset_reset` says and return the range passed over, `[from, to)`. With
+    /// `error`, or when the partition's bounds cannot be read, reading cannot go on.
+    fn reset_out_of_range(&mut self, error: &KafkaError) -> Result<(i64, i64), SourceError> {
+        let partition = self.partition;
+        let permanent = |message: String| SourceError {
+            kind: FailureKind::Permanent,
+            message,
+        };
+        let topic = self.topic.to_string_lossy().into_owned();
+        let (low, high) = self.records.watermarks(&topic, partition).map_err(|e| SourceError {
+            kind: FailureKind::Fatal,
+            message: format!("partition {partition}: the position left the log ({error}) and its bounds cannot be read: {e}"),
+        })?;
+        let from = self.next_offset.unwrap_or(low);
+        let to = match self.reset {
+            OffsetReset::Earliest => low,
+            OffsetReset::Latest => high,
+            OffsetReset::Error => {
+                return Err(permanent(format!(
+                    "partition {partition}: offset {from} is no longer in the log (it starts at {low}) and kafka.auto_offset_reset = error"
+                )))
+            }
+        };
+        self.records
+            .seek(&topic, partition, to)
+            .map_err(|e| SourceError {
+                kind: FailureKind::Fatal,
+                message: format!("partition {partition}: cannot move to offset {to}: {e}"),
+            })?;
+        self.next_offset = Some(to);
+        Ok((from, to.max(from)))
     }
 
     /// The high watermark from the last fetch response, without a broker round trip. (Some
@@ -265,6 +332,21 @@ impl FrameSource for PartitionReader {
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     status.at_end = true;
                     break;
+                }
+                Some(Err(error))
+                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) =>
+                {
+                    match self.reset_out_of_range(&error) {
+                        Ok(skipped) => {
+                            status.skipped = Some(skipped);
+                            break;
+                        }
+                        Err(error) if status.records == 0 => return Err(error),
+                        Err(error) => {
+                            self.pending_error = Some(error);
+                            break;
+                        }
+                    }
                 }
                 Some(Err(error)) => {
                     let error = source_error(self.partition, &error);

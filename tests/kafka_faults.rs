@@ -1,0 +1,67 @@
+//! Broker faults on the Apache Kafka test cluster (`tests/kafka/cluster start`), judged by the
+//! chaos oracle (`kafka_actors::chaos`): a broker leading the watched partition SIGKILLed
+//! mid-stream (Kafka elects new leaders from the in-sync replicas) and restarted, a leader
+//! moved by reassignment and preferred-leader election, and the whole cluster killed and
+//! started again. Both models; each must lose nothing, write every window exactly, never
+//! commit ahead of durable output, commit to the end, and report its recovery time. The tests
+//! take turns (they stop brokers everyone shares) and leave every node running.
+
+mod common;
+
+use std::sync::Mutex;
+
+use common::real::RealKafka;
+use kafka_actors::chaos::{run_scenario, ChaosOptions, Scenario, Target};
+use kafka_actors::settings::Model;
+use kafka_actors::Settings;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+async fn check(scenario: Scenario, model: Model) {
+    let name = format!("{}_{}", scenario.name(), model.as_str());
+    let Some(kafka) = RealKafka::get(&name) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let options = ChaosOptions {
+        frames: 30_000,
+        out: dir.path().to_owned(),
+        executable: Some(env!("CARGO_BIN_EXE_kafka-actors").into()),
+        target: Target::Brokers {
+            brokers: kafka.bootstrap.clone(),
+            control: Some(kafka.control_command()),
+        },
+    };
+    let result = run_scenario(&Settings::default(), scenario, model, &options).await;
+    // Whatever happened, every node runs again for the next test.
+    kafka.control(&["restart", "all"]);
+    let result = result.unwrap();
+    eprintln!("{name}: {result:?}");
+    if !result.passed {
+        eprintln!("output kept in {}", dir.keep().display());
+    }
+    assert_eq!(result.lost, 0, "{result:?}");
+    assert!(result.windows_correct, "{result:?}");
+    assert_eq!(result.max_committed_ahead, 0, "{result:?}");
+    assert!(result.committed_to_end, "{result:?}");
+    assert!(result.problems.is_empty(), "{:?}", result.problems);
+    assert!(result.recovery_ms.is_some(), "recovery measured: {result:?}");
+    assert!(result.passed);
+}
+
+macro_rules! scenario {
+    ($name:ident, $scenario:ident, $model:ident) => {
+        #[actix::test]
+        async fn $name() {
+            check(Scenario::$scenario, Model::$model).await;
+        }
+    };
+}
+
+scenario!(leader_broker_killed_partition_model, BrokerDown, Partition);
+scenario!(leader_broker_killed_group_model, BrokerDown, Group);
+scenario!(leader_moved_by_reassignment_partition_model, LeaderMove, Partition);
+scenario!(leader_moved_by_reassignment_group_model, LeaderMove, Group);
+scenario!(whole_cluster_restarted_partition_model, AllBrokersDown, Partition);
+scenario!(whole_cluster_restarted_group_model, AllBrokersDown, Group);
