@@ -40,6 +40,8 @@ use crate::{blocking, run, run_with, RunError};
 const PARTITIONS: i32 = 4;
 /// The partition that faults aimed at one partition hit.
 const TARGET: i32 = 0;
+/// How long a recovery is waited for, from the fault.
+const RECOVERY_WAIT: Duration = Duration::from_secs(60);
 /// When the fault is injected, after the service started.
 const FAULT_AT: Duration = Duration::from_millis(2_500);
 
@@ -552,6 +554,7 @@ pub async fn run_scenario(
     } else {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
         let seen = notes.clone();
+        let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel::<()>();
         let driver = {
             let (cluster, topic) = (cluster.clone(), topic.clone());
             let member_b = (scenario == Scenario::MemberChurn).then(|| {
@@ -560,15 +563,19 @@ pub async fn run_scenario(
                 b
             });
             actix_rt::spawn(async move {
+                let _done = driver_done_tx;
                 let supervisor = addr_rx.await.ok()?;
                 actix_rt::time::sleep(FAULT_AT).await;
                 drive_fault(scenario, &supervisor, &cluster, &topic, member_b, &seen).await
             })
         };
+        // The service stops once the data is in and the fault's recovery has been seen (or
+        // its wait ran out): a slow recovery is measured, not cut short.
         let result = run_with(
             settings.clone(),
             async move {
                 let _ = data_in.await;
+                let _ = driver_done.await;
             },
             move |supervisor| {
                 let _ = addr_tx.send(supervisor);
@@ -846,7 +853,9 @@ async fn drive_fault(
             cluster
                 .move_leader(topic, TARGET, other_broker(leader))
                 .await;
-            Watch::Partition(TARGET)
+            // From the move itself: on a real cluster the reassignment tools take seconds
+            // before the election that moves the leader.
+            return Some(recovery(supervisor, Watch::Partition(TARGET), Instant::now()).await);
         }
         Scenario::LeaderFlap => {
             let first = leader_of(supervisor, TARGET).await;
@@ -991,7 +1000,7 @@ enum Watch {
     Any,
 }
 
-/// Milliseconds from `since` until the watched progress, polled every 20 ms for up to 30 s.
+/// Milliseconds from `since` until the watched progress, polled every 20 ms for up to `RECOVERY_WAIT`.
 async fn recovery(supervisor: &Addr<RootSupervisor>, watch: Watch, since: Instant) -> Option<f64> {
     let chunks = |m: &MetricsSnapshot, p: i32| m.partitions.get(&p).map_or(0, |p| p.chunks);
     let first = supervisor.send(GetMetrics).await.ok()?;
@@ -1001,7 +1010,7 @@ async fn recovery(supervisor: &Addr<RootSupervisor>, watch: Watch, since: Instan
         Watch::Restart(_) => None,
         Watch::Any => Some(first.frames),
     };
-    while since.elapsed() < Duration::from_secs(30) {
+    while since.elapsed() < RECOVERY_WAIT {
         actix_rt::time::sleep(Duration::from_millis(20)).await;
         let now = supervisor.send(GetMetrics).await.ok()?;
         let progressed = match (watch, reference) {

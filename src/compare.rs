@@ -501,7 +501,12 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
         }
     }
     let _ = stop.send(());
-    recovery.partition_skipped_records = handle.await.map_err(task_error)??.summary.metrics.skipped_records;
+    recovery.partition_skipped_records = handle
+        .await
+        .map_err(task_error)??
+        .summary
+        .metrics
+        .skipped_records;
 
     // Group model: two members; one leaves, the other takes its partitions over.
     let group = format!("compare-recovery-group-{}", std::process::id());
@@ -540,7 +545,12 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
     let chunks_before = |p: &i32| before.partitions.get(p).map_or(0, |m| m.chunks);
     let left = Instant::now();
     let _ = stop_b.send(());
-    recovery.group_skipped_records += handle_b.await.map_err(task_error)??.summary.metrics.skipped_records;
+    recovery.group_skipped_records += handle_b
+        .await
+        .map_err(task_error)??
+        .summary
+        .metrics
+        .skipped_records;
     let taken_over = wait_for(&a, Duration::from_secs(120), |m| {
         taken_by_b.iter().any(|p| {
             m.partitions
@@ -551,7 +561,12 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
     .await;
     recovery.group_member_leave_ms = taken_over.map(|at| (at - left).as_secs_f64() * 1e3);
     let _ = stop_a.send(());
-    recovery.group_skipped_records += handle_a.await.map_err(task_error)??.summary.metrics.skipped_records;
+    recovery.group_skipped_records += handle_a
+        .await
+        .map_err(task_error)??
+        .summary
+        .metrics
+        .skipped_records;
     crate::blocking(move || generator.join().map(|_| ()))
         .await?
         .map_err(RunError::Generator)?;

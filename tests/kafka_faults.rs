@@ -46,7 +46,10 @@ async fn check(scenario: Scenario, model: Model) {
     assert_eq!(result.max_committed_ahead, 0, "{result:?}");
     assert!(result.committed_to_end, "{result:?}");
     assert!(result.problems.is_empty(), "{:?}", result.problems);
-    assert!(result.recovery_ms.is_some(), "recovery measured: {result:?}");
+    assert!(
+        result.recovery_ms.is_some(),
+        "recovery measured: {result:?}"
+    );
     assert!(result.passed);
 }
 
@@ -61,7 +64,15 @@ macro_rules! scenario {
 
 scenario!(leader_broker_killed_partition_model, BrokerDown, Partition);
 scenario!(leader_broker_killed_group_model, BrokerDown, Group);
-scenario!(leader_moved_by_reassignment_partition_model, LeaderMove, Partition);
+scenario!(
+    leader_moved_by_reassignment_partition_model,
+    LeaderMove,
+    Partition
+);
 scenario!(leader_moved_by_reassignment_group_model, LeaderMove, Group);
-scenario!(whole_cluster_restarted_partition_model, AllBrokersDown, Partition);
+scenario!(
+    whole_cluster_restarted_partition_model,
+    AllBrokersDown,
+    Partition
+);
 scenario!(whole_cluster_restarted_group_model, AllBrokersDown, Group);

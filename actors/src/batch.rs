@@ -274,9 +274,10 @@ impl BatchActor {
         match &self.coverage {
             Coverage::Known => self.windows.partitions().next().is_some(),
             Coverage::Group(None) => false,
-            Coverage::Group(Some(coverage)) => coverage.all.iter().all(|p| {
-                self.windows.is_finished(*p) || coverage.done_elsewhere.contains(p)
-            }),
+            Coverage::Group(Some(coverage)) => coverage
+                .all
+                .iter()
+                .all(|p| self.windows.is_finished(*p) || coverage.done_elsewhere.contains(p)),
         }
     }
 
@@ -716,7 +717,11 @@ mod tests {
         batch.send(done).await.unwrap();
         let settle = || actix_rt::time::sleep(Duration::from_millis(100));
         settle().await;
-        assert!(log.events().is_empty(), "coverage not known yet: {:?}", log.events());
+        assert!(
+            log.events().is_empty(),
+            "coverage not known yet: {:?}",
+            log.events()
+        );
         batch
             .send(GroupCoverage {
                 all: vec![0, 1],
@@ -725,7 +730,11 @@ mod tests {
             .await
             .unwrap();
         settle().await;
-        assert!(log.events().is_empty(), "partition 1 not consumed: {:?}", log.events());
+        assert!(
+            log.events().is_empty(),
+            "partition 1 not consumed: {:?}",
+            log.events()
+        );
         batch
             .send(GroupCoverage {
                 all: vec![0, 1],
@@ -736,7 +745,10 @@ mod tests {
         settle().await;
         assert_eq!(
             log.events(),
-            vec![Event::Write(vec![100]), commit(&[(0, 1)], "kafka-actors:wm=110")]
+            vec![
+                Event::Write(vec![100]),
+                commit(&[(0, 1)], "kafka-actors:wm=110")
+            ]
         );
     }
 

@@ -32,8 +32,8 @@ use crate::partition::{
     EndAt, EndPolicy, InjectFault, PartitionActor, PartitionFault, PartitionOutputs, StopIntake,
 };
 use crate::ports::{
-    CoverageProbe,
-    AssignedPartition, GroupMembership, RebalanceListener, SourceFactory, StartOffset,
+    AssignedPartition, CoverageProbe, GroupMembership, RebalanceListener, SourceFactory,
+    StartOffset,
 };
 use crate::supervisor::{rewind_partition, stop_partition_actor, RunningPartition};
 use crate::window::PartitionStart;

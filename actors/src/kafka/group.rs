@@ -30,8 +30,9 @@ use super::reader::{reader_defaults, reset_offset, PartitionReader};
 use super::{consumer_config, observe_leaders, AdapterError, LeaderStats, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset};
 use crate::ports::{
-    AssignedPartition, CommitError, CommitPosition, CoverageProbe, FailureKind, GroupCoverage, FrameSource, GroupMembership,
-    OffsetCommitter, RebalanceListener, SourceError, SourceFactory, StartOffset,
+    AssignedPartition, CommitError, CommitPosition, CoverageProbe, FailureKind, FrameSource,
+    GroupCoverage, GroupMembership, OffsetCommitter, RebalanceListener, SourceError, SourceFactory,
+    StartOffset,
 };
 
 /// How long leaving may take (revocations included).
