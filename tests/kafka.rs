@@ -150,6 +150,24 @@ async fn compressed_topics_are_read_exactly_in_both_models() {
     }
 }
 
+/// Waits until every partition of `topic` holds records: members started on an empty topic
+/// would count its partitions as idle (caught up and quiet), and the first frames of a
+/// partition that starts receiving a little later than the others could then be late.
+fn wait_for_data(kafka: &RealKafka, topic: &str, partitions: i32) {
+    let config = actors::config::KafkaConfig {
+        brokers: kafka.bootstrap.clone(),
+        topic: topic.to_owned(),
+        ..actors::config::KafkaConfig::default()
+    };
+    let probe = actors::kafka::end_offset_probe(&config).expect("end offsets");
+    let all: Vec<i32> = (0..partitions).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while probe(&all).values().filter(|end| **end > 0).count() < partitions as usize {
+        assert!(std::time::Instant::now() < deadline, "no data in {topic}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Produces with the Java producer in the background.
 fn produce_live(
     kafka: &RealKafka,
@@ -214,6 +232,7 @@ fn sigkill_and_restart(model: Model) {
             "53",
         ],
     );
+    wait_for_data(&kafka, &topic, 4);
     let mut first = Member::spawn(
         &kafka,
         "first",
@@ -358,6 +377,7 @@ fn group_churn(assignment: &str) {
             "97",
         ],
     );
+    wait_for_data(&kafka, &topic, partitions);
     let mut a = spawn("a", &args);
     let mut b = spawn("b", &args);
     wait_for_lines(&a, 1);
@@ -456,6 +476,7 @@ fn a_static_member_restarted_within_the_session_gets_its_partitions_back_without
         &topic,
         &["--frames", "45000", "--rate", "3000", "--event-rate", "300"],
     );
+    wait_for_data(&kafka, &topic, partitions);
     let mut one = spawn("one", "member-one", &args);
     let mut two = spawn("two", "member-two", &args);
     // Settled: both own partitions and have written windows.

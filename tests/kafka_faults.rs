@@ -8,21 +8,20 @@
 
 mod common;
 
-use std::sync::Mutex;
-
 use common::real::RealKafka;
 use kafka_actors::chaos::{run_scenario, ChaosOptions, Scenario, Target};
 use kafka_actors::settings::Model;
 use kafka_actors::Settings;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// Held by the test whose faults hit the shared cluster.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn check(scenario: Scenario, model: Model) {
     let name = format!("{}_{}", scenario.name(), model.as_str());
     let Some(kafka) = RealKafka::get(&name) else {
         return;
     };
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let options = ChaosOptions {
         frames: 30_000,

@@ -28,6 +28,7 @@ use futures::future::join_all;
 use crate::batch::{resume_point, AddPartitions, BatchActor, ReleasePartitions};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
+use crate::metrics::RecordsSkipped;
 use crate::partition::{
     EndAt, EndPolicy, InjectFault, PartitionActor, PartitionFault, PartitionOutputs, StopIntake,
 };
@@ -320,6 +321,15 @@ impl Handler<PartitionsAssigned> for GroupActor {
         // The batch actor must know the partitions before their first chunk arrives; nothing
         // else is handled here meanwhile, so a revocation cannot overtake the assignment.
         let assigned = msg.0;
+        for a in &assigned {
+            if let Some((from, to)) = a.skipped {
+                self.outputs.skipped.do_send(RecordsSkipped {
+                    partition: a.partition,
+                    from,
+                    to,
+                });
+            }
+        }
         for (a, start) in assigned.iter().zip(&starts) {
             self.assigned_at
                 .insert(a.partition, (a.start, start.closed_below));

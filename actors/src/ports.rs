@@ -116,6 +116,9 @@ pub struct AssignedPartition {
     pub start: StartOffset,
     /// The metadata of that commit.
     pub metadata: String,
+    /// The commit had left the log (retention deleted records before they were read), and
+    /// reading starts where `kafka.auto_offset_reset` says: `[from, to)` is passed over.
+    pub skipped: Option<(i64, i64)>,
 }
 
 /// Hears the group's rebalances. Called on the thread that serves the group consumer, inside

@@ -75,6 +75,7 @@ impl GroupContext {
                 partition: e.partition(),
                 start: StartOffset::Reset,
                 metadata: String::new(),
+                skipped: None,
             })
             .collect();
         // Read the committed positions ourselves: the batch actor needs their metadata, and
@@ -103,11 +104,35 @@ impl GroupContext {
             }
         }
         // Without a commit, start where `kafka.auto_offset_reset` says, explicitly (the client's
-        // own reset policy is `error`; see `consumer_config`).
-        for a in &assigned {
-            if a.start == StartOffset::Reset {
-                let _ =
-                    tpl.set_partition_offset(&self.topic, a.partition, reset_offset(self.reset));
+        // own reset policy is `error`; see `consumer_config`). A commit that retention has
+        // passed (the records were deleted before they were read) moves to where the policy
+        // says, and the range passed over is reported.
+        for a in &mut assigned {
+            match a.start {
+                StartOffset::Reset => {
+                    let _ = tpl.set_partition_offset(
+                        &self.topic,
+                        a.partition,
+                        reset_offset(self.reset),
+                    );
+                }
+                StartOffset::At(offset) => {
+                    let Ok((low, high)) =
+                        consumer.fetch_watermarks(&self.topic, a.partition, LOOKUP_TIMEOUT)
+                    else {
+                        continue;
+                    };
+                    let to = match self.reset {
+                        _ if offset >= low => continue,
+                        OffsetReset::Earliest => low,
+                        OffsetReset::Latest => high,
+                        // The reader meets the error and stops the service naming it.
+                        OffsetReset::Error => continue,
+                    };
+                    let _ = tpl.set_partition_offset(&self.topic, a.partition, Offset::Offset(to));
+                    a.start = StartOffset::At(to);
+                    a.skipped = Some((offset, to));
+                }
             }
         }
         // Split every partition's queue before it is assigned, so no record of it is ever

@@ -108,15 +108,20 @@ impl Records {
         }
     }
 
-    fn seek(&self, topic: &str, partition: i32, offset: i64) -> KafkaResult<()> {
-        let offset = Offset::Offset(offset);
+    /// Reads on from `offset` after the position left the log. librdkafka has stopped
+    /// fetching the partition then (a seek is refused), so a reader of its own assigns it
+    /// again. A split queue belongs to the group member's assignment, which only a rebalance
+    /// changes: `None`.
+    fn reassign(&self, topic: &str, partition: i32, offset: i64) -> Option<KafkaResult<()>> {
         match self {
             Records::Own(consumer) => {
-                consumer.seek(topic, partition, offset, super::LOOKUP_TIMEOUT)
+                let mut tpl = TopicPartitionList::with_capacity(1);
+                Some(
+                    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                        .and_then(|()| consumer.assign(&tpl)),
+                )
             }
-            Records::Split { consumer, .. } => {
-                consumer.seek(topic, partition, offset, super::LOOKUP_TIMEOUT)
-            }
+            Records::Split { .. } => None,
         }
     }
 
@@ -251,12 +256,20 @@ impl PartitionReader {
                 )))
             }
         };
-        self.records
-            .seek(&topic, partition, to)
-            .map_err(|e| SourceError {
-                kind: FailureKind::Fatal,
-                message: format!("partition {partition}: cannot move to offset {to}: {e}"),
-            })?;
+        match self.records.reassign(&topic, partition, to) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                return Err(SourceError {
+                    kind: FailureKind::Fatal,
+                    message: format!("partition {partition}: cannot move to offset {to}: {e}"),
+                })
+            }
+            None => {
+                return Err(permanent(format!(
+                    "partition {partition}: records from offset {from} were deleted before they were read (the log now starts at {low}); a group member applies kafka.auto_offset_reset when the partition is assigned, so restart the service to read on"
+                )))
+            }
+        }
         self.next_offset = Some(to);
         Ok((from, to.max(from)))
     }
