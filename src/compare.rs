@@ -459,6 +459,12 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
     // the commits meanwhile). 6 s is Kafka's smallest allowed session.
     base.group.session_timeout_ms = 6_000;
     base.group.revoke_timeout_ms = 3_000;
+    // Commits never pass the first frame of an open window: with minute windows they would
+    // stand still for the whole measurement while the embedded cluster's log rolls on, and a
+    // partition handed over would start from records already deleted. One-second windows
+    // (lateness as large as the generator's jitter) keep the commits seconds behind.
+    base.window.length_secs = 1;
+    base.window.lateness_secs = settings.generator.jitter_secs.ceil().max(1.0) as i64;
     base.run.until_end = false;
     base.run.stop_after = String::new();
     base.metrics.log_interval_ms = 0;
