@@ -224,38 +224,41 @@ impl ChaosCluster {
     }
 
     async fn broker_down(&self, broker: Option<i32>) {
-        match (self, broker) {
-            (ChaosCluster::Embedded(cluster), Some(broker)) => {
-                let _ = cluster.broker_down(broker);
-            }
-            (ChaosCluster::Embedded(cluster), None) => {
-                for broker in 1..=3 {
-                    let _ = cluster.broker_down(broker);
-                }
-            }
-            (ChaosCluster::Real { .. }, broker) => {
-                let which = broker.map_or_else(|| "all".to_owned(), |b| b.to_string());
-                self.control(&["kill".into(), which]).await;
-            }
-        }
+        self.power(Power::Down, broker).await;
     }
 
     async fn broker_up(&self, broker: Option<i32>) {
-        match (self, broker) {
-            (ChaosCluster::Embedded(cluster), Some(broker)) => {
-                let _ = cluster.broker_up(broker);
-            }
-            (ChaosCluster::Embedded(cluster), None) => {
-                for broker in 1..=3 {
-                    let _ = cluster.broker_up(broker);
+        self.power(Power::Up, broker).await;
+    }
+
+    /// Takes `broker` (every broker, when `None`) down or brings it back.
+    async fn power(&self, power: Power, broker: Option<i32>) {
+        match self {
+            ChaosCluster::Embedded(cluster) => {
+                for broker in broker.map_or(1..=3, |b| b..=b) {
+                    let _ = match power {
+                        Power::Down => cluster.broker_down(broker),
+                        Power::Up => cluster.broker_up(broker),
+                    };
                 }
             }
-            (ChaosCluster::Real { .. }, broker) => {
+            ChaosCluster::Real { .. } => {
+                let verb = match power {
+                    Power::Down => "kill",
+                    Power::Up => "restart",
+                };
                 let which = broker.map_or_else(|| "all".to_owned(), |b| b.to_string());
-                self.control(&["restart".into(), which]).await;
+                self.control(&[verb.into(), which]).await;
             }
         }
     }
+}
+
+/// A broker fault's two halves.
+#[derive(Debug, Clone, Copy)]
+enum Power {
+    Down,
+    Up,
 }
 
 /// The oracle's verdict on one scenario run with one model.

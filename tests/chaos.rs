@@ -4,6 +4,8 @@
 //! an escalation). A handful run by default; the rest are ignored and run from `.ci/run`
 //! (`cargo test --release --test chaos -- --ignored`).
 
+mod common;
+
 use kafka_actors::chaos::{run_scenario, ChaosOptions, Scenario};
 use kafka_actors::settings::Model;
 use kafka_actors::Settings;
@@ -19,18 +21,7 @@ async fn check(scenario: Scenario, model: Model) {
     let result = run_scenario(&Settings::default(), scenario, model, &options)
         .await
         .unwrap();
-    eprintln!("{result:?}");
-    if !result.passed {
-        // Keep the windows and the report of a failed scenario for a look.
-        eprintln!("output kept in {}", dir.keep().display());
-    }
-    assert_eq!(result.lost, 0, "{result:?}");
-    assert!(result.windows_correct, "{result:?}");
-    assert_eq!(result.max_committed_ahead, 0, "{result:?}");
-    assert!(result.committed_to_end, "{result:?}");
-    assert!(result.problems.is_empty(), "{:?}", result.problems);
-    assert!(result.passed);
-    assert!(result.frames >= 20_000);
+    common::assert_scenario_passed(&result, dir, 20_000);
 }
 
 macro_rules! scenario {

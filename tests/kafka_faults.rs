@@ -36,20 +36,11 @@ async fn check(scenario: Scenario, model: Model) {
     // Whatever happened, every node runs again for the next test.
     kafka.control(&["restart", "all"]);
     let result = result.unwrap();
-    eprintln!("{name}: {result:?}");
-    if !result.passed {
-        eprintln!("output kept in {}", dir.keep().display());
-    }
-    assert_eq!(result.lost, 0, "{result:?}");
-    assert!(result.windows_correct, "{result:?}");
-    assert_eq!(result.max_committed_ahead, 0, "{result:?}");
-    assert!(result.committed_to_end, "{result:?}");
-    assert!(result.problems.is_empty(), "{:?}", result.problems);
+    common::assert_scenario_passed(&result, dir, 30_000);
     assert!(
         result.recovery_ms.is_some(),
-        "recovery measured: {result:?}"
+        "{name}: recovery measured: {result:?}"
     );
-    assert!(result.passed);
 }
 
 macro_rules! scenario {
@@ -75,3 +66,35 @@ scenario!(
     Partition
 );
 scenario!(whole_cluster_restarted_group_model, AllBrokersDown, Group);
+
+/// The node states `tests/kafka/cluster status` reports, by node.
+fn states(kafka: &RealKafka) -> Vec<String> {
+    kafka
+        .control(&["status"])
+        .lines()
+        .map(|l| l.split_whitespace().last().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[actix::test]
+async fn the_cluster_pauses_resumes_kills_and_restarts_a_single_node() {
+    let Some(kafka) = RealKafka::get("the_cluster_pauses_resumes_kills_and_restarts_a_single_node")
+    else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    assert_eq!(states(&kafka), ["running", "running", "running"]);
+    kafka.control(&["pause", "3"]);
+    assert_eq!(states(&kafka), ["running", "running", "paused"]);
+    kafka.control(&["resume", "3"]);
+    assert_eq!(states(&kafka), ["running", "running", "running"]);
+    kafka.kill(2);
+    assert_eq!(states(&kafka), ["running", "stopped", "running"]);
+    kafka.restart(2);
+    assert_eq!(states(&kafka), ["running", "running", "running"]);
+    // A topic created now is served by all three again.
+    let topic = kafka.topic("after-restart", 3);
+    for partition in 0..3 {
+        assert!((1..=3).contains(&kafka.leader(&topic, partition)));
+    }
+}

@@ -658,7 +658,28 @@ mod tests {
     }
 
     fn actor(log: &Log, failing_commits: usize, interval_ms: u64) -> Addr<BatchActor> {
+        unstarted(log, failing_commits, interval_ms, &[0, 1], true, None).start()
+    }
+
+    /// A batch actor over `partitions` (10 s windows, no lateness), writing to and committing
+    /// into `log`.
+    fn unstarted(
+        log: &Log,
+        failing_commits: usize,
+        interval_ms: u64,
+        partitions: &[i32],
+        close_at_end: bool,
+        supervisor: Option<Recipient<BatchEvent>>,
+    ) -> BatchActor {
         let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        let starts: Vec<PartitionStart> = partitions
+            .iter()
+            .map(|partition| PartitionStart {
+                partition: *partition,
+                next_offset: Some(0),
+                closed_below: None,
+            })
+            .collect();
         BatchActor::new(
             &WindowConfig {
                 length_secs: 10,
@@ -669,48 +690,22 @@ mod tests {
                 max_frames: 1_000_000,
                 interval_ms,
             },
-            &[0, 1].map(|partition| PartitionStart {
-                partition,
-                next_offset: Some(0),
-                closed_below: None,
-            }),
+            &starts,
             Box::new(FakeSink(log.clone())),
             Box::new(FakeCommitter(log.clone(), failing_commits)),
-            true,
+            close_at_end,
             metrics,
-            None,
+            supervisor,
         )
-        .start()
     }
 
     #[actix::test]
     async fn a_group_member_at_its_end_completes_only_once_every_partition_is_accounted_for() {
         // This member owns partition 0 of a 2-partition topic; partition 1 is held elsewhere.
         let log = Log::default();
-        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
-        let batch = BatchActor::new(
-            &WindowConfig {
-                length_secs: 10,
-                lateness_secs: 0,
-                idle_after_ms: 60_000,
-            },
-            FlushConfig {
-                max_frames: 1_000_000,
-                interval_ms: 20,
-            },
-            &[PartitionStart {
-                partition: 0,
-                next_offset: Some(0),
-                closed_below: None,
-            }],
-            Box::new(FakeSink(log.clone())),
-            Box::new(FakeCommitter(log.clone(), 0)),
-            true,
-            metrics,
-            None,
-        )
-        .cover_group()
-        .start();
+        let batch = unstarted(&log, 0, 20, &[0], true, None)
+            .cover_group()
+            .start();
         let mut done = chunk(0, &[(0, 100.0, "a")], 1);
         done.at_end = true;
         done.finished = true;
@@ -818,31 +813,10 @@ mod tests {
         let log = Log::default();
         let events = Arc::new(Mutex::new(Vec::new()));
         let supervisor = Supervisor(events.clone()).start();
-        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
         // This instance owns partitions 0 and 1 of a 3-partition topic.
-        let batch = BatchActor::new(
-            &WindowConfig {
-                length_secs: 10,
-                lateness_secs: 0,
-                idle_after_ms: 60_000,
-            },
-            FlushConfig {
-                max_frames: 1_000_000,
-                interval_ms: 10,
-            },
-            &[0, 1].map(|partition| PartitionStart {
-                partition,
-                next_offset: Some(0),
-                closed_below: None,
-            }),
-            Box::new(FakeSink(log.clone())),
-            Box::new(FakeCommitter(log.clone(), 0)),
-            false,
-            metrics,
-            Some(supervisor.recipient()),
-        )
-        .complete_only(vec![0, 1, 2])
-        .start();
+        let batch = unstarted(&log, 0, 10, &[0, 1], false, Some(supervisor.recipient()))
+            .complete_only(vec![0, 1, 2])
+            .start();
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
             .await

@@ -388,6 +388,18 @@ fn read_committed(
         .collect())
 }
 
+/// An admin client for the cluster of `kafka`.
+fn admin_client(
+    kafka: &KafkaConfig,
+) -> Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, AdapterError> {
+    client_config(kafka, "kafka-actors-admin")
+        .create()
+        .map_err(|source| AdapterError::CreateClient {
+            role: "admin",
+            source,
+        })
+}
+
 /// Creates `kafka.topic` with `partitions` partitions on a cluster reached over the network
 /// (the embedded cluster has [`EmbeddedCluster::create_topic`]). A topic that already exists
 /// is left as it is.
@@ -399,15 +411,9 @@ pub fn create_topic(
     partitions: i32,
     replication: i32,
 ) -> Result<(), AdapterError> {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
     let topic = kafka.topic.as_str();
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka, "kafka-actors-admin")
-        .create()
-        .map_err(|source| AdapterError::CreateClient {
-            role: "admin",
-            source,
-        })?;
+    let admin = admin_client(kafka)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
     let results =
@@ -441,19 +447,13 @@ pub fn delete_records(
     partition: i32,
     before: i64,
 ) -> Result<(), AdapterError> {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
+    use rdkafka::admin::AdminOptions;
     let topic = kafka.topic.as_str();
     let failed = |source| AdapterError::Metadata {
         topic: topic.to_owned(),
         source,
     };
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka, "kafka-actors-admin")
-        .create()
-        .map_err(|source| AdapterError::CreateClient {
-            role: "admin",
-            source,
-        })?;
+    let admin = admin_client(kafka)?;
     let mut offsets = TopicPartitionList::with_capacity(1);
     offsets
         .add_partition_offset(topic, partition, Offset::Offset(before))

@@ -395,28 +395,29 @@ mod tests {
     #[test]
     fn read_errors_are_sorted_by_what_a_restart_could_cure() {
         // A codec this build lacks answers NotImplemented on every fetch, forever.
-        assert_eq!(
-            kind(RDKafkaErrorCode::NotImplemented),
-            FailureKind::Permanent
-        );
-        assert_eq!(
-            kind(RDKafkaErrorCode::UnsupportedCompressionType),
-            FailureKind::Permanent
-        );
-        assert_eq!(
-            kind(RDKafkaErrorCode::TopicAuthorizationFailed),
-            FailureKind::Permanent
-        );
-        assert_eq!(kind(RDKafkaErrorCode::OffsetOutOfRange), FailureKind::Fatal);
-        assert_eq!(kind(RDKafkaErrorCode::AutoOffsetReset), FailureKind::Fatal);
-        assert_eq!(
-            kind(RDKafkaErrorCode::BrokerTransportFailure),
-            FailureKind::Transient
-        );
-        assert_eq!(
-            kind(RDKafkaErrorCode::NotLeaderForPartition),
-            FailureKind::Transient
-        );
+        for (code, expected) in [
+            (RDKafkaErrorCode::NotImplemented, FailureKind::Permanent),
+            (
+                RDKafkaErrorCode::UnsupportedCompressionType,
+                FailureKind::Permanent,
+            ),
+            (
+                RDKafkaErrorCode::TopicAuthorizationFailed,
+                FailureKind::Permanent,
+            ),
+            (RDKafkaErrorCode::OffsetOutOfRange, FailureKind::Fatal),
+            (RDKafkaErrorCode::AutoOffsetReset, FailureKind::Fatal),
+            (
+                RDKafkaErrorCode::BrokerTransportFailure,
+                FailureKind::Transient,
+            ),
+            (
+                RDKafkaErrorCode::NotLeaderForPartition,
+                FailureKind::Transient,
+            ),
+        ] {
+            assert_eq!(kind(code), expected, "{code:?}");
+        }
         let error = source_error(
             3,
             &KafkaError::MessageConsumption(RDKafkaErrorCode::NotImplemented),
