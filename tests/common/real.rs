@@ -17,6 +17,38 @@ pub struct RealKafka {
     /// Its bootstrap servers.
     pub bootstrap: String,
     dir: PathBuf,
+    /// This test's turn: a few tests at a time share the cluster (each runs brokers' worth of
+    /// clients, producers and service processes on a 2-core machine).
+    _turn: std::sync::Arc<Turn>,
+}
+
+/// How many tests of one test binary use the cluster at once.
+const AT_ONCE: usize = 3;
+
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A place among the [`AT_ONCE`] tests that may use the cluster; given back when dropped.
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let (count, freed) = &RUNNING;
+        let mut running = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *running >= AT_ONCE {
+            running = freed.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+        *running += 1;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 fn script() -> PathBuf {
@@ -47,7 +79,11 @@ impl RealKafka {
             .ok()
             .map(|b| b.trim().to_owned());
         match bootstrap {
-            Some(bootstrap) if reachable(&bootstrap) => Some(RealKafka { bootstrap, dir }),
+            Some(bootstrap) if reachable(&bootstrap) => Some(RealKafka {
+                bootstrap,
+                dir,
+                _turn: std::sync::Arc::new(Turn::take()),
+            }),
             found => {
                 let why = match found {
                     Some(b) => format!("the cluster in {} ({b}) does not answer", dir.display()),
