@@ -255,6 +255,9 @@ pub enum LogEvent {
     },
     /// The member committed these offsets.
     Committed(Vec<(i32, i64)>),
+    /// The group's committed offsets as read back from Kafka (after a member was killed: its
+    /// last commit may have reached Kafka without reaching its log).
+    ReadBack(BTreeMap<i32, i64>),
 }
 
 /// A [`LogEvent`], when, and by whom.
@@ -413,12 +416,33 @@ impl Drop for Member {
     }
 }
 
-/// Checks the members' logs together, in time order: every partition taken starts exactly at
-/// the last offset committed for it by anyone (so a revoked partition was committed before its
-/// new owner read it), and no member commits a partition it does not own. Returns the number
-/// of handovers (a partition taken after someone committed it).
-pub fn assert_ownership_and_commits(members: &[&Member]) -> u64 {
+/// The group's committed offsets now, as a [`LogEvent::ReadBack`] for
+/// [`assert_ownership_and_commits`].
+pub fn read_back(kafka: &RealKafka, topic: &str, group: &str, partitions: i32) -> Logged {
+    let config = actors::config::KafkaConfig {
+        brokers: kafka.bootstrap.clone(),
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        ..actors::config::KafkaConfig::default()
+    };
+    let at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let offsets = actors::kafka::committed_positions(&config, &(0..partitions).collect::<Vec<_>>())
+        .expect("committed offsets");
+    Logged {
+        at,
+        member: "kafka".to_owned(),
+        event: LogEvent::ReadBack(offsets),
+    }
+}
+
+/// Checks the members' logs together (with `read_back` commits), in time order: every
+/// partition taken starts exactly at the last offset committed for it by anyone (so a revoked
+/// partition was committed before its new owner read it), and no member commits a partition
+/// it does not own. Returns the number of handovers (a partition taken after someone
+/// committed it).
+pub fn assert_ownership_and_commits(members: &[&Member], read_back: &[Logged]) -> u64 {
     let mut events: Vec<Logged> = members.iter().flat_map(|m| m.events()).collect();
+    events.extend(read_back.iter().cloned());
     events.sort_by(|a, b| a.at.cmp(&b.at));
     let mut owned: BTreeMap<String, std::collections::BTreeSet<i32>> = BTreeMap::new();
     let mut last_commit: BTreeMap<i32, i64> = BTreeMap::new();
@@ -454,6 +478,7 @@ pub fn assert_ownership_and_commits(members: &[&Member]) -> u64 {
                     last_commit.insert(*partition, *offset);
                 }
             }
+            LogEvent::ReadBack(offsets) => last_commit.extend(offsets),
         }
     }
     handovers
