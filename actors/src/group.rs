@@ -366,19 +366,22 @@ impl GroupActor {
         partitions: Vec<i32>,
         lost: bool,
     ) -> impl std::future::Future<Output = ()> + 'static {
+        // Only partitions still owned here are released (and recorded): leaving releases
+        // everything first, and the revocation that leaving then causes names them again.
+        let released: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| self.assigned_at.remove(p).is_some())
+            .collect();
         let stopping: Vec<(Arbiter, Addr<PartitionActor>)> = partitions
             .iter()
-            .filter_map(|p| {
-                self.assigned_at.remove(p);
-                self.partitions.remove(p).map(|r| (r.arbiter, r.addr))
-            })
+            .filter_map(|p| self.partitions.remove(p).map(|r| (r.arbiter, r.addr)))
             .collect();
         let batch = self.batch.clone();
         let history = self.history.clone();
         async move {
             // Stopped actors send nothing more; what their queues still hold is dropped.
             join_all(stopping.iter().map(|(_, addr)| addr.send(StopIntake))).await;
-            let released = partitions.clone();
             let committed = match batch
                 .send(ReleasePartitions {
                     partitions,
