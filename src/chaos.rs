@@ -278,6 +278,13 @@ pub struct ScenarioResult {
     pub lost: u64,
     /// Frames of window shares written more than once (at-least-once repeats).
     pub duplicates: u64,
+    /// Frames the service counted as late (their window was closed when they were read),
+    /// live run and drain together. Replays after a restart or a lost assignment count here
+    /// (frames of windows the commit metadata says are written); a line short of the truth
+    /// with late frames points at a frame that arrived after its window was written.
+    pub late: u64,
+    /// Records passed over unread (deleted before they were read), live run and drain.
+    pub skipped_records: u64,
     /// Every line exact and every share written.
     pub windows_correct: bool,
     /// The most valid frames ever below a committed offset while their window share was not
@@ -626,6 +633,8 @@ pub async fn run_scenario(
         unreported_records: unreported,
         lost: verdict.lost,
         duplicates: verdict.duplicates,
+        late: combined(|m| m.late),
+        skipped_records: combined(|m| m.skipped_records),
         windows_correct: verdict.lost == 0 && verdict.inexact.is_empty(),
         max_committed_ahead: verdict.max_committed_ahead,
         committed_to_end: final_commits == ends,
