@@ -751,9 +751,14 @@ fn expectations(
     }
 }
 
-/// Adds to the truth the records stored in the generator's range of offsets that no delivery
-/// report named (a retried batch stored twice), recognised by their payload among the frames
-/// the generator built. Returns how many there were.
+/// Checks the delivery reports against the log. When some record in the generator's range of
+/// offsets is not named by any report, the reports cannot be trusted as the truth: a retried
+/// batch may be stored twice with one copy confirmed, and after the idempotent producer
+/// starts a new epoch (a cluster restart) reports may name other offsets than the records
+/// took. The truth and the placements are then rebuilt from the log itself, each record
+/// recognised by its payload among the frames the generator built (what the service reads
+/// is what it must count). Returns how many records the log holds beyond the confirmed
+/// deliveries.
 async fn count_unreported(
     settings: &Settings,
     data: &GeneratorConfig,
@@ -763,22 +768,25 @@ async fn count_unreported(
     let stored =
         blocking(move || kafka::stored_records(&kafka, &(0..PARTITIONS).collect::<Vec<_>>()))
             .await??;
+    let in_range: Vec<(i32, i64, Vec<u8>)> = stored
+        .into_iter()
+        .filter(|(partition, offset, _)| {
+            report
+                .end_offsets
+                .get(partition)
+                .is_some_and(|end| offset < end)
+        })
+        .collect();
     let known: std::collections::HashSet<(i32, i64)> = report
         .placements
         .iter()
         .map(|p| (p.partition, p.offset))
         .collect();
-    let unreported: Vec<(i32, i64, Vec<u8>)> = stored
-        .into_iter()
-        .filter(|(partition, offset, _)| {
-            !known.contains(&(*partition, *offset))
-                && report
-                    .end_offsets
-                    .get(partition)
-                    .is_some_and(|end| offset < end)
-        })
-        .collect();
-    if unreported.is_empty() {
+    let unnamed = in_range
+        .iter()
+        .filter(|(partition, offset, _)| !known.contains(&(*partition, *offset)))
+        .count();
+    if unnamed == 0 {
         return Ok(0);
     }
     let frames = generator::FrameGenerator::new(data, settings.frames.limits(), PARTITIONS);
@@ -788,24 +796,29 @@ async fn count_unreported(
             (frame.payload, frame.kind)
         })
         .collect();
-    for (partition, offset, payload) in &unreported {
+    let mut truth = generator::GroundTruth::new(settings.window.length_secs, PARTITIONS);
+    let mut placements = Vec::with_capacity(in_range.len());
+    for (partition, offset, payload) in &in_range {
         let kind = kinds.get(payload).ok_or_else(|| {
             RunError::Task(format!(
                 "partition {partition} offset {offset} holds a record the generator did not build"
             ))
         })?;
-        let window = report.truth.record(*partition, kind);
-        report.placements.push(generator::Placement {
+        placements.push(generator::Placement {
             partition: *partition,
             offset: *offset,
-            window,
+            window: truth.record(*partition, kind),
         });
     }
+    let extra = (in_range.len() as u64).saturating_sub(report.delivered);
     tracing::info!(
-        records = unreported.len(),
-        "Records stored without a delivery report (retried batches); the truth counts them."
+        unnamed,
+        extra,
+        "Delivery reports do not name every stored record; the truth is rebuilt from the log."
     );
-    Ok(unreported.len() as u64)
+    report.truth = truth;
+    report.placements = placements;
+    Ok(extra)
 }
 
 /// Appends one invalid frame of a different kind to the end of every partition.
@@ -1328,11 +1341,12 @@ mod tests {
     /// A record whose delivery report went missing (as when a retried batch is stored twice)
     /// is found in the log, recognised by its payload and added to the truth in its window.
     #[actix_rt::test]
-    async fn records_without_a_delivery_report_join_the_truth() {
+    async fn the_truth_follows_the_log_when_delivery_reports_do_not_name_every_record() {
         let cluster = EmbeddedCluster::start(1).expect("embedded cluster");
         let mut settings = Settings::default();
         settings.kafka.brokers = cluster.bootstrap_servers().to_owned();
         settings.kafka.topic = "unreported".to_owned();
+        settings.window.length_secs = 10;
         cluster
             .create_topic(&settings.kafka.topic, PARTITIONS, 1)
             .expect("topic");
@@ -1355,32 +1369,56 @@ mod tests {
         .expect("generator")
         .wait()
         .expect("generator run");
+        let mut same = report.clone();
         assert_eq!(
-            count_unreported(&settings, &data, &mut report.clone())
-                .await
-                .ok(),
+            count_unreported(&settings, &data, &mut same).await.ok(),
             Some(0)
         );
+        assert_eq!(
+            same.truth, report.truth,
+            "reports that name every record stand"
+        );
 
-        // Forget one valid frame's delivery report.
-        let mut missing = report.clone();
-        let at = missing
+        // A report names the wrong offset (as after an idempotent producer's new epoch): the
+        // record it should have named is unnamed, but nothing is stored twice.
+        let at = report
             .placements
             .iter()
             .position(|p| p.window.is_some() && p.offset > 0)
             .expect("a valid frame");
-        let lost = missing.placements.remove(at);
-        let window = lost.window.expect("valid");
-        let before = missing.truth.share(window, lost.partition);
+        let original = report.placements[at];
+        let mut misplaced = report.clone();
+        misplaced.placements[at].offset = 1_000_000;
         assert_eq!(
-            count_unreported(&settings, &data, &mut missing).await.ok(),
+            count_unreported(&settings, &data, &mut misplaced)
+                .await
+                .ok(),
+            Some(0),
+            "no record beyond the deliveries"
+        );
+        assert_eq!(misplaced.truth, report.truth, "every frame counted once");
+        assert!(
+            misplaced.placements.contains(&original),
+            "its place is read from the log"
+        );
+
+        // One stored record more than the confirmed deliveries (a retried batch stored
+        // twice, one copy confirmed): it is counted, in its window, and found in its place.
+        let mut unconfirmed = report.clone();
+        let lost = unconfirmed.placements.remove(at);
+        unconfirmed.delivered -= 1;
+        assert_eq!(
+            count_unreported(&settings, &data, &mut unconfirmed)
+                .await
+                .ok(),
             Some(1)
         );
-        let after = missing.truth.share(window, lost.partition);
-        assert_eq!(after.1, before.1 + 1, "the frame is counted once more");
-        assert_eq!(missing.truth.valid, report.truth.valid + 1);
+        assert_eq!(
+            unconfirmed.truth, report.truth,
+            "the truth is what the log holds"
+        );
         assert!(
-            missing.placements.contains(&lost),
+            unconfirmed.placements.contains(&lost),
             "its place is known again"
         );
     }
