@@ -154,12 +154,7 @@ async fn compressed_topics_are_read_exactly_in_both_models() {
 /// would count its partitions as idle (caught up and quiet), and the first frames of a
 /// partition that starts receiving a little later than the others could then be late.
 fn wait_for_data(kafka: &RealKafka, topic: &str, partitions: i32) {
-    let config = actors::config::KafkaConfig {
-        brokers: kafka.bootstrap.clone(),
-        topic: topic.to_owned(),
-        ..actors::config::KafkaConfig::default()
-    };
-    let probe = actors::kafka::end_offset_probe(&config).expect("end offsets");
+    let probe = actors::kafka::end_offset_probe(&kafka.config(topic, "")).expect("end offsets");
     let all: Vec<i32> = (0..partitions).collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while probe(&all).values().filter(|end| **end > 0).count() < partitions as usize {
@@ -197,17 +192,14 @@ fn committed_up_to(
     group: &str,
     partitions: i32,
 ) -> BTreeMap<i32, f64> {
-    let config = actors::config::KafkaConfig {
-        brokers: kafka.bootstrap.clone(),
-        topic: topic.to_owned(),
-        group: group.to_owned(),
-        ..actors::config::KafkaConfig::default()
-    };
-    actors::kafka::committed_offsets(&config, &(0..partitions).collect::<Vec<_>>())
-        .expect("committed offsets")
-        .into_iter()
-        .filter_map(|c| actors::batch::decode_watermark(&c.metadata).map(|wm| (c.partition, wm)))
-        .collect()
+    actors::kafka::committed_offsets(
+        &kafka.config(topic, group),
+        &(0..partitions).collect::<Vec<_>>(),
+    )
+    .expect("committed offsets")
+    .into_iter()
+    .filter_map(|c| actors::batch::decode_watermark(&c.metadata).map(|wm| (c.partition, wm)))
+    .collect()
 }
 
 /// Waits (up to a minute) until `member` has written `lines` window lines.

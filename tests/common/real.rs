@@ -124,15 +124,23 @@ impl RealKafka {
         String::from_utf8(output.stdout).expect("utf-8 output")
     }
 
+    /// Client settings for `topic` and `group` (empty: the default) on this cluster.
+    pub fn config(&self, topic: &str, group: &str) -> actors::config::KafkaConfig {
+        let mut config = actors::config::KafkaConfig {
+            brokers: self.bootstrap.clone(),
+            topic: topic.to_owned(),
+            ..actors::config::KafkaConfig::default()
+        };
+        if !group.is_empty() {
+            config.group = group.to_owned();
+        }
+        config
+    }
+
     /// Creates a topic (replication factor 3) with a fresh name and returns the name.
     pub fn topic(&self, prefix: &str, partitions: i32) -> String {
         let topic = super::unique(prefix);
-        let kafka = actors::config::KafkaConfig {
-            brokers: self.bootstrap.clone(),
-            topic: topic.clone(),
-            ..actors::config::KafkaConfig::default()
-        };
-        actors::kafka::create_topic(&kafka, partitions, 3).expect("create topic");
+        actors::kafka::create_topic(&self.config(&topic, ""), partitions, 3).expect("create topic");
         topic
     }
 
@@ -419,12 +427,7 @@ impl Drop for Member {
 /// The group's committed offsets now, as a [`LogEvent::ReadBack`] for
 /// [`assert_ownership_and_commits`].
 pub fn read_back(kafka: &RealKafka, topic: &str, group: &str, partitions: i32) -> Logged {
-    let config = actors::config::KafkaConfig {
-        brokers: kafka.bootstrap.clone(),
-        topic: topic.to_owned(),
-        group: group.to_owned(),
-        ..actors::config::KafkaConfig::default()
-    };
+    let config = kafka.config(topic, group);
     let at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let offsets = actors::kafka::committed_positions(&config, &(0..partitions).collect::<Vec<_>>())
         .expect("committed offsets");

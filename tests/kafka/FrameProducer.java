@@ -81,11 +81,11 @@ public class FrameProducer {
                 String uid = "user-" + random.nextInt(users);
                 long baseMs = startMs + (long) (i * 1000 / eventRate);
                 long tsMs = baseMs - (jitterMs > 0 ? (long) (random.nextDouble() * jitterMs) : 0);
-                String value = "{" + tsField(tsMs, i, random) + ",\"uid\":" + uidJson(uid, random)
+                String value = "{" + tsField(tsMs, i) + ",\"uid\":" + uidJson(uid, random)
                     + (i % 7 == 0 ? ",\"extra\":{\"a\":[1,2,{\"b\":null}],\"s\":\"x\"}" : "") + "}";
                 if (i % 2 == 1) {
                     // Field order is free.
-                    value = "{\"uid\":" + uidJson(uid, random) + "," + tsField(tsMs, i, random) + "}";
+                    value = "{\"uid\":" + uidJson(uid, random) + "," + tsField(tsMs, i) + "}";
                 }
                 long window = Math.floorDiv(tsMs, windowMs) * windowMs / 1000;
                 valid++;
@@ -132,7 +132,7 @@ public class FrameProducer {
     }
 
     /** `ts` as an integer, a float with milliseconds, or an integer in exponent form. */
-    static String tsField(long tsMs, long i, Random random) {
+    static String tsField(long tsMs, long i) {
         long secs = Math.floorDiv(tsMs, 1000);
         switch ((int) (i % 3)) {
             case 0: return "\"ts\":" + secs;

@@ -314,7 +314,7 @@ impl GroupMembership for GroupConsumer {
     fn coverage(&self) -> CoverageProbe {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
         Arc::new(move |owned: &[i32]| {
-            let all = super::read_partition_ids_with(&*consumer, &topic).ok()?;
+            let all = super::read_partition_ids(&*consumer, &topic).ok()?;
             let others: Vec<i32> = all.iter().copied().filter(|p| !owned.contains(p)).collect();
             let mut done_elsewhere = Vec::new();
             if !others.is_empty() {

@@ -270,12 +270,8 @@ pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
     read_partition_ids(&lookup_consumer(kafka)?, &kafka.topic)
 }
 
-fn read_partition_ids(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, AdapterError> {
-    read_partition_ids_with(consumer, topic)
-}
-
-/// [`read_partition_ids`] through any consumer.
-pub(crate) fn read_partition_ids_with<C: rdkafka::consumer::ConsumerContext>(
+/// The partition ids of `topic`, ascending, through `consumer`.
+pub(crate) fn read_partition_ids<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
 ) -> Result<Vec<i32>, AdapterError> {
