@@ -21,13 +21,10 @@ use actors::config::{ConfigError, KafkaConfig};
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::group::GroupListener;
 use actors::kafka::{
-    self, AdapterError, EmbeddedCluster, GroupConsumer, KafkaCommitter, LeaderStats,
-    PartitionReader,
+    self, AdapterError, AssigningConsumer, EmbeddedCluster, GroupConsumer, LeaderStats,
 };
 use actors::partition::EndPolicy;
-use actors::ports::{
-    FailureKind, FrameSource, OffsetCommitter, SourceError, SourceFactory, StartOffset,
-};
+use actors::ports::{EndOffsetProbe, OffsetCommitter, StartOffset};
 use actors::sink::open_sink;
 use actors::supervisor::{
     EndOffsets, Intake, Outcome, PartitionPlan, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
@@ -155,14 +152,13 @@ pub async fn run_with(
         board: Arc::default(),
         interval_ms: settings.supervisor.stats_interval_ms,
     });
-    let (intake, committer, partitions) =
-        prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
-    let probe = if settings.supervisor.stall_timeout_ms > 0 {
-        let kafka = kafka.clone();
-        Some(blocking(move || kafka::end_offset_probe(&kafka)).await??)
-    } else {
-        None
-    };
+    let Intake_ {
+        intake,
+        committer,
+        probe,
+        partitions,
+    } = prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
+    let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {
         Some(_) => Some(start_generator(&settings, partitions.len() as i32)?),
@@ -269,17 +265,23 @@ async fn prepare_intake(
     settings: &Settings,
     kafka: Arc<KafkaConfig>,
     leaders: Option<LeaderStats>,
-) -> Result<(Intake, Box<dyn OffsetCommitter>, Vec<i32>), RunError> {
+) -> Result<Intake_, RunError> {
+    let intake = settings.partition.clone();
     match settings.model {
         Model::Partition => {
-            // One client serves the start-up look-ups and then commits.
+            // One client serves the start-up look-ups, reads every partition and commits.
             let lookups = kafka.clone();
-            let (committer, partitions, committed) =
+            let (consumer, partitions, committed) =
                 blocking(move || -> Result<_, AdapterError> {
-                    let committer = KafkaCommitter::new(&lookups)?;
-                    let partitions = committer.partition_ids()?;
-                    let committed = committer.committed(&partitions)?;
-                    Ok((committer, partitions, committed))
+                    let partitions = kafka::partition_ids(&lookups)?;
+                    let consumer = AssigningConsumer::create(
+                        &lookups,
+                        &intake,
+                        partitions.len(),
+                        leaders.as_ref(),
+                    )?;
+                    let committed = consumer.committed(&partitions)?;
+                    Ok((consumer, partitions, committed))
                 })
                 .await??;
             let plans: Vec<PartitionPlan> = partitions
@@ -303,21 +305,33 @@ async fn prepare_intake(
                 committed = committed.iter().filter(|c| c.offset.is_some()).count(),
                 "Starting the partition model."
             );
-            let sources = source_factory(kafka, settings.partition.prefetch_frames, leaders);
-            Ok((
-                Intake::Partitions { plans, sources },
-                Box::new(committer),
+            let starts: Vec<(i32, StartOffset)> =
+                plans.iter().map(|p| (p.partition, p.start)).collect();
+            let assigned = blocking(move || consumer.assign(&starts)).await??;
+            Ok(Intake_ {
+                intake: Intake::Partitions {
+                    plans,
+                    sources: assigned.sources,
+                },
+                committer: assigned.committer,
+                probe: assigned.end_offsets,
                 partitions,
-            ))
+            })
         }
         Model::Group => {
-            let (group, prefetch) = (settings.group.clone(), settings.partition.prefetch_frames);
+            let group = settings.group.clone();
             let listener = GroupListener::new(Duration::from_millis(group.revoke_timeout_ms));
             let hears = listener.clone();
             let (member, partitions) = blocking(move || -> Result<_, AdapterError> {
                 let partitions = kafka::partition_ids(&kafka)?;
-                let member =
-                    GroupConsumer::subscribe(&kafka, &group, prefetch, hears, leaders.as_ref())?;
+                let member = GroupConsumer::subscribe(
+                    &kafka,
+                    &group,
+                    &intake,
+                    partitions.len(),
+                    hears,
+                    leaders.as_ref(),
+                )?;
                 tracing::info!(
                     topic = %kafka.topic,
                     group = %kafka.group,
@@ -328,17 +342,26 @@ async fn prepare_intake(
                 Ok((member, partitions))
             })
             .await??;
-            let committer = member.committer();
-            Ok((
-                Intake::Group {
+            Ok(Intake_ {
+                committer: member.committer(),
+                probe: member.end_offsets(),
+                intake: Intake::Group {
                     membership: Box::new(member),
                     listener,
                 },
-                committer,
                 partitions,
-            ))
+            })
         }
     }
+}
+
+/// What [`prepare_intake`] connected.
+struct Intake_ {
+    intake: Intake,
+    committer: Box<dyn OffsetCommitter>,
+    /// End offsets for the stall watchdog, through the intake's client.
+    probe: EndOffsetProbe,
+    partitions: Vec<i32>,
 }
 
 fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHandle, RunError> {
@@ -357,21 +380,6 @@ fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHand
     Ok(handle)
 }
 
-/// Opens a [`PartitionReader`] per partition.
-fn source_factory(
-    kafka: Arc<KafkaConfig>,
-    prefetch: u64,
-    leaders: Option<LeaderStats>,
-) -> SourceFactory {
-    Arc::new(move |partition, start| {
-        PartitionReader::open(&kafka, partition, start, prefetch, leaders.as_ref())
-            .map(|reader| Box::new(reader) as Box<dyn FrameSource>)
-            .map_err(|e| SourceError {
-                kind: FailureKind::Fatal,
-                message: error_chain(&e),
-            })
-    })
-}
 
 /// An error and its sources on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

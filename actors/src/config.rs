@@ -309,8 +309,14 @@ pub struct PartitionConfig {
     pub poll_timeout_ms: u64,
     /// At most one log line per partition per this many milliseconds about invalid frames.
     pub invalid_log_interval_ms: u64,
-    /// Records librdkafka prefetches per partition (`queued.min.messages`).
+    /// Records librdkafka prefetches for the whole process, shared among the topic's
+    /// partitions (`queued.min.messages`, at least 100 per partition).
     pub prefetch_frames: u64,
+    /// Bytes librdkafka prefetches for the whole process, in MiB, shared among the topic's
+    /// partitions (`queued.max.messages.kbytes`, at least 64 KiB per partition).
+    pub prefetch_mib: u64,
+    /// Threads the partition actors run on (they never block; parsing is the work).
+    pub threads: usize,
 }
 
 impl Default for PartitionConfig {
@@ -320,6 +326,8 @@ impl Default for PartitionConfig {
             poll_timeout_ms: 100,
             invalid_log_interval_ms: 1_000,
             prefetch_frames: 20_000,
+            prefetch_mib: 64,
+            threads: 2,
         }
     }
 }
@@ -344,6 +352,16 @@ impl PartitionConfig {
             (1..=10_000_000).contains(&self.prefetch_frames),
             "partition.prefetch_frames",
             "must be between 1 and 10000000",
+        )?;
+        check(
+            (1..=65_536).contains(&self.prefetch_mib),
+            "partition.prefetch_mib",
+            "must be between 1 and 65536",
+        )?;
+        check(
+            (1..=64).contains(&self.threads),
+            "partition.threads",
+            "must be between 1 and 64",
         )
     }
 }

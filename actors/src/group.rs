@@ -36,7 +36,7 @@ use crate::ports::{
     AssignedPartition, CoverageProbe, GroupMembership, RebalanceListener, SourceFactory,
     StartOffset,
 };
-use crate::supervisor::{rewind_partition, stop_partition_actor, RunningPartition};
+use crate::supervisor::{rewind_partition, stop_partition_actor, ReaderThreads, RunningPartition};
 use crate::window::PartitionStart;
 
 /// The coordinator assigned partitions.
@@ -142,6 +142,8 @@ impl RebalanceListener for GroupListener {
 
 /// The group model's intake; see the module documentation.
 pub struct GroupActor {
+    /// The threads partition actors run on.
+    threads: ReaderThreads,
     membership: Option<Box<dyn GroupMembership>>,
     listener: Arc<GroupListener>,
     sources: Option<SourceFactory>,
@@ -197,8 +199,10 @@ impl GroupActor {
         config: PartitionConfig,
         limits: FrameLimits,
         end: EndPolicy,
+        threads: ReaderThreads,
     ) -> Self {
         GroupActor {
+            threads,
             membership: Some(membership),
             listener,
             sources: None,
@@ -243,11 +247,11 @@ impl GroupActor {
                 self.end_policy(partition),
             )
             .fault_on_start(fault),
+            &self.threads,
         );
         if let Some(old) = self.partitions.insert(partition, running) {
             // Assigned twice without a revocation in between: the old reader must not go on.
             old.addr.do_send(StopIntake);
-            old.arbiter.stop();
         }
     }
 }
@@ -373,15 +377,15 @@ impl GroupActor {
             .copied()
             .filter(|p| self.assigned_at.remove(p).is_some())
             .collect();
-        let stopping: Vec<(Arbiter, Addr<PartitionActor>)> = partitions
+        let stopping: Vec<Addr<PartitionActor>> = partitions
             .iter()
-            .filter_map(|p| self.partitions.remove(p).map(|r| (r.arbiter, r.addr)))
+            .filter_map(|p| self.partitions.remove(p).map(|r| r.addr))
             .collect();
         let batch = self.batch.clone();
         let history = self.history.clone();
         async move {
             // Stopped actors send nothing more; what their queues still hold is dropped.
-            join_all(stopping.iter().map(|(_, addr)| addr.send(StopIntake))).await;
+            join_all(stopping.iter().map(|addr| addr.send(StopIntake))).await;
             let committed = match batch
                 .send(ReleasePartitions {
                     partitions,
@@ -408,10 +412,6 @@ impl GroupActor {
                     lost,
                 }),
             );
-            for (arbiter, _) in stopping {
-                arbiter.stop();
-                let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
-            }
         }
     }
 }
@@ -474,7 +474,7 @@ impl Handler<RestartAssigned> for GroupActor {
         // be started again after it was let go.
         ctx.wait(
             async move {
-                stop_partition_actor(running.arbiter, running.addr).await;
+                stop_partition_actor(running.addr).await;
                 rewind_partition(&batch, partition, fallback).await
             }
             .into_actor(self)

@@ -1,9 +1,11 @@
 //! [`PartitionActor`]: reads one partition (the partition model: it assigns its partition to
 //! itself and starts from an offset it is given) and sends parsed frames onward in chunks.
 //!
-//! Each partition actor lives on its own arbiter thread, because reading blocks: one `Poll`
-//! waits up to `partition.poll_timeout_ms` for a first record, then takes what is already
-//! buffered, up to `partition.chunk_max_frames`. The chunk goes to the batch actor with
+//! Partition actors share a few arbiter threads (`partition.threads`), because reading never
+//! blocks: one `Poll` takes what is already buffered, up to `partition.chunk_max_frames`;
+//! when nothing is, the actor waits until its source wakes it (records arrived) or
+//! `partition.poll_timeout_ms` passes, handling other messages meanwhile. The chunk goes to
+//! the batch actor with
 //! `send().await` inside `ctx.wait`, so a partition never runs ahead of the batch actor's
 //! mailbox (backpressure) and no other message is handled before the chunk is acknowledged.
 //! The metrics actor gets one summary per chunk.
@@ -17,9 +19,11 @@
 //! runs `stopped` while a panic unwinds, and the panic's message is taken from a panic hook.
 //! Faults can be injected ([`InjectFault`]) for fault-injection runs.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tokio::sync::Notify;
 
 use crate::batch::Chunk;
 use crate::config::PartitionConfig;
@@ -184,6 +188,10 @@ pub struct PartitionActor {
     stalled_until: Option<Instant>,
     /// When the last chunk went to the batch actor.
     last_sent: Instant,
+    /// Signalled by the source when records arrive.
+    records_arrived: Arc<Notify>,
+    /// The wait for records under way, if any.
+    waiting: Option<SpawnHandle>,
 }
 
 impl PartitionActor {
@@ -225,6 +233,8 @@ impl PartitionActor {
             fault_on_start: None,
             stalled_until: None,
             last_sent: Instant::now(),
+            records_arrived: Arc::new(Notify::new()),
+            waiting: None,
         }
     }
 
@@ -233,6 +243,11 @@ impl PartitionActor {
     pub fn generation(mut self, generation: u64) -> Self {
         self.generation = generation;
         self
+    }
+
+    /// The partition this actor reads.
+    pub fn partition_id(&self) -> i32 {
+        self.partition
     }
 
     /// Which incarnation of the partition's actor this is (reported when it fails).
@@ -296,7 +311,6 @@ impl PartitionActor {
         let mut again: Option<(i64, u64)> = None;
         let result = source.poll(
             self.config.chunk_max_frames,
-            Duration::from_millis(self.config.poll_timeout_ms),
             &mut |offset, payload| {
                 first_record.get_or_insert_with(Instant::now);
                 if expected.is_some_and(|e| offset < e) {
@@ -335,10 +349,7 @@ impl PartitionActor {
                     tracing::warn!(partition, %error, "Reading the partition failed; retrying.");
                     self.last_error_log = Some(now);
                 }
-                ctx.run_later(
-                    Duration::from_millis(self.config.poll_timeout_ms),
-                    |_, ctx| ctx.notify(Poll),
-                );
+                self.wait_for_records(ctx);
                 return;
             }
         };
@@ -385,16 +396,34 @@ impl PartitionActor {
                 self.send_chunk(FrameChunk::default(), ctx);
                 return;
             }
-            // Nothing new: the poll already waited. Ask again through the timer, which yields
-            // to the runtime so messages to this actor get their turn.
-            ctx.run_later(Duration::ZERO, |_, ctx| ctx.notify(Poll));
+            // Nothing new: wait for the source to say records arrived (or for the poll
+            // timeout), handling messages to this actor meanwhile.
+            self.wait_for_records(ctx);
             return;
         }
         self.send_chunk(frames, ctx);
     }
 
+    /// Polls again once the source signals records or `partition.poll_timeout_ms` passes.
+    fn wait_for_records(&mut self, ctx: &mut Context<Self>) {
+        let arrived = self.records_arrived.clone();
+        let timeout = Duration::from_millis(self.config.poll_timeout_ms);
+        let wait = async move {
+            let _ = tokio::time::timeout(timeout, arrived.notified()).await;
+        };
+        self.waiting = Some(ctx.spawn(wait.into_actor(self).map(|(), act, ctx| {
+            act.waiting = None;
+            ctx.notify(Poll);
+        })));
+    }
+
     /// Sends a chunk (possibly empty, to report the end) and polls again once it is taken.
     fn send_chunk(&mut self, frames: FrameChunk, ctx: &mut Context<Self>) {
+        // One poll chain per actor: a chunk sent from elsewhere (the end became known)
+        // replaces the wait under way, and the poll after it takes the wait's place.
+        if let Some(waiting) = self.waiting.take() {
+            ctx.cancel_future(waiting);
+        }
         self.last_sent = Instant::now();
         let finished = self.end_reached();
         let chunk = Chunk {
@@ -426,9 +455,11 @@ impl Actor for PartitionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         install_panic_hook();
-        // Opening assigns the partition, which blocks: fine on this actor's own thread.
+        // Opening splits the partition's queue off the consumer (and seeks): no waiting.
         match (self.factory)(self.partition, self.start) {
-            Ok(source) => {
+            Ok(mut source) => {
+                let arrived = self.records_arrived.clone();
+                source.wake_on_records(Arc::new(move || arrived.notify_one()));
                 tracing::debug!(partition = self.partition, start = ?self.start, "Partition assigned.");
                 self.source = Some(source);
                 ctx.notify(Poll);
@@ -541,11 +572,9 @@ mod tests {
         fn poll(
             &mut self,
             max: usize,
-            _timeout: Duration,
             on_record: &mut dyn FnMut(i64, Option<&[u8]>),
         ) -> Result<PollStatus, SourceError> {
             let Some((records, at_end)) = self.script.pop_front() else {
-                std::thread::sleep(Duration::from_millis(5));
                 return Ok(PollStatus {
                     next_offset: self.next,
                     leader_unreachable: self.unreachable.load(Ordering::Relaxed),

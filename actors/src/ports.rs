@@ -1,9 +1,9 @@
 //! The two ways the actors touch Kafka, as traits: reading one partition ([`FrameSource`]) and
 //! committing offsets ([`OffsetCommitter`]). The Kafka adapter implements them; actor tests use
-//! in-memory fakes. Both are blocking and run on threads where blocking is allowed.
+//! in-memory fakes. A source never blocks (partition actors share a few threads and wait for
+//! records asynchronously); committing blocks and runs where blocking is allowed.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Where a partition starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,19 +58,28 @@ pub struct SourceError {
     pub message: String,
 }
 
+/// Called (from any thread) when records or events arrive for a source that had none.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
 /// Reads one partition.
 pub trait FrameSource: Send + 'static {
-    /// Waits up to `timeout` for a first record, then hands up to `max` records, in offset
-    /// order, to `on_record(offset, payload)` without waiting further.
+    /// Hands up to `max` records that are already buffered, in offset order, to
+    /// `on_record(offset, payload)`. Never waits.
     ///
     /// # Errors
     /// A read failure of any [`FailureKind`]; records read before it are delivered first.
     fn poll(
         &mut self,
         max: usize,
-        timeout: Duration,
         on_record: &mut dyn FnMut(i64, Option<&[u8]>),
     ) -> Result<PollStatus, SourceError>;
+
+    /// Asks to be woken through `wake` whenever records (or an end or error) arrive while
+    /// none are buffered. Sources that cannot tell do nothing: their reader then polls again
+    /// after `partition.poll_timeout_ms`.
+    fn wake_on_records(&mut self, wake: Wake) {
+        let _ = wake;
+    }
 }
 
 /// Opens the source of a partition at a start offset.

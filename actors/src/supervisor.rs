@@ -2,9 +2,10 @@
 //! in order.
 //!
 //! Tree: the intake, either one [`PartitionActor`] per partition (partition model) or a
-//! [`GroupActor`] that starts one per assigned partition (group model), each partition actor on
-//! its own arbiter thread (reading blocks); one [`BatchActor`] on its own arbiter (it does the
-//! counting); one [`MetricsActor`] on the supervisor's arbiter.
+//! [`GroupActor`] that starts one per assigned partition (group model), the partition actors
+//! spread over `partition.threads` arbiter threads (reading never blocks, whatever the number
+//! of partitions); one [`BatchActor`] on its own arbiter (it does the counting); one
+//! [`MetricsActor`] on the supervisor's arbiter.
 //!
 //! Supervision: a partition actor that fails (panics, or meets a fatal read error) reports it
 //! as it stops ([`PartitionExited`]; actix's own supervisor does not restart panicked actors).
@@ -163,6 +164,8 @@ pub struct RootSupervisor {
     positions: BTreeMap<i32, (Option<i64>, Instant)>,
     watchdog_busy: bool,
     stopping: bool,
+    /// The threads the partition actors run on.
+    reader_arbiters: Vec<Arbiter>,
 }
 
 /// A restart under way: where the partition resumes, and whether its new actor is still to be
@@ -170,24 +173,52 @@ pub struct RootSupervisor {
 type RestartWork =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(StartOffset, bool), String>>>>;
 
-/// A partition actor running on its own arbiter (both models).
+/// The arbiter threads the partition actors share.
+#[derive(Clone)]
+pub struct ReaderThreads {
+    handles: Arc<Vec<ArbiterHandle>>,
+}
+
+impl ReaderThreads {
+    /// Starts `threads` arbiters; the caller stops and joins them.
+    pub fn start(threads: usize) -> (Self, Vec<Arbiter>) {
+        let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        (
+            ReaderThreads {
+                handles: Arc::new(handles),
+            },
+            arbiters,
+        )
+    }
+
+    /// The thread of `partition`'s actor.
+    fn of(&self, partition: i32) -> &ArbiterHandle {
+        &self.handles[partition.unsigned_abs() as usize % self.handles.len()]
+    }
+}
+
+/// Stops arbiter threads and waits for them.
+async fn stop_arbiters(arbiters: Vec<Arbiter>) {
+    for arbiter in arbiters {
+        arbiter.stop();
+        let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+    }
+}
+
+/// A running partition actor (both models).
 pub(crate) struct RunningPartition {
-    pub(crate) arbiter: Arbiter,
     pub(crate) addr: Addr<PartitionActor>,
     pub(crate) generation: u64,
 }
 
 impl RunningPartition {
-    /// Starts `actor` on a new arbiter thread (reading blocks).
-    pub(crate) fn start(actor: PartitionActor) -> Self {
-        let arbiter = Arbiter::new();
+    /// Starts `actor` on its partition's reader thread.
+    pub(crate) fn start(actor: PartitionActor, threads: &ReaderThreads) -> Self {
         let generation = actor.generation_id();
-        let addr = PartitionActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        RunningPartition {
-            arbiter,
-            addr,
-            generation,
-        }
+        let thread = threads.of(actor.partition_id());
+        let addr = PartitionActor::start_in_arbiter(thread, move |_| actor);
+        RunningPartition { addr, generation }
     }
 
     /// Takes `partition`'s actor out of `running` if it is incarnation `generation` (any, when
@@ -213,6 +244,7 @@ struct PartitionIntake {
     config: PartitionConfig,
     limits: FrameLimits,
     end: EndPolicy,
+    threads: ReaderThreads,
 }
 
 impl PartitionIntake {
@@ -233,16 +265,15 @@ impl PartitionIntake {
                 self.end,
             )
             .fault_on_start(fault),
+            &self.threads,
         )
     }
 }
 
-/// Stops a partition actor (if it still runs) and its arbiter thread.
-pub(crate) async fn stop_partition_actor(arbiter: Arbiter, addr: Addr<PartitionActor>) {
+/// Stops a partition actor (if it still runs).
+pub(crate) async fn stop_partition_actor(addr: Addr<PartitionActor>) {
     // A dead actor answers with an error, which is fine: it sends nothing more either way.
     let _ = addr.send(StopIntake).await;
-    arbiter.stop();
-    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
 }
 
 /// Makes the batch actor write what is closed and commit, forget `partition`'s share of open
@@ -325,6 +356,7 @@ impl RootSupervisor {
             positions: BTreeMap::new(),
             watchdog_busy: false,
             stopping: false,
+            reader_arbiters: Vec::new(),
         }
         .start();
         (addr, rx)
@@ -402,6 +434,8 @@ impl Actor for RootSupervisor {
                 }
             })
         };
+        let (threads, reader_arbiters) = ReaderThreads::start(spec.partition.threads);
+        self.reader_arbiters = reader_arbiters;
         let outputs = PartitionOutputs {
             batch: batch.clone().recipient(),
             metrics: metrics.clone().recipient(),
@@ -417,6 +451,7 @@ impl Actor for RootSupervisor {
                     config: spec.partition.clone(),
                     limits: spec.limits,
                     end: spec.end,
+                    threads,
                 };
                 for plan in plans {
                     self.partitions.insert(
@@ -438,6 +473,7 @@ impl Actor for RootSupervisor {
                     spec.partition.clone(),
                     spec.limits,
                     spec.end,
+                    threads,
                 );
                 self.group = Some(group.start());
             }
@@ -485,7 +521,7 @@ impl RootSupervisor {
                             .get(&partition)
                             .map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below));
                         Box::pin(async move {
-                            stop_partition_actor(old.arbiter, old.addr).await;
+                            stop_partition_actor(old.addr).await;
                             // The new actor is started back on this actor.
                             let start = rewind_partition(&batch, partition, fallback).await?;
                             Ok((start, true))
@@ -775,16 +811,15 @@ impl Handler<Shutdown> for RootSupervisor {
         let partitions = std::mem::take(&mut self.partitions);
         let group = self.group.take();
         let batch = self.batch.take();
+        let readers = std::mem::take(&mut self.reader_arbiters);
         let metrics = self.metrics.clone();
         let close_all = self.completed;
         Box::pin(
             async move {
                 // 1. Stop intake; a partition actor that already stopped answers with an error,
                 //    which is fine: it sends nothing more either way.
-                let (arbiters, addrs): (Vec<Arbiter>, Vec<Addr<PartitionActor>>) = partitions
-                    .into_values()
-                    .map(|r| (r.arbiter, r.addr))
-                    .unzip();
+                let addrs: Vec<Addr<PartitionActor>> =
+                    partitions.into_values().map(|r| r.addr).collect();
                 join_all(addrs.iter().map(|a| a.send(StopIntake))).await;
                 let mut group_history = Vec::new();
                 if let Some(group) = group {
@@ -799,17 +834,13 @@ impl Handler<Shutdown> for RootSupervisor {
                 };
                 if let Some((arbiter, batch)) = batch {
                     summary.drain = batch.send(Drain { close_all }).await.unwrap_or_default();
-                    arbiter.stop();
-                    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
+                    stop_arbiters(vec![arbiter]).await;
                 }
-                // 3. Final figures, then the partition threads (their consumers close there).
+                // 3. Final figures, then the reader threads.
                 if let Some(metrics) = metrics {
                     summary.metrics = metrics.send(FinalMetrics).await.unwrap_or_default();
                 }
-                for arbiter in arbiters {
-                    arbiter.stop();
-                    let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
-                }
+                stop_arbiters(readers).await;
                 summary
             }
             .into_actor(self)
@@ -843,11 +874,9 @@ mod tests {
         fn poll(
             &mut self,
             _max: usize,
-            timeout: Duration,
             on_record: &mut dyn FnMut(i64, Option<&[u8]>),
         ) -> Result<PollStatus, SourceError> {
             if self.next >= self.frames {
-                std::thread::sleep(timeout.min(Duration::from_millis(5)));
                 return Ok(PollStatus {
                     next_offset: Some(self.next),
                     ..PollStatus::default()
@@ -984,7 +1013,6 @@ mod tests {
         fn poll(
             &mut self,
             _: usize,
-            _: Duration,
             _: &mut dyn FnMut(i64, Option<&[u8]>),
         ) -> Result<PollStatus, SourceError> {
             Err(SourceError {

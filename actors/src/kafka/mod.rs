@@ -2,17 +2,19 @@
 //! project's own [`FrameSource`](crate::ports::FrameSource),
 //! [`OffsetCommitter`](crate::ports::OffsetCommitter), partitions as `i32` and offsets as `i64`.
 //!
-//! Threading: every call here may block (librdkafka round trips), so callers run them on
-//! threads that may block: a partition actor's own arbiter, `spawn_blocking`, or the
-//! generator's thread.
+//! Threading: apart from reading a partition (which never waits), every call here may block
+//! (librdkafka round trips), so callers run them on threads that may block: `spawn_blocking`,
+//! the batch actor's commits, or the generator's thread.
 //!
 //! Client settings: the service's defaults first, then `kafka.properties` (the raw librdkafka
 //! passthrough), then the properties the delivery guarantee depends on (auto-commit off,
 //! offsets stored by the service, partition EOF on), which configuration may not override.
 
+mod assigned;
 mod committer;
 mod embedded;
 mod group;
+mod intake;
 mod producer;
 mod reader;
 
@@ -25,13 +27,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+pub use assigned::{AssignedIntake, AssigningConsumer};
 pub use committer::KafkaCommitter;
 pub use embedded::{BrokerError, BrokerRequest, EmbeddedCluster};
 pub use group::GroupConsumer;
 pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, PartitionConfig};
 use crate::leaders::LeaderBoard;
 use crate::ports::EndOffsetProbe;
 
@@ -342,8 +345,8 @@ fn coordinator_not_ready(error: &KafkaError) -> bool {
     )
 }
 
-fn read_committed(
-    consumer: &BaseConsumer,
+fn read_committed<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
     kafka: &KafkaConfig,
     partitions: &[i32],
 ) -> Result<Vec<Committed>, AdapterError> {
@@ -507,7 +510,7 @@ fn read_to_end(
 ) -> Result<(), AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
     use rdkafka::Message;
-    let defaults = reader::reader_defaults(prefetch);
+    let defaults = intake::intake_defaults(prefetch, PartitionConfig::default().prefetch_mib, partitions.len());
     // It commits nothing, so any group id does; librdkafka needs one for a consumer queue.
     let kafka = &KafkaConfig {
         group: "kafka-actors-baseline".to_owned(),

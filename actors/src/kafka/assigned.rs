@@ -1,0 +1,85 @@
+//! [`AssigningConsumer`]: the partition model's consumer. The service assigns every partition
+//! of the input topic to the process's one intake consumer at the offsets it chose (no group
+//! subscription, no coordinator-driven rebalances) and commits through the same client.
+
+use super::intake::{IntakeClient, IntakeSpec};
+use super::{AdapterError, Committed, LeaderStats};
+use crate::config::{KafkaConfig, PartitionConfig};
+use crate::ports::{EndOffsetProbe, OffsetCommitter, SourceFactory, StartOffset};
+
+/// The partition model's consumer, before it reads.
+pub struct AssigningConsumer {
+    intake: IntakeClient,
+    kafka: KafkaConfig,
+}
+
+/// What reading through an [`AssigningConsumer`] uses; the consumer closes when the last of
+/// these is dropped.
+pub struct AssignedIntake {
+    /// Opens a partition's source (again, after a restart).
+    pub sources: SourceFactory,
+    /// Commits through the consumer.
+    pub committer: Box<dyn OffsetCommitter>,
+    /// End offsets for the stall watchdog.
+    pub end_offsets: EndOffsetProbe,
+}
+
+impl AssigningConsumer {
+    /// Creates the consumer for a topic of `partitions` partitions (prefetch is shared among
+    /// them).
+    ///
+    /// # Errors
+    /// If librdkafka refuses the configuration.
+    pub fn create(
+        kafka: &KafkaConfig,
+        intake: &PartitionConfig,
+        partitions: usize,
+        leaders: Option<&LeaderStats>,
+    ) -> Result<Self, AdapterError> {
+        let intake = IntakeClient::create(IntakeSpec {
+            kafka,
+            client_id: "kafka-actors",
+            prefetch_frames: intake.prefetch_frames,
+            prefetch_mib: intake.prefetch_mib,
+            partitions,
+            extra: Vec::new(),
+            rebalance: None,
+            leaders,
+        })?;
+        Ok(AssigningConsumer {
+            intake,
+            kafka: kafka.clone(),
+        })
+    }
+
+    /// The input topic's partition ids, ascending.
+    ///
+    /// # Errors
+    /// If the metadata cannot be read or the topic does not exist.
+    pub fn partition_ids(&self) -> Result<Vec<i32>, AdapterError> {
+        self.intake.partition_ids()
+    }
+
+    /// The group's committed offsets of `partitions`.
+    ///
+    /// # Errors
+    /// If the group coordinator cannot be reached.
+    pub fn committed(&self, partitions: &[i32]) -> Result<Vec<Committed>, AdapterError> {
+        self.intake.committed(&self.kafka, partitions)
+    }
+
+    /// Assigns every partition at its start and starts serving the client.
+    ///
+    /// # Errors
+    /// If librdkafka refuses the assignment.
+    pub fn assign(self, starts: &[(i32, StartOffset)]) -> Result<AssignedIntake, AdapterError> {
+        self.intake.assign(starts)?;
+        let used = AssignedIntake {
+            sources: self.intake.sources(),
+            committer: self.intake.committer(false),
+            end_offsets: self.intake.end_offsets(),
+        };
+        self.intake.serve_while_used();
+        Ok(used)
+    }
+}

@@ -1,0 +1,472 @@
+//! [`IntakeClient`]: the one librdkafka consumer a process reads the input topic through, in
+//! both models. Every partition's records go to that partition's own queue, split off the
+//! consumer before the partition is assigned, and a partition actor reads the queue; the
+//! consumer's main queue (statistics, errors, logs and, in the group model, rebalances) is
+//! served by one driver thread. The same client answers the look-ups (partitions, committed
+//! offsets, end offsets for the watchdog) and commits, so a process holds one set of broker
+//! connections and one set of librdkafka threads whatever the number of partitions.
+//!
+//! Prefetch is bounded for the process: `partition.prefetch_frames` and
+//! `partition.prefetch_mib` are shared among the topic's partitions (librdkafka applies its
+//! queue limits per partition).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::committer::commit_positions;
+use super::reader::{reset_offset, Ownership, PartitionReader};
+use super::{
+    consumer_config, observe_leaders, read_committed, read_partition_ids, AdapterError, Committed,
+    LeaderStats, PROBE_TIMEOUT,
+};
+use crate::config::{KafkaConfig, OffsetReset};
+use crate::ports::{
+    CommitError, CommitPosition, EndOffsetProbe, FailureKind, FrameSource, OffsetCommitter,
+    SourceError, SourceFactory, StartOffset,
+};
+
+/// The consumer every partition is read through.
+pub(crate) type IntakeConsumer = BaseConsumer<IntakeContext>;
+
+/// Serves the group's rebalances, inside librdkafka's callback on the driver thread.
+pub(crate) trait Rebalance: Send + Sync + 'static {
+    /// Handles one rebalance event: assigns or unassigns `tpl`.
+    fn rebalance(&self, consumer: &IntakeConsumer, err: RDKafkaRespErr, tpl: &mut TopicPartitionList);
+}
+
+/// Client callbacks of the intake consumer.
+pub(crate) struct IntakeContext {
+    /// The group model's rebalance handling; the partition model never rebalances.
+    rebalance: Option<Box<dyn Rebalance>>,
+    pub(super) leaders: Option<LeaderStats>,
+}
+
+impl ClientContext for IntakeContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Some(stats) = &self.leaders {
+            observe_leaders(&stats.board, statistics);
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::warn!(%error, reason, "Kafka consumer error.");
+        }
+    }
+}
+
+impl ConsumerContext for IntakeContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match &self.rebalance {
+            Some(rebalance) => rebalance.rebalance(consumer, err, tpl),
+            None => tracing::error!(?err, "Rebalance without a group subscription; ignored."),
+        }
+    }
+}
+
+/// The librdkafka settings the intake consumer starts from (before `kafka.properties`):
+/// prefetch shared among `partitions`.
+pub(super) fn intake_defaults(
+    prefetch_frames: u64,
+    prefetch_mib: u64,
+    partitions: usize,
+) -> Vec<(&'static str, String)> {
+    let partitions = partitions.max(1) as u64;
+    let kib = prefetch_mib * 1024;
+    // librdkafka stops fetching a partition once its queue holds either limit.
+    let per_partition_kib = (kib / partitions).clamp(64, 65_536);
+    vec![
+        (
+            "queued.min.messages",
+            (prefetch_frames / partitions).max(100).to_string(),
+        ),
+        ("queued.max.messages.kbytes", per_partition_kib.to_string()),
+        // One fetch response may carry this much per partition and this much in all; it must
+        // not be below `message.max.bytes` (1 000 000 by default).
+        (
+            "max.partition.fetch.bytes",
+            (per_partition_kib * 1024).min(1_048_576).to_string(),
+        ),
+        (
+            "fetch.max.bytes",
+            (kib * 1024 / 4).clamp(1_048_576, 52_428_800).to_string(),
+        ),
+        // A fetch that finds nothing new comes back after at most this long, which bounds how
+        // late a partition notices it has caught up.
+        ("fetch.wait.max.ms", "100".to_owned()),
+        // When a prefetch queue is full the fetcher pauses this long (default 1 s, a visible
+        // stall); the readers drain their queues in milliseconds.
+        ("fetch.queue.backoff.ms", "10".to_owned()),
+    ]
+}
+
+/// How the intake consumer is made.
+pub(crate) struct IntakeSpec<'a> {
+    /// Brokers, topic, group, properties.
+    pub kafka: &'a KafkaConfig,
+    /// `client.id`.
+    pub client_id: &'a str,
+    /// Records prefetched for the whole process.
+    pub prefetch_frames: u64,
+    /// Bytes prefetched for the whole process, in MiB.
+    pub prefetch_mib: u64,
+    /// Partitions the prefetch is shared among.
+    pub partitions: usize,
+    /// Settings of this use (group membership), after the intake defaults.
+    pub extra: Vec<(&'static str, String)>,
+    /// Rebalance handling (group model).
+    pub rebalance: Option<Box<dyn Rebalance>>,
+    /// Leader tracking.
+    pub leaders: Option<&'a LeaderStats>,
+}
+
+/// What the driver does when told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnStop {
+    /// Nothing: the client closes when its last handle is dropped (partition model, and a
+    /// static group member, which leaves no trace: KIP-345).
+    Close,
+    /// Unsubscribe and wait until every partition is revoked (a dynamic group member).
+    Leave,
+}
+
+/// How long leaving may take (revocations included).
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The process's consumer of the input topic; see the module documentation.
+pub(crate) struct IntakeClient {
+    consumer: Arc<IntakeConsumer>,
+    topic: String,
+    reset: OffsetReset,
+    ownership: Ownership,
+    stop: Arc<AtomicBool>,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl IntakeClient {
+    /// Creates the consumer; nothing is assigned or subscribed yet.
+    ///
+    /// # Errors
+    /// If librdkafka refuses the configuration.
+    pub(crate) fn create(spec: IntakeSpec<'_>) -> Result<Self, AdapterError> {
+        let mut defaults =
+            intake_defaults(spec.prefetch_frames, spec.prefetch_mib, spec.partitions);
+        defaults.extend(spec.leaders.map(LeaderStats::setting));
+        defaults.extend(spec.extra);
+        let ownership = match spec.rebalance {
+            Some(_) => Ownership::Group,
+            None => Ownership::Assigned,
+        };
+        let context = IntakeContext {
+            rebalance: spec.rebalance,
+            leaders: spec.leaders.cloned(),
+        };
+        let consumer: IntakeConsumer = consumer_config(spec.kafka, spec.client_id, &defaults)
+            .create_with_context(context)
+            .map_err(|source| AdapterError::CreateClient {
+                role: "consumer",
+                source,
+            })?;
+        Ok(IntakeClient {
+            consumer: Arc::new(consumer),
+            topic: spec.kafka.topic.clone(),
+            reset: spec.kafka.auto_offset_reset,
+            ownership,
+            stop: Arc::new(AtomicBool::new(false)),
+            driver: None,
+        })
+    }
+
+    /// The input topic.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The consumer.
+    pub(crate) fn consumer(&self) -> &Arc<IntakeConsumer> {
+        &self.consumer
+    }
+
+    /// The input topic's partition ids, ascending.
+    ///
+    /// # Errors
+    /// As [`partition_ids`](super::partition_ids).
+    pub(crate) fn partition_ids(&self) -> Result<Vec<i32>, AdapterError> {
+        read_partition_ids(&*self.consumer, &self.topic)
+    }
+
+    /// The group's committed offsets of `partitions`.
+    ///
+    /// # Errors
+    /// As [`committed_offsets`](super::committed_offsets).
+    pub(crate) fn committed(
+        &self,
+        kafka: &KafkaConfig,
+        partitions: &[i32],
+    ) -> Result<Vec<Committed>, AdapterError> {
+        read_committed(&*self.consumer, kafka, partitions)
+    }
+
+    /// Opens partition sources: the partition's queue (split off again: a dropped handle
+    /// strands it), positioned at the start offset. A start from a commit seeks there, which
+    /// also discards what was fetched for a previous reader; a start without one reads from
+    /// where the assignment put the partition.
+    pub(crate) fn sources(&self) -> SourceFactory {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        let (reset, ownership) = (self.reset, self.ownership);
+        Arc::new(move |partition, start| {
+            let reader = PartitionReader::split(&consumer, &topic, partition, reset, ownership)
+                .map_err(|e| {
+                    SourceError {
+                        kind: FailureKind::Fatal,
+                        message: e.to_string(),
+                    }
+                })?;
+            if let StartOffset::At(offset) = start {
+                consumer
+                    .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
+                    .map_err(|e| SourceError {
+                        kind: FailureKind::Fatal,
+                        message: format!("partition {partition}: seek to {offset}: {e}"),
+                    })?;
+            }
+            Ok(Box::new(reader) as Box<dyn FrameSource>)
+        })
+    }
+
+    /// Splits off every partition's queue, then assigns the partitions at their start
+    /// offsets (the partition model).
+    ///
+    /// # Errors
+    /// If librdkafka refuses the assignment.
+    pub(crate) fn assign(&self, starts: &[(i32, StartOffset)]) -> Result<(), AdapterError> {
+        let mut tpl = TopicPartitionList::with_capacity(starts.len());
+        for (partition, start) in starts {
+            drop(self.consumer.split_partition_queue(&self.topic, *partition));
+            let offset = match start {
+                StartOffset::At(offset) => Offset::Offset(*offset),
+                StartOffset::Reset => reset_offset(self.reset),
+            };
+            tpl.add_partition_offset(&self.topic, *partition, offset)
+                .map_err(|source| AdapterError::Assign {
+                    topic: self.topic.clone(),
+                    partition: *partition,
+                    source,
+                })?;
+        }
+        self.consumer
+            .assign(&tpl)
+            .map_err(|source| AdapterError::Assign {
+                topic: self.topic.clone(),
+                partition: starts.first().map_or(-1, |s| s.0),
+                source,
+            })
+    }
+
+    /// Commits through this client. With `owned_only`, positions of partitions the client no
+    /// longer has assigned are left out (a group member must never overwrite a new owner's
+    /// commits with older ones).
+    pub(crate) fn committer(&self, owned_only: bool) -> Box<dyn OffsetCommitter> {
+        Box::new(IntakeCommitter {
+            consumer: self.consumer.clone(),
+            topic: self.topic.clone(),
+            owned_only,
+        })
+    }
+
+    /// End offsets of partitions, for the stall watchdog; a partition whose look-up fails is
+    /// left out.
+    pub(crate) fn end_offsets(&self) -> EndOffsetProbe {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        Arc::new(move |partitions: &[i32]| {
+            partitions
+                .iter()
+                .filter_map(|p| {
+                    consumer
+                        .fetch_watermarks(&topic, *p, PROBE_TIMEOUT)
+                        .ok()
+                        .map(|(_, high)| (*p, high))
+                })
+                .collect()
+        })
+    }
+
+    /// Starts serving the main queue on the driver thread; `on_stop` says how it ends.
+    pub(crate) fn start(&mut self, on_stop: OnStop) {
+        if self.driver.is_some() {
+            return;
+        }
+        let (consumer, stop) = (self.consumer.clone(), self.stop.clone());
+        match std::thread::Builder::new()
+            .name("kafka-intake".into())
+            .spawn(move || drive(&consumer, &stop, on_stop))
+        {
+            Ok(handle) => self.driver = Some(handle),
+            Err(error) => tracing::error!(%error, "Cannot start the intake driver thread."),
+        }
+    }
+
+    /// Serves the main queue on a driver thread for as long as anything else (a partition
+    /// reader, the source factory, a committer, the watchdog's probe) still uses the consumer;
+    /// the consumer closes with its last user.
+    pub(crate) fn serve_while_used(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let consumer = Arc::downgrade(&self.consumer);
+        let spawned = std::thread::Builder::new()
+            .name("kafka-intake".into())
+            .spawn(move || {
+                let mut last_warning = None;
+                while let Some(consumer) = consumer.upgrade() {
+                    drive_once(&consumer, &mut last_warning);
+                    if Arc::strong_count(&consumer) == 1 {
+                        break;
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "Cannot start the intake driver thread.");
+        }
+    }
+
+    /// Stops the driver thread (leaving the group first, if it says so). Blocks.
+    pub(crate) fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+}
+
+impl Drop for IntakeClient {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Serves the main queue until told to stop, then ends as `on_stop` says. The consumer itself
+/// closes when its last handle is dropped.
+fn drive(consumer: &IntakeConsumer, stop: &AtomicBool, on_stop: OnStop) {
+    let mut last_warning: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        drive_once(consumer, &mut last_warning);
+    }
+    match on_stop {
+        OnStop::Close => {}
+        OnStop::Leave => {
+            consumer.unsubscribe();
+            let deadline = Instant::now() + LEAVE_TIMEOUT;
+            while Instant::now() < deadline {
+                let _ = consumer.poll(Duration::from_millis(50));
+                if consumer.assignment().map_or(true, |a| a.count() == 0) {
+                    tracing::info!("Left the consumer group.");
+                    return;
+                }
+            }
+            tracing::error!(timeout = ?LEAVE_TIMEOUT, "Partitions still assigned after leaving the group.");
+        }
+    }
+}
+
+/// Serves the main queue for up to 100 ms.
+fn drive_once(consumer: &IntakeConsumer, last_warning: &mut Option<Instant>) {
+    match consumer.poll(Duration::from_millis(100)) {
+        None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+        Some(Ok(message)) => {
+            // Every assigned partition is split before it is assigned, so this does not
+            // happen; if it does, the record is not lost: it was never committed.
+            tracing::error!(
+                partition = message.partition(),
+                offset = message.offset(),
+                "Record on the consumer's main queue."
+            );
+        }
+        Some(Err(error)) => {
+            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                tracing::warn!(%error, "Kafka consumer error.");
+                *last_warning = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Commits through the intake consumer.
+struct IntakeCommitter {
+    consumer: Arc<IntakeConsumer>,
+    topic: String,
+    owned_only: bool,
+}
+
+impl OffsetCommitter for IntakeCommitter {
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+        if !self.owned_only {
+            return commit_positions(&self.consumer, &self.topic, positions);
+        }
+        let owned: Vec<i32> = self
+            .consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        let (mine, others): (Vec<CommitPosition>, Vec<CommitPosition>) = positions
+            .iter()
+            .cloned()
+            .partition(|p| owned.contains(&p.partition));
+        if !others.is_empty() {
+            tracing::warn!(
+                partitions = ?others.iter().map(|p| p.partition).collect::<Vec<_>>(),
+                "Not committing partitions this member does not own."
+            );
+        }
+        if mine.is_empty() {
+            return Ok(());
+        }
+        commit_positions(&self.consumer, &self.topic, &mine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(defaults: &[(&str, String)], key: &str) -> u64 {
+        defaults
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn prefetch_is_shared_among_partitions() {
+        let few = intake_defaults(20_000, 64, 4);
+        assert_eq!(setting(&few, "queued.min.messages"), 5_000);
+        assert_eq!(setting(&few, "queued.max.messages.kbytes"), 16_384);
+        assert_eq!(setting(&few, "max.partition.fetch.bytes"), 1_048_576);
+        let many = intake_defaults(20_000, 64, 1_024);
+        assert_eq!(setting(&many, "queued.min.messages"), 100);
+        assert_eq!(setting(&many, "queued.max.messages.kbytes"), 64);
+        assert_eq!(setting(&many, "max.partition.fetch.bytes"), 65_536);
+        // Whole process: at most the budget, plus a floor per partition.
+        for partitions in [1usize, 4, 256, 1_024] {
+            let d = intake_defaults(20_000, 64, partitions);
+            let total_kib = setting(&d, "queued.max.messages.kbytes") * partitions as u64;
+            assert!(total_kib <= (64 * 1024).max(64 * partitions as u64), "{partitions}");
+            assert!(setting(&d, "fetch.max.bytes") >= 1_000_000);
+        }
+    }
+}
