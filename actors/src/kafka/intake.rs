@@ -231,7 +231,7 @@ impl IntakeClient {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
         let (reset, ownership) = (self.reset, self.ownership);
         Arc::new(move |partition, start| {
-            let reader = PartitionReader::split(&consumer, &topic, partition, reset, ownership)
+            let reader = PartitionReader::split(&consumer, &topic, partition, start, reset, ownership)
                 .map_err(|e| {
                     SourceError {
                         kind: FailureKind::Fatal,

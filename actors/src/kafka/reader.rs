@@ -15,7 +15,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::intake::{IntakeConsumer, IntakeContext};
 use super::AdapterError;
 use crate::config::OffsetReset;
-use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, Wake};
+use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, StartOffset, Wake};
 
 /// Where `kafka.auto_offset_reset` starts a partition without a position. With `error` there is
 /// no position, and librdkafka (whose own policy is `error`) reports it.
@@ -61,6 +61,7 @@ impl PartitionReader {
         consumer: &Arc<IntakeConsumer>,
         topic: &str,
         partition: i32,
+        start: StartOffset,
         reset: OffsetReset,
         ownership: Ownership,
     ) -> Result<Self, AdapterError> {
@@ -75,7 +76,10 @@ impl PartitionReader {
             consumer: consumer.clone(),
             topic,
             partition,
-            next_offset: None,
+            next_offset: match start {
+                StartOffset::At(offset) => Some(offset),
+                StartOffset::Reset => None,
+            },
             pending_error: None,
             reset,
         })
