@@ -493,10 +493,11 @@ pub async fn run_scenario(
     );
     tracing::info!(scenario = %scenario.name(), model = model.as_str(), "Scenario starts.");
 
-    // About six seconds of data on the embedded cluster; twenty on a real one, where a broker
+    // About six seconds of data on the embedded cluster; thirty on a real one, where a broker
     // fault takes longer (a killed broker's leaderships move once its session ends, a restart
-    // takes seconds) and must land while frames still flow.
-    let seconds = if real { 20 } else { 6 };
+    // takes seconds, Kafka's reassignment tools take up to 20 s to move a leader on two busy
+    // cores) and must land while frames still flow, or no recovery can be seen.
+    let seconds = if real { 30 } else { 6 };
     let data = GeneratorConfig {
         rate: (options.frames / seconds).max(1),
         frames: options.frames,

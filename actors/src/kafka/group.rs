@@ -17,6 +17,7 @@
 //!
 //! [`IntakeClient`]: super::intake::IntakeClient
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
@@ -26,12 +27,29 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::intake::{IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance};
 use super::reader::reset_offset;
-use super::{AdapterError, LeaderStats, LOOKUP_TIMEOUT};
+use super::{log_bounds, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset, PartitionConfig};
 use crate::ports::{
     AssignedPartition, CoverageProbe, EndOffsetProbe, GroupCoverage, GroupMembership,
     OffsetCommitter, RebalanceListener, SourceFactory, StartOffset,
 };
+
+/// One end of the log of `partitions` (none when there are none to ask about, or the look-up
+/// failed: the reader then meets the error itself).
+fn bounds(
+    consumer: &IntakeConsumer,
+    topic: &str,
+    partitions: &[i32],
+    end: LogEnd,
+) -> BTreeMap<i32, i64> {
+    if partitions.is_empty() {
+        return BTreeMap::new();
+    }
+    log_bounds(consumer, topic, partitions, end, LOOKUP_TIMEOUT).unwrap_or_else(|error| {
+        tracing::warn!(%error, ?end, "Cannot read the log bounds at assignment.");
+        BTreeMap::new()
+    })
+}
 
 /// The group member's rebalance handling.
 struct GroupRebalance {
@@ -84,6 +102,28 @@ impl GroupRebalance {
         // own reset policy is `error`; see `consumer_config`). A commit that retention has
         // passed (the records were deleted before they were read) moves to where the policy
         // says, and the range passed over is reported.
+        // The log starts of every committed partition in one request (not one round trip
+        // per partition), and the ends only where a commit lies below its log start and the
+        // policy is `latest`.
+        let committed: Vec<i32> = assigned
+            .iter()
+            .filter(|a| matches!(a.start, StartOffset::At(_)))
+            .map(|a| a.partition)
+            .collect();
+        let starts = bounds(consumer, &self.topic, &committed, LogEnd::Start);
+        let behind: Vec<i32> = assigned
+            .iter()
+            .filter_map(|a| match (a.start, starts.get(&a.partition)) {
+                (StartOffset::At(offset), Some(low)) if offset < *low => Some(a.partition),
+                _ => None,
+            })
+            .collect();
+        let ends = match self.reset {
+            OffsetReset::Latest if !behind.is_empty() => {
+                bounds(consumer, &self.topic, &behind, LogEnd::End)
+            }
+            _ => BTreeMap::new(),
+        };
         for a in &mut assigned {
             match a.start {
                 StartOffset::Reset => {
@@ -94,15 +134,16 @@ impl GroupRebalance {
                     );
                 }
                 StartOffset::At(offset) => {
-                    let Ok((low, high)) =
-                        consumer.fetch_watermarks(&self.topic, a.partition, LOOKUP_TIMEOUT)
-                    else {
+                    let Some(low) = starts.get(&a.partition).copied() else {
                         continue;
                     };
                     let to = match self.reset {
                         _ if offset >= low => continue,
                         OffsetReset::Earliest => low,
-                        OffsetReset::Latest => high,
+                        OffsetReset::Latest => match ends.get(&a.partition) {
+                            Some(high) => *high,
+                            None => continue,
+                        },
                         // The reader meets the error and stops the service naming it.
                         OffsetReset::Error => continue,
                     };
@@ -250,14 +291,15 @@ impl GroupMembership for GroupConsumer {
                     tpl.add_partition(&topic, *partition);
                 }
                 let committed = consumer.committed_offsets(tpl, LOOKUP_TIMEOUT).ok()?;
+                let ends =
+                    log_bounds(&*consumer, &topic, &others, LogEnd::End, LOOKUP_TIMEOUT).ok()?;
                 for element in committed.elements() {
                     let Offset::Offset(offset) = element.offset() else {
                         continue;
                     };
-                    let (_, high) = consumer
-                        .fetch_watermarks(&topic, element.partition(), LOOKUP_TIMEOUT)
-                        .ok()?;
-                    if offset >= high {
+                    // A partition whose end is unknown now is not known to be done.
+                    let high = ends.get(&element.partition())?;
+                    if offset >= *high {
                         done_elsewhere.push(element.partition());
                     }
                 }

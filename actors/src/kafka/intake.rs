@@ -24,7 +24,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::committer::commit_positions;
 use super::reader::{reset_offset, Ownership, PartitionReader};
 use super::{
-    consumer_config, observe_leaders, read_committed, read_partition_ids, AdapterError, Committed,
+    consumer_config, log_bounds, observe_leaders, read_committed, LogEnd, read_partition_ids, AdapterError, Committed,
     LeaderStats, PROBE_TIMEOUT,
 };
 use crate::config::{KafkaConfig, OffsetReset};
@@ -295,15 +295,8 @@ impl IntakeClient {
     pub(crate) fn end_offsets(&self) -> EndOffsetProbe {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
         Arc::new(move |partitions: &[i32]| {
-            partitions
-                .iter()
-                .filter_map(|p| {
-                    consumer
-                        .fetch_watermarks(&topic, *p, PROBE_TIMEOUT)
-                        .ok()
-                        .map(|(_, high)| (*p, high))
-                })
-                .collect()
+            log_bounds(&consumer, &topic, partitions, LogEnd::End, PROBE_TIMEOUT)
+                .unwrap_or_default()
         })
     }
 

@@ -231,6 +231,49 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     }
 }
 
+/// Which end of a partition's log [`log_bounds`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogEnd {
+    /// The first offset still in the log (the low watermark).
+    Start,
+    /// The offset the next record will get (the high watermark).
+    End,
+}
+
+/// One end of the log of each of `partitions`, in one ListOffsets request per leader (not one
+/// round trip per partition: hundreds of partitions answer at once). Partitions whose look-up
+/// failed are left out.
+///
+/// # Errors
+/// If the request as a whole failed.
+pub(crate) fn log_bounds<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: &[i32],
+    end: LogEnd,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    // ListOffsets by timestamp: -1 asks for the latest offset, -2 for the earliest.
+    let query = match end {
+        LogEnd::Start => Offset::Beginning,
+        LogEnd::End => Offset::End,
+    };
+    for partition in partitions {
+        tpl.add_partition_offset(topic, *partition, query)?;
+    }
+    let answered = consumer.offsets_for_times(tpl, timeout)?;
+    Ok(answered
+        .elements()
+        .iter()
+        .filter(|e| e.error().is_ok())
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect())
+}
+
 /// End offsets (high watermarks) of `kafka.topic`'s partitions through one long-lived client,
 /// for the stall watchdog. A partition whose look-up fails is left out.
 ///
@@ -244,15 +287,7 @@ pub fn end_offset_probe(kafka: &KafkaConfig) -> Result<EndOffsetProbe, AdapterEr
     let consumer = lookup_consumer(&kafka)?;
     let topic = kafka.topic.clone();
     Ok(Arc::new(move |partitions: &[i32]| {
-        partitions
-            .iter()
-            .filter_map(|p| {
-                consumer
-                    .fetch_watermarks(&topic, *p, PROBE_TIMEOUT)
-                    .ok()
-                    .map(|(_, high)| (*p, high))
-            })
-            .collect()
+        log_bounds(&consumer, &topic, partitions, LogEnd::End, PROBE_TIMEOUT).unwrap_or_default()
     }))
 }
 
