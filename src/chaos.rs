@@ -993,7 +993,7 @@ async fn drive_fault(
                     .summary
                     .group_history
                     .iter()
-                    .filter(|r| matches!(r.event, actors::group::GroupEvent::Assigned { .. }))
+                    .filter(|r| matches!(r.event, actors::intake::GroupEvent::Assigned { .. }))
                     .count();
                 notes
                     .member_b_assignments

@@ -16,18 +16,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::batch::resume_point;
 use actors::config::{ConfigError, KafkaConfig};
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
-use actors::group::GroupListener;
+use actors::intake::IntakeListener;
 use actors::kafka::{
     self, AdapterError, AssigningConsumer, EmbeddedCluster, GroupConsumer, LeaderStats,
 };
 use actors::partition::EndPolicy;
-use actors::ports::{EndOffsetProbe, OffsetCommitter, StartOffset};
+use actors::ports::{AssignedPartition, EndOffsetProbe, OffsetCommitter, StartOffset};
 use actors::sink::open_sink;
 use actors::supervisor::{
-    EndOffsets, Intake, Outcome, PartitionPlan, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
+    EndOffsets, Intake, Outcome, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
 };
 
 pub use settings::{Model, Settings};
@@ -271,30 +270,29 @@ async fn prepare_intake(
         Model::Partition => {
             // One client serves the start-up look-ups, reads every partition and commits.
             let lookups = kafka.clone();
-            let (consumer, partitions, committed) =
-                blocking(move || -> Result<_, AdapterError> {
-                    let partitions = kafka::partition_ids(&lookups)?;
-                    let consumer = AssigningConsumer::create(
-                        &lookups,
-                        &intake,
-                        partitions.len(),
-                        leaders.as_ref(),
-                    )?;
-                    let committed = consumer.committed(&partitions)?;
-                    Ok((consumer, partitions, committed))
-                })
-                .await??;
-            let plans: Vec<PartitionPlan> = partitions
+            let (consumer, partitions, committed) = blocking(move || -> Result<_, AdapterError> {
+                let partitions = kafka::partition_ids(&lookups)?;
+                let consumer = AssigningConsumer::create(
+                    &lookups,
+                    &intake,
+                    partitions.len(),
+                    leaders.as_ref(),
+                )?;
+                let committed = consumer.committed(&partitions)?;
+                Ok((consumer, partitions, committed))
+            })
+            .await??;
+            let assigned: Vec<AssignedPartition> = partitions
                 .iter()
                 .map(|p| {
                     let committed = committed.iter().find(|c| c.partition == *p);
-                    PartitionPlan {
+                    AssignedPartition {
                         partition: *p,
                         start: committed
                             .and_then(|c| c.offset)
                             .map_or(StartOffset::Reset, StartOffset::At),
-                        closed_below: committed
-                            .and_then(|c| resume_point(c.partition, c.offset, &c.metadata)),
+                        metadata: committed.map(|c| c.metadata.clone()).unwrap_or_default(),
+                        skipped: None,
                     }
                 })
                 .collect();
@@ -305,13 +303,14 @@ async fn prepare_intake(
                 committed = committed.iter().filter(|c| c.offset.is_some()).count(),
                 "Starting the partition model."
             );
-            let starts: Vec<(i32, StartOffset)> =
-                plans.iter().map(|p| (p.partition, p.start)).collect();
-            let assigned = blocking(move || consumer.assign(&starts)).await??;
+            let listener =
+                IntakeListener::new(Duration::from_millis(settings.group.revoke_timeout_ms));
+            let hears = listener.clone();
+            let assigned = blocking(move || consumer.assign(assigned, hears)).await??;
             Ok(Intake_ {
-                intake: Intake::Partitions {
-                    plans,
-                    sources: assigned.sources,
+                intake: Intake {
+                    assignments: assigned.assignments,
+                    listener,
                 },
                 committer: assigned.committer,
                 probe: assigned.end_offsets,
@@ -320,7 +319,7 @@ async fn prepare_intake(
         }
         Model::Group => {
             let group = settings.group.clone();
-            let listener = GroupListener::new(Duration::from_millis(group.revoke_timeout_ms));
+            let listener = IntakeListener::new(Duration::from_millis(group.revoke_timeout_ms));
             let hears = listener.clone();
             let (member, partitions) = blocking(move || -> Result<_, AdapterError> {
                 let partitions = kafka::partition_ids(&kafka)?;
@@ -345,8 +344,8 @@ async fn prepare_intake(
             Ok(Intake_ {
                 committer: member.committer(),
                 probe: member.end_offsets(),
-                intake: Intake::Group {
-                    membership: Box::new(member),
+                intake: Intake {
+                    assignments: Box::new(member),
                     listener,
                 },
                 partitions,
@@ -379,7 +378,6 @@ fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHand
     }
     Ok(handle)
 }
-
 
 /// An error and its sources on one line.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

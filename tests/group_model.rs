@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actors::config::Assignment;
-use actors::group::GroupEvent;
+use actors::intake::GroupEvent;
 use actors::ports::StartOffset;
 use common::*;
 use kafka_actors::{Model, Settings};

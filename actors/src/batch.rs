@@ -18,7 +18,7 @@ use actix::prelude::*;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::frame::FrameChunk;
 use crate::metrics::{Flushed, FramesLate, MetricsActor};
-use crate::ports::{CommitPosition, GroupCoverage, OffsetCommitter};
+use crate::ports::{CommitError, CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
 
@@ -111,17 +111,30 @@ pub struct DrainReport {
 #[rtype(result = "()")]
 pub struct AddPartitions(pub Vec<PartitionStart>);
 
-/// Stops counting partitions (revoked from this member) after their intake has stopped. With
+/// Stops counting partitions (revoked, or restarted) after their intake has stopped. With
 /// `commit`, closed windows are written and offsets committed first, and the answer comes only
-/// then; without (the assignment was lost), their share is dropped at once. The answer lists
-/// the last position this member committed for each of them.
+/// then; without (the assignment was lost), their share is dropped at once. The answer says,
+/// for each of them, what was committed and where reading must start again.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Vec<CommitPosition>")]
+#[rtype(result = "Vec<Released>")]
 pub struct ReleasePartitions {
     /// The partitions.
     pub partitions: Vec<i32>,
     /// Write and commit before letting go.
     pub commit: bool,
+}
+
+/// A partition let go by [`ReleasePartitions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The partition.
+    pub partition: i32,
+    /// The last position committed for it since it was added, if any.
+    pub committed: Option<CommitPosition>,
+    /// Where reading it again must start: every frame below was written by the last flush
+    /// whose output is durable, whether or not that flush's commit succeeded. `None` when
+    /// nothing of it was read since it was added.
+    pub resume: Option<CommitPosition>,
 }
 
 /// What the batch actor tells its supervisor.
@@ -147,11 +160,7 @@ enum Coverage {
 }
 
 /// Partitions to let go once flush number `.1` has finished, and where to answer.
-type ReleaseWaiter = (
-    Vec<i32>,
-    u64,
-    tokio::sync::oneshot::Sender<Vec<CommitPosition>>,
-);
+type ReleaseWaiter = (Vec<i32>, u64, tokio::sync::oneshot::Sender<Vec<Released>>);
 
 /// Sink and committer travel together to the flush thread and back.
 struct FlushTarget {
@@ -172,7 +181,8 @@ struct FlushDone {
     job: FlushJob,
     duration: Duration,
     sink_error: Option<String>,
-    commit_error: Option<String>,
+    /// What the commit did, when one was made.
+    commit: Option<Result<Vec<CommitPosition>, CommitError>>,
 }
 
 /// Windows, flushes and commits; see the module documentation.
@@ -209,6 +219,11 @@ pub struct BatchActor {
     complete_only: Option<Vec<i32>>,
     /// Which partitions must be consumed to their end before the run is complete.
     coverage: Coverage,
+    /// Per partition, the position of the last flush whose output is durable: every frame
+    /// below it is in written windows, committed or not.
+    written: std::collections::BTreeMap<i32, CommitPosition>,
+    /// Since when commits have failed with errors no retry cures, without a success since.
+    commits_failing_since: Option<Instant>,
 }
 
 impl BatchActor {
@@ -251,6 +266,8 @@ impl BatchActor {
             supervisor,
             complete_only: None,
             coverage: Coverage::Known,
+            written: std::collections::BTreeMap::new(),
+            commits_failing_since: None,
         }
     }
 
@@ -336,6 +353,9 @@ impl BatchActor {
         self.last_flush = Instant::now();
         self.force = false;
         if job.windows.is_empty() && !job.commit {
+            // Nothing to write: these positions are the last commit's, durable already.
+            self.written
+                .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
             self.target = Some(target);
             self.flush_seq.1 = job.seq;
             self.flush_finished(ctx);
@@ -357,8 +377,12 @@ impl BatchActor {
             job,
             duration,
             sink_error,
-            commit_error,
+            commit,
         } = done;
+        let commit_error = match &commit {
+            Some(Err(error)) => Some(error.to_string()),
+            _ => None,
+        };
         self.target = Some(target);
         self.flush_seq.1 = job.seq;
         self.metrics.do_send(Flushed {
@@ -372,16 +396,33 @@ impl BatchActor {
             self.fail(error, ctx);
             return;
         }
-        match commit_error {
-            Some(error) => {
+        self.written
+            .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
+        match commit {
+            Some(Err(error)) => {
                 tracing::warn!(%error, "Offset commit failed; the next flush commits again.");
-                self.last_commit_error = Some(error);
+                self.last_commit_error = Some(error.to_string());
+                if !error.retriable {
+                    let since = *self.commits_failing_since.get_or_insert_with(Instant::now);
+                    let limit = Duration::from_millis(self.config.commit_failure_timeout_ms);
+                    if since.elapsed() >= limit {
+                        let error = format!(
+                            "offsets cannot be committed: {error} (no commit succeeded for {} ms; flush.commit_failure_timeout_ms = {})",
+                            since.elapsed().as_millis(),
+                            self.config.commit_failure_timeout_ms
+                        );
+                        return self.fail(error, ctx);
+                    }
+                }
             }
-            None if job.commit => {
+            Some(Ok(committed)) => {
+                // Only what was committed counts: positions of partitions no longer read
+                // here were left out.
                 self.committed
-                    .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
+                    .extend(committed.into_iter().map(|p| (p.partition, p)));
                 self.last_commit = job.positions;
                 self.last_commit_error = None;
+                self.commits_failing_since = None;
             }
             None => {}
         }
@@ -423,7 +464,10 @@ impl BatchActor {
         }
     }
 
-    fn release(&mut self, partitions: &[i32]) -> Vec<CommitPosition> {
+    /// Forgets `partitions`: their open windows, what was committed and written for them (a
+    /// partition that comes back starts from its new assignment, never from a position of an
+    /// earlier ownership).
+    fn release(&mut self, partitions: &[i32]) -> Vec<Released> {
         for partition in partitions {
             self.windows.remove_partition(*partition);
         }
@@ -431,7 +475,11 @@ impl BatchActor {
             .retain(|p| !partitions.contains(&p.partition));
         partitions
             .iter()
-            .filter_map(|p| self.committed.get(p).cloned())
+            .map(|p| Released {
+                partition: *p,
+                committed: self.committed.remove(p),
+                resume: self.written.remove(p),
+            })
             .collect()
     }
 
@@ -447,20 +495,18 @@ impl BatchActor {
 fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
     let started = Instant::now();
     let mut sink_error = None;
-    let mut commit_error = None;
+    let mut commit = None;
     if let Err(error) = target.sink.write(&job.windows) {
         sink_error = Some(format!("cannot write results: {error}"));
     } else if job.commit {
-        if let Err(error) = target.committer.commit(&job.positions) {
-            commit_error = Some(error.to_string());
-        }
+        commit = Some(target.committer.commit(&job.positions));
     }
     FlushDone {
         target,
         job,
         duration: started.elapsed(),
         sink_error,
-        commit_error,
+        commit,
     }
 }
 
@@ -539,7 +585,7 @@ impl Handler<AddPartitions> for BatchActor {
 }
 
 impl Handler<ReleasePartitions> for BatchActor {
-    type Result = ResponseActFuture<Self, Vec<CommitPosition>>;
+    type Result = ResponseActFuture<Self, Vec<Released>>;
 
     fn handle(&mut self, msg: ReleasePartitions, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -581,7 +627,6 @@ mod tests {
 
     use super::*;
     use crate::config::MetricsConfig;
-    use crate::ports::CommitError;
 
     /// Everything the fakes saw, in order: `Write(window starts)` and `Commit(offsets)`.
     #[derive(Debug, Clone, PartialEq)]
@@ -625,7 +670,10 @@ mod tests {
 
     struct FakeCommitter(Log, usize);
     impl OffsetCommitter for FakeCommitter {
-        fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+        fn commit(
+            &mut self,
+            positions: &[CommitPosition],
+        ) -> Result<Vec<CommitPosition>, CommitError> {
             if self.1 > 0 {
                 self.1 -= 1;
                 return Err(CommitError {
@@ -639,7 +687,7 @@ mod tests {
                     .map(|p| (p.partition, p.offset, p.metadata.clone()))
                     .collect(),
             ));
-            Ok(())
+            Ok(positions.to_vec())
         }
     }
 
@@ -689,6 +737,7 @@ mod tests {
             FlushConfig {
                 max_frames: 1_000_000,
                 interval_ms,
+                commit_failure_timeout_ms: 200,
             },
             &starts,
             Box::new(FakeSink(log.clone())),
@@ -795,6 +844,186 @@ mod tests {
             events.contains(&commit(&[(0, 1), (1, 0)], "kafka-actors:wm=125")),
             "the retried commit went out: {events:?}"
         );
+    }
+
+    #[actix::test]
+    async fn a_partition_released_while_commits_fail_resumes_where_its_unwritten_frames_start() {
+        // Started without a committed offset (from wherever the reset policy puts it), and
+        // every commit fails.
+        let log = Log::default();
+        let batch = unstarted(&log, usize::MAX, 60_000, &[], false, None).start();
+        let unknown = |partition| PartitionStart {
+            partition,
+            next_offset: None,
+            closed_below: None,
+        };
+        batch
+            .send(AddPartitions(vec![unknown(0), unknown(1)]))
+            .await
+            .unwrap();
+        batch
+            .send(chunk(0, &[(5, 100.0, "a"), (6, 125.0, "b")], 7))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        let released = batch
+            .send(ReleasePartitions {
+                partitions: vec![0],
+                commit: true,
+            })
+            .await
+            .unwrap();
+        // Window 100 was written; offset 6 opens window 120, which is not.
+        assert_eq!(log.events(), vec![Event::Write(vec![100])]);
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].committed, None, "every commit failed");
+        let resume = released[0]
+            .resume
+            .as_ref()
+            .expect("a position to resume from");
+        assert_eq!((resume.partition, resume.offset), (0, 6));
+        assert_eq!(decode_watermark(&resume.metadata), Some(125.0));
+    }
+
+    #[actix::test]
+    async fn a_partition_that_comes_back_forgets_the_commits_of_its_earlier_ownership() {
+        let log = Log::default();
+        let batch = unstarted(&log, 0, 60_000, &[0, 1], false, None).start();
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        let first = batch
+            .send(ReleasePartitions {
+                partitions: vec![0],
+                commit: true,
+            })
+            .await
+            .unwrap();
+        assert_eq!(first[0].committed.as_ref().map(|c| c.offset), Some(1));
+        // Another member read on; the partition comes back at 500 and is lost before this
+        // member commits anything for it.
+        batch
+            .send(AddPartitions(vec![PartitionStart {
+                partition: 0,
+                next_offset: Some(500),
+                closed_below: None,
+            }]))
+            .await
+            .unwrap();
+        let second = batch
+            .send(ReleasePartitions {
+                partitions: vec![0],
+                commit: false,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            second,
+            vec![Released {
+                partition: 0,
+                committed: None,
+                resume: None
+            }],
+            "nothing of the earlier ownership survives"
+        );
+    }
+
+    /// Refuses every commit as a broker refuses an unauthorized group, or commits only the
+    /// partitions in `.1` (the others are no longer read here).
+    struct Refusing(Log, Option<Vec<i32>>);
+    impl OffsetCommitter for Refusing {
+        fn commit(
+            &mut self,
+            positions: &[CommitPosition],
+        ) -> Result<Vec<CommitPosition>, CommitError> {
+            let Some(owned) = &self.1 else {
+                return Err(CommitError {
+                    retriable: false,
+                    message: "Broker: Group authorization failed".into(),
+                });
+            };
+            let mine: Vec<CommitPosition> = positions
+                .iter()
+                .filter(|p| owned.contains(&p.partition))
+                .cloned()
+                .collect();
+            self.0 .0.lock().unwrap().push(Event::Commit(
+                mine.iter()
+                    .map(|p| (p.partition, p.offset, p.metadata.clone()))
+                    .collect(),
+            ));
+            Ok(mine)
+        }
+    }
+
+    fn with_committer(
+        log: &Log,
+        committer: Refusing,
+        supervisor: Option<Recipient<BatchEvent>>,
+    ) -> Addr<BatchActor> {
+        let mut actor = unstarted(log, 0, 10, &[0, 1], false, supervisor);
+        actor.target = Some(FlushTarget {
+            sink: Box::new(FakeSink(log.clone())),
+            committer: Box::new(committer),
+        });
+        actor.start()
+    }
+
+    #[actix::test]
+    async fn commits_that_can_never_succeed_stop_the_output_within_the_timeout() {
+        let log = Log::default();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let supervisor = Supervisor(events.clone()).start();
+        let batch = with_committer(
+            &log,
+            Refusing(log.clone(), None),
+            Some(supervisor.recipient()),
+        );
+        // A new window every 100 ms; once the actor has stopped, nothing is taken.
+        for (i, ts) in [100.0, 112.0, 124.0, 136.0, 148.0].iter().enumerate() {
+            let offset = i as i64;
+            let _ = batch
+                .send(chunk(0, &[(offset, *ts, "a")], offset + 1))
+                .await;
+            let _ = batch
+                .send(chunk(1, &[(offset, *ts, "b")], offset + 1))
+                .await;
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        let events = events.lock().unwrap().clone();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("offsets cannot be committed")
+                    && e.contains("Group authorization failed")
+                    && e.contains("flush.commit_failure_timeout_ms = 200")),
+            "{events:?}"
+        );
+        assert!(!batch.connected(), "the batch actor stopped");
+        // Output stopped with it: windows 100 and 110 were written before the timeout ran
+        // out (every flush's commit failed), the later ones never.
+        let written: Vec<Event> = log.events();
+        assert!(written.contains(&Event::Write(vec![100])), "{written:?}");
+        assert!(!written.contains(&Event::Write(vec![130])), "{written:?}");
+    }
+
+    #[actix::test]
+    async fn positions_left_out_of_a_commit_are_not_recorded_as_committed() {
+        let log = Log::default();
+        // Partition 1 was revoked from this member while its windows were being written.
+        let batch = with_committer(&log, Refusing(log.clone(), Some(vec![0])), None);
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        let report = batch.send(Drain { close_all: false }).await.unwrap();
+        assert_eq!(report.committed, vec![(0, 1)]);
+        assert!(log
+            .events()
+            .contains(&commit(&[(0, 1)], "kafka-actors:wm=125")));
     }
 
     struct Supervisor(Arc<Mutex<Vec<String>>>);

@@ -476,6 +476,10 @@ pub struct FlushConfig {
     pub max_frames: u64,
     /// Flush at least this often (milliseconds) when there is something to write or commit.
     pub interval_ms: u64,
+    /// Commits that fail with an error no retry can cure (authorization, unknown member,
+    /// fenced) for this long (milliseconds) without a commit succeeding stop the service
+    /// with the error, rather than writing output whose offsets never get committed.
+    pub commit_failure_timeout_ms: u64,
 }
 
 impl Default for FlushConfig {
@@ -483,6 +487,7 @@ impl Default for FlushConfig {
         FlushConfig {
             max_frames: 200_000,
             interval_ms: 1_000,
+            commit_failure_timeout_ms: 30_000,
         }
     }
 }
@@ -501,6 +506,11 @@ impl FlushConfig {
         check(
             (1..=3_600_000).contains(&self.interval_ms),
             "flush.interval_ms",
+            "must be between 1 and 3600000",
+        )?;
+        check(
+            (1..=3_600_000).contains(&self.commit_failure_timeout_ms),
+            "flush.commit_failure_timeout_ms",
             "must be between 1 and 3600000",
         )
     }

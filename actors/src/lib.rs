@@ -1,14 +1,23 @@
 //! The kafka-actors actor system.
 //!
 //! ```text
+//!  AssignmentSource (partition model: every partition at start; group model: rebalances)
+//!        │ Assign / Revoke / Lost
+//!        ▼
+//!  IntakeActor: starts, stops and restarts one PartitionActor per assigned partition
 //!                    Chunk (frames of one partition, per poll)          Flush: write windows,
 //!  PartitionActor p0 ──────────────────────────────┐                    fsync, then commit
 //!  PartitionActor p1 ──────────────────────────────┼──▶ BatchActor ───────────▶ Sink + OffsetCommitter
 //!  PartitionActor pN ──────────────────────────────┘      │  windows, watermark
 //!        │ ChunkProcessed (counts, timings, lag)           │ FramesLate, Flushed
 //!        └───────────────────────────────▶ MetricsActor ◀──┘
-//!  RootSupervisor: starts the tree, hears PartitionFailed / BatchEvent, drains it on Shutdown.
+//!  RootSupervisor: starts the tree, hears PartitionExited / BatchEvent, restarts failed or
+//!  stalled partitions through the IntakeActor, drains the tree on Shutdown.
 //! ```
+//!
+//! Threads: one Kafka client per process (its librdkafka threads and one driver thread); the
+//! partition actors share `partition.threads` arbiters (reading never blocks); the batch actor
+//! has its own; the supervisor and metrics actor share the system's.
 //!
 //! Delivery: at least once. Offsets are committed only after the windows they cover are
 //! durable, and never past the first frame of a window not yet written, so after a crash the
@@ -24,7 +33,7 @@ pub mod batch;
 pub mod config;
 pub mod frame;
 pub mod generator;
-pub mod group;
+pub mod intake;
 pub mod kafka;
 pub mod leaders;
 pub mod metrics;
@@ -35,7 +44,7 @@ pub mod supervisor;
 pub mod window;
 
 pub use batch::BatchActor;
-pub use group::GroupActor;
+pub use intake::IntakeActor;
 pub use metrics::MetricsActor;
 pub use partition::PartitionActor;
 pub use supervisor::RootSupervisor;

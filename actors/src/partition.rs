@@ -309,24 +309,21 @@ impl PartitionActor {
         // before and is counted already.
         let mut expected = self.next_offset;
         let mut again: Option<(i64, u64)> = None;
-        let result = source.poll(
-            self.config.chunk_max_frames,
-            &mut |offset, payload| {
-                first_record.get_or_insert_with(Instant::now);
-                if expected.is_some_and(|e| offset < e) {
-                    again.get_or_insert((offset, 0)).1 += 1;
-                    return;
+        let result = source.poll(self.config.chunk_max_frames, &mut |offset, payload| {
+            first_record.get_or_insert_with(Instant::now);
+            if expected.is_some_and(|e| offset < e) {
+                again.get_or_insert((offset, 0)).1 += 1;
+                return;
+            }
+            expected = Some(offset + 1);
+            match parse_frame(payload, &limits) {
+                Ok(frame) => frames.push(offset, frame.ts, &frame.uid),
+                Err(reason) => {
+                    invalid.add(reason);
+                    log.note(partition, offset, reason);
                 }
-                expected = Some(offset + 1);
-                match parse_frame(payload, &limits) {
-                    Ok(frame) => frames.push(offset, frame.ts, &frame.uid),
-                    Err(reason) => {
-                        invalid.add(reason);
-                        log.note(partition, offset, reason);
-                    }
-                }
-            },
-        );
+            }
+        });
         let process = first_record.map_or(Duration::ZERO, |t| t.elapsed());
         if let Some((first, records)) = again {
             tracing::warn!(

@@ -109,14 +109,17 @@ pub struct CommitPosition {
 
 /// Commits offsets of the input topic for the consumer group.
 pub trait OffsetCommitter: Send + 'static {
-    /// Commits the positions and returns once the broker has accepted them.
+    /// Commits the positions and returns, once the broker has accepted them, the positions
+    /// committed: positions of partitions this process no longer reads are left out (a group
+    /// member must never overwrite a new owner's commits), and are not committed.
     ///
     /// # Errors
     /// If the broker did not accept the commit.
-    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError>;
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError>;
 }
 
-/// A partition the group coordinator gave this member.
+/// A partition this process was given to read: by the service itself (partition model) or by
+/// the group coordinator (group model).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssignedPartition {
     /// The partition.
@@ -130,10 +133,11 @@ pub struct AssignedPartition {
     pub skipped: Option<(i64, i64)>,
 }
 
-/// Hears the group's rebalances. Called on the thread that serves the group consumer, inside
-/// the rebalance: a revocation must not return before the partitions' results are durable and
-/// their offsets committed, because the next owner starts from those offsets.
-pub trait RebalanceListener: Send + Sync + 'static {
+/// Hears which partitions this process reads. Called on the thread that serves the consumer
+/// (in the group model inside the rebalance): a revocation must not return before the
+/// partitions' results are durable and their offsets committed, because the next owner starts
+/// from those offsets.
+pub trait AssignmentListener: Send + Sync + 'static {
     /// Partitions were assigned; reading them may start.
     fn assigned(&self, partitions: Vec<AssignedPartition>);
 
@@ -142,19 +146,79 @@ pub trait RebalanceListener: Send + Sync + 'static {
     fn revoking(&self, partitions: Vec<i32>, lost: bool);
 }
 
-/// A running membership in a consumer group.
-pub trait GroupMembership: Send + 'static {
+/// What leaving does to the partitions this process reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLeave {
+    /// They go to other members: write what is closed, commit and let them go first (the
+    /// group model).
+    Release,
+    /// Nobody else takes them: stop reading and drain as usual (the partition model).
+    Keep,
+}
+
+/// Where assignments come from: the partition model (every partition at start) or a group
+/// membership (the coordinator's rebalances). Both tell an [`AssignmentListener`].
+pub trait AssignmentSource: Send + 'static {
     /// Opens the source of an assigned partition (again, after a restart).
     fn sources(&self) -> SourceFactory;
 
-    /// Starts serving the group: joining, heartbeats and rebalances.
+    /// Starts: the listener hears of assignments from now on.
     fn start(&mut self);
 
-    /// Leaves the group (revoking every partition through the listener) and stops. Blocks.
+    /// Stops (in the group model: leaves, revoking every partition through the listener).
+    /// Blocks.
     fn leave(&mut self);
 
-    /// Tells, for `--until-end`, what the group as a whole has consumed; see [`CoverageProbe`].
-    fn coverage(&self) -> CoverageProbe;
+    /// What leaving does to the partitions read here.
+    fn on_leave(&self) -> OnLeave;
+
+    /// For `--until-end` with partitions read elsewhere too (group model): what the group as a
+    /// whole has consumed; see [`CoverageProbe`]. `None` when this process reads every
+    /// partition.
+    fn coverage(&self) -> Option<CoverageProbe>;
+}
+
+/// A fixed set of partitions, assigned once when it starts and never revoked: the partition
+/// model's assignment (the service chose the partitions and their starts).
+pub struct FixedAssignment {
+    sources: SourceFactory,
+    partitions: Vec<AssignedPartition>,
+    listener: Arc<dyn AssignmentListener>,
+}
+
+impl FixedAssignment {
+    /// `partitions`, read through `sources`, reported to `listener` at start.
+    pub fn new(
+        partitions: Vec<AssignedPartition>,
+        sources: SourceFactory,
+        listener: Arc<dyn AssignmentListener>,
+    ) -> Self {
+        FixedAssignment {
+            sources,
+            partitions,
+            listener,
+        }
+    }
+}
+
+impl AssignmentSource for FixedAssignment {
+    fn sources(&self) -> SourceFactory {
+        self.sources.clone()
+    }
+
+    fn start(&mut self) {
+        self.listener.assigned(self.partitions.clone());
+    }
+
+    fn leave(&mut self) {}
+
+    fn on_leave(&self) -> OnLeave {
+        OnLeave::Keep
+    }
+
+    fn coverage(&self) -> Option<CoverageProbe> {
+        None
+    }
 }
 
 /// The topic's partitions, and which of those not in `owned` the group has committed up to

@@ -1,15 +1,18 @@
 //! [`RootSupervisor`]: owns the actor tree, starts it, reports how it ends, and shuts it down
 //! in order.
 //!
-//! Tree: the intake, either one [`PartitionActor`] per partition (partition model) or a
-//! [`GroupActor`] that starts one per assigned partition (group model), the partition actors
-//! spread over `partition.threads` arbiter threads (reading never blocks, whatever the number
-//! of partitions); one [`BatchActor`] on its own arbiter (it does the counting); one
-//! [`MetricsActor`] on the supervisor's arbiter.
+//! Tree: an [`IntakeActor`] that starts one [`PartitionActor`] per assigned partition (the
+//! partition model assigns every partition at start, the group model follows the
+//! coordinator), the partition actors spread over `partition.threads` arbiter threads
+//! (reading never blocks, whatever the number of partitions); one [`BatchActor`] on its own
+//! arbiter (it does the counting); one [`MetricsActor`] on the supervisor's arbiter.
+//!
+//! [`PartitionActor`]: crate::partition::PartitionActor
 //!
 //! Supervision: a partition actor that fails (panics, or meets a fatal read error) reports it
 //! as it stops ([`PartitionExited`]; actix's own supervisor does not restart panicked actors).
-//! Its pipeline is restarted after an exponential backoff from the partition's last commit,
+//! Its pipeline is restarted through the intake actor after an exponential backoff from the
+//! partition's last commit,
 //! its share of open windows rebuilt by reading again, while the other partitions go on. More
 //! than `supervisor.max_restarts` failures of one partition within
 //! `supervisor.restart_window_secs` stop the service with an error naming the partition and
@@ -27,56 +30,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::future::join_all;
 
-use crate::batch::{
-    decode_watermark, AddPartitions, BatchActor, BatchEvent, Drain, DrainReport, ReleasePartitions,
-};
+use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfig, WindowConfig};
 use crate::frame::FrameLimits;
-use crate::group::{
-    GroupActor, GroupEndOffsets, GroupListener, GroupRecord, InjectInto, Leave, OwnedPartitions,
-    RestartAssigned,
+use crate::intake::{
+    GroupRecord, InjectInto, IntakeActor, IntakeListener, Leave, OwnedPartitions, PartitionEnds,
+    ReaderThreads, RestartAssigned,
 };
 use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
-use crate::partition::{
-    EndAt, EndPolicy, InjectFault, PartitionActor, PartitionExited, PartitionFault,
-    PartitionOutputs, StopIntake,
-};
-use crate::ports::{
-    EndOffsetProbe, FailureKind, GroupMembership, OffsetCommitter, SourceFactory, StartOffset,
-};
+use crate::partition::{EndPolicy, PartitionExited, PartitionFault, PartitionOutputs};
+use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, OffsetCommitter, StartOffset};
 use crate::sink::Sink;
-use crate::window::PartitionStart;
 
-/// Where one partition starts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PartitionPlan {
-    /// The partition.
-    pub partition: i32,
-    /// The offset it is read from.
-    pub start: StartOffset,
-    /// Its closing point from the last commit's metadata.
-    pub closed_below: Option<f64>,
-}
-
-/// Where frames come from.
-pub enum Intake {
-    /// The partition model: these partitions, read through `sources`.
-    Partitions {
-        /// The partitions and where each starts.
-        plans: Vec<PartitionPlan>,
-        /// Opens partition sources.
-        sources: SourceFactory,
-    },
-    /// The group model: a membership whose rebalances reach the group actor via `listener`.
-    Group {
-        /// The subscribed member, not yet started.
-        membership: Box<dyn GroupMembership>,
-        /// Its listener.
-        listener: Arc<GroupListener>,
-    },
+/// Where frames come from: an assignment source and the listener it tells.
+pub struct Intake {
+    /// The partition model's static assignment or a group membership, not yet started.
+    pub assignments: Box<dyn AssignmentSource>,
+    /// The listener the source was given.
+    pub listener: Arc<IntakeListener>,
 }
 
 /// Everything needed to start the tree.
@@ -144,14 +117,11 @@ pub struct RunSummary {
 /// Owns the actor tree; see the module documentation.
 pub struct RootSupervisor {
     spec: Option<PipelineSpec>,
-    group: Option<Addr<GroupActor>>,
-    partitions: BTreeMap<i32, RunningPartition>,
+    intake: Option<Addr<IntakeActor>>,
     batch: Option<(Arbiter, Addr<BatchActor>)>,
     metrics: Option<Addr<MetricsActor>>,
     outcome: Option<tokio::sync::oneshot::Sender<Outcome>>,
     completed: bool,
-    /// What a partition actor of the partition model is built from (to restart one).
-    intake: Option<PartitionIntake>,
     config: SupervisorConfig,
     probe: Option<EndOffsetProbe>,
     /// Recent failure restarts per partition, for the budget.
@@ -168,146 +138,12 @@ pub struct RootSupervisor {
     reader_arbiters: Vec<Arbiter>,
 }
 
-/// A restart under way: where the partition resumes, and whether its new actor is still to be
-/// started here (partition model) or was started by the group actor.
-type RestartWork =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(StartOffset, bool), String>>>>;
-
-/// The arbiter threads the partition actors share.
-#[derive(Clone)]
-pub struct ReaderThreads {
-    handles: Arc<Vec<ArbiterHandle>>,
-}
-
-impl ReaderThreads {
-    /// Starts `threads` arbiters; the caller stops and joins them.
-    pub fn start(threads: usize) -> (Self, Vec<Arbiter>) {
-        let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
-        let handles = arbiters.iter().map(Arbiter::handle).collect();
-        (
-            ReaderThreads {
-                handles: Arc::new(handles),
-            },
-            arbiters,
-        )
-    }
-
-    /// The thread of `partition`'s actor.
-    fn of(&self, partition: i32) -> &ArbiterHandle {
-        &self.handles[partition.unsigned_abs() as usize % self.handles.len()]
-    }
-}
-
 /// Stops arbiter threads and waits for them.
 async fn stop_arbiters(arbiters: Vec<Arbiter>) {
     for arbiter in arbiters {
         arbiter.stop();
         let _ = actix_rt::task::spawn_blocking(move || arbiter.join()).await;
     }
-}
-
-/// A running partition actor (both models).
-pub(crate) struct RunningPartition {
-    pub(crate) addr: Addr<PartitionActor>,
-    pub(crate) generation: u64,
-}
-
-impl RunningPartition {
-    /// Starts `actor` on its partition's reader thread.
-    pub(crate) fn start(actor: PartitionActor, threads: &ReaderThreads) -> Self {
-        let generation = actor.generation_id();
-        let thread = threads.of(actor.partition_id());
-        let addr = PartitionActor::start_in_arbiter(thread, move |_| actor);
-        RunningPartition { addr, generation }
-    }
-
-    /// Takes `partition`'s actor out of `running` if it is incarnation `generation` (any, when
-    /// `None`); a restart for an actor already replaced or let go finds nothing.
-    pub(crate) fn take(
-        running: &mut BTreeMap<i32, RunningPartition>,
-        partition: i32,
-        generation: Option<u64>,
-    ) -> Option<RunningPartition> {
-        let current = running.get(&partition)?.generation;
-        if generation.is_some_and(|g| g != current) {
-            return None;
-        }
-        running.remove(&partition)
-    }
-}
-
-/// The parts a partition actor is built from.
-struct PartitionIntake {
-    plans: BTreeMap<i32, PartitionPlan>,
-    sources: SourceFactory,
-    outputs: PartitionOutputs,
-    config: PartitionConfig,
-    limits: FrameLimits,
-    end: EndPolicy,
-    threads: ReaderThreads,
-}
-
-impl PartitionIntake {
-    fn start(
-        &self,
-        partition: i32,
-        start: StartOffset,
-        fault: Option<PartitionFault>,
-    ) -> RunningPartition {
-        RunningPartition::start(
-            PartitionActor::new(
-                partition,
-                start,
-                self.sources.clone(),
-                self.outputs.clone(),
-                self.config.clone(),
-                self.limits,
-                self.end,
-            )
-            .fault_on_start(fault),
-            &self.threads,
-        )
-    }
-}
-
-/// Stops a partition actor (if it still runs).
-pub(crate) async fn stop_partition_actor(addr: Addr<PartitionActor>) {
-    // A dead actor answers with an error, which is fine: it sends nothing more either way.
-    let _ = addr.send(StopIntake).await;
-}
-
-/// Makes the batch actor write what is closed and commit, forget `partition`'s share of open
-/// windows, and take the partition back from its last commit (or from `fallback` when it has
-/// never committed one). Answers where the partition must be read from.
-pub(crate) async fn rewind_partition(
-    batch: &Addr<BatchActor>,
-    partition: i32,
-    fallback: (StartOffset, Option<f64>),
-) -> Result<StartOffset, String> {
-    let released = batch
-        .send(ReleasePartitions {
-            partitions: vec![partition],
-            commit: true,
-        })
-        .await
-        .map_err(|e| format!("batch actor: {e}"))?;
-    let (start, closed_below) = match released.first() {
-        Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
-        None => fallback,
-    };
-    let next_offset = match start {
-        StartOffset::At(o) => Some(o),
-        StartOffset::Reset => None,
-    };
-    batch
-        .send(AddPartitions(vec![PartitionStart {
-            partition,
-            next_offset,
-            closed_below,
-        }]))
-        .await
-        .map_err(|e| format!("batch actor: {e}"))?;
-    Ok(start)
 }
 
 /// Injects a fault into a partition's actor; with `persistent`, every later incarnation of it
@@ -341,13 +177,11 @@ impl RootSupervisor {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = RootSupervisor {
             spec: Some(spec),
-            group: None,
-            partitions: BTreeMap::new(),
+            intake: None,
             batch: None,
             metrics: None,
             outcome: Some(tx),
             completed: false,
-            intake: None,
             config: SupervisorConfig::default(),
             probe: None,
             failures: BTreeMap::new(),
@@ -386,23 +220,10 @@ impl Actor for RootSupervisor {
         }
         let metrics = metrics.start();
         let batch_arbiter = Arbiter::new();
-        let plans = match &spec.intake {
-            Intake::Partitions { plans, .. } => plans.clone(),
-            Intake::Group { .. } => Vec::new(),
-        };
-        let known: Vec<PartitionStart> = plans
-            .iter()
-            .map(|plan| PartitionStart {
-                partition: plan.partition,
-                next_offset: match plan.start {
-                    StartOffset::At(o) => Some(o),
-                    StartOffset::Reset => None,
-                },
-                closed_below: plan.closed_below,
-            })
-            .collect();
         let close_at_end = spec.end != EndPolicy::Never;
-        let cover_group = close_at_end && matches!(spec.intake, Intake::Group { .. });
+        // Partitions read elsewhere too (group model) must be accounted for before the run is
+        // complete.
+        let cover_group = close_at_end && spec.intake.assignments.coverage().is_some();
         let batch = {
             let (window, flush, sink, committer) = (
                 spec.window.clone(),
@@ -416,7 +237,7 @@ impl Actor for RootSupervisor {
                 let actor = BatchActor::new(
                     &window,
                     flush,
-                    &known,
+                    &[],
                     sink,
                     committer,
                     close_at_end,
@@ -442,42 +263,17 @@ impl Actor for RootSupervisor {
             skipped: metrics.clone().recipient(),
             supervisor: ctx.address().recipient(),
         };
-        match spec.intake {
-            Intake::Partitions { plans, sources } => {
-                let intake = PartitionIntake {
-                    plans: plans.iter().map(|p| (p.partition, *p)).collect(),
-                    sources,
-                    outputs,
-                    config: spec.partition.clone(),
-                    limits: spec.limits,
-                    end: spec.end,
-                    threads,
-                };
-                for plan in plans {
-                    self.partitions.insert(
-                        plan.partition,
-                        intake.start(plan.partition, plan.start, None),
-                    );
-                }
-                self.intake = Some(intake);
-            }
-            Intake::Group {
-                membership,
-                listener,
-            } => {
-                let group = GroupActor::new(
-                    membership,
-                    listener,
-                    batch.clone(),
-                    outputs,
-                    spec.partition.clone(),
-                    spec.limits,
-                    spec.end,
-                    threads,
-                );
-                self.group = Some(group.start());
-            }
-        }
+        let intake = IntakeActor::new(
+            spec.intake.assignments,
+            spec.intake.listener,
+            batch.clone(),
+            outputs,
+            spec.partition.clone(),
+            spec.limits,
+            spec.end,
+            threads,
+        );
+        self.intake = Some(intake.start());
         self.batch = Some((batch_arbiter, batch));
         self.metrics = Some(metrics);
     }
@@ -495,69 +291,36 @@ impl RootSupervisor {
         watchdog: bool,
     ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
         let fault = self.persistent_faults.get(&partition).cloned();
-        let batch = self.batch.as_ref().map(|(_, b)| b.clone());
         self.restarting.insert(partition);
         self.positions.remove(&partition);
-        let work: RestartWork = match (&self.group, &self.intake, batch) {
-            (Some(group), _, _) => {
-                let group = group.clone();
-                Box::pin(async move {
-                    group
-                        .send(RestartAssigned {
-                            partition,
-                            generation,
-                            fault,
-                        })
-                        .await
-                        .map_err(|e| format!("group actor: {e}"))?
-                        .map(|start| (start, false))
+        let intake = self.intake.clone();
+        let work = async move {
+            let intake = intake.ok_or("the pipeline is not running")?;
+            intake
+                .send(RestartAssigned {
+                    partition,
+                    generation,
+                    fault,
                 })
-            }
-            (None, Some(intake), Some(batch)) => {
-                match RunningPartition::take(&mut self.partitions, partition, generation) {
-                    Some(old) => {
-                        let fallback = intake
-                            .plans
-                            .get(&partition)
-                            .map_or((StartOffset::Reset, None), |p| (p.start, p.closed_below));
-                        Box::pin(async move {
-                            stop_partition_actor(old.addr).await;
-                            // The new actor is started back on this actor.
-                            let start = rewind_partition(&batch, partition, fallback).await?;
-                            Ok((start, true))
-                        })
-                    }
-                    None => Box::pin(futures::future::ready(Err(format!(
-                        "partition {partition} is not running that actor"
-                    )))),
-                }
-            }
-            _ => Box::pin(futures::future::ready(Err(
-                "the pipeline is not running".to_owned()
-            ))),
+                .await
+                .map_err(|e| format!("intake actor: {e}"))?
         };
-        Box::pin(work.into_actor(self).map(
-            move |result: Result<(StartOffset, bool), String>, act, _| {
-                act.restarting.remove(&partition);
-                let (start, start_here) = result?;
-                if start_here {
-                    // Partition model: the new actor starts where the batch actor resumed.
-                    let intake = act.intake.as_ref().ok_or("the intake is gone")?;
-                    let fault = act.persistent_faults.get(&partition).cloned();
-                    act.partitions
-                        .insert(partition, intake.start(partition, start, fault));
-                }
-                tracing::warn!(partition, ?start, %cause, watchdog, "Partition restarted.");
-                if let Some(metrics) = &act.metrics {
-                    metrics.do_send(Restarted {
-                        partition,
-                        cause: cause.clone(),
-                        watchdog,
-                    });
-                }
-                Ok(start)
-            },
-        ))
+        Box::pin(
+            work.into_actor(self)
+                .map(move |result: Result<StartOffset, String>, act, _| {
+                    act.restarting.remove(&partition);
+                    let start = result?;
+                    tracing::warn!(partition, ?start, %cause, watchdog, "Partition restarted.");
+                    if let Some(metrics) = &act.metrics {
+                        metrics.do_send(Restarted {
+                            partition,
+                            cause: cause.clone(),
+                            watchdog,
+                        });
+                    }
+                    Ok(start)
+                }),
+        )
     }
 
     /// Restart after a failure, within the budget; beyond it, stop the service.
@@ -616,12 +379,11 @@ impl RootSupervisor {
             return;
         };
         self.watchdog_busy = true;
-        let (group, probe) = (self.group.clone(), self.probe.clone());
-        let running: Vec<i32> = self.partitions.keys().copied().collect();
+        let (intake, probe) = (self.intake.clone(), self.probe.clone());
         let look = async move {
-            let owned = match group {
-                Some(group) => group.send(OwnedPartitions).await.unwrap_or_default(),
-                None => running,
+            let owned = match intake {
+                Some(intake) => intake.send(OwnedPartitions).await.unwrap_or_default(),
+                None => Vec::new(),
             };
             let snapshot = metrics.send(GetMetrics).await.unwrap_or_default();
             let ends = match probe {
@@ -693,16 +455,6 @@ impl Handler<PartitionExited> for RootSupervisor {
         if self.stopping {
             return;
         }
-        if self.group.is_none() {
-            let current = self.partitions.get(&msg.partition).map(|r| r.generation);
-            if current != Some(msg.generation) {
-                tracing::debug!(
-                    partition = msg.partition,
-                    "Exit of a replaced partition actor."
-                );
-                return;
-            }
-        }
         if msg.kind == FailureKind::Permanent {
             let error = format!(
                 "partition {} cannot be read and a restart would not help: {}",
@@ -724,30 +476,22 @@ impl Handler<InjectPartitionFault> for RootSupervisor {
             self.persistent_faults
                 .insert(msg.partition, msg.fault.clone());
         }
-        if let Some(group) = self.group.clone() {
-            return Box::pin(async move {
-                let owned = group
-                    .send(InjectInto {
-                        partition: msg.partition,
-                        fault: msg.fault,
-                    })
-                    .await
-                    .map_err(|e| format!("group actor: {e}"))?;
-                if owned {
-                    Ok(())
-                } else {
-                    Err(format!("partition {} is not owned here", msg.partition))
-                }
-            });
-        }
-        let result = match self.partitions.get(&msg.partition) {
-            Some(running) => {
-                running.addr.do_send(InjectFault(msg.fault));
+        let intake = self.intake.clone();
+        Box::pin(async move {
+            let intake = intake.ok_or("the pipeline is not running")?;
+            let owned = intake
+                .send(InjectInto {
+                    partition: msg.partition,
+                    fault: msg.fault,
+                })
+                .await
+                .map_err(|e| format!("intake actor: {e}"))?;
+            if owned {
                 Ok(())
+            } else {
+                Err(format!("partition {} is not read here", msg.partition))
             }
-            None => Err(format!("partition {} is not running", msg.partition)),
-        };
-        Box::pin(futures::future::ready(result))
+        })
     }
 }
 
@@ -769,11 +513,8 @@ impl Handler<EndOffsets> for RootSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: EndOffsets, _: &mut Self::Context) {
-        for (partition, running) in &self.partitions {
-            running.addr.do_send(EndAt(msg.0.get(partition).copied()));
-        }
-        if let Some(group) = &self.group {
-            group.do_send(GroupEndOffsets(msg.0));
+        if let Some(intake) = &self.intake {
+            intake.do_send(PartitionEnds(msg.0));
         }
     }
 }
@@ -808,24 +549,18 @@ impl Handler<Shutdown> for RootSupervisor {
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        let partitions = std::mem::take(&mut self.partitions);
-        let group = self.group.take();
+        let intake = self.intake.take();
         let batch = self.batch.take();
         let readers = std::mem::take(&mut self.reader_arbiters);
         let metrics = self.metrics.clone();
         let close_all = self.completed;
         Box::pin(
             async move {
-                // 1. Stop intake; a partition actor that already stopped answers with an error,
-                //    which is fine: it sends nothing more either way.
-                let addrs: Vec<Addr<PartitionActor>> =
-                    partitions.into_values().map(|r| r.addr).collect();
-                join_all(addrs.iter().map(|a| a.send(StopIntake))).await;
+                // 1. Stop intake. In the group model leaving revokes every partition: results
+                //    are written and offsets committed through the member before it leaves.
                 let mut group_history = Vec::new();
-                if let Some(group) = group {
-                    // Leaving revokes every partition: intake stops, results are written and
-                    // offsets committed through the member before it leaves.
-                    group_history = group.send(Leave).await.unwrap_or_default();
+                if let Some(intake) = intake {
+                    group_history = intake.send(Leave).await.unwrap_or_default();
                 }
                 // 2. Flush and commit.
                 let mut summary = RunSummary {
@@ -859,7 +594,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ports::{CommitError, CommitPosition, FrameSource, PollStatus, SourceError};
+    use crate::ports::{
+        AssignedPartition, CommitError, CommitPosition, FixedAssignment, FrameSource, PollStatus,
+        SourceError, SourceFactory,
+    };
     use crate::sink::Sink;
     use crate::window::ClosedWindow;
 
@@ -909,9 +647,12 @@ mod tests {
     #[derive(Clone, Default)]
     struct Commits(Arc<Mutex<Vec<Vec<CommitPosition>>>>);
     impl OffsetCommitter for Commits {
-        fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+        fn commit(
+            &mut self,
+            positions: &[CommitPosition],
+        ) -> Result<Vec<CommitPosition>, CommitError> {
             self.0.lock().unwrap().push(positions.to_vec());
-            Ok(())
+            Ok(positions.to_vec())
         }
     }
 
@@ -920,14 +661,21 @@ mod tests {
         supervisor: SupervisorConfig,
         probe: Option<EndOffsetProbe>,
     ) -> PipelineSpec {
+        let listener = IntakeListener::new(Duration::from_secs(5));
+        let assignments = FixedAssignment::new(
+            vec![AssignedPartition {
+                partition: 0,
+                start: StartOffset::At(0),
+                metadata: String::new(),
+                skipped: None,
+            }],
+            sources,
+            listener.clone(),
+        );
         PipelineSpec {
-            intake: Intake::Partitions {
-                plans: vec![PartitionPlan {
-                    partition: 0,
-                    start: StartOffset::At(0),
-                    closed_below: None,
-                }],
-                sources,
+            intake: Intake {
+                assignments: Box::new(assignments),
+                listener,
             },
             sink: Box::new(NullSink),
             committer: Box::new(Commits::default()),

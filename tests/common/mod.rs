@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
 use actors::generator::{self, GeneratorReport, GroundTruth};
-use actors::group::{GroupEvent, GroupRecord};
+use actors::intake::{GroupEvent, GroupRecord};
 use actors::kafka::{self, EmbeddedCluster};
 use actors::ports::StartOffset;
 use actors::sink::{read_window_lines, WindowLine};

@@ -1,11 +1,17 @@
 //! [`AssigningConsumer`]: the partition model's consumer. The service assigns every partition
 //! of the input topic to the process's one intake consumer at the offsets it chose (no group
-//! subscription, no coordinator-driven rebalances) and commits through the same client.
+//! subscription, no coordinator-driven rebalances) and commits through the same client. Its
+//! [`AssignmentSource`] is a [`FixedAssignment`]: every partition once, at start.
+
+use std::sync::Arc;
 
 use super::intake::{IntakeClient, IntakeSpec};
 use super::{AdapterError, Committed, LeaderStats};
 use crate::config::{KafkaConfig, PartitionConfig};
-use crate::ports::{EndOffsetProbe, OffsetCommitter, SourceFactory, StartOffset};
+use crate::ports::{
+    AssignedPartition, AssignmentListener, AssignmentSource, EndOffsetProbe, FixedAssignment,
+    OffsetCommitter, StartOffset,
+};
 
 /// The partition model's consumer, before it reads.
 pub struct AssigningConsumer {
@@ -16,8 +22,8 @@ pub struct AssigningConsumer {
 /// What reading through an [`AssigningConsumer`] uses; the consumer closes when the last of
 /// these is dropped.
 pub struct AssignedIntake {
-    /// Opens a partition's source (again, after a restart).
-    pub sources: SourceFactory,
+    /// Reports the assignment and opens partition sources.
+    pub assignments: Box<dyn AssignmentSource>,
     /// Commits through the consumer.
     pub committer: Box<dyn OffsetCommitter>,
     /// End offsets for the stall watchdog.
@@ -68,14 +74,25 @@ impl AssigningConsumer {
         self.intake.committed(&self.kafka, partitions)
     }
 
-    /// Assigns every partition at its start and starts serving the client.
+    /// Assigns every partition at its start and starts serving the client; `listener` hears of
+    /// the assignment once the returned source starts.
     ///
     /// # Errors
     /// If librdkafka refuses the assignment.
-    pub fn assign(self, starts: &[(i32, StartOffset)]) -> Result<AssignedIntake, AdapterError> {
-        self.intake.assign(starts)?;
+    pub fn assign(
+        self,
+        partitions: Vec<AssignedPartition>,
+        listener: Arc<dyn AssignmentListener>,
+    ) -> Result<AssignedIntake, AdapterError> {
+        let starts: Vec<(i32, StartOffset)> =
+            partitions.iter().map(|a| (a.partition, a.start)).collect();
+        self.intake.assign(&starts)?;
         let used = AssignedIntake {
-            sources: self.intake.sources(),
+            assignments: Box::new(FixedAssignment::new(
+                partitions,
+                self.intake.sources(),
+                listener,
+            )),
             committer: self.intake.committer(false),
             end_offsets: self.intake.end_offsets(),
         };

@@ -76,11 +76,12 @@ fn retriable(error: &KafkaError) -> bool {
 }
 
 impl OffsetCommitter for KafkaCommitter {
-    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {
         // This client is never polled for messages; serve its event queue (logs, errors) here
         // so it does not grow.
         let _ = self.consumer.poll(Duration::ZERO);
-        commit_positions(&self.consumer, &self.kafka.topic, positions)
+        commit_positions(&self.consumer, &self.kafka.topic, positions)?;
+        Ok(positions.to_vec())
     }
 }
 

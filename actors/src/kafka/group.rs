@@ -30,8 +30,8 @@ use super::reader::reset_offset;
 use super::{log_bounds, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset, PartitionConfig};
 use crate::ports::{
-    AssignedPartition, CoverageProbe, EndOffsetProbe, GroupCoverage, GroupMembership,
-    OffsetCommitter, RebalanceListener, SourceFactory, StartOffset,
+    AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, EndOffsetProbe,
+    GroupCoverage, OffsetCommitter, OnLeave, SourceFactory, StartOffset,
 };
 
 /// One end of the log of `partitions` (none when there are none to ask about, or the look-up
@@ -53,7 +53,7 @@ fn bounds(
 
 /// The group member's rebalance handling.
 struct GroupRebalance {
-    listener: Arc<dyn RebalanceListener>,
+    listener: Arc<dyn AssignmentListener>,
     topic: String,
     /// Where partitions without a commit start.
     reset: OffsetReset,
@@ -189,7 +189,12 @@ impl GroupRebalance {
 }
 
 impl Rebalance for GroupRebalance {
-    fn rebalance(&self, consumer: &IntakeConsumer, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &IntakeConsumer,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
@@ -209,7 +214,7 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
-    /// Creates the member and subscribes; nothing happens until [`GroupMembership::start`].
+    /// Creates the member and subscribes; nothing happens until [`AssignmentSource::start`].
     /// `partitions` is how many partitions the topic has (prefetch is shared among them).
     ///
     /// # Errors
@@ -219,7 +224,7 @@ impl GroupConsumer {
         group: &GroupConfig,
         intake: &PartitionConfig,
         partitions: usize,
-        listener: Arc<dyn RebalanceListener>,
+        listener: Arc<dyn AssignmentListener>,
         leaders: Option<&LeaderStats>,
     ) -> Result<Self, AdapterError> {
         let mut extra = vec![
@@ -278,9 +283,44 @@ impl GroupConsumer {
     }
 }
 
-impl GroupMembership for GroupConsumer {
-    fn coverage(&self) -> CoverageProbe {
-        let (consumer, topic) = (self.intake.consumer().clone(), self.intake.topic().to_owned());
+impl AssignmentSource for GroupConsumer {
+    fn on_leave(&self) -> OnLeave {
+        OnLeave::Release
+    }
+
+    fn coverage(&self) -> Option<CoverageProbe> {
+        Some(self.coverage_probe())
+    }
+
+    fn sources(&self) -> SourceFactory {
+        self.intake.sources()
+    }
+
+    fn start(&mut self) {
+        // KIP-345: a static member leaves no trace; the consumer closes without a LeaveGroup,
+        // and a restart with the same instance id within the session timeout takes its place.
+        self.intake.start(if self.static_member {
+            OnStop::Close
+        } else {
+            OnStop::Leave
+        });
+    }
+
+    fn leave(&mut self) {
+        self.intake.stop();
+        if self.static_member {
+            tracing::info!("Stopped serving the group (static member: no LeaveGroup).");
+        }
+    }
+}
+
+impl GroupConsumer {
+    /// See [`AssignmentSource::coverage`].
+    fn coverage_probe(&self) -> CoverageProbe {
+        let (consumer, topic) = (
+            self.intake.consumer().clone(),
+            self.intake.topic().to_owned(),
+        );
         Arc::new(move |owned: &[i32]| {
             let all = super::read_partition_ids(&*consumer, &topic).ok()?;
             let others: Vec<i32> = all.iter().copied().filter(|p| !owned.contains(p)).collect();
@@ -309,26 +349,5 @@ impl GroupMembership for GroupConsumer {
                 done_elsewhere,
             })
         })
-    }
-
-    fn sources(&self) -> SourceFactory {
-        self.intake.sources()
-    }
-
-    fn start(&mut self) {
-        // KIP-345: a static member leaves no trace; the consumer closes without a LeaveGroup,
-        // and a restart with the same instance id within the session timeout takes its place.
-        self.intake.start(if self.static_member {
-            OnStop::Close
-        } else {
-            OnStop::Leave
-        });
-    }
-
-    fn leave(&mut self) {
-        self.intake.stop();
-        if self.static_member {
-            tracing::info!("Stopped serving the group (static member: no LeaveGroup).");
-        }
     }
 }

@@ -24,8 +24,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::committer::commit_positions;
 use super::reader::{reset_offset, Ownership, PartitionReader};
 use super::{
-    consumer_config, log_bounds, observe_leaders, read_committed, LogEnd, read_partition_ids, AdapterError, Committed,
-    LeaderStats, PROBE_TIMEOUT,
+    consumer_config, log_bounds, observe_leaders, read_committed, read_partition_ids, AdapterError,
+    Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
 };
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{
@@ -39,7 +39,12 @@ pub(crate) type IntakeConsumer = BaseConsumer<IntakeContext>;
 /// Serves the group's rebalances, inside librdkafka's callback on the driver thread.
 pub(crate) trait Rebalance: Send + Sync + 'static {
     /// Handles one rebalance event: assigns or unassigns `tpl`.
-    fn rebalance(&self, consumer: &IntakeConsumer, err: RDKafkaRespErr, tpl: &mut TopicPartitionList);
+    fn rebalance(
+        &self,
+        consumer: &IntakeConsumer,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    );
 }
 
 /// Client callbacks of the intake consumer.
@@ -231,13 +236,12 @@ impl IntakeClient {
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
         let (reset, ownership) = (self.reset, self.ownership);
         Arc::new(move |partition, start| {
-            let reader = PartitionReader::split(&consumer, &topic, partition, start, reset, ownership)
-                .map_err(|e| {
-                    SourceError {
+            let reader =
+                PartitionReader::split(&consumer, &topic, partition, start, reset, ownership)
+                    .map_err(|e| SourceError {
                         kind: FailureKind::Fatal,
                         message: e.to_string(),
-                    }
-                })?;
+                    })?;
             if let StartOffset::At(offset) = start {
                 consumer
                     .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
@@ -406,9 +410,10 @@ struct IntakeCommitter {
 }
 
 impl OffsetCommitter for IntakeCommitter {
-    fn commit(&mut self, positions: &[CommitPosition]) -> Result<(), CommitError> {
+    fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {
         if !self.owned_only {
-            return commit_positions(&self.consumer, &self.topic, positions);
+            commit_positions(&self.consumer, &self.topic, positions)?;
+            return Ok(positions.to_vec());
         }
         let owned: Vec<i32> = self
             .consumer
@@ -425,10 +430,10 @@ impl OffsetCommitter for IntakeCommitter {
                 "Not committing partitions this member does not own."
             );
         }
-        if mine.is_empty() {
-            return Ok(());
+        if !mine.is_empty() {
+            commit_positions(&self.consumer, &self.topic, &mine)?;
         }
-        commit_positions(&self.consumer, &self.topic, &mine)
+        Ok(mine)
     }
 }
 
@@ -458,7 +463,10 @@ mod tests {
         for partitions in [1usize, 4, 256, 1_024] {
             let d = intake_defaults(20_000, 64, partitions);
             let total_kib = setting(&d, "queued.max.messages.kbytes") * partitions as u64;
-            assert!(total_kib <= (64 * 1024).max(64 * partitions as u64), "{partitions}");
+            assert!(
+                total_kib <= (64 * 1024).max(64 * partitions as u64),
+                "{partitions}"
+            );
             assert!(setting(&d, "fetch.max.bytes") >= 1_000_000);
         }
     }

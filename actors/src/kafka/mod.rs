@@ -545,7 +545,11 @@ fn read_to_end(
 ) -> Result<(), AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
     use rdkafka::Message;
-    let defaults = intake::intake_defaults(prefetch, PartitionConfig::default().prefetch_mib, partitions.len());
+    let defaults = intake::intake_defaults(
+        prefetch,
+        PartitionConfig::default().prefetch_mib,
+        partitions.len(),
+    );
     // It commits nothing, so any group id does; librdkafka needs one for a consumer queue.
     let kafka = &KafkaConfig {
         group: "kafka-actors-baseline".to_owned(),

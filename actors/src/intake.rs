@@ -1,9 +1,11 @@
-//! [`GroupActor`]: the group model's intake. One group member subscribes to the input topic
-//! and the coordinator assigns partitions; for each assigned partition the group actor starts a
-//! [`PartitionActor`] reading that partition's queue, feeding the same batch and metrics actors
-//! as the partition model. The model is a choice of intake, not a second pipeline.
+//! [`IntakeActor`]: owns the running partition actors, in both models. Its input is a stream
+//! of assignment events from an [`AssignmentSource`]: the partition model assigns every
+//! partition once at start; the group model's coordinator assigns and revokes partitions in
+//! rebalances. For each assigned partition it starts a [`PartitionActor`] reading that
+//! partition's queue, feeding the batch and metrics actors. The model is a choice of event
+//! source, not a second pipeline.
 //!
-//! Rebalances arrive from the member's driver thread through [`GroupListener`]:
+//! Events arrive from the consumer's driver thread through [`IntakeListener`]:
 //! - assigned: the batch actor learns the partitions (where they start, and up to where their
 //!   windows were already written) before their partition actors start;
 //! - revoked: the partitions' actors stop (what they prefetched is dropped unread), the batch
@@ -11,12 +13,14 @@
 //!   listener return and the rebalance go on, within `group.revoke_timeout_ms`;
 //! - lost: as revoked, but nothing is committed.
 //!
-//! `Leave` (at shutdown) closes the member, which revokes everything this way and leaves the
-//! group.
+//! `Leave` (at shutdown) stops every partition actor; where leaving hands the partitions to
+//! others ([`OnLeave::Release`], the group model) it first writes, commits and releases them,
+//! then closes the member, which leaves the group.
 //!
 //! A failed partition actor is restarted here when the supervisor says so
-//! ([`RestartAssigned`]): from the partition's last commit, on a queue split off again and
-//! positioned there, while the member keeps the partition.
+//! ([`RestartAssigned`]): from the partition's last commit (or where it was assigned, before
+//! any commit), on its queue split off again and positioned there, while the partition stays
+//! assigned.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -25,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::batch::{resume_point, AddPartitions, BatchActor, ReleasePartitions};
+use crate::batch::{decode_watermark, resume_point, AddPartitions, BatchActor, ReleasePartitions};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
 use crate::metrics::RecordsSkipped;
@@ -33,11 +37,107 @@ use crate::partition::{
     EndAt, EndPolicy, InjectFault, PartitionActor, PartitionFault, PartitionOutputs, StopIntake,
 };
 use crate::ports::{
-    AssignedPartition, CoverageProbe, GroupMembership, RebalanceListener, SourceFactory,
+    AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, OnLeave, SourceFactory,
     StartOffset,
 };
-use crate::supervisor::{rewind_partition, stop_partition_actor, ReaderThreads, RunningPartition};
 use crate::window::PartitionStart;
+
+/// The arbiter threads the partition actors share.
+#[derive(Clone)]
+pub struct ReaderThreads {
+    handles: Arc<Vec<ArbiterHandle>>,
+}
+
+impl ReaderThreads {
+    /// Starts `threads` arbiters; the caller stops and joins them.
+    pub fn start(threads: usize) -> (Self, Vec<Arbiter>) {
+        let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        (
+            ReaderThreads {
+                handles: Arc::new(handles),
+            },
+            arbiters,
+        )
+    }
+
+    /// The thread of `partition`'s actor.
+    fn of(&self, partition: i32) -> &ArbiterHandle {
+        &self.handles[partition.unsigned_abs() as usize % self.handles.len()]
+    }
+}
+
+/// A running partition actor (both models).
+struct RunningPartition {
+    pub(crate) addr: Addr<PartitionActor>,
+    pub(crate) generation: u64,
+}
+
+impl RunningPartition {
+    /// Starts `actor` on its partition's reader thread.
+    pub(crate) fn start(actor: PartitionActor, threads: &ReaderThreads) -> Self {
+        let generation = actor.generation_id();
+        let thread = threads.of(actor.partition_id());
+        let addr = PartitionActor::start_in_arbiter(thread, move |_| actor);
+        RunningPartition { addr, generation }
+    }
+
+    /// Takes `partition`'s actor out of `running` if it is incarnation `generation` (any, when
+    /// `None`); a restart for an actor already replaced or let go finds nothing.
+    pub(crate) fn take(
+        running: &mut BTreeMap<i32, RunningPartition>,
+        partition: i32,
+        generation: Option<u64>,
+    ) -> Option<RunningPartition> {
+        let current = running.get(&partition)?.generation;
+        if generation.is_some_and(|g| g != current) {
+            return None;
+        }
+        running.remove(&partition)
+    }
+}
+
+/// Stops a partition actor (if it still runs).
+async fn stop_partition_actor(addr: Addr<PartitionActor>) {
+    // A dead actor answers with an error, which is fine: it sends nothing more either way.
+    let _ = addr.send(StopIntake).await;
+}
+
+/// Makes the batch actor write what is closed and commit, forget `partition`'s share of open
+/// windows, and take the partition back from where its last durable flush left it (committed
+/// or not; or from `fallback`, where it was assigned, when nothing of it was read). Answers
+/// where the partition must be read from.
+async fn rewind_partition(
+    batch: &Addr<BatchActor>,
+    partition: i32,
+    fallback: (StartOffset, Option<f64>),
+) -> Result<StartOffset, String> {
+    let released = batch
+        .send(ReleasePartitions {
+            partitions: vec![partition],
+            commit: true,
+        })
+        .await
+        .map_err(|e| format!("batch actor: {e}"))?;
+    // Where the last durable flush left it (committed or not), else where it was assigned.
+    let (start, closed_below) = match released.first().and_then(|r| r.resume.as_ref()) {
+        Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
+        None => fallback,
+    };
+    let next_offset = match start {
+        StartOffset::At(o) => Some(o),
+        StartOffset::Reset => None,
+    };
+    batch
+        .send(AddPartitions(vec![PartitionStart {
+            partition,
+            next_offset,
+            closed_below,
+        }]))
+        .await
+        .map_err(|e| format!("batch actor: {e}"))?;
+    Ok(start)
+}
 
 /// The coordinator assigned partitions.
 #[derive(Debug, Message)]
@@ -94,22 +194,22 @@ pub struct Leave;
 
 /// Carries rebalances from the member's driver thread to the group actor and waits for
 /// revocations to finish.
-pub struct GroupListener {
-    actor: OnceLock<Addr<GroupActor>>,
+pub struct IntakeListener {
+    actor: OnceLock<Addr<IntakeActor>>,
     revoke_timeout: Duration,
 }
 
-impl GroupListener {
+impl IntakeListener {
     /// A listener that waits at most `revoke_timeout` for a revocation.
     pub fn new(revoke_timeout: Duration) -> Arc<Self> {
-        Arc::new(GroupListener {
+        Arc::new(IntakeListener {
             actor: OnceLock::new(),
             revoke_timeout,
         })
     }
 }
 
-impl RebalanceListener for GroupListener {
+impl AssignmentListener for IntakeListener {
     fn assigned(&self, partitions: Vec<AssignedPartition>) {
         match self.actor.get() {
             Some(actor) => actor.do_send(PartitionsAssigned(partitions)),
@@ -141,11 +241,11 @@ impl RebalanceListener for GroupListener {
 }
 
 /// The group model's intake; see the module documentation.
-pub struct GroupActor {
+pub struct IntakeActor {
     /// The threads partition actors run on.
     threads: ReaderThreads,
-    membership: Option<Box<dyn GroupMembership>>,
-    listener: Arc<GroupListener>,
+    membership: Option<Box<dyn AssignmentSource>>,
+    listener: Arc<IntakeListener>,
     sources: Option<SourceFactory>,
     batch: Addr<BatchActor>,
     outputs: PartitionOutputs,
@@ -188,12 +288,12 @@ pub struct InjectInto {
     pub fault: PartitionFault,
 }
 
-impl GroupActor {
+impl IntakeActor {
     /// A group actor for `membership`, whose rebalances reach it through `listener`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        membership: Box<dyn GroupMembership>,
-        listener: Arc<GroupListener>,
+        membership: Box<dyn AssignmentSource>,
+        listener: Arc<IntakeListener>,
         batch: Addr<BatchActor>,
         outputs: PartitionOutputs,
         config: PartitionConfig,
@@ -201,7 +301,7 @@ impl GroupActor {
         end: EndPolicy,
         threads: ReaderThreads,
     ) -> Self {
-        GroupActor {
+        IntakeActor {
             threads,
             membership: Some(membership),
             listener,
@@ -256,7 +356,7 @@ impl GroupActor {
     }
 }
 
-impl Actor for GroupActor {
+impl Actor for IntakeActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -265,8 +365,7 @@ impl Actor for GroupActor {
         if let Some(membership) = self.membership.as_mut() {
             self.sources = Some(membership.sources());
             membership.start();
-            if self.end != EndPolicy::Never {
-                let probe = membership.coverage();
+            if let (true, Some(probe)) = (self.end != EndPolicy::Never, membership.coverage()) {
                 ctx.run_interval(COVERAGE_INTERVAL, move |act, ctx| {
                     act.report_coverage(probe.clone(), ctx);
                 });
@@ -278,7 +377,7 @@ impl Actor for GroupActor {
 /// How often a member running to the end asks what the group has consumed.
 const COVERAGE_INTERVAL: Duration = Duration::from_millis(500);
 
-impl GroupActor {
+impl IntakeActor {
     /// Asks the group which partitions it owns elsewhere at their end and tells the batch
     /// actor, which completes only once every partition is accounted for.
     fn report_coverage(&mut self, probe: CoverageProbe, ctx: &mut Context<Self>) {
@@ -299,7 +398,7 @@ impl GroupActor {
     }
 }
 
-impl Handler<PartitionsAssigned> for GroupActor {
+impl Handler<PartitionsAssigned> for IntakeActor {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionsAssigned, ctx: &mut Self::Context) {
@@ -361,7 +460,7 @@ impl Handler<PartitionsAssigned> for GroupActor {
     }
 }
 
-impl GroupActor {
+impl IntakeActor {
     /// Stops the partitions' actors, has the batch actor write and (unless `lost`) commit,
     /// then forgets the partitions. Records the releases. Needs nothing from the actor once
     /// built, so it can run while the actor handles other messages.
@@ -386,14 +485,14 @@ impl GroupActor {
         async move {
             // Stopped actors send nothing more; what their queues still hold is dropped.
             join_all(stopping.iter().map(|addr| addr.send(StopIntake))).await;
-            let committed = match batch
+            let let_go = match batch
                 .send(ReleasePartitions {
                     partitions,
                     commit: !lost,
                 })
                 .await
             {
-                Ok(committed) => committed,
+                Ok(let_go) => let_go,
                 Err(_) => {
                     tracing::warn!(
                         "The batch actor is gone; revoked partitions released without a commit."
@@ -405,9 +504,10 @@ impl GroupActor {
                 &history,
                 released.iter().map(|p| GroupEvent::Released {
                     partition: *p,
-                    committed: committed
+                    committed: let_go
                         .iter()
-                        .find(|c| c.partition == *p)
+                        .find(|r| r.partition == *p)
+                        .and_then(|r| r.committed.as_ref())
                         .map(|c| c.offset),
                     lost,
                 }),
@@ -416,7 +516,7 @@ impl GroupActor {
     }
 }
 
-impl Handler<PartitionsRevoked> for GroupActor {
+impl Handler<PartitionsRevoked> for IntakeActor {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionsRevoked, ctx: &mut Self::Context) {
@@ -439,12 +539,12 @@ impl Handler<PartitionsRevoked> for GroupActor {
 /// The end offset of every partition, for partitions assigned now or later.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct GroupEndOffsets(pub BTreeMap<i32, i64>);
+pub struct PartitionEnds(pub BTreeMap<i32, i64>);
 
-impl Handler<GroupEndOffsets> for GroupActor {
+impl Handler<PartitionEnds> for IntakeActor {
     type Result = ();
 
-    fn handle(&mut self, msg: GroupEndOffsets, _: &mut Self::Context) {
+    fn handle(&mut self, msg: PartitionEnds, _: &mut Self::Context) {
         for (partition, running) in &self.partitions {
             running.addr.do_send(EndAt(msg.0.get(partition).copied()));
         }
@@ -452,7 +552,7 @@ impl Handler<GroupEndOffsets> for GroupActor {
     }
 }
 
-impl Handler<RestartAssigned> for GroupActor {
+impl Handler<RestartAssigned> for IntakeActor {
     type Result = ResponseFuture<Result<StartOffset, String>>;
 
     fn handle(&mut self, msg: RestartAssigned, ctx: &mut Self::Context) -> Self::Result {
@@ -492,7 +592,7 @@ impl Handler<RestartAssigned> for GroupActor {
     }
 }
 
-impl Handler<OwnedPartitions> for GroupActor {
+impl Handler<OwnedPartitions> for IntakeActor {
     type Result = Vec<i32>;
 
     fn handle(&mut self, _: OwnedPartitions, _: &mut Self::Context) -> Vec<i32> {
@@ -500,7 +600,7 @@ impl Handler<OwnedPartitions> for GroupActor {
     }
 }
 
-impl Handler<InjectInto> for GroupActor {
+impl Handler<InjectInto> for IntakeActor {
     type Result = bool;
 
     fn handle(&mut self, msg: InjectInto, _: &mut Self::Context) -> bool {
@@ -544,16 +644,30 @@ fn record(history: &std::sync::Mutex<Vec<GroupRecord>>, events: impl Iterator<It
     }
 }
 
-impl Handler<Leave> for GroupActor {
+impl Handler<Leave> for IntakeActor {
     type Result = ResponseActFuture<Self, Vec<GroupRecord>>;
 
     fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
         let membership = self.membership.take();
-        // Release everything first, committing while still a settled member (a rebalance
-        // started by leaving may refuse commits); then leave. A static member does not leave
-        // the group: its instance id keeps its place for a quick restart.
         let owned: Vec<i32> = self.partitions.keys().copied().collect();
-        let release = self.release(owned, false);
+        let release: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
+            match membership.as_ref().map(|m| m.on_leave()) {
+                // Release everything first, committing while still a settled member (a
+                // rebalance started by leaving may refuse commits); then leave. A static
+                // member does not leave the group: its instance id keeps its place for a
+                // quick restart.
+                Some(OnLeave::Release) => Box::pin(self.release(owned, false)),
+                // Nobody takes the partitions over: stop reading; the supervisor drains.
+                Some(OnLeave::Keep) | None => {
+                    let stopping: Vec<Addr<PartitionActor>> = std::mem::take(&mut self.partitions)
+                        .into_values()
+                        .map(|r| r.addr)
+                        .collect();
+                    Box::pin(async move {
+                        join_all(stopping.iter().map(|addr| addr.send(StopIntake))).await;
+                    })
+                }
+            };
         // Not `ctx.wait`: the revocations that leaving causes must be handled meanwhile.
         Box::pin(
             async move {
