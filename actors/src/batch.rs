@@ -18,6 +18,7 @@ use actix::prelude::*;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::frame::FrameChunk;
 use crate::metrics::{Flushed, FramesLate, MetricsActor};
+use crate::panics::Panicked;
 use crate::ports::{CommitError, CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
@@ -215,6 +216,8 @@ pub struct BatchActor {
     flush_seq: (u64, u64),
     metrics: Addr<MetricsActor>,
     supervisor: Option<Recipient<BatchEvent>>,
+    /// Told if this actor stops because of a panic.
+    panics: Option<Recipient<Panicked>>,
     /// Every partition of the topic, when a line must cover them all (unlabelled output).
     complete_only: Option<Vec<i32>>,
     /// Which partitions must be consumed to their end before the run is complete.
@@ -264,11 +267,19 @@ impl BatchActor {
             flush_seq: (0, 0),
             metrics,
             supervisor,
+            panics: None,
             complete_only: None,
             coverage: Coverage::Known,
             written: std::collections::BTreeMap::new(),
             commits_failing_since: None,
         }
+    }
+
+    /// Tells `to` when this actor stops because of a panic.
+    #[must_use]
+    pub fn report_panics(mut self, to: Recipient<Panicked>) -> Self {
+        self.panics = Some(to);
+        self
     }
 
     /// Refuses to write a line that does not cover all of `partitions` (the whole topic): with
@@ -513,7 +524,12 @@ fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
 impl Actor for BatchActor {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, _: &mut Self::Context) {
+        crate::panics::report_if_unwinding("batch", self.panics.as_ref());
+    }
+
     fn started(&mut self, ctx: &mut Self::Context) {
+        crate::panics::install_hook();
         // One slot per partition is guaranteed anyway; room for a few chunks each keeps the
         // partitions busy while this actor counts.
         ctx.set_mailbox_capacity(64);

@@ -37,6 +37,7 @@ pub mod intake;
 pub mod kafka;
 pub mod leaders;
 pub mod metrics;
+pub mod panics;
 pub mod partition;
 pub mod ports;
 pub mod sink;

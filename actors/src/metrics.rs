@@ -274,6 +274,8 @@ fn rate(frames: u64, first: Option<Instant>, last: Option<Instant>) -> f64 {
 /// Keeps the figures; see the module documentation.
 pub struct MetricsActor {
     config: MetricsConfig,
+    /// Told if this actor stops because of a panic.
+    panics: Option<actix::Recipient<crate::panics::Panicked>>,
     partitions: BTreeMap<i32, PartitionState>,
     process_frame: Histogram<u64>,
     process_frame_normalized: Histogram<u64>,
@@ -303,6 +305,7 @@ impl MetricsActor {
         let now = Instant::now();
         MetricsActor {
             config,
+            panics: None,
             partitions: BTreeMap::new(),
             process_frame: histogram(),
             process_frame_normalized: histogram(),
@@ -324,6 +327,13 @@ impl MetricsActor {
             leaders: None,
             skipped: Vec::new(),
         }
+    }
+
+    /// Tells `to` when this actor stops because of a panic.
+    #[must_use]
+    pub fn report_panics(mut self, to: actix::Recipient<crate::panics::Panicked>) -> Self {
+        self.panics = Some(to);
+        self
     }
 
     /// Reports partition leaders from `board`.
@@ -444,7 +454,12 @@ impl MetricsActor {
 impl Actor for MetricsActor {
     type Context = Context<Self>;
 
+    fn stopped(&mut self, _: &mut Self::Context) {
+        crate::panics::report_if_unwinding("metrics", self.panics.as_ref());
+    }
+
     fn started(&mut self, ctx: &mut Self::Context) {
+        crate::panics::install_hook();
         // Chunks arrive in bursts from every partition; the default 16 slots would make
         // partition actors wait on bookkeeping.
         ctx.set_mailbox_capacity(1024);

@@ -92,34 +92,6 @@ pub struct InjectFault(pub PartitionFault);
 /// Incarnation numbers, unique in the process.
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-thread_local! {
-    /// The message of the last panic on this thread.
-    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Records every panic's message for the thread it happens on (and keeps the previous hook),
-/// so a partition actor can name the cause while it unwinds.
-fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let message = info
-                .payload()
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown payload".to_owned());
-            let location = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{message}{location}")));
-            previous(info);
-        }));
-    });
-}
-
 /// Where a partition actor sends what it reads.
 #[derive(Clone)]
 pub struct PartitionOutputs {
@@ -451,7 +423,7 @@ impl Actor for PartitionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        install_panic_hook();
+        crate::panics::install_hook();
         // Opening splits the partition's queue off the consumer (and seeks): no waiting.
         match (self.factory)(self.partition, self.start) {
             Ok(mut source) => {
@@ -470,16 +442,12 @@ impl Actor for PartitionActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Runs on a normal stop and while a panic in a handler unwinds.
-        let cause = if std::thread::panicking() {
-            let message = LAST_PANIC
-                .with(|last| last.borrow_mut().take())
-                .unwrap_or_else(|| "unknown".to_owned());
-            Some(SourceError {
+        let cause = match crate::panics::unwinding() {
+            Some(message) => Some(SourceError {
                 kind: FailureKind::Fatal,
                 message: format!("panicked: {message}"),
-            })
-        } else {
-            self.failure.take()
+            }),
+            None => self.failure.take(),
         };
         if let Some(cause) = cause {
             self.outputs.supervisor.do_send(PartitionExited {

@@ -40,6 +40,7 @@ use crate::intake::{
 };
 use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
+use crate::panics::Panicked;
 use crate::partition::{EndPolicy, PartitionExited, PartitionFault, PartitionOutputs};
 use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, OffsetCommitter, StartOffset};
 use crate::sink::Sink;
@@ -214,7 +215,8 @@ impl Actor for RootSupervisor {
             let tick = Duration::from_millis((self.config.stall_timeout_ms / 4).max(250));
             ctx.run_interval(tick, |act, ctx| act.watchdog(ctx));
         }
-        let mut metrics = MetricsActor::new(spec.metrics.clone());
+        let mut metrics =
+            MetricsActor::new(spec.metrics.clone()).report_panics(ctx.address().recipient());
         if let Some(board) = spec.leaders.clone() {
             metrics = metrics.with_leaders(board);
         }
@@ -232,6 +234,7 @@ impl Actor for RootSupervisor {
                 spec.committer,
             );
             let (metrics, supervisor) = (metrics.clone(), ctx.address().recipient());
+            let panics = ctx.address().recipient();
             let complete_only = spec.complete_only.clone();
             BatchActor::start_in_arbiter(&batch_arbiter.handle(), move |_| {
                 let actor = BatchActor::new(
@@ -244,6 +247,7 @@ impl Actor for RootSupervisor {
                     metrics,
                     Some(supervisor),
                 );
+                let actor = actor.report_panics(panics);
                 let actor = match complete_only {
                     Some(all) => actor.complete_only(all),
                     None => actor,
@@ -492,6 +496,20 @@ impl Handler<InjectPartitionFault> for RootSupervisor {
                 Err(format!("partition {} is not read here", msg.partition))
             }
         })
+    }
+}
+
+impl Handler<Panicked> for RootSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Panicked, _: &mut Self::Context) {
+        // Without the batch actor nothing is written or committed any more, and without the
+        // metrics actor partitions cannot report: the service stops, committing nothing
+        // further.
+        self.report(Outcome::Failed(format!(
+            "the {} actor panicked: {}",
+            msg.actor, msg.message
+        )));
     }
 }
 
@@ -768,6 +786,46 @@ mod tests {
                 message: "partition 0: Local: Not implemented".into(),
             })
         }
+    }
+
+    #[actix::test]
+    async fn a_panic_in_the_batch_actor_stops_the_service_naming_it() {
+        // Windows so long that closing one overflows: the batch actor panics on the first
+        // frames it counts (settings validation rejects such windows; a bug would do the same).
+        let sources: SourceFactory = Arc::new(|_, start| {
+            let next = match start {
+                StartOffset::At(offset) => offset,
+                StartOffset::Reset => 0,
+            };
+            Ok(Box::new(FakeSource { next, frames: 10 }) as Box<dyn FrameSource>)
+        });
+        let config = SupervisorConfig {
+            stall_timeout_ms: 0,
+            ..SupervisorConfig::default()
+        };
+        let mut spec = spec(sources, config, None);
+        spec.window = WindowConfig {
+            length_secs: i64::MAX,
+            lateness_secs: 5,
+            ..WindowConfig::default()
+        };
+        let (addr, outcome) = RootSupervisor::launch(spec);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), outcome)
+            .await
+            .expect("stops in time, not hanging")
+            .unwrap();
+        let Outcome::Failed(error) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            error.starts_with("the batch actor panicked: attempt to add with overflow at "),
+            "{error}"
+        );
+        let summary = addr.send(Shutdown).await.unwrap();
+        assert!(
+            summary.drain.committed.is_empty(),
+            "nothing committed after the panic"
+        );
     }
 
     #[actix::test]
