@@ -194,6 +194,10 @@ def main():
             print(f"{count:>10} {model:>9} {result['threads']:>7} {result['connections']:>5} "
                   f"{result['peak_rss_mib']:>7} {result['cpu_s']:>6} {result['wall_s']:>6} "
                   f"{lines:>5} {len(seen):>6}/{len(shares):<6}", flush=True)
+        # Thousands of partitions left behind make every later restart of the test cluster
+        # slow (each broker loads every log at start).
+        cluster("tool", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers,
+                "--delete", "--topic", topic)
     with open(os.path.join(out, "footprint.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(f"footprint.json and every run's windows and log: {out}")

@@ -242,11 +242,11 @@ impl AssignmentListener for IntakeListener {
 
 /// The group model's intake; see the module documentation.
 pub struct IntakeActor {
+    /// Where the intake is in its life, with what each stage holds.
+    state: Lifecycle,
     /// The threads partition actors run on.
     threads: ReaderThreads,
-    membership: Option<Box<dyn AssignmentSource>>,
     listener: Arc<IntakeListener>,
-    sources: Option<SourceFactory>,
     batch: Addr<BatchActor>,
     outputs: PartitionOutputs,
     config: PartitionConfig,
@@ -258,6 +258,33 @@ pub struct IntakeActor {
     /// restart before anything was committed.
     assigned_at: BTreeMap<i32, (StartOffset, Option<f64>)>,
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
+}
+
+/// Where an [`IntakeActor`] is in its life.
+enum Lifecycle {
+    /// Created; the source starts with the actor.
+    Starting(Box<dyn AssignmentSource>),
+    /// Partition actors start for what the source assigns.
+    Running {
+        /// The assignment source.
+        source: Box<dyn AssignmentSource>,
+        /// Opens the assigned partitions' sources.
+        sources: SourceFactory,
+    },
+    /// Shutting down: partitions are stopped (and released, where leaving hands them over);
+    /// nothing starts any more, whatever is assigned or restarted meanwhile.
+    Leaving,
+}
+
+impl Lifecycle {
+    /// The name an operator sees.
+    fn name(&self) -> &'static str {
+        match self {
+            Lifecycle::Starting(_) => "starting",
+            Lifecycle::Running { .. } => "running",
+            Lifecycle::Leaving => "leaving",
+        }
+    }
 }
 
 /// Restart the actor of an owned partition from its last commit, if its current incarnation is
@@ -302,10 +329,9 @@ impl IntakeActor {
         threads: ReaderThreads,
     ) -> Self {
         IntakeActor {
+            state: Lifecycle::Starting(membership),
             threads,
-            membership: Some(membership),
             listener,
-            sources: None,
             batch,
             outputs,
             config,
@@ -327,14 +353,25 @@ impl IntakeActor {
         }
     }
 
+    /// Starts `partition`'s actor, unless the intake no longer runs (then nothing starts and
+    /// the partition is forgotten: nobody would stop its actor).
     fn start_partition(
         &mut self,
         partition: i32,
         start: StartOffset,
         fault: Option<PartitionFault>,
     ) {
-        let Some(sources) = self.sources.clone() else {
-            return;
+        let sources = match &self.state {
+            Lifecycle::Running { sources, .. } => sources.clone(),
+            state @ (Lifecycle::Starting(_) | Lifecycle::Leaving) => {
+                tracing::info!(
+                    partition,
+                    state = state.name(),
+                    "Partition not started: the intake is not running."
+                );
+                self.assigned_at.remove(&partition);
+                return;
+            }
         };
         let running = RunningPartition::start(
             PartitionActor::new(
@@ -362,13 +399,20 @@ impl Actor for IntakeActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Rebalances are served only once the listener knows where to send them.
         let _ = self.listener.actor.set(ctx.address());
-        if let Some(membership) = self.membership.as_mut() {
-            self.sources = Some(membership.sources());
-            membership.start();
-            if let (true, Some(probe)) = (self.end != EndPolicy::Never, membership.coverage()) {
-                ctx.run_interval(COVERAGE_INTERVAL, move |act, ctx| {
-                    act.report_coverage(probe.clone(), ctx);
-                });
+        match std::mem::replace(&mut self.state, Lifecycle::Leaving) {
+            Lifecycle::Starting(mut source) => {
+                let sources = source.sources();
+                source.start();
+                if let (true, Some(probe)) = (self.end != EndPolicy::Never, source.coverage()) {
+                    ctx.run_interval(COVERAGE_INTERVAL, move |act, ctx| {
+                        act.report_coverage(probe.clone(), ctx);
+                    });
+                }
+                self.state = Lifecycle::Running { source, sources };
+            }
+            state @ (Lifecycle::Running { .. } | Lifecycle::Leaving) => {
+                tracing::error!(state = state.name(), "The intake actor started twice.");
+                self.state = state;
             }
         }
     }
@@ -381,7 +425,7 @@ impl IntakeActor {
     /// Asks the group which partitions it owns elsewhere at their end and tells the batch
     /// actor, which completes only once every partition is accounted for.
     fn report_coverage(&mut self, probe: CoverageProbe, ctx: &mut Context<Self>) {
-        if self.membership.is_none() {
+        if !matches!(self.state, Lifecycle::Running { .. }) {
             return;
         }
         let owned: Vec<i32> = self.partitions.keys().copied().collect();
@@ -402,6 +446,16 @@ impl Handler<PartitionsAssigned> for IntakeActor {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionsAssigned, ctx: &mut Self::Context) {
+        if !matches!(self.state, Lifecycle::Running { .. }) {
+            // Assigned while leaving (a rebalance that crossed the shutdown): nothing may start
+            // that nobody would stop. The coordinator revokes them as the member leaves.
+            tracing::info!(
+                partitions = ?msg.0.iter().map(|a| a.partition).collect::<Vec<_>>(),
+                state = self.state.name(),
+                "Assignment ignored: the intake is not running."
+            );
+            return;
+        }
         let starts: Vec<PartitionStart> = msg
             .0
             .iter()
@@ -648,10 +702,13 @@ impl Handler<Leave> for IntakeActor {
     type Result = ResponseActFuture<Self, Vec<GroupRecord>>;
 
     fn handle(&mut self, _: Leave, _: &mut Self::Context) -> Self::Result {
-        let membership = self.membership.take();
+        let source = match std::mem::replace(&mut self.state, Lifecycle::Leaving) {
+            Lifecycle::Running { source, .. } | Lifecycle::Starting(source) => Some(source),
+            Lifecycle::Leaving => None,
+        };
         let owned: Vec<i32> = self.partitions.keys().copied().collect();
         let release: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
-            match membership.as_ref().map(|m| m.on_leave()) {
+            match source.as_ref().map(|m| m.on_leave()) {
                 // Release everything first, committing while still a settled member (a
                 // rebalance started by leaving may refuse commits); then leave. A static
                 // member does not leave the group: its instance id keeps its place for a
@@ -672,14 +729,13 @@ impl Handler<Leave> for IntakeActor {
         Box::pin(
             async move {
                 release.await;
-                if let Some(mut membership) = membership {
-                    let _ = actix_rt::task::spawn_blocking(move || membership.leave()).await;
+                if let Some(mut source) = source {
+                    let _ = actix_rt::task::spawn_blocking(move || source.leave()).await;
                 }
             }
             .into_actor(self)
             .map(|(), act, ctx| {
-                // The member's last handles (the queue factory) go with this actor.
-                act.sources = None;
+                // The consumer's last handles (the queue factory) go with this actor.
                 ctx.stop();
                 act.history
                     .lock()
@@ -687,5 +743,124 @@ impl Handler<Leave> for IntakeActor {
                     .clone()
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::config::{FlushConfig, MetricsConfig, WindowConfig};
+    use crate::fakes::{quiet_sources, Commits, NullSink};
+    use crate::metrics::MetricsActor;
+    use crate::ports::AssignmentListener;
+
+    /// Assigns partition 0 at start; leaving takes as long as a group member's LeaveGroup, and
+    /// a rebalance that crossed it assigns partition 1 meanwhile.
+    struct Crossing {
+        sources: SourceFactory,
+        listener: Arc<IntakeListener>,
+    }
+
+    fn assigned(partition: i32) -> AssignedPartition {
+        AssignedPartition {
+            partition,
+            start: StartOffset::At(0),
+            metadata: String::new(),
+            skipped: None,
+        }
+    }
+
+    impl AssignmentSource for Crossing {
+        fn sources(&self) -> SourceFactory {
+            self.sources.clone()
+        }
+        fn start(&mut self) {
+            self.listener.assigned(vec![assigned(0)]);
+        }
+        fn leave(&mut self) {
+            self.listener.assigned(vec![assigned(1)]);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        fn on_leave(&self) -> OnLeave {
+            OnLeave::Release
+        }
+        fn coverage(&self) -> Option<CoverageProbe> {
+            None
+        }
+    }
+
+    #[actix::test]
+    async fn nothing_assigned_while_leaving_starts_a_partition_actor() {
+        let opens = Arc::new(AtomicU32::new(0));
+        let listener = IntakeListener::new(Duration::from_secs(5));
+        let source = Crossing {
+            sources: quiet_sources(opens.clone()),
+            listener: listener.clone(),
+        };
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        let batch = BatchActor::new(
+            &WindowConfig::default(),
+            FlushConfig::default(),
+            &[],
+            Box::new(NullSink),
+            Box::new(Commits::default()),
+            false,
+            metrics.clone(),
+            None,
+        )
+        .start();
+        let supervisor = Exits.start();
+        let outputs = PartitionOutputs {
+            batch: batch.clone().recipient(),
+            metrics: metrics.clone().recipient(),
+            skipped: metrics.recipient(),
+            supervisor: supervisor.recipient(),
+        };
+        let (threads, arbiters) = ReaderThreads::start(1);
+        let intake = IntakeActor::new(
+            Box::new(source),
+            listener,
+            batch,
+            outputs,
+            PartitionConfig::default(),
+            FrameLimits {
+                max_bytes: 128,
+                min_ts: 0.0,
+                max_ts: 1e10,
+            },
+            EndPolicy::Never,
+            threads,
+        )
+        .start();
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![0]);
+        let history = intake.send(Leave).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            opens.load(Ordering::Relaxed),
+            1,
+            "only partition 0 was ever opened"
+        );
+        assert!(
+            !history
+                .iter()
+                .any(|r| matches!(r.event, GroupEvent::Assigned { partition: 1, .. })),
+            "{history:?}"
+        );
+        for arbiter in arbiters {
+            arbiter.stop();
+        }
+    }
+
+    /// Hears partition exits, and drops them.
+    struct Exits;
+    impl Actor for Exits {
+        type Context = Context<Self>;
+    }
+    impl Handler<crate::partition::PartitionExited> for Exits {
+        type Result = ();
+        fn handle(&mut self, _: crate::partition::PartitionExited, _: &mut Self::Context) {}
     }
 }

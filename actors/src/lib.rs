@@ -31,6 +31,8 @@
 
 pub mod batch;
 pub mod config;
+#[cfg(test)]
+mod fakes;
 pub mod frame;
 pub mod generator;
 pub mod intake;

@@ -612,12 +612,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::fakes::{Commits, NullSink};
     use crate::ports::{
-        AssignedPartition, CommitError, CommitPosition, FixedAssignment, FrameSource, PollStatus,
-        SourceError, SourceFactory,
+        AssignedPartition, FixedAssignment, FrameSource, PollStatus, SourceError, SourceFactory,
     };
-    use crate::sink::Sink;
-    use crate::window::ClosedWindow;
 
     /// Serves `frames` one per poll from offset 0, then nothing (as if the partition had more
     /// but stopped delivering, or as if caught up).
@@ -652,25 +650,6 @@ mod tests {
                 high_watermark: Some(self.next),
                 ..PollStatus::default()
             })
-        }
-    }
-
-    struct NullSink;
-    impl Sink for NullSink {
-        fn write(&mut self, _: &[ClosedWindow]) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[derive(Clone, Default)]
-    struct Commits(Arc<Mutex<Vec<Vec<CommitPosition>>>>);
-    impl OffsetCommitter for Commits {
-        fn commit(
-            &mut self,
-            positions: &[CommitPosition],
-        ) -> Result<Vec<CommitPosition>, CommitError> {
-            self.0.lock().unwrap().push(positions.to_vec());
-            Ok(positions.to_vec())
         }
     }
 
