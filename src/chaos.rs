@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
+use actors::failure::{PartitionFailure, StopCause};
 use actors::generator::{self, GeneratorReport};
 use actors::kafka::{self, BrokerError, BrokerRequest, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
@@ -303,6 +304,9 @@ pub struct ScenarioResult {
     pub leader_changes: u64,
     /// The error the service stopped with, when it stopped on its own.
     pub stopped_with: Option<String>,
+    /// Why it stopped, when the run was in this process.
+    #[serde(skip)]
+    pub stop_cause: Option<crate::Failure>,
     /// Scenario-specific expectations that did not hold.
     pub problems: Vec<String>,
     /// Everything held.
@@ -551,6 +555,7 @@ pub async fn run_scenario(
     };
 
     let mut stopped_with = None;
+    let mut stop_cause = None;
     let notes = Arc::new(DriverNotes::default());
     let recovery_ms;
     let mut metrics = MetricsSnapshot::default();
@@ -597,8 +602,9 @@ pub async fn run_scenario(
             Ok(report) => metrics = report.summary.metrics,
             Err(error) => {
                 stopped_with = Some(crate::error_chain(&error));
-                if let RunError::Failed { summary, .. } = error {
+                if let RunError::Failed { summary, cause } = error {
                     metrics = summary.metrics;
+                    stop_cause = Some(cause);
                 }
             }
         }
@@ -644,6 +650,7 @@ pub async fn run_scenario(
         watchdog_recoveries: combined(|m| m.watchdog_recoveries),
         leader_changes: metrics.leader_changes.len() as u64,
         stopped_with,
+        stop_cause,
         problems: Vec::new(),
         passed: false,
     };
@@ -687,10 +694,13 @@ fn expectations(
     match result.scenario {
         // Three restarts (supervisor.max_restarts), then the fourth failure stops the service.
         Scenario::RestartBudget => {
-            match &result.stopped_with {
-                Some(error)
-                    if error.contains(&format!("partition {TARGET} failed 4 times"))
-                        && error.contains("injected failure") => {}
+            match &result.stop_cause {
+                Some(crate::Failure::Stopped(StopCause::RestartBudget {
+                    partition: TARGET,
+                    failures: 4,
+                    last: PartitionFailure::Source { message, .. },
+                    ..
+                })) if message.ends_with("injected failure") => {}
                 other => problems.push(format!(
                     "expected the service to stop naming partition {TARGET}, 4 failures and the cause, got {other:?}"
                 )),
@@ -714,10 +724,9 @@ fn expectations(
             problems.push("no restart after the panic".into());
         }
         Scenario::PartitionPanic
-            if !live
-                .restart_log
-                .iter()
-                .any(|r| r.partition == TARGET && r.cause.starts_with("panicked")) =>
+            if !live.restart_log.iter().any(|r| {
+                r.partition == TARGET && matches!(r.cause, PartitionFailure::Panicked { .. })
+            }) =>
         {
             problems.push("the restart does not name the panic".into());
         }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::config::{ConfigError, KafkaConfig};
+use actors::failure::StopCause;
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::intake::IntakeListener;
 use actors::kafka::{
@@ -57,7 +58,7 @@ pub enum RunError {
     #[error("stopped after a failure: {cause}")]
     Failed {
         /// What failed.
-        cause: String,
+        cause: Failure,
         /// The figures and offsets up to the stop.
         summary: Box<RunSummary>,
     },
@@ -73,6 +74,20 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a run stopped on its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The actor tree stopped it.
+    #[error(transparent)]
+    Stopped(#[from] StopCause),
+    /// The supervisor went away without saying why.
+    #[error("the supervisor stopped unexpectedly")]
+    SupervisorGone,
+    /// `--until-end` on the embedded cluster, and the generator stopped short.
+    #[error("the generator stopped before producing all its frames")]
+    GeneratorShort,
 }
 
 /// How and where a run ended.
@@ -199,7 +214,7 @@ pub async fn run_with(
     };
     tokio::pin!(shutdown);
     tokio::pin!(timer);
-    let result: Result<bool, String> = loop {
+    let result: Result<bool, Failure> = loop {
         tokio::select! {
             () = &mut shutdown => {
                 tracing::info!("Shutdown requested; draining.");
@@ -211,15 +226,15 @@ pub async fn run_with(
             }
             ended = &mut outcome => break match ended {
                 Ok(Outcome::Completed) => Ok(true),
-                Ok(Outcome::Failed(error)) => Err(error),
-                Err(_) => Err("the supervisor stopped unexpectedly".to_owned()),
+                Ok(Outcome::Failed(cause)) => Err(Failure::Stopped(cause)),
+                Err(_) => Err(Failure::SupervisorGone),
             },
             ends = until_generator_done(generator_done.as_mut()) => {
                 generator_done = None;
                 match ends {
                     Ok(ends) if until_end => supervisor.do_send(EndOffsets(ends)),
                     Ok(_) => {}
-                    Err(_) if until_end => break Err("the generator stopped before producing all its frames".to_owned()),
+                    Err(_) if until_end => break Err(Failure::GeneratorShort),
                     Err(_) => {}
                 }
             }

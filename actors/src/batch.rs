@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::config::{FlushConfig, WindowConfig};
+use crate::failure::OutputFailure;
 use crate::frame::FrameChunk;
 use crate::metrics::{Flushed, FramesLate, MetricsActor};
 use crate::panics::Panicked;
@@ -144,8 +145,8 @@ pub struct Released {
 pub enum BatchEvent {
     /// Every partition finished and everything is written and committed.
     Completed,
-    /// Output could not be written: the service cannot make progress.
-    SinkFailed(String),
+    /// Output cannot go on: the service cannot make progress.
+    Failed(OutputFailure),
 }
 
 /// Which partitions a run to the end must cover.
@@ -181,7 +182,7 @@ struct FlushDone {
     target: FlushTarget,
     job: FlushJob,
     duration: Duration,
-    sink_error: Option<String>,
+    sink_error: Option<OutputFailure>,
     /// What the commit did, when one was made.
     commit: Option<Result<Vec<CommitPosition>, CommitError>>,
 }
@@ -336,11 +337,11 @@ impl BatchActor {
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if let Some(all) = &self.complete_only {
             if let Some(partial) = self.pending.iter().find(|w| &w.partitions != all) {
-                let error = format!(
-                    "refusing to write window {} for partitions {:?} of {:?} without partition labels \
-                     (set sink.label_partitions = true, or run one instance)",
-                    partial.start, partial.partitions, all
-                );
+                let error = OutputFailure::PartialLine {
+                    start: partial.start,
+                    partitions: partial.partitions.clone(),
+                    all: all.clone(),
+                };
                 self.pending.clear();
                 return self.fail(error, ctx);
             }
@@ -377,7 +378,7 @@ impl BatchActor {
             Ok(done) => act.on_flush_done(done, ctx),
             Err(join_error) => {
                 // The flush thread panicked: the sink and committer are gone.
-                act.fail(format!("flush thread failed: {join_error}"), ctx);
+                act.fail(OutputFailure::FlushThread(join_error.to_string()), ctx);
             }
         }));
     }
@@ -417,11 +418,11 @@ impl BatchActor {
                     let since = *self.commits_failing_since.get_or_insert_with(Instant::now);
                     let limit = Duration::from_millis(self.config.commit_failure_timeout_ms);
                     if since.elapsed() >= limit {
-                        let error = format!(
-                            "offsets cannot be committed: {error} (no commit succeeded for {} ms; flush.commit_failure_timeout_ms = {})",
-                            since.elapsed().as_millis(),
-                            self.config.commit_failure_timeout_ms
-                        );
+                        let error = OutputFailure::CommitsRefused {
+                            error: error.to_string(),
+                            for_ms: since.elapsed().as_millis(),
+                            timeout_ms: self.config.commit_failure_timeout_ms,
+                        };
                         return self.fail(error, ctx);
                     }
                 }
@@ -494,10 +495,10 @@ impl BatchActor {
             .collect()
     }
 
-    fn fail(&mut self, error: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, error: OutputFailure, ctx: &mut Context<Self>) {
         tracing::error!(%error, "Output failed; stopping.");
         if let Some(supervisor) = &self.supervisor {
-            supervisor.do_send(BatchEvent::SinkFailed(error));
+            supervisor.do_send(BatchEvent::Failed(error));
         }
         ctx.stop();
     }
@@ -508,7 +509,7 @@ fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
     let mut sink_error = None;
     let mut commit = None;
     if let Err(error) = target.sink.write(&job.windows) {
-        sink_error = Some(format!("cannot write results: {error}"));
+        sink_error = Some(OutputFailure::Write(error.to_string()));
     } else if job.commit {
         commit = Some(target.committer.commit(&job.positions));
     }
@@ -1010,11 +1011,12 @@ mod tests {
         }
         let events = events.lock().unwrap().clone();
         assert!(
-            events
-                .iter()
-                .any(|e| e.contains("offsets cannot be committed")
-                    && e.contains("Group authorization failed")
-                    && e.contains("flush.commit_failure_timeout_ms = 200")),
+            events.iter().any(|e| matches!(
+                e,
+                BatchEvent::Failed(failure @ OutputFailure::CommitsRefused { error, timeout_ms: 200, .. })
+                    if error.contains("Group authorization failed")
+                        && failure.to_string().starts_with("offsets cannot be committed")
+            )),
             "{events:?}"
         );
         assert!(!batch.connected(), "the batch actor stopped");
@@ -1042,14 +1044,14 @@ mod tests {
             .contains(&commit(&[(0, 1)], "kafka-actors:wm=125")));
     }
 
-    struct Supervisor(Arc<Mutex<Vec<String>>>);
+    struct Supervisor(Arc<Mutex<Vec<BatchEvent>>>);
     impl Actor for Supervisor {
         type Context = Context<Self>;
     }
     impl Handler<BatchEvent> for Supervisor {
         type Result = ();
         fn handle(&mut self, msg: BatchEvent, _: &mut Self::Context) {
-            self.0.lock().unwrap().push(format!("{msg:?}"));
+            self.0.lock().unwrap().push(msg);
         }
     }
 
@@ -1075,9 +1077,11 @@ mod tests {
         );
         let events = events.lock().unwrap();
         assert!(
-            events
-                .iter()
-                .any(|e| e.contains("SinkFailed") && e.contains("refusing to write window 100")),
+            events.iter().any(|e| matches!(
+                e,
+                BatchEvent::Failed(failure @ OutputFailure::PartialLine { start: 100, .. })
+                    if failure.to_string().starts_with("refusing to write window 100")
+            )),
             "{events:?}"
         );
         assert!(!batch.connected(), "the batch actor stopped");

@@ -31,6 +31,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod failure;
 #[cfg(test)]
 mod fakes;
 pub mod frame;

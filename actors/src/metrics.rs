@@ -121,9 +121,7 @@ pub struct Restarted {
     /// The partition.
     pub partition: i32,
     /// Why: the failure, the stall, or a request.
-    pub cause: String,
-    /// The stall watchdog did it.
-    pub watchdog: bool,
+    pub cause: crate::failure::PartitionFailure,
 }
 
 /// One restart, as reported.
@@ -134,7 +132,7 @@ pub struct RestartRecord {
     /// The partition.
     pub partition: i32,
     /// Why.
-    pub cause: String,
+    pub cause: crate::failure::PartitionFailure,
     /// The stall watchdog did it.
     pub watchdog: bool,
 }
@@ -479,8 +477,8 @@ impl Handler<Restarted> for MetricsActor {
         self.restart_log.push(RestartRecord {
             at_ms: self.created.elapsed().as_secs_f64() * 1e3,
             partition: msg.partition,
+            watchdog: msg.cause.is_stall(),
             cause: msg.cause,
-            watchdog: msg.watchdog,
         });
     }
 }

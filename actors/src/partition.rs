@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 use crate::batch::Chunk;
 use crate::config::PartitionConfig;
+use crate::failure::PartitionFailure;
 use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
 use crate::metrics::{ChunkProcessed, RecordsSkipped};
 use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
@@ -66,10 +67,8 @@ pub struct PartitionExited {
     /// Which incarnation of the partition's actor (a restart starts the next one), so a late
     /// report about an actor already replaced is recognised.
     pub generation: u64,
-    /// Why it stopped.
-    pub cause: String,
-    /// Whether a restart may cure it.
-    pub kind: FailureKind,
+    /// Why it stopped (and whether a restart may cure it).
+    pub cause: PartitionFailure,
 }
 
 /// A fault to inject into a partition actor.
@@ -443,18 +442,14 @@ impl Actor for PartitionActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         // Runs on a normal stop and while a panic in a handler unwinds.
         let cause = match crate::panics::unwinding() {
-            Some(message) => Some(SourceError {
-                kind: FailureKind::Fatal,
-                message: format!("panicked: {message}"),
-            }),
-            None => self.failure.take(),
+            Some(message) => Some(PartitionFailure::Panicked { message }),
+            None => self.failure.take().map(PartitionFailure::from),
         };
         if let Some(cause) = cause {
             self.outputs.supervisor.do_send(PartitionExited {
                 partition: self.partition,
                 generation: self.generation,
-                cause: cause.message,
-                kind: cause.kind,
+                cause,
             });
         }
     }
@@ -665,9 +660,11 @@ mod tests {
         assert_eq!(c.failures[0].partition, 3);
         assert_eq!(c.failures[0].generation, 7);
         assert!(
-            c.failures[0]
-                .cause
-                .starts_with("panicked: injected panic in partition 3 at "),
+            matches!(
+                &c.failures[0].cause,
+                PartitionFailure::Panicked { message }
+                    if message.starts_with("injected panic in partition 3 at ")
+            ),
             "{}",
             c.failures[0].cause
         );
@@ -681,7 +678,13 @@ mod tests {
         {
             let c = collected.lock().unwrap();
             assert_eq!(c.failures.len(), 1);
-            assert_eq!(c.failures[0].cause, "partition 3: injected failure");
+            assert_eq!(
+                c.failures[0].cause,
+                PartitionFailure::Source {
+                    reach: FailureKind::Fatal,
+                    message: "partition 3: injected failure".into()
+                }
+            );
         }
         let (actor, collected) = start(steady_script(), EndPolicy::Never);
         actor.send(StopIntake).await.unwrap();

@@ -36,7 +36,8 @@ pub struct PollStatus {
 }
 
 /// How far a partition failure reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// Waiting and reading again at the same position may succeed (a broker is away).
     Transient,

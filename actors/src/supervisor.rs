@@ -33,6 +33,7 @@ use actix::prelude::*;
 
 use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfig, WindowConfig};
+use crate::failure::{PartitionFailure, StopCause};
 use crate::frame::FrameLimits;
 use crate::intake::{
     GroupRecord, InjectInto, IntakeActor, IntakeListener, Leave, OwnedPartitions, PartitionEnds,
@@ -90,7 +91,7 @@ pub enum Outcome {
     /// Every partition reached its end and every window is written and committed.
     Completed,
     /// A part failed and the service must stop.
-    Failed(String),
+    Failed(StopCause),
 }
 
 /// Stops the tree in order and returns the final state.
@@ -291,8 +292,7 @@ impl RootSupervisor {
         &mut self,
         partition: i32,
         generation: Option<u64>,
-        cause: String,
-        watchdog: bool,
+        cause: PartitionFailure,
     ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
         let fault = self.persistent_faults.get(&partition).cloned();
         self.restarting.insert(partition);
@@ -314,12 +314,11 @@ impl RootSupervisor {
                 .map(move |result: Result<StartOffset, String>, act, _| {
                     act.restarting.remove(&partition);
                     let start = result?;
-                    tracing::warn!(partition, ?start, %cause, watchdog, "Partition restarted.");
+                    tracing::warn!(partition, ?start, %cause, watchdog = cause.is_stall(), "Partition restarted.");
                     if let Some(metrics) = &act.metrics {
                         metrics.do_send(Restarted {
                             partition,
                             cause: cause.clone(),
-                            watchdog,
                         });
                     }
                     Ok(start)
@@ -332,7 +331,7 @@ impl RootSupervisor {
         &mut self,
         partition: i32,
         generation: u64,
-        cause: String,
+        cause: PartitionFailure,
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
@@ -345,14 +344,15 @@ impl RootSupervisor {
             recent.pop_front();
         }
         if recent.len() >= self.config.max_restarts as usize {
-            let error = format!(
-                "partition {partition} failed {} times within {} s (supervisor.max_restarts = {}); last cause: {cause}",
-                recent.len() + 1,
-                self.config.restart_window_secs,
-                self.config.max_restarts
-            );
+            let failures = recent.len() + 1;
             tracing::error!(partition, %cause, "Restart budget spent; stopping the service.");
-            self.report(Outcome::Failed(error));
+            self.report(Outcome::Failed(StopCause::RestartBudget {
+                partition,
+                failures,
+                window_secs: self.config.restart_window_secs,
+                max_restarts: self.config.max_restarts,
+                last: cause,
+            }));
             return;
         }
         recent.push_back(now);
@@ -364,7 +364,7 @@ impl RootSupervisor {
             if act.stopping {
                 return;
             }
-            let restart = act.restart(partition, Some(generation), cause, false);
+            let restart = act.restart(partition, Some(generation), cause);
             ctx.spawn(restart.map(move |result, _, _| {
                 if let Err(error) = result {
                     tracing::warn!(partition, %error, "Partition not restarted.");
@@ -436,11 +436,11 @@ impl RootSupervisor {
                         if still < stall {
                             continue;
                         }
-                        let cause = format!(
-                            "stalled: {waiting} frames waiting and no progress for {} ms",
-                            still.as_millis()
-                        );
-                        let restart = act.restart(partition, None, cause, true);
+                        let cause = PartitionFailure::Stalled {
+                            waiting,
+                            still_ms: still.as_millis(),
+                        };
+                        let restart = act.restart(partition, None, cause);
                         ctx.spawn(restart.map(move |result, _, _| {
                     if let Err(error) = result {
                         tracing::warn!(partition, %error, "Stalled partition not restarted.");
@@ -459,13 +459,12 @@ impl Handler<PartitionExited> for RootSupervisor {
         if self.stopping {
             return;
         }
-        if msg.kind == FailureKind::Permanent {
-            let error = format!(
-                "partition {} cannot be read and a restart would not help: {}",
-                msg.partition, msg.cause
-            );
+        if msg.cause.reach() == FailureKind::Permanent {
             tracing::error!(partition = msg.partition, cause = %msg.cause, "Permanent read error; stopping the service.");
-            self.report(Outcome::Failed(error));
+            self.report(Outcome::Failed(StopCause::Unreadable {
+                partition: msg.partition,
+                cause: msg.cause,
+            }));
             return;
         }
         self.on_failure(msg.partition, msg.generation, msg.cause, ctx);
@@ -506,10 +505,10 @@ impl Handler<Panicked> for RootSupervisor {
         // Without the batch actor nothing is written or committed any more, and without the
         // metrics actor partitions cannot report: the service stops, committing nothing
         // further.
-        self.report(Outcome::Failed(format!(
-            "the {} actor panicked: {}",
-            msg.actor, msg.message
-        )));
+        self.report(Outcome::Failed(StopCause::Panicked {
+            actor: msg.actor,
+            message: msg.message,
+        }));
     }
 }
 
@@ -522,7 +521,7 @@ impl Handler<BatchEvent> for RootSupervisor {
                 self.completed = true;
                 self.report(Outcome::Completed);
             }
-            BatchEvent::SinkFailed(error) => self.report(Outcome::Failed(error)),
+            BatchEvent::Failed(error) => self.report(Outcome::Failed(StopCause::Output(error))),
         }
     }
 }
@@ -541,7 +540,7 @@ impl Handler<RestartPartition> for RootSupervisor {
     type Result = ResponseActFuture<Self, Result<StartOffset, String>>;
 
     fn handle(&mut self, msg: RestartPartition, _: &mut Self::Context) -> Self::Result {
-        self.restart(msg.0, None, "requested".to_owned(), false)
+        self.restart(msg.0, None, PartitionFailure::Requested)
     }
 }
 
@@ -729,8 +728,22 @@ mod tests {
         let Outcome::Failed(error) = outcome else {
             panic!("{outcome:?}")
         };
+        let broker_says_no = PartitionFailure::Source {
+            reach: FailureKind::Fatal,
+            message: "partition 0: broker says no".into(),
+        };
         assert_eq!(
             error,
+            StopCause::RestartBudget {
+                partition: 0,
+                failures: 4,
+                window_secs: 60,
+                max_restarts: 3,
+                last: broker_says_no.clone(),
+            }
+        );
+        assert_eq!(
+            error.to_string(),
             "partition 0 failed 4 times within 60 s (supervisor.max_restarts = 3); last cause: partition 0: broker says no"
         );
         let opens = opens.lock().unwrap().clone();
@@ -749,7 +762,7 @@ mod tests {
             .metrics
             .restart_log
             .iter()
-            .all(|r| r.partition == 0 && r.cause == "partition 0: broker says no" && !r.watchdog));
+            .all(|r| r.partition == 0 && r.cause == broker_says_no && !r.watchdog));
     }
 
     /// Reads nothing and fails every poll with a permanent error.
@@ -797,7 +810,11 @@ mod tests {
             panic!("{outcome:?}")
         };
         assert!(
-            error.starts_with("the batch actor panicked: attempt to add with overflow at "),
+            matches!(
+                &error,
+                StopCause::Panicked { actor: "batch", message }
+                    if message.starts_with("attempt to add with overflow at ")
+            ),
             "{error}"
         );
         let summary = addr.send(Shutdown).await.unwrap();
@@ -827,10 +844,20 @@ mod tests {
             .unwrap();
         assert_eq!(
             outcome,
-            Outcome::Failed(
-                "partition 0 cannot be read and a restart would not help: partition 0: Local: Not implemented"
-                    .into()
-            )
+            Outcome::Failed(StopCause::Unreadable {
+                partition: 0,
+                cause: PartitionFailure::Source {
+                    reach: FailureKind::Permanent,
+                    message: "partition 0: Local: Not implemented".into()
+                }
+            })
+        );
+        let Outcome::Failed(error) = outcome else {
+            unreachable!()
+        };
+        assert_eq!(
+            error.to_string(),
+            "partition 0 cannot be read and a restart would not help: partition 0: Local: Not implemented"
         );
         actix_rt::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(opens.load(Ordering::Relaxed), 1, "never restarted");
@@ -872,9 +899,10 @@ mod tests {
             "started once, restarted once"
         );
         assert_eq!(metrics.restarts, 1);
-        assert!(metrics.restart_log[0]
-            .cause
-            .starts_with("panicked: injected panic"));
+        assert!(matches!(
+            &metrics.restart_log[0].cause,
+            PartitionFailure::Panicked { message } if message.starts_with("injected panic")
+        ));
         assert_eq!(
             metrics.partitions[&0].position,
             Some(50),
@@ -915,9 +943,10 @@ mod tests {
         );
         assert!(opens.load(Ordering::Relaxed) >= 2);
         assert!(
-            metrics.restart_log[0]
-                .cause
-                .starts_with("stalled: 90 frames waiting"),
+            matches!(
+                metrics.restart_log[0].cause,
+                PartitionFailure::Stalled { waiting: 90, .. }
+            ),
             "{}",
             metrics.restart_log[0].cause
         );
