@@ -26,16 +26,16 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
 use actors::failure::{PartitionFailure, StopCause};
+use actors::faults::{FaultPlan, PartitionFault, Times};
 use actors::generator::{self, GeneratorReport};
 use actors::kafka::{self, BrokerError, BrokerRequest, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
-use actors::partition::PartitionFault;
 use actors::sink::{read_window_lines, WindowLine};
-use actors::supervisor::{InjectPartitionFault, RootSupervisor};
+use actors::supervisor::RootSupervisor;
 use serde::Serialize;
 
 use crate::settings::{Model, Settings};
-use crate::{blocking, run, run_with, RunError};
+use crate::{blocking, run, run_with_faults, RunError};
 
 /// Partitions of every scenario's topic.
 const PARTITIONS: i32 = 4;
@@ -571,8 +571,9 @@ pub async fn run_scenario(
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
         let seen = notes.clone();
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel::<()>();
+        let faults = FaultPlan::default();
         let driver = {
-            let (cluster, topic) = (cluster.clone(), topic.clone());
+            let (cluster, topic, faults) = (cluster.clone(), topic.clone(), faults.clone());
             let member_b = (scenario == Scenario::MemberChurn).then(|| {
                 let mut b = settings.clone();
                 b.sink.path = second.display().to_string();
@@ -582,17 +583,27 @@ pub async fn run_scenario(
                 let _done = driver_done_tx;
                 let supervisor = addr_rx.await.ok()?;
                 actix_rt::time::sleep(FAULT_AT).await;
-                drive_fault(scenario, &supervisor, &cluster, &topic, member_b, &seen).await
+                drive_fault(
+                    scenario,
+                    &supervisor,
+                    &faults,
+                    &cluster,
+                    &topic,
+                    member_b,
+                    &seen,
+                )
+                .await
             })
         };
         // The service stops once the data is in and the fault's recovery has been seen (or
         // its wait ran out): a slow recovery is measured, not cut short.
-        let result = run_with(
+        let result = run_with_faults(
             settings.clone(),
             async move {
                 let _ = data_in.await;
                 let _ = driver_done.await;
             },
+            Some(faults),
             move |supervisor| {
                 let _ = addr_tx.send(supervisor);
             },
@@ -857,30 +868,25 @@ fn append_poison_tail(kafka: &KafkaConfig, ends: &mut BTreeMap<i32, i64>) -> Res
 async fn drive_fault(
     scenario: Scenario,
     supervisor: &Addr<RootSupervisor>,
+    faults: &FaultPlan,
     cluster: &ChaosCluster,
     topic: &str,
     member_b: Option<Settings>,
     notes: &DriverNotes,
 ) -> Option<Option<f64>> {
-    let inject = |fault: PartitionFault, persistent: bool| {
-        supervisor.send(InjectPartitionFault {
-            partition: TARGET,
-            fault,
-            persistent,
-        })
-    };
+    let inject = |fault: PartitionFault, times: Times| faults.inject(TARGET, fault, times);
     let started = Instant::now();
     let watch = match scenario {
         Scenario::PartitionPanic => {
-            let _ = inject(PartitionFault::Panic, false).await;
+            inject(PartitionFault::Panic, Times::Once);
             Watch::Restart(TARGET)
         }
         Scenario::RestartBudget => {
-            let _ = inject(PartitionFault::Fail, true).await;
+            inject(PartitionFault::Fail, Times::EveryOpen);
             Watch::Nothing
         }
         Scenario::Stall => {
-            let _ = inject(PartitionFault::StallMs(120_000), false).await;
+            inject(PartitionFault::StallMs(120_000), Times::Once);
             Watch::Restart(TARGET)
         }
         Scenario::LeaderMove => {

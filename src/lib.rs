@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use actors::config::{ConfigError, KafkaConfig};
 use actors::failure::StopCause;
+use actors::faults::FaultPlan;
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::intake::IntakeListener;
 use actors::kafka::{
@@ -130,8 +131,22 @@ pub async fn run(
 /// # Errors
 /// As [`run`].
 pub async fn run_with(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    on_start: impl FnOnce(actix::Addr<RootSupervisor>),
+) -> Result<RunReport, RunError> {
+    run_with_faults(settings, shutdown, None, on_start).await
+}
+
+/// [`run_with`], with the partition sources wrapped in `faults` (fault injection: `chaos` and
+/// the tests arm faults in the plan while the service runs).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_faults(
     mut settings: Settings,
     shutdown: impl Future<Output = ()>,
+    faults: Option<FaultPlan>,
     on_start: impl FnOnce(actix::Addr<RootSupervisor>),
 ) -> Result<RunReport, RunError> {
     settings.validate()?;
@@ -167,11 +182,14 @@ pub async fn run_with(
         interval_ms: settings.supervisor.stats_interval_ms,
     });
     let Intake_ {
-        intake,
+        mut intake,
         committer,
         probe,
         partitions,
     } = prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
+    if let Some(faults) = faults {
+        intake.assignments = faults.wrap(intake.assignments);
+    }
     let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {

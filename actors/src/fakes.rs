@@ -62,3 +62,41 @@ pub(crate) fn quiet_sources(opens: Arc<AtomicU32>) -> SourceFactory {
         Ok(Box::new(QuietSource { next }) as Box<dyn FrameSource>)
     })
 }
+
+/// A partition that always has one more frame: each poll delivers the next offset's.
+pub(crate) struct EndlessSource {
+    next: i64,
+}
+
+impl FrameSource for EndlessSource {
+    fn poll(
+        &mut self,
+        _: usize,
+        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+    ) -> Result<PollStatus, SourceError> {
+        let payload = format!(
+            r#"{{"ts":{},"uid":"u{}"}}"#,
+            1_700_000_000 + self.next,
+            self.next
+        );
+        on_record(self.next, Some(payload.as_bytes()));
+        self.next += 1;
+        Ok(PollStatus {
+            records: 1,
+            next_offset: Some(self.next),
+            high_watermark: Some(self.next + 1),
+            ..PollStatus::default()
+        })
+    }
+}
+
+/// Opens [`EndlessSource`]s.
+pub(crate) fn endless_sources() -> SourceFactory {
+    Arc::new(|_, start| {
+        let next = match start {
+            StartOffset::At(offset) => offset,
+            StartOffset::Reset => 0,
+        };
+        Ok(Box::new(EndlessSource { next }) as Box<dyn FrameSource>)
+    })
+}

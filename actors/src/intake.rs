@@ -33,9 +33,7 @@ use crate::batch::{decode_watermark, resume_point, AddPartitions, BatchActor, Re
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
 use crate::metrics::RecordsSkipped;
-use crate::partition::{
-    EndAt, EndPolicy, InjectFault, PartitionActor, PartitionFault, PartitionOutputs, StopIntake,
-};
+use crate::partition::{EndAt, EndPolicy, PartitionActor, PartitionOutputs, StopIntake};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, OnLeave, SourceFactory,
     StartOffset,
@@ -296,24 +294,12 @@ pub struct RestartAssigned {
     pub partition: i32,
     /// The incarnation that failed.
     pub generation: Option<u64>,
-    /// A fault the new incarnation starts with.
-    pub fault: Option<PartitionFault>,
 }
 
 /// The partitions this member owns now.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Vec<i32>")]
 pub struct OwnedPartitions;
-
-/// Inject a fault into the actor of an owned partition; answers whether it is owned.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "bool")]
-pub struct InjectInto {
-    /// The partition.
-    pub partition: i32,
-    /// The fault.
-    pub fault: PartitionFault,
-}
 
 impl IntakeActor {
     /// A group actor for `membership`, whose rebalances reach it through `listener`.
@@ -355,12 +341,7 @@ impl IntakeActor {
 
     /// Starts `partition`'s actor, unless the intake no longer runs (then nothing starts and
     /// the partition is forgotten: nobody would stop its actor).
-    fn start_partition(
-        &mut self,
-        partition: i32,
-        start: StartOffset,
-        fault: Option<PartitionFault>,
-    ) {
+    fn start_partition(&mut self, partition: i32, start: StartOffset) {
         let sources = match &self.state {
             Lifecycle::Running { sources, .. } => sources.clone(),
             state @ (Lifecycle::Starting(_) | Lifecycle::Leaving) => {
@@ -382,8 +363,7 @@ impl IntakeActor {
                 self.config.clone(),
                 self.limits,
                 self.end_policy(partition),
-            )
-            .fault_on_start(fault),
+            ),
             &self.threads,
         );
         if let Some(old) = self.partitions.insert(partition, running) {
@@ -507,7 +487,7 @@ impl Handler<PartitionsAssigned> for IntakeActor {
                     return;
                 }
                 for a in &assigned {
-                    act.start_partition(a.partition, a.start, None);
+                    act.start_partition(a.partition, a.start);
                 }
             },
         ));
@@ -634,7 +614,7 @@ impl Handler<RestartAssigned> for IntakeActor {
             .into_actor(self)
             .map(move |result, act, _| {
                 let outcome = result.inspect(|start| {
-                    act.start_partition(partition, *start, msg.fault);
+                    act.start_partition(partition, *start);
                 });
                 let _ = tx.send(outcome);
             }),
@@ -651,20 +631,6 @@ impl Handler<OwnedPartitions> for IntakeActor {
 
     fn handle(&mut self, _: OwnedPartitions, _: &mut Self::Context) -> Vec<i32> {
         self.partitions.keys().copied().collect()
-    }
-}
-
-impl Handler<InjectInto> for IntakeActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: InjectInto, _: &mut Self::Context) -> bool {
-        match self.partitions.get(&msg.partition) {
-            Some(running) => {
-                running.addr.do_send(InjectFault(msg.fault));
-                true
-            }
-            None => false,
-        }
     }
 }
 

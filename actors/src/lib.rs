@@ -34,6 +34,7 @@ pub mod config;
 pub mod failure;
 #[cfg(test)]
 mod fakes;
+pub mod faults;
 pub mod frame;
 pub mod generator;
 pub mod intake;

@@ -17,7 +17,7 @@
 //! A partition actor that fails (a fatal read error, a panic in one of its handlers) tells its
 //! supervisor with [`PartitionExited`] as it stops, naming its incarnation and the cause: actix
 //! runs `stopped` while a panic unwinds, and the panic's message is taken from a panic hook.
-//! Faults can be injected ([`InjectFault`]) for fault-injection runs.
+//! Fault-injection runs wrap its source ([`crate::faults`]); the actor knows nothing of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,23 +70,6 @@ pub struct PartitionExited {
     /// Why it stopped (and whether a restart may cure it).
     pub cause: PartitionFailure,
 }
-
-/// A fault to inject into a partition actor.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PartitionFault {
-    /// Panic inside a message handler.
-    Panic,
-    /// Fail as after a fatal read error.
-    Fail,
-    /// Stop reading for this many milliseconds without failing (the watchdog's case).
-    StallMs(u64),
-}
-
-/// Injects a fault now.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct InjectFault(pub PartitionFault);
 
 /// Incarnation numbers, unique in the process.
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -153,10 +136,6 @@ pub struct PartitionActor {
     generation: u64,
     /// Why the actor is stopping, when it failed.
     failure: Option<SourceError>,
-    /// Injected when it starts.
-    fault_on_start: Option<PartitionFault>,
-    /// Reading is paused until then (an injected stall).
-    stalled_until: Option<Instant>,
     /// When the last chunk went to the batch actor.
     last_sent: Instant,
     /// Signalled by the source when records arrive.
@@ -201,8 +180,6 @@ impl PartitionActor {
             last_error_log: None,
             generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             failure: None,
-            fault_on_start: None,
-            stalled_until: None,
             last_sent: Instant::now(),
             records_arrived: Arc::new(Notify::new()),
             waiting: None,
@@ -224,30 +201,6 @@ impl PartitionActor {
     /// Which incarnation of the partition's actor this is (reported when it fails).
     pub fn generation_id(&self) -> u64 {
         self.generation
-    }
-
-    /// A fault injected as soon as the actor has started.
-    #[must_use]
-    pub fn fault_on_start(mut self, fault: Option<PartitionFault>) -> Self {
-        self.fault_on_start = fault;
-        self
-    }
-
-    fn inject(&mut self, fault: PartitionFault, ctx: &mut Context<Self>) {
-        tracing::warn!(partition = self.partition, ?fault, "Injecting a fault.");
-        match fault {
-            PartitionFault::Panic => panic!("injected panic in partition {}", self.partition),
-            PartitionFault::Fail => self.fail(
-                SourceError {
-                    kind: FailureKind::Fatal,
-                    message: format!("partition {}: injected failure", self.partition),
-                },
-                ctx,
-            ),
-            PartitionFault::StallMs(ms) => {
-                self.stalled_until = Some(Instant::now() + Duration::from_millis(ms));
-            }
-        }
     }
 
     fn end_reached(&self) -> bool {
@@ -431,9 +384,6 @@ impl Actor for PartitionActor {
                 tracing::debug!(partition = self.partition, start = ?self.start, "Partition assigned.");
                 self.source = Some(source);
                 ctx.notify(Poll);
-                if let Some(fault) = self.fault_on_start.take() {
-                    ctx.notify(InjectFault(fault));
-                }
             }
             Err(error) => self.fail(error, ctx),
         }
@@ -455,26 +405,10 @@ impl Actor for PartitionActor {
     }
 }
 
-impl Handler<InjectFault> for PartitionActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: InjectFault, ctx: &mut Self::Context) {
-        self.inject(msg.0, ctx);
-    }
-}
-
 impl Handler<Poll> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, _: Poll, ctx: &mut Self::Context) {
-        if let Some(until) = self.stalled_until {
-            let now = Instant::now();
-            if now < until {
-                ctx.run_later(until - now, |_, ctx| ctx.notify(Poll));
-                return;
-            }
-            self.stalled_until = None;
-        }
         if !self.done {
             self.read(ctx);
         }
@@ -516,6 +450,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::faults::{FaultPlan, PartitionFault, Times};
 
     /// The records of one scripted poll, and whether it ends at the partition's end.
     type ScriptedPoll = (Vec<(i64, Vec<u8>)>, bool);
@@ -598,13 +533,37 @@ mod tests {
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
-        start_with_reach(script, end, Arc::new(AtomicBool::new(false)))
+        start_with(script, end, Arc::new(AtomicBool::new(false)), None)
+    }
+
+    /// Starts the actor with `faults` armed in its source before it polls.
+    fn start_faulty(
+        script: Vec<ScriptedPoll>,
+        fault: PartitionFault,
+    ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
+        let plan = FaultPlan::default();
+        plan.inject(3, fault, Times::Once);
+        start_with(
+            script,
+            EndPolicy::Never,
+            Arc::new(AtomicBool::new(false)),
+            Some(plan),
+        )
     }
 
     fn start_with_reach(
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
         unreachable: Arc<AtomicBool>,
+    ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
+        start_with(script, end, unreachable, None)
+    }
+
+    fn start_with(
+        script: Vec<ScriptedPoll>,
+        end: EndPolicy,
+        unreachable: Arc<AtomicBool>,
+        faults: Option<FaultPlan>,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
         let collected = Arc::new(Mutex::new(Collected::default()));
         let collector = Collector(collected.clone()).start();
@@ -617,6 +576,10 @@ mod tests {
                 unreachable: unreachable.clone(),
             }) as Box<dyn FrameSource>)
         });
+        let factory = match faults {
+            Some(plan) => plan.wrap_sources(factory),
+            None => factory,
+        };
         let outputs = PartitionOutputs {
             batch: collector.clone().recipient(),
             metrics: collector.clone().recipient(),
@@ -650,10 +613,8 @@ mod tests {
 
     #[actix::test]
     async fn a_panic_is_reported_with_its_message_and_generation() {
-        let (actor, collected) = start(steady_script(), EndPolicy::Never);
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-        actor.do_send(InjectFault(PartitionFault::Panic));
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        let (actor, collected) = start_faulty(steady_script(), PartitionFault::Panic);
+        actix_rt::time::sleep(Duration::from_millis(150)).await;
         assert!(!actor.connected(), "the panicked actor is gone");
         let c = collected.lock().unwrap();
         assert_eq!(c.failures.len(), 1);
@@ -672,8 +633,7 @@ mod tests {
 
     #[actix::test]
     async fn a_fatal_failure_is_reported_and_a_plain_stop_is_not() {
-        let (actor, collected) = start(steady_script(), EndPolicy::Never);
-        actor.do_send(InjectFault(PartitionFault::Fail));
+        let (_actor, collected) = start_faulty(steady_script(), PartitionFault::Fail);
         actix_rt::time::sleep(Duration::from_millis(100)).await;
         {
             let c = collected.lock().unwrap();
@@ -694,8 +654,7 @@ mod tests {
 
     #[actix::test]
     async fn a_stall_pauses_reading_for_its_duration() {
-        let (actor, collected) = start(steady_script(), EndPolicy::Never);
-        actor.do_send(InjectFault(PartitionFault::StallMs(300)));
+        let (_actor, collected) = start_faulty(steady_script(), PartitionFault::StallMs(300));
         actix_rt::time::sleep(Duration::from_millis(150)).await;
         let during = collected.lock().unwrap().chunks.len();
         assert!(during < 10, "reading paused: {during} chunks");

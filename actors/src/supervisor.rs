@@ -36,13 +36,13 @@ use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfi
 use crate::failure::{PartitionFailure, StopCause};
 use crate::frame::FrameLimits;
 use crate::intake::{
-    GroupRecord, InjectInto, IntakeActor, IntakeListener, Leave, OwnedPartitions, PartitionEnds,
-    ReaderThreads, RestartAssigned,
+    GroupRecord, IntakeActor, IntakeListener, Leave, OwnedPartitions, PartitionEnds, ReaderThreads,
+    RestartAssigned,
 };
 use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
 use crate::panics::Panicked;
-use crate::partition::{EndPolicy, PartitionExited, PartitionFault, PartitionOutputs};
+use crate::partition::{EndPolicy, PartitionExited, PartitionOutputs};
 use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, OffsetCommitter, StartOffset};
 use crate::sink::Sink;
 
@@ -130,8 +130,6 @@ pub struct RootSupervisor {
     failures: BTreeMap<i32, VecDeque<Instant>>,
     /// Partitions with a restart scheduled or under way.
     restarting: BTreeSet<i32>,
-    /// Faults every new incarnation of a partition's actor starts with.
-    persistent_faults: BTreeMap<i32, PartitionFault>,
     /// Watchdog: each partition's last seen position and since when it has not moved.
     positions: BTreeMap<i32, (Option<i64>, Instant)>,
     watchdog_busy: bool,
@@ -148,18 +146,6 @@ async fn stop_arbiters(arbiters: Vec<Arbiter>) {
     }
 }
 
-/// Injects a fault into a partition's actor; with `persistent`, every later incarnation of it
-/// starts with the fault too (a partition that keeps failing).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct InjectPartitionFault {
-    /// The partition.
-    pub partition: i32,
-    /// The fault.
-    pub fault: PartitionFault,
-    /// Also inject it into every restarted actor of the partition.
-    pub persistent: bool,
-}
 /// Stops a partition's actor and starts a new one from the partition's last commit, as after a
 /// failure: the partition's share of open windows is written off and rebuilt by reading again
 /// from the commit, so nothing is lost or counted twice. Answers once the new actor runs.
@@ -188,7 +174,6 @@ impl RootSupervisor {
             probe: None,
             failures: BTreeMap::new(),
             restarting: BTreeSet::new(),
-            persistent_faults: BTreeMap::new(),
             positions: BTreeMap::new(),
             watchdog_busy: false,
             stopping: false,
@@ -286,15 +271,13 @@ impl Actor for RootSupervisor {
 
 impl RootSupervisor {
     /// Restarts `partition`'s pipeline from its last commit (only its incarnation
-    /// `generation`, when given) and counts the restart. The new actor starts with the
-    /// partition's persistent fault, if one was injected.
+    /// `generation`, when given) and counts the restart.
     fn restart(
         &mut self,
         partition: i32,
         generation: Option<u64>,
         cause: PartitionFailure,
     ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
-        let fault = self.persistent_faults.get(&partition).cloned();
         self.restarting.insert(partition);
         self.positions.remove(&partition);
         let intake = self.intake.clone();
@@ -304,7 +287,6 @@ impl RootSupervisor {
                 .send(RestartAssigned {
                     partition,
                     generation,
-                    fault,
                 })
                 .await
                 .map_err(|e| format!("intake actor: {e}"))?
@@ -471,33 +453,6 @@ impl Handler<PartitionExited> for RootSupervisor {
     }
 }
 
-impl Handler<InjectPartitionFault> for RootSupervisor {
-    type Result = ResponseFuture<Result<(), String>>;
-
-    fn handle(&mut self, msg: InjectPartitionFault, _: &mut Self::Context) -> Self::Result {
-        if msg.persistent {
-            self.persistent_faults
-                .insert(msg.partition, msg.fault.clone());
-        }
-        let intake = self.intake.clone();
-        Box::pin(async move {
-            let intake = intake.ok_or("the pipeline is not running")?;
-            let owned = intake
-                .send(InjectInto {
-                    partition: msg.partition,
-                    fault: msg.fault,
-                })
-                .await
-                .map_err(|e| format!("intake actor: {e}"))?;
-            if owned {
-                Ok(())
-            } else {
-                Err(format!("partition {} is not read here", msg.partition))
-            }
-        })
-    }
-}
-
 impl Handler<Panicked> for RootSupervisor {
     type Result = ();
 
@@ -612,6 +567,7 @@ mod tests {
 
     use super::*;
     use crate::fakes::{Commits, NullSink};
+    use crate::faults::{FaultPlan, PartitionFault, Times};
     use crate::ports::{
         AssignedPartition, FixedAssignment, FrameSource, PollStatus, SourceError, SourceFactory,
     };
@@ -881,16 +837,12 @@ mod tests {
             stall_timeout_ms: 0,
             ..SupervisorConfig::default()
         };
-        let (addr, _outcome) = RootSupervisor::launch(spec(sources, config, None));
+        let faults = FaultPlan::default();
+        let mut spec = spec(sources, config, None);
+        spec.intake.assignments = faults.wrap(spec.intake.assignments);
+        let (addr, _outcome) = RootSupervisor::launch(spec);
         actix_rt::time::sleep(Duration::from_millis(300)).await;
-        addr.send(InjectPartitionFault {
-            partition: 0,
-            fault: PartitionFault::Panic,
-            persistent: false,
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        faults.inject(0, PartitionFault::Panic, Times::Once);
         actix_rt::time::sleep(Duration::from_millis(300)).await;
         let metrics = addr.send(GetMetrics).await.unwrap();
         assert_eq!(

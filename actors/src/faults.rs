@@ -1,0 +1,245 @@
+//! Fault injection at the ports: a [`FaultPlan`] wraps the partition sources an
+//! [`AssignmentSource`] opens, and a source of a partition with a fault armed panics, fails or
+//! stalls at its next poll, once or on every open (so every restarted reader meets it again).
+//! The actors know nothing of it: a panic in `poll` is a panic in the partition actor's
+//! handler, a failure is a read error, a stall is a source that delivers nothing while its
+//! records wait.
+//!
+//! Used by `kafka-actors chaos` and the tests; a service without a plan reads unwrapped
+//! sources.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::ports::{
+    AssignmentSource, CoverageProbe, FailureKind, FrameSource, OnLeave, PollStatus, SourceError,
+    SourceFactory, Wake,
+};
+
+/// A fault to inject into a partition's source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionFault {
+    /// Panic inside the reading partition actor.
+    Panic,
+    /// Fail as after a fatal read error.
+    Fail,
+    /// Deliver nothing for this many milliseconds without failing (the watchdog's case).
+    StallMs(u64),
+}
+
+/// How often an armed fault fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// At the next poll of the partition's source, then never again.
+    Once,
+    /// At the next poll of the current source and at the first poll of every source opened
+    /// for the partition later (a partition that keeps failing).
+    EveryOpen,
+}
+
+/// Faults armed per partition, shared by whoever injects them and the sources they hit.
+#[derive(Clone, Default)]
+pub struct FaultPlan {
+    armed: Arc<Mutex<BTreeMap<i32, (PartitionFault, Times)>>>,
+}
+
+impl FaultPlan {
+    /// Arms `fault` for `partition`, replacing what was armed for it.
+    pub fn inject(&self, partition: i32, fault: PartitionFault, times: Times) {
+        tracing::warn!(partition, ?fault, ?times, "Injecting a fault.");
+        self.lock().insert(partition, (fault, times));
+    }
+
+    /// Wraps the sources `assignments` opens.
+    pub fn wrap(&self, assignments: Box<dyn AssignmentSource>) -> Box<dyn AssignmentSource> {
+        Box::new(FaultyAssignments {
+            inner: assignments,
+            plan: self.clone(),
+        })
+    }
+
+    /// Wraps a source factory.
+    pub fn wrap_sources(&self, sources: SourceFactory) -> SourceFactory {
+        let plan = self.clone();
+        Arc::new(move |partition, start| {
+            let inner = sources(partition, start)?;
+            Ok(Box::new(FaultySource {
+                partition,
+                inner,
+                plan: plan.clone(),
+                fired: false,
+                stalled_until: None,
+                next_offset: None,
+            }) as Box<dyn FrameSource>)
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, (PartitionFault, Times)>> {
+        self.armed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fault a source of `partition` meets now, if any; `fired` says whether this source
+    /// already met its every-open fault.
+    fn take(&self, partition: i32, fired: bool) -> Option<PartitionFault> {
+        let mut armed = self.lock();
+        match armed.get(&partition) {
+            Some((_, Times::Once)) => armed.remove(&partition).map(|(fault, _)| fault),
+            Some((fault, Times::EveryOpen)) if !fired => Some(fault.clone()),
+            Some((_, Times::EveryOpen)) | None => None,
+        }
+    }
+}
+
+/// An assignment source whose partition sources meet the plan's faults.
+struct FaultyAssignments {
+    inner: Box<dyn AssignmentSource>,
+    plan: FaultPlan,
+}
+
+impl AssignmentSource for FaultyAssignments {
+    fn sources(&self) -> SourceFactory {
+        self.plan.wrap_sources(self.inner.sources())
+    }
+    fn start(&mut self) {
+        self.inner.start();
+    }
+    fn leave(&mut self) {
+        self.inner.leave();
+    }
+    fn on_leave(&self) -> OnLeave {
+        self.inner.on_leave()
+    }
+    fn coverage(&self) -> Option<CoverageProbe> {
+        self.inner.coverage()
+    }
+}
+
+/// A partition source that meets the plan's faults.
+struct FaultySource {
+    partition: i32,
+    inner: Box<dyn FrameSource>,
+    plan: FaultPlan,
+    /// This source met its every-open fault already.
+    fired: bool,
+    /// Delivering nothing until then.
+    stalled_until: Option<Instant>,
+    /// The inner source's position, for the polls it does not see.
+    next_offset: Option<i64>,
+}
+
+impl FrameSource for FaultySource {
+    fn poll(
+        &mut self,
+        max: usize,
+        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+    ) -> Result<PollStatus, SourceError> {
+        if let Some(fault) = self.plan.take(self.partition, self.fired) {
+            self.fired = true;
+            match fault {
+                PartitionFault::Panic => panic!("injected panic in partition {}", self.partition),
+                PartitionFault::Fail => {
+                    return Err(SourceError {
+                        kind: FailureKind::Fatal,
+                        message: format!("partition {}: injected failure", self.partition),
+                    })
+                }
+                PartitionFault::StallMs(ms) => {
+                    self.stalled_until = Some(Instant::now() + Duration::from_millis(ms));
+                }
+            }
+        }
+        if self
+            .stalled_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return Ok(PollStatus {
+                next_offset: self.next_offset,
+                ..PollStatus::default()
+            });
+        }
+        self.stalled_until = None;
+        let status = self.inner.poll(max, on_record)?;
+        self.next_offset = status.next_offset;
+        Ok(status)
+    }
+
+    fn wake_on_records(&mut self, wake: Wake) {
+        self.inner.wake_on_records(wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::fakes::{endless_sources, quiet_sources};
+    use crate::ports::StartOffset;
+
+    fn poll(source: &mut Box<dyn FrameSource>) -> Result<PollStatus, SourceError> {
+        source.poll(10, &mut |_, _| {})
+    }
+
+    #[test]
+    fn a_fault_armed_once_hits_the_next_poll_only() {
+        let plan = FaultPlan::default();
+        let sources = plan.wrap_sources(quiet_sources(Arc::new(AtomicU32::new(0))));
+        let mut source = sources(3, StartOffset::At(5)).unwrap();
+        assert!(poll(&mut source).is_ok());
+        plan.inject(3, PartitionFault::Fail, Times::Once);
+        plan.inject(4, PartitionFault::Fail, Times::Once);
+        let error = poll(&mut source).unwrap_err();
+        assert_eq!(error.kind, FailureKind::Fatal);
+        assert_eq!(error.message, "partition 3: injected failure");
+        assert!(poll(&mut source).is_ok(), "once");
+        let mut reopened = sources(3, StartOffset::At(5)).unwrap();
+        assert!(poll(&mut reopened).is_ok(), "once, not on every open");
+    }
+
+    #[test]
+    fn a_fault_armed_for_every_open_hits_each_new_source_once() {
+        let plan = FaultPlan::default();
+        let opens = Arc::new(AtomicU32::new(0));
+        let sources = plan.wrap_sources(quiet_sources(opens.clone()));
+        plan.inject(0, PartitionFault::Fail, Times::EveryOpen);
+        for _ in 0..3 {
+            let mut source = sources(0, StartOffset::At(0)).unwrap();
+            assert!(poll(&mut source).is_err());
+            assert!(poll(&mut source).is_ok());
+        }
+        assert_eq!(opens.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn a_stall_delivers_nothing_for_its_duration_and_keeps_the_position() {
+        let plan = FaultPlan::default();
+        let sources = plan.wrap_sources(endless_sources());
+        let mut source = sources(1, StartOffset::At(42)).unwrap();
+        assert_eq!(poll(&mut source).unwrap().next_offset, Some(43));
+        plan.inject(1, PartitionFault::StallMs(200), Times::Once);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(150) {
+            let status = poll(&mut source).unwrap();
+            assert_eq!((status.records, status.next_offset), (0, Some(43)));
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        let status = poll(&mut source).unwrap();
+        assert_eq!(
+            (status.records, status.next_offset),
+            (1, Some(44)),
+            "reads on"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "injected panic in partition 2")]
+    fn a_panic_is_raised_inside_poll() {
+        let plan = FaultPlan::default();
+        let sources = plan.wrap_sources(quiet_sources(Arc::new(AtomicU32::new(0))));
+        let mut source = sources(2, StartOffset::Reset).unwrap();
+        plan.inject(2, PartitionFault::Panic, Times::Once);
+        let _ = poll(&mut source);
+    }
+}
