@@ -187,13 +187,40 @@ struct FlushDone {
     commit: Option<Result<Vec<CommitPosition>, CommitError>>,
 }
 
+/// Where output stands (what an operator sees for it).
+enum Output {
+    /// No flush is running; the sink and committer are here.
+    Idle(FlushTarget),
+    /// Flush number `seq` has the sink and committer on the flush thread; with `again`,
+    /// another flush is due as soon as it returns.
+    Flushing {
+        /// The flush's number.
+        seq: u64,
+        /// Another flush is wanted right after it.
+        again: bool,
+    },
+    /// Output failed: nothing more is written or committed.
+    Failed,
+}
+
+/// Where a run to the end (`--until-end`) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completion {
+    /// Partitions are still being read (or the run has no end).
+    Reading,
+    /// Every partition finished and every window is closed; complete once they are written.
+    Closing,
+    /// Completion was reported to the supervisor.
+    Reported,
+}
+
 /// Windows, flushes and commits; see the module documentation.
 pub struct BatchActor {
     windows: Windows,
     /// Closed windows not yet handed to a flush.
     pending: Vec<ClosedWindow>,
-    /// `None` while a flush is running.
-    target: Option<FlushTarget>,
+    /// Whether a flush holds the sink and committer.
+    output: Output,
     config: FlushConfig,
     frames_since_flush: u64,
     last_flush: Instant,
@@ -202,14 +229,12 @@ pub struct BatchActor {
     /// The last offset committed for every partition ever counted here.
     committed: std::collections::BTreeMap<i32, CommitPosition>,
     last_commit_error: Option<String>,
-    /// Another flush is wanted as soon as the running one ends.
-    flush_again: bool,
     /// Everything must be flushed regardless of the size and time limits.
     force: bool,
     /// Close every window when all partitions finish (`--until-end`).
     close_at_end: bool,
-    completed: bool,
-    completion_reported: bool,
+    /// Where a run to the end stands.
+    completion: Completion,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<DrainReport>>,
     /// Releases waiting for the flush numbered `.1` to finish.
     release_waiters: Vec<ReleaseWaiter>,
@@ -251,18 +276,16 @@ impl BatchActor {
         BatchActor {
             windows,
             pending: Vec::new(),
-            target: Some(FlushTarget { sink, committer }),
+            output: Output::Idle(FlushTarget { sink, committer }),
             config: flush,
             frames_since_flush: 0,
             last_flush: Instant::now(),
             last_commit,
             committed: std::collections::BTreeMap::new(),
             last_commit_error: None,
-            flush_again: false,
             force: false,
             close_at_end,
-            completed: false,
-            completion_reported: false,
+            completion: Completion::Reading,
             drain_waiters: Vec::new(),
             release_waiters: Vec::new(),
             flush_seq: (0, 0),
@@ -313,10 +336,14 @@ impl BatchActor {
     fn collect_closed(&mut self) {
         let closed = self.windows.advance(Instant::now());
         self.pending.extend(closed);
-        if self.close_at_end && !self.completed && self.covered() && self.windows.all_finished() {
+        if self.close_at_end
+            && self.completion == Completion::Reading
+            && self.covered()
+            && self.windows.all_finished()
+        {
             let rest = self.windows.close_all();
             self.pending.extend(rest);
-            self.completed = true;
+            self.completion = Completion::Closing;
             self.force = true;
         }
     }
@@ -346,9 +373,13 @@ impl BatchActor {
                 return self.fail(error, ctx);
             }
         }
-        let Some(target) = self.target.take() else {
-            self.flush_again = true;
-            return;
+        let target = match std::mem::replace(&mut self.output, Output::Failed) {
+            Output::Idle(target) => target,
+            Output::Flushing { seq, .. } => {
+                self.output = Output::Flushing { seq, again: true };
+                return;
+            }
+            Output::Failed => return,
         };
         // Windows and offsets are taken at the same instant: every window still open bounds
         // the offsets, every window closed before is in this flush or an earlier one.
@@ -368,11 +399,15 @@ impl BatchActor {
             // Nothing to write: these positions are the last commit's, durable already.
             self.written
                 .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
-            self.target = Some(target);
+            self.output = Output::Idle(target);
             self.flush_seq.1 = job.seq;
             self.flush_finished(ctx);
             return;
         }
+        self.output = Output::Flushing {
+            seq: job.seq,
+            again: false,
+        };
         let work = actix_rt::task::spawn_blocking(move || run_flush(target, job));
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
             Ok(done) => act.on_flush_done(done, ctx),
@@ -395,7 +430,20 @@ impl BatchActor {
             Some(Err(error)) => Some(error.to_string()),
             _ => None,
         };
-        self.target = Some(target);
+        match std::mem::replace(&mut self.output, Output::Idle(target)) {
+            // Another flush was asked for meanwhile: it goes out as soon as this one is done.
+            Output::Flushing { seq, again } if seq == job.seq => self.force |= again,
+            Output::Flushing { seq, .. } => {
+                tracing::error!(
+                    seq,
+                    done = job.seq,
+                    "A flush returned that was not running."
+                );
+            }
+            Output::Idle(_) | Output::Failed => {
+                tracing::error!(done = job.seq, "A flush returned while none was running.");
+            }
+        }
         self.flush_seq.1 = job.seq;
         self.metrics.do_send(Flushed {
             duration,
@@ -450,12 +498,12 @@ impl BatchActor {
         for (partitions, _, reply) in ready {
             let _ = reply.send(self.release(&partitions));
         }
-        if std::mem::take(&mut self.flush_again) || self.force {
+        if self.force {
             self.flush(ctx);
             return;
         }
-        if self.completed && self.pending.is_empty() && !self.completion_reported {
-            self.completion_reported = true;
+        if self.completion == Completion::Closing && self.pending.is_empty() {
+            self.completion = Completion::Reported;
             if let Some(supervisor) = &self.supervisor {
                 supervisor.do_send(BatchEvent::Completed);
             }
@@ -497,6 +545,7 @@ impl BatchActor {
 
     fn fail(&mut self, error: OutputFailure, ctx: &mut Context<Self>) {
         tracing::error!(%error, "Output failed; stopping.");
+        self.output = Output::Failed;
         if let Some(supervisor) = &self.supervisor {
             supervisor.do_send(BatchEvent::Failed(error));
         }
@@ -537,7 +586,7 @@ impl Actor for BatchActor {
         // Idle partitions and the flush interval need the clock, not only incoming chunks.
         let tick = Duration::from_millis(self.config.interval_ms.clamp(10, 100));
         ctx.run_interval(tick, |act, ctx| {
-            if act.target.is_some() {
+            if matches!(act.output, Output::Idle(_)) {
                 act.collect_closed();
                 if act.force || !act.pending.is_empty() || act.frames_since_flush > 0 {
                     act.maybe_flush(ctx);
@@ -981,7 +1030,7 @@ mod tests {
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> Addr<BatchActor> {
         let mut actor = unstarted(log, 0, 10, &[0, 1], false, supervisor);
-        actor.target = Some(FlushTarget {
+        actor.output = Output::Idle(FlushTarget {
             sink: Box::new(FakeSink(log.clone())),
             committer: Box::new(committer),
         });

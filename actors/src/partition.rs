@@ -114,12 +114,61 @@ impl InvalidLog {
     }
 }
 
+/// Where a partition actor is in its life: what an operator sees for the partition.
+enum ReaderState {
+    /// Its source is not open yet.
+    Opening,
+    /// Reading its source, or waiting for records.
+    Reading(Box<dyn FrameSource>),
+    /// Consumed to its end (`--until-end`): reads nothing more.
+    Finished,
+    /// Stopping after a failure, which is reported to the supervisor as it stops.
+    Failed(SourceError),
+    /// Told to stop, or its batch actor is gone.
+    Stopped,
+}
+
+impl ReaderState {
+    fn name(&self) -> &'static str {
+        match self {
+            ReaderState::Opening => "opening",
+            ReaderState::Reading(_) => "reading",
+            ReaderState::Finished => "finished",
+            ReaderState::Failed(_) => "failed",
+            ReaderState::Stopped => "stopped",
+        }
+    }
+}
+
+/// What happens to a partition actor's life.
+enum ReaderEvent {
+    /// Its source is open.
+    Opened(Box<dyn FrameSource>),
+    /// Opening or reading failed beyond a retry.
+    Failed(SourceError),
+    /// It reached the end it was to read to.
+    Finished,
+    /// It is told to stop (or cannot go on: the batch actor is gone).
+    Stop,
+}
+
+impl ReaderEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            ReaderEvent::Opened(_) => "opened",
+            ReaderEvent::Failed(_) => "failed",
+            ReaderEvent::Finished => "finished",
+            ReaderEvent::Stop => "stop",
+        }
+    }
+}
+
 /// Reads one partition; see the module documentation.
 pub struct PartitionActor {
     partition: i32,
     start: StartOffset,
     factory: SourceFactory,
-    source: Option<Box<dyn FrameSource>>,
+    state: ReaderState,
     outputs: PartitionOutputs,
     config: PartitionConfig,
     limits: FrameLimits,
@@ -130,12 +179,9 @@ pub struct PartitionActor {
     /// its end meanwhile, so the batch actor restarts its idle clock.
     leader_unreachable: bool,
     next_offset: Option<i64>,
-    done: bool,
     invalid_log: InvalidLog,
     last_error_log: Option<Instant>,
     generation: u64,
-    /// Why the actor is stopping, when it failed.
-    failure: Option<SourceError>,
     /// When the last chunk went to the batch actor.
     last_sent: Instant,
     /// Signalled by the source when records arrive.
@@ -164,7 +210,7 @@ impl PartitionActor {
             partition,
             start,
             factory,
-            source: None,
+            state: ReaderState::Opening,
             outputs,
             config,
             limits,
@@ -175,11 +221,9 @@ impl PartitionActor {
                 StartOffset::At(offset) => Some(offset),
                 StartOffset::Reset => None,
             },
-            done: false,
             invalid_log,
             last_error_log: None,
             generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            failure: None,
             last_sent: Instant::now(),
             records_arrived: Arc::new(Notify::new()),
             waiting: None,
@@ -212,15 +256,49 @@ impl PartitionActor {
             }
     }
 
+    /// The one place the actor's life changes: `match (state, event)`, each change logged.
+    fn on(&mut self, event: ReaderEvent, ctx: &mut Context<Self>) {
+        let partition = self.partition;
+        let state = std::mem::replace(&mut self.state, ReaderState::Stopped);
+        self.state = match (state, event) {
+            (ReaderState::Opening, ReaderEvent::Opened(source)) => {
+                tracing::debug!(partition, start = ?self.start, "Partition assigned.");
+                ctx.notify(Poll);
+                ReaderState::Reading(source)
+            }
+            (ReaderState::Opening | ReaderState::Reading(_), ReaderEvent::Failed(error)) => {
+                tracing::error!(partition, %error, "Partition failed.");
+                ctx.stop();
+                ReaderState::Failed(error)
+            }
+            (ReaderState::Reading(_), ReaderEvent::Finished) => {
+                tracing::info!(partition, next_offset = ?self.next_offset, "Partition consumed to its end.");
+                ReaderState::Finished
+            }
+            // Already stopping after a failure: the failure is still to be reported.
+            (ReaderState::Failed(error), ReaderEvent::Stop) => ReaderState::Failed(error),
+            (_, ReaderEvent::Stop) => {
+                ctx.stop();
+                ReaderState::Stopped
+            }
+            (state, event) => {
+                tracing::error!(
+                    partition,
+                    state = state.name(),
+                    event = event.name(),
+                    "A partition actor cannot take this turn; ignored."
+                );
+                state
+            }
+        };
+    }
+
     fn fail(&mut self, error: SourceError, ctx: &mut Context<Self>) {
-        tracing::error!(partition = self.partition, %error, "Partition failed.");
-        self.failure = Some(error);
-        self.done = true;
-        ctx.stop();
+        self.on(ReaderEvent::Failed(error), ctx);
     }
 
     fn read(&mut self, ctx: &mut Context<Self>) {
-        let Some(source) = self.source.as_mut() else {
+        let ReaderState::Reading(source) = &mut self.state else {
             return;
         };
         let mut frames = FrameChunk::with_capacity(self.config.chunk_max_frames.min(4_096));
@@ -355,17 +433,15 @@ impl PartitionActor {
             finished,
         };
         if finished {
-            self.done = true;
-            tracing::info!(partition = self.partition, next_offset = ?self.next_offset, "Partition consumed to its end.");
+            self.on(ReaderEvent::Finished, ctx);
         }
         let send = self.outputs.batch.send(chunk);
         ctx.wait(send.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(()) if !act.done => ctx.notify(Poll),
+            Ok(()) if matches!(act.state, ReaderState::Reading(_)) => ctx.notify(Poll),
             Ok(()) => {}
             Err(error) => {
                 tracing::error!(partition = act.partition, %error, "The batch actor is gone; stopping.");
-                act.done = true;
-                ctx.stop();
+                act.on(ReaderEvent::Stop, ctx);
             }
         }));
     }
@@ -381,9 +457,7 @@ impl Actor for PartitionActor {
             Ok(mut source) => {
                 let arrived = self.records_arrived.clone();
                 source.wake_on_records(Arc::new(move || arrived.notify_one()));
-                tracing::debug!(partition = self.partition, start = ?self.start, "Partition assigned.");
-                self.source = Some(source);
-                ctx.notify(Poll);
+                self.on(ReaderEvent::Opened(source), ctx);
             }
             Err(error) => self.fail(error, ctx),
         }
@@ -393,7 +467,10 @@ impl Actor for PartitionActor {
         // Runs on a normal stop and while a panic in a handler unwinds.
         let cause = match crate::panics::unwinding() {
             Some(message) => Some(PartitionFailure::Panicked { message }),
-            None => self.failure.take().map(PartitionFailure::from),
+            None => match std::mem::replace(&mut self.state, ReaderState::Stopped) {
+                ReaderState::Failed(error) => Some(PartitionFailure::from(error)),
+                _ => None,
+            },
         };
         if let Some(cause) = cause {
             self.outputs.supervisor.do_send(PartitionExited {
@@ -409,9 +486,7 @@ impl Handler<Poll> for PartitionActor {
     type Result = ();
 
     fn handle(&mut self, _: Poll, ctx: &mut Self::Context) {
-        if !self.done {
-            self.read(ctx);
-        }
+        self.read(ctx);
     }
 }
 
@@ -427,7 +502,7 @@ impl Handler<EndAt> for PartitionActor {
             None => EndPolicy::FirstEnd,
         };
         // Already at the end: no further poll would report it again, so report it now.
-        if !self.done && self.end_reached() {
+        if matches!(self.state, ReaderState::Reading(_)) && self.end_reached() {
             self.send_chunk(FrameChunk::default(), ctx);
         }
     }
@@ -438,8 +513,7 @@ impl Handler<StopIntake> for PartitionActor {
 
     fn handle(&mut self, _: StopIntake, ctx: &mut Self::Context) {
         // Chunks are sent inside `ctx.wait`, so by the time this runs the last one is taken.
-        self.done = true;
-        ctx.stop();
+        self.on(ReaderEvent::Stop, ctx);
     }
 }
 
