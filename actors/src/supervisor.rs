@@ -118,12 +118,10 @@ pub struct RunSummary {
 
 /// Owns the actor tree; see the module documentation.
 pub struct RootSupervisor {
-    spec: Option<PipelineSpec>,
-    intake: Option<Addr<IntakeActor>>,
-    batch: Option<(Arbiter, Addr<BatchActor>)>,
-    metrics: Option<Addr<MetricsActor>>,
-    outcome: Option<tokio::sync::oneshot::Sender<Outcome>>,
-    completed: bool,
+    /// Where the tree is in its life, with what each stage holds.
+    tree: Tree,
+    /// Whether the tree ended on its own yet, and how.
+    ending: Ending,
     config: SupervisorConfig,
     probe: Option<EndOffsetProbe>,
     /// Recent failure restarts per partition, for the budget.
@@ -132,10 +130,60 @@ pub struct RootSupervisor {
     restarting: BTreeSet<i32>,
     /// Watchdog: each partition's last seen position and since when it has not moved.
     positions: BTreeMap<i32, (Option<i64>, Instant)>,
-    watchdog_busy: bool,
-    stopping: bool,
+    /// Whether the watchdog is looking (its look-ups take time).
+    watch: Watch,
+}
+
+/// Where the actor tree is in its life (what an operator sees for the service).
+enum Tree {
+    /// Not started yet: what it is built from.
+    Starting(Box<PipelineSpec>),
+    /// Running.
+    Running(Parts),
+    /// Shutting down (or shut down): the parts are being stopped in order; figures can still
+    /// be read until the metrics actor stops.
+    Draining {
+        /// The metrics actor.
+        metrics: Option<Addr<MetricsActor>>,
+    },
+}
+
+impl Tree {
+    fn name(&self) -> &'static str {
+        match self {
+            Tree::Starting(_) => "starting",
+            Tree::Running(_) => "running",
+            Tree::Draining { .. } => "draining",
+        }
+    }
+}
+
+/// The running tree's parts.
+struct Parts {
+    intake: Addr<IntakeActor>,
+    batch: (Arbiter, Addr<BatchActor>),
+    metrics: Addr<MetricsActor>,
     /// The threads the partition actors run on.
-    reader_arbiters: Vec<Arbiter>,
+    readers: Vec<Arbiter>,
+}
+
+/// Whether the tree ended on its own.
+enum Ending {
+    /// Not yet; the receiver of [`RootSupervisor::launch`] waits.
+    Open(tokio::sync::oneshot::Sender<Outcome>),
+    /// Every partition reached its end and everything is written and committed.
+    Completed,
+    /// A part failed (the outcome was sent).
+    Failed,
+}
+
+/// Whether the watchdog is looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// Between looks.
+    Idle,
+    /// A look (positions, end offsets) is under way.
+    Looking,
 }
 
 /// Stops arbiter threads and waits for them.
@@ -164,29 +212,47 @@ impl RootSupervisor {
     ) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = RootSupervisor {
-            spec: Some(spec),
-            intake: None,
-            batch: None,
-            metrics: None,
-            outcome: Some(tx),
-            completed: false,
+            tree: Tree::Starting(Box::new(spec)),
+            ending: Ending::Open(tx),
             config: SupervisorConfig::default(),
             probe: None,
             failures: BTreeMap::new(),
             restarting: BTreeSet::new(),
             positions: BTreeMap::new(),
-            watchdog_busy: false,
-            stopping: false,
-            reader_arbiters: Vec::new(),
+            watch: Watch::Idle,
         }
         .start();
         (addr, rx)
     }
 
+    /// Reports how the tree ended, once: the first ending counts.
     fn report(&mut self, outcome: Outcome) {
-        if let Some(tx) = self.outcome.take() {
-            let _ = tx.send(outcome);
+        let ending = match &outcome {
+            Outcome::Completed => Ending::Completed,
+            Outcome::Failed(_) => Ending::Failed,
+        };
+        match std::mem::replace(&mut self.ending, ending) {
+            Ending::Open(tx) => {
+                let _ = tx.send(outcome);
+            }
+            earlier => {
+                tracing::debug!(?outcome, "The tree had ended already; not reported again.");
+                self.ending = earlier;
+            }
         }
+    }
+
+    /// The running tree's parts, if it runs.
+    fn parts(&self) -> Option<&Parts> {
+        match &self.tree {
+            Tree::Running(parts) => Some(parts),
+            Tree::Starting(_) | Tree::Draining { .. } => None,
+        }
+    }
+
+    /// Shutting down: nothing is restarted any more.
+    fn draining(&self) -> bool {
+        matches!(self.tree, Tree::Draining { .. })
     }
 }
 
@@ -194,7 +260,14 @@ impl Actor for RootSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(spec) = self.spec.take() else { return };
+        let spec = match std::mem::replace(&mut self.tree, Tree::Draining { metrics: None }) {
+            Tree::Starting(spec) => *spec,
+            tree => {
+                tracing::error!(state = tree.name(), "The supervisor started twice.");
+                self.tree = tree;
+                return;
+            }
+        };
         self.config = spec.supervisor.clone();
         self.probe = spec.probe.clone();
         if self.config.stall_timeout_ms > 0 {
@@ -245,8 +318,7 @@ impl Actor for RootSupervisor {
                 }
             })
         };
-        let (threads, reader_arbiters) = ReaderThreads::start(spec.partition.threads);
-        self.reader_arbiters = reader_arbiters;
+        let (threads, readers) = ReaderThreads::start(spec.partition.threads);
         let outputs = PartitionOutputs {
             batch: batch.clone().recipient(),
             metrics: metrics.clone().recipient(),
@@ -263,9 +335,12 @@ impl Actor for RootSupervisor {
             spec.end,
             threads,
         );
-        self.intake = Some(intake.start());
-        self.batch = Some((batch_arbiter, batch));
-        self.metrics = Some(metrics);
+        self.tree = Tree::Running(Parts {
+            intake: intake.start(),
+            batch: (batch_arbiter, batch),
+            metrics,
+            readers,
+        });
     }
 }
 
@@ -280,7 +355,7 @@ impl RootSupervisor {
     ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
         self.restarting.insert(partition);
         self.positions.remove(&partition);
-        let intake = self.intake.clone();
+        let intake = self.parts().map(|p| p.intake.clone());
         let work = async move {
             let intake = intake.ok_or("the pipeline is not running")?;
             intake
@@ -297,7 +372,8 @@ impl RootSupervisor {
                     act.restarting.remove(&partition);
                     let start = result?;
                     tracing::warn!(partition, ?start, %cause, watchdog = cause.is_stall(), "Partition restarted.");
-                    if let Some(metrics) = &act.metrics {
+                    if let Some(parts) = act.parts() {
+                        let metrics = &parts.metrics;
                         metrics.do_send(Restarted {
                             partition,
                             cause: cause.clone(),
@@ -343,7 +419,7 @@ impl RootSupervisor {
         tracing::warn!(partition, %cause, attempt, ?backoff, "Partition failed; restarting it.");
         self.restarting.insert(partition);
         ctx.run_later(backoff, move |act, ctx| {
-            if act.stopping {
+            if act.draining() {
                 return;
             }
             let restart = act.restart(partition, Some(generation), cause);
@@ -358,19 +434,17 @@ impl RootSupervisor {
     /// Finds partitions with frames waiting whose position has not moved for the stall
     /// timeout, and restarts them.
     fn watchdog(&mut self, ctx: &mut Context<Self>) {
-        if self.watchdog_busy || self.stopping {
+        if self.watch == Watch::Looking {
             return;
         }
-        let Some(metrics) = self.metrics.clone() else {
+        let Some(parts) = self.parts() else {
             return;
         };
-        self.watchdog_busy = true;
-        let (intake, probe) = (self.intake.clone(), self.probe.clone());
+        let (intake, metrics) = (parts.intake.clone(), parts.metrics.clone());
+        self.watch = Watch::Looking;
+        let probe = self.probe.clone();
         let look = async move {
-            let owned = match intake {
-                Some(intake) => intake.send(OwnedPartitions).await.unwrap_or_default(),
-                None => Vec::new(),
-            };
+            let owned = intake.send(OwnedPartitions).await.unwrap_or_default();
             let snapshot = metrics.send(GetMetrics).await.unwrap_or_default();
             let ends = match probe {
                 Some(probe) => {
@@ -386,8 +460,8 @@ impl RootSupervisor {
         ctx.spawn(
             look.into_actor(self)
                 .map(|(owned, snapshot, ends), act, ctx| {
-                    act.watchdog_busy = false;
-                    if act.stopping {
+                    act.watch = Watch::Idle;
+                    if act.draining() {
                         return;
                     }
                     let stall = Duration::from_millis(act.config.stall_timeout_ms);
@@ -438,7 +512,7 @@ impl Handler<PartitionExited> for RootSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionExited, ctx: &mut Self::Context) {
-        if self.stopping {
+        if self.draining() {
             return;
         }
         if msg.cause.reach() == FailureKind::Permanent {
@@ -472,10 +546,7 @@ impl Handler<BatchEvent> for RootSupervisor {
 
     fn handle(&mut self, msg: BatchEvent, _: &mut Self::Context) {
         match msg {
-            BatchEvent::Completed => {
-                self.completed = true;
-                self.report(Outcome::Completed);
-            }
+            BatchEvent::Completed => self.report(Outcome::Completed),
             BatchEvent::Failed(error) => self.report(Outcome::Failed(StopCause::Output(error))),
         }
     }
@@ -485,8 +556,8 @@ impl Handler<EndOffsets> for RootSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: EndOffsets, _: &mut Self::Context) {
-        if let Some(intake) = &self.intake {
-            intake.do_send(PartitionEnds(msg.0));
+        if let Some(parts) = self.parts() {
+            parts.intake.do_send(PartitionEnds(msg.0));
         }
     }
 }
@@ -503,7 +574,11 @@ impl Handler<GetMetrics> for RootSupervisor {
     type Result = ResponseActFuture<Self, MetricsSnapshot>;
 
     fn handle(&mut self, _: GetMetrics, _: &mut Self::Context) -> Self::Result {
-        let metrics = self.metrics.clone();
+        let metrics = match &self.tree {
+            Tree::Running(parts) => Some(parts.metrics.clone()),
+            Tree::Draining { metrics } => metrics.clone(),
+            Tree::Starting(_) => None,
+        };
         Box::pin(
             async move {
                 match metrics {
@@ -520,12 +595,27 @@ impl Handler<Shutdown> for RootSupervisor {
     type Result = ResponseActFuture<Self, RunSummary>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        self.stopping = true;
-        let intake = self.intake.take();
-        let batch = self.batch.take();
-        let readers = std::mem::take(&mut self.reader_arbiters);
-        let metrics = self.metrics.clone();
-        let close_all = self.completed;
+        let close_all = matches!(self.ending, Ending::Completed);
+        let draining = Tree::Draining { metrics: None };
+        let (intake, batch, metrics, readers) = match std::mem::replace(&mut self.tree, draining) {
+            Tree::Running(parts) => {
+                self.tree = Tree::Draining {
+                    metrics: Some(parts.metrics.clone()),
+                };
+                (
+                    Some(parts.intake),
+                    Some(parts.batch),
+                    Some(parts.metrics),
+                    parts.readers,
+                )
+            }
+            Tree::Starting(_) => (None, None, None, Vec::new()),
+            Tree::Draining { metrics } => {
+                tracing::warn!("Shutdown asked for twice; the first one drains the tree.");
+                self.tree = Tree::Draining { metrics };
+                (None, None, None, Vec::new())
+            }
+        };
         Box::pin(
             async move {
                 // 1. Stop intake. In the group model leaving revokes every partition: results
