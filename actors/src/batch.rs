@@ -203,6 +203,15 @@ enum Output {
     Failed,
 }
 
+/// How windows close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// When the watermark passes them (a service that runs until stopped).
+    ByWatermark,
+    /// Also, all at once, when every partition has finished (`--until-end`).
+    AllAtEnd,
+}
+
 /// Where a run to the end (`--until-end`) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Completion {
@@ -231,8 +240,8 @@ pub struct BatchActor {
     last_commit_error: Option<String>,
     /// Everything must be flushed regardless of the size and time limits.
     force: bool,
-    /// Close every window when all partitions finish (`--until-end`).
-    close_at_end: bool,
+    /// How windows close.
+    closing: Closing,
     /// Where a run to the end stands.
     completion: Completion,
     drain_waiters: Vec<tokio::sync::oneshot::Sender<DrainReport>>,
@@ -257,7 +266,7 @@ pub struct BatchActor {
 
 impl BatchActor {
     /// A batch actor over `partitions` (with the offsets they start from and their closing
-    /// points from the last commit's metadata). With `close_at_end`, all windows close once
+    /// points from the last commit's metadata). With [`Closing::AllAtEnd`], all windows close once
     /// every partition has finished.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -266,7 +275,7 @@ impl BatchActor {
         partitions: &[PartitionStart],
         sink: Box<dyn Sink>,
         committer: Box<dyn OffsetCommitter>,
-        close_at_end: bool,
+        closing: Closing,
         metrics: Addr<MetricsActor>,
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> Self {
@@ -284,7 +293,7 @@ impl BatchActor {
             committed: std::collections::BTreeMap::new(),
             last_commit_error: None,
             force: false,
-            close_at_end,
+            closing,
             completion: Completion::Reading,
             drain_waiters: Vec::new(),
             release_waiters: Vec::new(),
@@ -336,7 +345,7 @@ impl BatchActor {
     fn collect_closed(&mut self) {
         let closed = self.windows.advance(Instant::now());
         self.pending.extend(closed);
-        if self.close_at_end
+        if self.closing == Closing::AllAtEnd
             && self.completion == Completion::Reading
             && self.covered()
             && self.windows.all_finished()
@@ -772,7 +781,15 @@ mod tests {
     }
 
     fn actor(log: &Log, failing_commits: usize, interval_ms: u64) -> Addr<BatchActor> {
-        unstarted(log, failing_commits, interval_ms, &[0, 1], true, None).start()
+        unstarted(
+            log,
+            failing_commits,
+            interval_ms,
+            &[0, 1],
+            Closing::AllAtEnd,
+            None,
+        )
+        .start()
     }
 
     /// A batch actor over `partitions` (10 s windows, no lateness), writing to and committing
@@ -782,7 +799,7 @@ mod tests {
         failing_commits: usize,
         interval_ms: u64,
         partitions: &[i32],
-        close_at_end: bool,
+        closing: Closing,
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> BatchActor {
         let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
@@ -808,7 +825,7 @@ mod tests {
             &starts,
             Box::new(FakeSink(log.clone())),
             Box::new(FakeCommitter(log.clone(), failing_commits)),
-            close_at_end,
+            closing,
             metrics,
             supervisor,
         )
@@ -818,7 +835,7 @@ mod tests {
     async fn a_group_member_at_its_end_completes_only_once_every_partition_is_accounted_for() {
         // This member owns partition 0 of a 2-partition topic; partition 1 is held elsewhere.
         let log = Log::default();
-        let batch = unstarted(&log, 0, 20, &[0], true, None)
+        let batch = unstarted(&log, 0, 20, &[0], Closing::AllAtEnd, None)
             .cover_group()
             .start();
         let mut done = chunk(0, &[(0, 100.0, "a")], 1);
@@ -917,7 +934,7 @@ mod tests {
         // Started without a committed offset (from wherever the reset policy puts it), and
         // every commit fails.
         let log = Log::default();
-        let batch = unstarted(&log, usize::MAX, 60_000, &[], false, None).start();
+        let batch = unstarted(&log, usize::MAX, 60_000, &[], Closing::ByWatermark, None).start();
         let unknown = |partition| PartitionStart {
             partition,
             next_offset: None,
@@ -954,7 +971,7 @@ mod tests {
     #[actix::test]
     async fn a_partition_that_comes_back_forgets_the_commits_of_its_earlier_ownership() {
         let log = Log::default();
-        let batch = unstarted(&log, 0, 60_000, &[0, 1], false, None).start();
+        let batch = unstarted(&log, 0, 60_000, &[0, 1], Closing::ByWatermark, None).start();
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
             .await
@@ -1029,7 +1046,7 @@ mod tests {
         committer: Refusing,
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> Addr<BatchActor> {
-        let mut actor = unstarted(log, 0, 10, &[0, 1], false, supervisor);
+        let mut actor = unstarted(log, 0, 10, &[0, 1], Closing::ByWatermark, supervisor);
         actor.output = Output::Idle(FlushTarget {
             sink: Box::new(FakeSink(log.clone())),
             committer: Box::new(committer),
@@ -1110,9 +1127,16 @@ mod tests {
         let events = Arc::new(Mutex::new(Vec::new()));
         let supervisor = Supervisor(events.clone()).start();
         // This instance owns partitions 0 and 1 of a 3-partition topic.
-        let batch = unstarted(&log, 0, 10, &[0, 1], false, Some(supervisor.recipient()))
-            .complete_only(vec![0, 1, 2])
-            .start();
+        let batch = unstarted(
+            &log,
+            0,
+            10,
+            &[0, 1],
+            Closing::ByWatermark,
+            Some(supervisor.recipient()),
+        )
+        .complete_only(vec![0, 1, 2])
+        .start();
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
             .await

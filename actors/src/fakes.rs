@@ -55,10 +55,7 @@ impl FrameSource for QuietSource {
 pub(crate) fn quiet_sources(opens: Arc<AtomicU32>) -> SourceFactory {
     Arc::new(move |_, start| {
         opens.fetch_add(1, Ordering::Relaxed);
-        let next = match start {
-            StartOffset::At(offset) => Some(offset),
-            StartOffset::Reset => None,
-        };
+        let next = start.offset();
         Ok(Box::new(QuietSource { next }) as Box<dyn FrameSource>)
     })
 }

@@ -35,8 +35,8 @@ use crate::frame::FrameLimits;
 use crate::metrics::RecordsSkipped;
 use crate::partition::{EndAt, EndPolicy, PartitionActor, PartitionOutputs, StopIntake};
 use crate::ports::{
-    AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, OnLeave, SourceFactory,
-    StartOffset,
+    AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, OnLeave, Revocation,
+    SourceFactory, StartOffset,
 };
 use crate::window::PartitionStart;
 
@@ -122,10 +122,7 @@ async fn rewind_partition(
         Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
         None => fallback,
     };
-    let next_offset = match start {
-        StartOffset::At(o) => Some(o),
-        StartOffset::Reset => None,
-    };
+    let next_offset = start.offset();
     batch
         .send(AddPartitions(vec![PartitionStart {
             partition,
@@ -148,8 +145,8 @@ pub struct PartitionsAssigned(pub Vec<AssignedPartition>);
 pub struct PartitionsRevoked {
     /// The partitions.
     pub partitions: Vec<i32>,
-    /// The membership expired: release without committing.
-    pub lost: bool,
+    /// Revoked in a rebalance, or lost (release without committing).
+    pub how: Revocation,
     /// Answered when released.
     pub done: std::sync::mpsc::Sender<()>,
 }
@@ -215,14 +212,14 @@ impl AssignmentListener for IntakeListener {
         }
     }
 
-    fn revoking(&self, partitions: Vec<i32>, lost: bool) {
+    fn revoking(&self, partitions: Vec<i32>, how: Revocation) {
         let Some(actor) = self.actor.get() else {
             return;
         };
         let (done, wait) = std::sync::mpsc::channel();
         actor.do_send(PartitionsRevoked {
             partitions: partitions.clone(),
-            lost,
+            how,
             done,
         });
         match wait.recv_timeout(self.revoke_timeout) {
@@ -441,18 +438,8 @@ impl Handler<PartitionsAssigned> for IntakeActor {
             .iter()
             .map(|a| PartitionStart {
                 partition: a.partition,
-                next_offset: match a.start {
-                    StartOffset::At(offset) => Some(offset),
-                    StartOffset::Reset => None,
-                },
-                closed_below: resume_point(
-                    a.partition,
-                    match a.start {
-                        StartOffset::At(offset) => Some(offset),
-                        StartOffset::Reset => None,
-                    },
-                    &a.metadata,
-                ),
+                next_offset: a.start.offset(),
+                closed_below: resume_point(a.partition, a.start.offset(), &a.metadata),
             })
             .collect();
         // The batch actor must know the partitions before their first chunk arrives; nothing
@@ -495,14 +482,15 @@ impl Handler<PartitionsAssigned> for IntakeActor {
 }
 
 impl IntakeActor {
-    /// Stops the partitions' actors, has the batch actor write and (unless `lost`) commit,
-    /// then forgets the partitions. Records the releases. Needs nothing from the actor once
-    /// built, so it can run while the actor handles other messages.
+    /// Stops the partitions' actors, has the batch actor write and (unless the assignment was
+    /// lost) commit, then forgets the partitions. Records the releases. Needs nothing from the
+    /// actor once built, so it can run while the actor handles other messages.
     fn release(
         &mut self,
         partitions: Vec<i32>,
-        lost: bool,
+        how: Revocation,
     ) -> impl std::future::Future<Output = ()> + 'static {
+        let lost = how == Revocation::Lost;
         // Only partitions still owned here are released (and recorded): leaving releases
         // everything first, and the revocation that leaving then causes names them again.
         let released: Vec<i32> = partitions
@@ -556,10 +544,10 @@ impl Handler<PartitionsRevoked> for IntakeActor {
     fn handle(&mut self, msg: PartitionsRevoked, ctx: &mut Self::Context) {
         let PartitionsRevoked {
             partitions,
-            lost,
+            how,
             done,
         } = msg;
-        let release = self.release(partitions, lost);
+        let release = self.release(partitions, how);
         ctx.wait(
             async move {
                 release.await;
@@ -679,7 +667,7 @@ impl Handler<Leave> for IntakeActor {
                 // rebalance started by leaving may refuse commits); then leave. A static
                 // member does not leave the group: its instance id keeps its place for a
                 // quick restart.
-                Some(OnLeave::Release) => Box::pin(self.release(owned, false)),
+                Some(OnLeave::Release) => Box::pin(self.release(owned, Revocation::Revoked)),
                 // Nobody takes the partitions over: stop reading; the supervisor drains.
                 Some(OnLeave::Keep) | None => {
                     let stopping: Vec<Addr<PartitionActor>> = std::mem::take(&mut self.partitions)
@@ -772,7 +760,7 @@ mod tests {
             &[],
             Box::new(NullSink),
             Box::new(Commits::default()),
-            false,
+            crate::batch::Closing::ByWatermark,
             metrics.clone(),
             None,
         )

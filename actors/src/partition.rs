@@ -217,10 +217,7 @@ impl PartitionActor {
             end,
             at_end: false,
             leader_unreachable: false,
-            next_offset: match start {
-                StartOffset::At(offset) => Some(offset),
-                StartOffset::Reset => None,
-            },
+            next_offset: start.offset(),
             invalid_log,
             last_error_log: None,
             generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

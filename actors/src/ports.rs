@@ -14,6 +14,16 @@ pub enum StartOffset {
     Reset,
 }
 
+impl StartOffset {
+    /// The offset, when it is explicit.
+    pub fn offset(self) -> Option<i64> {
+        match self {
+            StartOffset::At(offset) => Some(offset),
+            StartOffset::Reset => None,
+        }
+    }
+}
+
 /// What one [`FrameSource::poll`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PollStatus {
@@ -142,9 +152,19 @@ pub trait AssignmentListener: Send + Sync + 'static {
     /// Partitions were assigned; reading them may start.
     fn assigned(&self, partitions: Vec<AssignedPartition>);
 
-    /// Partitions are being taken away. With `lost` the membership already expired: drop them
-    /// without committing. Returns when the partitions are released.
-    fn revoking(&self, partitions: Vec<i32>, lost: bool);
+    /// Partitions are being taken away; a lost assignment (the membership already expired)
+    /// drops them without committing. Returns when the partitions are released.
+    fn revoking(&self, partitions: Vec<i32>, how: Revocation);
+}
+
+/// How partitions are taken away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// In a rebalance: write what is closed and commit before letting them go.
+    Revoked,
+    /// The membership had expired: the next owner may already read them, so nothing is
+    /// committed.
+    Lost,
 }
 
 /// What leaving does to the partitions this process reads.

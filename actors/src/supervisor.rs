@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::batch::{BatchActor, BatchEvent, Drain, DrainReport};
+use crate::batch::{BatchActor, BatchEvent, Closing, Drain, DrainReport};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfig, WindowConfig};
 use crate::failure::{PartitionFailure, StopCause};
 use crate::frame::FrameLimits;
@@ -281,10 +281,16 @@ impl Actor for RootSupervisor {
         }
         let metrics = metrics.start();
         let batch_arbiter = Arbiter::new();
-        let close_at_end = spec.end != EndPolicy::Never;
+        let closing = match spec.end {
+            EndPolicy::Never => Closing::ByWatermark,
+            EndPolicy::FirstEnd | EndPolicy::AwaitOffset | EndPolicy::Offset(_) => {
+                Closing::AllAtEnd
+            }
+        };
         // Partitions read elsewhere too (group model) must be accounted for before the run is
         // complete.
-        let cover_group = close_at_end && spec.intake.assignments.coverage().is_some();
+        let cover_group =
+            closing == Closing::AllAtEnd && spec.intake.assignments.coverage().is_some();
         let batch = {
             let (window, flush, sink, committer) = (
                 spec.window.clone(),
@@ -302,7 +308,7 @@ impl Actor for RootSupervisor {
                     &[],
                     sink,
                     committer,
-                    close_at_end,
+                    closing,
                     metrics,
                     Some(supervisor),
                 );

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::intake::{IntakeClient, IntakeSpec};
+use super::intake::{CommitScope, IntakeClient, IntakeSpec};
 use super::{AdapterError, Committed, LeaderStats};
 use crate::config::{KafkaConfig, PartitionConfig};
 use crate::ports::{
@@ -93,7 +93,7 @@ impl AssigningConsumer {
                 self.intake.sources(),
                 listener,
             )),
-            committer: self.intake.committer(false),
+            committer: self.intake.committer(CommitScope::Any),
             end_offsets: self.intake.end_offsets(),
         };
         self.intake.serve_while_used();

@@ -25,13 +25,13 @@ use rdkafka::consumer::{Consumer, RebalanceProtocol};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::intake::{IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance};
+use super::intake::{CommitScope, IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance};
 use super::reader::reset_offset;
 use super::{log_bounds, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset, PartitionConfig};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, EndOffsetProbe,
-    GroupCoverage, OffsetCommitter, OnLeave, SourceFactory, StartOffset,
+    GroupCoverage, OffsetCommitter, OnLeave, Revocation, SourceFactory, StartOffset,
 };
 
 /// One end of the log of `partitions` (none when there are none to ask about, or the look-up
@@ -176,7 +176,12 @@ impl GroupRebalance {
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let lost = consumer.assignment_lost();
         let started = Instant::now();
-        self.listener.revoking(partitions.clone(), lost);
+        let how = if lost {
+            Revocation::Lost
+        } else {
+            Revocation::Revoked
+        };
+        self.listener.revoking(partitions.clone(), how);
         tracing::info!(?partitions, lost, took = ?started.elapsed(), "Partitions revoked.");
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
@@ -274,7 +279,7 @@ impl GroupConsumer {
 
     /// Commits through this member, never for partitions it does not own.
     pub fn committer(&self) -> Box<dyn OffsetCommitter> {
-        self.intake.committer(true)
+        self.intake.committer(CommitScope::Owned)
     }
 
     /// End offsets for the stall watchdog, through this member's client.

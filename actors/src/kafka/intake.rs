@@ -283,14 +283,12 @@ impl IntakeClient {
             })
     }
 
-    /// Commits through this client. With `owned_only`, positions of partitions the client no
-    /// longer has assigned are left out (a group member must never overwrite a new owner's
-    /// commits with older ones).
-    pub(crate) fn committer(&self, owned_only: bool) -> Box<dyn OffsetCommitter> {
+    /// Commits through this client, for the partitions `scope` says.
+    pub(crate) fn committer(&self, scope: CommitScope) -> Box<dyn OffsetCommitter> {
         Box::new(IntakeCommitter {
             consumer: self.consumer.clone(),
             topic: self.topic.clone(),
-            owned_only,
+            scope,
         })
     }
 
@@ -402,16 +400,26 @@ fn drive_once(consumer: &IntakeConsumer, last_warning: &mut Option<Instant>) {
     }
 }
 
+/// Which positions a committer commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CommitScope {
+    /// Every position it is given (the service assigns the partitions itself).
+    Any,
+    /// Only those of partitions the client has assigned now: a group member must never
+    /// overwrite a new owner's commits with older ones.
+    Owned,
+}
+
 /// Commits through the intake consumer.
 struct IntakeCommitter {
     consumer: Arc<IntakeConsumer>,
     topic: String,
-    owned_only: bool,
+    scope: CommitScope,
 }
 
 impl OffsetCommitter for IntakeCommitter {
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {
-        if !self.owned_only {
+        if self.scope == CommitScope::Any {
             commit_positions(&self.consumer, &self.topic, positions)?;
             return Ok(positions.to_vec());
         }

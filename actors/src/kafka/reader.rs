@@ -76,10 +76,7 @@ impl PartitionReader {
             consumer: consumer.clone(),
             topic,
             partition,
-            next_offset: match start {
-                StartOffset::At(offset) => Some(offset),
-                StartOffset::Reset => None,
-            },
+            next_offset: start.offset(),
             pending_error: None,
             reset,
         })
