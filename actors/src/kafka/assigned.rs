@@ -90,7 +90,7 @@ impl AssigningConsumer {
         let used = AssignedIntake {
             assignments: Box::new(FixedAssignment::new(
                 partitions,
-                self.intake.sources(),
+                super::reader::sources(&self.intake),
                 listener,
             )),
             committer: self.intake.committer(CommitScope::Any),

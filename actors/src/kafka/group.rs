@@ -25,8 +25,9 @@ use rdkafka::consumer::{Consumer, RebalanceProtocol};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::intake::{CommitScope, IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance};
-use super::reader::reset_offset;
+use super::intake::{
+    reset_offset, CommitScope, IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance,
+};
 use super::{log_bounds, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT};
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset, PartitionConfig};
 use crate::ports::{
@@ -298,7 +299,7 @@ impl AssignmentSource for GroupConsumer {
     }
 
     fn sources(&self) -> SourceFactory {
-        self.intake.sources()
+        super::reader::sources(&self.intake)
     }
 
     fn start(&mut self) {

@@ -22,16 +22,32 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::committer::commit_positions;
-use super::reader::{reset_offset, Ownership, PartitionReader};
 use super::{
     consumer_config, log_bounds, observe_leaders, read_committed, read_partition_ids, AdapterError,
     Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
 };
 use crate::config::{KafkaConfig, OffsetReset};
-use crate::ports::{
-    CommitError, CommitPosition, EndOffsetProbe, FailureKind, FrameSource, OffsetCommitter,
-    SourceError, SourceFactory, StartOffset,
-};
+use crate::ports::{CommitError, CommitPosition, EndOffsetProbe, OffsetCommitter, StartOffset};
+
+/// Where `kafka.auto_offset_reset` starts a partition without a position. With `error` there is
+/// no position, and librdkafka (whose own policy is `error`) reports it.
+pub(super) fn reset_offset(reset: OffsetReset) -> Offset {
+    match reset {
+        OffsetReset::Earliest => Offset::Beginning,
+        OffsetReset::Latest => Offset::End,
+        OffsetReset::Error => Offset::Invalid,
+    }
+}
+
+/// Who decides which partitions the intake consumer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// The service assigns them (the partition model): a reader may assign its partition
+    /// again.
+    Assigned,
+    /// The group coordinator does (the group model).
+    Group,
+}
 
 /// The consumer every partition is read through.
 pub(crate) type IntakeConsumer = BaseConsumer<IntakeContext>;
@@ -208,6 +224,16 @@ impl IntakeClient {
         &self.consumer
     }
 
+    /// Where partitions without a position start.
+    pub(crate) fn reset(&self) -> OffsetReset {
+        self.reset
+    }
+
+    /// Who decides which partitions the consumer has.
+    pub(crate) fn ownership(&self) -> Ownership {
+        self.ownership
+    }
+
     /// The input topic's partition ids, ascending.
     ///
     /// # Errors
@@ -226,32 +252,6 @@ impl IntakeClient {
         partitions: &[i32],
     ) -> Result<Vec<Committed>, AdapterError> {
         read_committed(&*self.consumer, kafka, partitions)
-    }
-
-    /// Opens partition sources: the partition's queue (split off again: a dropped handle
-    /// strands it), positioned at the start offset. A start from a commit seeks there, which
-    /// also discards what was fetched for a previous reader; a start without one reads from
-    /// where the assignment put the partition.
-    pub(crate) fn sources(&self) -> SourceFactory {
-        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        let (reset, ownership) = (self.reset, self.ownership);
-        Arc::new(move |partition, start| {
-            let reader =
-                PartitionReader::split(&consumer, &topic, partition, start, reset, ownership)
-                    .map_err(|e| SourceError {
-                        kind: FailureKind::Fatal,
-                        message: e.to_string(),
-                    })?;
-            if let StartOffset::At(offset) = start {
-                consumer
-                    .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
-                    .map_err(|e| SourceError {
-                        kind: FailureKind::Fatal,
-                        message: format!("partition {partition}: seek to {offset}: {e}"),
-                    })?;
-            }
-            Ok(Box::new(reader) as Box<dyn FrameSource>)
-        })
     }
 
     /// Splits off every partition's queue, then assigns the partitions at their start

@@ -12,29 +12,36 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::intake::{IntakeConsumer, IntakeContext};
+use super::intake::{IntakeClient, IntakeConsumer, IntakeContext, Ownership};
 use super::AdapterError;
 use crate::config::OffsetReset;
-use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, StartOffset, Wake};
+use crate::ports::{
+    FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset, Wake,
+};
 
-/// Where `kafka.auto_offset_reset` starts a partition without a position. With `error` there is
-/// no position, and librdkafka (whose own policy is `error`) reports it.
-pub(super) fn reset_offset(reset: OffsetReset) -> Offset {
-    match reset {
-        OffsetReset::Earliest => Offset::Beginning,
-        OffsetReset::Latest => Offset::End,
-        OffsetReset::Error => Offset::Invalid,
-    }
-}
-
-/// Who decides which partitions the intake consumer has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ownership {
-    /// The service assigns them (the partition model): a reader may assign its partition
-    /// again.
-    Assigned,
-    /// The group coordinator does (the group model).
-    Group,
+/// Opens partition sources on `intake`'s consumer: the partition's queue (split off again: a
+/// dropped handle strands it), positioned at the start offset. A start from a commit seeks
+/// there, which also discards what was fetched for a previous reader; a start without one
+/// reads from where the assignment put the partition.
+pub(super) fn sources(intake: &IntakeClient) -> SourceFactory {
+    let (consumer, topic) = (intake.consumer().clone(), intake.topic().to_owned());
+    let (reset, ownership) = (intake.reset(), intake.ownership());
+    Arc::new(move |partition, start| {
+        let reader = PartitionReader::split(&consumer, &topic, partition, start, reset, ownership)
+            .map_err(|e| SourceError {
+                kind: FailureKind::Fatal,
+                message: e.to_string(),
+            })?;
+        if let StartOffset::At(offset) = start {
+            consumer
+                .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
+                .map_err(|e| SourceError {
+                    kind: FailureKind::Fatal,
+                    message: format!("partition {partition}: seek to {offset}: {e}"),
+                })?;
+        }
+        Ok(Box::new(reader) as Box<dyn FrameSource>)
+    })
 }
 
 /// Reads one partition of the input topic.
