@@ -133,6 +133,8 @@ pub struct Windows {
     partitions: BTreeMap<i32, Progress>,
     /// Event time in seconds; `-inf` until every partition has spoken.
     watermark: f64,
+    /// When the partition holding the watermark back was last logged (debug level).
+    last_hold_log: Option<Instant>,
 }
 
 impl Windows {
@@ -145,6 +147,7 @@ impl Windows {
             open: BTreeMap::new(),
             partitions: BTreeMap::new(),
             watermark: f64::NEG_INFINITY,
+            last_hold_log: None,
         };
         for start in partitions {
             windows.add_partition(*start);
@@ -267,14 +270,28 @@ impl Windows {
     /// returns what closed, oldest window first.
     pub fn advance(&mut self, now: Instant) -> Vec<ClosedWindow> {
         let mut low: Option<f64> = None;
-        for progress in self.partitions.values() {
+        for (partition, progress) in &self.partitions {
             if progress.finished || progress.idle(self.idle_after, now) {
                 continue;
             }
             match progress.max_ts {
                 Some(ts) => low = Some(low.map_or(ts, |l| l.min(ts))),
                 // A partition that has not delivered a frame yet may still hold the oldest ones.
-                None => return Vec::new(),
+                None => {
+                    if self
+                        .last_hold_log
+                        .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(5))
+                    {
+                        tracing::debug!(
+                            partition,
+                            caught_up_ms = ?progress.caught_up_since.map(|t| now.saturating_duration_since(t).as_millis()),
+                            heard_ms = ?progress.last_heard.map(|t| now.saturating_duration_since(t).as_millis()),
+                            "The watermark waits for a partition that has delivered no frame and is not idle."
+                        );
+                        self.last_hold_log = Some(now);
+                    }
+                    return Vec::new();
+                }
             }
         }
         if let Some(low) = low {
