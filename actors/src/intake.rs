@@ -68,27 +68,27 @@ impl ReaderThreads {
 /// A running partition actor (both models).
 struct RunningPartition {
     pub(crate) addr: Addr<PartitionActor>,
-    pub(crate) generation: u64,
+    pub(crate) incarnation: u64,
 }
 
 impl RunningPartition {
     /// Starts `actor` on its partition's reader thread.
     pub(crate) fn start(actor: PartitionActor, threads: &ReaderThreads) -> Self {
-        let generation = actor.generation_id();
+        let incarnation = actor.incarnation_id();
         let thread = threads.of(actor.partition_id());
         let addr = PartitionActor::start_in_arbiter(thread, move |_| actor);
-        RunningPartition { addr, generation }
+        RunningPartition { addr, incarnation }
     }
 
-    /// Takes `partition`'s actor out of `running` if it is incarnation `generation` (any, when
+    /// Takes `partition`'s actor out of `running` if it is incarnation `incarnation` (any, when
     /// `None`); a restart for an actor already replaced or let go finds nothing.
     pub(crate) fn take(
         running: &mut BTreeMap<i32, RunningPartition>,
         partition: i32,
-        generation: Option<u64>,
+        incarnation: Option<u64>,
     ) -> Option<RunningPartition> {
-        let current = running.get(&partition)?.generation;
-        if generation.is_some_and(|g| g != current) {
+        let current = running.get(&partition)?.incarnation;
+        if incarnation.is_some_and(|g| g != current) {
             return None;
         }
         running.remove(&partition)
@@ -283,14 +283,14 @@ impl Lifecycle {
 }
 
 /// Restart the actor of an owned partition from its last commit, if its current incarnation is
-/// `generation` (any, when `None`); answers where it resumed.
+/// `incarnation` (any, when `None`); answers where it resumed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<StartOffset, String>")]
 pub struct RestartAssigned {
     /// The partition.
     pub partition: i32,
     /// The incarnation that failed.
-    pub generation: Option<u64>,
+    pub incarnation: Option<u64>,
 }
 
 /// The partitions this member owns now.
@@ -579,7 +579,8 @@ impl Handler<RestartAssigned> for IntakeActor {
 
     fn handle(&mut self, msg: RestartAssigned, ctx: &mut Self::Context) -> Self::Result {
         let partition = msg.partition;
-        let Some(running) = RunningPartition::take(&mut self.partitions, partition, msg.generation)
+        let Some(running) =
+            RunningPartition::take(&mut self.partitions, partition, msg.incarnation)
         else {
             return Box::pin(futures::future::ready(Err(format!(
                 "partition {partition} is no longer owned by that actor"

@@ -66,13 +66,13 @@ pub struct PartitionExited {
     pub partition: i32,
     /// Which incarnation of the partition's actor (a restart starts the next one), so a late
     /// report about an actor already replaced is recognised.
-    pub generation: u64,
+    pub incarnation: u64,
     /// Why it stopped (and whether a restart may cure it).
     pub cause: PartitionFailure,
 }
 
 /// Incarnation numbers, unique in the process.
-static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT_INCARNATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Where a partition actor sends what it reads.
 #[derive(Clone)]
@@ -181,7 +181,7 @@ pub struct PartitionActor {
     next_offset: Option<i64>,
     invalid_log: InvalidLog,
     last_error_log: Option<Instant>,
-    generation: u64,
+    incarnation: u64,
     /// When the last chunk went to the batch actor.
     last_sent: Instant,
     /// Signalled by the source when records arrive.
@@ -220,7 +220,7 @@ impl PartitionActor {
             next_offset: start.offset(),
             invalid_log,
             last_error_log: None,
-            generation: NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            incarnation: NEXT_INCARNATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             last_sent: Instant::now(),
             records_arrived: Arc::new(Notify::new()),
             waiting: None,
@@ -229,8 +229,8 @@ impl PartitionActor {
 
     /// Overrides the incarnation number (unique in the process by default).
     #[must_use]
-    pub fn generation(mut self, generation: u64) -> Self {
-        self.generation = generation;
+    pub fn incarnation(mut self, incarnation: u64) -> Self {
+        self.incarnation = incarnation;
         self
     }
 
@@ -240,8 +240,8 @@ impl PartitionActor {
     }
 
     /// Which incarnation of the partition's actor this is (reported when it fails).
-    pub fn generation_id(&self) -> u64 {
-        self.generation
+    pub fn incarnation_id(&self) -> u64 {
+        self.incarnation
     }
 
     fn end_reached(&self) -> bool {
@@ -472,7 +472,7 @@ impl Actor for PartitionActor {
         if let Some(cause) = cause {
             self.outputs.supervisor.do_send(PartitionExited {
                 partition: self.partition,
-                generation: self.generation,
+                incarnation: self.incarnation,
                 cause,
             });
         }
@@ -671,7 +671,7 @@ mod tests {
             limits,
             end,
         )
-        .generation(7);
+        .incarnation(7);
         (actor.start(), collected)
     }
 
@@ -683,14 +683,14 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_panic_is_reported_with_its_message_and_generation() {
+    async fn a_panic_is_reported_with_its_message_and_incarnation() {
         let (actor, collected) = start_faulty(steady_script(), PartitionFault::Panic);
         actix_rt::time::sleep(Duration::from_millis(150)).await;
         assert!(!actor.connected(), "the panicked actor is gone");
         let c = collected.lock().unwrap();
         assert_eq!(c.failures.len(), 1);
         assert_eq!(c.failures[0].partition, 3);
-        assert_eq!(c.failures[0].generation, 7);
+        assert_eq!(c.failures[0].incarnation, 7);
         assert!(
             matches!(
                 &c.failures[0].cause,

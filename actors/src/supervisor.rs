@@ -352,11 +352,11 @@ impl Actor for RootSupervisor {
 
 impl RootSupervisor {
     /// Restarts `partition`'s pipeline from its last commit (only its incarnation
-    /// `generation`, when given) and counts the restart.
+    /// `incarnation`, when given) and counts the restart.
     fn restart(
         &mut self,
         partition: i32,
-        generation: Option<u64>,
+        incarnation: Option<u64>,
         cause: PartitionFailure,
     ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
         self.restarting.insert(partition);
@@ -367,7 +367,7 @@ impl RootSupervisor {
             intake
                 .send(RestartAssigned {
                     partition,
-                    generation,
+                    incarnation,
                 })
                 .await
                 .map_err(|e| format!("intake actor: {e}"))?
@@ -394,7 +394,7 @@ impl RootSupervisor {
     fn on_failure(
         &mut self,
         partition: i32,
-        generation: u64,
+        incarnation: u64,
         cause: PartitionFailure,
         ctx: &mut Context<Self>,
     ) {
@@ -428,7 +428,7 @@ impl RootSupervisor {
             if act.draining() {
                 return;
             }
-            let restart = act.restart(partition, Some(generation), cause);
+            let restart = act.restart(partition, Some(incarnation), cause);
             ctx.spawn(restart.map(move |result, _, _| {
                 if let Err(error) = result {
                     tracing::warn!(partition, %error, "Partition not restarted.");
@@ -529,7 +529,7 @@ impl Handler<PartitionExited> for RootSupervisor {
             }));
             return;
         }
-        self.on_failure(msg.partition, msg.generation, msg.cause, ctx);
+        self.on_failure(msg.partition, msg.incarnation, msg.cause, ctx);
     }
 }
 
