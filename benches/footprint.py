@@ -20,110 +20,11 @@ Prints one table row per run and writes footprint.json to --out.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-CLUSTER = os.path.join(REPO, "tests", "kafka", "cluster")
-
-
-def cluster(*args, capture=True):
-    result = subprocess.run([CLUSTER, *args], check=True, text=True,
-                            stdout=subprocess.PIPE if capture else None)
-    return result.stdout if capture else ""
-
-
-def socket_inodes(pid):
-    inodes = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                inodes.add(link[8:-1])
-    except OSError:
-        pass
-    return inodes
-
-
-def established(pid):
-    """TCP connections of `pid` in state ESTABLISHED (IPv4 and IPv6)."""
-    inodes = socket_inodes(pid)
-    count = 0
-    for table in ("tcp", "tcp6"):
-        try:
-            with open(f"/proc/{pid}/net/{table}") as f:
-                next(f)
-                for line in f:
-                    fields = line.split()
-                    if fields[3] == "01" and fields[9] in inodes:
-                        count += 1
-        except OSError:
-            pass
-    return count
-
-
-def threads(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def child_of(pid):
-    """The process /usr/bin/time started."""
-    for _ in range(200):
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                children = f.read().split()
-            if children:
-                return int(children[0])
-        except OSError:
-            pass
-        time.sleep(0.01)
-    return None
-
-
-def truth_shares(text):
-    shares = {}
-    for line in text.splitlines():
-        value = json.loads(line)
-        if "window_start" in value:
-            shares[(value["window_start"], value["partition"])] = (
-                value["unique_users"], value["frames"])
-    return shares
-
-
-def check_windows(path, shares):
-    """Asserts every line is exact for the partitions it names; returns (lines, shares seen)."""
-    seen = set()
-    lines = 0
-    if not os.path.exists(path):
-        return 0, seen
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            value = json.loads(line)
-            lines += 1
-            users = frames = 0
-            for p in value["partitions"]:
-                u, n = shares.get((value["window_start"], p), (0, 0))
-                users += u
-                frames += n
-            if (value["unique_users"], value["frames"]) != (users, frames):
-                sys.exit(f"{path}: wrong window {value}: truth says {users} users, {frames} frames")
-            seen.update((value["window_start"], p) for p in value["partitions"])
-    return lines, seen
+from kafka_cluster import (REPO, check_windows, cluster, create_topic, delete_topic,
+                           established, produce, threads, timed)
 
 
 def run_model(binary, brokers, topic, model, seconds, out, tag):
@@ -131,33 +32,20 @@ def run_model(binary, brokers, topic, model, seconds, out, tag):
     config = os.path.join(out, f"settings-{tag}-{model}.toml")
     with open(config, "w") as f:
         f.write(f'[sink]\nkind = "file"\npath = "{windows}"\n')
-    timing = os.path.join(out, f"time-{tag}-{model}.txt")
-    log = open(os.path.join(out, f"log-{tag}-{model}.txt"), "w")
     group = f"footprint-{tag}-{model}-{os.getpid()}"
-    command = ["/usr/bin/time", "-o", timing, "-f", "%e %U %S %M",
-               binary, "run", "--config", config, "--brokers", brokers, "--topic", topic,
-               "--group", group, "--model", model, "--for", f"{seconds}s"]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    pid = child_of(proc.pid)
-    peak_threads = peak_connections = 0
-    while proc.poll() is None:
-        if pid:
-            peak_threads = max(peak_threads, threads(pid))
-            peak_connections = max(peak_connections, established(pid))
-        time.sleep(0.1)
-    log.close()
-    if proc.returncode != 0:
-        sys.exit(f"{model} run failed ({proc.returncode}); see {log.name}")
-    wall, user, system, rss_kib = open(timing).read().split()[-4:]
-    return {
-        "model": model,
-        "threads": peak_threads,
-        "connections": peak_connections,
-        "peak_rss_mib": round(int(rss_kib) / 1024, 1),
-        "cpu_s": round(float(user) + float(system), 2),
-        "wall_s": float(wall),
-        "windows": windows,
-    }
+    peaks = {"threads": 0, "connections": 0}
+
+    def sample(pid):
+        peaks["threads"] = max(peaks["threads"], threads(pid))
+        peaks["connections"] = max(peaks["connections"], established(pid))
+
+    wall, cpu, rss = timed(
+        [binary, "run", "--config", config, "--brokers", brokers, "--topic", topic,
+         "--group", group, "--model", model, "--for", f"{seconds}s"],
+        os.path.join(out, f"log-{tag}-{model}.txt"),
+        os.path.join(out, f"time-{tag}-{model}.txt"), sample)
+    return {"model": model, "threads": peaks["threads"], "connections": peaks["connections"],
+            "peak_rss_mib": rss, "cpu_s": cpu, "wall_s": wall, "windows": windows}
 
 
 def main():
@@ -180,11 +68,8 @@ def main():
     for count in partition_counts:
         tag = f"p{count}-{int(time.time())}"
         topic = f"footprint-{tag}"
-        cluster("tool", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers,
-                "--create", "--topic", topic, "--partitions", str(count),
-                "--replication-factor", "3")
-        shares = truth_shares(cluster("produce", "--topic", topic, "--frames", str(args.frames),
-                                      "--window", "60"))
+        create_topic(brokers, topic, count)
+        shares = produce(topic, args.frames)
         for model in models:
             result = run_model(args.binary, brokers, topic, model, args.seconds, out, tag)
             lines, seen = check_windows(result["windows"], shares)
@@ -194,10 +79,7 @@ def main():
             print(f"{count:>10} {model:>9} {result['threads']:>7} {result['connections']:>5} "
                   f"{result['peak_rss_mib']:>7} {result['cpu_s']:>6} {result['wall_s']:>6} "
                   f"{lines:>5} {len(seen):>6}/{len(shares):<6}", flush=True)
-        # Thousands of partitions left behind make every later restart of the test cluster
-        # slow (each broker loads every log at start).
-        cluster("tool", "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers,
-                "--delete", "--topic", topic)
+        delete_topic(brokers, topic)
     with open(os.path.join(out, "footprint.json"), "w") as f:
         json.dump(results, f, indent=2)
     print(f"footprint.json and every run's windows and log: {out}")
