@@ -72,6 +72,7 @@ pub(crate) struct IntakeContext {
 
 impl ClientContext for IntakeContext {
     fn stats_raw(&self, statistics: &[u8]) {
+        tracing::trace!(statistics = %String::from_utf8_lossy(statistics), "librdkafka statistics.");
         if let Some(stats) = &self.leaders {
             observe_leaders(&stats.board, statistics);
         }
