@@ -86,6 +86,13 @@ impl AssigningConsumer {
     ) -> Result<AssignedIntake, AdapterError> {
         let starts: Vec<(i32, StartOffset)> =
             partitions.iter().map(|a| (a.partition, a.start)).collect();
+        // Learn the leaders through this client first: an offset query (earliest/latest) that
+        // finds no leader is retried only after a fixed 500 ms, and until the partitions fetch
+        // the client's statistics report their leaders as out of reach, which holds back the
+        // end of `--until-end` by a statistics interval.
+        if let Err(error) = self.intake.partition_ids() {
+            tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");
+        }
         self.intake.assign(&starts)?;
         let used = AssignedIntake {
             assignments: Box::new(FixedAssignment::new(
