@@ -1003,7 +1003,30 @@ async fn drive_fault(
         }
         Scenario::MemberChurn => {
             let b = member_b?;
-            if let Ok(report) = crate::run(b, actix_rt::time::sleep(Duration::from_secs(5))).await {
+            // The second member stays until its client reports leaders for partitions it was
+            // assigned (on the embedded cluster a join can take most of 5 s), then 3 s more;
+            // 20 s at most.
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
+            let leave = async move {
+                if let Ok(member) = started_rx.await {
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while Instant::now() < deadline {
+                        let assigned = member
+                            .send(GetMetrics)
+                            .await
+                            .is_ok_and(|m| m.partitions.values().any(|p| p.leader.is_some()));
+                        if assigned {
+                            break;
+                        }
+                        actix_rt::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                actix_rt::time::sleep(Duration::from_secs(3)).await;
+            };
+            let run = crate::run_with(b, leave, move |member| {
+                let _ = started_tx.send(member);
+            });
+            if let Ok(report) = run.await {
                 let assigned = report
                     .summary
                     .group_history
