@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::ports::{
     CommitError, CommitPosition, FrameSource, OffsetCommitter, PollStatus, SourceError,
-    SourceFactory, StartOffset,
+    SourceFactory,
 };
 use crate::sink::Sink;
 use crate::window::ClosedWindow;
@@ -60,17 +60,33 @@ pub(crate) fn quiet_sources(opens: Arc<AtomicU32>) -> SourceFactory {
     })
 }
 
-/// A partition that always has one more frame: each poll delivers the next offset's.
-pub(crate) struct EndlessSource {
+/// A partition of `frames` frames from the offset it is opened at, one per poll (offset `o`
+/// carries `ts` 1 700 000 000 + `o` and uid `u<o>`); then nothing, as if caught up or
+/// stalled.
+pub(crate) struct CountingSource {
     next: i64,
+    frames: i64,
 }
 
-impl FrameSource for EndlessSource {
+impl CountingSource {
+    /// Frames up to offset `frames`, from `next`.
+    pub(crate) fn new(next: i64, frames: i64) -> Self {
+        CountingSource { next, frames }
+    }
+}
+
+impl FrameSource for CountingSource {
     fn poll(
         &mut self,
         _: usize,
         on_record: &mut dyn FnMut(i64, Option<&[u8]>),
     ) -> Result<PollStatus, SourceError> {
+        if self.next >= self.frames {
+            return Ok(PollStatus {
+                next_offset: Some(self.next),
+                ..PollStatus::default()
+            });
+        }
         let payload = format!(
             r#"{{"ts":{},"uid":"u{}"}}"#,
             1_700_000_000 + self.next,
@@ -81,19 +97,8 @@ impl FrameSource for EndlessSource {
         Ok(PollStatus {
             records: 1,
             next_offset: Some(self.next),
-            high_watermark: Some(self.next + 1),
+            high_watermark: Some(self.next),
             ..PollStatus::default()
         })
     }
-}
-
-/// Opens [`EndlessSource`]s.
-pub(crate) fn endless_sources() -> SourceFactory {
-    Arc::new(|_, start| {
-        let next = match start {
-            StartOffset::At(offset) => offset,
-            StartOffset::Reset => 0,
-        };
-        Ok(Box::new(EndlessSource { next }) as Box<dyn FrameSource>)
-    })
 }

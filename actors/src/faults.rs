@@ -175,7 +175,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
-    use crate::fakes::{endless_sources, quiet_sources};
+    use crate::fakes::{quiet_sources, CountingSource};
     use crate::ports::StartOffset;
 
     fn poll(source: &mut Box<dyn FrameSource>) -> Result<PollStatus, SourceError> {
@@ -215,7 +215,11 @@ mod tests {
     #[test]
     fn a_stall_delivers_nothing_for_its_duration_and_keeps_the_position() {
         let plan = FaultPlan::default();
-        let sources = plan.wrap_sources(endless_sources());
+        let counting: SourceFactory = Arc::new(|_, start| {
+            let next = start.offset().unwrap_or(0);
+            Ok(Box::new(CountingSource::new(next, i64::MAX)) as Box<dyn FrameSource>)
+        });
+        let sources = plan.wrap_sources(counting);
         let mut source = sources(1, StartOffset::At(42)).unwrap();
         assert_eq!(poll(&mut source).unwrap().next_offset, Some(43));
         plan.inject(1, PartitionFault::StallMs(200), Times::Once);

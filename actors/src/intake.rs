@@ -187,7 +187,7 @@ pub struct GroupRecord {
 #[rtype(result = "Vec<GroupRecord>")]
 pub struct Leave;
 
-/// Carries rebalances from the member's driver thread to the group actor and waits for
+/// Carries assignments from the consumer's driver thread to the intake actor and waits for
 /// revocations to finish.
 pub struct IntakeListener {
     actor: OnceLock<Addr<IntakeActor>>,
@@ -208,7 +208,7 @@ impl AssignmentListener for IntakeListener {
     fn assigned(&self, partitions: Vec<AssignedPartition>) {
         match self.actor.get() {
             Some(actor) => actor.do_send(PartitionsAssigned(partitions)),
-            None => tracing::error!("Partitions assigned before the group actor started."),
+            None => tracing::error!("Partitions assigned before the intake actor started."),
         }
     }
 
@@ -229,7 +229,7 @@ impl AssignmentListener for IntakeListener {
                 timeout = ?self.revoke_timeout,
                 "Revocation did not finish in time; the next owner may reprocess frames."
             ),
-            // The group actor is gone (the service is stopping): nothing left to release.
+            // The intake actor is gone (the service is stopping): nothing left to release.
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
         }
     }
@@ -299,7 +299,7 @@ pub struct RestartAssigned {
 pub struct OwnedPartitions;
 
 impl IntakeActor {
-    /// A group actor for `membership`, whose rebalances reach it through `listener`.
+    /// An intake actor for `membership`, whose assignments reach it through `listener`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         membership: Box<dyn AssignmentSource>,
@@ -610,7 +610,7 @@ impl Handler<RestartAssigned> for IntakeActor {
         );
         Box::pin(async move {
             rx.await
-                .unwrap_or_else(|_| Err("the group actor stopped".to_owned()))
+                .unwrap_or_else(|_| Err("the intake actor stopped".to_owned()))
         })
     }
 }

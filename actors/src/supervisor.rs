@@ -662,47 +662,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::fakes::{Commits, NullSink};
+    use crate::fakes::{Commits, CountingSource, NullSink};
     use crate::faults::{FaultPlan, PartitionFault, Times};
     use crate::ports::{
         AssignedPartition, FixedAssignment, FrameSource, PollStatus, SourceError, SourceFactory,
     };
-
-    /// Serves `frames` one per poll from offset 0, then nothing (as if the partition had more
-    /// but stopped delivering, or as if caught up).
-    struct FakeSource {
-        next: i64,
-        frames: i64,
-    }
-
-    impl FrameSource for FakeSource {
-        fn poll(
-            &mut self,
-            _max: usize,
-            on_record: &mut dyn FnMut(i64, Option<&[u8]>),
-        ) -> Result<PollStatus, SourceError> {
-            if self.next >= self.frames {
-                return Ok(PollStatus {
-                    next_offset: Some(self.next),
-                    ..PollStatus::default()
-                });
-            }
-            let payload = format!(
-                r#"{{"ts":{},"uid":"u{}"}}"#,
-                1_700_000_000 + self.next,
-                self.next
-            );
-            on_record(self.next, Some(payload.as_bytes()));
-            self.next += 1;
-            Ok(PollStatus {
-                records: 1,
-                at_end: false,
-                next_offset: Some(self.next),
-                high_watermark: Some(self.next),
-                ..PollStatus::default()
-            })
-        }
-    }
 
     fn spec(
         sources: SourceFactory,
@@ -841,7 +805,7 @@ mod tests {
                 StartOffset::At(offset) => offset,
                 StartOffset::Reset => 0,
             };
-            Ok(Box::new(FakeSource { next, frames: 10 }) as Box<dyn FrameSource>)
+            Ok(Box::new(CountingSource::new(next, 10)) as Box<dyn FrameSource>)
         });
         let config = SupervisorConfig {
             stall_timeout_ms: 0,
@@ -926,7 +890,7 @@ mod tests {
             let StartOffset::At(next) = start else {
                 panic!("restarts resume from a commit")
             };
-            Ok(Box::new(FakeSource { next, frames: 50 }) as Box<dyn FrameSource>)
+            Ok(Box::new(CountingSource::new(next, 50)) as Box<dyn FrameSource>)
         });
         let config = SupervisorConfig {
             backoff_initial_ms: 10,
@@ -973,7 +937,7 @@ mod tests {
                 StartOffset::At(o) => o,
                 StartOffset::Reset => 0,
             };
-            Ok(Box::new(FakeSource { next, frames: 10 }) as Box<dyn FrameSource>)
+            Ok(Box::new(CountingSource::new(next, 10)) as Box<dyn FrameSource>)
         });
         let probe: EndOffsetProbe =
             Arc::new(|partitions| partitions.iter().map(|p| (*p, 100)).collect());
