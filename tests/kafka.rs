@@ -198,7 +198,7 @@ fn committed_up_to(
     )
     .expect("committed offsets")
     .into_iter()
-    .filter_map(|c| actors::batch::decode_watermark(&c.metadata).map(|wm| (c.partition, wm)))
+    .filter_map(|c| actors::batch::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm)))
     .collect()
 }
 
@@ -371,7 +371,7 @@ fn group_churn(assignment: &str) {
     let partitions = 6;
     let topic = kafka.topic("churn", partitions);
     let group = unique("churn-group");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::real::member_dir(&test);
     let env = [
         ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000"),
         ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000"),

@@ -8,7 +8,8 @@
 //! `flush.max_frames` frames were processed since the last one, or every `flush.interval_ms`
 //! when there is something to write or commit.
 //!
-//! Each commit carries the watermark as metadata. A restarted service reads it back so frames
+//! Each commit carries its partition's `closed_below` (the event time below which that
+//! partition's windows are written) as metadata. A restarted service reads it back so frames
 //! of windows that were already written count as late instead of forming partial windows.
 
 use std::time::{Duration, Instant};
@@ -27,12 +28,13 @@ use crate::window::{ClosedWindow, PartitionStart, Windows};
 /// Prefix of the commit metadata written by this service.
 const METADATA_PREFIX: &str = "kafka-actors:wm=";
 
-/// The commit metadata that records the watermark `watermark`.
-pub fn encode_watermark(watermark: Option<f64>) -> String {
-    watermark.map_or_else(String::new, |wm| format!("{METADATA_PREFIX}{wm}"))
+/// The commit metadata that records `closed_below` (the prefix says `wm` for the commits
+/// already written by earlier versions).
+pub fn encode_closed_below(closed_below: Option<f64>) -> String {
+    closed_below.map_or_else(String::new, |at| format!("{METADATA_PREFIX}{at}"))
 }
 
-/// The positions to commit now, each with its partition's closing point as metadata.
+/// The positions to commit now, each with its partition's `closed_below` as metadata.
 fn positions(windows: &Windows) -> Vec<CommitPosition> {
     windows
         .commit_points()
@@ -40,17 +42,17 @@ fn positions(windows: &Windows) -> Vec<CommitPosition> {
         .map(|point| CommitPosition {
             partition: point.partition,
             offset: point.offset,
-            metadata: encode_watermark(point.closed_below),
+            metadata: encode_closed_below(point.closed_below),
         })
         .collect()
 }
 
-/// The closing point to resume `partition` with, from the metadata of its commit at `offset`.
+/// The `closed_below` to resume `partition` with, from the metadata of its commit at `offset`.
 /// A commit without our metadata (written by another tool, or by a broker that does not keep
 /// commit metadata) is resumed as if new, which can write windows open before the commit again,
 /// as partial lines: that is logged.
-pub fn resume_point(partition: i32, offset: Option<i64>, metadata: &str) -> Option<f64> {
-    let point = decode_watermark(metadata);
+pub fn closed_below_from_commit(partition: i32, offset: Option<i64>, metadata: &str) -> Option<f64> {
+    let point = decode_closed_below(metadata);
     if offset.is_some() && point.is_none() {
         tracing::warn!(
             partition,
@@ -62,8 +64,8 @@ pub fn resume_point(partition: i32, offset: Option<i64>, metadata: &str) -> Opti
     point
 }
 
-/// The watermark recorded in commit metadata, if it is ours.
-pub fn decode_watermark(metadata: &str) -> Option<f64> {
+/// The `closed_below` recorded in commit metadata, if the metadata is ours.
+pub fn decode_closed_below(metadata: &str) -> Option<f64> {
     metadata
         .strip_prefix(METADATA_PREFIX)?
         .parse()
@@ -710,7 +712,7 @@ mod tests {
         Commit(Vec<(i32, i64, String)>),
     }
 
-    /// A commit of `offsets`, every partition with the same recorded closing point.
+    /// A commit of `offsets`, every partition with the same recorded `closed_below`.
     fn commit(offsets: &[(i32, i64)], metadata: &str) -> Event {
         Event::Commit(
             offsets
@@ -965,7 +967,7 @@ mod tests {
             .as_ref()
             .expect("a position to resume from");
         assert_eq!((resume.partition, resume.offset), (0, 6));
-        assert_eq!(decode_watermark(&resume.metadata), Some(125.0));
+        assert_eq!(decode_closed_below(&resume.metadata), Some(125.0));
     }
 
     #[actix::test]
@@ -1161,13 +1163,13 @@ mod tests {
     }
 
     #[test]
-    fn watermark_metadata_round_trips_and_ignores_foreign_metadata() {
+    fn closed_below_metadata_round_trips_and_ignores_foreign_metadata() {
         assert_eq!(
-            decode_watermark(&encode_watermark(Some(1_700_000_012.25))),
+            decode_closed_below(&encode_closed_below(Some(1_700_000_012.25))),
             Some(1_700_000_012.25)
         );
-        assert_eq!(encode_watermark(None), "");
-        assert_eq!(decode_watermark("something else"), None);
-        assert_eq!(decode_watermark("kafka-actors:wm=inf"), None);
+        assert_eq!(encode_closed_below(None), "");
+        assert_eq!(decode_closed_below("something else"), None);
+        assert_eq!(decode_closed_below("kafka-actors:wm=inf"), None);
     }
 }

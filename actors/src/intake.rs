@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::batch::{decode_watermark, resume_point, AddPartitions, BatchActor, ReleasePartitions};
+use crate::batch::{decode_closed_below, closed_below_from_commit, AddPartitions, BatchActor, ReleasePartitions};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
 use crate::metrics::RecordsSkipped;
@@ -119,7 +119,7 @@ async fn rewind_partition(
         .map_err(|e| format!("batch actor: {e}"))?;
     // Where the last durable flush left it (committed or not), else where it was assigned.
     let (start, closed_below) = match released.first().and_then(|r| r.resume.as_ref()) {
-        Some(c) => (StartOffset::At(c.offset), decode_watermark(&c.metadata)),
+        Some(c) => (StartOffset::At(c.offset), decode_closed_below(&c.metadata)),
         None => fallback,
     };
     let next_offset = start.offset();
@@ -249,7 +249,7 @@ pub struct IntakeActor {
     end: EndPolicy,
     end_offsets: Option<BTreeMap<i32, i64>>,
     partitions: BTreeMap<i32, RunningPartition>,
-    /// Where each owned partition started at its assignment (and its closing point), for a
+    /// Where each owned partition started at its assignment (and its `closed_below`), for a
     /// restart before anything was committed.
     assigned_at: BTreeMap<i32, (StartOffset, Option<f64>)>,
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
@@ -439,7 +439,7 @@ impl Handler<PartitionsAssigned> for IntakeActor {
             .map(|a| PartitionStart {
                 partition: a.partition,
                 next_offset: a.start.offset(),
-                closed_below: resume_point(a.partition, a.start.offset(), &a.metadata),
+                closed_below: closed_below_from_commit(a.partition, a.start.offset(), &a.metadata),
             })
             .collect();
         // The batch actor must know the partitions before their first chunk arrives; nothing

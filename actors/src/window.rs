@@ -19,7 +19,8 @@
 //!   belongs to a window not yet closed, so replaying from it rebuilds every open window.
 //!
 //! Windows are kept per partition inside ([`OpenWindow`] holds one part per partition) and each
-//! partition has its own closing point, `closed_below`: normally the watermark, but a partition
+//! partition has its own `closed_below`, the event time below which its windows are written
+//! (the one name for it; commits record it as metadata): normally the watermark, but a partition
 //! that arrives later (a restart, or a partition moved here by a rebalance) starts from the
 //! point recorded with its last commit and catches up at its own pace. A window's parts close
 //! together when their partitions pass it together, which gives one output line per window; a
@@ -100,7 +101,7 @@ pub struct PartitionStart {
     pub partition: i32,
     /// The offset it is read from, if known.
     pub next_offset: Option<i64>,
-    /// The closing point recorded with its last commit, if any.
+    /// The `closed_below` recorded with its last commit, if any.
     pub closed_below: Option<f64>,
 }
 
@@ -111,7 +112,7 @@ pub struct CommitPoint {
     pub partition: i32,
     /// The offset to commit.
     pub offset: i64,
-    /// The partition's closing point, to record with the commit.
+    /// The partition's `closed_below`, to record with the commit.
     pub closed_below: Option<f64>,
 }
 
@@ -266,7 +267,7 @@ impl Windows {
         self.partitions.values().all(|p| p.finished)
     }
 
-    /// Moves the watermark and every partition's closing point as far as they may go and
+    /// Moves the watermark and every partition's `closed_below` as far as they may go and
     /// returns what closed, oldest window first.
     pub fn advance(&mut self, now: Instant) -> Vec<ClosedWindow> {
         let mut low: Option<f64> = None;
@@ -334,7 +335,7 @@ impl Windows {
     }
 
     /// Emits the parts of every window that partitions passed, given `(partition, old, new)`
-    /// closing points.
+    /// `closed_below`s.
     fn close_moved(&mut self, moves: &[(i32, f64, f64)]) -> Vec<ClosedWindow> {
         let Some(furthest) = moves.iter().map(|m| m.2).reduce(f64::max) else {
             return Vec::new();

@@ -486,3 +486,18 @@ pub fn assert_ownership_and_commits(members: &[&Member], read_back: &[Logged]) -
     }
     handovers
 }
+
+/// A directory for the members' output and logs. With `KAFKA_ACTORS_KEEP_LOGS` set it
+/// survives the test (its path is printed), so a failure can be read afterwards.
+pub fn member_dir(test: &str) -> tempfile::TempDir {
+    let keep = std::env::var_os("KAFKA_ACTORS_KEEP_LOGS").is_some();
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{test}-"))
+        .disable_cleanup(keep)
+        .tempdir()
+        .expect("member directory");
+    if keep {
+        eprintln!("{test}: members' logs in {}", dir.path().display());
+    }
+    dir
+}
