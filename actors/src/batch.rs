@@ -116,17 +116,37 @@ pub struct DrainReport {
 pub struct AddPartitions(pub Vec<PartitionStart>);
 
 /// Stops counting partitions (revoked, or restarted) after their intake has stopped. With
-/// `commit`, closed windows are written and offsets committed first, and the answer comes only
-/// then; without (the assignment was lost), their share is dropped at once. The answer says,
+/// [`ReleaseOutput::Commit`], closed windows are written and offsets committed first, and the
+/// answer comes only then; with [`ReleaseOutput::Drop`] (the assignment was lost), their share
+/// is dropped at once. The answer says,
 /// for each of them, what was committed and where reading must start again.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Vec<Released>")]
 pub struct ReleasePartitions {
     /// The partitions.
     pub partitions: Vec<i32>,
-    /// Write and commit before letting go.
-    pub commit: bool,
+    /// What happens to their output before they are let go.
+    pub output: ReleaseOutput,
 }
+
+/// What a [`ReleasePartitions`] does with the partitions' output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutput {
+    /// Their share of open windows is dropped at once, nothing is committed: the assignment
+    /// was lost, another member may own them already.
+    Drop,
+    /// Closed windows are written and offsets committed first. A commit that fails is tried
+    /// again every [`RELEASE_COMMIT_RETRY`] for up to `retry_for`: a group that is rebalancing
+    /// refuses commits for a moment, and a partition handed over without its last commit has
+    /// its next owner write the same windows again.
+    Commit {
+        /// How long a failed commit is tried again.
+        retry_for: Duration,
+    },
+}
+
+/// How often a release's failed commit is tried again.
+pub const RELEASE_COMMIT_RETRY: Duration = Duration::from_millis(100);
 
 /// A partition let go by [`ReleasePartitions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,8 +183,14 @@ enum Coverage {
     Group(Option<GroupCoverage>),
 }
 
-/// Partitions to let go once flush number `.1` has finished, and where to answer.
-type ReleaseWaiter = (Vec<i32>, u64, tokio::sync::oneshot::Sender<Vec<Released>>);
+/// Partitions to let go once flush number `needed` has finished, and where to answer.
+struct ReleaseWaiter {
+    partitions: Vec<i32>,
+    needed: u64,
+    /// How long that flush tries a failed commit again.
+    retry_for: Duration,
+    reply: tokio::sync::oneshot::Sender<Vec<Released>>,
+}
 
 /// Sink and committer travel together to the flush thread and back.
 struct FlushTarget {
@@ -177,6 +203,8 @@ struct FlushJob {
     windows: Vec<ClosedWindow>,
     positions: Vec<CommitPosition>,
     commit: bool,
+    /// How long a failed commit is tried again (partitions are being released).
+    retry_commit_for: Duration,
     frames: u64,
 }
 
@@ -397,11 +425,20 @@ impl BatchActor {
         let positions = positions(&self.windows);
         let commit = self.commit_wanted(&positions);
         self.flush_seq.0 += 1;
+        let seq = self.flush_seq.0;
+        let retry_commit_for = self
+            .release_waiters
+            .iter()
+            .filter(|w| w.needed == seq)
+            .map(|w| w.retry_for)
+            .max()
+            .unwrap_or(Duration::ZERO);
         let job = FlushJob {
-            seq: self.flush_seq.0,
+            seq,
             windows: std::mem::take(&mut self.pending),
             positions,
             commit,
+            retry_commit_for,
             frames: std::mem::take(&mut self.frames_since_flush),
         };
         self.last_flush = Instant::now();
@@ -504,10 +541,10 @@ impl BatchActor {
         let done = self.flush_seq.1;
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.release_waiters)
             .into_iter()
-            .partition(|(_, needed, _)| *needed <= done);
+            .partition(|w| w.needed <= done);
         self.release_waiters = waiting;
-        for (partitions, _, reply) in ready {
-            let _ = reply.send(self.release(&partitions));
+        for waiter in ready {
+            let _ = waiter.reply.send(self.release(&waiter.partitions));
         }
         if self.force {
             self.flush(ctx);
@@ -546,10 +583,25 @@ impl BatchActor {
             .retain(|p| !partitions.contains(&p.partition));
         partitions
             .iter()
-            .map(|p| Released {
-                partition: *p,
-                committed: self.committed.remove(p),
-                resume: self.written.remove(p),
+            .map(|p| {
+                let released = Released {
+                    partition: *p,
+                    committed: self.committed.remove(p),
+                    resume: self.written.remove(p),
+                };
+                let committed = released.committed.as_ref().map(|c| c.offset);
+                let written = released.resume.as_ref().map(|w| w.offset);
+                if let (Some(error), true) = (&self.last_commit_error, written > committed) {
+                    tracing::warn!(
+                        partition = p,
+                        ?committed,
+                        ?written,
+                        %error,
+                        "Released with output written past its last commit; reading from the \
+                         commit writes those windows again."
+                    );
+                }
+                released
             })
             .collect()
     }
@@ -571,7 +623,17 @@ fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
     if let Err(error) = target.sink.write(&job.windows) {
         sink_error = Some(OutputFailure::Write(error.to_string()));
     } else if job.commit {
-        commit = Some(target.committer.commit(&job.positions));
+        let deadline = started + job.retry_commit_for;
+        let mut result = target.committer.commit(&job.positions);
+        while let Err(error) = &result {
+            if Instant::now() + RELEASE_COMMIT_RETRY > deadline {
+                break;
+            }
+            tracing::debug!(%error, "Commit before a release failed; trying again.");
+            std::thread::sleep(RELEASE_COMMIT_RETRY);
+            result = target.committer.commit(&job.positions);
+        }
+        commit = Some(result);
     }
     FlushDone {
         target,
@@ -666,16 +728,23 @@ impl Handler<ReleasePartitions> for BatchActor {
 
     fn handle(&mut self, msg: ReleasePartitions, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if msg.commit {
-            // The next flush to start writes what is closed and commits every partition,
-            // these included; they are let go once it has finished.
-            self.collect_closed();
-            self.release_waiters
-                .push((msg.partitions, self.flush_seq.0 + 1, tx));
-            self.force = true;
-            self.flush(ctx);
-        } else {
-            let _ = tx.send(self.release(&msg.partitions));
+        match msg.output {
+            ReleaseOutput::Commit { retry_for } => {
+                // The next flush to start writes what is closed and commits every partition,
+                // these included; they are let go once it has finished.
+                self.collect_closed();
+                self.release_waiters.push(ReleaseWaiter {
+                    partitions: msg.partitions,
+                    needed: self.flush_seq.0 + 1,
+                    retry_for,
+                    reply: tx,
+                });
+                self.force = true;
+                self.flush(ctx);
+            }
+            ReleaseOutput::Drop => {
+                let _ = tx.send(self.release(&msg.partitions));
+            }
         }
         Box::pin(async move { rx.await.unwrap_or_default() }.into_actor(self))
     }
@@ -932,6 +1001,65 @@ mod tests {
     }
 
     #[actix::test]
+    async fn a_release_tries_a_refused_commit_again_before_letting_the_partition_go() {
+        // The group refuses the next three commits (a rebalance under way).
+        let log = Log::default();
+        let batch = unstarted(&log, 3, 60_000, &[0, 1], Closing::ByWatermark, None).start();
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        let release = |retry_for| ReleasePartitions {
+            partitions: vec![0],
+            output: ReleaseOutput::Commit { retry_for },
+        };
+        let released = batch.send(release(Duration::from_secs(2))).await.unwrap();
+        // Window 100 is written and its frames committed, at the fourth attempt.
+        assert_eq!(
+            released[0].committed.as_ref().map(|c| c.offset),
+            Some(1),
+            "{:?}",
+            log.events()
+        );
+        assert_eq!(
+            log.events(),
+            vec![
+                Event::Write(vec![100]),
+                commit(&[(0, 1), (1, 0)], "kafka-actors:wm=125")
+            ]
+        );
+    }
+
+    #[actix::test]
+    async fn a_release_gives_up_on_a_refused_commit_after_its_retry_time() {
+        let log = Log::default();
+        let batch = unstarted(&log, usize::MAX, 60_000, &[0, 1], Closing::ByWatermark, None).start();
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
+            .await
+            .unwrap();
+        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
+        let started = Instant::now();
+        let released = batch
+            .send(ReleasePartitions {
+                partitions: vec![0],
+                output: ReleaseOutput::Commit {
+                    retry_for: Duration::from_millis(350),
+                },
+            })
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(released[0].committed, None);
+        assert_eq!(released[0].resume.as_ref().map(|r| r.offset), Some(1));
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+
+    #[actix::test]
     async fn a_partition_released_while_commits_fail_resumes_where_its_unwritten_frames_start() {
         // Started without a committed offset (from wherever the reset policy puts it), and
         // every commit fails.
@@ -954,7 +1082,9 @@ mod tests {
         let released = batch
             .send(ReleasePartitions {
                 partitions: vec![0],
-                commit: true,
+                output: ReleaseOutput::Commit {
+                    retry_for: Duration::ZERO,
+                },
             })
             .await
             .unwrap();
@@ -982,7 +1112,9 @@ mod tests {
         let first = batch
             .send(ReleasePartitions {
                 partitions: vec![0],
-                commit: true,
+                output: ReleaseOutput::Commit {
+                    retry_for: Duration::ZERO,
+                },
             })
             .await
             .unwrap();
@@ -1000,7 +1132,7 @@ mod tests {
         let second = batch
             .send(ReleasePartitions {
                 partitions: vec![0],
-                commit: false,
+                output: ReleaseOutput::Drop,
             })
             .await
             .unwrap();

@@ -29,7 +29,10 @@ use std::time::{Duration, SystemTime};
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::batch::{decode_closed_below, closed_below_from_commit, AddPartitions, BatchActor, ReleasePartitions};
+use crate::batch::{
+    closed_below_from_commit, decode_closed_below, AddPartitions, BatchActor, ReleaseOutput,
+    ReleasePartitions,
+};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
 use crate::metrics::RecordsSkipped;
@@ -113,7 +116,10 @@ async fn rewind_partition(
     let released = batch
         .send(ReleasePartitions {
             partitions: vec![partition],
-            commit: true,
+            // A restart reads again from the last durable flush, committed or not.
+            output: ReleaseOutput::Commit {
+                retry_for: Duration::ZERO,
+            },
         })
         .await
         .map_err(|e| format!("batch actor: {e}"))?;
@@ -491,6 +497,14 @@ impl IntakeActor {
         how: Revocation,
     ) -> impl std::future::Future<Output = ()> + 'static {
         let lost = how == Revocation::Lost;
+        let output = match how {
+            Revocation::Lost => ReleaseOutput::Drop,
+            // A rebalance under way refuses commits for a moment; the listener stops waiting
+            // for the release after `revoke_timeout`, so the retries end well before that.
+            Revocation::Revoked => ReleaseOutput::Commit {
+                retry_for: self.listener.revoke_timeout * 2 / 3,
+            },
+        };
         // Only partitions still owned here are released (and recorded): leaving releases
         // everything first, and the revocation that leaving then causes names them again.
         let released: Vec<i32> = partitions
@@ -510,7 +524,7 @@ impl IntakeActor {
             let let_go = match batch
                 .send(ReleasePartitions {
                     partitions,
-                    commit: !lost,
+                    output,
                 })
                 .await
             {
