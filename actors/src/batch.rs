@@ -51,7 +51,11 @@ fn positions(windows: &Windows) -> Vec<CommitPosition> {
 /// A commit without our metadata (written by another tool, or by a broker that does not keep
 /// commit metadata) is resumed as if new, which can write windows open before the commit again,
 /// as partial lines: that is logged.
-pub fn closed_below_from_commit(partition: i32, offset: Option<i64>, metadata: &str) -> Option<f64> {
+pub fn closed_below_from_commit(
+    partition: i32,
+    offset: Option<i64>,
+    metadata: &str,
+) -> Option<f64> {
     let point = decode_closed_below(metadata);
     if offset.is_some() && point.is_none() {
         tracing::warn!(
@@ -690,6 +694,11 @@ impl Handler<Chunk> for BatchActor {
             self.windows.finish_partition(chunk.partition);
         }
         if ingested.late > 0 {
+            tracing::debug!(
+                partition = chunk.partition,
+                late = ingested.late,
+                "Frames arrived after their window was written; counted as late."
+            );
             self.metrics.do_send(FramesLate {
                 partition: chunk.partition,
                 late: ingested.late,
@@ -1034,7 +1043,15 @@ mod tests {
     #[actix::test]
     async fn a_release_gives_up_on_a_refused_commit_after_its_retry_time() {
         let log = Log::default();
-        let batch = unstarted(&log, usize::MAX, 60_000, &[0, 1], Closing::ByWatermark, None).start();
+        let batch = unstarted(
+            &log,
+            usize::MAX,
+            60_000,
+            &[0, 1],
+            Closing::ByWatermark,
+            None,
+        )
+        .start();
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
             .await

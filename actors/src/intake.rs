@@ -521,13 +521,7 @@ impl IntakeActor {
         async move {
             // Stopped actors send nothing more; what their queues still hold is dropped.
             join_all(stopping.iter().map(|addr| addr.send(StopIntake))).await;
-            let let_go = match batch
-                .send(ReleasePartitions {
-                    partitions,
-                    output,
-                })
-                .await
-            {
+            let let_go = match batch.send(ReleasePartitions { partitions, output }).await {
                 Ok(let_go) => let_go,
                 Err(_) => {
                     tracing::warn!(

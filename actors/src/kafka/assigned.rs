@@ -52,6 +52,17 @@ impl AssigningConsumer {
             rebalance: None,
             leaders,
         })?;
+        // Learn the leaders through this client first: an offset query (earliest/latest) that
+        // finds no leader is retried only after a fixed 500 ms, and until the partitions fetch
+        // the client's statistics report their leaders as out of reach, which holds back the
+        // end of `--until-end` by a statistics interval. Asked right away, the answer comes
+        // over the connection the new client opens anyway; asked after other look-ups, it
+        // waited about 50 ms for a broker connection of its own.
+        let started = std::time::Instant::now();
+        if let Err(error) = intake.partition_ids() {
+            tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");
+        }
+        tracing::debug!(took = ?started.elapsed(), "Leaders looked up.");
         Ok(AssigningConsumer {
             intake,
             kafka: kafka.clone(),
@@ -86,13 +97,6 @@ impl AssigningConsumer {
     ) -> Result<AssignedIntake, AdapterError> {
         let starts: Vec<(i32, StartOffset)> =
             partitions.iter().map(|a| (a.partition, a.start)).collect();
-        // Learn the leaders through this client first: an offset query (earliest/latest) that
-        // finds no leader is retried only after a fixed 500 ms, and until the partitions fetch
-        // the client's statistics report their leaders as out of reach, which holds back the
-        // end of `--until-end` by a statistics interval.
-        if let Err(error) = self.intake.partition_ids() {
-            tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");
-        }
         self.intake.assign(&starts)?;
         let used = AssignedIntake {
             assignments: Box::new(FixedAssignment::new(

@@ -305,7 +305,21 @@ fn lookup_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, AdapterError> {
 /// # Errors
 /// If the metadata cannot be read or the topic does not exist.
 pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
-    read_partition_ids(&lookup_consumer(kafka)?, &kafka.topic)
+    let consumer = lookup_consumer(kafka)?;
+    let ids = read_partition_ids(&consumer, &kafka.topic);
+    close_in_background(consumer);
+    ids
+}
+
+/// Drops a client on a thread of its own: closing one takes about 100 ms (its threads wind
+/// down), which a start-up need not wait for.
+fn close_in_background<C: rdkafka::consumer::ConsumerContext + 'static>(consumer: BaseConsumer<C>) {
+    let closing = std::thread::Builder::new()
+        .name("kafka-close".to_owned())
+        .spawn(move || drop(consumer));
+    if let Err(error) = closing {
+        tracing::debug!(%error, "No thread to close a client on; it closed in place.");
+    }
 }
 
 /// The partition ids of `topic`, ascending, through `consumer`.
