@@ -430,12 +430,34 @@ fn group_churn(assignment: &str) {
     );
     for ((window, partition), times) in &seen {
         if *times > 1 {
+            // Who wrote it, and how the partition changed hands, for the failure message.
+            let writers: Vec<&str> = members
+                .iter()
+                .flat_map(|m| {
+                    output(&m.out)
+                        .into_iter()
+                        .filter(|l| l.window_start == *window && l.partitions.contains(partition))
+                        .map(|_| m.name.as_str())
+                })
+                .collect();
+            let mut handovers: Vec<common::real::Logged> = members
+                .iter()
+                .flat_map(|m| m.events())
+                .filter(|l| match l.event {
+                    LogEvent::Taken { partition: p, .. }
+                    | LogEvent::Released { partition: p, .. } => p == *partition,
+                    LogEvent::Committed(_) | LogEvent::ReadBack(_) => false,
+                })
+                .collect();
+            handovers.sort_by(|a, b| a.at.cmp(&b.at));
             assert!(
                 killed.contains(partition)
                     && committed_at_kill
                         .get(partition)
                         .is_none_or(|wm| *wm < (window + WINDOW_SECS) as f64),
-                "window {window} of partition {partition} written {times} times; committed at the kill: {committed_at_kill:?}"
+                "window {window} of partition {partition} written {times} times (by {writers:?}); \
+                 committed at the kill: {committed_at_kill:?}; killed member owned {killed:?}; \
+                 the partition's handovers: {handovers:?}"
             );
         }
     }
