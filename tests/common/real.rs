@@ -301,7 +301,10 @@ impl Member {
             }
         }
         command
-            .env("RUST_LOG", "info,actors::kafka::committer=debug,actors::batch=debug")
+            .env(
+                "RUST_LOG",
+                "info,actors::kafka::committer=debug,actors::batch=debug",
+            )
             .env("KAFKA_ACTORS__LOG__FORMAT", "json")
             .env("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "10")
             .env("KAFKA_ACTORS__WINDOW__LATENESS_SECS", "3")
