@@ -1,10 +1,19 @@
-//! The command line: `kafka-actors run [flags]`. Flags override every other settings source.
+//! The command line: `kafka-actors run [flags]`, and `chaos` and `compare`, which hand over to
+//! the `kafka-actors-lab` binary. Flags override every other settings source.
+//!
+//! [`run_command`] and [`start`] are what the binary does for `run`; the lab binary uses them
+//! too, to run the very same service as a child process (the chaos SIGKILL scenario).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use crate::settings::{Model, Overrides};
+use crate::settings::{self, Model, Overrides, Settings, Sources};
+
+/// The binary that holds the `chaos` and `compare` tools.
+pub const LAB_BINARY: &str = "kafka-actors-lab";
 
 /// Consume Kafka topics as an actor system: exact unique users per event-time window.
 #[derive(Debug, Parser)]
@@ -20,77 +29,27 @@ pub struct Cli {
 pub enum Command {
     /// Run the service. Without brokers it starts an embedded cluster and a frame generator.
     Run(RunArgs),
-    /// Run the partition model and the group model on the same data, side by side.
-    Compare(CompareArgs),
+    /// Run the partition model and the group model on the same data, side by side (runs
+    /// `kafka-actors-lab compare`; `compare --help` for its flags).
+    #[command(disable_help_flag = true)]
+    Compare(LabArgs),
     /// Run fault scenarios (on the embedded cluster, or a real one with --brokers) and check
-    /// them against the ground truth.
-    Chaos(ChaosArgs),
+    /// them against the ground truth (runs `kafka-actors-lab chaos`; `chaos --help` for its
+    /// flags).
+    #[command(disable_help_flag = true)]
+    Chaos(LabArgs),
 }
 
-/// Flags of `chaos`.
+/// The arguments of a lab tool's subcommand, passed on unchanged (`--help` included).
 #[derive(Debug, Args)]
-pub struct ChaosArgs {
-    /// Settings file layered over config/default.toml (the scenarios set windows, flushes,
-    /// sink and supervision themselves).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// A scenario to run (repeatable), or `all`.
-    #[arg(long = "scenario", value_name = "NAME|all", default_value = "all")]
-    pub scenarios: Vec<String>,
-    /// The model to run them with; both when not given.
-    #[arg(long, value_enum)]
-    pub model: Option<Model>,
-    /// Kafka bootstrap brokers: run on this cluster (a fresh topic per scenario, replication
-    /// factor 3) instead of the embedded one.
-    #[arg(long, value_name = "HOST:PORT[,..]")]
-    pub brokers: Option<String>,
-    /// With --brokers: a command that kills, restarts and moves leaders between brokers
-    /// (`CMD kill N|all`, `CMD restart N|all`, `CMD move-leader TOPIC PARTITION N`), such as
-    /// tests/kafka/cluster. Without it the broker-fault scenarios are skipped.
-    #[arg(long, value_name = "CMD", requires = "brokers")]
-    pub control: Option<PathBuf>,
-    /// Frames of each scenario's data set (produced over about six seconds).
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
-    pub frames: u64,
-    /// Directory for chaos.json and every scenario's windows (default: a new directory
-    /// `chaos-<time>` here).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-}
-
-/// Flags of `compare`.
-#[derive(Debug, Args)]
-pub struct CompareArgs {
-    /// Settings file layered over config/default.toml.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap brokers; without them the embedded cluster is used. The data set is
-    /// produced into `kafka.topic`, which should be empty.
-    #[arg(long, value_name = "HOST:PORT[,..]")]
-    pub brokers: Option<String>,
-    /// Frames in the data set.
-    #[arg(long, default_value_t = 200_000)]
-    pub frames: u64,
-    /// Partitions of the topic (embedded cluster).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=256))]
-    pub partitions: i32,
-    /// Runs of each model, alternating.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub rounds: u32,
-    /// Directory for report.json, chart.svg and the windows of every run (default: a new
-    /// directory `compare-<time>` here).
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-}
-
-impl CompareArgs {
-    /// The settings these flags override.
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            brokers: self.brokers.clone(),
-            ..Overrides::default()
-        }
-    }
+pub struct LabArgs {
+    /// Arguments of the tool.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<OsString>,
 }
 
 /// Flags of `run`.
@@ -137,4 +96,85 @@ impl RunArgs {
             model: self.model,
         }
     }
+}
+
+/// Loads the settings (`config/default.toml`, `config_file`, the environment, `overrides`) and
+/// starts logging, before any Kafka client exists.
+///
+/// # Errors
+/// Invalid settings (naming the key) or an invalid `log.filter`.
+pub fn start(config_file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Settings> {
+    let sources = Sources {
+        config_file,
+        overrides,
+        ..Sources::default()
+    };
+    let settings = settings::load(&sources).context("invalid settings")?;
+    crate::telemetry::init(&settings.log).context("invalid setting `log.filter`")?;
+    Ok(settings)
+}
+
+/// `run`: loads the settings and runs the service in a new actix system until Ctrl-C or
+/// SIGTERM, `--for`, `--until-end` or a failure.
+///
+/// # Errors
+/// Invalid settings, or the run failed (the error and its causes on one line).
+pub fn run_command(args: RunArgs) -> anyhow::Result<()> {
+    let settings = start(args.config.clone(), args.overrides())?;
+    actix::System::new()
+        .block_on(crate::run(settings, crate::shutdown_signal()))
+        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+    Ok(())
+}
+
+/// Runs `kafka-actors-lab TOOL ARGS…` in place of this process (Unix: `exec`, so signals and
+/// the exit status are the tool's; elsewhere a child whose exit status this process exits with).
+/// The lab binary is looked for next to this executable first, then on `PATH`.
+///
+/// # Errors
+/// The lab binary is in neither place, or cannot be started.
+pub fn run_lab_tool(tool: &str, args: Vec<OsString>) -> anyhow::Result<()> {
+    let here = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned));
+    let binary = find_lab_binary(here.as_deref()).ok_or_else(|| {
+        let next_to = here.as_deref().map_or_else(
+            || "next to this executable (its path is unknown)".to_owned(),
+            |dir| format!("in {}", dir.display()),
+        );
+        anyhow::anyhow!(
+            "`{tool}` is a tool of the `{LAB_BINARY}` binary, which is neither {next_to} nor on \
+             PATH; build it with `cargo build --release -p kafka-actors-lab` (a plain \
+             `cargo build --release` in the repository builds both binaries), or run it directly"
+        )
+    })?;
+    let mut command = std::process::Command::new(&binary);
+    command.arg(tool).args(args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt as _;
+        // Only returns on failure.
+        let error = command.exec();
+        Err(error).with_context(|| format!("cannot start {}", binary.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command
+            .status()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}
+
+/// `kafka-actors-lab` in `dir`, else the first on `PATH`.
+fn find_lab_binary(dir: Option<&Path>) -> Option<PathBuf> {
+    let name = format!("{LAB_BINARY}{}", std::env::consts::EXE_SUFFIX);
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default();
+    dir.into_iter()
+        .map(Path::to_owned)
+        .chain(on_path)
+        .map(|dir| dir.join(&name))
+        .find(|candidate| candidate.is_file())
 }

@@ -3,13 +3,21 @@
 //!
 //! `run` must be called inside an actix `System` (the binary's `main` and `#[actix::test]` both
 //! provide one).
+//!
+//! The tools around the service (`chaos`, `compare`) are in the `kafka-actors-lab` crate
+//! (`lab/`), which builds on this one.
 
-pub mod chaos;
-mod chart;
 pub mod cli;
-pub mod compare;
 pub mod settings;
 pub mod telemetry;
+mod verdict;
+
+/// The chaos oracle's verdict on one scenario run. The scenarios, the harness and the oracle
+/// are in the `kafka-actors-lab` crate (`lab::chaos`); only this plain record is here, because
+/// the shared test fixtures (`tests/common`) name it by this path.
+pub mod chaos {
+    pub use crate::verdict::ScenarioResult;
+}
 
 use std::future::Future;
 use std::path::Path;
@@ -104,7 +112,11 @@ pub struct RunReport {
     pub generator: Option<GeneratorReport>,
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
+/// Runs `f` on actix's blocking pool (Kafka look-ups and other blocking calls inside a run).
+///
+/// # Errors
+/// [`RunError::Task`] if the task panicked or was cancelled.
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, RunError> {
     actix_rt::task::spawn_blocking(f)
@@ -304,14 +316,18 @@ async fn prepare_intake(
             // One client serves the start-up look-ups, reads every partition and commits.
             let lookups = kafka.clone();
             let (consumer, partitions, committed) = blocking(move || -> Result<_, AdapterError> {
+                let started = std::time::Instant::now();
                 let partitions = kafka::partition_ids(&lookups)?;
+                tracing::debug!(took = ?started.elapsed(), "Partitions looked up.");
                 let consumer = AssigningConsumer::create(
                     &lookups,
                     &intake,
                     partitions.len(),
                     leaders.as_ref(),
                 )?;
+                tracing::debug!(took = ?started.elapsed(), "Intake client created.");
                 let committed = consumer.committed(&partitions)?;
+                tracing::debug!(took = ?started.elapsed(), "Committed positions looked up.");
                 Ok((consumer, partitions, committed))
             })
             .await??;

@@ -1,5 +1,6 @@
 //! The `kafka-actors` binary: the embedded default end to end, stopping by time and by SIGTERM,
-//! and settings errors that name their key.
+//! settings errors that name their key, and `chaos` and `compare` handed to the
+//! `kafka-actors-lab` binary.
 
 mod common;
 
@@ -154,4 +155,120 @@ fn invalid_settings_fail_at_start_naming_the_key() {
     let output = binary().args(["run", "--for", "soon"]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--for"));
+}
+
+/// A directory under the target directory holding a hard link to the service binary (so
+/// that the binary looks for `kafka-actors-lab` there), and that link's path.
+fn service_alone() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let service = dir.path().join("kafka-actors");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_kafka-actors"), &service).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_kafka-actors"), &service).unwrap();
+    }
+    (dir, service)
+}
+
+/// A stand-in `kafka-actors-lab` in `dir` that prints each argument as `[ARG]` and exits
+/// with `status`. A child shell writes it, so this process never holds it open for writing
+/// (a child forked meanwhile would make running it fail with "text file busy").
+fn fake_lab(dir: &std::path::Path, status: i32) {
+    let script = format!("#!/bin/sh\nfor a in \"$@\"; do echo \"[$a]\"; done\nexit {status}\n");
+    let written = Command::new("sh")
+        .args(["-c", r#"printf '%s' "$1" > "$2" && chmod +x "$2""#, "sh"])
+        .arg(script)
+        .arg(dir.join("kafka-actors-lab"))
+        .status()
+        .unwrap();
+    assert!(written.success());
+}
+
+#[test]
+fn chaos_and_compare_hand_every_argument_to_the_lab_binary_next_to_the_service() {
+    let (dir, service) = service_alone();
+    fake_lab(dir.path(), 3);
+    let output = Command::new(&service)
+        .args(["compare", "--help", "--frames", "5", "-x", "two words"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "[compare]\n[--help]\n[--frames]\n[5]\n[-x]\n[two words]\n"
+    );
+    assert_eq!(output.status.code(), Some(3), "the lab's exit status");
+
+    let output = Command::new(&service)
+        .args(["chaos", "--scenario", "stall"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "[chaos]\n[--scenario]\n[stall]\n"
+    );
+}
+
+#[test]
+fn chaos_and_compare_find_the_lab_binary_on_path_or_say_how_to_build_it() {
+    let (_dir, service) = service_alone();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fake_lab(elsewhere.path(), 0);
+    let output = Command::new(&service)
+        .args(["chaos", "--help"])
+        .env("PATH", elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "[chaos]\n[--help]\n"
+    );
+
+    let nothing = tempfile::tempdir().unwrap();
+    let output = Command::new(&service)
+        .args(["compare", "--frames", "1000"])
+        .env("PATH", nothing.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let next_to = service.parent().unwrap().display().to_string();
+    for part in [
+        "kafka-actors-lab",
+        next_to.as_str(),
+        "PATH",
+        "cargo build --release -p kafka-actors-lab",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+}
+
+/// With the real lab binary built next to the service (`cargo build`, or `cargo test
+/// --workspace`, builds both), `chaos --help` and `compare --help` are the lab's.
+#[test]
+fn chaos_and_compare_help_is_the_lab_binarys() {
+    let lab = std::path::Path::new(env!("CARGO_BIN_EXE_kafka-actors"))
+        .with_file_name(format!("kafka-actors-lab{}", std::env::consts::EXE_SUFFIX));
+    if !lab.is_file() {
+        eprintln!(
+            "skipping: no {} (cargo build -p kafka-actors-lab builds it)",
+            lab.display()
+        );
+        return;
+    }
+    let output = binary().args(["chaos", "--help"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Usage: kafka-actors-lab chaos"), "{stdout}");
+    assert!(stdout.contains("--scenario <NAME|all>"), "{stdout}");
+    assert!(stdout.contains("partition-panic"), "{stdout}");
+
+    let output = binary().args(["compare", "--help"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("Usage: kafka-actors-lab compare"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--rounds <ROUNDS>"), "{stdout}");
 }

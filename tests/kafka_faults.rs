@@ -1,5 +1,5 @@
 //! Broker faults on the Apache Kafka test cluster (`tests/kafka/cluster start`), judged by the
-//! chaos oracle (`kafka_actors::chaos`): a broker leading the watched partition SIGKILLed
+//! chaos oracle (`lab::chaos`, the `kafka-actors-lab` crate): a broker leading the watched partition SIGKILLed
 //! mid-stream (Kafka elects new leaders from the in-sync replicas) and restarted, a leader
 //! moved by reassignment and preferred-leader election, and the whole cluster killed and
 //! started again. Both models; each must lose nothing, write every window exactly, never
@@ -9,14 +9,14 @@
 mod common;
 
 use common::real::RealKafka;
-use kafka_actors::chaos::{run_scenario, ChaosOptions, Scenario, Target};
 use kafka_actors::settings::Model;
 use kafka_actors::Settings;
+use lab::chaos::{run_scenario, scenarios, ChaosOptions, Scenario, Target};
 
 /// Held by the test whose faults hit the shared cluster.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn check(scenario: Scenario, model: Model) {
+async fn check(scenario: &dyn Scenario, model: Model) {
     let name = format!("{}_{}", scenario.name(), model.as_str());
     let Some(kafka) = RealKafka::get(&name) else {
         return;
@@ -47,7 +47,7 @@ macro_rules! scenario {
     ($name:ident, $scenario:ident, $model:ident) => {
         #[actix::test]
         async fn $name() {
-            check(Scenario::$scenario, Model::$model).await;
+            check(&scenarios::$scenario, Model::$model).await;
         }
     };
 }

@@ -1,14 +1,22 @@
-//! `kafka-actors compare` on a small data set: both models agree with the ground truth, the
-//! recovery figures are measured, and the report and chart hold the figures.
+//! `compare` on a small data set: both models agree with the ground truth, the recovery
+//! figures are measured, and the report and chart hold the figures.
 
+use std::path::Path;
 use std::process::Command;
+
+/// `kafka-actors-lab`, run from the repository so config/default.toml is layered as in normal
+/// use.
+fn lab() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors-lab"));
+    command.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    command
+}
 
 #[test]
 fn compare_reports_both_models_exact_with_report_and_chart() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let output = Command::new(env!("CARGO_BIN_EXE_kafka-actors"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let output = lab()
         .args([
             "compare",
             "--frames",
@@ -115,8 +123,7 @@ fn compare_refuses_a_topic_that_already_holds_records() {
     producer.flush(std::time::Duration::from_secs(10)).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_kafka-actors"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let output = lab()
         .args(["compare", "--frames", "1000", "--rounds", "1", "--brokers"])
         .arg(&kafka.brokers)
         .arg("--out")

@@ -1,4 +1,4 @@
-//! `kafka-actors compare`: the partition model and the group model side by side on the same
+//! `compare` (`kafka-actors-lab compare`, or `kafka-actors compare`): the partition model and the group model side by side on the same
 //! data. A data set with a known ground truth is produced once; then each model consumes it to
 //! its end `rounds` times, alternating which goes first, each time with a fresh consumer
 //! group. The figures of every round, their medians and spreads, and whether every model's
@@ -21,8 +21,10 @@ use actors::kafka::EmbeddedCluster;
 use actors::sink::{read_window_lines, WindowLine};
 use serde::Serialize;
 
-use crate::settings::{Model, Settings};
-use crate::{chart, run, RunError};
+use kafka_actors::settings::{Model, Settings};
+use kafka_actors::{blocking, run, run_with, RunError, RunReport};
+
+use crate::chart::{self, Bar, Chart, Panel};
 
 /// What `compare` does.
 #[derive(Debug, Clone)]
@@ -251,7 +253,7 @@ pub async fn compare(
             ..settings.kafka.clone()
         };
         let prefetch = settings.partition.prefetch_frames;
-        let (partitions, records) = crate::blocking(move || {
+        let (partitions, records) = blocking(move || {
             let ids = actors::kafka::partition_ids(&kafka)?;
             let records = actors::kafka::count_to_end(&kafka, &ids, prefetch)?;
             Ok::<_, actors::kafka::AdapterError>((ids.len() as i32, records))
@@ -287,7 +289,7 @@ pub async fn compare(
         settings.window.length_secs,
     );
     tracing::info!(frames = options.frames, partitions, topic = %settings.kafka.topic, "Producing the data set.");
-    let produced = crate::blocking(move || {
+    let produced = blocking(move || {
         generator::spawn(&kafka, &data, limits, window, partitions, false)
             .map_err(|e| RunError::Task(e.to_string()))?
             .wait()
@@ -379,9 +381,40 @@ pub async fn compare(
     let json_path = options.out.join("report.json");
     std::fs::write(&json_path, json).map_err(|source| report_error(&json_path, source))?;
     let chart_path = options.out.join("chart.svg");
-    chart::draw(&report, &chart_path)
+    chart::draw(&chart_of(&report), &chart_path)
         .map_err(|e| RunError::Task(format!("cannot draw {}: {e}", chart_path.display())))?;
     Ok(report)
+}
+
+/// The chart of `report`: the two models side by side for throughput, CPU per frame, time to
+/// the first frame and time to the end of the data (median bar, min–max whisker over the
+/// rounds).
+fn chart_of(report: &CompareReport) -> Chart {
+    let panel = |title: &str, partition: Spread, group: Spread| Panel {
+        title: title.to_owned(),
+        bars: [("partition", partition), ("group", group)]
+            .into_iter()
+            .map(|(label, s)| Bar {
+                label: label.to_owned(),
+                median: s.median,
+                min: s.min,
+                max: s.max,
+            })
+            .collect(),
+    };
+    let (p, g) = (&report.partition, &report.group);
+    Chart {
+        title: format!(
+            "partition model vs group model: {} frames, {} partitions",
+            report.frames, report.partitions
+        ),
+        panels: vec![
+            panel("frames/s", p.frames_per_s, g.frames_per_s),
+            panel("CPU µs per frame", p.cpu_us_per_frame, g.cpu_us_per_frame),
+            panel("ms to first frame", p.first_frame_ms, g.first_frame_ms),
+            panel("ms to end of data", p.end_ms, g.end_ms),
+        ],
+    }
 }
 
 /// Polls a run's figures until `done` says so, for at most `limit`; returns when it did.
@@ -406,14 +439,14 @@ async fn wait_for(
 type LiveRun = (
     Addr<RootSupervisor>,
     tokio::sync::oneshot::Sender<()>,
-    actix_rt::task::JoinHandle<Result<crate::RunReport, RunError>>,
+    actix_rt::task::JoinHandle<Result<RunReport, RunError>>,
 );
 
 /// A run of `settings` in the background.
 async fn start_live(settings: Settings) -> Result<LiveRun, RunError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let handle = actix_rt::spawn(crate::run_with(
+    let handle = actix_rt::spawn(run_with(
         settings,
         async move {
             let _ = stopped.await;
@@ -573,7 +606,7 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
         .summary
         .metrics
         .skipped_records;
-    crate::blocking(move || generator.join().map(|_| ()))
+    blocking(move || generator.join().map(|_| ()))
         .await?
         .map_err(RunError::Generator)?;
     for suffix in ["partition.jsonl", "a.jsonl", "b.jsonl"] {

@@ -1,6 +1,6 @@
-//! `kafka-actors chaos`: fault scenarios on the embedded cluster, or on a real one
-//! (`--brokers`), while a data set with a known ground truth flows, each checked by an oracle
-//! that knows every (partition, offset) produced.
+//! `chaos` (`kafka-actors-lab chaos`, or `kafka-actors chaos`): fault scenarios on the
+//! embedded cluster, or on a real one (`--brokers`), while a data set with a known ground truth
+//! flows, each checked by an oracle that knows every (partition, offset) produced.
 //!
 //! One scenario, one model: a fresh 3-broker embedded cluster (or, on a real cluster, a fresh
 //! topic with replication factor 3), and a fresh topic; the generator produces
@@ -16,26 +16,34 @@
 //! - the final commits must equal the end offsets;
 //! - recovery is the time from the fault to the faulted partition (or, for cluster-wide
 //!   faults, any partition) delivering frames again.
+//!
+//! Every scenario runs through the same harness ([`run_scenario`]) and oracle; what a scenario
+//! does differently (settings, data, the fault, its own expectations) is its [`Scenario`]
+//! implementation in [`scenarios`].
 
+pub mod scenarios;
+
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
-use actors::failure::{PartitionFailure, StopCause};
 use actors::faults::{FaultPlan, PartitionFault, Times};
 use actors::generator::{self, GeneratorReport};
-use actors::kafka::{self, BrokerError, BrokerRequest, EmbeddedCluster, FrameProducer};
+use actors::kafka::{self, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
 use actors::sink::{read_window_lines, WindowLine};
 use actors::supervisor::RootSupervisor;
-use serde::Serialize;
+use futures::future::LocalBoxFuture;
+use kafka_actors::settings::{Model, Settings};
+use kafka_actors::{blocking, error_chain, run, run_with_faults, Failure, RunError};
 
-use crate::settings::{Model, Settings};
-use crate::{blocking, run, run_with_faults, RunError};
+pub use kafka_actors::chaos::ScenarioResult;
+pub use scenarios::SCENARIOS;
 
 /// Partitions of every scenario's topic.
 const PARTITIONS: i32 = 4;
@@ -46,84 +54,102 @@ const RECOVERY_WAIT: Duration = Duration::from_secs(60);
 /// When the fault is injected, after the service started.
 const FAULT_AT: Duration = Duration::from_millis(2_500);
 
-/// A fault scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// A partition actor panics; it is restarted from its last commit.
-    PartitionPanic,
-    /// A partition fails at every start; the restart budget runs out and the service stops
-    /// with an error naming it.
-    RestartBudget,
-    /// A partition stops reading without failing; the watchdog restarts it.
-    Stall,
-    /// The leader of a partition moves to another broker.
-    LeaderMove,
-    /// Leaders flap back and forth between brokers.
-    LeaderFlap,
-    /// The broker leading a partition goes down for 3 s; its partitions' leaders are moved
-    /// away (the embedded cluster does not move them itself); then it comes back.
-    BrokerDown,
-    /// Every broker goes down for 2 s; they come back one at a time, 1.5 s apart, so the
-    /// partitions led by the last one stay out of reach for 5 s while the others resume.
-    AllBrokersDown,
-    /// Fetch requests fail (not leader, unknown partition, timeouts, disconnects).
-    FetchErrors,
-    /// Offset commits fail with retriable errors.
-    CommitErrors,
-    /// Offset commits fail with an error that is not retriable (authorization).
-    CommitErrorsFatal,
-    /// 300 ms added to every broker round trip for 3 s.
-    Latency,
-    /// Invalid frames of every kind in the stream, and as the very last frame of each
-    /// partition.
-    PoisonFrames,
-    /// The output takes 400 ms per write.
-    SlowSink,
-    /// A second group member joins mid-stream and leaves again (group model only).
-    MemberChurn,
-    /// The service process is killed with SIGKILL mid-stream and started again.
-    Sigkill,
-}
+/// A fault scenario: everything it does differently from the others. The harness
+/// ([`run_scenario`]) gives every scenario a fresh cluster and topic, the same settings and
+/// data set, runs the service while [`Scenario::drive`] injects the fault, drains, and judges
+/// the run; the methods here change those steps. Only [`Scenario::name`] and
+/// [`Scenario::about`] are required.
+pub trait Scenario: std::fmt::Debug + Sync {
+    /// Its name on the command line (`--scenario NAME`) and in `chaos.json`.
+    fn name(&self) -> &'static str;
 
-impl Scenario {
-    /// Every scenario, in order.
-    pub fn all() -> Vec<Scenario> {
-        use clap::ValueEnum;
-        Scenario::value_variants().to_vec()
+    /// What happens, in a sentence or two (`chaos --help` lists them).
+    fn about(&self) -> &'static str;
+
+    /// Whether it means anything for `model` (both models, unless it says otherwise).
+    fn applies_to(&self, _model: Model) -> bool {
+        true
     }
 
-    /// The scenario's name on the command line.
-    pub fn name(self) -> String {
-        use clap::ValueEnum;
-        self.to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default()
+    /// What the cluster must offer (anything, unless it says otherwise).
+    fn needs(&self) -> Needs {
+        Needs::Anything
     }
 
-    /// Whether the scenario means anything for `model`.
-    pub fn applies_to(self, model: Model) -> bool {
-        self != Scenario::MemberChurn || model == Model::Group
-    }
-
-    /// Whether the scenario can run on `target`: a real cluster has no request-level fault
-    /// injection, and broker faults need its control command.
-    pub fn runs_on(self, target: &Target) -> bool {
-        match target {
-            Target::Embedded => true,
-            Target::Brokers { control, .. } => match self {
-                Scenario::FetchErrors
-                | Scenario::CommitErrors
-                | Scenario::CommitErrorsFatal
-                | Scenario::Latency
-                | Scenario::LeaderFlap => false,
-                Scenario::LeaderMove | Scenario::BrokerDown | Scenario::AllBrokersDown => {
-                    control.is_some()
-                }
-                _ => true,
-            },
+    /// Whether it can run on `target`: a real cluster has no request-level fault injection,
+    /// and broker faults need its control command.
+    fn runs_on(&self, target: &Target) -> bool {
+        match (target, self.needs()) {
+            (Target::Embedded, _) | (Target::Brokers { .. }, Needs::Anything) => true,
+            (Target::Brokers { .. }, Needs::EmbeddedCluster) => false,
+            (Target::Brokers { control, .. }, Needs::BrokerControl) => control.is_some(),
         }
     }
+
+    /// Changes to the settings every scenario runs with.
+    fn settings(&self, _settings: &mut Settings) {}
+
+    /// Changes to the data set every scenario produces.
+    fn data(&self, _data: &mut GeneratorConfig) {}
+
+    /// Invalid frames appended to the end of every partition once the data set is in, one
+    /// per partition, taken in turn (none unless it says otherwise).
+    fn tail(&self) -> &'static [&'static [u8]] {
+        &[]
+    }
+
+    /// Injects the fault, 2.5 s after the service started in this process, and
+    /// answers the milliseconds until frames flow again (`None` for a fault that stops
+    /// nothing, or when they did not). The service stops only after this returns and the
+    /// data is in. Injects nothing unless it says otherwise.
+    fn drive<'a>(&'a self, _fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async { None })
+    }
+
+    /// Runs the service under the fault until the data is in: in this process, with
+    /// [`Scenario::drive`] alongside, unless it says otherwise.
+    fn serve<'a>(&'a self, service: Service<'a>) -> LocalBoxFuture<'a, Result<Served, RunError>> {
+        Box::pin(service.in_process(self))
+    }
+
+    /// Checks how the service stopped: it must not have stopped on its own, unless the
+    /// scenario says otherwise.
+    fn check_stop(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        if let Some(error) = &run.result.stopped_with {
+            problems.push(format!("the service stopped: {error}"));
+        }
+    }
+
+    /// What the run must show beyond the common checks (nothing, unless it says otherwise).
+    fn expect(&self, _run: &Outcome<'_>, _problems: &mut Vec<String>) {}
+}
+
+/// What a scenario needs of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Any cluster.
+    Anything,
+    /// The embedded cluster: request-level faults (errors, latency) and fast leader moves.
+    EmbeddedCluster,
+    /// Broker faults: on a real cluster, the control command (`--control`).
+    BrokerControl,
+}
+
+/// The scenario named `name` (in any case).
+pub fn scenario(name: &str) -> Option<&'static dyn Scenario> {
+    SCENARIOS
+        .iter()
+        .copied()
+        .find(|s| s.name().eq_ignore_ascii_case(name))
+}
+
+/// Every scenario's name and description, one per line.
+pub fn scenario_list() -> String {
+    let width = SCENARIOS.iter().map(|s| s.name().len()).max().unwrap_or(0);
+    SCENARIOS
+        .iter()
+        .map(|s| format!("  {:<width$}  {}\n", s.name(), s.about()))
+        .collect()
 }
 
 /// What to run.
@@ -133,7 +159,8 @@ pub struct ChaosOptions {
     pub frames: u64,
     /// Where each scenario's output and the report go.
     pub out: PathBuf,
-    /// The service's executable, for the SIGKILL scenario.
+    /// An executable whose `run` subcommand is the service (`kafka-actors` or
+    /// `kafka-actors-lab`), for the scenarios that run it as a child process (`sigkill`).
     pub executable: Option<PathBuf>,
     /// Where the scenarios run.
     pub target: Target,
@@ -262,57 +289,6 @@ enum Power {
     Up,
 }
 
-/// The oracle's verdict on one scenario run with one model.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScenarioResult {
-    /// The scenario.
-    pub scenario: Scenario,
-    /// The model.
-    pub model: Model,
-    /// Frames stored (valid and invalid).
-    pub frames: u64,
-    /// Of those, records the producer stored twice: a batch retried across a broker outage
-    /// is sometimes appended again though only one copy is confirmed. The service must count
-    /// both, and so does the truth.
-    pub unreported_records: u64,
-    /// Frames of window shares never written.
-    pub lost: u64,
-    /// Frames of window shares written more than once (at-least-once repeats).
-    pub duplicates: u64,
-    /// Frames the service counted as late (their window was closed when they were read),
-    /// live run and drain together. Replays after a restart or a lost assignment count here
-    /// (frames of windows the commit metadata says are written); a line short of the truth
-    /// with late frames points at a frame that arrived after its window was written.
-    pub late: u64,
-    /// Records passed over unread (deleted before they were read), live run and drain.
-    pub skipped_records: u64,
-    /// Every line exact and every share written.
-    pub windows_correct: bool,
-    /// The most valid frames ever below a committed offset while their window share was not
-    /// yet written (must be 0).
-    pub max_committed_ahead: u64,
-    /// Final commits equal the end offsets.
-    pub committed_to_end: bool,
-    /// Milliseconds from the fault to frames flowing again (none for faults that stop
-    /// nothing, or when the run ended first).
-    pub recovery_ms: Option<f64>,
-    /// Partition restarts (all causes).
-    pub restarts: u64,
-    /// Of those, by the stall watchdog.
-    pub watchdog_recoveries: u64,
-    /// Partition leader changes seen.
-    pub leader_changes: u64,
-    /// The error the service stopped with, when it stopped on its own.
-    pub stopped_with: Option<String>,
-    /// Why it stopped, when the run was in this process.
-    #[serde(skip)]
-    pub stop_cause: Option<crate::Failure>,
-    /// Scenario-specific expectations that did not hold.
-    pub problems: Vec<String>,
-    /// Everything held.
-    pub passed: bool,
-}
-
 /// Committed offsets and written shares at one moment.
 struct Sample {
     committed: BTreeMap<i32, i64>,
@@ -382,7 +358,7 @@ fn lines(path: &Path) -> Vec<WindowLine> {
 /// The settings of one scenario run against `brokers`.
 fn scenario_settings(
     base: &Settings,
-    scenario: Scenario,
+    scenario: &dyn Scenario,
     model: Model,
     brokers: &str,
     topic: &str,
@@ -397,47 +373,180 @@ fn scenario_settings(
     s.window.length_secs = 10;
     s.window.lateness_secs = 3;
     // The service default: a partition that is caught up and quiet for 5 s stops holding the
-    // watermark. In the all-brokers outage the last broker's partitions are out of reach for
-    // 5 s, longer than their 3 s here: quiet time while a partition's leader is out of reach
-    // must not count.
-    s.window.idle_after_ms = if scenario == Scenario::AllBrokersDown {
-        3_000
-    } else {
-        5_000
-    };
+    // watermark.
+    s.window.idle_after_ms = 5_000;
     s.flush.interval_ms = 100;
     s.partition.poll_timeout_ms = 50;
     s.metrics.log_interval_ms = 0;
     s.sink.kind = SinkKind::File;
     s.sink.path = out.display().to_string();
     s.sink.label_partitions = true;
-    s.sink.write_delay_ms = if scenario == Scenario::SlowSink {
-        400
-    } else {
-        0
-    };
+    s.sink.write_delay_ms = 0;
     s.supervisor.backoff_initial_ms = 50;
     s.supervisor.backoff_max_ms = 1_000;
     s.supervisor.max_restarts = 3;
     s.supervisor.restart_window_secs = 60;
-    s.supervisor.stall_timeout_ms = if scenario == Scenario::Stall {
-        2_000
-    } else {
-        10_000
-    };
+    s.supervisor.stall_timeout_ms = 10_000;
     // Statistics tell when a partition's leader is out of reach; they must come well within
     // the idle time.
-    s.supervisor.stats_interval_ms = if scenario == Scenario::AllBrokersDown {
-        250
-    } else {
-        1_000
-    };
+    s.supervisor.stats_interval_ms = 1_000;
     // Kafka refuses sessions below its group.min.session.timeout.ms (6 s by default).
     s.group.session_timeout_ms = if real { 6_000 } else { 3_000 };
     s.group.revoke_timeout_ms = if real { 3_000 } else { 2_000 };
     s.run.until_end = false;
     s.run.stop_after = String::new();
+    scenario.settings(&mut s);
     s
+}
+
+/// The service of one scenario run, for [`Scenario::serve`].
+pub struct Service<'a> {
+    /// The scenario's settings.
+    settings: &'a Settings,
+    /// The cluster it runs on.
+    cluster: &'a ChaosCluster,
+    /// The scenario's topic.
+    topic: &'a str,
+    /// Where a second group member writes its windows (the oracle reads it too).
+    second_out: &'a Path,
+    /// Resolves once the data set is in: the service is to stop then.
+    data_in: tokio::sync::oneshot::Receiver<()>,
+    /// The service's executable (`ChaosOptions::executable`), for runs in a child process.
+    executable: Option<&'a Path>,
+}
+
+/// How the service ran under the fault.
+#[derive(Debug, Default)]
+pub struct Served {
+    /// The figures of the run in this process (none from a child process).
+    metrics: MetricsSnapshot,
+    /// The error the service stopped with, when it stopped on its own.
+    stopped_with: Option<String>,
+    /// Why it stopped, when the run was in this process.
+    stop_cause: Option<Failure>,
+    /// Milliseconds from the fault to frames flowing again.
+    recovery_ms: Option<f64>,
+    /// What the fault driver found wrong.
+    problems: Vec<String>,
+}
+
+impl Service<'_> {
+    /// Runs the service in this process with the scenario's fault plan, while
+    /// [`Scenario::drive`] injects the fault [`FAULT_AT`] after it started. The service stops
+    /// once the data is in and the driver is done (the fault's recovery has been seen, or its
+    /// wait ran out): a slow recovery is measured, not cut short.
+    async fn in_process<S: Scenario + ?Sized>(self, scenario: &S) -> Result<Served, RunError> {
+        let Service {
+            settings,
+            cluster,
+            topic,
+            second_out,
+            data_in,
+            ..
+        } = self;
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
+        let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel::<()>();
+        let plan = FaultPlan::default();
+        let mut second_member = settings.clone();
+        second_member.sink.path = second_out.display().to_string();
+        let driver = async {
+            let _done = driver_done_tx;
+            let supervisor = addr_rx.await.ok()?;
+            actix_rt::time::sleep(FAULT_AT).await;
+            let fault = Fault {
+                supervisor: &supervisor,
+                plan: &plan,
+                cluster,
+                topic,
+                second_member: &second_member,
+                started: Instant::now(),
+                problems: RefCell::default(),
+            };
+            let recovery_ms = scenario.drive(&fault).await;
+            Some((recovery_ms, fault.problems.into_inner()))
+        };
+        let service = run_with_faults(
+            settings.clone(),
+            async move {
+                let _ = data_in.await;
+                let _ = driver_done.await;
+            },
+            Some(plan.clone()),
+            move |supervisor| {
+                let _ = addr_tx.send(supervisor);
+            },
+        );
+        let (result, driven) = tokio::join!(service, driver);
+        let mut served = Served::default();
+        match result {
+            Ok(report) => served.metrics = report.summary.metrics,
+            Err(error) => {
+                served.stopped_with = Some(error_chain(&error));
+                if let RunError::Failed { summary, cause } = error {
+                    served.metrics = summary.metrics;
+                    served.stop_cause = Some(cause);
+                }
+            }
+        }
+        if let Some((recovery_ms, problems)) = driven {
+            served.recovery_ms = recovery_ms;
+            served.problems = problems;
+        }
+        Ok(served)
+    }
+}
+
+/// The running service and its cluster, for [`Scenario::drive`].
+pub struct Fault<'a> {
+    /// The service's supervisor.
+    supervisor: &'a Addr<RootSupervisor>,
+    /// The faults armed at the service's partition sources.
+    plan: &'a FaultPlan,
+    /// The cluster.
+    cluster: &'a ChaosCluster,
+    /// The scenario's topic.
+    topic: &'a str,
+    /// Settings for a second member of the service's group, writing to a file of its own.
+    second_member: &'a Settings,
+    /// When the driver started: the fault's moment, unless it measures from later.
+    started: Instant,
+    /// What the driver found wrong (added to the verdict's problems).
+    problems: RefCell<Vec<String>>,
+}
+
+impl Fault<'_> {
+    /// Arms `fault` at the partition the scenarios aim at, [`TARGET`].
+    fn inject(&self, fault: PartitionFault, times: Times) {
+        self.plan.inject(TARGET, fault, times);
+    }
+
+    /// Milliseconds from `since` until `watch` sees progress (polled every 20 ms, for up to
+    /// 60 s from the fault).
+    async fn recovery(&self, watch: Watch, since: Instant) -> Option<f64> {
+        recovery(self.supervisor, watch, since).await
+    }
+
+    /// The broker leading `partition` as the service last saw it.
+    async fn leader_of(&self, partition: i32) -> i32 {
+        leader_of(self.supervisor, partition).await
+    }
+
+    /// Records something the scenario's run did wrong.
+    fn problem(&self, problem: impl Into<String>) {
+        self.problems.borrow_mut().push(problem.into());
+    }
+}
+
+/// A judged run, for a scenario's own checks ([`Scenario::check_stop`], [`Scenario::expect`]).
+pub struct Outcome<'a> {
+    /// The verdict so far.
+    result: &'a ScenarioResult,
+    /// The figures of the run under the fault.
+    live: &'a MetricsSnapshot,
+    /// The figures of the drain run.
+    drained: &'a MetricsSnapshot,
+    /// Invalid frames produced (the data set's and the tail's).
+    produced_invalid: u64,
 }
 
 /// Runs one scenario with one model and judges it.
@@ -447,7 +556,7 @@ fn scenario_settings(
 /// under the fault is part of the verdict, not an error).
 pub async fn run_scenario(
     base: &Settings,
-    scenario: Scenario,
+    scenario: &dyn Scenario,
     model: Model,
     options: &ChaosOptions,
 ) -> Result<ScenarioResult, RunError> {
@@ -466,7 +575,7 @@ pub async fn run_scenario(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let topic = format!("chaos-{name}-{}-{stamp}", std::process::id());
-    let cluster = Arc::new(match &options.target {
+    let cluster = match &options.target {
         Target::Embedded => {
             let cluster = EmbeddedCluster::start(3)?;
             cluster.create_topic(&topic, PARTITIONS, 3)?;
@@ -484,7 +593,7 @@ pub async fn run_scenario(
                 control: control.clone(),
             }
         }
-    });
+    };
     let real = cluster.embedded().is_none();
     let settings = scenario_settings(
         base,
@@ -495,28 +604,29 @@ pub async fn run_scenario(
         &out,
         real,
     );
-    tracing::info!(scenario = %scenario.name(), model = model.as_str(), "Scenario starts.");
+    tracing::info!(
+        scenario = scenario.name(),
+        model = model.as_str(),
+        "Scenario starts."
+    );
 
     // About six seconds of data on the embedded cluster; thirty on a real one, where a broker
     // fault takes longer (a killed broker's leaderships move once its session ends, a restart
     // takes seconds, Kafka's reassignment tools take up to 20 s to move a leader on two busy
     // cores) and must land while frames still flow, or no recovery can be seen.
     let seconds = if real { 30 } else { 6 };
-    let data = GeneratorConfig {
+    let mut data = GeneratorConfig {
         rate: (options.frames / seconds).max(1),
         frames: options.frames,
         users: 2_000,
         jitter_secs: 3.0,
-        bad_ratio: if scenario == Scenario::PoisonFrames {
-            0.05
-        } else {
-            0.0
-        },
+        bad_ratio: 0.0,
         seed: 11,
         event_rate: 500.0,
         start_ts: 1_790_000_000.0,
         truth_file: String::new(),
     };
+    scenario.data(&mut data);
     // The generator's producer retries a lost broker every 100 ms, so once brokers return what
     // it buffered is stored at once: the scenarios judge how the service waits for it, not how
     // long the producer backs off.
@@ -535,17 +645,17 @@ pub async fn run_scenario(
     .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
     let watcher = Watcher::start(settings.kafka.clone(), vec![out.clone(), second.clone()]);
 
-    // The data is in (plus the poison tail): the stop signal for the service.
+    // The data is in (plus the scenario's tail): the stop signal for the service.
     let (data_in_tx, data_in) = tokio::sync::oneshot::channel::<()>();
     let producing = {
-        let (kafka, poison) = (settings.kafka.clone(), scenario == Scenario::PoisonFrames);
+        let (kafka, tail) = (settings.kafka.clone(), scenario.tail());
         // Spawned now (not when awaited): it is what stops the service.
         actix_rt::task::spawn_blocking(
             move || -> Result<(GeneratorReport, BTreeMap<i32, i64>), RunError> {
                 let report = generator.wait().map_err(RunError::Generator)?;
                 let mut ends = report.end_offsets.clone();
-                if poison {
-                    append_poison_tail(&kafka, &mut ends)?;
+                if !tail.is_empty() {
+                    append_tail(&kafka, tail, &mut ends)?;
                 }
                 std::thread::sleep(Duration::from_millis(1_500));
                 let _ = data_in_tx.send(());
@@ -554,73 +664,16 @@ pub async fn run_scenario(
         )
     };
 
-    let mut stopped_with = None;
-    let mut stop_cause = None;
-    let notes = Arc::new(DriverNotes::default());
-    let recovery_ms;
-    let mut metrics = MetricsSnapshot::default();
-    if scenario == Scenario::Sigkill {
-        let executable = options
-            .executable
-            .clone()
-            .ok_or_else(|| RunError::Task("the SIGKILL scenario needs the executable".into()))?;
-        let (recovery, error) = run_killed_and_restarted(&executable, &settings, data_in).await?;
-        recovery_ms = recovery;
-        stopped_with = error;
-    } else {
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
-        let seen = notes.clone();
-        let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel::<()>();
-        let faults = FaultPlan::default();
-        let driver = {
-            let (cluster, topic, faults) = (cluster.clone(), topic.clone(), faults.clone());
-            let member_b = (scenario == Scenario::MemberChurn).then(|| {
-                let mut b = settings.clone();
-                b.sink.path = second.display().to_string();
-                b
-            });
-            actix_rt::spawn(async move {
-                let _done = driver_done_tx;
-                let supervisor = addr_rx.await.ok()?;
-                actix_rt::time::sleep(FAULT_AT).await;
-                drive_fault(
-                    scenario,
-                    &supervisor,
-                    &faults,
-                    &cluster,
-                    &topic,
-                    member_b,
-                    &seen,
-                )
-                .await
-            })
-        };
-        // The service stops once the data is in and the fault's recovery has been seen (or
-        // its wait ran out): a slow recovery is measured, not cut short.
-        let result = run_with_faults(
-            settings.clone(),
-            async move {
-                let _ = data_in.await;
-                let _ = driver_done.await;
-            },
-            Some(faults),
-            move |supervisor| {
-                let _ = addr_tx.send(supervisor);
-            },
-        )
-        .await;
-        match result {
-            Ok(report) => metrics = report.summary.metrics,
-            Err(error) => {
-                stopped_with = Some(crate::error_chain(&error));
-                if let RunError::Failed { summary, cause } = error {
-                    metrics = summary.metrics;
-                    stop_cause = Some(cause);
-                }
-            }
-        }
-        recovery_ms = driver.await.ok().flatten().flatten();
-    }
+    let served = scenario
+        .serve(Service {
+            settings: &settings,
+            cluster: &cluster,
+            topic: &topic,
+            second_out: &second,
+            data_in,
+            executable: options.executable.as_deref(),
+        })
+        .await?;
     let (mut report, ends) = producing
         .await
         .map_err(|e| RunError::Task(e.to_string()))??;
@@ -640,12 +693,13 @@ pub async fn run_scenario(
     })?;
     written.extend(lines(&second));
     let verdict = judge(&written, &report, &samples);
-    // Invalid frames appended after the generator's (the poison tail).
+    // Invalid frames appended after the generator's (the tail).
     let tail = (ends.values().sum::<i64>() - report.end_offsets.values().sum::<i64>()) as u64;
     let produced_invalid = report.truth.invalid.values().sum::<u64>() + tail;
+    let metrics = served.metrics;
     let combined = |f: fn(&MetricsSnapshot) -> u64| f(&metrics) + f(&drained.summary.metrics);
     let mut result = ScenarioResult {
-        scenario,
+        scenario: scenario.name(),
         model,
         frames: report.delivered + unreported + tail,
         unreported_records: unreported,
@@ -656,12 +710,12 @@ pub async fn run_scenario(
         windows_correct: verdict.lost == 0 && verdict.inexact.is_empty(),
         max_committed_ahead: verdict.max_committed_ahead,
         committed_to_end: final_commits == ends,
-        recovery_ms,
+        recovery_ms: served.recovery_ms,
         restarts: combined(|m| m.restarts),
         watchdog_recoveries: combined(|m| m.watchdog_recoveries),
         leader_changes: metrics.leader_changes.len() as u64,
-        stopped_with,
-        stop_cause,
+        stopped_with: served.stopped_with,
+        stop_cause: served.stop_cause,
         problems: Vec::new(),
         passed: false,
     };
@@ -677,99 +731,29 @@ pub async fn run_scenario(
             "final commits {final_commits:?} differ from the end offsets {ends:?}"
         ));
     }
-    let member_b_assigned = notes.member_b_assignments.load(Ordering::Relaxed) > 0;
-    expectations(
-        &mut result,
-        &metrics,
-        &drained.summary.metrics,
+    // What the scenario itself must show.
+    let mut problems = Vec::new();
+    let outcome = Outcome {
+        result: &result,
+        live: &metrics,
+        drained: &drained.summary.metrics,
         produced_invalid,
-        member_b_assigned,
-    );
+    };
+    scenario.check_stop(&outcome, &mut problems);
+    problems.extend(served.problems);
+    scenario.expect(&outcome, &mut problems);
+    result.problems.extend(problems);
     result.passed = result.lost == 0
         && result.windows_correct
         && result.max_committed_ahead == 0
         && result.problems.is_empty();
-    tracing::info!(scenario = %scenario.name(), model = model.as_str(), passed = result.passed, "Scenario done.");
+    tracing::info!(
+        scenario = scenario.name(),
+        model = model.as_str(),
+        passed = result.passed,
+        "Scenario done."
+    );
     Ok(result)
-}
-
-/// What each scenario must show beyond the common checks.
-fn expectations(
-    result: &mut ScenarioResult,
-    live: &MetricsSnapshot,
-    drained: &MetricsSnapshot,
-    produced_invalid: u64,
-    member_b_assigned: bool,
-) {
-    let problems = &mut result.problems;
-    match result.scenario {
-        // Three restarts (supervisor.max_restarts), then the fourth failure stops the service.
-        Scenario::RestartBudget => {
-            match &result.stop_cause {
-                Some(crate::Failure::Stopped(StopCause::RestartBudget {
-                    partition: TARGET,
-                    failures: 4,
-                    last: PartitionFailure::Source { message, .. },
-                    ..
-                })) if message.ends_with("injected failure") => {}
-                other => problems.push(format!(
-                    "expected the service to stop naming partition {TARGET}, 4 failures and the cause, got {other:?}"
-                )),
-            }
-            // The figures of the stopped run come with its error.
-            if live.restarts != 3 {
-                problems.push(format!(
-                    "expected 3 restarts before the stop, the stopped run reports {}",
-                    live.restarts
-                ));
-            }
-        }
-        _ => {
-            if let Some(error) = &result.stopped_with {
-                problems.push(format!("the service stopped: {error}"));
-            }
-        }
-    }
-    match result.scenario {
-        Scenario::PartitionPanic if live.restarts == 0 => {
-            problems.push("no restart after the panic".into());
-        }
-        Scenario::PartitionPanic
-            if !live.restart_log.iter().any(|r| {
-                r.partition == TARGET && matches!(r.cause, PartitionFailure::Panicked { .. })
-            }) =>
-        {
-            problems.push("the restart does not name the panic".into());
-        }
-        // Retriable commit errors are retried inside librdkafka and never reach the service;
-        // an authorization error does.
-        Scenario::CommitErrorsFatal if live.commit_failures == 0 => {
-            problems.push("no commit failed: the fault did not reach the service".into());
-        }
-        Scenario::MemberChurn if !member_b_assigned => {
-            problems.push("the second member was never assigned a partition".into());
-        }
-        Scenario::Stall if live.watchdog_recoveries == 0 => {
-            problems.push("the watchdog did not recover the stalled partition".into());
-        }
-        Scenario::LeaderMove | Scenario::LeaderFlap | Scenario::BrokerDown
-            if live.leader_changes.is_empty() =>
-        {
-            problems.push("no leader change recorded".into());
-        }
-        // Every invalid frame was counted (replays may count some twice). That the poison
-        // tail was passed shows in the commits reaching the end offsets, checked for all.
-        Scenario::PoisonFrames => {
-            let invalid: u64 =
-                live.invalid.values().sum::<u64>() + drained.invalid.values().sum::<u64>();
-            if invalid < produced_invalid {
-                problems.push(format!(
-                    "{invalid} invalid frames counted, {produced_invalid} produced"
-                ));
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Checks the delivery reports against the log. When some record in the generator's range of
@@ -842,17 +826,15 @@ async fn count_unreported(
     Ok(extra)
 }
 
-/// Appends one invalid frame of a different kind to the end of every partition.
-fn append_poison_tail(kafka: &KafkaConfig, ends: &mut BTreeMap<i32, i64>) -> Result<(), RunError> {
-    let poison: [&[u8]; 4] = [
-        b"{not json",
-        b"[1, 2, 3]",
-        br#"{"ts": 1790000000}"#,
-        br#"{"ts": "soon", "uid": "u"}"#,
-    ];
+/// Appends `tail[p % tail.len()]` to the end of every partition `p`.
+fn append_tail(
+    kafka: &KafkaConfig,
+    tail: &[&[u8]],
+    ends: &mut BTreeMap<i32, i64>,
+) -> Result<(), RunError> {
     let producer = FrameProducer::new(kafka)?;
     for partition in 0..PARTITIONS {
-        let payload = poison[partition as usize % poison.len()];
+        let payload = tail[partition as usize % tail.len()];
         producer
             .send(u64::MAX - partition as u64, partition, b"poison", payload)
             .map_err(|e| RunError::Task(format!("producing a poison frame: {e}")))?;
@@ -864,198 +846,9 @@ fn append_poison_tail(kafka: &KafkaConfig, ends: &mut BTreeMap<i32, i64>) -> Res
     Ok(())
 }
 
-/// Injects the scenario's fault and measures the recovery.
-async fn drive_fault(
-    scenario: Scenario,
-    supervisor: &Addr<RootSupervisor>,
-    faults: &FaultPlan,
-    cluster: &ChaosCluster,
-    topic: &str,
-    member_b: Option<Settings>,
-    notes: &DriverNotes,
-) -> Option<Option<f64>> {
-    let inject = |fault: PartitionFault, times: Times| faults.inject(TARGET, fault, times);
-    let started = Instant::now();
-    let watch = match scenario {
-        Scenario::PartitionPanic => {
-            inject(PartitionFault::Panic, Times::Once);
-            Watch::Restart(TARGET)
-        }
-        Scenario::RestartBudget => {
-            inject(PartitionFault::Fail, Times::EveryOpen);
-            Watch::Nothing
-        }
-        Scenario::Stall => {
-            inject(PartitionFault::StallMs(120_000), Times::Once);
-            Watch::Restart(TARGET)
-        }
-        Scenario::LeaderMove => {
-            let leader = leader_of(supervisor, TARGET).await;
-            cluster
-                .move_leader(topic, TARGET, other_broker(leader))
-                .await;
-            // From the move itself: on a real cluster the reassignment tools take seconds
-            // before the election that moves the leader.
-            return Some(recovery(supervisor, Watch::Partition(TARGET), Instant::now()).await);
-        }
-        Scenario::LeaderFlap => {
-            let first = leader_of(supervisor, TARGET).await;
-            let second = other_broker(first);
-            cluster.move_leader(topic, TARGET, second).await;
-            // Recovery from the first move; then it flaps back and forth.
-            let recovery = recovery(supervisor, Watch::Partition(TARGET), started).await;
-            for to in [first, second, first] {
-                actix_rt::time::sleep(Duration::from_millis(1_200)).await;
-                cluster.move_leader(topic, TARGET, to).await;
-            }
-            return Some(recovery);
-        }
-        Scenario::BrokerDown => {
-            let leader = leader_of(supervisor, TARGET).await;
-            let leaders = supervisor.send(GetMetrics).await.ok()?.partitions;
-            cluster.broker_down(Some(leader)).await;
-            // The embedded cluster does not move leaders itself; Kafka elects new ones from
-            // the in-sync replicas once the broker's session ends.
-            if let Some(embedded) = cluster.embedded() {
-                for (partition, metrics) in &leaders {
-                    if metrics.leader == Some(leader) || *partition == TARGET {
-                        let _ = embedded.move_leader(topic, *partition, other_broker(leader));
-                    }
-                }
-            }
-            let recovery = recovery(supervisor, Watch::Partition(TARGET), started).await;
-            let down_for = if cluster.embedded().is_some() { 3 } else { 10 };
-            actix_rt::time::sleep(Duration::from_secs(down_for).saturating_sub(started.elapsed()))
-                .await;
-            cluster.broker_up(Some(leader)).await;
-            return Some(recovery);
-        }
-        Scenario::AllBrokersDown if cluster.embedded().is_none() => {
-            // The whole cluster stops and starts again (all nodes at once; the control
-            // command returns when they are registered).
-            cluster.broker_down(None).await;
-            actix_rt::time::sleep(Duration::from_secs(2)).await;
-            let (recovery, ()) = tokio::join!(
-                recovery(supervisor, Watch::Any, started),
-                cluster.broker_up(None)
-            );
-            return Some(recovery);
-        }
-        Scenario::AllBrokersDown => {
-            cluster.broker_down(None).await;
-            actix_rt::time::sleep(Duration::from_secs(2)).await;
-            cluster.broker_up(Some(1)).await;
-            let rest = async {
-                for broker in 2..=3 {
-                    actix_rt::time::sleep(Duration::from_millis(1_500)).await;
-                    cluster.broker_up(Some(broker)).await;
-                }
-            };
-            let (recovery, ()) = tokio::join!(recovery(supervisor, Watch::Any, started), rest);
-            return Some(recovery);
-        }
-        Scenario::FetchErrors => {
-            let cluster = cluster.embedded()?;
-            let _ = cluster.fail_next(
-                BrokerRequest::Fetch,
-                &[
-                    BrokerError::NotLeaderForPartition,
-                    BrokerError::UnknownTopicOrPartition,
-                    BrokerError::RequestTimedOut,
-                    BrokerError::Disconnect,
-                    BrokerError::NotLeaderForPartition,
-                    BrokerError::RequestTimedOut,
-                ],
-            );
-            Watch::Nothing
-        }
-        Scenario::CommitErrors => {
-            let cluster = cluster.embedded()?;
-            let _ = cluster.fail_next(
-                BrokerRequest::OffsetCommit,
-                &[
-                    BrokerError::RequestTimedOut,
-                    BrokerError::CoordinatorLoadInProgress,
-                    BrokerError::NotCoordinator,
-                    BrokerError::RequestTimedOut,
-                ],
-            );
-            Watch::Nothing
-        }
-        Scenario::CommitErrorsFatal => {
-            let cluster = cluster.embedded()?;
-            let _ = cluster.fail_next(
-                BrokerRequest::OffsetCommit,
-                &[BrokerError::GroupAuthorizationFailed; 3],
-            );
-            Watch::Nothing
-        }
-        Scenario::Latency => {
-            let cluster = cluster.embedded()?;
-            for broker in 1..=3 {
-                let _ = cluster.broker_latency(broker, Duration::from_millis(300));
-            }
-            actix_rt::time::sleep(Duration::from_secs(3)).await;
-            for broker in 1..=3 {
-                let _ = cluster.broker_latency(broker, Duration::ZERO);
-            }
-            Watch::Nothing
-        }
-        Scenario::MemberChurn => {
-            let b = member_b?;
-            // The second member stays until its client reports leaders for partitions it was
-            // assigned (on the embedded cluster a join can take most of 5 s), then 3 s more;
-            // 20 s at most.
-            let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
-            let leave = async move {
-                if let Ok(member) = started_rx.await {
-                    let deadline = Instant::now() + Duration::from_secs(20);
-                    while Instant::now() < deadline {
-                        let assigned = member
-                            .send(GetMetrics)
-                            .await
-                            .is_ok_and(|m| m.partitions.values().any(|p| p.leader.is_some()));
-                        if assigned {
-                            break;
-                        }
-                        actix_rt::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                actix_rt::time::sleep(Duration::from_secs(3)).await;
-            };
-            let run = crate::run_with(b, leave, move |member| {
-                let _ = started_tx.send(member);
-            });
-            if let Ok(report) = run.await {
-                let assigned = report
-                    .summary
-                    .group_history
-                    .iter()
-                    .filter(|r| matches!(r.event, actors::intake::GroupEvent::Assigned { .. }))
-                    .count();
-                notes
-                    .member_b_assignments
-                    .store(assigned as u64, Ordering::Relaxed);
-            }
-            Watch::Nothing
-        }
-        Scenario::PoisonFrames | Scenario::SlowSink | Scenario::Sigkill => Watch::Nothing,
-    };
-    Some(recovery(supervisor, watch, started).await)
-}
-
-/// What the fault driver saw that the run's report cannot tell.
-#[derive(Debug, Default)]
-struct DriverNotes {
-    /// Partitions the second member was assigned.
-    member_b_assignments: AtomicU64,
-}
-
 /// What counts as consuming again after a fault.
 #[derive(Debug, Clone, Copy)]
 enum Watch {
-    /// The fault stops nothing by itself.
-    Nothing,
     /// The partition delivers a chunk.
     Partition(i32),
     /// The partition is restarted and then delivers a chunk.
@@ -1069,7 +862,6 @@ async fn recovery(supervisor: &Addr<RootSupervisor>, watch: Watch, since: Instan
     let chunks = |m: &MetricsSnapshot, p: i32| m.partitions.get(&p).map_or(0, |p| p.chunks);
     let first = supervisor.send(GetMetrics).await.ok()?;
     let mut reference: Option<u64> = match watch {
-        Watch::Nothing => return None,
         Watch::Partition(p) => Some(chunks(&first, p)),
         Watch::Restart(_) => None,
         Watch::Any => Some(first.frames),
@@ -1115,93 +907,6 @@ fn other_broker(broker: i32) -> i32 {
     broker % 3 + 1
 }
 
-/// The SIGKILL scenario: the service runs as a child process, is killed mid-stream, started
-/// again, and stopped with SIGTERM once the data is in. Answers the time from the kill to the
-/// new process's first committed progress, and the error if the second process failed.
-async fn run_killed_and_restarted(
-    executable: &Path,
-    settings: &Settings,
-    data_in: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(Option<f64>, Option<String>), RunError> {
-    let spawn = || {
-        std::process::Command::new(executable)
-            .args(["run", "--model", settings.model.as_str()])
-            .args(["--brokers", &settings.kafka.brokers])
-            .args(["--topic", &settings.kafka.topic])
-            .args(["--group", &settings.kafka.group])
-            .envs(child_env(settings))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| RunError::Task(format!("cannot start {}: {e}", executable.display())))
-    };
-    let mut first = spawn()?;
-    actix_rt::time::sleep(FAULT_AT + Duration::from_millis(500)).await;
-    let before = committed_sum(&settings.kafka).await;
-    // Child::kill sends SIGKILL on Unix.
-    let _ = first.kill();
-    let _ = first.wait();
-    let killed = Instant::now();
-    let mut second = spawn()?;
-    let mut recovery = None;
-    while killed.elapsed() < Duration::from_secs(30) {
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-        if committed_sum(&settings.kafka).await > before {
-            recovery = Some(killed.elapsed().as_secs_f64() * 1e3);
-            break;
-        }
-    }
-    let _ = data_in.await;
-    // SIGTERM: the service stops gracefully (writes what is closed, commits).
-    // SAFETY: `kill` only sends a signal to the child's pid, which we own and have not reaped.
-    unsafe {
-        libc::kill(second.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let status = blocking(move || second.wait())
-        .await?
-        .map_err(|e| RunError::Task(format!("waiting for the service: {e}")))?;
-    let error = (!status.success()).then(|| format!("the restarted service exited with {status}"));
-    Ok((recovery, error))
-}
-
-/// Settings a child service gets through the environment.
-fn child_env(settings: &Settings) -> Vec<(String, String)> {
-    let pairs = [
-        (
-            "WINDOW__LENGTH_SECS",
-            settings.window.length_secs.to_string(),
-        ),
-        (
-            "WINDOW__LATENESS_SECS",
-            settings.window.lateness_secs.to_string(),
-        ),
-        (
-            "WINDOW__IDLE_AFTER_MS",
-            settings.window.idle_after_ms.to_string(),
-        ),
-        ("FLUSH__INTERVAL_MS", settings.flush.interval_ms.to_string()),
-        (
-            "PARTITION__POLL_TIMEOUT_MS",
-            settings.partition.poll_timeout_ms.to_string(),
-        ),
-        ("METRICS__LOG_INTERVAL_MS", "0".to_owned()),
-        ("SINK__KIND", "file".to_owned()),
-        ("SINK__PATH", settings.sink.path.clone()),
-        (
-            "GROUP__SESSION_TIMEOUT_MS",
-            settings.group.session_timeout_ms.to_string(),
-        ),
-        (
-            "GROUP__REVOKE_TIMEOUT_MS",
-            settings.group.revoke_timeout_ms.to_string(),
-        ),
-    ];
-    pairs
-        .into_iter()
-        .map(|(k, v)| (format!("KAFKA_ACTORS__{k}"), v))
-        .collect()
-}
-
 /// The group's committed offsets of every partition that has one.
 async fn committed(kafka: &KafkaConfig) -> Result<BTreeMap<i32, i64>, RunError> {
     let kafka = kafka.clone();
@@ -1209,6 +914,7 @@ async fn committed(kafka: &KafkaConfig) -> Result<BTreeMap<i32, i64>, RunError> 
     Ok(blocking(move || kafka::committed_positions(&kafka, &partitions)).await??)
 }
 
+/// The sum of the group's committed offsets (0 when they cannot be read).
 async fn committed_sum(kafka: &KafkaConfig) -> i64 {
     committed(kafka).await.map_or(0, |c| c.values().sum())
 }
@@ -1321,7 +1027,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
         };
         text.push_str(&format!(
             "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7}  {}\n",
-            r.scenario.name(),
+            r.scenario,
             r.model.as_str(),
             r.frames,
             r.lost,
@@ -1347,14 +1053,17 @@ pub fn table(results: &[ScenarioResult]) -> String {
 /// A scenario's harness failed, or the report could not be written.
 pub async fn chaos(
     base: &Settings,
-    scenarios: &[Scenario],
+    scenarios: &[&dyn Scenario],
     models: &[Model],
     options: &ChaosOptions,
 ) -> Result<Vec<ScenarioResult>, RunError> {
     let mut results = Vec::new();
     for scenario in scenarios {
         if !scenario.runs_on(&options.target) {
-            tracing::warn!(scenario = %scenario.name(), "Skipped: it cannot run on this cluster (broker faults need --control).");
+            tracing::warn!(
+                scenario = scenario.name(),
+                "Skipped: it cannot run on this cluster (broker faults need --control)."
+            );
             continue;
         }
         for model in models {

@@ -1,21 +1,22 @@
-//! The fault scenarios of `kafka-actors chaos`, for both models, each judged by the oracle:
-//! no frame lost, every window exact, no commit ahead of durable output, commits at the end,
-//! and what the scenario itself must show (a restart, a watchdog recovery, a leader change,
-//! an escalation). A handful run by default; the rest are ignored and run from `.ci/run`
-//! (`cargo test --release --test chaos -- --ignored`).
+//! The fault scenarios of `chaos`, for both models, each judged by the oracle: no frame lost,
+//! every window exact, no commit ahead of durable output, commits at the end, and what the
+//! scenario itself must show (a restart, a watchdog recovery, a leader change, an
+//! escalation). A handful run by default; the rest are ignored and run from `.ci/run`
+//! (`cargo test -p kafka-actors-lab --test chaos -- --ignored`).
 
 mod common;
 
-use kafka_actors::chaos::{run_scenario, ChaosOptions, Scenario};
 use kafka_actors::settings::Model;
 use kafka_actors::Settings;
+use lab::chaos::{run_scenario, scenarios, ChaosOptions, Scenario, SCENARIOS};
 
-async fn check(scenario: Scenario, model: Model) {
+async fn check(scenario: &dyn Scenario, model: Model) {
     let dir = tempfile::tempdir().unwrap();
     let options = ChaosOptions {
         frames: 20_000,
         out: dir.path().to_owned(),
-        executable: Some(env!("CARGO_BIN_EXE_kafka-actors").into()),
+        // Its hidden `run` is the service (the sigkill scenario starts it).
+        executable: Some(env!("CARGO_BIN_EXE_kafka-actors-lab").into()),
         target: Default::default(),
     };
     let result = run_scenario(&Settings::default(), scenario, model, &options)
@@ -28,14 +29,14 @@ macro_rules! scenario {
     ($name:ident, $scenario:ident, $model:ident) => {
         #[actix::test]
         async fn $name() {
-            check(Scenario::$scenario, Model::$model).await;
+            check(&scenarios::$scenario, Model::$model).await;
         }
     };
     (ignore $name:ident, $scenario:ident, $model:ident) => {
         #[actix::test]
         #[ignore = "slow; run from .ci/run"]
         async fn $name() {
-            check(Scenario::$scenario, Model::$model).await;
+            check(&scenarios::$scenario, Model::$model).await;
         }
     };
 }
@@ -75,7 +76,7 @@ scenario!(ignore sigkill_group, Sigkill, Group);
 #[test]
 fn every_scenario_is_tested_for_every_model() {
     let source = include_str!("chaos.rs");
-    for scenario in Scenario::all() {
+    for scenario in SCENARIOS {
         for model in [Model::Partition, Model::Group] {
             if scenario.applies_to(model) {
                 let variant = format!("{scenario:?}, {model:?})");

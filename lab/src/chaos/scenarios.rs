@@ -1,0 +1,716 @@
+//! The fault scenarios, one `impl Scenario` each: its name and description, the models and
+//! clusters it applies to, its settings and data, the fault it drives and what its run must
+//! show. The harness and the oracle (the parent module) treat every scenario alike.
+//!
+//! Adding a scenario: a unit struct with its `impl Scenario` here, and its place in
+//! [`SCENARIOS`].
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actors::config::GeneratorConfig;
+use actors::failure::{PartitionFailure, StopCause};
+use actors::faults::{PartitionFault, Times};
+use actors::intake::GroupEvent;
+use actors::kafka::{BrokerError, BrokerRequest};
+use actors::metrics::GetMetrics;
+use actors::supervisor::RootSupervisor;
+use futures::future::LocalBoxFuture;
+use kafka_actors::settings::{Model, Settings};
+use kafka_actors::{blocking, run_with, Failure, RunError};
+
+use super::{
+    committed_sum, other_broker, Fault, Needs, Outcome, Scenario, Served, Service, Watch, FAULT_AT,
+    TARGET,
+};
+
+/// Every scenario, in the order `--scenario all` runs them.
+pub static SCENARIOS: &[&dyn Scenario] = &[
+    &PartitionPanic,
+    &RestartBudget,
+    &Stall,
+    &LeaderMove,
+    &LeaderFlap,
+    &BrokerDown,
+    &AllBrokersDown,
+    &FetchErrors,
+    &CommitErrors,
+    &CommitErrorsFatal,
+    &Latency,
+    &PoisonFrames,
+    &SlowSink,
+    &MemberChurn,
+    &Sigkill,
+];
+
+/// `partition-panic`.
+#[derive(Debug)]
+pub struct PartitionPanic;
+
+impl Scenario for PartitionPanic {
+    fn name(&self) -> &'static str {
+        "partition-panic"
+    }
+
+    fn about(&self) -> &'static str {
+        "A partition actor panics; it is restarted from its last commit."
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            fault.inject(PartitionFault::Panic, Times::Once);
+            fault.recovery(Watch::Restart(TARGET), fault.started).await
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        if run.live.restarts == 0 {
+            problems.push("no restart after the panic".into());
+        } else if !run
+            .live
+            .restart_log
+            .iter()
+            .any(|r| r.partition == TARGET && matches!(r.cause, PartitionFailure::Panicked { .. }))
+        {
+            problems.push("the restart does not name the panic".into());
+        }
+    }
+}
+
+/// `restart-budget`.
+#[derive(Debug)]
+pub struct RestartBudget;
+
+impl Scenario for RestartBudget {
+    fn name(&self) -> &'static str {
+        "restart-budget"
+    }
+
+    fn about(&self) -> &'static str {
+        "A partition fails at every start; the restart budget runs out and the service stops \
+         with an error naming it."
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            fault.inject(PartitionFault::Fail, Times::EveryOpen);
+            None
+        })
+    }
+
+    /// Three restarts (`supervisor.max_restarts`), then the fourth failure stops the service.
+    fn check_stop(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        match &run.result.stop_cause {
+            Some(Failure::Stopped(StopCause::RestartBudget {
+                partition: TARGET,
+                failures: 4,
+                last: PartitionFailure::Source { message, .. },
+                ..
+            })) if message.ends_with("injected failure") => {}
+            other => problems.push(format!(
+                "expected the service to stop naming partition {TARGET}, 4 failures and the cause, got {other:?}"
+            )),
+        }
+        // The figures of the stopped run come with its error.
+        if run.live.restarts != 3 {
+            problems.push(format!(
+                "expected 3 restarts before the stop, the stopped run reports {}",
+                run.live.restarts
+            ));
+        }
+    }
+}
+
+/// `stall`.
+#[derive(Debug)]
+pub struct Stall;
+
+impl Scenario for Stall {
+    fn name(&self) -> &'static str {
+        "stall"
+    }
+
+    fn about(&self) -> &'static str {
+        "A partition stops reading without failing; the watchdog restarts it."
+    }
+
+    fn settings(&self, settings: &mut Settings) {
+        settings.supervisor.stall_timeout_ms = 2_000;
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            fault.inject(PartitionFault::StallMs(120_000), Times::Once);
+            fault.recovery(Watch::Restart(TARGET), fault.started).await
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        if run.live.watchdog_recoveries == 0 {
+            problems.push("the watchdog did not recover the stalled partition".into());
+        }
+    }
+}
+
+/// `leader-move`.
+#[derive(Debug)]
+pub struct LeaderMove;
+
+impl Scenario for LeaderMove {
+    fn name(&self) -> &'static str {
+        "leader-move"
+    }
+
+    fn about(&self) -> &'static str {
+        "The leader of a partition moves to another broker."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::BrokerControl
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let leader = fault.leader_of(TARGET).await;
+            fault
+                .cluster
+                .move_leader(fault.topic, TARGET, other_broker(leader))
+                .await;
+            // From the move itself: on a real cluster the reassignment tools take seconds
+            // before the election that moves the leader.
+            fault
+                .recovery(Watch::Partition(TARGET), Instant::now())
+                .await
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        expect_leader_change(run, problems);
+    }
+}
+
+/// `leader-flap`.
+#[derive(Debug)]
+pub struct LeaderFlap;
+
+impl Scenario for LeaderFlap {
+    fn name(&self) -> &'static str {
+        "leader-flap"
+    }
+
+    fn about(&self) -> &'static str {
+        "Leaders flap back and forth between brokers."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::EmbeddedCluster
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let first = fault.leader_of(TARGET).await;
+            let second = other_broker(first);
+            fault.cluster.move_leader(fault.topic, TARGET, second).await;
+            // Recovery from the first move; then it flaps back and forth.
+            let recovery = fault
+                .recovery(Watch::Partition(TARGET), fault.started)
+                .await;
+            for to in [first, second, first] {
+                actix_rt::time::sleep(Duration::from_millis(1_200)).await;
+                fault.cluster.move_leader(fault.topic, TARGET, to).await;
+            }
+            recovery
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        expect_leader_change(run, problems);
+    }
+}
+
+/// `broker-down`.
+#[derive(Debug)]
+pub struct BrokerDown;
+
+impl Scenario for BrokerDown {
+    fn name(&self) -> &'static str {
+        "broker-down"
+    }
+
+    fn about(&self) -> &'static str {
+        "The broker leading a partition goes down for 3 s; its partitions' leaders are moved \
+         away (the embedded cluster does not move them itself); then it comes back."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::BrokerControl
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let leader = fault.leader_of(TARGET).await;
+            let leaders = fault.supervisor.send(GetMetrics).await.ok()?.partitions;
+            fault.cluster.broker_down(Some(leader)).await;
+            // The embedded cluster does not move leaders itself; Kafka elects new ones from
+            // the in-sync replicas once the broker's session ends.
+            if let Some(embedded) = fault.cluster.embedded() {
+                for (partition, metrics) in &leaders {
+                    if metrics.leader == Some(leader) || *partition == TARGET {
+                        let _ = embedded.move_leader(fault.topic, *partition, other_broker(leader));
+                    }
+                }
+            }
+            let recovery = fault
+                .recovery(Watch::Partition(TARGET), fault.started)
+                .await;
+            let down_for = if fault.cluster.embedded().is_some() {
+                3
+            } else {
+                10
+            };
+            actix_rt::time::sleep(
+                Duration::from_secs(down_for).saturating_sub(fault.started.elapsed()),
+            )
+            .await;
+            fault.cluster.broker_up(Some(leader)).await;
+            recovery
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        expect_leader_change(run, problems);
+    }
+}
+
+/// `all-brokers-down`.
+#[derive(Debug)]
+pub struct AllBrokersDown;
+
+impl Scenario for AllBrokersDown {
+    fn name(&self) -> &'static str {
+        "all-brokers-down"
+    }
+
+    fn about(&self) -> &'static str {
+        "Every broker goes down for 2 s; they come back one at a time, 1.5 s apart, so the \
+         partitions led by the last one stay out of reach for 5 s while the others resume."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::BrokerControl
+    }
+
+    fn settings(&self, settings: &mut Settings) {
+        // The last broker's partitions are out of reach for 5 s, longer than their idle time
+        // here: quiet time while a partition's leader is out of reach must not count.
+        settings.window.idle_after_ms = 3_000;
+        // Statistics tell when a partition's leader is out of reach; they must come well
+        // within the idle time.
+        settings.supervisor.stats_interval_ms = 250;
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let cluster = fault.cluster;
+            let embedded = cluster.embedded().is_some();
+            cluster.broker_down(None).await;
+            actix_rt::time::sleep(Duration::from_secs(2)).await;
+            if embedded {
+                cluster.broker_up(Some(1)).await;
+            }
+            let rest = async {
+                if embedded {
+                    for broker in 2..=3 {
+                        actix_rt::time::sleep(Duration::from_millis(1_500)).await;
+                        cluster.broker_up(Some(broker)).await;
+                    }
+                } else {
+                    // The whole cluster stops and starts again (all nodes at once; the
+                    // control command returns when they are registered).
+                    cluster.broker_up(None).await;
+                }
+            };
+            let (recovery, ()) = tokio::join!(fault.recovery(Watch::Any, fault.started), rest);
+            recovery
+        })
+    }
+}
+
+/// `fetch-errors`.
+#[derive(Debug)]
+pub struct FetchErrors;
+
+impl Scenario for FetchErrors {
+    fn name(&self) -> &'static str {
+        "fetch-errors"
+    }
+
+    fn about(&self) -> &'static str {
+        "Fetch requests fail (not leader, unknown partition, timeouts, disconnects)."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::EmbeddedCluster
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let _ = fault.cluster.embedded()?.fail_next(
+                BrokerRequest::Fetch,
+                &[
+                    BrokerError::NotLeaderForPartition,
+                    BrokerError::UnknownTopicOrPartition,
+                    BrokerError::RequestTimedOut,
+                    BrokerError::Disconnect,
+                    BrokerError::NotLeaderForPartition,
+                    BrokerError::RequestTimedOut,
+                ],
+            );
+            None
+        })
+    }
+}
+
+/// `commit-errors`.
+#[derive(Debug)]
+pub struct CommitErrors;
+
+impl Scenario for CommitErrors {
+    fn name(&self) -> &'static str {
+        "commit-errors"
+    }
+
+    fn about(&self) -> &'static str {
+        "Offset commits fail with retriable errors."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::EmbeddedCluster
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let _ = fault.cluster.embedded()?.fail_next(
+                BrokerRequest::OffsetCommit,
+                &[
+                    BrokerError::RequestTimedOut,
+                    BrokerError::CoordinatorLoadInProgress,
+                    BrokerError::NotCoordinator,
+                    BrokerError::RequestTimedOut,
+                ],
+            );
+            None
+        })
+    }
+}
+
+/// `commit-errors-fatal`.
+#[derive(Debug)]
+pub struct CommitErrorsFatal;
+
+impl Scenario for CommitErrorsFatal {
+    fn name(&self) -> &'static str {
+        "commit-errors-fatal"
+    }
+
+    fn about(&self) -> &'static str {
+        "Offset commits fail with an error that is not retriable (authorization)."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::EmbeddedCluster
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let _ = fault.cluster.embedded()?.fail_next(
+                BrokerRequest::OffsetCommit,
+                &[BrokerError::GroupAuthorizationFailed; 3],
+            );
+            None
+        })
+    }
+
+    /// Retriable commit errors are retried inside librdkafka and never reach the service; an
+    /// authorization error does.
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        if run.live.commit_failures == 0 {
+            problems.push("no commit failed: the fault did not reach the service".into());
+        }
+    }
+}
+
+/// `latency`.
+#[derive(Debug)]
+pub struct Latency;
+
+impl Scenario for Latency {
+    fn name(&self) -> &'static str {
+        "latency"
+    }
+
+    fn about(&self) -> &'static str {
+        "300 ms added to every broker round trip for 3 s."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::EmbeddedCluster
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let cluster = fault.cluster.embedded()?;
+            for broker in 1..=3 {
+                let _ = cluster.broker_latency(broker, Duration::from_millis(300));
+            }
+            actix_rt::time::sleep(Duration::from_secs(3)).await;
+            for broker in 1..=3 {
+                let _ = cluster.broker_latency(broker, Duration::ZERO);
+            }
+            None
+        })
+    }
+}
+
+/// `poison-frames`.
+#[derive(Debug)]
+pub struct PoisonFrames;
+
+impl Scenario for PoisonFrames {
+    fn name(&self) -> &'static str {
+        "poison-frames"
+    }
+
+    fn about(&self) -> &'static str {
+        "Invalid frames of every kind in the stream, and as the very last frame of each \
+         partition."
+    }
+
+    fn data(&self, data: &mut GeneratorConfig) {
+        data.bad_ratio = 0.05;
+    }
+
+    fn tail(&self) -> &'static [&'static [u8]] {
+        &[
+            b"{not json",
+            b"[1, 2, 3]",
+            br#"{"ts": 1790000000}"#,
+            br#"{"ts": "soon", "uid": "u"}"#,
+        ]
+    }
+
+    /// Every invalid frame was counted (replays may count some twice). That the poison tail
+    /// was passed shows in the commits reaching the end offsets, checked for all.
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        let invalid: u64 =
+            run.live.invalid.values().sum::<u64>() + run.drained.invalid.values().sum::<u64>();
+        if invalid < run.produced_invalid {
+            problems.push(format!(
+                "{invalid} invalid frames counted, {} produced",
+                run.produced_invalid
+            ));
+        }
+    }
+}
+
+/// `slow-sink`.
+#[derive(Debug)]
+pub struct SlowSink;
+
+impl Scenario for SlowSink {
+    fn name(&self) -> &'static str {
+        "slow-sink"
+    }
+
+    fn about(&self) -> &'static str {
+        "The output takes 400 ms per write."
+    }
+
+    fn settings(&self, settings: &mut Settings) {
+        settings.sink.write_delay_ms = 400;
+    }
+}
+
+/// `member-churn`.
+#[derive(Debug)]
+pub struct MemberChurn;
+
+impl Scenario for MemberChurn {
+    fn name(&self) -> &'static str {
+        "member-churn"
+    }
+
+    fn about(&self) -> &'static str {
+        "A second group member joins mid-stream and leaves again (group model only)."
+    }
+
+    fn applies_to(&self, model: Model) -> bool {
+        model == Model::Group
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            // The second member stays until its client reports leaders for partitions it was
+            // assigned (on the embedded cluster a join can take most of 5 s), then 3 s more;
+            // 20 s at most.
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
+            let leave = async move {
+                if let Ok(member) = started_rx.await {
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while Instant::now() < deadline {
+                        let assigned = member
+                            .send(GetMetrics)
+                            .await
+                            .is_ok_and(|m| m.partitions.values().any(|p| p.leader.is_some()));
+                        if assigned {
+                            break;
+                        }
+                        actix_rt::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                actix_rt::time::sleep(Duration::from_secs(3)).await;
+            };
+            let run = run_with(fault.second_member.clone(), leave, move |member| {
+                let _ = started_tx.send(member);
+            });
+            let assigned = run.await.map_or(0, |report| {
+                report
+                    .summary
+                    .group_history
+                    .iter()
+                    .filter(|r| matches!(r.event, GroupEvent::Assigned { .. }))
+                    .count()
+            });
+            if assigned == 0 {
+                fault.problem("the second member was never assigned a partition");
+            }
+            None
+        })
+    }
+}
+
+/// `sigkill`.
+#[derive(Debug)]
+pub struct Sigkill;
+
+impl Scenario for Sigkill {
+    fn name(&self) -> &'static str {
+        "sigkill"
+    }
+
+    fn about(&self) -> &'static str {
+        "The service process is killed with SIGKILL mid-stream and started again."
+    }
+
+    /// The service runs as a child process (the executable's `run`), is killed mid-stream,
+    /// started again, and stopped with SIGTERM once the data is in. The recovery is the time
+    /// from the kill to the new process's first committed progress.
+    fn serve<'a>(&'a self, service: Service<'a>) -> LocalBoxFuture<'a, Result<Served, RunError>> {
+        Box::pin(async move {
+            let executable = service.executable.ok_or_else(|| {
+                RunError::Task("the SIGKILL scenario needs the executable".into())
+            })?;
+            let (recovery_ms, stopped_with) =
+                run_killed_and_restarted(executable, service.settings, service.data_in).await?;
+            Ok(Served {
+                recovery_ms,
+                stopped_with,
+                ..Served::default()
+            })
+        })
+    }
+}
+
+/// Answers the time from the kill to the new process's first committed progress, and the
+/// error if the second process failed.
+async fn run_killed_and_restarted(
+    executable: &Path,
+    settings: &Settings,
+    data_in: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(Option<f64>, Option<String>), RunError> {
+    let spawn = || {
+        std::process::Command::new(executable)
+            .args(["run", "--model", settings.model.as_str()])
+            .args(["--brokers", &settings.kafka.brokers])
+            .args(["--topic", &settings.kafka.topic])
+            .args(["--group", &settings.kafka.group])
+            .envs(child_env(settings))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| RunError::Task(format!("cannot start {}: {e}", executable.display())))
+    };
+    let mut first = spawn()?;
+    actix_rt::time::sleep(FAULT_AT + Duration::from_millis(500)).await;
+    let before = committed_sum(&settings.kafka).await;
+    // Child::kill sends SIGKILL on Unix.
+    let _ = first.kill();
+    let _ = first.wait();
+    let killed = Instant::now();
+    let mut second = spawn()?;
+    let mut recovery = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        if committed_sum(&settings.kafka).await > before {
+            recovery = Some(killed.elapsed().as_secs_f64() * 1e3);
+            break;
+        }
+    }
+    let _ = data_in.await;
+    // SIGTERM: the service stops gracefully (writes what is closed, commits).
+    // SAFETY: `kill` only sends a signal to the child's pid, which we own and have not reaped.
+    unsafe {
+        libc::kill(second.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = blocking(move || second.wait())
+        .await?
+        .map_err(|e| RunError::Task(format!("waiting for the service: {e}")))?;
+    let error = (!status.success()).then(|| format!("the restarted service exited with {status}"));
+    Ok((recovery, error))
+}
+
+/// Settings a child service gets through the environment.
+fn child_env(settings: &Settings) -> Vec<(String, String)> {
+    let pairs = [
+        (
+            "WINDOW__LENGTH_SECS",
+            settings.window.length_secs.to_string(),
+        ),
+        (
+            "WINDOW__LATENESS_SECS",
+            settings.window.lateness_secs.to_string(),
+        ),
+        (
+            "WINDOW__IDLE_AFTER_MS",
+            settings.window.idle_after_ms.to_string(),
+        ),
+        ("FLUSH__INTERVAL_MS", settings.flush.interval_ms.to_string()),
+        (
+            "PARTITION__POLL_TIMEOUT_MS",
+            settings.partition.poll_timeout_ms.to_string(),
+        ),
+        ("METRICS__LOG_INTERVAL_MS", "0".to_owned()),
+        ("SINK__KIND", "file".to_owned()),
+        ("SINK__PATH", settings.sink.path.clone()),
+        (
+            "GROUP__SESSION_TIMEOUT_MS",
+            settings.group.session_timeout_ms.to_string(),
+        ),
+        (
+            "GROUP__REVOKE_TIMEOUT_MS",
+            settings.group.revoke_timeout_ms.to_string(),
+        ),
+    ];
+    pairs
+        .into_iter()
+        .map(|(k, v)| (format!("KAFKA_ACTORS__{k}"), v))
+        .collect()
+}
+
+/// A leader change must have been recorded.
+fn expect_leader_change(run: &Outcome<'_>, problems: &mut Vec<String>) {
+    if run.live.leader_changes.is_empty() {
+        problems.push("no leader change recorded".into());
+    }
+}

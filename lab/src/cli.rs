@@ -1,0 +1,130 @@
+//! The command line of `kafka-actors-lab`: `chaos` and `compare`, and the service's own `run`
+//! (hidden), so that the chaos SIGKILL scenario can start the very same service from this
+//! binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kafka_actors::cli::RunArgs;
+use kafka_actors::settings::{Model, Overrides};
+
+use crate::chaos::{self, Scenario, SCENARIOS};
+
+/// Tools around the kafka-actors service: fault scenarios judged by an oracle, and the two
+/// consumer models side by side. `kafka-actors chaos|compare` run them too.
+#[derive(Debug, Parser)]
+#[command(name = "kafka-actors-lab", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the partition model and the group model on the same data, side by side.
+    Compare(CompareArgs),
+    /// Run fault scenarios (on the embedded cluster, or a real one with --brokers) and check
+    /// them against the ground truth.
+    #[command(after_long_help = scenarios_help())]
+    Chaos(ChaosArgs),
+    /// Run the service, exactly as `kafka-actors run` (the chaos SIGKILL scenario starts it
+    /// this way).
+    #[command(hide = true)]
+    Run(RunArgs),
+}
+
+fn scenarios_help() -> String {
+    format!("Scenarios:\n{}", chaos::scenario_list())
+}
+
+/// Flags of `chaos`.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// Settings file layered over config/default.toml (the scenarios set windows, flushes,
+    /// sink and supervision themselves).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A scenario to run (repeatable), or `all`.
+    #[arg(long = "scenario", value_name = "NAME|all", default_value = "all")]
+    pub scenarios: Vec<String>,
+    /// The model to run them with; both when not given.
+    #[arg(long, value_enum)]
+    pub model: Option<Model>,
+    /// Kafka bootstrap brokers: run on this cluster (a fresh topic per scenario, replication
+    /// factor 3) instead of the embedded one.
+    #[arg(long, value_name = "HOST:PORT[,..]")]
+    pub brokers: Option<String>,
+    /// With --brokers: a command that kills, restarts and moves leaders between brokers
+    /// (`CMD kill N|all`, `CMD restart N|all`, `CMD move-leader TOPIC PARTITION N`), such as
+    /// tests/kafka/cluster. Without it the broker-fault scenarios are skipped.
+    #[arg(long, value_name = "CMD", requires = "brokers")]
+    pub control: Option<PathBuf>,
+    /// Frames of each scenario's data set (produced over about six seconds).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub frames: u64,
+    /// Directory for chaos.json and every scenario's windows (default: a new directory
+    /// `chaos-<time>` here).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl ChaosArgs {
+    /// The scenarios `--scenario` names (`all`: every one).
+    ///
+    /// # Errors
+    /// An unknown name, listing the known ones.
+    pub fn chosen(&self) -> anyhow::Result<Vec<&'static dyn Scenario>> {
+        let mut chosen = Vec::new();
+        for name in &self.scenarios {
+            if name == "all" {
+                return Ok(SCENARIOS.to_vec());
+            }
+            let scenario = chaos::scenario(name).ok_or_else(|| {
+                let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name()).collect();
+                anyhow::anyhow!(
+                    "unknown scenario `{name}` (--scenario); known: all, {}",
+                    known.join(", ")
+                )
+            })?;
+            chosen.push(scenario);
+        }
+        Ok(chosen)
+    }
+}
+
+/// Flags of `compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Settings file layered over config/default.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap brokers; without them the embedded cluster is used. The data set is
+    /// produced into `kafka.topic`, which should be empty.
+    #[arg(long, value_name = "HOST:PORT[,..]")]
+    pub brokers: Option<String>,
+    /// Frames in the data set.
+    #[arg(long, default_value_t = 200_000)]
+    pub frames: u64,
+    /// Partitions of the topic (embedded cluster).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=256))]
+    pub partitions: i32,
+    /// Runs of each model, alternating.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Directory for report.json, chart.svg and the windows of every run (default: a new
+    /// directory `compare-<time>` here).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+impl CompareArgs {
+    /// The settings these flags override.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            brokers: self.brokers.clone(),
+            ..Overrides::default()
+        }
+    }
+}

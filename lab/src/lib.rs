@@ -1,0 +1,21 @@
+//! The lab around the kafka-actors service: tools that run the service (the `kafka_actors`
+//! library) under controlled conditions and judge or measure it. They ship as the
+//! `kafka-actors-lab` binary; `kafka-actors chaos` and `kafka-actors compare` run it.
+//!
+//! - [`chaos`]: fault scenarios on the embedded cluster or a real one, each judged by an
+//!   oracle that knows every frame produced.
+//! - [`compare`]: the partition model and the group model side by side on the same data,
+//!   with a chart (`chart`).
+//! - [`cli`]: the binary's flags.
+//!
+//! Both must be called inside an actix `System`, as [`kafka_actors::run`] must.
+
+// The tools return the service's `RunError`. Clippy sizes an error type from another crate by
+// its whole layout (over its 128-byte limit) but a crate's own by its variants, so functions
+// that pass in the service (where this code lived) are flagged here.
+#![allow(clippy::result_large_err)]
+
+pub mod chaos;
+mod chart;
+pub mod cli;
+pub mod compare;

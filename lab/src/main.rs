@@ -1,0 +1,81 @@
+//! The `kafka-actors-lab` binary: `chaos` and `compare` (and the service's `run`, for the
+//! chaos scenarios that start the service as a child process).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kafka_actors::cli::{run_command, start};
+use kafka_actors::error_chain;
+use kafka_actors::settings::{Model, Overrides};
+use lab::chaos::{self, chaos, ChaosOptions, Target};
+use lab::cli::{ChaosArgs, Cli, Command, CompareArgs};
+use lab::compare::{self, compare, CompareOptions};
+
+/// A new directory name `<prefix>-<unix time>` in the current directory.
+fn fresh_dir(prefix: &str) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from(format!("{prefix}-{stamp}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run_command(args),
+        Command::Compare(args) => run_compare(args),
+        Command::Chaos(args) => run_chaos(args),
+    }
+}
+
+fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
+    let settings = start(args.config.clone(), args.overrides())?;
+    let options = CompareOptions {
+        frames: args.frames,
+        partitions: args.partitions,
+        rounds: args.rounds,
+        out: args.out.unwrap_or_else(|| fresh_dir("compare")),
+    };
+    let report = actix::System::new()
+        .block_on(compare(settings, &options))
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    print!("{}", compare::table(&report));
+    println!("report: {}", options.out.join("report.json").display());
+    println!("chart:  {}", options.out.join("chart.svg").display());
+    if !report.correct() {
+        anyhow::bail!("a model's windows differ from the ground truth (or from each other)");
+    }
+    Ok(())
+}
+
+fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
+    let chosen = args.chosen()?;
+    let settings = start(args.config.clone(), Overrides::default())?;
+    let out = args.out.clone().unwrap_or_else(|| fresh_dir("chaos"));
+    let options = ChaosOptions {
+        frames: args.frames,
+        out: out.clone(),
+        // The scenarios that start the service as a child process run this binary's `run`.
+        executable: std::env::current_exe().ok(),
+        target: match &args.brokers {
+            Some(brokers) => Target::Brokers {
+                brokers: brokers.clone(),
+                control: args.control.clone(),
+            },
+            None => Target::Embedded,
+        },
+    };
+    let models = match args.model {
+        Some(model) => vec![model],
+        None => vec![Model::Partition, Model::Group],
+    };
+    let results = actix::System::new()
+        .block_on(chaos(&settings, &chosen, &models, &options))
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    print!("{}", chaos::table(&results));
+    println!("report: {}", out.join("chaos.json").display());
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} scenario runs failed", results.len());
+    }
+    Ok(())
+}
