@@ -10,14 +10,6 @@
 pub mod cli;
 pub mod settings;
 pub mod telemetry;
-mod verdict;
-
-/// The chaos oracle's verdict on one scenario run. The scenarios, the harness and the oracle
-/// are in the `kafka-actors-lab` crate (`lab::chaos`); only this plain record is here, because
-/// the shared test fixtures (`tests/common`) name it by this path.
-pub mod chaos {
-    pub use crate::verdict::ScenarioResult;
-}
 
 use std::future::Future;
 use std::path::Path;

@@ -7,6 +7,8 @@
 //! take turns (they stop brokers everyone shares) and leave every node running.
 
 mod common;
+#[path = "../lab/tests/common/mod.rs"]
+mod lab_common;
 
 use common::real::RealKafka;
 use kafka_actors::settings::Model;
@@ -36,7 +38,7 @@ async fn check(scenario: &dyn Scenario, model: Model) {
     // Whatever happened, every node runs again for the next test.
     kafka.control(&["restart", "all"]);
     let result = result.unwrap();
-    common::assert_scenario_passed(&result, dir, 30_000);
+    lab_common::assert_scenario_passed(&result, dir, 30_000);
     assert!(
         result.recovery_ms.is_some(),
         "{name}: recovery measured: {result:?}"
