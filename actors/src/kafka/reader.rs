@@ -56,6 +56,9 @@ pub struct PartitionReader {
     pending_error: Option<SourceError>,
     /// Where to go when the position has left the log.
     reset: OffsetReset,
+    /// A move past deleted records under way on a thread of its own (it asks the broker and
+    /// reassigns, which blocks; the reader's thread serves other partitions meanwhile).
+    moving: Option<std::sync::mpsc::Receiver<Result<(i64, i64), SourceError>>>,
 }
 
 impl PartitionReader {
@@ -86,61 +89,61 @@ impl PartitionReader {
             next_offset: start.offset(),
             pending_error: None,
             reset,
+            moving: None,
         })
     }
 
-    /// The position left the log before it was read (retention deleted it): go where
-    /// `kafka.auto_offset_reset` says and return the range passed over, `[from, to)`. With
-    /// `error`, or when the partition's bounds cannot be read, reading cannot go on.
-    fn reset_out_of_range(&mut self, error: &KafkaError) -> Result<(i64, i64), SourceError> {
-        let partition = self.partition;
-        let permanent = |message: String| SourceError {
-            kind: FailureKind::Permanent,
-            message,
-        };
+    /// The position left the log before it was read (retention deleted it): starts the move
+    /// to where `kafka.auto_offset_reset` says, on a thread of its own; [`Self::moved`] picks
+    /// up the outcome.
+    fn start_moving(&mut self, error: &KafkaError) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let consumer = self.consumer.clone();
         let topic = self.topic.to_string_lossy().into_owned();
-        let (low, high) = self
-            .consumer
-            .fetch_watermarks(&topic, partition, super::LOOKUP_TIMEOUT)
-            .map_err(|e| SourceError {
-            kind: FailureKind::Fatal,
-            message: format!("partition {partition}: the position left the log ({error}) and its bounds cannot be read: {e}"),
-        })?;
-        let from = self.next_offset.unwrap_or(low);
-        let to = match self.reset {
-            OffsetReset::Earliest => low,
-            OffsetReset::Latest => high,
-            OffsetReset::Error => {
-                return Err(permanent(format!(
-                    "partition {partition}: offset {from} is no longer in the log (it starts at {low}) and kafka.auto_offset_reset = error"
-                )))
-            }
-        };
-        // librdkafka has stopped fetching the partition (a seek is refused); only assigning
-        // it again resumes it, and a group member's assignment is the coordinator's.
-        match self.ownership {
-            Ownership::Assigned => {
-                let mut tpl = TopicPartitionList::with_capacity(1);
-                tpl.add_partition(&topic, partition);
-                let moved = self.consumer.incremental_unassign(&tpl).and_then(|()| {
-                    tpl.set_partition_offset(&topic, partition, Offset::Offset(to))?;
-                    self.consumer.incremental_assign(&tpl)
-                });
-                if let Err(e) = moved {
-                    return Err(SourceError {
-                        kind: FailureKind::Fatal,
-                        message: format!("partition {partition}: cannot move to offset {to}: {e}"),
-                    });
-                }
-            }
-            Ownership::Group => {
-                return Err(permanent(format!(
-                    "partition {partition}: records from offset {from} were deleted before they were read (the log now starts at {low}); a group member applies kafka.auto_offset_reset when the partition is assigned, so restart the service to read on"
-                )))
+        let (partition, from, reset, ownership) =
+            (self.partition, self.next_offset, self.reset, self.ownership);
+        let error = error.to_string();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-reset".into())
+            .spawn(move || {
+                let _ = tx.send(move_past_deleted(
+                    &consumer, &topic, partition, from, reset, ownership, &error,
+                ));
+            });
+        match spawned {
+            Ok(_) => self.moving = Some(rx),
+            Err(e) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let _ = tx.send(Err(SourceError {
+                    kind: FailureKind::Fatal,
+                    message: format!(
+                        "partition {partition}: no thread to move past deleted records: {e}"
+                    ),
+                }));
+                self.moving = Some(rx);
             }
         }
-        self.next_offset = Some(to);
-        Ok((from, to.max(from)))
+    }
+
+    /// The outcome of a move past deleted records, once it has one: the range passed over,
+    /// `[from, to)`, or why reading cannot go on. `None` while it is under way.
+    fn moved(&mut self) -> Option<Result<(i64, i64), SourceError>> {
+        let outcome = match self.moving.as_ref()?.try_recv() {
+            Ok(outcome) => outcome,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(SourceError {
+                kind: FailureKind::Fatal,
+                message: format!(
+                    "partition {}: the move past deleted records ended without an answer",
+                    self.partition
+                ),
+            }),
+        };
+        self.moving = None;
+        if let Ok((_, to)) = &outcome {
+            self.next_offset = Some(*to);
+        }
+        Some(outcome)
     }
 
     /// The high watermark from the last fetch response, without a broker round trip. (Some
@@ -161,6 +164,65 @@ impl PartitionReader {
         };
         (err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
     }
+}
+
+/// Moves `partition`, whose position `from` left the log (`error`), to where `reset` says and
+/// returns the range passed over, `[from, to)`. With [`OffsetReset::Error`], when the
+/// partition's bounds cannot be read, or for a group member (whose assignment is the
+/// coordinator's), reading cannot go on. Blocks: asks the broker and reassigns.
+fn move_past_deleted(
+    consumer: &IntakeConsumer,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+    reset: OffsetReset,
+    ownership: Ownership,
+    error: &str,
+) -> Result<(i64, i64), SourceError> {
+    let permanent = |message: String| SourceError {
+        kind: FailureKind::Permanent,
+        message,
+    };
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, super::LOOKUP_TIMEOUT)
+        .map_err(|e| SourceError {
+            kind: FailureKind::Fatal,
+            message: format!("partition {partition}: the position left the log ({error}) and its bounds cannot be read: {e}"),
+        })?;
+    let from = from.unwrap_or(low);
+    let to = match reset {
+        OffsetReset::Earliest => low,
+        OffsetReset::Latest => high,
+        OffsetReset::Error => {
+            return Err(permanent(format!(
+                "partition {partition}: offset {from} is no longer in the log (it starts at {low}) and kafka.auto_offset_reset = error"
+            )))
+        }
+    };
+    // librdkafka has stopped fetching the partition (a seek is refused); only assigning it
+    // again resumes it, and a group member's assignment is the coordinator's.
+    match ownership {
+        Ownership::Assigned => {
+            let mut tpl = TopicPartitionList::with_capacity(1);
+            tpl.add_partition(topic, partition);
+            let moved = consumer.incremental_unassign(&tpl).and_then(|()| {
+                tpl.set_partition_offset(topic, partition, Offset::Offset(to))?;
+                consumer.incremental_assign(&tpl)
+            });
+            if let Err(e) = moved {
+                return Err(SourceError {
+                    kind: FailureKind::Fatal,
+                    message: format!("partition {partition}: cannot move to offset {to}: {e}"),
+                });
+            }
+        }
+        Ownership::Group => {
+            return Err(permanent(format!(
+                "partition {partition}: records from offset {from} were deleted before they were read (the log now starts at {low}); a group member applies kafka.auto_offset_reset when the partition is assigned, so restart the service to read on"
+            )))
+        }
+    }
+    Ok((from, to.max(from)))
 }
 
 /// Turns a consume error into a [`SourceError`]: permanent when no new reader could do
@@ -200,6 +262,21 @@ impl FrameSource for PartitionReader {
             return Err(error);
         }
         let mut status = PollStatus::default();
+        if self.moving.is_some() {
+            match self.moved() {
+                // Still under way: nothing to read yet (and not at the end).
+                None => {
+                    status.next_offset = self.next_offset;
+                    return Ok(status);
+                }
+                Some(Ok(skipped)) => {
+                    status.skipped = Some(skipped);
+                    status.next_offset = self.next_offset;
+                    return Ok(status);
+                }
+                Some(Err(error)) => return Err(error),
+            }
+        }
         while status.records < max {
             match self.queue.poll(Duration::ZERO) {
                 None => break,
@@ -215,17 +292,8 @@ impl FrameSource for PartitionReader {
                 Some(Err(error))
                     if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) =>
                 {
-                    match self.reset_out_of_range(&error) {
-                        Ok(skipped) => {
-                            status.skipped = Some(skipped);
-                            break;
-                        }
-                        Err(error) if status.records == 0 => return Err(error),
-                        Err(error) => {
-                            self.pending_error = Some(error);
-                            break;
-                        }
-                    }
+                    self.start_moving(&error);
+                    break;
                 }
                 Some(Err(error)) => {
                     let error = source_error(self.partition, &error);
