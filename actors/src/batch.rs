@@ -21,7 +21,7 @@ use crate::failure::OutputFailure;
 use crate::frame::FrameChunk;
 use crate::metrics::{Flushed, FramesLate, MetricsActor};
 use crate::panics::Panicked;
-use crate::ports::{CommitError, CommitPosition, GroupCoverage, OffsetCommitter};
+use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
 
@@ -139,13 +139,15 @@ pub enum ReleaseOutput {
     /// Their share of open windows is dropped at once, nothing is committed: the assignment
     /// was lost, another member may own them already.
     Drop,
-    /// Closed windows are written and offsets committed first. A commit that fails is tried
-    /// again every [`RELEASE_COMMIT_RETRY`] for up to `retry_for`: a group that is rebalancing
-    /// refuses commits for a moment, and a partition handed over without its last commit has
-    /// its next owner write the same windows again.
+    /// Closed windows are written and offsets committed first. A commit that fails with an
+    /// error other than [`CommitErrorKind::Permanent`] is tried again every
+    /// [`RELEASE_COMMIT_RETRY`] while another attempt can start before `retry_until`: a group
+    /// that is rebalancing refuses commits for a moment, and a partition handed over without
+    /// its last commit has its next owner write the same windows again.
     Commit {
-        /// How long a failed commit is tried again.
-        retry_for: Duration,
+        /// No attempt starts after this (the time the releasing side waits for, from when it
+        /// started waiting).
+        retry_until: Instant,
     },
 }
 
@@ -191,8 +193,8 @@ enum Coverage {
 struct ReleaseWaiter {
     partitions: Vec<i32>,
     needed: u64,
-    /// How long that flush tries a failed commit again.
-    retry_for: Duration,
+    /// Until when that flush tries a failed commit again.
+    retry_until: Instant,
     reply: tokio::sync::oneshot::Sender<Vec<Released>>,
 }
 
@@ -207,8 +209,9 @@ struct FlushJob {
     windows: Vec<ClosedWindow>,
     positions: Vec<CommitPosition>,
     commit: bool,
-    /// How long a failed commit is tried again (partitions are being released).
-    retry_commit_for: Duration,
+    /// Until when a failed commit is tried again (partitions are being released); `None`
+    /// for a single attempt.
+    retry_commit_until: Option<Instant>,
     frames: u64,
 }
 
@@ -430,19 +433,19 @@ impl BatchActor {
         let commit = self.commit_wanted(&positions);
         self.flush_seq.0 += 1;
         let seq = self.flush_seq.0;
-        let retry_commit_for = self
+        // The earliest deadline: no releasing side may wait longer than it said.
+        let retry_commit_until = self
             .release_waiters
             .iter()
             .filter(|w| w.needed == seq)
-            .map(|w| w.retry_for)
-            .max()
-            .unwrap_or(Duration::ZERO);
+            .map(|w| w.retry_until)
+            .min();
         let job = FlushJob {
             seq,
             windows: std::mem::take(&mut self.pending),
             positions,
             commit,
-            retry_commit_for,
+            retry_commit_until,
             frames: std::mem::take(&mut self.frames_since_flush),
         };
         self.last_flush = Instant::now();
@@ -514,7 +517,9 @@ impl BatchActor {
             Some(Err(error)) => {
                 tracing::warn!(%error, "Offset commit failed; the next flush commits again.");
                 self.last_commit_error = Some(error.to_string());
-                if !error.retriable {
+                // A passing fault never stops the output; anything else does once commits have
+                // failed for `flush.commit_failure_timeout_ms`.
+                if error.kind != CommitErrorKind::Transient {
                     let since = *self.commits_failing_since.get_or_insert_with(Instant::now);
                     let limit = Duration::from_millis(self.config.commit_failure_timeout_ms);
                     if since.elapsed() >= limit {
@@ -627,10 +632,11 @@ fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
     if let Err(error) = target.sink.write(&job.windows) {
         sink_error = Some(OutputFailure::Write(error.to_string()));
     } else if job.commit {
-        let deadline = started + job.retry_commit_for;
         let mut result = target.committer.commit(&job.positions);
-        while let Err(error) = &result {
-            if Instant::now() + RELEASE_COMMIT_RETRY > deadline {
+        while let (Err(error), Some(until)) = (&result, job.retry_commit_until) {
+            if error.kind == CommitErrorKind::Permanent
+                || Instant::now() + RELEASE_COMMIT_RETRY > until
+            {
                 break;
             }
             tracing::debug!(%error, "Commit before a release failed; trying again.");
@@ -738,14 +744,14 @@ impl Handler<ReleasePartitions> for BatchActor {
     fn handle(&mut self, msg: ReleasePartitions, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
         match msg.output {
-            ReleaseOutput::Commit { retry_for } => {
+            ReleaseOutput::Commit { retry_until } => {
                 // The next flush to start writes what is closed and commits every partition,
                 // these included; they are let go once it has finished.
                 self.collect_closed();
                 self.release_waiters.push(ReleaseWaiter {
                     partitions: msg.partitions,
                     needed: self.flush_seq.0 + 1,
-                    retry_for,
+                    retry_until,
                     reply: tx,
                 });
                 self.force = true;
@@ -832,7 +838,7 @@ mod tests {
             if self.1 > 0 {
                 self.1 -= 1;
                 return Err(CommitError {
-                    retriable: true,
+                    kind: CommitErrorKind::Transient,
                     message: "coordinator moving".into(),
                 });
             }
@@ -1009,21 +1015,36 @@ mod tests {
         );
     }
 
-    #[actix::test]
-    async fn a_release_tries_a_refused_commit_again_before_letting_the_partition_go() {
-        // The group refuses the next three commits (a rebalance under way).
-        let log = Log::default();
-        let batch = unstarted(&log, 3, 60_000, &[0, 1], Closing::ByWatermark, None).start();
+    /// Window 100 closed on partition 0 (125 and 130 passed it), then partition 0 released
+    /// with commit retries for `retry_for`: what was released, and how long it took.
+    async fn release_after_a_window(
+        batch: &Addr<BatchActor>,
+        retry_for: Duration,
+    ) -> (Vec<Released>, Duration) {
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
             .await
             .unwrap();
         batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
-        let release = |retry_for| ReleasePartitions {
-            partitions: vec![0],
-            output: ReleaseOutput::Commit { retry_for },
-        };
-        let released = batch.send(release(Duration::from_secs(2))).await.unwrap();
+        let started = Instant::now();
+        let released = batch
+            .send(ReleasePartitions {
+                partitions: vec![0],
+                output: ReleaseOutput::Commit {
+                    retry_until: Instant::now() + retry_for,
+                },
+            })
+            .await
+            .unwrap();
+        (released, started.elapsed())
+    }
+
+    #[actix::test]
+    async fn a_release_tries_a_refused_commit_again_before_letting_the_partition_go() {
+        // The group refuses the next three commits (a rebalance under way).
+        let log = Log::default();
+        let batch = unstarted(&log, 3, 60_000, &[0, 1], Closing::ByWatermark, None).start();
+        let (released, _) = release_after_a_window(&batch, Duration::from_secs(2)).await;
         // Window 100 is written and its frames committed, at the fourth attempt.
         assert_eq!(
             released[0].committed.as_ref().map(|c| c.offset),
@@ -1052,22 +1073,7 @@ mod tests {
             None,
         )
         .start();
-        batch
-            .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
-            .await
-            .unwrap();
-        batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
-        let started = Instant::now();
-        let released = batch
-            .send(ReleasePartitions {
-                partitions: vec![0],
-                output: ReleaseOutput::Commit {
-                    retry_for: Duration::from_millis(350),
-                },
-            })
-            .await
-            .unwrap();
-        let took = started.elapsed();
+        let (released, took) = release_after_a_window(&batch, Duration::from_millis(350)).await;
         assert_eq!(released[0].committed, None);
         assert_eq!(released[0].resume.as_ref().map(|r| r.offset), Some(1));
         assert!(
@@ -1100,7 +1106,7 @@ mod tests {
             .send(ReleasePartitions {
                 partitions: vec![0],
                 output: ReleaseOutput::Commit {
-                    retry_for: Duration::ZERO,
+                    retry_until: Instant::now(),
                 },
             })
             .await
@@ -1130,7 +1136,7 @@ mod tests {
             .send(ReleasePartitions {
                 partitions: vec![0],
                 output: ReleaseOutput::Commit {
-                    retry_for: Duration::ZERO,
+                    retry_until: Instant::now(),
                 },
             })
             .await
@@ -1174,7 +1180,7 @@ mod tests {
         ) -> Result<Vec<CommitPosition>, CommitError> {
             let Some(owned) = &self.1 else {
                 return Err(CommitError {
-                    retriable: false,
+                    kind: CommitErrorKind::Permanent,
                     message: "Broker: Group authorization failed".into(),
                 });
             };
@@ -1203,6 +1209,18 @@ mod tests {
             committer: Box::new(committer),
         });
         actor.start()
+    }
+
+    #[actix::test]
+    async fn a_release_does_not_retry_a_commit_no_retry_cures() {
+        let log = Log::default();
+        let batch = with_committer(&log, Refusing(log.clone(), None), None);
+        let (released, took) = release_after_a_window(&batch, Duration::from_secs(5)).await;
+        assert_eq!(released[0].committed, None);
+        assert!(
+            took < Duration::from_secs(1),
+            "an authorization failure was tried again for {took:?}"
+        );
     }
 
     #[actix::test]

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use futures::future::join_all;
@@ -118,7 +118,7 @@ async fn rewind_partition(
             partitions: vec![partition],
             // A restart reads again from the last durable flush, committed or not.
             output: ReleaseOutput::Commit {
-                retry_for: Duration::ZERO,
+                retry_until: Instant::now(),
             },
         })
         .await
@@ -500,9 +500,10 @@ impl IntakeActor {
         let output = match how {
             Revocation::Lost => ReleaseOutput::Drop,
             // A rebalance under way refuses commits for a moment; the listener stops waiting
-            // for the release after `revoke_timeout`, so the retries end well before that.
+            // for the release `revoke_timeout` after it asked for it (just now), so no
+            // attempt starts after two thirds of that.
             Revocation::Revoked => ReleaseOutput::Commit {
-                retry_for: self.listener.revoke_timeout * 2 / 3,
+                retry_until: Instant::now() + self.listener.revoke_timeout * 2 / 3,
             },
         };
         // Only partitions still owned here are released (and recorded): leaving releases

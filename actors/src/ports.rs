@@ -101,10 +101,24 @@ pub type SourceFactory =
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct CommitError {
-    /// Trying again later may succeed.
-    pub retriable: bool,
+    /// What trying again can do.
+    pub kind: CommitErrorKind,
     /// What happened.
     pub message: String,
+}
+
+/// Why a commit failed, by what trying again can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitErrorKind {
+    /// A passing fault (the coordinator moving or loading, a rebalance under way, a timeout):
+    /// a later commit may succeed.
+    Transient,
+    /// The member's group generation is stale: the group moved on while this member was
+    /// rejoining, and commits succeed again once it has. If it never rejoins (it was dropped
+    /// from the group) no retry cures it.
+    StaleGeneration,
+    /// No retry cures it (authorization, an unknown or fenced member, oversized metadata).
+    Permanent,
 }
 
 /// One partition's offset to commit.

@@ -406,6 +406,15 @@ fn lines(path: &Path) -> Vec<WindowLine> {
 }
 
 /// The settings of one scenario run against `brokers`.
+/// Which kind of cluster a scenario runs on (timeouts and the data's pace differ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClusterKind {
+    /// librdkafka's mock cluster, in this process.
+    Embedded,
+    /// Brokers of a real cluster (`--brokers`).
+    Real,
+}
+
 fn scenario_settings(
     base: &Settings,
     scenario: &dyn Scenario,
@@ -413,7 +422,7 @@ fn scenario_settings(
     brokers: &str,
     topic: &str,
     out: &Path,
-    real: bool,
+    kind: ClusterKind,
 ) -> Settings {
     let mut s = base.clone();
     s.model = model;
@@ -441,8 +450,10 @@ fn scenario_settings(
     // the idle time.
     s.supervisor.stats_interval_ms = 1_000;
     // Kafka refuses sessions below its group.min.session.timeout.ms (6 s by default).
-    s.group.session_timeout_ms = if real { 6_000 } else { 3_000 };
-    s.group.revoke_timeout_ms = if real { 3_000 } else { 2_000 };
+    (s.group.session_timeout_ms, s.group.revoke_timeout_ms) = match kind {
+        ClusterKind::Real => (6_000, 3_000),
+        ClusterKind::Embedded => (3_000, 2_000),
+    };
     s.run.until_end = false;
     s.run.stop_after = String::new();
     scenario.settings(&mut s);
@@ -644,7 +655,10 @@ pub async fn run_scenario(
             }
         }
     };
-    let real = cluster.embedded().is_none();
+    let kind = match cluster.embedded() {
+        Some(_) => ClusterKind::Embedded,
+        None => ClusterKind::Real,
+    };
     let settings = scenario_settings(
         base,
         scenario,
@@ -652,7 +666,7 @@ pub async fn run_scenario(
         cluster.bootstrap(),
         &topic,
         &out,
-        real,
+        kind,
     );
     tracing::info!(
         scenario = scenario.name(),
@@ -664,7 +678,10 @@ pub async fn run_scenario(
     // fault takes longer (a killed broker's leaderships move once its session ends, a restart
     // takes seconds, Kafka's reassignment tools take up to 20 s to move a leader on two busy
     // cores) and must land while frames still flow, or no recovery can be seen.
-    let seconds = if real { 30 } else { 6 };
+    let seconds = match kind {
+        ClusterKind::Real => 30,
+        ClusterKind::Embedded => 6,
+    };
     let mut data = GeneratorConfig {
         rate: (options.frames / seconds).max(1),
         frames: options.frames,

@@ -12,7 +12,7 @@
 
 // The tools return the service's `RunError`. Clippy sizes an error type from another crate by
 // its whole layout (over its 128-byte limit) but a crate's own by its variants, so functions
-// that pass in the service (where this code lived) are flagged here.
+// that pass it on are flagged here and not in the service.
 #![allow(clippy::result_large_err)]
 
 pub mod chaos;

@@ -57,7 +57,7 @@ impl AssigningConsumer {
         // the client's statistics report their leaders as out of reach, which holds back the
         // end of `--until-end` by a statistics interval. Asked right away, the answer comes
         // over the connection the new client opens anyway; asked after other look-ups, it
-        // waited about 50 ms for a broker connection of its own.
+        // waits for a broker connection of its own (about 50 ms here).
         let started = std::time::Instant::now();
         if let Err(error) = intake.partition_ids() {
             tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");

@@ -12,7 +12,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{consumer_config, read_committed, read_partition_ids, AdapterError, Committed};
 use crate::config::KafkaConfig;
-use crate::ports::{CommitError, CommitPosition, OffsetCommitter};
+use crate::ports::{CommitError, CommitErrorKind, CommitPosition, OffsetCommitter};
 
 /// Commits offsets for `kafka.group`.
 pub struct KafkaCommitter {
@@ -57,22 +57,22 @@ impl KafkaCommitter {
     }
 }
 
-/// Errors after which the same commit cannot succeed by retrying.
-fn retriable(error: &KafkaError) -> bool {
-    !matches!(
-        error.rdkafka_error_code(),
+/// What trying `error` again can do.
+fn commit_error_kind(error: &KafkaError) -> CommitErrorKind {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::IllegalGeneration) => CommitErrorKind::StaleGeneration,
         Some(
             RDKafkaErrorCode::UnknownMemberId
-                | RDKafkaErrorCode::IllegalGeneration
-                | RDKafkaErrorCode::FencedInstanceId
-                | RDKafkaErrorCode::GroupAuthorizationFailed
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::OffsetMetadataTooLarge
-                | RDKafkaErrorCode::InvalidCommitOffsetSize
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::Fatal
-        )
-    )
+            | RDKafkaErrorCode::FencedInstanceId
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::OffsetMetadataTooLarge
+            | RDKafkaErrorCode::InvalidCommitOffsetSize
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::Fatal,
+        ) => CommitErrorKind::Permanent,
+        _ => CommitErrorKind::Transient,
+    }
 }
 
 impl OffsetCommitter for KafkaCommitter {
@@ -97,7 +97,7 @@ pub(super) fn commit_positions<C: ConsumerContext>(
         element
             .set_offset(Offset::Offset(position.offset))
             .map_err(|e| CommitError {
-                retriable: false,
+                kind: CommitErrorKind::Permanent,
                 message: e.to_string(),
             })?;
         element.set_metadata(&position.metadata);
@@ -105,7 +105,7 @@ pub(super) fn commit_positions<C: ConsumerContext>(
     consumer
         .commit(&tpl, CommitMode::Sync)
         .map_err(|e| CommitError {
-            retriable: retriable(&e),
+            kind: commit_error_kind(&e),
             message: e.to_string(),
         })?;
     if tracing::enabled!(tracing::Level::DEBUG) {

@@ -52,13 +52,37 @@ pub struct PartitionReader {
     topic: CString,
     partition: i32,
     next_offset: Option<i64>,
-    /// An error met after some records of a poll were read: reported by the next poll.
-    pending_error: Option<SourceError>,
     /// Where to go when the position has left the log.
     reset: OffsetReset,
+    /// What the next poll must settle before it reads.
+    owed: Owed,
+    /// Wakes the partition's actor (records arrived, or a move ended).
+    wake: Option<Wake>,
+}
+
+/// What a [`PartitionReader`]'s next poll must settle before it reads.
+enum Owed {
+    /// Nothing: read.
+    Nothing,
+    /// An error met after some records of a poll were handed out: the next poll reports it.
+    Error(SourceError),
     /// A move past deleted records under way on a thread of its own (it asks the broker and
     /// reassigns, which blocks; the reader's thread serves other partitions meanwhile).
-    moving: Option<std::sync::mpsc::Receiver<Result<(i64, i64), SourceError>>>,
+    Moving {
+        /// Its outcome: the range passed over, or why reading cannot go on.
+        outcome: std::sync::mpsc::Receiver<Result<(i64, i64), SourceError>>,
+        /// Set when the reader is dropped: a move nobody waits for must not reassign the
+        /// partition under a newer reader.
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
+    },
+}
+
+impl Drop for PartitionReader {
+    fn drop(&mut self) {
+        if let Owed::Moving { cancelled, .. } = &self.owed {
+            cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl PartitionReader {
@@ -87,9 +111,9 @@ impl PartitionReader {
             topic,
             partition,
             next_offset: start.offset(),
-            pending_error: None,
             reset,
-            moving: None,
+            owed: Owed::Nothing,
+            wake: None,
         })
     }
 
@@ -99,36 +123,47 @@ impl PartitionReader {
     fn start_moving(&mut self, error: &KafkaError) {
         let (tx, rx) = std::sync::mpsc::channel();
         let consumer = self.consumer.clone();
-        let topic = self.topic.to_string_lossy().into_owned();
-        let (partition, from, reset, ownership) =
-            (self.partition, self.next_offset, self.reset, self.ownership);
-        let error = error.to_string();
+        let partition = self.partition;
+        let wanted = Move {
+            topic: self.topic.to_string_lossy().into_owned(),
+            partition,
+            from: self.next_offset,
+            reset: self.reset,
+            ownership: self.ownership,
+            error: error.to_string(),
+        };
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, wake) = (cancelled.clone(), self.wake.clone());
         let spawned = std::thread::Builder::new()
             .name("kafka-reset".into())
             .spawn(move || {
-                let _ = tx.send(move_past_deleted(
-                    &consumer, &topic, partition, from, reset, ownership, &error,
-                ));
+                let outcome = move_past_deleted(&consumer, &wanted, &stop);
+                let _ = tx.send(outcome);
+                if let Some(wake) = wake {
+                    wake();
+                }
             });
-        match spawned {
-            Ok(_) => self.moving = Some(rx),
-            Err(e) => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                let _ = tx.send(Err(SourceError {
-                    kind: FailureKind::Fatal,
-                    message: format!(
-                        "partition {partition}: no thread to move past deleted records: {e}"
-                    ),
-                }));
-                self.moving = Some(rx);
-            }
-        }
+        self.owed = match spawned {
+            Ok(_) => Owed::Moving {
+                outcome: rx,
+                cancelled,
+            },
+            Err(e) => Owed::Error(SourceError {
+                kind: FailureKind::Fatal,
+                message: format!(
+                    "partition {partition}: no thread to move past deleted records: {e}"
+                ),
+            }),
+        };
     }
 
     /// The outcome of a move past deleted records, once it has one: the range passed over,
     /// `[from, to)`, or why reading cannot go on. `None` while it is under way.
     fn moved(&mut self) -> Option<Result<(i64, i64), SourceError>> {
-        let outcome = match self.moving.as_ref()?.try_recv() {
+        let Owed::Moving { outcome, .. } = &self.owed else {
+            return None;
+        };
+        let outcome = match outcome.try_recv() {
             Ok(outcome) => outcome,
             Err(std::sync::mpsc::TryRecvError::Empty) => return None,
             Err(std::sync::mpsc::TryRecvError::Disconnected) => Err(SourceError {
@@ -139,11 +174,23 @@ impl PartitionReader {
                 ),
             }),
         };
-        self.moving = None;
+        self.owed = Owed::Nothing;
         if let Ok((_, to)) = &outcome {
             self.next_offset = Some(*to);
         }
         Some(outcome)
+    }
+
+    /// A poll while a move past deleted records is under way: nothing to read until it ends
+    /// (and not at the end); then the range it passed over, or why reading cannot go on.
+    fn poll_moving(&mut self, mut status: PollStatus) -> Result<PollStatus, SourceError> {
+        match self.moved() {
+            None => {}
+            Some(Ok(skipped)) => status.skipped = Some(skipped),
+            Some(Err(error)) => return Err(error),
+        }
+        status.next_offset = self.next_offset;
+        Ok(status)
     }
 
     /// The high watermark from the last fetch response, without a broker round trip. (Some
@@ -166,19 +213,36 @@ impl PartitionReader {
     }
 }
 
+/// What [`move_past_deleted`] moves.
+struct Move {
+    topic: String,
+    partition: i32,
+    /// The position that left the log (`None`: the partition had none yet).
+    from: Option<i64>,
+    reset: OffsetReset,
+    ownership: Ownership,
+    /// librdkafka's error, for the messages.
+    error: String,
+}
+
 /// Moves `partition`, whose position `from` left the log (`error`), to where `reset` says and
 /// returns the range passed over, `[from, to)`. With [`OffsetReset::Error`], when the
 /// partition's bounds cannot be read, or for a group member (whose assignment is the
 /// coordinator's), reading cannot go on. Blocks: asks the broker and reassigns.
 fn move_past_deleted(
     consumer: &IntakeConsumer,
-    topic: &str,
-    partition: i32,
-    from: Option<i64>,
-    reset: OffsetReset,
-    ownership: Ownership,
-    error: &str,
+    wanted: &Move,
+    cancelled: &std::sync::atomic::AtomicBool,
 ) -> Result<(i64, i64), SourceError> {
+    let Move {
+        topic,
+        partition,
+        from,
+        reset,
+        ownership,
+        error,
+    } = wanted;
+    let (partition, reset, ownership) = (*partition, *reset, *ownership);
     let permanent = |message: String| SourceError {
         kind: FailureKind::Permanent,
         message,
@@ -199,6 +263,13 @@ fn move_past_deleted(
             )))
         }
     };
+    if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+        // The reader is gone (restarted or stopped); a newer one has placed the partition.
+        return Err(SourceError {
+            kind: FailureKind::Fatal,
+            message: format!("partition {partition}: its reader stopped during the move"),
+        });
+    }
     // librdkafka has stopped fetching the partition (a seek is refused); only assigning it
     // again resumes it, and a group member's assignment is the coordinator's.
     match ownership {
@@ -258,23 +329,13 @@ impl FrameSource for PartitionReader {
         max: usize,
         on_record: &mut dyn FnMut(i64, Option<&[u8]>),
     ) -> Result<PollStatus, SourceError> {
-        if let Some(error) = self.pending_error.take() {
-            return Err(error);
-        }
         let mut status = PollStatus::default();
-        if self.moving.is_some() {
-            match self.moved() {
-                // Still under way: nothing to read yet (and not at the end).
-                None => {
-                    status.next_offset = self.next_offset;
-                    return Ok(status);
-                }
-                Some(Ok(skipped)) => {
-                    status.skipped = Some(skipped);
-                    status.next_offset = self.next_offset;
-                    return Ok(status);
-                }
-                Some(Err(error)) => return Err(error),
+        match std::mem::replace(&mut self.owed, Owed::Nothing) {
+            Owed::Nothing => {}
+            Owed::Error(error) => return Err(error),
+            moving @ Owed::Moving { .. } => {
+                self.owed = moving;
+                return self.poll_moving(status);
             }
         }
         while status.records < max {
@@ -300,7 +361,7 @@ impl FrameSource for PartitionReader {
                     if status.records == 0 {
                         return Err(error);
                     }
-                    self.pending_error = Some(error);
+                    self.owed = Owed::Error(error);
                     break;
                 }
             }
@@ -320,6 +381,7 @@ impl FrameSource for PartitionReader {
     }
 
     fn wake_on_records(&mut self, wake: Wake) {
+        self.wake = Some(wake.clone());
         self.queue.set_nonempty_callback(move || wake());
     }
 }
