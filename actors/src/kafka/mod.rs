@@ -291,9 +291,36 @@ pub fn end_offset_probe(kafka: &KafkaConfig) -> Result<EndOffsetProbe, AdapterEr
     }))
 }
 
-fn lookup_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, AdapterError> {
+/// A short-lived client for look-ups. Closing a client takes about 100 ms (its threads wind
+/// down), which no look-up need wait for: it closes on a thread of its own when dropped.
+struct LookupClient(Option<BaseConsumer>);
+
+impl std::ops::Deref for LookupClient {
+    type Target = BaseConsumer;
+
+    fn deref(&self) -> &BaseConsumer {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for LookupClient {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let closing = std::thread::Builder::new()
+            .name("kafka-close".to_owned())
+            .spawn(move || drop(consumer));
+        if let Err(error) = closing {
+            tracing::debug!(%error, "No thread to close a client on; it closed in place.");
+        }
+    }
+}
+
+fn lookup_consumer(kafka: &KafkaConfig) -> Result<LookupClient, AdapterError> {
     consumer_config(kafka, "kafka-actors-lookup", &[])
         .create()
+        .map(|consumer| LookupClient(Some(consumer)))
         .map_err(|source| AdapterError::CreateClient {
             role: "consumer",
             source,
@@ -305,21 +332,7 @@ fn lookup_consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, AdapterError> {
 /// # Errors
 /// If the metadata cannot be read or the topic does not exist.
 pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
-    let consumer = lookup_consumer(kafka)?;
-    let ids = read_partition_ids(&consumer, &kafka.topic);
-    close_in_background(consumer);
-    ids
-}
-
-/// Drops a client on a thread of its own: closing one takes about 100 ms (its threads wind
-/// down), which a start-up need not wait for.
-fn close_in_background<C: rdkafka::consumer::ConsumerContext + 'static>(consumer: BaseConsumer<C>) {
-    let closing = std::thread::Builder::new()
-        .name("kafka-close".to_owned())
-        .spawn(move || drop(consumer));
-    if let Err(error) = closing {
-        tracing::debug!(%error, "No thread to close a client on; it closed in place.");
-    }
+    read_partition_ids(&*lookup_consumer(kafka)?, &kafka.topic)
 }
 
 /// The partition ids of `topic`, ascending, through `consumer`.
@@ -365,7 +378,7 @@ pub fn committed_offsets(
     kafka: &KafkaConfig,
     partitions: &[i32],
 ) -> Result<Vec<Committed>, AdapterError> {
-    read_committed(&lookup_consumer(kafka)?, kafka, partitions)
+    read_committed(&*lookup_consumer(kafka)?, kafka, partitions)
 }
 
 /// The committed next offset of each of `partitions` that has one.
