@@ -14,6 +14,7 @@ use actors::config::{GeneratorConfig, SinkKind, WindowConfig};
 use actors::frame::{parse_frame, FrameChunk};
 use actors::generator;
 use actors::kafka::{self, EmbeddedCluster};
+use actors::topic::PartitionId;
 use actors::window::{PartitionStart, Windows};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_actors::Settings;
@@ -56,13 +57,21 @@ fn frames(c: &mut Criterion) {
                 Windows::new(
                     &window,
                     &[PartitionStart {
-                        partition: 0,
+                        partition: PartitionId::of("bench", 0),
                         next_offset: Some(0),
                         closed_below: None,
                     }],
                 )
             },
-            |mut w| w.ingest(0, &chunk, Some(2_000), false, Instant::now()),
+            |mut w| {
+                w.ingest(
+                    PartitionId::of("bench", 0),
+                    &chunk,
+                    Some(2_000),
+                    false,
+                    Instant::now(),
+                )
+            },
             BatchSize::SmallInput,
         )
     });
@@ -89,19 +98,21 @@ fn embedded_cluster(c: &mut Criterion) {
         start_ts: 1_790_000_000.0,
         ..GeneratorConfig::default()
     };
+    let partitions: Vec<PartitionId> = (0..PARTITIONS)
+        .map(|i| PartitionId::of("bench", i))
+        .collect();
     let report = generator::spawn(
         &settings.kafka,
         &data,
         settings.frames.limits(),
         60,
-        PARTITIONS,
+        partitions.clone(),
         false,
     )
     .expect("generator")
     .wait()
     .expect("generator run");
     assert_eq!(report.delivered, FRAMES);
-    let partitions: Vec<i32> = (0..PARTITIONS).collect();
     // The anchors read with the same librdkafka tuning as the service's partition readers.
     let prefetch = settings.partition.prefetch_frames;
 

@@ -61,9 +61,13 @@ pub struct RunArgs {
     /// Kafka bootstrap brokers (HOST:PORT[,..]); without them the embedded cluster is used.
     #[arg(long, value_name = "HOST:PORT[,..]")]
     pub brokers: Option<String>,
-    /// The input topic.
-    #[arg(long)]
-    pub topic: Option<String>,
+    /// An input topic; repeat the flag to read several (replaces kafka.topic / kafka.topics).
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Partition model: read every partition whose index is I modulo N (I/N, e.g. 0/3), so N
+    /// instances share the topics without a group coordinator.
+    #[arg(long, value_name = "I/N")]
+    pub instance: Option<String>,
     /// The consumer group that holds the offsets.
     #[arg(long)]
     pub group: Option<String>,
@@ -89,7 +93,8 @@ impl RunArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             brokers: self.brokers.clone(),
-            topic: self.topic.clone(),
+            topics: self.topics.clone(),
+            instance: self.instance.clone(),
             group: self.group.clone(),
             stop_after: self.stop_after.clone(),
             until_end: self.until_end,

@@ -24,12 +24,14 @@ use actors::intake::IntakeListener;
 use actors::kafka::{
     self, AdapterError, AssigningConsumer, EmbeddedCluster, GroupConsumer, LeaderStats,
 };
+use actors::layout::SelectionError;
 use actors::partition::EndPolicy;
 use actors::ports::{AssignedPartition, EndOffsetProbe, OffsetCommitter, StartOffset};
 use actors::sink::open_sink;
 use actors::supervisor::{
     EndOffsets, Intake, Outcome, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
 };
+use actors::topic::PartitionId;
 
 pub use settings::{Model, Settings};
 
@@ -39,6 +41,9 @@ pub enum RunError {
     /// The settings are invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `kafka.partitions` or `kafka.instance` does not fit the topics.
+    #[error(transparent)]
+    Selection(#[from] SelectionError),
     /// Kafka could not be reached or set up.
     #[error(transparent)]
     Kafka(#[from] AdapterError),
@@ -99,7 +104,7 @@ pub struct RunReport {
     /// Final figures and offsets.
     pub summary: RunSummary,
     /// The partitions consumed.
-    pub partitions: Vec<i32>,
+    pub partitions: Vec<PartitionId>,
     /// The embedded generator's report (embedded runs only).
     pub generator: Option<GeneratorReport>,
 }
@@ -161,15 +166,14 @@ pub async fn run_with_faults(
     let embedded = if settings.kafka.embedded() {
         let cluster = EmbeddedCluster::start(settings.embedded.brokers)?;
         let replication = settings.embedded.brokers.min(3);
-        cluster.create_topic(
-            &settings.kafka.topic,
-            settings.embedded.partitions,
-            replication,
-        )?;
+        let topics = settings.kafka.topic_names();
+        for topic in &topics {
+            cluster.create_topic(topic, settings.embedded.partitions, replication)?;
+        }
         settings.kafka.brokers = cluster.bootstrap_servers().to_owned();
         tracing::info!(
             brokers = settings.embedded.brokers,
-            topic = %settings.kafka.topic,
+            topics = %topics.join(","),
             partitions = settings.embedded.partitions,
             "Started the embedded Kafka cluster."
         );
@@ -189,6 +193,7 @@ pub async fn run_with_faults(
         mut intake,
         committer,
         probe,
+        all,
         partitions,
     } = prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
     if let Some(faults) = faults {
@@ -197,7 +202,7 @@ pub async fn run_with_faults(
     let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {
-        Some(_) => Some(start_generator(&settings, partitions.len() as i32)?),
+        Some(_) => Some(start_generator(&settings, all.clone())?),
         None => None,
     };
     let end = match (until_end, &generator) {
@@ -219,7 +224,7 @@ pub async fn run_with_faults(
         flush: settings.flush.clone(),
         metrics: settings.metrics.clone(),
         end,
-        complete_only: (!settings.sink.label_partitions).then(|| partitions.clone()),
+        complete_only: (!settings.sink.label_partitions).then(|| all.clone()),
         supervisor: settings.supervisor.clone(),
         probe,
         leaders: leaders.map(|l| l.board),
@@ -254,7 +259,10 @@ pub async fn run_with_faults(
             ends = until_generator_done(generator_done.as_mut()) => {
                 generator_done = None;
                 match ends {
-                    Ok(ends) if until_end => supervisor.do_send(EndOffsets(ends)),
+                    Ok(mut ends) if until_end => {
+                        ends.retain(|p, _| partitions.contains(p));
+                        supervisor.do_send(EndOffsets(ends));
+                    }
                     Ok(_) => {}
                     Err(_) if until_end => break Err(Failure::GeneratorShort),
                     Err(_) => {}
@@ -305,24 +313,28 @@ async fn prepare_intake(
     let intake = settings.partition.clone();
     match settings.model {
         Model::Partition => {
-            // One client serves the start-up look-ups, reads every partition and commits.
+            // One client serves the start-up look-ups, reads this instance's partitions and
+            // commits.
             let lookups = kafka.clone();
-            let (consumer, partitions, committed) = blocking(move || -> Result<_, AdapterError> {
-                let started = std::time::Instant::now();
-                let partitions = kafka::partition_ids(&lookups)?;
-                tracing::debug!(took = ?started.elapsed(), "Partitions looked up.");
-                let consumer = AssigningConsumer::create(
-                    &lookups,
-                    &intake,
-                    partitions.len(),
-                    leaders.as_ref(),
-                )?;
-                tracing::debug!(took = ?started.elapsed(), "Intake client created.");
-                let committed = consumer.committed(&partitions)?;
-                tracing::debug!(took = ?started.elapsed(), "Committed positions looked up.");
-                Ok((consumer, partitions, committed))
-            })
-            .await??;
+            let selection = kafka.selection()?;
+            let (consumer, all, partitions, committed) =
+                blocking(move || -> Result<_, RunError> {
+                    let started = std::time::Instant::now();
+                    let all = kafka::partition_ids(&lookups)?;
+                    let partitions = selection.apply(&all)?;
+                    tracing::debug!(took = ?started.elapsed(), "Partitions looked up.");
+                    let consumer = AssigningConsumer::create(
+                        &lookups,
+                        &intake,
+                        partitions.len(),
+                        leaders.as_ref(),
+                    )?;
+                    tracing::debug!(took = ?started.elapsed(), "Intake client created.");
+                    let committed = consumer.committed(&partitions)?;
+                    tracing::debug!(took = ?started.elapsed(), "Committed positions looked up.");
+                    Ok((consumer, all, partitions, committed))
+                })
+                .await??;
             let assigned: Vec<AssignedPartition> = partitions
                 .iter()
                 .map(|p| {
@@ -337,10 +349,13 @@ async fn prepare_intake(
                     }
                 })
                 .collect();
+            let selection = kafka.selection()?;
             tracing::info!(
-                topic = %kafka.topic,
+                topics = %kafka.topic_names().join(","),
                 group = %kafka.group,
+                reads = %selection,
                 partitions = partitions.len(),
+                of = all.len(),
                 committed = committed.iter().filter(|c| c.offset.is_some()).count(),
                 "Starting the partition model."
             );
@@ -355,6 +370,7 @@ async fn prepare_intake(
                 },
                 committer: assigned.committer,
                 probe: assigned.end_offsets,
+                all,
                 partitions,
             })
         }
@@ -373,7 +389,7 @@ async fn prepare_intake(
                     leaders.as_ref(),
                 )?;
                 tracing::info!(
-                    topic = %kafka.topic,
+                    topics = %kafka.topic_names().join(","),
                     group = %kafka.group,
                     partitions = partitions.len(),
                     assignment = group.assignment.librdkafka_name(),
@@ -389,6 +405,7 @@ async fn prepare_intake(
                     assignments: Box::new(member),
                     listener,
                 },
+                all: partitions.clone(),
                 partitions,
             })
         }
@@ -401,10 +418,17 @@ struct Intake_ {
     committer: Box<dyn OffsetCommitter>,
     /// End offsets for the stall watchdog, through the intake's client.
     probe: EndOffsetProbe,
-    partitions: Vec<i32>,
+    /// Every partition of the input topics.
+    all: Vec<PartitionId>,
+    /// The partitions this instance may read: its selection (partition model), or every
+    /// partition (group model: the coordinator assigns them).
+    partitions: Vec<PartitionId>,
 }
 
-fn start_generator(settings: &Settings, partitions: i32) -> Result<GeneratorHandle, RunError> {
+fn start_generator(
+    settings: &Settings,
+    partitions: Vec<PartitionId>,
+) -> Result<GeneratorHandle, RunError> {
     let handle = generator::spawn(
         &settings.kafka,
         &settings.generator,

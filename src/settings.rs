@@ -152,6 +152,28 @@ impl Settings {
         self.sink.validate()?;
         self.supervisor.validate()?;
         self.run.stop_after()?;
+        let selection = self.kafka.selection()?;
+        if !selection.is_all() {
+            let key = if self.kafka.instance.trim().is_empty() {
+                "kafka.partitions"
+            } else {
+                "kafka.instance"
+            };
+            if self.model == Model::Group {
+                return Err(ConfigError::new(
+                    key,
+                    "is for the partition model; in the group model the coordinator assigns the partitions",
+                ));
+            }
+            if !self.sink.label_partitions {
+                return Err(ConfigError::new(
+                    "sink.label_partitions",
+                    format!(
+                        "must be on when {key} reads only some partitions: an unlabelled line would pass for a total"
+                    ),
+                ));
+            }
+        }
         if self.run.until_end && self.kafka.embedded() && self.generator.frames == 0 {
             return Err(ConfigError::new(
                 "generator.frames",
@@ -167,8 +189,10 @@ impl Settings {
 pub struct Overrides {
     /// `--brokers`.
     pub brokers: Option<String>,
-    /// `--topic`.
-    pub topic: Option<String>,
+    /// `--topic`, once per input topic.
+    pub topics: Vec<String>,
+    /// `--instance`.
+    pub instance: Option<String>,
     /// `--group`.
     pub group: Option<String>,
     /// `--for`.
@@ -223,16 +247,24 @@ pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
         .prefix_separator("__")
         .separator("__")
         .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("kafka.topics")
         .source(sources.env.clone());
     builder = builder.add_source(env);
     let o = &sources.overrides;
     for (key, value) in [
         ("kafka.brokers", &o.brokers),
-        ("kafka.topic", &o.topic),
+        ("kafka.instance", &o.instance),
         ("kafka.group", &o.group),
         ("run.stop_after", &o.stop_after),
     ] {
         builder = builder.set_override_option(key, value.clone())?;
+    }
+    if !o.topics.is_empty() {
+        // The flags name the input: they replace both keys of the other sources.
+        builder = builder
+            .set_override("kafka.topic", "")?
+            .set_override("kafka.topics", o.topics.clone())?;
     }
     if let Some(model) = o.model {
         builder = builder.set_override("model", model.as_str())?;
@@ -272,8 +304,8 @@ fn reject_unknown_keys(config: &Config) -> Result<(), SettingsError> {
                 format!("{path}.{key}")
             };
             match known.get(key) {
-                // Free-form librdkafka properties.
-                Some(_) if full == "kafka.properties" => {}
+                // Free-form librdkafka properties, and partitions by topic name.
+                Some(_) if full == "kafka.properties" || full == "kafka.partitions" => {}
                 Some(known) => walk(value, known, &full)?,
                 None => return Err(SettingsError::UnknownKey(full)),
             }
@@ -332,6 +364,71 @@ mod tests {
             settings.run.stop_after().unwrap(),
             Some(Duration::from_secs(30))
         );
+    }
+
+    #[test]
+    fn input_topics_come_from_either_key_the_environment_or_repeated_flags() {
+        let (s, _f) = sources(None, &[]);
+        assert_eq!(load(&s).unwrap().kafka.topic_names(), ["frames"]);
+        let (s, _f) = sources(Some("[kafka]\ntopics = [\"Clicks.v2\", \"views\"]\n"), &[]);
+        assert_eq!(
+            load(&s).unwrap().kafka.topic_names(),
+            ["Clicks.v2", "views"]
+        );
+        let (s, _f) = sources(None, &[("KAFKA_ACTORS__KAFKA__TOPICS", "a,b")]);
+        assert_eq!(load(&s).unwrap().kafka.topic_names(), ["a", "b"]);
+        // Flags replace both keys of the other sources.
+        let (mut s, _f) = sources(Some("[kafka]\ntopic = \"from-file\"\n"), &[]);
+        s.overrides.topics = vec!["x".into(), "y".into()];
+        assert_eq!(load(&s).unwrap().kafka.topic_names(), ["x", "y"]);
+        let (s, _f) = sources(Some("[kafka]\ntopic = \"a\"\ntopics = [\"b\"]\n"), &[]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("kafka.topics") && error.contains("not both"),
+            "{error}"
+        );
+        let (s, _f) = sources(Some("[kafka]\ntopics = [\"a\", \"a\"]\n"), &[]);
+        assert!(load(&s).unwrap_err().to_string().contains("listed twice"));
+        let (s, _f) = sources(Some("[kafka]\ntopics = [\"a b\"]\n"), &[]);
+        assert!(load(&s).unwrap_err().to_string().contains("kafka.topics"));
+    }
+
+    #[test]
+    fn partition_subsets_are_for_the_partition_model_and_need_labelled_lines() {
+        let (s, _f) = sources(
+            Some("[kafka]\ntopics = [\"Frames\", \"b\"]\n[kafka.partitions]\nFrames = \"0-3,8\"\n"),
+            &[],
+        );
+        let settings = load(&s).unwrap();
+        assert_eq!(
+            settings.kafka.selection().unwrap(),
+            actors::layout::Selection::Listed(std::collections::BTreeMap::from([(
+                actors::topic::Topic::new("Frames"),
+                vec![0, 1, 2, 3, 8]
+            )]))
+        );
+        let (s, _f) = sources(Some("[kafka.partitions]\nframez = \"0\"\n"), &[]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("kafka.partitions.framez"), "{error}");
+        let (mut s, _f) = sources(None, &[]);
+        s.overrides.instance = Some("1/3".into());
+        assert_eq!(
+            load(&s).unwrap().kafka.selection().unwrap(),
+            actors::layout::Selection::Instance { index: 1, count: 3 }
+        );
+        s.overrides.model = Some(Model::Group);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("kafka.instance") && error.contains("partition model"),
+            "{error}"
+        );
+        let (mut s, _f) = sources(None, &[("KAFKA_ACTORS__SINK__LABEL_PARTITIONS", "false")]);
+        s.overrides.instance = Some("0/2".into());
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("sink.label_partitions"), "{error}");
+        s.overrides.instance = Some("2/2".into());
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("kafka.instance"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use common::*;
 use kafka_actors::{Model, Settings};
 
 /// Every partition a run was assigned at some point.
-fn assigned(run: &kafka_actors::RunReport) -> BTreeSet<i32> {
+fn assigned(run: &kafka_actors::RunReport) -> BTreeSet<actors::topic::PartitionId> {
     run.summary
         .group_history
         .iter()
@@ -54,7 +54,10 @@ async fn group_model_until_end_emits_exactly_the_ground_truth() {
         committed(&settings.kafka, &run.partitions),
         report.end_offsets
     );
-    assert_eq!(assigned(&run), (0..4).collect());
+    assert_eq!(
+        assigned(&run),
+        ids(&settings.kafka, 4).into_iter().collect()
+    );
 }
 
 #[actix::test]
@@ -135,7 +138,7 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
     let mut live = data(64_000, 400.0, 0.0);
     live.rate = 4_000;
     let generator = spawn_generator(&base, &live, partitions);
-    let watcher = Watcher::start(base.kafka.clone(), (0..partitions).collect(), None);
+    let watcher = Watcher::start(base.kafka.clone(), ids(&base.kafka, partitions), None);
 
     // A runs 9 s; B joins after 2 s and runs 16 s.
     let a = kafka_actors::run(member("a"), stop_after(Duration::from_secs(9)));
@@ -166,7 +169,7 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
     );
     assert_eq!(
         assigned(&b),
-        (0..partitions).collect(),
+        ids(&base.kafka, partitions).into_iter().collect(),
         "B ends up with every partition"
     );
 
@@ -212,7 +215,7 @@ async fn members_join_and_leave_without_losing_frames(assignment: Assignment) {
         }
     }
     assert_eq!(
-        committed(&base.kafka, &(0..partitions).collect::<Vec<_>>()),
+        committed(&base.kafka, &ids(&base.kafka, partitions)),
         report.end_offsets
     );
 }
@@ -332,7 +335,7 @@ async fn a_lost_assignment_is_dropped_without_a_commit_and_nothing_is_lost() {
     // No frame lost; every line exact for the partitions it names.
     assert_no_share_lost(&exact_shares(output(&out), &report.truth), &report.truth);
     assert_eq!(
-        committed(&settings.kafka, &(0..partitions).collect::<Vec<_>>()),
+        committed(&settings.kafka, &ids(&settings.kafka, partitions)),
         report.end_offsets
     );
 }

@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use actors::config::Assignment;
+use actors::topic::{from_topics, PartitionId};
 use common::real::{assert_ownership_and_commits, JavaTruth, LogEvent, Member, RealKafka};
 use common::*;
 use kafka_actors::{Model, RunReport, Settings};
@@ -44,8 +45,8 @@ async fn until_end_is_exact(
     let lines = output(&out);
     for line in &lines {
         assert_eq!(
-            line.partitions,
-            (0..partitions).collect::<Vec<_>>(),
+            from_topics(&line.partitions),
+            ids(&settings.kafka, partitions),
             "one service reads every partition: {line:?}"
         );
     }
@@ -68,19 +69,18 @@ async fn until_end_is_exact(
         invalid, truth.invalid,
         "{model:?}: invalid records by reason"
     );
-    let ends: BTreeMap<i32, i64> = kafka_end_offsets(&settings, partitions);
+    let ends: BTreeMap<PartitionId, i64> = kafka_end_offsets(&settings, partitions);
     assert_eq!(
-        committed(&settings.kafka, &(0..partitions).collect::<Vec<_>>()),
+        committed(&settings.kafka, &ids(&settings.kafka, partitions)),
         ends,
         "{model:?}: everything read is committed"
     );
     run
 }
 
-fn kafka_end_offsets(settings: &Settings, partitions: i32) -> BTreeMap<i32, i64> {
-    let records =
-        actors::kafka::stored_records(&settings.kafka, &(0..partitions).collect::<Vec<_>>())
-            .expect("read the topic back");
+fn kafka_end_offsets(settings: &Settings, partitions: i32) -> BTreeMap<PartitionId, i64> {
+    let records = actors::kafka::stored_records(&settings.kafka, &ids(&settings.kafka, partitions))
+        .expect("read the topic back");
     let mut ends = BTreeMap::new();
     for (partition, offset, _) in records {
         let end = ends.entry(partition).or_insert(0);
@@ -154,8 +154,9 @@ async fn compressed_topics_are_read_exactly_in_both_models() {
 /// would count its partitions as idle (caught up and quiet), and the first frames of a
 /// partition that starts receiving a little later than the others could then be late.
 fn wait_for_data(kafka: &RealKafka, topic: &str, partitions: i32) {
-    let probe = actors::kafka::end_offset_probe(&kafka.config(topic, "")).expect("end offsets");
-    let all: Vec<i32> = (0..partitions).collect();
+    let config = kafka.config(topic, "");
+    let probe = actors::kafka::end_offset_probe(&config).expect("end offsets");
+    let all = ids(&config, partitions);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while probe(&all).values().filter(|end| **end > 0).count() < partitions as usize {
         assert!(std::time::Instant::now() < deadline, "no data in {topic}");
@@ -191,15 +192,13 @@ fn committed_up_to(
     topic: &str,
     group: &str,
     partitions: i32,
-) -> BTreeMap<i32, f64> {
-    actors::kafka::committed_offsets(
-        &kafka.config(topic, group),
-        &(0..partitions).collect::<Vec<_>>(),
-    )
-    .expect("committed offsets")
-    .into_iter()
-    .filter_map(|c| actors::batch::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm)))
-    .collect()
+) -> BTreeMap<PartitionId, f64> {
+    let config = kafka.config(topic, group);
+    actors::kafka::committed_offsets(&config, &ids(&config, partitions))
+        .expect("committed offsets")
+        .into_iter()
+        .filter_map(|c| actors::batch::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm)))
+        .collect()
 }
 
 /// Waits (up to a minute) until `member` has written `lines` window lines.
@@ -287,8 +286,8 @@ fn sigkill_and_restart(model: Model) {
     lines.extend(output(&last.out));
     for line in &lines {
         assert_eq!(
-            line.partitions,
-            vec![0, 1, 2, 3],
+            from_topics(&line.partitions),
+            ids(&kafka.config(&topic, ""), 4),
             "whole windows only: {line:?}"
         );
     }
@@ -321,7 +320,9 @@ fn sigkill_and_restart(model: Model) {
     for window in &repeated {
         let end = window + WINDOW_SECS;
         assert!(
-            (0..4).any(|p| committed_up_to.get(&p).is_none_or(|wm| *wm < end as f64)),
+            ids(&kafka.config(&topic, ""), 4)
+                .iter()
+                .any(|p| committed_up_to.get(p).is_none_or(|wm| *wm < end as f64)),
             "window {window} was committed as written ({committed_up_to:?}) but written again"
         );
     }
@@ -345,7 +346,7 @@ fn sigkill_mid_stream_and_restart_loses_nothing_group_model() {
 }
 
 /// Partitions `member` owned when its log ends (taken and not released).
-fn owned_at_end(member: &Member) -> std::collections::BTreeSet<i32> {
+fn owned_at_end(member: &Member) -> std::collections::BTreeSet<PartitionId> {
     let mut owned = std::collections::BTreeSet::new();
     for logged in member.events() {
         match logged.event {
@@ -436,7 +437,10 @@ fn group_churn(assignment: &str) {
                 .flat_map(|m| {
                     output(&m.out)
                         .into_iter()
-                        .filter(|l| l.window_start == *window && l.partitions.contains(partition))
+                        .filter(|l| {
+                            l.window_start == *window
+                                && from_topics(&l.partitions).contains(partition)
+                        })
                         .map(|_| m.name.as_str())
                 })
                 .collect();
@@ -605,14 +609,14 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
         actors::ports::OffsetCommitter::commit(
             &mut committer,
             &[actors::ports::CommitPosition {
-                partition: 0,
+                partition: PartitionId::of(&topic, 0),
                 offset: 100,
                 metadata: String::new(),
             }],
         )
         .unwrap();
         drop(committer);
-        actors::kafka::delete_records(&settings.kafka, 0, 2_000).unwrap();
+        actors::kafka::delete_records(&settings.kafka, PartitionId::of(&topic, 0), 2_000).unwrap();
 
         let run = kafka_actors::run(settings.clone(), std::future::pending())
             .await
@@ -624,7 +628,7 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
         assert_eq!(
             metrics.skipped,
             vec![actors::metrics::RecordsSkipped {
-                partition: 0,
+                partition: PartitionId::of(&topic, 0),
                 from: 100,
                 to: 2_000
             }],
@@ -635,8 +639,8 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
             "{model:?}: read on from the log start"
         );
         assert_eq!(
-            committed(&settings.kafka, &[0]),
-            BTreeMap::from([(0, 5_000)]),
+            committed(&settings.kafka, &[PartitionId::of(&topic, 0)]),
+            BTreeMap::from([(PartitionId::of(&topic, 0), 5_000)]),
             "{model:?}"
         );
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actors::frame::InvalidReason;
 use actors::kafka::FrameProducer;
+use actors::topic::PartitionId;
 use common::*;
 
 #[actix::test]
@@ -41,7 +42,7 @@ async fn until_end_emits_exactly_the_ground_truth_and_commits_the_end() {
     assert_eq!(run.summary.metrics.late, 0);
     assert_eq!(run.summary.metrics.windows, truth.len() as u64);
     assert_eq!(run.summary.drain.open_windows, 0);
-    let ends: BTreeMap<i32, i64> = report.end_offsets.clone();
+    let ends: BTreeMap<PartitionId, i64> = report.end_offsets.clone();
     assert_eq!(
         committed(&settings.kafka, &run.partitions),
         ends,
@@ -60,10 +61,10 @@ async fn bad_frames_are_counted_by_reason_and_change_no_window() {
     let report = produce(&settings, &data(21_000, 500.0, 0.1), 3);
     // A poison frame as the very last record of every partition.
     let producer = FrameProducer::new(&settings.kafka).unwrap();
-    for partition in 0..3 {
+    for partition in ids(&settings.kafka, 3) {
         producer
             .send(
-                1_000_000 + partition as u64,
+                1_000_000 + partition.index as u64,
                 partition,
                 b"poison",
                 b"{\"ts\":",
@@ -150,7 +151,7 @@ async fn stop_and_restart_emit_every_window_exactly_and_never_commit_ahead_of_ou
     let generator = spawn_generator(&settings, &live, partitions);
     let watcher = Watcher::start(
         settings.kafka.clone(),
-        (0..partitions).collect(),
+        ids(&settings.kafka, partitions),
         Some(out.clone()),
     );
 
@@ -200,7 +201,7 @@ async fn stop_and_restart_emit_every_window_exactly_and_never_commit_ahead_of_ou
     );
 
     // At no sampled moment did a committed offset cover a frame whose window was not written.
-    let window_of: BTreeMap<(i32, i64), i64> = report
+    let window_of: BTreeMap<(PartitionId, i64), i64> = report
         .placements
         .iter()
         .filter_map(|p| p.window.map(|w| ((p.partition, p.offset), w)))
@@ -261,6 +262,7 @@ async fn a_restarted_partition_resumes_from_its_commit_without_loss_or_double_co
     let generator = spawn_generator(&settings, &live, partitions);
 
     // Restart partition 0 twice while frames flow, then stop once the generator is done.
+    let p0 = PartitionId::of(&topic, 0);
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let driver = actix_rt::spawn(async move {
         let supervisor: actix::Addr<actors::RootSupervisor> = addr_rx.await.unwrap();
@@ -269,11 +271,11 @@ async fn a_restarted_partition_resumes_from_its_commit_without_loss_or_double_co
             actix_rt::time::sleep(Duration::from_millis(1_200)).await;
             let before = supervisor.send(actors::metrics::GetMetrics).await.unwrap();
             let start = supervisor
-                .send(actors::supervisor::RestartPartition(0))
+                .send(actors::supervisor::RestartPartition(p0))
                 .await
                 .unwrap()
                 .unwrap();
-            restarts.push((before.partitions[&0].position, start));
+            restarts.push((before.partitions[&p0].position, start));
         }
         restarts
     });
@@ -308,7 +310,7 @@ async fn a_restarted_partition_resumes_from_its_commit_without_loss_or_double_co
         );
     }
     assert!(
-        first.summary.metrics.partitions[&0].late > 0,
+        first.summary.metrics.partitions[&p0].late > 0,
         "replayed frames of written windows were skipped"
     );
 

@@ -23,6 +23,7 @@ use crate::metrics::{Flushed, FramesLate, MetricsActor};
 use crate::panics::Panicked;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
+use crate::topic::PartitionId;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
 
 /// Prefix of the commit metadata written by this service.
@@ -52,14 +53,14 @@ fn positions(windows: &Windows) -> Vec<CommitPosition> {
 /// commit metadata) is resumed as if new, which can write windows open before the commit again,
 /// as partial lines: that is logged.
 pub fn closed_below_from_commit(
-    partition: i32,
+    partition: PartitionId,
     offset: Option<i64>,
     metadata: &str,
 ) -> Option<f64> {
     let point = decode_closed_below(metadata);
     if offset.is_some() && point.is_none() {
         tracing::warn!(
-            partition,
+            %partition,
             ?offset,
             "The committed offset carries no window metadata (the broker may not keep commit metadata); \
              windows open at that commit may be written again as partial lines."
@@ -82,7 +83,7 @@ pub fn decode_closed_below(metadata: &str) -> Option<f64> {
 #[rtype(result = "()")]
 pub struct Chunk {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Valid frames.
     pub frames: FrameChunk,
     /// The partition's position after the chunk, invalid records included.
@@ -106,7 +107,7 @@ pub struct Drain {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DrainReport {
     /// The offset this run committed last, per partition (revoked ones included).
-    pub committed: Vec<(i32, i64)>,
+    pub committed: Vec<(PartitionId, i64)>,
     /// Windows still open (not written; rebuilt from the committed offsets on restart).
     pub open_windows: usize,
     /// The last flush failed to commit with this error.
@@ -128,7 +129,7 @@ pub struct AddPartitions(pub Vec<PartitionStart>);
 #[rtype(result = "Vec<Released>")]
 pub struct ReleasePartitions {
     /// The partitions.
-    pub partitions: Vec<i32>,
+    pub partitions: Vec<PartitionId>,
     /// What happens to their output before they are let go.
     pub output: ReleaseOutput,
 }
@@ -158,7 +159,7 @@ pub const RELEASE_COMMIT_RETRY: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The last position committed for it since it was added, if any.
     pub committed: Option<CommitPosition>,
     /// Where reading it again must start: every frame below was written by the last flush
@@ -191,7 +192,7 @@ enum Coverage {
 
 /// Partitions to let go once flush number `needed` has finished, and where to answer.
 struct ReleaseWaiter {
-    partitions: Vec<i32>,
+    partitions: Vec<PartitionId>,
     needed: u64,
     /// Until when that flush tries a failed commit again.
     retry_until: Instant,
@@ -273,7 +274,7 @@ pub struct BatchActor {
     /// Positions of the last successful commit.
     last_commit: Vec<CommitPosition>,
     /// The last offset committed for every partition ever counted here.
-    committed: std::collections::BTreeMap<i32, CommitPosition>,
+    committed: std::collections::BTreeMap<PartitionId, CommitPosition>,
     last_commit_error: Option<String>,
     /// Everything must be flushed regardless of the size and time limits.
     force: bool,
@@ -291,12 +292,12 @@ pub struct BatchActor {
     /// Told if this actor stops because of a panic.
     panics: Option<Recipient<Panicked>>,
     /// Every partition of the topic, when a line must cover them all (unlabelled output).
-    complete_only: Option<Vec<i32>>,
+    complete_only: Option<Vec<PartitionId>>,
     /// Which partitions must be consumed to their end before the run is complete.
     coverage: Coverage,
     /// Per partition, the position of the last flush whose output is durable: every frame
     /// below it is in written windows, committed or not.
-    written: std::collections::BTreeMap<i32, CommitPosition>,
+    written: std::collections::BTreeMap<PartitionId, CommitPosition>,
     /// Since when commits have failed with errors no retry cures, without a success since.
     commits_failing_since: Option<Instant>,
 }
@@ -354,7 +355,7 @@ impl BatchActor {
 
     /// Refuses to write a line that does not cover all of `partitions` (the whole topic): with
     /// unlabelled output it would pass for a total. The actor stops with an error instead.
-    pub fn complete_only(mut self, partitions: Vec<i32>) -> Self {
+    pub fn complete_only(mut self, partitions: Vec<PartitionId>) -> Self {
         self.complete_only = Some(partitions);
         self
     }
@@ -584,7 +585,7 @@ impl BatchActor {
     /// Forgets `partitions`: their open windows, what was committed and written for them (a
     /// partition that comes back starts from its new assignment, never from a position of an
     /// earlier ownership).
-    fn release(&mut self, partitions: &[i32]) -> Vec<Released> {
+    fn release(&mut self, partitions: &[PartitionId]) -> Vec<Released> {
         for partition in partitions {
             self.windows.remove_partition(*partition);
         }
@@ -602,7 +603,7 @@ impl BatchActor {
                 let written = released.resume.as_ref().map(|w| w.offset);
                 if let (Some(error), true) = (&self.last_commit_error, written > committed) {
                     tracing::warn!(
-                        partition = p,
+                        partition = %p,
                         ?committed,
                         ?written,
                         %error,
@@ -701,7 +702,7 @@ impl Handler<Chunk> for BatchActor {
         }
         if ingested.late > 0 {
             tracing::debug!(
-                partition = chunk.partition,
+                partition = %chunk.partition,
                 late = ingested.late,
                 "Frames arrived after their window was written; counted as late."
             );
@@ -796,6 +797,16 @@ mod tests {
         Commit(Vec<(i32, i64, String)>),
     }
 
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
+
+    /// Offsets by partition index.
+    fn indexed(offsets: &[(PartitionId, i64)]) -> Vec<(i32, i64)> {
+        offsets.iter().map(|(p, o)| (p.index, *o)).collect()
+    }
+
     /// A commit of `offsets`, every partition with the same recorded `closed_below`.
     fn commit(offsets: &[(i32, i64)], metadata: &str) -> Event {
         Event::Commit(
@@ -845,7 +856,7 @@ mod tests {
             self.0 .0.lock().unwrap().push(Event::Commit(
                 positions
                     .iter()
-                    .map(|p| (p.partition, p.offset, p.metadata.clone()))
+                    .map(|p| (p.partition.index, p.offset, p.metadata.clone()))
                     .collect(),
             ));
             Ok(positions.to_vec())
@@ -858,7 +869,7 @@ mod tests {
             c.push(*o, *ts, uid);
         }
         Chunk {
-            partition,
+            partition: p(partition),
             frames: c,
             next_offset: Some(next),
             at_end: false,
@@ -892,7 +903,7 @@ mod tests {
         let starts: Vec<PartitionStart> = partitions
             .iter()
             .map(|partition| PartitionStart {
-                partition: *partition,
+                partition: p(*partition),
                 next_offset: Some(0),
                 closed_below: None,
             })
@@ -937,7 +948,7 @@ mod tests {
         );
         batch
             .send(GroupCoverage {
-                all: vec![0, 1],
+                all: vec![p(0), p(1)],
                 done_elsewhere: vec![],
             })
             .await
@@ -950,8 +961,8 @@ mod tests {
         );
         batch
             .send(GroupCoverage {
-                all: vec![0, 1],
-                done_elsewhere: vec![1],
+                all: vec![p(0), p(1)],
+                done_elsewhere: vec![p(1)],
             })
             .await
             .unwrap();
@@ -989,11 +1000,11 @@ mod tests {
         assert_eq!(events[0], Event::Write(vec![100]));
         assert_eq!(events[1], commit(&[(0, 2), (1, 1)], "kafka-actors:wm=112"));
         assert_eq!(events.len(), 2, "{events:?}");
-        assert_eq!(report.committed, vec![(0, 2), (1, 1)]);
+        assert_eq!(indexed(&report.committed), vec![(0, 2), (1, 1)]);
         assert_eq!(report.open_windows, 2);
         let report = batch.send(Drain { close_all: true }).await.unwrap();
         assert_eq!(log.events()[2], Event::Write(vec![110, 120]));
-        assert_eq!(report.committed, vec![(0, 3), (1, 2)]);
+        assert_eq!(indexed(&report.committed), vec![(0, 3), (1, 2)]);
         assert_eq!(report.open_windows, 0);
     }
 
@@ -1029,7 +1040,7 @@ mod tests {
         let started = Instant::now();
         let released = batch
             .send(ReleasePartitions {
-                partitions: vec![0],
+                partitions: vec![p(0)],
                 output: ReleaseOutput::Commit {
                     retry_until: Instant::now() + retry_for,
                 },
@@ -1094,7 +1105,7 @@ mod tests {
             closed_below: None,
         };
         batch
-            .send(AddPartitions(vec![unknown(0), unknown(1)]))
+            .send(AddPartitions(vec![unknown(p(0)), unknown(p(1))]))
             .await
             .unwrap();
         batch
@@ -1104,7 +1115,7 @@ mod tests {
         batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
         let released = batch
             .send(ReleasePartitions {
-                partitions: vec![0],
+                partitions: vec![p(0)],
                 output: ReleaseOutput::Commit {
                     retry_until: Instant::now(),
                 },
@@ -1119,7 +1130,7 @@ mod tests {
             .resume
             .as_ref()
             .expect("a position to resume from");
-        assert_eq!((resume.partition, resume.offset), (0, 6));
+        assert_eq!((resume.partition.index, resume.offset), (0, 6));
         assert_eq!(decode_closed_below(&resume.metadata), Some(125.0));
     }
 
@@ -1134,7 +1145,7 @@ mod tests {
         batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
         let first = batch
             .send(ReleasePartitions {
-                partitions: vec![0],
+                partitions: vec![p(0)],
                 output: ReleaseOutput::Commit {
                     retry_until: Instant::now(),
                 },
@@ -1146,7 +1157,7 @@ mod tests {
         // member commits anything for it.
         batch
             .send(AddPartitions(vec![PartitionStart {
-                partition: 0,
+                partition: p(0),
                 next_offset: Some(500),
                 closed_below: None,
             }]))
@@ -1154,7 +1165,7 @@ mod tests {
             .unwrap();
         let second = batch
             .send(ReleasePartitions {
-                partitions: vec![0],
+                partitions: vec![p(0)],
                 output: ReleaseOutput::Drop,
             })
             .await
@@ -1162,7 +1173,7 @@ mod tests {
         assert_eq!(
             second,
             vec![Released {
-                partition: 0,
+                partition: p(0),
                 committed: None,
                 resume: None
             }],
@@ -1172,7 +1183,7 @@ mod tests {
 
     /// Refuses every commit as a broker refuses an unauthorized group, or commits only the
     /// partitions in `.1` (the others are no longer read here).
-    struct Refusing(Log, Option<Vec<i32>>);
+    struct Refusing(Log, Option<Vec<PartitionId>>);
     impl OffsetCommitter for Refusing {
         fn commit(
             &mut self,
@@ -1191,7 +1202,7 @@ mod tests {
                 .collect();
             self.0 .0.lock().unwrap().push(Event::Commit(
                 mine.iter()
-                    .map(|p| (p.partition, p.offset, p.metadata.clone()))
+                    .map(|p| (p.partition.index, p.offset, p.metadata.clone()))
                     .collect(),
             ));
             Ok(mine)
@@ -1266,14 +1277,14 @@ mod tests {
     async fn positions_left_out_of_a_commit_are_not_recorded_as_committed() {
         let log = Log::default();
         // Partition 1 was revoked from this member while its windows were being written.
-        let batch = with_committer(&log, Refusing(log.clone(), Some(vec![0])), None);
+        let batch = with_committer(&log, Refusing(log.clone(), Some(vec![p(0)])), None);
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))
             .await
             .unwrap();
         batch.send(chunk(1, &[(0, 130.0, "c")], 1)).await.unwrap();
         let report = batch.send(Drain { close_all: false }).await.unwrap();
-        assert_eq!(report.committed, vec![(0, 1)]);
+        assert_eq!(indexed(&report.committed), vec![(0, 1)]);
         assert!(log
             .events()
             .contains(&commit(&[(0, 1)], "kafka-actors:wm=125")));
@@ -1304,7 +1315,7 @@ mod tests {
             Closing::ByWatermark,
             Some(supervisor.recipient()),
         )
-        .complete_only(vec![0, 1, 2])
+        .complete_only(vec![p(0), p(1), p(2)])
         .start();
         batch
             .send(chunk(0, &[(0, 100.0, "a"), (1, 125.0, "b")], 2))

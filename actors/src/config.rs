@@ -71,8 +71,20 @@ pub struct KafkaConfig {
     /// Bootstrap brokers, `HOST:PORT[,HOST:PORT..]`. Empty: start the embedded cluster and the
     /// frame generator in-process.
     pub brokers: String,
-    /// The input topic.
+    /// The input topic: shorthand for `topics = [topic]`. Setting both is an error; with
+    /// neither set the input is the topic `frames`.
     pub topic: String,
+    /// The input topics. Their frames go into the same windows; partitions are named by topic
+    /// and index everywhere.
+    pub topics: Vec<String>,
+    /// Partition model only: the partitions of each topic this instance reads, as a list of
+    /// indices and ranges (`frames = "0-3,8"`). A topic not listed is not read. Empty: every
+    /// partition (or those `instance` picks).
+    pub partitions: BTreeMap<String, String>,
+    /// Partition model only: `i/N` reads every partition whose index is `i` modulo `N`, of
+    /// every input topic, so `N` instances numbered `0..N` read each partition once. Empty:
+    /// every partition (or those `partitions` lists).
+    pub instance: String,
     /// Consumer group that holds the committed offsets. Empty: `kafka-actors-partition` for the
     /// partition model, `kafka-actors-group` for the group model (a group with subscribed
     /// members refuses commits from a consumer that only assigns, so the two never share one).
@@ -89,13 +101,19 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             brokers: String::new(),
-            topic: "frames".into(),
+            topic: String::new(),
+            topics: Vec::new(),
+            partitions: BTreeMap::new(),
+            instance: String::new(),
             group: String::new(),
             auto_offset_reset: OffsetReset::Earliest,
             properties: BTreeMap::new(),
         }
     }
 }
+
+/// The input topic when none is configured.
+pub const DEFAULT_TOPIC: &str = "frames";
 
 /// librdkafka properties the service sets itself: overriding them would break the delivery
 /// guarantee, so they are rejected in `kafka.properties`.
@@ -132,6 +150,9 @@ impl fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("brokers", &self.brokers)
             .field("topic", &self.topic)
+            .field("topics", &self.topics)
+            .field("partitions", &self.partitions)
+            .field("instance", &self.instance)
             .field("group", &self.group)
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("properties", &properties)
@@ -140,6 +161,35 @@ impl fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The input topics: `topics`, or `topic`, or `frames`.
+    pub fn topic_names(&self) -> Vec<String> {
+        if !self.topics.is_empty() {
+            self.topics.iter().map(|t| t.trim().to_owned()).collect()
+        } else if !self.topic.trim().is_empty() {
+            vec![self.topic.trim().to_owned()]
+        } else {
+            vec![DEFAULT_TOPIC.to_owned()]
+        }
+    }
+
+    /// The input topics, interned.
+    pub fn input_topics(&self) -> Vec<crate::topic::Topic> {
+        self.topic_names()
+            .iter()
+            .map(|t| crate::topic::Topic::new(t))
+            .collect()
+    }
+
+    /// Which partitions of the input topics this instance reads, from `partitions` and
+    /// `instance`.
+    ///
+    /// # Errors
+    /// A range that does not parse, a topic listed that is not an input topic, an instance
+    /// that is not `i/N` with `i < N`, or both keys set.
+    pub fn selection(&self) -> Result<crate::layout::Selection, ConfigError> {
+        crate::layout::Selection::from_config(self)
+    }
+
     /// True when no brokers are configured and the embedded cluster is used.
     pub fn embedded(&self) -> bool {
         self.brokers.trim().is_empty()
@@ -164,19 +214,27 @@ impl KafkaConfig {
             }
         }
         check(
-            !self.topic.trim().is_empty(),
-            "kafka.topic",
-            "must not be empty",
+            self.topic.trim().is_empty() || self.topics.is_empty(),
+            "kafka.topics",
+            "set kafka.topic or kafka.topics, not both",
         )?;
-        check(
-            self.topic.len() <= 249
-                && self
-                    .topic
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
-            "kafka.topic",
-            "Kafka topic names use only ASCII letters, digits, '.', '_' and '-' (at most 249)",
-        )?;
+        let key = if self.topics.is_empty() {
+            "kafka.topic"
+        } else {
+            "kafka.topics"
+        };
+        let topics = self.topic_names();
+        for topic in &topics {
+            check_topic_name(topic, key)?;
+        }
+        for (i, topic) in topics.iter().enumerate() {
+            check(
+                !topics[..i].contains(topic),
+                key,
+                &format!("topic `{topic}` is listed twice"),
+            )?;
+        }
+        self.selection()?;
         for name in self.properties.keys() {
             if RESERVED_PROPERTIES.contains(&name.as_str()) {
                 return Err(ConfigError::new(
@@ -187,6 +245,21 @@ impl KafkaConfig {
         }
         Ok(())
     }
+}
+
+/// Kafka's rule for topic names: ASCII letters, digits, `.`, `_` and `-`, at most 249.
+fn check_topic_name(topic: &str, key: &str) -> Result<(), ConfigError> {
+    check(!topic.is_empty(), key, "a topic name must not be empty")?;
+    check(
+        topic.len() <= 249
+            && topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        key,
+        &format!(
+            "`{topic}`: Kafka topic names use only ASCII letters, digits, '.', '_' and '-' (at most 249)"
+        ),
+    )
 }
 
 /// The in-process cluster started when `kafka.brokers` is empty.

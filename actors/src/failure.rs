@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::ports::{FailureKind, SourceError};
+use crate::topic::PartitionId;
 
 /// Why a partition actor stopped or was restarted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,9 +95,9 @@ pub enum OutputFailure {
         /// The window start.
         start: i64,
         /// What the line covers.
-        partitions: Vec<i32>,
+        partitions: Vec<PartitionId>,
         /// Every partition of the topic.
-        all: Vec<i32>,
+        all: Vec<PartitionId>,
     },
     /// The thread that writes and commits died.
     #[error("flush thread failed: {0}")]
@@ -110,7 +111,7 @@ pub enum StopCause {
     #[error("partition {partition} failed {failures} times within {window_secs} s (supervisor.max_restarts = {max_restarts}); last cause: {last}")]
     RestartBudget {
         /// The partition.
-        partition: i32,
+        partition: PartitionId,
         /// Failures within the window, this one included.
         failures: usize,
         /// `supervisor.restart_window_secs`.
@@ -124,7 +125,7 @@ pub enum StopCause {
     #[error("partition {partition} cannot be read and a restart would not help: {cause}")]
     Unreadable {
         /// The partition.
-        partition: i32,
+        partition: PartitionId,
         /// The failure.
         cause: PartitionFailure,
     },

@@ -16,6 +16,7 @@ use crate::ports::{
     AssignmentSource, CoverageProbe, FailureKind, FrameSource, OnLeave, PollStatus, SourceError,
     SourceFactory, Wake,
 };
+use crate::topic::PartitionId;
 
 /// A fault to inject into a partition's source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,13 +43,13 @@ pub enum Times {
 /// Faults armed per partition, shared by whoever injects them and the sources they hit.
 #[derive(Clone, Default)]
 pub struct FaultPlan {
-    armed: Arc<Mutex<BTreeMap<i32, (PartitionFault, Times)>>>,
+    armed: Arc<Mutex<BTreeMap<PartitionId, (PartitionFault, Times)>>>,
 }
 
 impl FaultPlan {
     /// Arms `fault` for `partition`, replacing what was armed for it.
-    pub fn inject(&self, partition: i32, fault: PartitionFault, times: Times) {
-        tracing::warn!(partition, ?fault, ?times, "Injecting a fault.");
+    pub fn inject(&self, partition: PartitionId, fault: PartitionFault, times: Times) {
+        tracing::warn!(%partition, ?fault, ?times, "Injecting a fault.");
         self.lock().insert(partition, (fault, times));
     }
 
@@ -76,13 +77,13 @@ impl FaultPlan {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, (PartitionFault, Times)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PartitionId, (PartitionFault, Times)>> {
         self.armed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The fault a source of `partition` meets now, if any; `fired` says whether this source
     /// already met its every-open fault.
-    fn take(&self, partition: i32, fired: bool) -> Option<PartitionFault> {
+    fn take(&self, partition: PartitionId, fired: bool) -> Option<PartitionFault> {
         let mut armed = self.lock();
         match armed.get(&partition) {
             Some((_, Times::Once)) => armed.remove(&partition).map(|(fault, _)| fault),
@@ -118,7 +119,7 @@ impl AssignmentSource for FaultyAssignments {
 
 /// A partition source that meets the plan's faults.
 struct FaultySource {
-    partition: i32,
+    partition: PartitionId,
     inner: Box<dyn FrameSource>,
     plan: FaultPlan,
     /// This source met its every-open fault already.
@@ -175,6 +176,11 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
     use crate::fakes::{quiet_sources, CountingSource};
     use crate::ports::StartOffset;
 
@@ -186,15 +192,15 @@ mod tests {
     fn a_fault_armed_once_hits_the_next_poll_only() {
         let plan = FaultPlan::default();
         let sources = plan.wrap_sources(quiet_sources(Arc::new(AtomicU32::new(0))));
-        let mut source = sources(3, StartOffset::At(5)).unwrap();
+        let mut source = sources(p(3), StartOffset::At(5)).unwrap();
         assert!(poll(&mut source).is_ok());
-        plan.inject(3, PartitionFault::Fail, Times::Once);
-        plan.inject(4, PartitionFault::Fail, Times::Once);
+        plan.inject(p(3), PartitionFault::Fail, Times::Once);
+        plan.inject(p(4), PartitionFault::Fail, Times::Once);
         let error = poll(&mut source).unwrap_err();
         assert_eq!(error.kind, FailureKind::Fatal);
-        assert_eq!(error.message, "partition 3: injected failure");
+        assert_eq!(error.message, "partition t-3: injected failure");
         assert!(poll(&mut source).is_ok(), "once");
-        let mut reopened = sources(3, StartOffset::At(5)).unwrap();
+        let mut reopened = sources(p(3), StartOffset::At(5)).unwrap();
         assert!(poll(&mut reopened).is_ok(), "once, not on every open");
     }
 
@@ -203,9 +209,9 @@ mod tests {
         let plan = FaultPlan::default();
         let opens = Arc::new(AtomicU32::new(0));
         let sources = plan.wrap_sources(quiet_sources(opens.clone()));
-        plan.inject(0, PartitionFault::Fail, Times::EveryOpen);
+        plan.inject(p(0), PartitionFault::Fail, Times::EveryOpen);
         for _ in 0..3 {
-            let mut source = sources(0, StartOffset::At(0)).unwrap();
+            let mut source = sources(p(0), StartOffset::At(0)).unwrap();
             assert!(poll(&mut source).is_err());
             assert!(poll(&mut source).is_ok());
         }
@@ -220,9 +226,9 @@ mod tests {
             Ok(Box::new(CountingSource::new(next, i64::MAX)) as Box<dyn FrameSource>)
         });
         let sources = plan.wrap_sources(counting);
-        let mut source = sources(1, StartOffset::At(42)).unwrap();
+        let mut source = sources(p(1), StartOffset::At(42)).unwrap();
         assert_eq!(poll(&mut source).unwrap().next_offset, Some(43));
-        plan.inject(1, PartitionFault::StallMs(200), Times::Once);
+        plan.inject(p(1), PartitionFault::StallMs(200), Times::Once);
         let started = Instant::now();
         while started.elapsed() < Duration::from_millis(150) {
             let status = poll(&mut source).unwrap();
@@ -238,12 +244,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "injected panic in partition 2")]
+    #[should_panic(expected = "injected panic in partition t-2")]
     fn a_panic_is_raised_inside_poll() {
         let plan = FaultPlan::default();
         let sources = plan.wrap_sources(quiet_sources(Arc::new(AtomicU32::new(0))));
-        let mut source = sources(2, StartOffset::Reset).unwrap();
-        plan.inject(2, PartitionFault::Panic, Times::Once);
+        let mut source = sources(p(2), StartOffset::Reset).unwrap();
+        plan.inject(p(2), PartitionFault::Panic, Times::Once);
         let _ = poll(&mut source);
     }
 }

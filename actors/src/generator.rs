@@ -3,8 +3,8 @@
 //! the exact expected result ([`GroundTruth`]), computed here without any of the window code,
 //! from the frames Kafka confirmed it stored.
 //!
-//! Frames are keyed by uid: uid `u<n>` always goes to partition `n % partitions`, so every
-//! user lives in one partition.
+//! Frames are keyed by uid: uid `u<n>` always goes to the `n % P`-th of the `P` partitions of
+//! the input topics (ordered by topic, then index), so every user lives in one partition.
 //!
 //! [`spawn`] runs it on its own thread, producing at `rate` frames per second.
 
@@ -21,6 +21,7 @@ use crate::config::{GeneratorConfig, KafkaConfig};
 use crate::frame::{FrameLimits, InvalidReason};
 use crate::kafka::{AdapterError, Delivery, FrameProducer};
 use crate::sink::{rfc3339, WindowLine};
+use crate::topic::{by_topic, PartitionId};
 
 /// What a generated frame is.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +41,7 @@ pub enum FrameKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratedFrame {
     /// Target partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Record key (the uid).
     pub key: String,
     /// Record value.
@@ -55,7 +56,7 @@ pub struct GeneratedFrame {
 pub struct FrameGenerator {
     config: GeneratorConfig,
     limits: FrameLimits,
-    partitions: i32,
+    partitions: Vec<PartitionId>,
     start_ts: f64,
 }
 
@@ -67,9 +68,18 @@ pub fn now_epoch_secs() -> f64 {
 }
 
 impl FrameGenerator {
-    /// A generator for a topic of `partitions` partitions whose frames are checked against
-    /// `limits` (the bad frames are built to break exactly one rule each).
-    pub fn new(config: &GeneratorConfig, limits: FrameLimits, partitions: i32) -> Self {
+    /// A generator for `partitions` (every partition of the input topics; at least one) whose
+    /// frames are checked against `limits` (the bad frames are built to break exactly one rule
+    /// each).
+    pub fn new(
+        config: &GeneratorConfig,
+        limits: FrameLimits,
+        partitions: Vec<PartitionId>,
+    ) -> Self {
+        assert!(
+            !partitions.is_empty(),
+            "a generator needs a partition to write to"
+        );
         let start_ts = if config.start_ts > 0.0 {
             config.start_ts
         } else {
@@ -78,7 +88,7 @@ impl FrameGenerator {
         FrameGenerator {
             config: config.clone(),
             limits,
-            partitions: partitions.max(1),
+            partitions,
             start_ts,
         }
     }
@@ -90,7 +100,7 @@ impl FrameGenerator {
             StdRng::seed_from_u64(self.config.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let user = rng.random_range(0..self.config.users);
         let uid = format!("u{user}");
-        let partition = (user % self.partitions as u64) as i32;
+        let partition = self.partitions[(user % self.partitions.len() as u64) as usize];
         let base = if self.config.event_rate > 0.0 {
             self.start_ts + index as f64 / self.config.event_rate
         } else {
@@ -165,7 +175,7 @@ impl FrameGenerator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
     /// Partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Offset.
     pub offset: i64,
     /// The window start of a valid frame.
@@ -176,10 +186,10 @@ pub struct Placement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroundTruth {
     window_secs: i64,
-    partitions: Vec<i32>,
+    partitions: Vec<PartitionId>,
     windows: BTreeMap<i64, (BTreeSet<String>, u64)>,
     /// Per window and partition: distinct uids and frames.
-    shares: BTreeMap<(i64, i32), (u64, u64)>,
+    shares: BTreeMap<(i64, PartitionId), (u64, u64)>,
     /// Bad frames by the reason they must be rejected with.
     pub invalid: BTreeMap<InvalidReason, u64>,
     /// Valid frames.
@@ -187,17 +197,17 @@ pub struct GroundTruth {
 }
 
 impl GroundTruth {
-    /// Empty truth for windows of `window_secs` over a topic of `partitions` partitions.
-    pub fn new(window_secs: i64, partitions: i32) -> Self {
+    /// Empty truth for windows of `window_secs` over `partitions`.
+    pub fn new(window_secs: i64, partitions: Vec<PartitionId>) -> Self {
         GroundTruth {
             window_secs,
-            partitions: (0..partitions).collect(),
+            partitions,
             ..GroundTruth::default()
         }
     }
 
-    /// The partitions of the topic.
-    pub fn partitions(&self) -> &[i32] {
+    /// The partitions written to.
+    pub fn partitions(&self) -> &[PartitionId] {
         &self.partitions
     }
 
@@ -209,7 +219,7 @@ impl GroundTruth {
     }
 
     /// Counts one frame stored in `partition` and returns its window, if valid.
-    pub fn record(&mut self, partition: i32, kind: &FrameKind) -> Option<i64> {
+    pub fn record(&mut self, partition: PartitionId, kind: &FrameKind) -> Option<i64> {
         match kind {
             FrameKind::Valid { ts, uid } => {
                 let start = self.window_of(*ts);
@@ -233,7 +243,7 @@ impl GroundTruth {
     }
 
     /// One partition's share of a window: distinct uids and frames (zero if it has none).
-    pub fn share(&self, window_start: i64, partition: i32) -> (u64, u64) {
+    pub fn share(&self, window_start: i64, partition: PartitionId) -> (u64, u64) {
         self.shares
             .get(&(window_start, partition))
             .copied()
@@ -250,7 +260,7 @@ impl GroundTruth {
                 start: rfc3339(*start),
                 unique_users: uids.len() as u64,
                 frames: *frames,
-                partitions: self.partitions.clone(),
+                partitions: by_topic(&self.partitions),
             })
             .collect()
     }
@@ -266,7 +276,7 @@ pub struct GeneratorReport {
     /// Frames Kafka did not store.
     pub failed: u64,
     /// Per partition, the offset after the last stored frame.
-    pub end_offsets: BTreeMap<i32, i64>,
+    pub end_offsets: BTreeMap<PartitionId, i64>,
     /// The expected output.
     pub truth: GroundTruth,
     /// Every stored frame's place, when asked for (tests and the loss oracle).
@@ -302,7 +312,7 @@ pub enum GeneratorError {
 pub struct GeneratorHandle {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Result<GeneratorReport, GeneratorError>>,
-    done: Option<tokio::sync::oneshot::Receiver<BTreeMap<i32, i64>>>,
+    done: Option<tokio::sync::oneshot::Receiver<BTreeMap<PartitionId, i64>>>,
 }
 
 impl GeneratorHandle {
@@ -313,7 +323,9 @@ impl GeneratorHandle {
 
     /// Resolves with the end offsets once every frame has been produced and confirmed (for a
     /// finite run); never resolves if the generator is stopped first.
-    pub fn finished(&mut self) -> Option<tokio::sync::oneshot::Receiver<BTreeMap<i32, i64>>> {
+    pub fn finished(
+        &mut self,
+    ) -> Option<tokio::sync::oneshot::Receiver<BTreeMap<PartitionId, i64>>> {
         self.done.take()
     }
 
@@ -348,7 +360,7 @@ pub fn spawn(
     config: &GeneratorConfig,
     limits: FrameLimits,
     window_secs: i64,
-    partitions: i32,
+    partitions: Vec<PartitionId>,
     record_placements: bool,
 ) -> std::io::Result<GeneratorHandle> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -383,11 +395,11 @@ struct Run {
 impl Run {
     fn run(
         self,
-        done: tokio::sync::oneshot::Sender<BTreeMap<i32, i64>>,
+        done: tokio::sync::oneshot::Sender<BTreeMap<PartitionId, i64>>,
     ) -> Result<GeneratorReport, GeneratorError> {
         let producer = FrameProducer::new(&self.kafka)?;
         let mut report = GeneratorReport {
-            truth: GroundTruth::new(self.window_secs, self.generator.partitions),
+            truth: GroundTruth::new(self.window_secs, self.generator.partitions.clone()),
             ..GeneratorReport::default()
         };
         let mut pending: HashMap<u64, FrameKind> = HashMap::new();
@@ -505,6 +517,11 @@ fn write_truth(path: &str, truth: &GroundTruth) -> Result<(), GeneratorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
     use crate::frame::parse_frame;
 
     fn limits() -> FrameLimits {
@@ -528,7 +545,7 @@ mod tests {
 
     #[test]
     fn frames_are_deterministic_and_parse_as_their_kind_says() {
-        let g = FrameGenerator::new(&config(), limits(), 4);
+        let g = FrameGenerator::new(&config(), limits(), (0..4).map(p).collect());
         let mut seen = BTreeSet::new();
         for i in 0..2_000 {
             let f = g.frame(i, 0.0);
@@ -538,7 +555,7 @@ mod tests {
                     assert_eq!(parsed.ts, *ts);
                     assert_eq!(parsed.uid, uid.as_str());
                     let user: u64 = uid[1..].parse().unwrap();
-                    assert_eq!(f.partition as u64, user % 4, "keyed by uid");
+                    assert_eq!(f.partition.index as u64, user % 4, "keyed by uid");
                     let base = 1_700_000_000.0 + i as f64 / 100.0;
                     // Whole-second frames go back whole seconds from the whole base second.
                     let low = if i % 2 == 0 {
@@ -564,7 +581,7 @@ mod tests {
 
     #[test]
     fn truth_counts_distinct_users_per_window() {
-        let mut truth = GroundTruth::new(60, 2);
+        let mut truth = GroundTruth::new(60, (0..2).map(p).collect());
         for (ts, uid) in [
             (1_700_000_040.0, "a"),
             (1_700_000_099.9, "a"),
@@ -572,14 +589,14 @@ mod tests {
             (1_700_000_100.0, "a"),
         ] {
             truth.record(
-                0,
+                p(0),
                 &FrameKind::Valid {
                     ts,
                     uid: uid.into(),
                 },
             );
         }
-        truth.record(1, &FrameKind::Invalid(InvalidReason::NotJson));
+        truth.record(p(1), &FrameKind::Invalid(InvalidReason::NotJson));
         let lines = truth.lines();
         assert_eq!(lines.len(), 2);
         assert_eq!(

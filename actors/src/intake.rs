@@ -41,6 +41,7 @@ use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, OnLeave, Revocation,
     SourceFactory, StartOffset,
 };
+use crate::topic::PartitionId;
 use crate::window::PartitionStart;
 
 /// The arbiter threads the partition actors share.
@@ -62,9 +63,14 @@ impl ReaderThreads {
         )
     }
 
-    /// The thread of `partition`'s actor.
-    fn of(&self, partition: i32) -> &ArbiterHandle {
-        &self.handles[partition.unsigned_abs() as usize % self.handles.len()]
+    /// The thread of `partition`'s actor: consecutive partitions of a topic on consecutive
+    /// threads, each topic starting at a thread of its own.
+    fn of(&self, partition: PartitionId) -> &ArbiterHandle {
+        let topic_start = partition.topic.name().bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        let slot = topic_start.wrapping_add(partition.index.unsigned_abs() as usize);
+        &self.handles[slot % self.handles.len()]
     }
 }
 
@@ -86,8 +92,8 @@ impl RunningPartition {
     /// Takes `partition`'s actor out of `running` if it is incarnation `incarnation` (any, when
     /// `None`); a restart for an actor already replaced or let go finds nothing.
     pub(crate) fn take(
-        running: &mut BTreeMap<i32, RunningPartition>,
-        partition: i32,
+        running: &mut BTreeMap<PartitionId, RunningPartition>,
+        partition: PartitionId,
         incarnation: Option<u64>,
     ) -> Option<RunningPartition> {
         let current = running.get(&partition)?.incarnation;
@@ -110,7 +116,7 @@ async fn stop_partition_actor(addr: Addr<PartitionActor>) {
 /// where the partition must be read from.
 async fn rewind_partition(
     batch: &Addr<BatchActor>,
-    partition: i32,
+    partition: PartitionId,
     fallback: (StartOffset, Option<f64>),
 ) -> Result<StartOffset, String> {
     let released = batch
@@ -150,7 +156,7 @@ pub struct PartitionsAssigned(pub Vec<AssignedPartition>);
 #[rtype(result = "()")]
 pub struct PartitionsRevoked {
     /// The partitions.
-    pub partitions: Vec<i32>,
+    pub partitions: Vec<PartitionId>,
     /// Revoked in a rebalance, or lost (release without committing).
     pub how: Revocation,
     /// Answered when released.
@@ -163,14 +169,14 @@ pub enum GroupEvent {
     /// The partition was assigned here, starting at `start`.
     Assigned {
         /// The partition.
-        partition: i32,
+        partition: PartitionId,
         /// Where reading started.
         start: StartOffset,
     },
     /// The partition was let go, with the last offset this member committed for it.
     Released {
         /// The partition.
-        partition: i32,
+        partition: PartitionId,
         /// The last offset committed here, if any.
         committed: Option<i64>,
         /// The assignment was lost (nothing committed at the release).
@@ -218,7 +224,7 @@ impl AssignmentListener for IntakeListener {
         }
     }
 
-    fn revoking(&self, partitions: Vec<i32>, how: Revocation) {
+    fn revoking(&self, partitions: Vec<PartitionId>, how: Revocation) {
         let Some(actor) = self.actor.get() else {
             return;
         };
@@ -253,11 +259,11 @@ pub struct IntakeActor {
     config: PartitionConfig,
     limits: FrameLimits,
     end: EndPolicy,
-    end_offsets: Option<BTreeMap<i32, i64>>,
-    partitions: BTreeMap<i32, RunningPartition>,
+    end_offsets: Option<BTreeMap<PartitionId, i64>>,
+    partitions: BTreeMap<PartitionId, RunningPartition>,
     /// Where each owned partition started at its assignment (and its `closed_below`), for a
     /// restart before anything was committed.
-    assigned_at: BTreeMap<i32, (StartOffset, Option<f64>)>,
+    assigned_at: BTreeMap<PartitionId, (StartOffset, Option<f64>)>,
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
 }
 
@@ -294,14 +300,14 @@ impl Lifecycle {
 #[rtype(result = "Result<StartOffset, String>")]
 pub struct RestartAssigned {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The incarnation that failed.
     pub incarnation: Option<u64>,
 }
 
 /// The partitions this member owns now.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Vec<i32>")]
+#[rtype(result = "Vec<PartitionId>")]
 pub struct OwnedPartitions;
 
 impl IntakeActor {
@@ -333,7 +339,7 @@ impl IntakeActor {
         }
     }
 
-    fn end_policy(&self, partition: i32) -> EndPolicy {
+    fn end_policy(&self, partition: PartitionId) -> EndPolicy {
         match (self.end, &self.end_offsets) {
             (EndPolicy::AwaitOffset, Some(ends)) => ends
                 .get(&partition)
@@ -344,12 +350,12 @@ impl IntakeActor {
 
     /// Starts `partition`'s actor, unless the intake no longer runs (then nothing starts and
     /// the partition is forgotten: nobody would stop its actor).
-    fn start_partition(&mut self, partition: i32, start: StartOffset) {
+    fn start_partition(&mut self, partition: PartitionId, start: StartOffset) {
         let sources = match &self.state {
             Lifecycle::Running { sources, .. } => sources.clone(),
             state @ (Lifecycle::Starting(_) | Lifecycle::Leaving) => {
                 tracing::info!(
-                    partition,
+                    %partition,
                     state = state.name(),
                     "Partition not started: the intake is not running."
                 );
@@ -411,7 +417,7 @@ impl IntakeActor {
         if !matches!(self.state, Lifecycle::Running { .. }) {
             return;
         }
-        let owned: Vec<i32> = self.partitions.keys().copied().collect();
+        let owned: Vec<PartitionId> = self.partitions.keys().copied().collect();
         let batch = self.batch.clone();
         let ask = actix_rt::task::spawn_blocking(move || probe(&owned));
         ctx.spawn(
@@ -493,7 +499,7 @@ impl IntakeActor {
     /// actor once built, so it can run while the actor handles other messages.
     fn release(
         &mut self,
-        partitions: Vec<i32>,
+        partitions: Vec<PartitionId>,
         how: Revocation,
     ) -> impl std::future::Future<Output = ()> + 'static {
         let lost = how == Revocation::Lost;
@@ -508,7 +514,7 @@ impl IntakeActor {
         };
         // Only partitions still owned here are released (and recorded): leaving releases
         // everything first, and the revocation that leaving then causes names them again.
-        let released: Vec<i32> = partitions
+        let released: Vec<PartitionId> = partitions
             .iter()
             .copied()
             .filter(|p| self.assigned_at.remove(p).is_some())
@@ -570,7 +576,7 @@ impl Handler<PartitionsRevoked> for IntakeActor {
 /// The end offset of every partition, for partitions assigned now or later.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct PartitionEnds(pub BTreeMap<i32, i64>);
+pub struct PartitionEnds(pub BTreeMap<PartitionId, i64>);
 
 impl Handler<PartitionEnds> for IntakeActor {
     type Result = ();
@@ -625,9 +631,9 @@ impl Handler<RestartAssigned> for IntakeActor {
 }
 
 impl Handler<OwnedPartitions> for IntakeActor {
-    type Result = Vec<i32>;
+    type Result = Vec<PartitionId>;
 
-    fn handle(&mut self, _: OwnedPartitions, _: &mut Self::Context) -> Vec<i32> {
+    fn handle(&mut self, _: OwnedPartitions, _: &mut Self::Context) -> Vec<PartitionId> {
         self.partitions.keys().copied().collect()
     }
 }
@@ -642,21 +648,21 @@ fn record(history: &std::sync::Mutex<Vec<GroupRecord>>, events: impl Iterator<It
             GroupEvent::Assigned {
                 partition,
                 start: StartOffset::At(offset),
-            } => tracing::info!(partition, start = offset, "Partition taken."),
+            } => tracing::info!(%partition, start = offset, "Partition taken."),
             GroupEvent::Assigned {
                 partition,
                 start: StartOffset::Reset,
-            } => tracing::info!(partition, start = "reset", "Partition taken."),
+            } => tracing::info!(%partition, start = "reset", "Partition taken."),
             GroupEvent::Released {
                 partition,
                 committed: Some(offset),
                 lost,
-            } => tracing::info!(partition, committed = offset, lost, "Partition released."),
+            } => tracing::info!(%partition, committed = offset, lost, "Partition released."),
             GroupEvent::Released {
                 partition,
                 committed: None,
                 lost,
-            } => tracing::info!(partition, lost, "Partition released."),
+            } => tracing::info!(%partition, lost, "Partition released."),
         }
         history.push(GroupRecord { at, event });
     }
@@ -670,7 +676,7 @@ impl Handler<Leave> for IntakeActor {
             Lifecycle::Running { source, .. } | Lifecycle::Starting(source) => Some(source),
             Lifecycle::Leaving => None,
         };
-        let owned: Vec<i32> = self.partitions.keys().copied().collect();
+        let owned: Vec<PartitionId> = self.partitions.keys().copied().collect();
         let release: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
             match source.as_ref().map(|m| m.on_leave()) {
                 // Release everything first, committing while still a settled member (a
@@ -715,6 +721,11 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
     use crate::config::{FlushConfig, MetricsConfig, WindowConfig};
     use crate::fakes::{quiet_sources, Commits, NullSink};
     use crate::metrics::MetricsActor;
@@ -727,7 +738,7 @@ mod tests {
         listener: Arc<IntakeListener>,
     }
 
-    fn assigned(partition: i32) -> AssignedPartition {
+    fn assigned(partition: PartitionId) -> AssignedPartition {
         AssignedPartition {
             partition,
             start: StartOffset::At(0),
@@ -741,10 +752,10 @@ mod tests {
             self.sources.clone()
         }
         fn start(&mut self) {
-            self.listener.assigned(vec![assigned(0)]);
+            self.listener.assigned(vec![assigned(p(0))]);
         }
         fn leave(&mut self) {
-            self.listener.assigned(vec![assigned(1)]);
+            self.listener.assigned(vec![assigned(p(1))]);
             std::thread::sleep(Duration::from_millis(300));
         }
         fn on_leave(&self) -> OnLeave {
@@ -799,7 +810,7 @@ mod tests {
         )
         .start();
         actix_rt::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![0]);
+        assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
         let history = intake.send(Leave).await.unwrap();
         actix_rt::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
@@ -808,9 +819,9 @@ mod tests {
             "only partition 0 was ever opened"
         );
         assert!(
-            !history
-                .iter()
-                .any(|r| matches!(r.event, GroupEvent::Assigned { partition: 1, .. })),
+            !history.iter().any(
+                |r| matches!(r.event, GroupEvent::Assigned { partition, .. } if partition == p(1))
+            ),
             "{history:?}"
         );
         for arbiter in arbiters {

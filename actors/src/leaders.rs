@@ -8,13 +8,15 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::topic::PartitionId;
+
 /// A partition's leader moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaderChange {
     /// When it was seen, milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The broker that led it before.
     pub from: i32,
     /// The broker that leads it now.
@@ -29,16 +31,16 @@ pub struct LeaderBoard {
 
 #[derive(Debug, Default)]
 struct Board {
-    leaders: BTreeMap<i32, i32>,
+    leaders: BTreeMap<PartitionId, i32>,
     changes: Vec<LeaderChange>,
     /// Partitions whose reading client last reported no connection to their leader.
-    unreachable: BTreeSet<i32>,
+    unreachable: BTreeSet<PartitionId>,
 }
 
 impl LeaderBoard {
     /// Notes that `leader` leads `partition` (a negative id means no leader is known and is
     /// ignored); records and logs a change from a different leader.
-    pub fn observe(&self, partition: i32, leader: i32) {
+    pub fn observe(&self, partition: PartitionId, leader: i32) {
         if leader < 0 {
             return;
         }
@@ -46,7 +48,7 @@ impl LeaderBoard {
         match board.leaders.insert(partition, leader) {
             Some(previous) if previous != leader => {
                 tracing::info!(
-                    partition,
+                    %partition,
                     from = previous,
                     to = leader,
                     "Partition leader changed."
@@ -67,7 +69,7 @@ impl LeaderBoard {
 
     /// Notes whether the client reading `partition` is connected to its leader; logs when
     /// that changes.
-    pub fn observe_reach(&self, partition: i32, reachable: bool) {
+    pub fn observe_reach(&self, partition: PartitionId, reachable: bool) {
         let mut board = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let changed = if reachable {
             board.unreachable.remove(&partition)
@@ -75,10 +77,10 @@ impl LeaderBoard {
             board.unreachable.insert(partition)
         };
         if changed && reachable {
-            tracing::info!(partition, "Partition leader reachable again.");
+            tracing::info!(%partition, "Partition leader reachable again.");
         } else if changed {
             tracing::warn!(
-                partition,
+                %partition,
                 "Partition leader unreachable: the partition is not taken as idle until it is \
                  read again."
             );
@@ -87,7 +89,7 @@ impl LeaderBoard {
 
     /// False while the last report on `partition` said its leader was unknown or not
     /// connected; true otherwise, also when nothing was reported.
-    pub fn reachable(&self, partition: i32) -> bool {
+    pub fn reachable(&self, partition: PartitionId) -> bool {
         !self
             .state
             .lock()
@@ -97,7 +99,7 @@ impl LeaderBoard {
     }
 
     /// The leader of every partition seen so far.
-    pub fn leaders(&self) -> BTreeMap<i32, i32> {
+    pub fn leaders(&self) -> BTreeMap<PartitionId, i32> {
         self.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -119,35 +121,40 @@ impl LeaderBoard {
 mod tests {
     use super::*;
 
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
+
     #[test]
     fn records_changes_but_not_first_sightings_or_unknown_leaders() {
         let board = LeaderBoard::default();
-        board.observe(0, 1);
-        board.observe(1, 2);
-        board.observe(0, 1);
-        board.observe(0, -1);
+        board.observe(p(0), 1);
+        board.observe(p(1), 2);
+        board.observe(p(0), 1);
+        board.observe(p(0), -1);
         assert!(board.changes().is_empty());
-        board.observe(0, 3);
-        board.observe(0, 1);
+        board.observe(p(0), 3);
+        board.observe(p(0), 1);
         let changes: Vec<(i32, i32, i32)> = board
             .changes()
             .iter()
-            .map(|c| (c.partition, c.from, c.to))
+            .map(|c| (c.partition.index, c.from, c.to))
             .collect();
         assert_eq!(changes, vec![(0, 1, 3), (0, 3, 1)]);
-        assert_eq!(board.leaders(), BTreeMap::from([(0, 1), (1, 2)]));
+        assert_eq!(board.leaders(), BTreeMap::from([(p(0), 1), (p(1), 2)]));
     }
 
     #[test]
     fn reach_follows_the_last_report_and_defaults_to_reachable() {
         let board = LeaderBoard::default();
-        assert!(board.reachable(0));
-        board.observe_reach(0, false);
-        assert!(!board.reachable(0));
-        assert!(board.reachable(1));
-        board.observe_reach(0, false);
-        assert!(!board.reachable(0));
-        board.observe_reach(0, true);
-        assert!(board.reachable(0));
+        assert!(board.reachable(p(0)));
+        board.observe_reach(p(0), false);
+        assert!(!board.reachable(p(0)));
+        assert!(board.reachable(p(1)));
+        board.observe_reach(p(0), false);
+        assert!(!board.reachable(p(0)));
+        board.observe_reach(p(0), true);
+        assert!(board.reachable(p(0)));
     }
 }

@@ -24,7 +24,8 @@
 //! service replays exactly what rebuilds its open windows. A window whose output was durable
 //! but whose commit was lost is written again after a restart (same counts).
 //!
-//! Only [`kafka`] names rdkafka types; actors see [`ports`] traits, partitions as `i32` and
+//! Only [`kafka`] names rdkafka types; actors see [`ports`] traits, partitions as
+//! [`topic::PartitionId`] (topic and index) and
 //! offsets as `i64`.
 
 #![warn(missing_docs)]
@@ -39,6 +40,7 @@ pub mod frame;
 pub mod generator;
 pub mod intake;
 pub mod kafka;
+pub mod layout;
 pub mod leaders;
 pub mod metrics;
 pub mod panics;
@@ -46,6 +48,7 @@ pub mod partition;
 pub mod ports;
 pub mod sink;
 pub mod supervisor;
+pub mod topic;
 pub mod window;
 
 pub use batch::BatchActor;

@@ -22,13 +22,14 @@ use serde::Serialize;
 
 use crate::config::MetricsConfig;
 use crate::frame::{InvalidCounts, InvalidReason};
+use crate::topic::PartitionId;
 
 /// A partition actor processed one chunk.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct ChunkProcessed {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Valid frames in the chunk.
     pub frames: u64,
     /// Invalid records in the chunk, by reason.
@@ -47,7 +48,7 @@ pub struct ChunkProcessed {
 #[rtype(result = "()")]
 pub struct RecordsSkipped {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The first offset passed over.
     pub from: i64,
     /// Where reading went on.
@@ -59,7 +60,7 @@ pub struct RecordsSkipped {
 #[rtype(result = "()")]
 pub struct FramesLate {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// How many.
     pub late: u64,
 }
@@ -119,7 +120,7 @@ impl Quantiles {
 #[rtype(result = "()")]
 pub struct Restarted {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Why: the failure, the stall, or a request.
     pub cause: crate::failure::PartitionFailure,
 }
@@ -130,7 +131,7 @@ pub struct RestartRecord {
     /// Milliseconds from the start of the actor tree.
     pub at_ms: f64,
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Why.
     pub cause: crate::failure::PartitionFailure,
     /// The stall watchdog did it.
@@ -174,7 +175,7 @@ pub struct MetricsSnapshot {
     /// Late frames, all partitions.
     pub late: u64,
     /// Per partition.
-    pub partitions: BTreeMap<i32, PartitionMetrics>,
+    pub partitions: BTreeMap<PartitionId, PartitionMetrics>,
     /// Frames per second from the first frame to the last.
     pub throughput: f64,
     /// `process_frame`, nanoseconds.
@@ -274,7 +275,7 @@ pub struct MetricsActor {
     config: MetricsConfig,
     /// Told if this actor stops because of a panic.
     panics: Option<actix::Recipient<crate::panics::Panicked>>,
-    partitions: BTreeMap<i32, PartitionState>,
+    partitions: BTreeMap<PartitionId, PartitionState>,
     process_frame: Histogram<u64>,
     process_frame_normalized: Histogram<u64>,
     flush: Histogram<u64>,
@@ -353,7 +354,7 @@ impl MetricsActor {
             Some(board) => (board.leaders(), board.changes()),
             None => Default::default(),
         };
-        let mut partitions: BTreeMap<i32, PartitionMetrics> = self
+        let mut partitions: BTreeMap<PartitionId, PartitionMetrics> = self
             .partitions
             .iter()
             .map(|(p, s)| {
@@ -515,7 +516,7 @@ impl Handler<RecordsSkipped> for MetricsActor {
 
     fn handle(&mut self, msg: RecordsSkipped, _: &mut Self::Context) {
         tracing::error!(
-            partition = msg.partition,
+            partition = %msg.partition,
             from = msg.from,
             to = msg.to,
             records = msg.to - msg.from,
@@ -590,6 +591,11 @@ impl Handler<GetMetrics> for MetricsActor {
 mod tests {
     use super::*;
 
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
+
     #[actix::test]
     async fn aggregates_chunks_and_flushes_per_partition_and_in_total() {
         let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
@@ -598,7 +604,7 @@ mod tests {
         invalid.add(InvalidReason::TooLarge);
         for (partition, frames) in [(0, 98), (1, 50)] {
             metrics.do_send(ChunkProcessed {
-                partition,
+                partition: p(partition),
                 frames,
                 invalid,
                 process: Duration::from_micros(100),
@@ -607,7 +613,7 @@ mod tests {
             });
         }
         metrics.do_send(FramesLate {
-            partition: 1,
+            partition: p(1),
             late: 3,
         });
         metrics.do_send(Flushed {
@@ -622,12 +628,12 @@ mod tests {
         assert_eq!(s.invalid.get("not_json"), Some(&2));
         assert_eq!(s.invalid.get("too_large"), Some(&2));
         assert_eq!(s.late, 3);
-        assert_eq!(s.partitions[&1].late, 3);
-        assert_eq!(s.partitions[&0].lag, Some(30));
+        assert_eq!(s.partitions[&p(1)].late, 3);
+        assert_eq!(s.partitions[&p(0)].lag, Some(30));
         assert_eq!(s.lag, 60);
         assert_eq!(s.process_frame_ns.count, 152);
-        assert_eq!(s.partitions[&0].process_frame_ns.count, 100);
-        assert_eq!(s.partitions[&1].process_frame_ns.count, 52);
+        assert_eq!(s.partitions[&p(0)].process_frame_ns.count, 100);
+        assert_eq!(s.partitions[&p(1)].process_frame_ns.count, 52);
         // 100 µs over 100 records of partition 0: 1 µs per frame.
         assert!(
             (995..=1_005).contains(&s.process_frame_ns.p50),

@@ -31,6 +31,7 @@ use crate::failure::PartitionFailure;
 use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
 use crate::metrics::{ChunkProcessed, RecordsSkipped};
 use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
+use crate::topic::PartitionId;
 use crate::window::AT_END_HEARTBEAT;
 
 /// When a partition is done for good.
@@ -63,7 +64,7 @@ pub struct StopIntake;
 #[rtype(result = "()")]
 pub struct PartitionExited {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Which incarnation of the partition's actor (a restart starts the next one), so a late
     /// report about an actor already replaced is recognised.
     pub incarnation: u64,
@@ -99,7 +100,7 @@ struct InvalidLog {
 }
 
 impl InvalidLog {
-    fn note(&mut self, partition: i32, offset: i64, reason: InvalidReason) {
+    fn note(&mut self, partition: PartitionId, offset: i64, reason: InvalidReason) {
         let now = Instant::now();
         if self
             .last
@@ -108,7 +109,7 @@ impl InvalidLog {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(partition, offset, %reason, suppressed = self.suppressed, "Skipped invalid frame.");
+        tracing::warn!(%partition, offset, %reason, suppressed = self.suppressed, "Skipped invalid frame.");
         self.last = Some(now);
         self.suppressed = 0;
     }
@@ -165,7 +166,7 @@ impl ReaderEvent {
 
 /// Reads one partition; see the module documentation.
 pub struct PartitionActor {
-    partition: i32,
+    partition: PartitionId,
     start: StartOffset,
     factory: SourceFactory,
     state: ReaderState,
@@ -193,7 +194,7 @@ pub struct PartitionActor {
 impl PartitionActor {
     /// A partition actor that opens its source from `factory` when it starts.
     pub fn new(
-        partition: i32,
+        partition: PartitionId,
         start: StartOffset,
         factory: SourceFactory,
         outputs: PartitionOutputs,
@@ -235,7 +236,7 @@ impl PartitionActor {
     }
 
     /// The partition this actor reads.
-    pub fn partition_id(&self) -> i32 {
+    pub fn partition_id(&self) -> PartitionId {
         self.partition
     }
 
@@ -259,17 +260,17 @@ impl PartitionActor {
         let state = std::mem::replace(&mut self.state, ReaderState::Stopped);
         self.state = match (state, event) {
             (ReaderState::Opening, ReaderEvent::Opened(source)) => {
-                tracing::debug!(partition, start = ?self.start, "Partition assigned.");
+                tracing::debug!(%partition, start = ?self.start, "Partition assigned.");
                 ctx.notify(Poll);
                 ReaderState::Reading(source)
             }
             (ReaderState::Opening | ReaderState::Reading(_), ReaderEvent::Failed(error)) => {
-                tracing::error!(partition, %error, "Partition failed.");
+                tracing::error!(%partition, %error, "Partition failed.");
                 ctx.stop();
                 ReaderState::Failed(error)
             }
             (ReaderState::Reading(_), ReaderEvent::Finished) => {
-                tracing::info!(partition, next_offset = ?self.next_offset, "Partition consumed to its end.");
+                tracing::info!(%partition, next_offset = ?self.next_offset, "Partition consumed to its end.");
                 ReaderState::Finished
             }
             // Already stopping after a failure: the failure is still to be reported.
@@ -280,7 +281,7 @@ impl PartitionActor {
             }
             (state, event) => {
                 tracing::error!(
-                    partition,
+                    %partition,
                     state = state.name(),
                     event = event.name(),
                     "A partition actor cannot take this turn; ignored."
@@ -326,7 +327,7 @@ impl PartitionActor {
         let process = first_record.map_or(Duration::ZERO, |t| t.elapsed());
         if let Some((first, records)) = again {
             tracing::warn!(
-                partition,
+                %partition,
                 first,
                 records,
                 position = ?self.next_offset,
@@ -342,7 +343,7 @@ impl PartitionActor {
                     .last_error_log
                     .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(5))
                 {
-                    tracing::warn!(partition, %error, "Reading the partition failed; retrying.");
+                    tracing::warn!(%partition, %error, "Reading the partition failed; retrying.");
                     self.last_error_log = Some(now);
                 }
                 self.wait_for_records(ctx);
@@ -437,7 +438,7 @@ impl PartitionActor {
             Ok(()) if matches!(act.state, ReaderState::Reading(_)) => ctx.notify(Poll),
             Ok(()) => {}
             Err(error) => {
-                tracing::error!(partition = act.partition, %error, "The batch actor is gone; stopping.");
+                tracing::error!(partition = %act.partition, %error, "The batch actor is gone; stopping.");
                 act.on(ReaderEvent::Stop, ctx);
             }
         }));
@@ -521,6 +522,11 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
     use crate::faults::{FaultPlan, PartitionFault, Times};
 
     /// The records of one scripted poll, and whether it ends at the partition's end.
@@ -613,7 +619,7 @@ mod tests {
         fault: PartitionFault,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
         let plan = FaultPlan::default();
-        plan.inject(3, fault, Times::Once);
+        plan.inject(p(3), fault, Times::Once);
         start_with(
             script,
             EndPolicy::Never,
@@ -663,7 +669,7 @@ mod tests {
             max_ts: 4_102_444_800.0,
         };
         let actor = PartitionActor::new(
-            3,
+            p(3),
             StartOffset::Reset,
             factory,
             outputs,
@@ -689,13 +695,13 @@ mod tests {
         assert!(!actor.connected(), "the panicked actor is gone");
         let c = collected.lock().unwrap();
         assert_eq!(c.failures.len(), 1);
-        assert_eq!(c.failures[0].partition, 3);
+        assert_eq!(c.failures[0].partition, p(3));
         assert_eq!(c.failures[0].incarnation, 7);
         assert!(
             matches!(
                 &c.failures[0].cause,
                 PartitionFailure::Panicked { message }
-                    if message.starts_with("injected panic in partition 3 at ")
+                    if message.starts_with("injected panic in partition t-3 at ")
             ),
             "{}",
             c.failures[0].cause
@@ -713,7 +719,7 @@ mod tests {
                 c.failures[0].cause,
                 PartitionFailure::Source {
                     reach: FailureKind::Fatal,
-                    message: "partition 3: injected failure".into()
+                    message: "partition t-3: injected failure".into()
                 }
             );
         }

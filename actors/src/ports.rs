@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::topic::PartitionId;
+
 /// Where a partition starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOffset {
@@ -94,8 +96,9 @@ pub trait FrameSource: Send + 'static {
 }
 
 /// Opens the source of a partition at a start offset.
-pub type SourceFactory =
-    Arc<dyn Fn(i32, StartOffset) -> Result<Box<dyn FrameSource>, SourceError> + Send + Sync>;
+pub type SourceFactory = Arc<
+    dyn Fn(PartitionId, StartOffset) -> Result<Box<dyn FrameSource>, SourceError> + Send + Sync,
+>;
 
 /// A failed commit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,14 +128,14 @@ pub enum CommitErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitPosition {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The next offset to read.
     pub offset: i64,
     /// Stored with the commit and read back at start.
     pub metadata: String,
 }
 
-/// Commits offsets of the input topic for the consumer group.
+/// Commits offsets of the input topics for the consumer group.
 pub trait OffsetCommitter: Send + 'static {
     /// Commits the positions and returns, once the broker has accepted them, the positions
     /// committed: positions of partitions this process no longer reads are left out (a group
@@ -148,7 +151,7 @@ pub trait OffsetCommitter: Send + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssignedPartition {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// Where reading starts (the group's committed offset, if any).
     pub start: StartOffset,
     /// The metadata of that commit.
@@ -168,7 +171,7 @@ pub trait AssignmentListener: Send + Sync + 'static {
 
     /// Partitions are being taken away; a lost assignment (the membership already expired)
     /// drops them without committing. Returns when the partitions are released.
-    fn revoking(&self, partitions: Vec<i32>, how: Revocation);
+    fn revoking(&self, partitions: Vec<PartitionId>, how: Revocation);
 }
 
 /// How partitions are taken away.
@@ -256,21 +259,22 @@ impl AssignmentSource for FixedAssignment {
     }
 }
 
-/// The topic's partitions, and which of those not in `owned` the group has committed up to
+/// Every partition of the input topics, and which of those not in `owned` the group has committed up to
 /// their end (another member consumed them to the end); `None` when that cannot be looked up
 /// now. Blocks.
-pub type CoverageProbe = Arc<dyn Fn(&[i32]) -> Option<GroupCoverage> + Send + Sync>;
+pub type CoverageProbe = Arc<dyn Fn(&[PartitionId]) -> Option<GroupCoverage> + Send + Sync>;
 
 /// See [`CoverageProbe`].
 #[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
 #[rtype(result = "()")]
 pub struct GroupCoverage {
-    /// Every partition of the topic.
-    pub all: Vec<i32>,
+    /// Every partition of the input topics.
+    pub all: Vec<PartitionId>,
     /// Partitions not owned here that the group has committed at their end offset.
-    pub done_elsewhere: Vec<i32>,
+    pub done_elsewhere: Vec<PartitionId>,
 }
 
 /// Looks up the current end offset (high watermark) of partitions; partitions it cannot learn
 /// are left out. Blocks; the stall watchdog calls it off the actor threads.
-pub type EndOffsetProbe = Arc<dyn Fn(&[i32]) -> std::collections::BTreeMap<i32, i64> + Send + Sync>;
+pub type EndOffsetProbe =
+    Arc<dyn Fn(&[PartitionId]) -> std::collections::BTreeMap<PartitionId, i64> + Send + Sync>;

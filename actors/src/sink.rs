@@ -10,6 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{SinkConfig, SinkKind};
+use crate::topic::{by_topic, PartitionsByTopic};
 use crate::window::ClosedWindow;
 
 /// The output record of one closed window.
@@ -25,12 +26,13 @@ pub struct WindowLine {
     pub unique_users: u64,
     /// Frames counted in the window.
     pub frames: u64,
-    /// The partitions this line accounts for. A service that reads every partition names them
-    /// all; with partitions spread over several instances each names its own, and when every uid
-    /// lives in one partition the lines of a window add up to the exact total. Left out when
-    /// `sink.label_partitions` is off (then every line covers every partition).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub partitions: Vec<i32>,
+    /// The partitions this line accounts for, by topic (`{"frames": [0, 1, 2]}`). A service
+    /// that reads every partition names them all; with partitions spread over several
+    /// instances each names its own, and when every uid lives in one partition the lines of a
+    /// window add up to the exact total. Left out when `sink.label_partitions` is off (then
+    /// every line covers every partition of every input topic).
+    #[serde(default, skip_serializing_if = "PartitionsByTopic::is_empty")]
+    pub partitions: PartitionsByTopic,
 }
 
 impl From<&ClosedWindow> for WindowLine {
@@ -41,7 +43,7 @@ impl From<&ClosedWindow> for WindowLine {
             start: rfc3339(w.start),
             unique_users: w.unique_users,
             frames: w.frames,
-            partitions: w.partitions.clone(),
+            partitions: by_topic(&w.partitions),
         }
     }
 }
@@ -177,6 +179,12 @@ pub fn read_window_lines(path: &Path) -> io::Result<Vec<WindowLine>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::topic::PartitionId;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
 
     #[test]
     fn file_sink_appends_json_lines() {
@@ -188,7 +196,7 @@ mod tests {
             end: 1_700_000_100,
             unique_users: 3,
             frames: 7,
-            partitions: vec![0, 1],
+            partitions: vec![p(0), p(1), PartitionId::of("other", 2)],
         };
         sink.write(std::slice::from_ref(&w)).unwrap();
         sink.write(&[]).unwrap();
@@ -199,13 +207,13 @@ mod tests {
                 end: 1_700_000_160,
                 unique_users: 1,
                 frames: 1,
-                partitions: vec![0, 1],
+                partitions: vec![p(0), p(1)],
             }])
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
-            r#"{"window_start":1700000040,"window_end":1700000100,"start":"2023-11-14T22:14:00Z","unique_users":3,"frames":7,"partitions":[0,1]}"#
+            r#"{"window_start":1700000040,"window_end":1700000100,"start":"2023-11-14T22:14:00Z","unique_users":3,"frames":7,"partitions":{"other":[2],"t":[0,1]}}"#
         );
         assert!(
             !text.lines().nth(1).unwrap().contains("partitions"),

@@ -45,6 +45,7 @@ use crate::panics::Panicked;
 use crate::partition::{EndPolicy, PartitionExited, PartitionOutputs};
 use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, OffsetCommitter, StartOffset};
 use crate::sink::Sink;
+use crate::topic::PartitionId;
 
 /// Where frames come from: an assignment source and the listener it tells.
 pub struct Intake {
@@ -75,7 +76,7 @@ pub struct PipelineSpec {
     /// When partitions are done.
     pub end: EndPolicy,
     /// Every partition of the topic, when output lines must cover them all.
-    pub complete_only: Option<Vec<i32>>,
+    pub complete_only: Option<Vec<PartitionId>>,
     /// Restarts and the watchdog.
     pub supervisor: SupervisorConfig,
     /// End offsets for the stall watchdog (without it the watchdog uses the high watermarks
@@ -103,7 +104,7 @@ pub struct Shutdown;
 /// their current end.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct EndOffsets(pub BTreeMap<i32, i64>);
+pub struct EndOffsets(pub BTreeMap<PartitionId, i64>);
 
 /// The final state of a run.
 #[derive(Debug, Clone, Default)]
@@ -125,11 +126,11 @@ pub struct RootSupervisor {
     config: SupervisorConfig,
     probe: Option<EndOffsetProbe>,
     /// Recent failure restarts per partition, for the budget.
-    failures: BTreeMap<i32, VecDeque<Instant>>,
+    failures: BTreeMap<PartitionId, VecDeque<Instant>>,
     /// Partitions with a restart scheduled or under way.
-    restarting: BTreeSet<i32>,
+    restarting: BTreeSet<PartitionId>,
     /// Watchdog: each partition's last seen position and since when it has not moved.
-    positions: BTreeMap<i32, (Option<i64>, Instant)>,
+    positions: BTreeMap<PartitionId, (Option<i64>, Instant)>,
     /// Whether the watchdog is looking (its look-ups take time).
     watch: Watch,
 }
@@ -199,7 +200,7 @@ async fn stop_arbiters(arbiters: Vec<Arbiter>) {
 /// from the commit, so nothing is lost or counted twice. Answers once the new actor runs.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<StartOffset, String>")]
-pub struct RestartPartition(pub i32);
+pub struct RestartPartition(pub PartitionId);
 
 impl RootSupervisor {
     /// Starts the supervisor, which starts the tree. The receiver resolves when the tree ends
@@ -355,7 +356,7 @@ impl RootSupervisor {
     /// `incarnation`, when given) and counts the restart.
     fn restart(
         &mut self,
-        partition: i32,
+        partition: PartitionId,
         incarnation: Option<u64>,
         cause: PartitionFailure,
     ) -> ResponseActFuture<Self, Result<StartOffset, String>> {
@@ -377,7 +378,7 @@ impl RootSupervisor {
                 .map(move |result: Result<StartOffset, String>, act, _| {
                     act.restarting.remove(&partition);
                     let start = result?;
-                    tracing::warn!(partition, ?start, %cause, watchdog = cause.is_stall(), "Partition restarted.");
+                    tracing::warn!(%partition, ?start, %cause, watchdog = cause.is_stall(), "Partition restarted.");
                     if let Some(parts) = act.parts() {
                         let metrics = &parts.metrics;
                         metrics.do_send(Restarted {
@@ -393,7 +394,7 @@ impl RootSupervisor {
     /// Restart after a failure, within the budget; beyond it, stop the service.
     fn on_failure(
         &mut self,
-        partition: i32,
+        partition: PartitionId,
         incarnation: u64,
         cause: PartitionFailure,
         ctx: &mut Context<Self>,
@@ -409,7 +410,7 @@ impl RootSupervisor {
         }
         if recent.len() >= self.config.max_restarts as usize {
             let failures = recent.len() + 1;
-            tracing::error!(partition, %cause, "Restart budget spent; stopping the service.");
+            tracing::error!(%partition, %cause, "Restart budget spent; stopping the service.");
             self.report(Outcome::Failed(StopCause::RestartBudget {
                 partition,
                 failures,
@@ -422,7 +423,7 @@ impl RootSupervisor {
         recent.push_back(now);
         let attempt = recent.len() as u32;
         let backoff = self.config.backoff(attempt);
-        tracing::warn!(partition, %cause, attempt, ?backoff, "Partition failed; restarting it.");
+        tracing::warn!(%partition, %cause, attempt, ?backoff, "Partition failed; restarting it.");
         self.restarting.insert(partition);
         ctx.run_later(backoff, move |act, ctx| {
             if act.draining() {
@@ -431,7 +432,7 @@ impl RootSupervisor {
             let restart = act.restart(partition, Some(incarnation), cause);
             ctx.spawn(restart.map(move |result, _, _| {
                 if let Err(error) = result {
-                    tracing::warn!(partition, %error, "Partition not restarted.");
+                    tracing::warn!(%partition, %error, "Partition not restarted.");
                 }
             }));
         });
@@ -505,7 +506,7 @@ impl RootSupervisor {
                         let restart = act.restart(partition, None, cause);
                         ctx.spawn(restart.map(move |result, _, _| {
                     if let Err(error) = result {
-                        tracing::warn!(partition, %error, "Stalled partition not restarted.");
+                        tracing::warn!(%partition, %error, "Stalled partition not restarted.");
                     }
                 }));
                     }
@@ -522,7 +523,7 @@ impl Handler<PartitionExited> for RootSupervisor {
             return;
         }
         if msg.cause.reach() == FailureKind::Permanent {
-            tracing::error!(partition = msg.partition, cause = %msg.cause, "Permanent read error; stopping the service.");
+            tracing::error!(partition = %msg.partition, cause = %msg.cause, "Permanent read error; stopping the service.");
             self.report(Outcome::Failed(StopCause::Unreadable {
                 partition: msg.partition,
                 cause: msg.cause,
@@ -662,6 +663,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
     use crate::fakes::{Commits, CountingSource, NullSink};
     use crate::faults::{FaultPlan, PartitionFault, Times};
     use crate::ports::{
@@ -676,7 +682,7 @@ mod tests {
         let listener = IntakeListener::new(Duration::from_secs(5));
         let assignments = FixedAssignment::new(
             vec![AssignedPartition {
-                partition: 0,
+                partition: p(0),
                 start: StartOffset::At(0),
                 metadata: String::new(),
                 skipped: None,
@@ -720,7 +726,7 @@ mod tests {
             opens.lock().unwrap().push(Instant::now());
             Err(SourceError {
                 kind: FailureKind::Fatal,
-                message: "partition 0: broker says no".into(),
+                message: "partition t-0: broker says no".into(),
             })
         })
     }
@@ -746,12 +752,12 @@ mod tests {
         };
         let broker_says_no = PartitionFailure::Source {
             reach: FailureKind::Fatal,
-            message: "partition 0: broker says no".into(),
+            message: "partition t-0: broker says no".into(),
         };
         assert_eq!(
             error,
             StopCause::RestartBudget {
-                partition: 0,
+                partition: p(0),
                 failures: 4,
                 window_secs: 60,
                 max_restarts: 3,
@@ -760,7 +766,7 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            "partition 0 failed 4 times within 60 s (supervisor.max_restarts = 3); last cause: partition 0: broker says no"
+            "partition t-0 failed 4 times within 60 s (supervisor.max_restarts = 3); last cause: partition t-0: broker says no"
         );
         let opens = opens.lock().unwrap().clone();
         assert_eq!(opens.len(), 4, "the first start and three restarts");
@@ -778,7 +784,7 @@ mod tests {
             .metrics
             .restart_log
             .iter()
-            .all(|r| r.partition == 0 && r.cause == broker_says_no && !r.watchdog));
+            .all(|r| r.partition == p(0) && r.cause == broker_says_no && !r.watchdog));
     }
 
     /// Reads nothing and fails every poll with a permanent error.
@@ -791,7 +797,7 @@ mod tests {
         ) -> Result<PollStatus, SourceError> {
             Err(SourceError {
                 kind: FailureKind::Permanent,
-                message: "partition 0: Local: Not implemented".into(),
+                message: "partition t-0: Local: Not implemented".into(),
             })
         }
     }
@@ -861,10 +867,10 @@ mod tests {
         assert_eq!(
             outcome,
             Outcome::Failed(StopCause::Unreadable {
-                partition: 0,
+                partition: p(0),
                 cause: PartitionFailure::Source {
                     reach: FailureKind::Permanent,
-                    message: "partition 0: Local: Not implemented".into()
+                    message: "partition t-0: Local: Not implemented".into()
                 }
             })
         );
@@ -873,7 +879,7 @@ mod tests {
         };
         assert_eq!(
             error.to_string(),
-            "partition 0 cannot be read and a restart would not help: partition 0: Local: Not implemented"
+            "partition t-0 cannot be read and a restart would not help: partition t-0: Local: Not implemented"
         );
         actix_rt::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(opens.load(Ordering::Relaxed), 1, "never restarted");
@@ -902,7 +908,7 @@ mod tests {
         spec.intake.assignments = faults.wrap(spec.intake.assignments);
         let (addr, _outcome) = RootSupervisor::launch(spec);
         actix_rt::time::sleep(Duration::from_millis(300)).await;
-        faults.inject(0, PartitionFault::Panic, Times::Once);
+        faults.inject(p(0), PartitionFault::Panic, Times::Once);
         actix_rt::time::sleep(Duration::from_millis(300)).await;
         let metrics = addr.send(GetMetrics).await.unwrap();
         assert_eq!(
@@ -916,7 +922,7 @@ mod tests {
             PartitionFailure::Panicked { message } if message.starts_with("injected panic")
         ));
         assert_eq!(
-            metrics.partitions[&0].position,
+            metrics.partitions[&p(0)].position,
             Some(50),
             "read to its end again"
         );

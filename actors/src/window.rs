@@ -41,6 +41,7 @@ pub const HEARD_WITHIN: Duration = Duration::from_secs(1);
 
 use crate::config::WindowConfig;
 use crate::frame::{window_start, FrameChunk};
+use crate::topic::PartitionId;
 
 /// A window's results for the partitions it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub struct ClosedWindow {
     /// Valid, on-time frames of these partitions in the window.
     pub frames: u64,
     /// The partitions this result accounts for (with or without frames in the window).
-    pub partitions: Vec<i32>,
+    pub partitions: Vec<PartitionId>,
 }
 
 /// One partition's share of an open window.
@@ -67,7 +68,7 @@ struct Part {
 
 #[derive(Default)]
 struct OpenWindow {
-    parts: BTreeMap<i32, Part>,
+    parts: BTreeMap<PartitionId, Part>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ impl Progress {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PartitionStart {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The offset it is read from, if known.
     pub next_offset: Option<i64>,
     /// The `closed_below` recorded with its last commit, if any.
@@ -109,7 +110,7 @@ pub struct PartitionStart {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CommitPoint {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The offset to commit.
     pub offset: i64,
     /// The partition's `closed_below`, to record with the commit.
@@ -131,7 +132,7 @@ pub struct Windows {
     lateness: i64,
     idle_after: Duration,
     open: BTreeMap<i64, OpenWindow>,
-    partitions: BTreeMap<i32, Progress>,
+    partitions: BTreeMap<PartitionId, Progress>,
     /// Event time in seconds; `-inf` until every partition has spoken.
     watermark: f64,
     /// When the partition holding the watermark back was last logged (debug level).
@@ -171,7 +172,7 @@ impl Windows {
 
     /// Stops counting a partition and forgets its share of the open windows; whoever reads it
     /// next rebuilds that share from its committed offset.
-    pub fn remove_partition(&mut self, partition: i32) {
+    pub fn remove_partition(&mut self, partition: PartitionId) {
         self.partitions.remove(&partition);
         self.open.retain(|_, window| {
             window.parts.remove(&partition);
@@ -180,7 +181,7 @@ impl Windows {
     }
 
     /// The partitions being counted.
-    pub fn partitions(&self) -> impl Iterator<Item = i32> + '_ {
+    pub fn partitions(&self) -> impl Iterator<Item = PartitionId> + '_ {
         self.partitions.keys().copied()
     }
 
@@ -188,7 +189,7 @@ impl Windows {
     /// the chunk (invalid records included); `at_end` says it has caught up to its end.
     pub fn ingest(
         &mut self,
-        partition: i32,
+        partition: PartitionId,
         frames: &FrameChunk,
         next_offset: Option<i64>,
         at_end: bool,
@@ -251,14 +252,14 @@ impl Windows {
 
     /// Marks a partition as finished (consumed to its end for good): it no longer holds the
     /// watermark back.
-    pub fn finish_partition(&mut self, partition: i32) {
+    pub fn finish_partition(&mut self, partition: PartitionId) {
         if let Some(progress) = self.partitions.get_mut(&partition) {
             progress.finished = true;
         }
     }
 
     /// True when `partition` is known here and finished.
-    pub fn is_finished(&self, partition: i32) -> bool {
+    pub fn is_finished(&self, partition: PartitionId) -> bool {
         self.partitions.get(&partition).is_some_and(|p| p.finished)
     }
 
@@ -284,7 +285,7 @@ impl Windows {
                         .is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(5))
                     {
                         tracing::debug!(
-                            partition,
+                            %partition,
                             caught_up_ms = ?progress.caught_up_since.map(|t| now.saturating_duration_since(t).as_millis()),
                             heard_ms = ?progress.last_heard.map(|t| now.saturating_duration_since(t).as_millis()),
                             "The watermark waits for a partition that has delivered no frame and is not idle."
@@ -322,7 +323,7 @@ impl Windows {
         };
         let beyond = (last + self.length + self.lateness) as f64;
         self.watermark = self.watermark.max(beyond);
-        let moves: Vec<(i32, f64, f64)> = self
+        let moves: Vec<(PartitionId, f64, f64)> = self
             .partitions
             .iter_mut()
             .map(|(partition, progress)| {
@@ -336,7 +337,7 @@ impl Windows {
 
     /// Emits the parts of every window that partitions passed, given `(partition, old, new)`
     /// `closed_below`s.
-    fn close_moved(&mut self, moves: &[(i32, f64, f64)]) -> Vec<ClosedWindow> {
+    fn close_moved(&mut self, moves: &[(PartitionId, f64, f64)]) -> Vec<ClosedWindow> {
         let Some(furthest) = moves.iter().map(|m| m.2).reduce(f64::max) else {
             return Vec::new();
         };
@@ -346,7 +347,7 @@ impl Windows {
             if edge > furthest {
                 break;
             }
-            let covering: Vec<i32> = moves
+            let covering: Vec<PartitionId> = moves
                 .iter()
                 .filter(|(_, old, new)| *old < edge && edge <= *new)
                 .map(|m| m.0)
@@ -428,6 +429,15 @@ mod tests {
 
     use super::*;
 
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
+
+    /// The `k`-th partition of a test over two topics: `a-0`, `b-0`, `a-1`, `b-1`, ...
+    fn mixed(k: usize) -> PartitionId {
+        PartitionId::of(if k.is_multiple_of(2) { "a" } else { "b" }, (k / 2) as i32)
+    }
+
     fn config(length: i64, lateness: i64) -> WindowConfig {
         WindowConfig {
             length_secs: length,
@@ -448,7 +458,7 @@ mod tests {
         partitions
             .iter()
             .map(|(partition, next_offset)| PartitionStart {
-                partition: *partition,
+                partition: p(*partition),
                 next_offset: *next_offset,
                 closed_below: None,
             })
@@ -458,7 +468,7 @@ mod tests {
     fn offsets(w: &Windows) -> Vec<(i32, i64)> {
         w.commit_points()
             .iter()
-            .map(|c| (c.partition, c.offset))
+            .map(|c| (c.partition.index, c.offset))
             .collect()
     }
 
@@ -474,7 +484,7 @@ mod tests {
             end,
             unique_users,
             frames,
-            partitions: partitions.to_vec(),
+            partitions: partitions.iter().map(|i| p(*i)).collect(),
         }
     }
 
@@ -483,17 +493,17 @@ mod tests {
         let now = Instant::now();
         let mut w = Windows::new(&config(60, 5), &starts(&[(0, None), (1, None)]));
         w.ingest(
-            0,
+            p(0),
             &chunk(&[(0, 60.0, "a"), (1, 61.0, "b"), (2, 70.0, "a")]),
             Some(3),
             false,
             now,
         );
         // Partition 1 has not spoken: nothing can close even though partition 0 is far ahead.
-        w.ingest(0, &chunk(&[(3, 200.0, "c")]), Some(4), false, now);
+        w.ingest(p(0), &chunk(&[(3, 200.0, "c")]), Some(4), false, now);
         assert!(w.advance(now).is_empty());
         w.ingest(
-            1,
+            p(1),
             &chunk(&[(0, 65.0, "b"), (1, 124.0, "d")]),
             Some(2),
             false,
@@ -501,10 +511,10 @@ mod tests {
         );
         // Watermark = min(200, 124) = 124: window [60,120) closes at 125, not yet.
         assert!(w.advance(now).is_empty());
-        w.ingest(1, &chunk(&[(2, 125.0, "e")]), Some(3), false, now);
+        w.ingest(p(1), &chunk(&[(2, 125.0, "e")]), Some(3), false, now);
         assert_eq!(w.advance(now), vec![closed(60, 120, 2, 4, &[0, 1])]);
         // A frame for the closed window is late and changes nothing.
-        let late = w.ingest(1, &chunk(&[(3, 119.0, "z")]), Some(4), false, now);
+        let late = w.ingest(p(1), &chunk(&[(3, 119.0, "z")]), Some(4), false, now);
         assert_eq!(
             late,
             Ingested {
@@ -520,14 +530,14 @@ mod tests {
         let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0)), (1, None)]));
         assert_eq!(offsets(&w), vec![(0, 0)]);
         w.ingest(
-            0,
+            p(0),
             &chunk(&[(5, 100.0, "a"), (6, 111.0, "b"), (7, 101.0, "c")]),
             Some(9),
             false,
             now,
         );
         assert_eq!(offsets(&w), vec![(0, 5)]);
-        w.ingest(1, &chunk(&[(40, 125.0, "a")]), Some(41), false, now);
+        w.ingest(p(1), &chunk(&[(40, 125.0, "a")]), Some(41), false, now);
         assert_eq!(
             w.advance(now).len(),
             1,
@@ -545,23 +555,23 @@ mod tests {
         let start = Instant::now();
         let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
         w.ingest(
-            0,
+            p(0),
             &chunk(&[(0, 105.0, "a"), (1, 130.0, "b")]),
             Some(2),
             false,
             start,
         );
         // Partition 1 is empty and caught up.
-        w.ingest(1, &FrameChunk::default(), Some(0), true, start);
+        w.ingest(p(1), &FrameChunk::default(), Some(0), true, start);
         assert!(w.advance(start).is_empty());
         let at = |ms| start + Duration::from_millis(ms);
-        w.ingest(1, &FrameChunk::default(), Some(0), true, at(750));
+        w.ingest(p(1), &FrameChunk::default(), Some(0), true, at(750));
         assert!(w.advance(at(999)).is_empty());
         let closed = w.advance(at(1_000));
         assert_eq!(closed, vec![closed_at(100, &[0, 1])]);
         // New data on partition 1 makes it active again; the watermark does not move back.
         w.ingest(
-            1,
+            p(1),
             &chunk(&[(0, 121.0, "c")]),
             Some(1),
             false,
@@ -574,13 +584,13 @@ mod tests {
     fn one_ahead_one_caught_up(start: Instant) -> Windows {
         let mut w = Windows::new(&config(10, 0), &starts(&[(0, None), (1, None)]));
         w.ingest(
-            0,
+            p(0),
             &chunk(&[(0, 105.0, "a"), (1, 130.0, "b")]),
             Some(2),
             false,
             start,
         );
-        w.ingest(1, &chunk(&[(0, 101.0, "c")]), Some(1), true, start);
+        w.ingest(p(1), &chunk(&[(0, 101.0, "c")]), Some(1), true, start);
         w
     }
 
@@ -593,7 +603,7 @@ mod tests {
         // there, so nothing closes.
         assert!(w.advance(at(5_000)).is_empty());
         // Once it says again that it is at its end, it is idle and windows close.
-        w.ingest(1, &FrameChunk::default(), Some(1), true, at(5_100));
+        w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(5_100));
         assert_eq!(w.advance(at(5_200)).len(), 1);
     }
 
@@ -605,10 +615,10 @@ mod tests {
         // Partition 1 is quiet, but from 600 ms its leader is out of reach (a broker outage):
         // its heartbeats say it is not known to be at its end.
         for ms in (250..=600).step_by(250) {
-            w.ingest(1, &FrameChunk::default(), Some(1), true, at(ms));
+            w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(ms));
         }
         for ms in (750..=2_000).step_by(250) {
-            w.ingest(1, &FrameChunk::default(), Some(1), false, at(ms));
+            w.ingest(p(1), &FrameChunk::default(), Some(1), false, at(ms));
             assert!(
                 w.advance(at(ms)).is_empty(),
                 "not idle while cut off ({ms} ms)"
@@ -617,7 +627,7 @@ mod tests {
         // Reached again at 2.25 s: idle only a full `idle_after` (1 s) later, which gives what
         // producers buffered meanwhile time to arrive.
         for ms in (2_250..=3_250).step_by(250) {
-            w.ingest(1, &FrameChunk::default(), Some(1), true, at(ms));
+            w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(ms));
             let closed = w.advance(at(ms));
             if ms < 3_250 {
                 assert!(closed.is_empty(), "idle too early ({ms} ms)");
@@ -637,13 +647,13 @@ mod tests {
         let mut w = Windows::new(
             &config(10, 2),
             &[PartitionStart {
-                partition: 0,
+                partition: p(0),
                 next_offset: Some(3),
                 closed_below: Some(122.0),
             }],
         );
         let r = w.ingest(
-            0,
+            p(0),
             &chunk(&[(3, 109.0, "a"), (4, 119.0, "b"), (5, 121.0, "c")]),
             Some(6),
             false,
@@ -663,7 +673,7 @@ mod tests {
         let now = Instant::now();
         let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0))]));
         w.ingest(
-            0,
+            p(0),
             &chunk(&[(0, 101.0, "a"), (1, 135.0, "b")]),
             Some(2),
             false,
@@ -672,13 +682,13 @@ mod tests {
         assert_eq!(w.advance(now), vec![closed(100, 110, 1, 1, &[0])]);
         // Partition 1 moves here; its last owner closed it up to 100.
         w.add_partition(PartitionStart {
-            partition: 1,
+            partition: p(1),
             next_offset: Some(7),
             closed_below: Some(100.0),
         });
         assert!(w.advance(now).is_empty(), "partition 1 has not spoken");
         w.ingest(
-            1,
+            p(1),
             &chunk(&[
                 (7, 95.0, "x"),
                 (8, 104.0, "y"),
@@ -693,7 +703,7 @@ mod tests {
         assert_eq!(w.advance(now), vec![closed(100, 110, 1, 2, &[1])]);
         // The watermark stays at 135 (it never moves back) while partition 1 catches up.
         assert_eq!(w.watermark(), Some(135.0));
-        w.ingest(1, &chunk(&[(11, 140.0, "w")]), Some(12), false, now);
+        w.ingest(p(1), &chunk(&[(11, 140.0, "w")]), Some(12), false, now);
         // Partition 1 has caught up with the watermark (135): its share of [110,120) closes.
         assert_eq!(w.advance(now), vec![closed(110, 120, 1, 1, &[1])]);
         assert_eq!(
@@ -702,9 +712,9 @@ mod tests {
             "held by its frame in [140,150)"
         );
         // From here both partitions close together again.
-        w.ingest(0, &chunk(&[(2, 151.0, "v")]), Some(3), false, now);
+        w.ingest(p(0), &chunk(&[(2, 151.0, "v")]), Some(3), false, now);
         assert_eq!(w.advance(now), vec![closed(130, 140, 1, 1, &[0, 1])]);
-        w.ingest(1, &chunk(&[(12, 152.0, "u")]), Some(13), false, now);
+        w.ingest(p(1), &chunk(&[(12, 152.0, "u")]), Some(13), false, now);
         assert_eq!(w.advance(now), vec![closed(140, 150, 1, 1, &[0, 1])]);
     }
 
@@ -712,17 +722,17 @@ mod tests {
     fn a_removed_partition_leaves_no_trace_in_open_windows() {
         let now = Instant::now();
         let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0)), (1, Some(0))]));
-        w.ingest(0, &chunk(&[(0, 101.0, "a")]), Some(1), false, now);
+        w.ingest(p(0), &chunk(&[(0, 101.0, "a")]), Some(1), false, now);
         w.ingest(
-            1,
+            p(1),
             &chunk(&[(0, 102.0, "b"), (1, 125.0, "c")]),
             Some(2),
             false,
             now,
         );
-        w.remove_partition(1);
+        w.remove_partition(p(1));
         assert_eq!(offsets(&w), vec![(0, 0)]);
-        let r = w.ingest(1, &chunk(&[(2, 126.0, "d")]), Some(3), false, now);
+        let r = w.ingest(p(1), &chunk(&[(2, 126.0, "d")]), Some(3), false, now);
         assert_eq!(
             r,
             Ingested::default(),
@@ -757,8 +767,13 @@ mod tests {
         #[test]
         fn closed_windows_match_direct_count((data, jitter) in dataset(), chunk_len in 1usize..7, seed in any::<u64>()) {
             let now = Instant::now();
-            let parts: Vec<(i32, Option<i64>)> = (0..data.len() as i32).map(|p| (p, Some(0))).collect();
-            let mut w = Windows::new(&config(7, jitter), &starts(&parts));
+            // Partitions alternate between two topics: the windows merge frames of both.
+            let parts: Vec<PartitionStart> = (0..data.len()).map(|k| PartitionStart {
+                partition: mixed(k),
+                next_offset: Some(0),
+                closed_below: None,
+            }).collect();
+            let mut w = Windows::new(&config(7, jitter), &parts);
             let mut truth: BTreeMap<i64, (BTreeSet<u8>, u64)> = BTreeMap::new();
             for part in &data {
                 for (ts, uid) in part {
@@ -779,12 +794,12 @@ mod tests {
                 let c = chunk(&data[p][from..to].iter().enumerate()
                     .map(|(i, (ts, uid))| ((from + i) as i64, *ts, UIDS[*uid as usize]))
                     .collect::<Vec<_>>());
-                let r = w.ingest(p as i32, &c, Some(to as i64), false, now);
+                let r = w.ingest(mixed(p), &c, Some(to as i64), false, now);
                 prop_assert_eq!(r.late, 0);
                 cursors[p] = to;
                 // Never commit past the first frame of an open window.
                 for point in w.commit_points() {
-                    let part = point.partition as usize;
+                    let part = (0..data.len()).find(|k| mixed(*k) == point.partition).expect("a partition of the test");
                     let first_open = data[part][..cursors[part]].iter().position(|(ts, _)| {
                         let start = (ts / 7.0).floor() as i64 * 7;
                         !emitted.iter().any(|c| c.start == start)
@@ -793,9 +808,10 @@ mod tests {
                 }
                 emitted.extend(w.advance(now));
             }
-            for p in 0..data.len() { w.finish_partition(p as i32); }
+            for k in 0..data.len() { w.finish_partition(mixed(k)); }
             emitted.extend(w.close_all());
-            let all: Vec<i32> = (0..data.len() as i32).collect();
+            let mut all: Vec<PartitionId> = (0..data.len()).map(mixed).collect();
+            all.sort();
             prop_assert!(emitted.iter().all(|c| c.partitions == all), "one line per window, for every partition");
             let got: BTreeMap<i64, (u64, u64)> = emitted.iter().map(|c| (c.start, (c.unique_users, c.frames))).collect();
             let want: BTreeMap<i64, (u64, u64)> = truth.iter().map(|(s, (u, f))| (*s, (u.len() as u64, *f))).collect();

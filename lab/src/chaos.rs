@@ -38,6 +38,7 @@ use actors::kafka::{self, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
 use actors::sink::{read_window_lines, WindowLine};
 use actors::supervisor::RootSupervisor;
+use actors::topic::{from_topics, PartitionId};
 use futures::future::LocalBoxFuture;
 use kafka_actors::settings::{Model, Settings};
 use kafka_actors::{blocking, error_chain, run, run_with_faults, Failure, RunError};
@@ -97,8 +98,13 @@ pub use scenarios::SCENARIOS;
 
 /// Partitions of every scenario's topic.
 const PARTITIONS: i32 = 4;
-/// The partition that faults aimed at one partition hit.
+/// The index of the partition that faults aimed at one partition hit.
 const TARGET: i32 = 0;
+
+/// Every partition of a scenario's topic.
+fn partitions_of(topic: &str) -> Vec<PartitionId> {
+    (0..PARTITIONS).map(|i| PartitionId::of(topic, i)).collect()
+}
 /// How long a recovery is waited for, from the fault.
 const RECOVERY_WAIT: Duration = Duration::from_secs(60);
 /// When the fault is injected, after the service started.
@@ -284,16 +290,17 @@ impl ChaosCluster {
         }
     }
 
-    async fn move_leader(&self, topic: &str, partition: i32, to: i32) {
+    async fn move_leader(&self, partition: PartitionId, to: i32) {
+        let topic = partition.topic.name();
         match self {
             ChaosCluster::Embedded(cluster) => {
-                let _ = cluster.move_leader(topic, partition, to);
+                let _ = cluster.move_leader(topic, partition.index, to);
             }
             ChaosCluster::Real { .. } => {
                 self.control(&[
                     "move-leader".into(),
                     topic.into(),
-                    partition.to_string(),
+                    partition.index.to_string(),
                     to.to_string(),
                 ])
                 .await;
@@ -341,8 +348,8 @@ enum Power {
 
 /// Committed offsets and written shares at one moment.
 struct Sample {
-    committed: BTreeMap<i32, i64>,
-    written: BTreeSet<(i64, i32)>,
+    committed: BTreeMap<PartitionId, i64>,
+    written: BTreeSet<(i64, PartitionId)>,
 }
 
 /// Samples committed offsets, then the output file, every 50 ms until stopped.
@@ -357,7 +364,7 @@ impl Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let (flag, into) = (stop.clone(), samples.clone());
-        let partitions: Vec<i32> = (0..PARTITIONS).collect();
+        let partitions = partitions_of(&kafka.topic);
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 if let Ok(committed) = kafka::committed_positions(&kafka, &partitions) {
@@ -366,7 +373,9 @@ impl Watcher {
                         .flat_map(|f| lines(f))
                         .flat_map(|l| {
                             let start = l.window_start;
-                            l.partitions.into_iter().map(move |p| (start, p))
+                            from_topics(&l.partitions)
+                                .into_iter()
+                                .map(move |p| (start, p))
                         })
                         .collect();
                     into.lock()
@@ -576,9 +585,14 @@ pub struct Fault<'a> {
 }
 
 impl Fault<'_> {
-    /// Arms `fault` at the partition the scenarios aim at, [`TARGET`].
+    /// Arms `fault` at the partition the scenarios aim at, [`Fault::target`].
     fn inject(&self, fault: PartitionFault, times: Times) {
-        self.plan.inject(TARGET, fault, times);
+        self.plan.inject(self.target(), fault, times);
+    }
+
+    /// The partition faults aimed at one partition hit.
+    fn target(&self) -> PartitionId {
+        PartitionId::of(self.topic, TARGET)
     }
 
     /// Milliseconds from `since` until `watch` sees progress (polled every 20 ms, for up to
@@ -588,7 +602,7 @@ impl Fault<'_> {
     }
 
     /// The broker leading `partition` as the service last saw it.
-    async fn leader_of(&self, partition: i32) -> i32 {
+    async fn leader_of(&self, partition: PartitionId) -> i32 {
         leader_of(self.supervisor, partition).await
     }
 
@@ -648,7 +662,8 @@ pub async fn run_scenario(
                 topic: topic.clone(),
                 ..KafkaConfig::default()
             };
-            blocking(move || kafka::create_topic(&kafka, PARTITIONS, 3)).await??;
+            let created = topic.clone();
+            blocking(move || kafka::create_topic(&kafka, &created, PARTITIONS, 3)).await??;
             ChaosCluster::Real {
                 brokers: brokers.clone(),
                 control: control.clone(),
@@ -706,7 +721,7 @@ pub async fn run_scenario(
         &data,
         settings.frames.limits(),
         settings.window.length_secs,
-        PARTITIONS,
+        partitions_of(&topic),
         true,
     )
     .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
@@ -718,7 +733,7 @@ pub async fn run_scenario(
         let (kafka, tail) = (settings.kafka.clone(), scenario.tail());
         // Spawned now (not when awaited): it is what stops the service.
         actix_rt::task::spawn_blocking(
-            move || -> Result<(GeneratorReport, BTreeMap<i32, i64>), RunError> {
+            move || -> Result<(GeneratorReport, BTreeMap<PartitionId, i64>), RunError> {
                 let report = generator.wait().map_err(RunError::Generator)?;
                 let mut ends = report.end_offsets.clone();
                 if !tail.is_empty() {
@@ -837,10 +852,9 @@ async fn count_unreported(
     report: &mut GeneratorReport,
 ) -> Result<u64, RunError> {
     let kafka = settings.kafka.clone();
-    let stored =
-        blocking(move || kafka::stored_records(&kafka, &(0..PARTITIONS).collect::<Vec<_>>()))
-            .await??;
-    let in_range: Vec<(i32, i64, Vec<u8>)> = stored
+    let partitions = report.truth.partitions().to_vec();
+    let stored = blocking(move || kafka::stored_records(&kafka, &partitions)).await??;
+    let in_range: Vec<(PartitionId, i64, Vec<u8>)> = stored
         .into_iter()
         .filter(|(partition, offset, _)| {
             report
@@ -849,7 +863,7 @@ async fn count_unreported(
                 .is_some_and(|end| offset < end)
         })
         .collect();
-    let known: std::collections::HashSet<(i32, i64)> = report
+    let known: std::collections::HashSet<(PartitionId, i64)> = report
         .placements
         .iter()
         .map(|p| (p.partition, p.offset))
@@ -861,14 +875,15 @@ async fn count_unreported(
     if unnamed == 0 {
         return Ok(0);
     }
-    let frames = generator::FrameGenerator::new(data, settings.frames.limits(), PARTITIONS);
+    let partitions = report.truth.partitions().to_vec();
+    let frames = generator::FrameGenerator::new(data, settings.frames.limits(), partitions.clone());
     let kinds: std::collections::HashMap<Vec<u8>, generator::FrameKind> = (0..data.frames)
         .map(|index| {
             let frame = frames.frame(index, 0.0);
             (frame.payload, frame.kind)
         })
         .collect();
-    let mut truth = generator::GroundTruth::new(settings.window.length_secs, PARTITIONS);
+    let mut truth = generator::GroundTruth::new(settings.window.length_secs, partitions);
     let mut placements = Vec::with_capacity(in_range.len());
     for (partition, offset, payload) in &in_range {
         let kind = kinds.get(payload).ok_or_else(|| {
@@ -897,13 +912,18 @@ async fn count_unreported(
 fn append_tail(
     kafka: &KafkaConfig,
     tail: &[&[u8]],
-    ends: &mut BTreeMap<i32, i64>,
+    ends: &mut BTreeMap<PartitionId, i64>,
 ) -> Result<(), RunError> {
     let producer = FrameProducer::new(kafka)?;
-    for partition in 0..PARTITIONS {
-        let payload = tail[partition as usize % tail.len()];
+    for partition in partitions_of(&kafka.topic) {
+        let payload = tail[partition.index as usize % tail.len()];
         producer
-            .send(u64::MAX - partition as u64, partition, b"poison", payload)
+            .send(
+                u64::MAX - partition.index as u64,
+                partition,
+                b"poison",
+                payload,
+            )
             .map_err(|e| RunError::Task(format!("producing a poison frame: {e}")))?;
         *ends.entry(partition).or_default() += 1;
     }
@@ -917,16 +937,16 @@ fn append_tail(
 #[derive(Debug, Clone, Copy)]
 enum Watch {
     /// The partition delivers a chunk.
-    Partition(i32),
+    Partition(PartitionId),
     /// The partition is restarted and then delivers a chunk.
-    Restart(i32),
+    Restart(PartitionId),
     /// Any partition delivers frames.
     Any,
 }
 
 /// Milliseconds from `since` until the watched progress, polled every 20 ms for up to `RECOVERY_WAIT`.
 async fn recovery(supervisor: &Addr<RootSupervisor>, watch: Watch, since: Instant) -> Option<f64> {
-    let chunks = |m: &MetricsSnapshot, p: i32| m.partitions.get(&p).map_or(0, |p| p.chunks);
+    let chunks = |m: &MetricsSnapshot, p: PartitionId| m.partitions.get(&p).map_or(0, |p| p.chunks);
     let first = supervisor.send(GetMetrics).await.ok()?;
     let mut reference: Option<u64> = match watch {
         Watch::Partition(p) => Some(chunks(&first, p)),
@@ -957,7 +977,7 @@ async fn recovery(supervisor: &Addr<RootSupervisor>, watch: Watch, since: Instan
 
 /// The broker leading `partition` as the service last saw it (after up to 5 s of waiting for
 /// the first statistics).
-async fn leader_of(supervisor: &Addr<RootSupervisor>, partition: i32) -> i32 {
+async fn leader_of(supervisor: &Addr<RootSupervisor>, partition: PartitionId) -> i32 {
     for _ in 0..50 {
         if let Ok(m) = supervisor.send(GetMetrics).await {
             if let Some(leader) = m.partitions.get(&partition).and_then(|p| p.leader) {
@@ -975,9 +995,9 @@ fn other_broker(broker: i32) -> i32 {
 }
 
 /// The group's committed offsets of every partition that has one.
-async fn committed(kafka: &KafkaConfig) -> Result<BTreeMap<i32, i64>, RunError> {
+async fn committed(kafka: &KafkaConfig) -> Result<BTreeMap<PartitionId, i64>, RunError> {
     let kafka = kafka.clone();
-    let partitions: Vec<i32> = (0..PARTITIONS).collect();
+    let partitions = partitions_of(&kafka.topic);
     Ok(blocking(move || kafka::committed_positions(&kafka, &partitions)).await??)
 }
 
@@ -998,10 +1018,10 @@ struct Verdict {
 fn judge(written: &[WindowLine], report: &GeneratorReport, samples: &[Sample]) -> Verdict {
     let truth = &report.truth;
     let mut inexact = Vec::new();
-    let mut seen: BTreeMap<(i64, i32), u64> = BTreeMap::new();
+    let mut seen: BTreeMap<(i64, PartitionId), u64> = BTreeMap::new();
     for line in written {
-        let expected = line
-            .partitions
+        let covered = from_topics(&line.partitions);
+        let expected = covered
             .iter()
             .map(|p| truth.share(line.window_start, *p))
             .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
@@ -1011,13 +1031,13 @@ fn judge(written: &[WindowLine], report: &GeneratorReport, samples: &[Sample]) -
                 line.window_start, line.partitions, line.unique_users, line.frames
             ));
         }
-        for partition in &line.partitions {
-            *seen.entry((line.window_start, *partition)).or_default() += 1;
+        for partition in covered {
+            *seen.entry((line.window_start, partition)).or_default() += 1;
         }
     }
     let (mut lost, mut duplicates) = (0, 0);
     for window in truth.lines() {
-        for partition in 0..PARTITIONS {
+        for &partition in truth.partitions() {
             let frames = truth.share(window.window_start, partition).1;
             if frames == 0 {
                 continue;
@@ -1029,7 +1049,7 @@ fn judge(written: &[WindowLine], report: &GeneratorReport, samples: &[Sample]) -
         }
     }
     // Valid frames by partition, in offset order, with their windows.
-    let mut frames: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut frames: BTreeMap<PartitionId, Vec<(i64, i64)>> = BTreeMap::new();
     for placement in &report.placements {
         if let Some(window) = placement.window {
             frames
@@ -1178,7 +1198,7 @@ mod tests {
             &data,
             settings.frames.limits(),
             10,
-            PARTITIONS,
+            partitions_of(&settings.kafka.topic),
             true,
         )
         .expect("generator")

@@ -19,6 +19,7 @@ use actors::config::{GeneratorConfig, SinkKind};
 use actors::generator::{self, GroundTruth};
 use actors::kafka::EmbeddedCluster;
 use actors::sink::{read_window_lines, WindowLine};
+use actors::topic::PartitionId;
 use serde::Serialize;
 
 use kafka_actors::settings::{Model, Settings};
@@ -233,6 +234,7 @@ pub async fn compare(
     }
     let cluster = if embedded {
         let cluster = EmbeddedCluster::start(settings.embedded.brokers)?;
+        settings.kafka.topics = Vec::new();
         settings.kafka.topic = format!("compare-{}", std::process::id());
         cluster.create_topic(
             &settings.kafka.topic,
@@ -244,8 +246,10 @@ pub async fn compare(
     } else {
         None
     };
-    let partitions = if embedded {
-        options.partitions
+    let partitions: Vec<PartitionId> = if embedded {
+        (0..options.partitions)
+            .map(|i| PartitionId::of(&settings.kafka.topic, i))
+            .collect()
     } else {
         // Look-ups only: they commit nothing, but librdkafka wants a group id.
         let kafka = actors::config::KafkaConfig {
@@ -256,7 +260,7 @@ pub async fn compare(
         let (partitions, records) = blocking(move || {
             let ids = actors::kafka::partition_ids(&kafka)?;
             let records = actors::kafka::count_to_end(&kafka, &ids, prefetch)?;
-            Ok::<_, actors::kafka::AdapterError>((ids.len() as i32, records))
+            Ok::<_, actors::kafka::AdapterError>((ids, records))
         })
         .await??;
         // The ground truth covers only the data set produced here: anything already in the
@@ -267,7 +271,7 @@ pub async fn compare(
                 format!(
                     "`{}` already holds {records} records; compare loads its own data set \
                      and needs an empty topic",
-                    settings.kafka.topic
+                    settings.kafka.topic_names().join(", ")
                 ),
             )));
         }
@@ -288,9 +292,10 @@ pub async fn compare(
         settings.frames.limits(),
         settings.window.length_secs,
     );
-    tracing::info!(frames = options.frames, partitions, topic = %settings.kafka.topic, "Producing the data set.");
+    tracing::info!(frames = options.frames, partitions = partitions.len(), topics = %settings.kafka.topic_names().join(","), "Producing the data set.");
+    let writes_to = partitions.clone();
     let produced = blocking(move || {
-        generator::spawn(&kafka, &data, limits, window, partitions, false)
+        generator::spawn(&kafka, &data, limits, window, writes_to, false)
             .map_err(|e| RunError::Task(e.to_string()))?
             .wait()
             .map_err(RunError::Generator)
@@ -353,7 +358,7 @@ pub async fn compare(
             );
         }
     }
-    let recovery = measure_recovery(&settings, partitions).await?;
+    let recovery = measure_recovery(&settings, &partitions).await?;
     drop(cluster);
     let by = |name: &str| {
         rounds
@@ -364,7 +369,7 @@ pub async fn compare(
     let report = CompareReport {
         frames: options.frames,
         valid_frames: truth.valid,
-        partitions,
+        partitions: partitions.len() as i32,
         windows: expected.len(),
         cluster: if embedded {
             "embedded".into()
@@ -467,7 +472,11 @@ fn task_error(error: impl std::fmt::Display) -> RunError {
 
 /// Measures recovery on live data produced into the topic after the rounds (read from its
 /// end by fresh groups).
-async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recovery, RunError> {
+async fn measure_recovery(
+    settings: &Settings,
+    partitions: &[PartitionId],
+) -> Result<Recovery, RunError> {
+    let first = partitions[0];
     let live = GeneratorConfig {
         rate: 20_000,
         frames: 0,
@@ -480,7 +489,7 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
         &live,
         settings.frames.limits(),
         settings.window.length_secs,
-        partitions,
+        partitions.to_vec(),
         false,
     )
     .map_err(task_error)?;
@@ -505,7 +514,7 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
     let scratch = std::env::temp_dir().join(format!("kafka-actors-compare-{}", std::process::id()));
     let mut recovery = Recovery::default();
 
-    // Partition model: restart partition 0 three times.
+    // Partition model: restart the first partition three times.
     let mut s = base.clone();
     s.model = Model::Partition;
     s.kafka.group = format!("compare-recovery-partition-{}", std::process::id());
@@ -515,22 +524,22 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
         .to_string();
     let (supervisor, stop, handle) = start_live(s).await?;
     wait_for(&supervisor, Duration::from_secs(20), |m| {
-        m.partitions.get(&0).is_some_and(|p| p.chunks > 0)
+        m.partitions.get(&first).is_some_and(|p| p.chunks > 0)
     })
     .await;
     for _ in 0..3 {
         actix_rt::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
         supervisor
-            .send(RestartPartition(0))
+            .send(RestartPartition(first))
             .await
             .map_err(task_error)?
             .map_err(RunError::Task)?;
         // The old actor is gone: any chunk from here on is the new one's.
         let before = supervisor.send(GetMetrics).await.map_err(task_error)?;
-        let chunks = before.partitions.get(&0).map_or(0, |p| p.chunks);
+        let chunks = before.partitions.get(&first).map_or(0, |p| p.chunks);
         let again = wait_for(&supervisor, Duration::from_secs(20), |m| {
-            m.partitions.get(&0).is_some_and(|p| p.chunks > chunks)
+            m.partitions.get(&first).is_some_and(|p| p.chunks > chunks)
         })
         .await;
         if let Some(at) = again {
@@ -572,7 +581,7 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
     // The partitions A reads once the join has settled, and how far each has got.
     actix_rt::time::sleep(Duration::from_millis(500)).await;
     let before = a.send(GetMetrics).await.map_err(task_error)?;
-    let taken_by_b: Vec<i32> = b
+    let taken_by_b: Vec<PartitionId> = b
         .send(GetMetrics)
         .await
         .map_err(task_error)?
@@ -581,7 +590,7 @@ async fn measure_recovery(settings: &Settings, partitions: i32) -> Result<Recove
         .filter(|(_, m)| m.chunks > 0)
         .map(|(p, _)| *p)
         .collect();
-    let chunks_before = |p: &i32| before.partitions.get(p).map_or(0, |m| m.chunks);
+    let chunks_before = |p: &PartitionId| before.partitions.get(p).map_or(0, |m| m.chunks);
     let left = Instant::now();
     let _ = stop_b.send(());
     recovery.group_skipped_records += handle_b

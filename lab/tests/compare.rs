@@ -118,7 +118,12 @@ fn compare_refuses_a_topic_that_already_holds_records() {
     cluster.create_topic("busy", 2, 1).unwrap();
     let producer = actors::kafka::FrameProducer::new(&kafka).unwrap();
     producer
-        .send(0, 0, b"u", b"{\"ts\": 1, \"uid\": \"u\"}")
+        .send(
+            0,
+            actors::topic::PartitionId::of("busy", 0),
+            b"u",
+            b"{\"ts\": 1, \"uid\": \"u\"}",
+        )
         .unwrap();
     producer.flush(std::time::Duration::from_secs(10)).unwrap();
 

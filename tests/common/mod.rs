@@ -17,6 +17,7 @@ use actors::intake::{GroupEvent, GroupRecord};
 use actors::kafka::{self, EmbeddedCluster};
 use actors::ports::StartOffset;
 use actors::sink::{read_window_lines, WindowLine};
+use actors::topic::{from_topics, PartitionId};
 use kafka_actors::Settings;
 
 /// A name no other test (or earlier run against the same cluster) uses.
@@ -71,9 +72,25 @@ pub fn data(frames: u64, event_rate: f64, bad_ratio: f64) -> GeneratorConfig {
     }
 }
 
-/// Produces a data set and returns its report (truth and placements).
+/// Partitions `0..count` of the settings' (first) input topic.
+pub fn ids(kafka: &KafkaConfig, count: i32) -> Vec<PartitionId> {
+    let topic = kafka.topic_names()[0].clone();
+    (0..count).map(|i| PartitionId::of(&topic, i)).collect()
+}
+
+/// Produces a data set into partitions `0..partitions` of the settings' topic and returns its
+/// report (truth and placements).
 pub fn produce(settings: &Settings, data: &GeneratorConfig, partitions: i32) -> GeneratorReport {
     wait_generator(spawn_generator(settings, data, partitions))
+}
+
+/// Produces a data set into `partitions` (of any topics) and returns its report.
+pub fn produce_to(
+    settings: &Settings,
+    data: &GeneratorConfig,
+    partitions: Vec<PartitionId>,
+) -> GeneratorReport {
+    wait_generator(spawn_generator_to(settings, data, partitions))
 }
 
 /// Waits for a generator to produce all its frames.
@@ -90,7 +107,7 @@ pub fn output(path: &Path) -> Vec<WindowLine> {
 }
 
 /// The group's committed offsets (partitions without one are left out).
-pub fn committed(kafka: &KafkaConfig, partitions: &[i32]) -> BTreeMap<i32, i64> {
+pub fn committed(kafka: &KafkaConfig, partitions: &[PartitionId]) -> BTreeMap<PartitionId, i64> {
     kafka::committed_positions(kafka, partitions).expect("committed offsets")
 }
 
@@ -99,6 +116,16 @@ pub fn spawn_generator(
     settings: &Settings,
     data: &GeneratorConfig,
     partitions: i32,
+) -> generator::GeneratorHandle {
+    spawn_generator_to(settings, data, ids(&settings.kafka, partitions))
+}
+
+/// Starts producing `data` into `partitions` in the background, recording where every frame
+/// lands.
+pub fn spawn_generator_to(
+    settings: &Settings,
+    data: &GeneratorConfig,
+    partitions: Vec<PartitionId>,
 ) -> generator::GeneratorHandle {
     generator::spawn(
         &settings.kafka,
@@ -114,17 +141,17 @@ pub fn spawn_generator(
 /// A ground truth split by window and partition.
 pub trait Shares {
     /// (distinct uids, frames) of `partition` in the window starting at `window_start`.
-    fn share(&self, window_start: i64, partition: i32) -> (u64, u64);
+    fn share(&self, window_start: i64, partition: PartitionId) -> (u64, u64);
     /// Every (window start, partition) that has frames.
-    fn shares_with_frames(&self) -> Vec<(i64, i32)>;
+    fn shares_with_frames(&self) -> Vec<(i64, PartitionId)>;
 }
 
 impl Shares for GroundTruth {
-    fn share(&self, window_start: i64, partition: i32) -> (u64, u64) {
+    fn share(&self, window_start: i64, partition: PartitionId) -> (u64, u64) {
         GroundTruth::share(self, window_start, partition)
     }
 
-    fn shares_with_frames(&self) -> Vec<(i64, i32)> {
+    fn shares_with_frames(&self) -> Vec<(i64, PartitionId)> {
         let partitions = self.partitions();
         self.lines()
             .iter()
@@ -140,17 +167,18 @@ impl Shares for GroundTruth {
 pub fn exact_shares(
     lines: impl IntoIterator<Item = WindowLine>,
     truth: &impl Shares,
-) -> BTreeMap<(i64, i32), u32> {
+) -> BTreeMap<(i64, PartitionId), u32> {
     let mut seen = BTreeMap::new();
     for line in lines {
-        let expected = line
-            .partitions
+        let covered = from_topics(&line.partitions);
+        assert!(!covered.is_empty(), "a line names no partition: {line:?}");
+        let expected = covered
             .iter()
             .map(|p| truth.share(line.window_start, *p))
             .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
         assert_eq!((line.unique_users, line.frames), expected, "{line:?}");
-        for partition in &line.partitions {
-            *seen.entry((line.window_start, *partition)).or_default() += 1;
+        for partition in covered {
+            *seen.entry((line.window_start, partition)).or_default() += 1;
         }
     }
     seen
@@ -159,9 +187,9 @@ pub fn exact_shares(
 /// Asserts every (window, partition) share with frames was written at least once, and returns
 /// how many shares were written more than once, by partition.
 pub fn assert_no_share_lost(
-    seen: &BTreeMap<(i64, i32), u32>,
+    seen: &BTreeMap<(i64, PartitionId), u32>,
     truth: &impl Shares,
-) -> BTreeMap<i32, u32> {
+) -> BTreeMap<PartitionId, u32> {
     let mut duplicates = BTreeMap::new();
     for (window, partition) in truth.shares_with_frames() {
         let times = seen.get(&(window, partition)).copied().unwrap_or(0);
@@ -177,11 +205,13 @@ pub fn assert_no_share_lost(
 /// Replays the ownership changes of several group members in time order and asserts that
 /// every partition that changed hands started exactly at the offset its previous owner last
 /// committed. Returns the number of handovers and the partitions that changed hands.
-pub fn assert_handovers_at_last_commit(runs: &[&kafka_actors::RunReport]) -> (u64, BTreeSet<i32>) {
+pub fn assert_handovers_at_last_commit(
+    runs: &[&kafka_actors::RunReport],
+) -> (u64, BTreeSet<PartitionId>) {
     let mut events: Vec<&GroupRecord> =
         runs.iter().flat_map(|r| &r.summary.group_history).collect();
     events.sort_by_key(|r| r.at);
-    let mut last_commit: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut last_commit: BTreeMap<PartitionId, i64> = BTreeMap::new();
     let (mut handovers, mut handed_over) = (0, BTreeSet::new());
     for record in events {
         match record.event {
@@ -210,7 +240,7 @@ pub fn assert_handovers_at_last_commit(runs: &[&kafka_actors::RunReport]) -> (u6
 }
 
 /// Committed offsets and the output seen at one moment.
-pub type Sample = (BTreeMap<i32, i64>, Vec<WindowLine>);
+pub type Sample = (BTreeMap<PartitionId, i64>, Vec<WindowLine>);
 
 /// Committed offsets (and, optionally, the output file) sampled every 50 ms while a service
 /// runs.
@@ -223,7 +253,7 @@ pub struct Watcher {
 impl Watcher {
     /// Starts sampling; with `out`, each sample reads the committed offsets first and then the
     /// output, so everything below a sampled commit must already be in its sampled output.
-    pub fn start(kafka: KafkaConfig, partitions: Vec<i32>, out: Option<PathBuf>) -> Self {
+    pub fn start(kafka: KafkaConfig, partitions: Vec<PartitionId>, out: Option<PathBuf>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let samples: Arc<Mutex<Vec<_>>> = Arc::default();
         let thread = {

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use actors::topic::PartitionId;
+
 /// The test cluster.
 #[derive(Clone)]
 pub struct RealKafka {
@@ -140,7 +142,8 @@ impl RealKafka {
     /// Creates a topic (replication factor 3) with a fresh name and returns the name.
     pub fn topic(&self, prefix: &str, partitions: i32) -> String {
         let topic = super::unique(prefix);
-        actors::kafka::create_topic(&self.config(&topic, ""), partitions, 3).expect("create topic");
+        actors::kafka::create_topic(&self.config(&topic, ""), &topic, partitions, 3)
+            .expect("create topic");
         topic
     }
 
@@ -149,7 +152,7 @@ impl RealKafka {
     pub fn produce(&self, topic: &str, args: &[&str]) -> JavaTruth {
         let mut all = vec!["produce", "--topic", topic];
         all.extend_from_slice(args);
-        JavaTruth::parse(&self.control(&all))
+        JavaTruth::parse(topic, &self.control(&all))
     }
 
     /// SIGKILLs node `n` (1..=3).
@@ -181,7 +184,7 @@ impl RealKafka {
 #[derive(Debug, Default, Clone)]
 pub struct JavaTruth {
     /// (window start, partition) → (distinct uids, frames).
-    pub shares: BTreeMap<(i64, i32), (u64, u64)>,
+    pub shares: BTreeMap<(i64, PartitionId), (u64, u64)>,
     /// Records sent.
     pub produced: u64,
     /// Valid frames.
@@ -191,7 +194,7 @@ pub struct JavaTruth {
 }
 
 impl JavaTruth {
-    fn parse(text: &str) -> JavaTruth {
+    fn parse(topic: &str, text: &str) -> JavaTruth {
         let mut truth = JavaTruth::default();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let value: serde_json::Value =
@@ -204,7 +207,7 @@ impl JavaTruth {
                 truth.shares.insert(
                     (
                         value["window_start"].as_i64().unwrap(),
-                        value["partition"].as_i64().unwrap() as i32,
+                        PartitionId::of(topic, value["partition"].as_i64().unwrap() as i32),
                     ),
                     (
                         value["unique_users"].as_u64().unwrap(),
@@ -227,14 +230,14 @@ impl JavaTruth {
 }
 
 impl super::Shares for JavaTruth {
-    fn share(&self, window_start: i64, partition: i32) -> (u64, u64) {
+    fn share(&self, window_start: i64, partition: PartitionId) -> (u64, u64) {
         self.shares
             .get(&(window_start, partition))
             .copied()
             .unwrap_or((0, 0))
     }
 
-    fn shares_with_frames(&self) -> Vec<(i64, i32)> {
+    fn shares_with_frames(&self) -> Vec<(i64, PartitionId)> {
         self.shares.keys().copied().collect()
     }
 }
@@ -254,18 +257,21 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEvent {
     /// The member took `partition`, reading from `start` (None: the reset policy).
-    Taken { partition: i32, start: Option<i64> },
+    Taken {
+        partition: PartitionId,
+        start: Option<i64>,
+    },
     /// The member let `partition` go; `committed` is its last commit of it.
     Released {
-        partition: i32,
+        partition: PartitionId,
         committed: Option<i64>,
         lost: bool,
     },
     /// The member committed these offsets.
-    Committed(Vec<(i32, i64)>),
+    Committed(Vec<(PartitionId, i64)>),
     /// The group's committed offsets as read back from Kafka (after a member was killed: its
     /// last commit may have reached Kafka without reaching its log).
-    ReadBack(BTreeMap<i32, i64>),
+    ReadBack(BTreeMap<PartitionId, i64>),
 }
 
 /// A [`LogEvent`], when, and by whom.
@@ -386,7 +392,9 @@ impl Member {
             };
             let fields = &value["fields"];
             let at = value["timestamp"].as_str().unwrap_or_default().to_owned();
-            let partition = fields["partition"].as_i64().map(|p| p as i32);
+            let partition = fields["partition"]
+                .as_str()
+                .and_then(|p| p.parse::<PartitionId>().ok());
             let event = match (fields["message"].as_str(), partition) {
                 (Some("Partition taken."), Some(partition)) => LogEvent::Taken {
                     partition,
@@ -403,7 +411,7 @@ impl Member {
                         .unwrap_or_default()
                         .split_whitespace()
                         .map(|pair| {
-                            let (p, o) = pair.split_once(':').expect("partition:offset");
+                            let (p, o) = pair.rsplit_once(':').expect("partition:offset");
                             (p.parse().unwrap(), o.parse().unwrap())
                         })
                         .collect(),
@@ -432,7 +440,7 @@ impl Drop for Member {
 pub fn read_back(kafka: &RealKafka, topic: &str, group: &str, partitions: i32) -> Logged {
     let config = kafka.config(topic, group);
     let at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
-    let offsets = actors::kafka::committed_positions(&config, &(0..partitions).collect::<Vec<_>>())
+    let offsets = actors::kafka::committed_positions(&config, &super::ids(&config, partitions))
         .expect("committed offsets");
     Logged {
         at,
@@ -450,8 +458,8 @@ pub fn assert_ownership_and_commits(members: &[&Member], read_back: &[Logged]) -
     let mut events: Vec<Logged> = members.iter().flat_map(|m| m.events()).collect();
     events.extend(read_back.iter().cloned());
     events.sort_by(|a, b| a.at.cmp(&b.at));
-    let mut owned: BTreeMap<String, std::collections::BTreeSet<i32>> = BTreeMap::new();
-    let mut last_commit: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut owned: BTreeMap<String, std::collections::BTreeSet<PartitionId>> = BTreeMap::new();
+    let mut last_commit: BTreeMap<PartitionId, i64> = BTreeMap::new();
     let mut handovers = 0;
     for logged in &events {
         let mine = owned.entry(logged.member.clone()).or_default();

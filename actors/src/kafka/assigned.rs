@@ -1,7 +1,9 @@
-//! [`AssigningConsumer`]: the partition model's consumer. The service assigns every partition
-//! of the input topic to the process's one intake consumer at the offsets it chose (no group
-//! subscription, no coordinator-driven rebalances) and commits through the same client. Its
-//! [`AssignmentSource`] is a [`FixedAssignment`]: every partition once, at start.
+//! [`AssigningConsumer`]: the partition model's consumer. The service assigns the partitions
+//! this instance reads (every partition of the input topics, or the share `kafka.partitions` /
+//! `kafka.instance` selects) to the process's one intake consumer at the offsets it chose (no
+//! group subscription, no coordinator-driven rebalances) and commits through the same client,
+//! only for those partitions. Its [`AssignmentSource`] is a [`FixedAssignment`]: every
+//! partition once, at start.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, EndOffsetProbe, FixedAssignment,
     OffsetCommitter, StartOffset,
 };
+use crate::topic::PartitionId;
 
 /// The partition model's consumer, before it reads.
 pub struct AssigningConsumer {
@@ -31,7 +34,7 @@ pub struct AssignedIntake {
 }
 
 impl AssigningConsumer {
-    /// Creates the consumer for a topic of `partitions` partitions (prefetch is shared among
+    /// Creates the consumer for `partitions` partitions to read (prefetch is shared among
     /// them).
     ///
     /// # Errors
@@ -69,11 +72,11 @@ impl AssigningConsumer {
         })
     }
 
-    /// The input topic's partition ids, ascending.
+    /// Every partition of the input topics, ordered by topic and index.
     ///
     /// # Errors
-    /// If the metadata cannot be read or the topic does not exist.
-    pub fn partition_ids(&self) -> Result<Vec<i32>, AdapterError> {
+    /// If the metadata cannot be read or a topic does not exist.
+    pub fn partition_ids(&self) -> Result<Vec<PartitionId>, AdapterError> {
         self.intake.partition_ids()
     }
 
@@ -81,11 +84,11 @@ impl AssigningConsumer {
     ///
     /// # Errors
     /// If the group coordinator cannot be reached.
-    pub fn committed(&self, partitions: &[i32]) -> Result<Vec<Committed>, AdapterError> {
+    pub fn committed(&self, partitions: &[PartitionId]) -> Result<Vec<Committed>, AdapterError> {
         self.intake.committed(&self.kafka, partitions)
     }
 
-    /// Assigns every partition at its start and starts serving the client; `listener` hears of
+    /// Assigns the partitions at their starts and starts serving the client; `listener` hears of
     /// the assignment once the returned source starts.
     ///
     /// # Errors
@@ -95,7 +98,7 @@ impl AssigningConsumer {
         partitions: Vec<AssignedPartition>,
         listener: Arc<dyn AssignmentListener>,
     ) -> Result<AssignedIntake, AdapterError> {
-        let starts: Vec<(i32, StartOffset)> =
+        let starts: Vec<(PartitionId, StartOffset)> =
             partitions.iter().map(|a| (a.partition, a.start)).collect();
         self.intake.assign(&starts)?;
         let used = AssignedIntake {

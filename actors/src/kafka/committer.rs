@@ -1,4 +1,4 @@
-//! [`KafkaCommitter`]: commits offsets of the input topic for the group from a consumer that
+//! [`KafkaCommitter`]: commits offsets of the input topics for the group from a consumer that
 //! assigns nothing and subscribes to nothing, so it never joins the group. Commits are
 //! synchronous: the batch actor must know a commit succeeded (librdkafka reports the outcome
 //! of manual asynchronous commits only in its logs).
@@ -10,9 +10,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{consumer_config, read_committed, read_partition_ids, AdapterError, Committed};
+use super::{consumer_config, read_committed, read_partitions, AdapterError, Committed};
 use crate::config::KafkaConfig;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, OffsetCommitter};
+use crate::topic::PartitionId;
 
 /// Commits offsets for `kafka.group`.
 pub struct KafkaCommitter {
@@ -40,19 +41,19 @@ impl KafkaCommitter {
 }
 
 impl KafkaCommitter {
-    /// The partition ids of the input topic, through this client (saves a client at start).
+    /// Every partition of the input topics, through this client (saves a client at start).
     ///
     /// # Errors
     /// As [`partition_ids`](super::partition_ids).
-    pub fn partition_ids(&self) -> Result<Vec<i32>, AdapterError> {
-        read_partition_ids(&self.consumer, &self.kafka.topic)
+    pub fn partition_ids(&self) -> Result<Vec<PartitionId>, AdapterError> {
+        read_partitions(&self.consumer, &self.kafka.input_topics())
     }
 
     /// The group's committed offsets, through this client.
     ///
     /// # Errors
     /// As [`committed_offsets`](super::committed_offsets).
-    pub fn committed(&self, partitions: &[i32]) -> Result<Vec<Committed>, AdapterError> {
+    pub fn committed(&self, partitions: &[PartitionId]) -> Result<Vec<Committed>, AdapterError> {
         read_committed(&self.consumer, &self.kafka, partitions)
     }
 }
@@ -80,20 +81,20 @@ impl OffsetCommitter for KafkaCommitter {
         // This client is never polled for messages; serve its event queue (logs, errors) here
         // so it does not grow.
         let _ = self.consumer.poll(Duration::ZERO);
-        commit_positions(&self.consumer, &self.kafka.topic, positions)?;
+        commit_positions(&self.consumer, positions)?;
         Ok(positions.to_vec())
     }
 }
 
-/// Commits `positions` of `topic` synchronously through `consumer`.
+/// Commits `positions` synchronously through `consumer`.
 pub(super) fn commit_positions<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    topic: &str,
     positions: &[CommitPosition],
 ) -> Result<(), CommitError> {
     let mut tpl = TopicPartitionList::with_capacity(positions.len());
     for position in positions {
-        let mut element = tpl.add_partition(topic, position.partition);
+        let mut element =
+            tpl.add_partition(position.partition.topic.name(), position.partition.index);
         element
             .set_offset(Offset::Offset(position.offset))
             .map_err(|e| CommitError {
@@ -113,7 +114,7 @@ pub(super) fn commit_positions<C: ConsumerContext>(
             .iter()
             .map(|p| format!("{}:{}", p.partition, p.offset))
             .collect();
-        tracing::debug!(topic, offsets = %offsets.join(" "), "Committed.");
+        tracing::debug!(offsets = %offsets.join(" "), "Committed.");
     }
     Ok(())
 }

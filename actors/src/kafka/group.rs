@@ -1,5 +1,6 @@
 //! [`GroupConsumer`]: the group model's membership. The process's intake consumer
-//! ([`IntakeClient`]) subscribes to the input topic; the coordinator assigns partitions. Each
+//! ([`IntakeClient`]) subscribes to the input topics by name; the coordinator assigns
+//! partitions. Each
 //! assigned partition's records go to its own queue, split off before the partition is
 //! assigned, and a partition actor reads that queue; the consumer's main queue (rebalances,
 //! errors, logs) is served by the intake's driver thread.
@@ -28,25 +29,27 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::intake::{
     reset_offset, CommitScope, IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance,
 };
-use super::{log_bounds, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT};
+use super::{
+    element_id, log_bounds, partition_list, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT,
+};
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset, PartitionConfig};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, EndOffsetProbe,
     GroupCoverage, OffsetCommitter, OnLeave, Revocation, SourceFactory, StartOffset,
 };
+use crate::topic::PartitionId;
 
 /// One end of the log of `partitions` (none when there are none to ask about, or the look-up
 /// failed: the reader then meets the error itself).
 fn bounds(
     consumer: &IntakeConsumer,
-    topic: &str,
-    partitions: &[i32],
+    partitions: &[PartitionId],
     end: LogEnd,
-) -> BTreeMap<i32, i64> {
+) -> BTreeMap<PartitionId, i64> {
     if partitions.is_empty() {
         return BTreeMap::new();
     }
-    log_bounds(consumer, topic, partitions, end, LOOKUP_TIMEOUT).unwrap_or_else(|error| {
+    log_bounds(consumer, partitions, end, LOOKUP_TIMEOUT).unwrap_or_else(|error| {
         tracing::warn!(%error, ?end, "Cannot read the log bounds at assignment.");
         BTreeMap::new()
     })
@@ -55,7 +58,6 @@ fn bounds(
 /// The group member's rebalance handling.
 struct GroupRebalance {
     listener: Arc<dyn AssignmentListener>,
-    topic: String,
     /// Where partitions without a commit start.
     reset: OffsetReset,
     /// The consumer itself, to split queues from inside the rebalance callback.
@@ -68,7 +70,7 @@ impl GroupRebalance {
             .elements()
             .iter()
             .map(|e| AssignedPartition {
-                partition: e.partition(),
+                partition: element_id(e),
                 start: StartOffset::Reset,
                 metadata: String::new(),
                 skipped: None,
@@ -80,15 +82,13 @@ impl GroupRebalance {
             Ok(committed) => {
                 for element in committed.elements() {
                     if let Offset::Offset(offset) = element.offset() {
+                        let id = element_id(&element);
                         let _ = tpl.set_partition_offset(
-                            &self.topic,
-                            element.partition(),
+                            id.topic.name(),
+                            id.index,
                             Offset::Offset(offset),
                         );
-                        if let Some(a) = assigned
-                            .iter_mut()
-                            .find(|a| a.partition == element.partition())
-                        {
+                        if let Some(a) = assigned.iter_mut().find(|a| a.partition == id) {
                             a.start = StartOffset::At(offset);
                             a.metadata = element.metadata().to_owned();
                         }
@@ -106,13 +106,13 @@ impl GroupRebalance {
         // The log starts of every committed partition in one request (not one round trip
         // per partition), and the ends only where a commit lies below its log start and the
         // policy is `latest`.
-        let committed: Vec<i32> = assigned
+        let committed: Vec<PartitionId> = assigned
             .iter()
             .filter(|a| matches!(a.start, StartOffset::At(_)))
             .map(|a| a.partition)
             .collect();
-        let starts = bounds(consumer, &self.topic, &committed, LogEnd::Start);
-        let behind: Vec<i32> = assigned
+        let starts = bounds(consumer, &committed, LogEnd::Start);
+        let behind: Vec<PartitionId> = assigned
             .iter()
             .filter_map(|a| match (a.start, starts.get(&a.partition)) {
                 (StartOffset::At(offset), Some(low)) if offset < *low => Some(a.partition),
@@ -120,17 +120,15 @@ impl GroupRebalance {
             })
             .collect();
         let ends = match self.reset {
-            OffsetReset::Latest if !behind.is_empty() => {
-                bounds(consumer, &self.topic, &behind, LogEnd::End)
-            }
+            OffsetReset::Latest if !behind.is_empty() => bounds(consumer, &behind, LogEnd::End),
             _ => BTreeMap::new(),
         };
         for a in &mut assigned {
             match a.start {
                 StartOffset::Reset => {
                     let _ = tpl.set_partition_offset(
-                        &self.topic,
-                        a.partition,
+                        a.partition.topic.name(),
+                        a.partition.index,
                         reset_offset(self.reset),
                     );
                 }
@@ -148,7 +146,11 @@ impl GroupRebalance {
                         // The reader meets the error and stops the service naming it.
                         OffsetReset::Error => continue,
                     };
-                    let _ = tpl.set_partition_offset(&self.topic, a.partition, Offset::Offset(to));
+                    let _ = tpl.set_partition_offset(
+                        a.partition.topic.name(),
+                        a.partition.index,
+                        Offset::Offset(to),
+                    );
                     a.start = StartOffset::At(to);
                     a.skipped = Some((offset, to));
                 }
@@ -158,7 +160,7 @@ impl GroupRebalance {
         // delivered to the main queue. Dropping the handle keeps the split.
         if let Some(arc) = self.consumer.get().and_then(Weak::upgrade) {
             for a in &assigned {
-                drop(arc.split_partition_queue(&self.topic, a.partition));
+                drop(arc.split_partition_queue(a.partition.topic.name(), a.partition.index));
             }
         }
         let result = match consumer.rebalance_protocol() {
@@ -174,7 +176,7 @@ impl GroupRebalance {
     }
 
     fn revoke(&self, consumer: &IntakeConsumer, tpl: &TopicPartitionList) {
-        let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        let partitions: Vec<PartitionId> = tpl.elements().iter().map(element_id).collect();
         let lost = consumer.assignment_lost();
         let started = Instant::now();
         let how = if lost {
@@ -213,7 +215,7 @@ impl Rebalance for GroupRebalance {
     }
 }
 
-/// Membership of the input topic's consumer group.
+/// Membership of the input topics' consumer group.
 pub struct GroupConsumer {
     intake: IntakeClient,
     static_member: bool,
@@ -221,7 +223,7 @@ pub struct GroupConsumer {
 
 impl GroupConsumer {
     /// Creates the member and subscribes; nothing happens until [`AssignmentSource::start`].
-    /// `partitions` is how many partitions the topic has (prefetch is shared among them).
+    /// `partitions` is how many partitions the topics have (prefetch is shared among them).
     ///
     /// # Errors
     /// If the client cannot be created or the subscription is refused.
@@ -251,7 +253,6 @@ impl GroupConsumer {
         let rebalance = GroupRebalance {
             listener,
             reset: kafka.auto_offset_reset,
-            topic: kafka.topic.clone(),
             consumer: consumer_slot.clone(),
         };
         let intake = IntakeClient::create(IntakeSpec {
@@ -265,11 +266,13 @@ impl GroupConsumer {
             leaders,
         })?;
         let _ = consumer_slot.set(Arc::downgrade(intake.consumer()));
+        let topics = kafka.topic_names();
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         intake
             .consumer()
-            .subscribe(&[&kafka.topic])
+            .subscribe(&names)
             .map_err(|source| AdapterError::Subscribe {
-                topic: kafka.topic.clone(),
+                topics: topics.join(", "),
                 source,
             })?;
         Ok(GroupConsumer {
@@ -323,30 +326,28 @@ impl AssignmentSource for GroupConsumer {
 impl GroupConsumer {
     /// See [`AssignmentSource::coverage`].
     fn coverage_probe(&self) -> CoverageProbe {
-        let (consumer, topic) = (
+        let (consumer, topics) = (
             self.intake.consumer().clone(),
-            self.intake.topic().to_owned(),
+            self.intake.topics().to_vec(),
         );
-        Arc::new(move |owned: &[i32]| {
-            let all = super::read_partition_ids(&*consumer, &topic).ok()?;
-            let others: Vec<i32> = all.iter().copied().filter(|p| !owned.contains(p)).collect();
+        Arc::new(move |owned: &[PartitionId]| {
+            let all = super::read_partitions(&*consumer, &topics).ok()?;
+            let others: Vec<PartitionId> =
+                all.iter().copied().filter(|p| !owned.contains(p)).collect();
             let mut done_elsewhere = Vec::new();
             if !others.is_empty() {
-                let mut tpl = TopicPartitionList::with_capacity(others.len());
-                for partition in &others {
-                    tpl.add_partition(&topic, *partition);
-                }
+                let tpl = partition_list(&others, |_| None).ok()?;
                 let committed = consumer.committed_offsets(tpl, LOOKUP_TIMEOUT).ok()?;
-                let ends =
-                    log_bounds(&*consumer, &topic, &others, LogEnd::End, LOOKUP_TIMEOUT).ok()?;
+                let ends = log_bounds(&*consumer, &others, LogEnd::End, LOOKUP_TIMEOUT).ok()?;
                 for element in committed.elements() {
                     let Offset::Offset(offset) = element.offset() else {
                         continue;
                     };
+                    let id = element_id(&element);
                     // A partition whose end is unknown now is not known to be done.
-                    let high = ends.get(&element.partition())?;
+                    let high = ends.get(&id)?;
                     if offset >= *high {
-                        done_elsewhere.push(element.partition());
+                        done_elsewhere.push(id);
                     }
                 }
             }

@@ -1,4 +1,4 @@
-//! [`IntakeClient`]: the one librdkafka consumer a process reads the input topic through, in
+//! [`IntakeClient`]: the one librdkafka consumer a process reads the input topics through, in
 //! both models. Every partition's records go to that partition's own queue, split off the
 //! consumer before the partition is assigned, and a partition actor reads the queue; the
 //! consumer's main queue (statistics, errors, logs and, in the group model, rebalances) is
@@ -7,7 +7,7 @@
 //! connections and one set of librdkafka threads whatever the number of partitions.
 //!
 //! Prefetch is bounded for the process: `partition.prefetch_frames` and
-//! `partition.prefetch_mib` are shared among the topic's partitions (librdkafka applies its
+//! `partition.prefetch_mib` are shared among the partitions read (librdkafka applies its
 //! queue limits per partition).
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +23,12 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::committer::commit_positions;
 use super::{
-    consumer_config, log_bounds, observe_leaders, read_committed, read_partition_ids, AdapterError,
-    Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
+    consumer_config, element_id, log_bounds, observe_leaders, read_committed, read_partitions,
+    AdapterError, Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
 };
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{CommitError, CommitPosition, EndOffsetProbe, OffsetCommitter, StartOffset};
+use crate::topic::{PartitionId, Topic};
 
 /// Where `kafka.auto_offset_reset` starts a partition without a position. With `error` there is
 /// no position, and librdkafka (whose own policy is `error`) reports it.
@@ -171,10 +172,10 @@ pub(crate) enum OnStop {
 /// How long leaving may take (revocations included).
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The process's consumer of the input topic; see the module documentation.
+/// The process's consumer of the input topics; see the module documentation.
 pub(crate) struct IntakeClient {
     consumer: Arc<IntakeConsumer>,
-    topic: String,
+    topics: Vec<Topic>,
     reset: OffsetReset,
     ownership: Ownership,
     stop: Arc<AtomicBool>,
@@ -207,7 +208,7 @@ impl IntakeClient {
             })?;
         Ok(IntakeClient {
             consumer: Arc::new(consumer),
-            topic: spec.kafka.topic.clone(),
+            topics: spec.kafka.input_topics(),
             reset: spec.kafka.auto_offset_reset,
             ownership,
             stop: Arc::new(AtomicBool::new(false)),
@@ -215,9 +216,9 @@ impl IntakeClient {
         })
     }
 
-    /// The input topic.
-    pub(crate) fn topic(&self) -> &str {
-        &self.topic
+    /// The input topics.
+    pub(crate) fn topics(&self) -> &[Topic] {
+        &self.topics
     }
 
     /// The consumer.
@@ -235,12 +236,12 @@ impl IntakeClient {
         self.ownership
     }
 
-    /// The input topic's partition ids, ascending.
+    /// Every partition of the input topics, ordered.
     ///
     /// # Errors
     /// As [`partition_ids`](super::partition_ids).
-    pub(crate) fn partition_ids(&self) -> Result<Vec<i32>, AdapterError> {
-        read_partition_ids(&*self.consumer, &self.topic)
+    pub(crate) fn partition_ids(&self) -> Result<Vec<PartitionId>, AdapterError> {
+        read_partitions(&*self.consumer, &self.topics)
     }
 
     /// The group's committed offsets of `partitions`.
@@ -250,7 +251,7 @@ impl IntakeClient {
     pub(crate) fn committed(
         &self,
         kafka: &KafkaConfig,
-        partitions: &[i32],
+        partitions: &[PartitionId],
     ) -> Result<Vec<Committed>, AdapterError> {
         read_committed(&*self.consumer, kafka, partitions)
     }
@@ -260,17 +261,19 @@ impl IntakeClient {
     ///
     /// # Errors
     /// If librdkafka refuses the assignment.
-    pub(crate) fn assign(&self, starts: &[(i32, StartOffset)]) -> Result<(), AdapterError> {
+    pub(crate) fn assign(&self, starts: &[(PartitionId, StartOffset)]) -> Result<(), AdapterError> {
         let mut tpl = TopicPartitionList::with_capacity(starts.len());
         for (partition, start) in starts {
-            drop(self.consumer.split_partition_queue(&self.topic, *partition));
+            drop(
+                self.consumer
+                    .split_partition_queue(partition.topic.name(), partition.index),
+            );
             let offset = match start {
                 StartOffset::At(offset) => Offset::Offset(*offset),
                 StartOffset::Reset => reset_offset(self.reset),
             };
-            tpl.add_partition_offset(&self.topic, *partition, offset)
+            tpl.add_partition_offset(partition.topic.name(), partition.index, offset)
                 .map_err(|source| AdapterError::Assign {
-                    topic: self.topic.clone(),
                     partition: *partition,
                     source,
                 })?;
@@ -278,8 +281,9 @@ impl IntakeClient {
         self.consumer
             .assign(&tpl)
             .map_err(|source| AdapterError::Assign {
-                topic: self.topic.clone(),
-                partition: starts.first().map_or(-1, |s| s.0),
+                partition: starts
+                    .first()
+                    .map_or(PartitionId::of("", -1), |s| PartitionId::new(s.0.topic, -1)),
                 source,
             })
     }
@@ -288,7 +292,6 @@ impl IntakeClient {
     pub(crate) fn committer(&self, scope: CommitScope) -> Box<dyn OffsetCommitter> {
         Box::new(IntakeCommitter {
             consumer: self.consumer.clone(),
-            topic: self.topic.clone(),
             scope,
         })
     }
@@ -296,10 +299,9 @@ impl IntakeClient {
     /// End offsets of partitions, for the stall watchdog; a partition whose look-up fails is
     /// left out.
     pub(crate) fn end_offsets(&self) -> EndOffsetProbe {
-        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        Arc::new(move |partitions: &[i32]| {
-            log_bounds(&consumer, &topic, partitions, LogEnd::End, PROBE_TIMEOUT)
-                .unwrap_or_default()
+        let consumer = self.consumer.clone();
+        Arc::new(move |partitions: &[PartitionId]| {
+            log_bounds(&consumer, partitions, LogEnd::End, PROBE_TIMEOUT).unwrap_or_default()
         })
     }
 
@@ -387,6 +389,7 @@ fn drive_once(consumer: &IntakeConsumer, last_warning: &mut Option<Instant>) {
             // Every assigned partition is split before it is assigned, so this does not
             // happen; if it does, the record is not lost: it was never committed.
             tracing::error!(
+                topic = message.topic(),
                 partition = message.partition(),
                 offset = message.offset(),
                 "Record on the consumer's main queue."
@@ -414,20 +417,19 @@ pub(crate) enum CommitScope {
 /// Commits through the intake consumer.
 struct IntakeCommitter {
     consumer: Arc<IntakeConsumer>,
-    topic: String,
     scope: CommitScope,
 }
 
 impl OffsetCommitter for IntakeCommitter {
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {
         if self.scope == CommitScope::Any {
-            commit_positions(&self.consumer, &self.topic, positions)?;
+            commit_positions(&self.consumer, positions)?;
             return Ok(positions.to_vec());
         }
-        let owned: Vec<i32> = self
+        let owned: Vec<PartitionId> = self
             .consumer
             .assignment()
-            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .map(|tpl| tpl.elements().iter().map(element_id).collect())
             .unwrap_or_default();
         let (mine, others): (Vec<CommitPosition>, Vec<CommitPosition>) = positions
             .iter()
@@ -440,7 +442,7 @@ impl OffsetCommitter for IntakeCommitter {
             );
         }
         if !mine.is_empty() {
-            commit_positions(&self.consumer, &self.topic, &mine)?;
+            commit_positions(&self.consumer, &mine)?;
         }
         Ok(mine)
     }

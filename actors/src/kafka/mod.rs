@@ -1,6 +1,7 @@
 //! The Kafka adapter: the only module that names rdkafka types. Everything else sees the
 //! project's own [`FrameSource`](crate::ports::FrameSource),
-//! [`OffsetCommitter`](crate::ports::OffsetCommitter), partitions as `i32` and offsets as `i64`.
+//! [`OffsetCommitter`](crate::ports::OffsetCommitter), partitions as
+//! [`PartitionId`] (topic and index) and offsets as `i64`.
 //!
 //! Threading: apart from reading a partition (which never waits), every call here may block
 //! (librdkafka round trips), so callers run them on threads that may block: `spawn_blocking`,
@@ -37,6 +38,7 @@ pub use reader::PartitionReader;
 use crate::config::{KafkaConfig, PartitionConfig};
 use crate::leaders::LeaderBoard;
 use crate::ports::EndOffsetProbe;
+use crate::topic::{PartitionId, Topic};
 
 /// How long metadata and committed-offset look-ups may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,21 +82,19 @@ pub enum AdapterError {
         source: KafkaError,
     },
     /// A partition could not be assigned.
-    #[error("cannot assign partition {partition} of `{topic}`")]
+    #[error("cannot assign partition {partition}")]
     Assign {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
+        /// The partition (index -1: the assignment as a whole).
+        partition: PartitionId,
         /// The librdkafka error.
         #[source]
         source: KafkaError,
     },
     /// The subscription was refused.
-    #[error("cannot subscribe to topic `{topic}`")]
+    #[error("cannot subscribe to {topics}")]
     Subscribe {
-        /// The topic.
-        topic: String,
+        /// The topics.
+        topics: String,
         /// The librdkafka error.
         #[source]
         source: KafkaError,
@@ -204,7 +204,8 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
         })
         .filter_map(|broker| broker.get("nodeid").and_then(serde_json::Value::as_i64))
         .collect();
-    for topic in topics.values() {
+    for (name, topic) in topics {
+        let topic_id = Topic::new(name);
         let Some(partitions) = topic.get("partitions").and_then(|p| p.as_object()) else {
             continue;
         };
@@ -222,9 +223,10 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
                 .is_none_or(|state| state == "active");
             if let (Some(id), Some(true), Some(leader)) = (id, desired, leader) {
                 if id >= 0 {
-                    board.observe(id as i32, leader as i32);
+                    let id = PartitionId::new(topic_id, id as i32);
+                    board.observe(id, leader as i32);
                     let reachable = leader >= 0 && connected.contains(&leader) && fetching;
-                    board.observe_reach(id as i32, reachable);
+                    board.observe_reach(id, reachable);
                 }
             }
         }
@@ -248,34 +250,54 @@ pub(crate) enum LogEnd {
 /// If the request as a whole failed.
 pub(crate) fn log_bounds<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    topic: &str,
-    partitions: &[i32],
+    partitions: &[PartitionId],
     end: LogEnd,
     timeout: Duration,
-) -> Result<std::collections::BTreeMap<i32, i64>, KafkaError> {
-    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+) -> Result<std::collections::BTreeMap<PartitionId, i64>, KafkaError> {
     // ListOffsets by timestamp: -1 asks for the latest offset, -2 for the earliest.
     let query = match end {
         LogEnd::Start => Offset::Beginning,
         LogEnd::End => Offset::End,
     };
-    for partition in partitions {
-        tpl.add_partition_offset(topic, *partition, query)?;
-    }
+    let tpl = partition_list(partitions, |_| Some(query))?;
     let answered = consumer.offsets_for_times(tpl, timeout)?;
     Ok(answered
         .elements()
         .iter()
         .filter(|e| e.error().is_ok())
         .filter_map(|e| match e.offset() {
-            Offset::Offset(offset) => Some((e.partition(), offset)),
+            Offset::Offset(offset) => Some((element_id(e), offset)),
             _ => None,
         })
         .collect())
 }
 
-/// End offsets (high watermarks) of `kafka.topic`'s partitions through one long-lived client,
-/// for the stall watchdog. A partition whose look-up fails is left out.
+/// A list of `partitions`, each at the offset `offset` gives it (none: no offset).
+pub(crate) fn partition_list(
+    partitions: &[PartitionId],
+    offset: impl Fn(PartitionId) -> Option<Offset>,
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for p in partitions {
+        match offset(*p) {
+            Some(offset) => tpl.add_partition_offset(p.topic.name(), p.index, offset)?,
+            None => {
+                tpl.add_partition(p.topic.name(), p.index);
+            }
+        }
+    }
+    Ok(tpl)
+}
+
+/// The partition an element of a list names.
+pub(crate) fn element_id(
+    element: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>,
+) -> PartitionId {
+    PartitionId::of(element.topic(), element.partition())
+}
+
+/// End offsets (high watermarks) of partitions through one long-lived client, for the stall
+/// watchdog. A partition whose look-up fails is left out.
 ///
 /// # Errors
 /// If the client cannot be created.
@@ -285,9 +307,8 @@ pub fn end_offset_probe(kafka: &KafkaConfig) -> Result<EndOffsetProbe, AdapterEr
         ..kafka.clone()
     };
     let consumer = lookup_consumer(&kafka)?;
-    let topic = kafka.topic.clone();
-    Ok(Arc::new(move |partitions: &[i32]| {
-        log_bounds(&consumer, &topic, partitions, LogEnd::End, PROBE_TIMEOUT).unwrap_or_default()
+    Ok(Arc::new(move |partitions: &[PartitionId]| {
+        log_bounds(&consumer, partitions, LogEnd::End, PROBE_TIMEOUT).unwrap_or_default()
     }))
 }
 
@@ -327,12 +348,32 @@ fn lookup_consumer(kafka: &KafkaConfig) -> Result<LookupClient, AdapterError> {
         })
 }
 
-/// The partition ids of `kafka.topic`, ascending.
+/// Every partition of the input topics (`kafka.topics`), ordered by topic and index.
 ///
 /// # Errors
-/// If the metadata cannot be read or the topic does not exist.
-pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<i32>, AdapterError> {
-    read_partition_ids(&*lookup_consumer(kafka)?, &kafka.topic)
+/// If the metadata cannot be read or a topic does not exist.
+pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<PartitionId>, AdapterError> {
+    read_partitions(&*lookup_consumer(kafka)?, &kafka.input_topics())
+}
+
+/// Every partition of `topics`, ordered by topic and index, through `consumer`.
+///
+/// # Errors
+/// If the metadata cannot be read or a topic does not exist (the first missing one is named).
+pub(crate) fn read_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[Topic],
+) -> Result<Vec<PartitionId>, AdapterError> {
+    let mut all = Vec::new();
+    for topic in topics {
+        all.extend(
+            read_partition_ids(consumer, topic.name())?
+                .into_iter()
+                .map(|i| PartitionId::new(*topic, i)),
+        );
+    }
+    all.sort_unstable();
+    Ok(all)
 }
 
 /// The partition ids of `topic`, ascending, through `consumer`.
@@ -363,20 +404,20 @@ pub(crate) fn read_partition_ids<C: rdkafka::consumer::ConsumerContext>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     /// The partition.
-    pub partition: i32,
+    pub partition: PartitionId,
     /// The committed next offset, if the group has one.
     pub offset: Option<i64>,
     /// The metadata stored with the commit (empty if none).
     pub metadata: String,
 }
 
-/// The committed offsets of `kafka.group` for `partitions` of `kafka.topic`.
+/// The committed offsets of `kafka.group` for `partitions`.
 ///
 /// # Errors
 /// If the group coordinator cannot be reached.
 pub fn committed_offsets(
     kafka: &KafkaConfig,
-    partitions: &[i32],
+    partitions: &[PartitionId],
 ) -> Result<Vec<Committed>, AdapterError> {
     read_committed(&*lookup_consumer(kafka)?, kafka, partitions)
 }
@@ -387,8 +428,8 @@ pub fn committed_offsets(
 /// If the group coordinator cannot be reached.
 pub fn committed_positions(
     kafka: &KafkaConfig,
-    partitions: &[i32],
-) -> Result<std::collections::BTreeMap<i32, i64>, AdapterError> {
+    partitions: &[PartitionId],
+) -> Result<std::collections::BTreeMap<PartitionId, i64>, AdapterError> {
     Ok(committed_offsets(kafka, partitions)?
         .into_iter()
         .filter_map(|c| c.offset.map(|o| (c.partition, o)))
@@ -410,12 +451,12 @@ fn coordinator_not_ready(error: &KafkaError) -> bool {
 fn read_committed<C: rdkafka::consumer::ConsumerContext>(
     consumer: &BaseConsumer<C>,
     kafka: &KafkaConfig,
-    partitions: &[i32],
+    partitions: &[PartitionId],
 ) -> Result<Vec<Committed>, AdapterError> {
-    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-    for partition in partitions {
-        tpl.add_partition(&kafka.topic, *partition);
-    }
+    let tpl = partition_list(partitions, |_| None).map_err(|source| AdapterError::Committed {
+        group: kafka.group.clone(),
+        source,
+    })?;
     // A group's coordinator may not be ready yet: the first group on a cluster creates the
     // offsets topic, and a coordinator that moved loads its partition first. Kafka answers
     // NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS meanwhile.
@@ -439,7 +480,7 @@ fn read_committed<C: rdkafka::consumer::ConsumerContext>(
         .elements()
         .iter()
         .map(|e| Committed {
-            partition: e.partition(),
+            partition: element_id(e),
             offset: match e.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
@@ -461,7 +502,7 @@ fn admin_client(
         })
 }
 
-/// Creates `kafka.topic` with `partitions` partitions on a cluster reached over the network
+/// Creates `topic` with `partitions` partitions on a cluster reached over the network
 /// (the embedded cluster has [`EmbeddedCluster::create_topic`]). A topic that already exists
 /// is left as it is.
 ///
@@ -469,11 +510,11 @@ fn admin_client(
 /// If the cluster refuses for another reason.
 pub fn create_topic(
     kafka: &KafkaConfig,
+    topic: &str,
     partitions: i32,
     replication: i32,
 ) -> Result<(), AdapterError> {
     use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-    let topic = kafka.topic.as_str();
     let admin = admin_client(kafka)?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
     let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
@@ -498,18 +539,18 @@ pub fn create_topic(
     Ok(())
 }
 
-/// Deletes the records of `partition` of `kafka.topic` below `before` (as retention would), for
+/// Deletes the records of `partition` below `before` (as retention would), for
 /// tests and fault scenarios.
 ///
 /// # Errors
 /// If the cluster refuses.
 pub fn delete_records(
     kafka: &KafkaConfig,
-    partition: i32,
+    partition: PartitionId,
     before: i64,
 ) -> Result<(), AdapterError> {
     use rdkafka::admin::AdminOptions;
-    let topic = kafka.topic.as_str();
+    let topic = partition.topic.name();
     let failed = |source| AdapterError::Metadata {
         topic: topic.to_owned(),
         source,
@@ -517,7 +558,7 @@ pub fn delete_records(
     let admin = admin_client(kafka)?;
     let mut offsets = TopicPartitionList::with_capacity(1);
     offsets
-        .add_partition_offset(topic, partition, Offset::Offset(before))
+        .add_partition_offset(topic, partition.index, Offset::Offset(before))
         .map_err(failed)?;
     let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
     let result =
@@ -531,14 +572,14 @@ pub fn delete_records(
 }
 
 /// The speed anchor for benchmarks: one plain consumer, tuned like a partition reader with
-/// `prefetch`, that reads `partitions` of `kafka.topic` from the beginning to their end and only
+/// `prefetch`, that reads `partitions` from the beginning to their end and only
 /// counts the records. It commits nothing.
 ///
 /// # Errors
 /// If the consumer cannot be created or assigned, or reading fails.
 pub fn count_to_end(
     kafka: &KafkaConfig,
-    partitions: &[i32],
+    partitions: &[PartitionId],
     prefetch: u64,
 ) -> Result<u64, AdapterError> {
     let mut records = 0u64;
@@ -546,15 +587,15 @@ pub fn count_to_end(
     Ok(records)
 }
 
-/// Every record stored in `partitions` of `kafka.topic`, from the beginning to the end, as
+/// Every record stored in `partitions`, from the beginning to the end, as
 /// `(partition, offset, payload)`: what an oracle checks the service against. Commits nothing.
 ///
 /// # Errors
 /// If the consumer cannot be created or assigned, or reading fails.
 pub fn stored_records(
     kafka: &KafkaConfig,
-    partitions: &[i32],
-) -> Result<Vec<(i32, i64, Vec<u8>)>, AdapterError> {
+    partitions: &[PartitionId],
+) -> Result<Vec<(PartitionId, i64, Vec<u8>)>, AdapterError> {
     let mut records = Vec::new();
     read_to_end(kafka, partitions, 10_000, |partition, offset, payload| {
         records.push((partition, offset, payload.unwrap_or_default().to_vec()));
@@ -563,12 +604,34 @@ pub fn stored_records(
 }
 
 /// Reads `partitions` from the beginning to their end with one plain consumer tuned like a
-/// partition reader, handing every record to `on_record(partition, offset, payload)`.
+/// partition reader (one after another per topic: librdkafka's end-of-partition event names
+/// the partition's index only), handing every record to `on_record(partition, offset,
+/// payload)`.
 fn read_to_end(
     kafka: &KafkaConfig,
-    partitions: &[i32],
+    partitions: &[PartitionId],
     prefetch: u64,
-    mut on_record: impl FnMut(i32, i64, Option<&[u8]>),
+    mut on_record: impl FnMut(PartitionId, i64, Option<&[u8]>),
+) -> Result<(), AdapterError> {
+    let topics: BTreeSet<Topic> = partitions.iter().map(|p| p.topic).collect();
+    for topic in topics {
+        let of_topic: Vec<PartitionId> = partitions
+            .iter()
+            .filter(|p| p.topic == topic)
+            .copied()
+            .collect();
+        read_topic_to_end(kafka, topic, &of_topic, prefetch, &mut on_record)?;
+    }
+    Ok(())
+}
+
+/// [`read_to_end`] for partitions of one topic.
+fn read_topic_to_end(
+    kafka: &KafkaConfig,
+    topic: Topic,
+    partitions: &[PartitionId],
+    prefetch: u64,
+    on_record: &mut impl FnMut(PartitionId, i64, Option<&[u8]>),
 ) -> Result<(), AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
     use rdkafka::Message;
@@ -591,37 +654,31 @@ fn read_to_end(
             })?;
     // As the partition readers do: learn the leaders first, or librdkafka's query for the
     // earliest offset finds none and retries only after a fixed 500 ms.
-    if let Err(error) = consumer.fetch_metadata(Some(&kafka.topic), LOOKUP_TIMEOUT) {
+    if let Err(error) = consumer.fetch_metadata(Some(topic.name()), LOOKUP_TIMEOUT) {
         tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");
     }
-    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
-    for partition in partitions {
-        tpl.add_partition_offset(&kafka.topic, *partition, Offset::Beginning)
-            .map_err(|source| AdapterError::Assign {
-                topic: kafka.topic.clone(),
-                partition: *partition,
-                source,
-            })?;
-    }
-    consumer
-        .assign(&tpl)
-        .map_err(|source| AdapterError::Assign {
-            topic: kafka.topic.clone(),
-            partition: -1,
-            source,
-        })?;
-    let mut at_end = std::collections::BTreeSet::new();
+    let failed = |source| AdapterError::Assign {
+        partition: PartitionId::new(topic, -1),
+        source,
+    };
+    let tpl = partition_list(partitions, |_| Some(Offset::Beginning)).map_err(failed)?;
+    consumer.assign(&tpl).map_err(failed)?;
+    let mut at_end = BTreeSet::new();
     while at_end.len() < partitions.len() {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                on_record(message.partition(), message.offset(), message.payload());
+                on_record(
+                    PartitionId::new(topic, message.partition()),
+                    message.offset(),
+                    message.payload(),
+                );
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
             Some(Err(source)) => {
                 return Err(AdapterError::Read {
-                    topic: kafka.topic.clone(),
+                    topic: topic.to_string(),
                     source,
                 })
             }
@@ -634,6 +691,11 @@ fn read_to_end(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
 
     #[test]
     fn guarantee_properties_cannot_be_overridden_by_passthrough() {
@@ -714,9 +776,9 @@ mod tests {
         );
         assert_eq!(
             board.leaders(),
-            std::collections::BTreeMap::from([(0, 1), (1, 2), (2, 3), (5, 1)])
+            std::collections::BTreeMap::from([(p(0), 1), (p(1), 2), (p(2), 3), (p(5), 1)])
         );
-        let reachable: Vec<bool> = (0..6).map(|p| board.reachable(p)).collect();
+        let reachable: Vec<bool> = (0..6).map(|i| board.reachable(p(i))).collect();
         assert_eq!(reachable, vec![true, false, true, true, false, false]);
         observe_leaders(
             &board,
@@ -729,8 +791,8 @@ mod tests {
                 ],
             ),
         );
-        assert!(board.reachable(1) && board.reachable(4) && board.reachable(5));
+        assert!(board.reachable(p(1)) && board.reachable(p(4)) && board.reachable(p(5)));
         observe_leaders(&board, &stats(&[(1, "DOWN")], &[(0, true, 1, "active")]));
-        assert!(!board.reachable(0));
+        assert!(!board.reachable(p(0)));
     }
 }

@@ -1,4 +1,4 @@
-//! [`FrameProducer`]: writes frames to the input topic for the generator, and reports where
+//! [`FrameProducer`]: writes frames to the input topics for the generator, and reports where
 //! each one landed so the generator's ground truth covers exactly what Kafka holds.
 
 use std::sync::Mutex;
@@ -13,6 +13,7 @@ use rdkafka::Message;
 
 use super::{client_config, AdapterError};
 use crate::config::KafkaConfig;
+use crate::topic::PartitionId;
 
 /// Where a produced frame landed, or why it did not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub enum Delivery {
         /// The index the frame was sent with.
         index: u64,
         /// Partition.
-        partition: i32,
+        partition: PartitionId,
         /// Offset.
         offset: i64,
     },
@@ -49,7 +50,7 @@ impl ProducerContext for Collector {
         let delivery = match result {
             Ok(message) => Delivery::Stored {
                 index: index as u64,
-                partition: message.partition(),
+                partition: PartitionId::of(message.topic(), message.partition()),
                 offset: message.offset(),
             },
             Err((error, _)) => Delivery::Failed {
@@ -65,10 +66,9 @@ impl ProducerContext for Collector {
     }
 }
 
-/// Produces frames to the input topic.
+/// Produces frames to the input topics.
 pub struct FrameProducer {
     producer: BaseProducer<Collector>,
-    topic: String,
 }
 
 impl FrameProducer {
@@ -95,10 +95,7 @@ impl FrameProducer {
                 role: "producer",
                 source,
             })?;
-        Ok(FrameProducer {
-            producer,
-            topic: kafka.topic.clone(),
-        })
+        Ok(FrameProducer { producer })
     }
 
     /// Queues one frame for `partition`, waiting for room in the local queue if it is full.
@@ -108,12 +105,12 @@ impl FrameProducer {
     pub fn send(
         &self,
         index: u64,
-        partition: i32,
+        partition: PartitionId,
         key: &[u8],
         payload: &[u8],
     ) -> Result<(), KafkaError> {
-        let mut record = BaseRecord::with_opaque_to(&self.topic, index as usize)
-            .partition(partition)
+        let mut record = BaseRecord::with_opaque_to(partition.topic.name(), index as usize)
+            .partition(partition.index)
             .key(key)
             .payload(payload);
         loop {

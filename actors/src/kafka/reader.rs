@@ -18,23 +18,29 @@ use crate::config::OffsetReset;
 use crate::ports::{
     FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset, Wake,
 };
+use crate::topic::PartitionId;
 
 /// Opens partition sources on `intake`'s consumer: the partition's queue (split off again: a
 /// dropped handle strands it), positioned at the start offset. A start from a commit seeks
 /// there, which also discards what was fetched for a previous reader; a start without one
 /// reads from where the assignment put the partition.
 pub(super) fn sources(intake: &IntakeClient) -> SourceFactory {
-    let (consumer, topic) = (intake.consumer().clone(), intake.topic().to_owned());
+    let consumer = intake.consumer().clone();
     let (reset, ownership) = (intake.reset(), intake.ownership());
-    Arc::new(move |partition, start| {
-        let reader = PartitionReader::split(&consumer, &topic, partition, start, reset, ownership)
+    Arc::new(move |partition: PartitionId, start| {
+        let reader = PartitionReader::split(&consumer, partition, start, reset, ownership)
             .map_err(|e| SourceError {
                 kind: FailureKind::Fatal,
                 message: e.to_string(),
             })?;
         if let StartOffset::At(offset) = start {
             consumer
-                .seek(&topic, partition, Offset::Offset(offset), Duration::ZERO)
+                .seek(
+                    partition.topic.name(),
+                    partition.index,
+                    Offset::Offset(offset),
+                    Duration::ZERO,
+                )
                 .map_err(|e| SourceError {
                     kind: FailureKind::Fatal,
                     message: format!("partition {partition}: seek to {offset}: {e}"),
@@ -44,13 +50,14 @@ pub(super) fn sources(intake: &IntakeClient) -> SourceFactory {
     })
 }
 
-/// Reads one partition of the input topic.
+/// Reads one partition of an input topic.
 pub struct PartitionReader {
     ownership: Ownership,
     queue: PartitionQueue<IntakeContext>,
     consumer: Arc<IntakeConsumer>,
+    /// The partition's topic, for librdkafka's C calls.
     topic: CString,
-    partition: i32,
+    partition: PartitionId,
     next_offset: Option<i64>,
     /// Where to go when the position has left the log.
     reset: OffsetReset,
@@ -93,14 +100,14 @@ impl PartitionReader {
     /// If the queue cannot be split off.
     pub(super) fn split(
         consumer: &Arc<IntakeConsumer>,
-        topic: &str,
-        partition: i32,
+        partition: PartitionId,
         start: StartOffset,
         reset: OffsetReset,
         ownership: Ownership,
     ) -> Result<Self, AdapterError> {
+        let topic = partition.topic.name();
         let queue = consumer
-            .split_partition_queue(topic, partition)
+            .split_partition_queue(topic, partition.index)
             .ok_or_else(|| AdapterError::TopicMissing(topic.to_owned()))?;
         let topic =
             CString::new(topic).map_err(|_| AdapterError::TopicMissing(topic.to_owned()))?;
@@ -125,7 +132,6 @@ impl PartitionReader {
         let consumer = self.consumer.clone();
         let partition = self.partition;
         let wanted = Move {
-            topic: self.topic.to_string_lossy().into_owned(),
             partition,
             from: self.next_offset,
             reset: self.reset,
@@ -204,7 +210,7 @@ impl PartitionReader {
             rdkafka::bindings::rd_kafka_get_watermark_offsets(
                 self.consumer.client().native_ptr(),
                 self.topic.as_ptr(),
-                self.partition,
+                self.partition.index,
                 &mut low,
                 &mut high,
             )
@@ -215,8 +221,7 @@ impl PartitionReader {
 
 /// What [`move_past_deleted`] moves.
 struct Move {
-    topic: String,
-    partition: i32,
+    partition: PartitionId,
     /// The position that left the log (`None`: the partition had none yet).
     from: Option<i64>,
     reset: OffsetReset,
@@ -235,7 +240,6 @@ fn move_past_deleted(
     cancelled: &std::sync::atomic::AtomicBool,
 ) -> Result<(i64, i64), SourceError> {
     let Move {
-        topic,
         partition,
         from,
         reset,
@@ -243,12 +247,13 @@ fn move_past_deleted(
         error,
     } = wanted;
     let (partition, reset, ownership) = (*partition, *reset, *ownership);
+    let (topic, index) = (partition.topic.name(), partition.index);
     let permanent = |message: String| SourceError {
         kind: FailureKind::Permanent,
         message,
     };
     let (low, high) = consumer
-        .fetch_watermarks(topic, partition, super::LOOKUP_TIMEOUT)
+        .fetch_watermarks(topic, index, super::LOOKUP_TIMEOUT)
         .map_err(|e| SourceError {
             kind: FailureKind::Fatal,
             message: format!("partition {partition}: the position left the log ({error}) and its bounds cannot be read: {e}"),
@@ -275,9 +280,9 @@ fn move_past_deleted(
     match ownership {
         Ownership::Assigned => {
             let mut tpl = TopicPartitionList::with_capacity(1);
-            tpl.add_partition(topic, partition);
+            tpl.add_partition(topic, index);
             let moved = consumer.incremental_unassign(&tpl).and_then(|()| {
-                tpl.set_partition_offset(topic, partition, Offset::Offset(to))?;
+                tpl.set_partition_offset(topic, index, Offset::Offset(to))?;
                 consumer.incremental_assign(&tpl)
             });
             if let Err(e) = moved {
@@ -299,7 +304,7 @@ fn move_past_deleted(
 /// Turns a consume error into a [`SourceError`]: permanent when no new reader could do
 /// better (this build cannot decode the records, access is denied), fatal when this reader
 /// cannot resume at its position by waiting (the position left the log), transient otherwise.
-fn source_error(partition: i32, error: &KafkaError) -> SourceError {
+fn source_error(partition: PartitionId, error: &KafkaError) -> SourceError {
     let kind = match error.rdkafka_error_code() {
         Some(
             RDKafkaErrorCode::NotImplemented
@@ -390,8 +395,13 @@ impl FrameSource for PartitionReader {
 mod tests {
     use super::*;
 
+    /// Partition `index` of the test's topic.
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
+
     fn kind(code: RDKafkaErrorCode) -> FailureKind {
-        source_error(3, &KafkaError::MessageConsumption(code)).kind
+        source_error(p(3), &KafkaError::MessageConsumption(code)).kind
     }
 
     #[test]
@@ -421,11 +431,11 @@ mod tests {
             assert_eq!(kind(code), expected, "{code:?}");
         }
         let error = source_error(
-            3,
+            PartitionId::of("t", 3),
             &KafkaError::MessageConsumption(RDKafkaErrorCode::NotImplemented),
         );
         assert!(
-            error.message.starts_with("partition 3: "),
+            error.message.starts_with("partition t-3: "),
             "{}",
             error.message
         );

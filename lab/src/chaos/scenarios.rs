@@ -60,19 +60,18 @@ impl Scenario for PartitionPanic {
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
             fault.inject(PartitionFault::Panic, Times::Once);
-            fault.recovery(Watch::Restart(TARGET), fault.started).await
+            fault
+                .recovery(Watch::Restart(fault.target()), fault.started)
+                .await
         })
     }
 
     fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
         if run.live.restarts == 0 {
             problems.push("no restart after the panic".into());
-        } else if !run
-            .live
-            .restart_log
-            .iter()
-            .any(|r| r.partition == TARGET && matches!(r.cause, PartitionFailure::Panicked { .. }))
-        {
+        } else if !run.live.restart_log.iter().any(|r| {
+            r.partition.index == TARGET && matches!(r.cause, PartitionFailure::Panicked { .. })
+        }) {
             problems.push("the restart does not name the panic".into());
         }
     }
@@ -103,11 +102,11 @@ impl Scenario for RestartBudget {
     fn check_stop(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
         match &run.result.stop_cause {
             Some(Failure::Stopped(StopCause::RestartBudget {
-                partition: TARGET,
+                partition,
                 failures: 4,
                 last: PartitionFailure::Source { message, .. },
                 ..
-            })) if message.ends_with("injected failure") => {}
+            })) if partition.index == TARGET && message.ends_with("injected failure") => {}
             other => problems.push(format!(
                 "expected the service to stop naming partition {TARGET}, 4 failures and the cause, got {other:?}"
             )),
@@ -142,7 +141,9 @@ impl Scenario for Stall {
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
             fault.inject(PartitionFault::StallMs(120_000), Times::Once);
-            fault.recovery(Watch::Restart(TARGET), fault.started).await
+            fault
+                .recovery(Watch::Restart(fault.target()), fault.started)
+                .await
         })
     }
 
@@ -172,15 +173,15 @@ impl Scenario for LeaderMove {
 
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
-            let leader = fault.leader_of(TARGET).await;
+            let leader = fault.leader_of(fault.target()).await;
             fault
                 .cluster
-                .move_leader(fault.topic, TARGET, other_broker(leader))
+                .move_leader(fault.target(), other_broker(leader))
                 .await;
             // From the move itself: on a real cluster the reassignment tools take seconds
             // before the election that moves the leader.
             fault
-                .recovery(Watch::Partition(TARGET), Instant::now())
+                .recovery(Watch::Partition(fault.target()), Instant::now())
                 .await
         })
     }
@@ -209,16 +210,16 @@ impl Scenario for LeaderFlap {
 
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
-            let first = fault.leader_of(TARGET).await;
+            let first = fault.leader_of(fault.target()).await;
             let second = other_broker(first);
-            fault.cluster.move_leader(fault.topic, TARGET, second).await;
+            fault.cluster.move_leader(fault.target(), second).await;
             // Recovery from the first move; then it flaps back and forth.
             let recovery = fault
-                .recovery(Watch::Partition(TARGET), fault.started)
+                .recovery(Watch::Partition(fault.target()), fault.started)
                 .await;
             for to in [first, second, first] {
                 actix_rt::time::sleep(Duration::from_millis(1_200)).await;
-                fault.cluster.move_leader(fault.topic, TARGET, to).await;
+                fault.cluster.move_leader(fault.target(), to).await;
             }
             recovery
         })
@@ -249,20 +250,24 @@ impl Scenario for BrokerDown {
 
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
-            let leader = fault.leader_of(TARGET).await;
+            let leader = fault.leader_of(fault.target()).await;
             let leaders = fault.supervisor.send(GetMetrics).await.ok()?.partitions;
             fault.cluster.broker_down(Some(leader)).await;
             // The embedded cluster does not move leaders itself; Kafka elects new ones from
             // the in-sync replicas once the broker's session ends.
             if let Some(embedded) = fault.cluster.embedded() {
                 for (partition, metrics) in &leaders {
-                    if metrics.leader == Some(leader) || *partition == TARGET {
-                        let _ = embedded.move_leader(fault.topic, *partition, other_broker(leader));
+                    if metrics.leader == Some(leader) || *partition == fault.target() {
+                        let _ = embedded.move_leader(
+                            partition.topic.name(),
+                            partition.index,
+                            other_broker(leader),
+                        );
                     }
                 }
             }
             let recovery = fault
-                .recovery(Watch::Partition(TARGET), fault.started)
+                .recovery(Watch::Partition(fault.target()), fault.started)
                 .await;
             let down_for = if fault.cluster.embedded().is_some() {
                 3
@@ -633,7 +638,7 @@ async fn run_killed_and_restarted(
         std::process::Command::new(executable)
             .args(["run", "--model", settings.model.as_str()])
             .args(["--brokers", &settings.kafka.brokers])
-            .args(["--topic", &settings.kafka.topic])
+            .args(["--topic", &settings.kafka.topic_names()[0]])
             .args(["--group", &settings.kafka.group])
             .envs(child_env(settings))
             .stdout(std::process::Stdio::null())
