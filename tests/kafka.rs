@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use actors::config::Assignment;
 use actors::topic::{from_topics, PartitionId};
-use common::real::{assert_ownership_and_commits, JavaTruth, LogEvent, Member, RealKafka};
+use common::real::{
+    assert_ownership_and_commits, committed_up_to, produce_live, wait_for_data, wait_for_lines,
+    JavaTruth, LogEvent, Member, RealKafka,
+};
 use common::*;
 use kafka_actors::{Model, RunReport, Settings};
 
@@ -150,75 +153,10 @@ async fn compressed_topics_are_read_exactly_in_both_models() {
     }
 }
 
-/// Waits until every partition of `topic` holds records: members started on an empty topic
-/// would count its partitions as idle (caught up and quiet), and the first frames of a
-/// partition that starts receiving a little later than the others could then be late.
-fn wait_for_data(kafka: &RealKafka, topic: &str, partitions: i32) {
-    let config = kafka.config(topic, "");
-    let probe = actors::kafka::end_offset_probe(&config).expect("end offsets");
-    let all = ids(&config, partitions);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while probe(&all).values().filter(|end| **end > 0).count() < partitions as usize {
-        assert!(std::time::Instant::now() < deadline, "no data in {topic}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// Produces with the Java producer in the background.
-fn produce_live(
-    kafka: &RealKafka,
-    topic: &str,
-    args: &[&str],
-) -> std::thread::JoinHandle<JavaTruth> {
-    let (kafka, topic) = (kafka.clone(), topic.to_owned());
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kafka.produce(&topic, &args)
-    })
-}
-
-fn model_name(model: Model) -> &'static str {
-    match model {
-        Model::Partition => "partition",
-        Model::Group => "group",
-    }
-}
-
-/// What `group` has committed, per partition: the event time up to which that partition's
-/// windows were written (commit metadata, which Kafka keeps).
-fn committed_up_to(
-    kafka: &RealKafka,
-    topic: &str,
-    group: &str,
-    partitions: i32,
-) -> BTreeMap<PartitionId, f64> {
-    let config = kafka.config(topic, group);
-    actors::kafka::committed_offsets(&config, &ids(&config, partitions))
-        .expect("committed offsets")
-        .into_iter()
-        .filter_map(|c| actors::batch::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm)))
-        .collect()
-}
-
-/// Waits (up to a minute) until `member` has written `lines` window lines.
-fn wait_for_lines(member: &Member, lines: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while output(&member.out).len() < lines {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} wrote no {lines} lines: {}",
-            member.name,
-            member.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// A service SIGKILLed mid-stream and started again: nothing lost, no partial line, and the
 /// only repeats are whole windows the killed process wrote after its last commit.
 fn sigkill_and_restart(model: Model) {
-    let test = format!("sigkill_and_restart_{}", model_name(model));
+    let test = format!("sigkill_and_restart_{}", model.as_str());
     let Some(kafka) = RealKafka::get(&test) else {
         return;
     };
@@ -229,7 +167,7 @@ fn sigkill_and_restart(model: Model) {
         ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000"),
         ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000"),
     ];
-    let model_args = ["--model", model_name(model)];
+    let model_args = ["--model", model.as_str()];
     let producer = produce_live(
         &kafka,
         &topic,

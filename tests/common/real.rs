@@ -512,3 +512,61 @@ pub fn member_dir(test: &str) -> tempfile::TempDir {
     }
     dir
 }
+
+/// Waits until every partition of `topic` holds records: members started on an empty topic
+/// would count its partitions as idle (caught up and quiet), and the first frames of a
+/// partition that starts receiving a little later than the others could then be late.
+pub fn wait_for_data(kafka: &RealKafka, topic: &str, partitions: i32) {
+    let config = kafka.config(topic, "");
+    let probe = actors::kafka::end_offset_probe(&config).expect("end offsets");
+    let all = super::ids(&config, partitions);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while probe(&all).values().filter(|end| **end > 0).count() < partitions as usize {
+        assert!(std::time::Instant::now() < deadline, "no data in {topic}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Produces with the Java producer in the background.
+pub fn produce_live(
+    kafka: &RealKafka,
+    topic: &str,
+    args: &[&str],
+) -> std::thread::JoinHandle<JavaTruth> {
+    let (kafka, topic) = (kafka.clone(), topic.to_owned());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kafka.produce(&topic, &args)
+    })
+}
+
+/// What `group` has committed, per partition: the event time up to which that partition's
+/// windows were written (commit metadata, which Kafka keeps).
+pub fn committed_up_to(
+    kafka: &RealKafka,
+    topic: &str,
+    group: &str,
+    partitions: i32,
+) -> BTreeMap<PartitionId, f64> {
+    let config = kafka.config(topic, group);
+    actors::kafka::committed_offsets(&config, &super::ids(&config, partitions))
+        .expect("committed offsets")
+        .into_iter()
+        .filter_map(|c| actors::batch::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm)))
+        .collect()
+}
+
+/// Waits (up to a minute) until `member` has written `lines` window lines.
+pub fn wait_for_lines(member: &Member, lines: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while super::output(&member.out).len() < lines {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} wrote no {lines} lines: {}",
+            member.name,
+            member.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
