@@ -334,3 +334,78 @@ async fn a_restarted_partition_resumes_from_its_commit_without_loss_or_double_co
         report.end_offsets
     );
 }
+
+/// Two instances in one consumer group, each listed its own partitions (`kafka.partitions`),
+/// run one after the other: each reads and commits only its own (the other's stay
+/// uncommitted), each line names only its instance's partitions, and together the lines are
+/// exactly the ground truth.
+#[actix::test]
+async fn instances_with_listed_partitions_commit_only_their_own_and_add_up_to_the_truth() {
+    let (cluster, topic) = cluster(4);
+    let dir = tempfile::tempdir().unwrap();
+    let base = settings(cluster.bootstrap_servers(), &topic, &dir.path().join("x.jsonl"));
+    let report = produce(&base, &data(20_000, 500.0, 0.0), 4);
+    let all = ids(&base.kafka, 4);
+    let mut seen_lines = Vec::new();
+    for (name, ranges, mine) in [("low", "0-1", &all[..2]), ("high", "3,2", &all[2..])] {
+        let mut s = base.clone();
+        s.run.until_end = true;
+        s.kafka.partitions = [(topic.clone(), ranges.to_owned())].into();
+        let out = dir.path().join(format!("{name}.jsonl"));
+        s.sink.path = out.display().to_string();
+        let run = kafka_actors::run(s, std::future::pending()).await.unwrap();
+        assert!(run.completed, "{name}");
+        assert_eq!(run.partitions, mine, "{name}");
+        let lines = output(&out);
+        assert!(!lines.is_empty(), "{name}");
+        for line in &lines {
+            assert_eq!(
+                actors::topic::from_topics(&line.partitions),
+                mine,
+                "{name}: {line:?}"
+            );
+        }
+        seen_lines.extend(lines);
+        // Only the partitions read so far have commits, each at its end.
+        let read_so_far = if name == "low" { &all[..2] } else { &all[..] };
+        let expected: BTreeMap<PartitionId, i64> = read_so_far
+            .iter()
+            .map(|p| (*p, report.end_offsets[p]))
+            .collect();
+        assert_eq!(committed(&base.kafka, &all), expected, "after {name}");
+    }
+    let seen = exact_shares(seen_lines, &report.truth);
+    let twice = assert_no_share_lost(&seen, &report.truth);
+    assert!(twice.values().all(|n| *n == 0), "{twice:?}");
+}
+
+/// A listed partition the topic does not have, or an instance that takes none, stops the
+/// start with an error that says so.
+#[actix::test]
+async fn a_partition_subset_that_does_not_fit_the_topic_stops_the_start() {
+    let (cluster, topic) = cluster(4);
+    let dir = tempfile::tempdir().unwrap();
+    let base = settings(cluster.bootstrap_servers(), &topic, &dir.path().join("w.jsonl"));
+    let mut listed = base.clone();
+    listed.kafka.partitions = [(topic.clone(), "2-5".to_owned())].into();
+    let error = kafka_actors::run(listed, std::future::pending())
+        .await
+        .expect_err("partitions 4 and 5 do not exist");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "invalid value for `kafka.partitions.{topic}`: topic `{topic}` has partitions 0-3, not 4-5"
+        )
+    );
+    let mut idle = base.clone();
+    idle.kafka.instance = "5/8".to_owned();
+    let error = kafka_actors::run(idle, std::future::pending())
+        .await
+        .expect_err("instance 5/8 of a 4-partition topic reads nothing");
+    let text = error.to_string();
+    assert!(
+        text.contains("`kafka.instance`")
+            && text.contains(&format!("instance 5/8 takes no partition of `{topic}` (4 partitions)")),
+        "{text}"
+    );
+}
