@@ -1,5 +1,6 @@
-//! The command line: `kafka-actors run [flags]`, and `chaos` and `compare`, which hand over to
-//! the `kafka-actors-lab` binary. Flags override every other settings source.
+//! The command line: `kafka-actors run [flags]`, `layout FILE...` (a static layout of
+//! partition-model instances, checked against the cluster), and `chaos` and `compare`, which
+//! hand over to the `kafka-actors-lab` binary. Flags override every other settings source.
 //!
 //! [`run_command`] and [`start`] are what the binary does for `run`; the lab binary uses them
 //! too, to run the very same service as a child process (the chaos SIGKILL scenario).
@@ -33,6 +34,10 @@ pub enum Command {
     /// `kafka-actors-lab compare`; `compare --help` for its flags).
     #[command(disable_help_flag = true)]
     Compare(LabArgs),
+    /// Check that partition-model instances, one settings file each, read every partition of
+    /// the input topics exactly once (asks the brokers for the partitions; exits 1 naming
+    /// partitions read twice or not at all).
+    Layout(LayoutArgs),
     /// Run fault scenarios (on the embedded cluster, or a real one with --brokers) and check
     /// them against the ground truth (runs `kafka-actors-lab chaos`; `chaos --help` for its
     /// flags).
@@ -50,6 +55,46 @@ pub struct LabArgs {
         value_name = "ARGS"
     )]
     pub args: Vec<OsString>,
+}
+
+/// Flags of `layout`.
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// Settings files, one per instance, each layered over config/default.toml and the
+    /// environment as `run --config` would.
+    #[arg(required = true, value_name = "FILE")]
+    pub configs: Vec<PathBuf>,
+    /// Kafka bootstrap brokers, for every instance (HOST:PORT[,..]).
+    #[arg(long, value_name = "HOST:PORT[,..]")]
+    pub brokers: Option<String>,
+}
+
+/// `layout`: loads each instance's settings and checks the layout against the cluster.
+///
+/// # Errors
+/// Invalid settings, an unreachable cluster, or a layout that reads a partition twice or not
+/// at all.
+pub fn layout_command(args: LayoutArgs) -> anyhow::Result<()> {
+    let mut instances = Vec::with_capacity(args.configs.len());
+    for path in &args.configs {
+        let sources = Sources {
+            config_file: Some(path.clone()),
+            overrides: Overrides {
+                brokers: args.brokers.clone(),
+                ..Overrides::default()
+            },
+            ..Sources::default()
+        };
+        let settings = settings::load(&sources)
+            .with_context(|| format!("invalid settings in {}", path.display()))?;
+        instances.push((path.display().to_string(), settings));
+    }
+    crate::telemetry::init(&instances[0].1.log).context("invalid setting `log.filter`")?;
+    let layout = actix::System::new()
+        .block_on(crate::layout::check(&instances))
+        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+    print!("{layout}");
+    Ok(())
 }
 
 /// Flags of `run`.

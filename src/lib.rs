@@ -8,6 +8,7 @@
 //! (`lab/`), which builds on this one.
 
 pub mod cli;
+pub mod layout;
 pub mod settings;
 pub mod telemetry;
 

@@ -1,6 +1,6 @@
 //! The `kafka-actors` binary: the embedded default end to end, stopping by time and by SIGTERM,
-//! settings errors that name their key, and `chaos` and `compare` handed to the
-//! `kafka-actors-lab` binary.
+//! settings errors that name their key, `layout` checking static instances, and `chaos` and
+//! `compare` handed to the `kafka-actors-lab` binary.
 
 mod common;
 
@@ -271,4 +271,78 @@ fn chaos_and_compare_help_is_the_lab_binarys() {
         "{stdout}"
     );
     assert!(stdout.contains("--rounds <ROUNDS>"), "{stdout}");
+}
+
+/// `layout` checks instance settings files against the topic's partitions: a partition read
+/// by two instances or by none fails naming it; a layout that reads each once is printed.
+#[test]
+fn layout_names_partitions_read_twice_or_not_at_all() {
+    let (cluster, topic) = common::cluster(6);
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, share: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, format!("[kafka]\ntopic = \"{topic}\"\n{share}\n")).unwrap();
+        path
+    };
+    let even = file("even", "instance = \"0/2\"");
+    let layout = |files: &[&std::path::Path]| {
+        binary()
+            .arg("layout")
+            .args(files)
+            .args(["--brokers", cluster.bootstrap_servers()])
+            .output()
+            .unwrap()
+    };
+    let missing = file(
+        "missing",
+        &format!("[kafka.partitions]\n\"{topic}\" = \"1,3\""),
+    );
+    let output = layout(&[&even, &missing]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("no instance reads {topic}-5")),
+        "{stderr}"
+    );
+    let overlapping = file(
+        "overlap",
+        &format!("[kafka.partitions]\n\"{topic}\" = \"1-5\""),
+    );
+    let output = layout(&[&even, &overlapping]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for shared in [2, 4] {
+        assert!(
+            stderr.contains(&format!(
+                "{topic}-{shared} is read by {} and {}",
+                even.display(),
+                overlapping.display()
+            )),
+            "{stderr}"
+        );
+    }
+    let odd = file("odd", "instance = \"1/2\"");
+    let output = layout(&[&even, &odd]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Each of the 6 partitions is read by exactly one instance")
+            && stdout.contains(&format!("{}: {topic} 0,2,4", even.display()))
+            && stdout.contains(&format!("{}: {topic} 1,3,5", odd.display())),
+        "{stdout}"
+    );
+    let group = file("group", "");
+    let output = binary()
+        .args(["layout"])
+        .arg(&group)
+        .args(["--brokers", cluster.bootstrap_servers()])
+        .env("KAFKA_ACTORS__MODEL", "group")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("partition model"));
 }

@@ -22,9 +22,9 @@ const WINDOW_SECS: i64 = 10;
 /// ground truth; every partition of both topics committed at its end.
 #[actix::test]
 async fn two_topics_of_three_and_five_partitions_give_exactly_the_truth_in_both_models() {
-    let Some(kafka) =
-        RealKafka::get("two_topics_of_three_and_five_partitions_give_exactly_the_truth_in_both_models")
-    else {
+    let Some(kafka) = RealKafka::get(
+        "two_topics_of_three_and_five_partitions_give_exactly_the_truth_in_both_models",
+    ) else {
         return;
     };
     let (a, b) = (kafka.topic("three", 3), kafka.topic("five", 5));
@@ -85,7 +85,8 @@ async fn two_topics_of_three_and_five_partitions_give_exactly_the_truth_in_both_
 /// An input topic that does not exist stops either model at start, naming it.
 #[actix::test]
 async fn a_missing_input_topic_stops_the_start_naming_it_in_both_models() {
-    let Some(kafka) = RealKafka::get("a_missing_input_topic_stops_the_start_naming_it_in_both_models")
+    let Some(kafka) =
+        RealKafka::get("a_missing_input_topic_stops_the_start_naming_it_in_both_models")
     else {
         return;
     };
@@ -195,7 +196,8 @@ fn three_static_instances_read_a_topic_together_and_one_killed_loses_nothing() {
     }
     let seen = exact_shares(lines, &truth);
     let twice = assert_no_share_lost(&seen, &truth);
-    let killed_windows: BTreeSet<i64> = written_before_kill.iter().map(|l| l.window_start).collect();
+    let killed_windows: BTreeSet<i64> =
+        written_before_kill.iter().map(|l| l.window_start).collect();
     let mut repeated = BTreeSet::new();
     for ((window, partition), times) in &seen {
         if *times > 1 {
@@ -221,7 +223,10 @@ fn three_static_instances_read_a_topic_together_and_one_killed_loses_nothing() {
         .take(repeated.len())
         .copied()
         .collect();
-    assert_eq!(repeated, tail, "only the last windows written before the kill repeat");
+    assert_eq!(
+        repeated, tail,
+        "only the last windows written before the kill repeat"
+    );
     let handovers = assert_ownership_and_commits(
         &members.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
         &[after_kill],

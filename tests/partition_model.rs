@@ -343,7 +343,11 @@ async fn a_restarted_partition_resumes_from_its_commit_without_loss_or_double_co
 async fn instances_with_listed_partitions_commit_only_their_own_and_add_up_to_the_truth() {
     let (cluster, topic) = cluster(4);
     let dir = tempfile::tempdir().unwrap();
-    let base = settings(cluster.bootstrap_servers(), &topic, &dir.path().join("x.jsonl"));
+    let base = settings(
+        cluster.bootstrap_servers(),
+        &topic,
+        &dir.path().join("x.jsonl"),
+    );
     let report = produce(&base, &data(20_000, 500.0, 0.0), 4);
     let all = ids(&base.kafka, 4);
     let mut seen_lines = Vec::new();
@@ -385,7 +389,11 @@ async fn instances_with_listed_partitions_commit_only_their_own_and_add_up_to_th
 async fn a_partition_subset_that_does_not_fit_the_topic_stops_the_start() {
     let (cluster, topic) = cluster(4);
     let dir = tempfile::tempdir().unwrap();
-    let base = settings(cluster.bootstrap_servers(), &topic, &dir.path().join("w.jsonl"));
+    let base = settings(
+        cluster.bootstrap_servers(),
+        &topic,
+        &dir.path().join("w.jsonl"),
+    );
     let mut listed = base.clone();
     listed.kafka.partitions = [(topic.clone(), "2-5".to_owned())].into();
     let error = kafka_actors::run(listed, std::future::pending())
@@ -405,7 +413,9 @@ async fn a_partition_subset_that_does_not_fit_the_topic_stops_the_start() {
     let text = error.to_string();
     assert!(
         text.contains("`kafka.instance`")
-            && text.contains(&format!("instance 5/8 takes no partition of `{topic}` (4 partitions)")),
+            && text.contains(&format!(
+                "instance 5/8 takes no partition of `{topic}` (4 partitions)"
+            )),
         "{text}"
     );
 }
