@@ -383,14 +383,24 @@ impl BatchActor {
     fn collect_closed(&mut self) {
         let closed = self.windows.advance(Instant::now());
         self.pending.extend(closed);
-        if self.closing == Closing::AllAtEnd
-            && self.completion == Completion::Reading
-            && self.covered()
-            && self.windows.all_finished()
+        if self.closing != Closing::AllAtEnd
+            || self.completion != Completion::Reading
+            || !self.windows.all_finished()
         {
+            return;
+        }
+        if self.covered() {
             let rest = self.windows.close_all();
             self.pending.extend(rest);
             self.completion = Completion::Closing;
+            self.force = true;
+        } else if matches!(self.coverage, Coverage::Group(_)) && self.windows.open_windows() > 0 {
+            // Group model: every partition read here is at its end, and others are still read
+            // elsewhere. This member's share is written now (its lines name its partitions) and
+            // committed at the ends, which is what the other members wait for before they
+            // finish: waiting for them first would leave every member waiting for the others.
+            let own = self.windows.close_all();
+            self.pending.extend(own);
             self.force = true;
         }
     }
@@ -929,23 +939,43 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_group_member_at_its_end_completes_only_once_every_partition_is_accounted_for() {
+    async fn a_group_member_at_its_end_writes_its_share_but_completes_only_once_every_partition_is_accounted_for(
+    ) {
         // This member owns partition 0 of a 2-partition topic; partition 1 is held elsewhere.
         let log = Log::default();
-        let batch = unstarted(&log, 0, 20, &[0], Closing::AllAtEnd, None)
-            .cover_group()
-            .start();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let supervisor = Supervisor(events.clone()).start();
+        let batch = unstarted(
+            &log,
+            0,
+            20,
+            &[0],
+            Closing::AllAtEnd,
+            Some(supervisor.recipient()),
+        )
+        .cover_group()
+        .start();
         let mut done = chunk(0, &[(0, 100.0, "a")], 1);
         done.at_end = true;
         done.finished = true;
         batch.send(done).await.unwrap();
         let settle = || actix_rt::time::sleep(Duration::from_millis(100));
         settle().await;
-        assert!(
-            log.events().is_empty(),
-            "coverage not known yet: {:?}",
-            log.events()
-        );
+        // Its own share is written and committed at the end at once: the member holding
+        // partition 1 waits for that commit before it finishes, as this one waits for its.
+        let own_share = vec![
+            Event::Write(vec![100]),
+            commit(&[(0, 1)], "kafka-actors:wm=110"),
+        ];
+        assert_eq!(log.events(), own_share);
+        let completed = || {
+            events
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e, BatchEvent::Completed))
+        };
+        assert!(!completed(), "coverage not known yet");
         batch
             .send(GroupCoverage {
                 all: vec![p(0), p(1)],
@@ -954,11 +984,7 @@ mod tests {
             .await
             .unwrap();
         settle().await;
-        assert!(
-            log.events().is_empty(),
-            "partition 1 not consumed: {:?}",
-            log.events()
-        );
+        assert!(!completed(), "partition 1 not consumed");
         batch
             .send(GroupCoverage {
                 all: vec![p(0), p(1)],
@@ -967,12 +993,11 @@ mod tests {
             .await
             .unwrap();
         settle().await;
+        assert!(completed(), "every partition accounted for");
         assert_eq!(
             log.events(),
-            vec![
-                Event::Write(vec![100]),
-                commit(&[(0, 1)], "kafka-actors:wm=110")
-            ]
+            own_share,
+            "nothing written or committed twice"
         );
     }
 

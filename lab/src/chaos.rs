@@ -347,7 +347,7 @@ enum Power {
 }
 
 /// Committed offsets and written shares at one moment.
-struct Sample {
+pub(crate) struct Sample {
     committed: BTreeMap<PartitionId, i64>,
     written: BTreeSet<(i64, PartitionId)>,
 }
@@ -1007,15 +1007,25 @@ async fn committed_sum(kafka: &KafkaConfig) -> i64 {
 }
 
 /// The oracle's counts.
-struct Verdict {
-    lost: u64,
-    duplicates: u64,
+pub(crate) struct Verdict {
+    /// Valid frames of (window, partition) shares no line accounts for.
+    pub(crate) lost: u64,
+    /// Valid frames of shares written more than once, counted once per extra time.
+    pub(crate) duplicates: u64,
     /// Every line that differs from the truth: its window, partitions, and both counts.
-    inexact: Vec<String>,
-    max_committed_ahead: u64,
+    pub(crate) inexact: Vec<String>,
+    /// The most frames any sample of committed offsets covered without their windows written.
+    pub(crate) max_committed_ahead: u64,
 }
 
-fn judge(written: &[WindowLine], report: &GeneratorReport, samples: &[Sample]) -> Verdict {
+/// Judges the lines `written` (by any number of processes) against the truth in `report`:
+/// every line exact for the partitions it names, every share of every window written once,
+/// and (from `samples`) no commit ahead of written output.
+pub(crate) fn judge(
+    written: &[WindowLine],
+    report: &GeneratorReport,
+    samples: &[Sample],
+) -> Verdict {
     let truth = &report.truth;
     let mut inexact = Vec::new();
     let mut seen: BTreeMap<(i64, PartitionId), u64> = BTreeMap::new();

@@ -29,10 +29,21 @@ pub enum Command {
     /// them against the ground truth.
     #[command(after_long_help = scenarios_help())]
     Chaos(ChaosArgs),
-    /// Run the service, exactly as `kafka-actors run` (the chaos SIGKILL scenario starts it
-    /// this way).
+    /// Run the service, exactly as `kafka-actors run` (the chaos SIGKILL scenario and
+    /// `compare --instances` start it this way).
     #[command(hide = true)]
-    Run(RunArgs),
+    Run(LabRunArgs),
+}
+
+/// The service's `run`, and where to leave its figures.
+#[derive(Debug, Args)]
+pub struct LabRunArgs {
+    /// The service's flags.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Write the run's final figures (JSON) here when it ends.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
 }
 
 fn scenarios_help() -> String {
@@ -113,6 +124,12 @@ pub struct CompareArgs {
     /// Runs of each model, alternating.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
+    /// Processes per model: above 1, the partition model runs as that many static instances
+    /// (`--instance i/K`) and the group model as that many members, each a process of its own;
+    /// the report adds the time for the whole set to finish and recovery when one process is
+    /// SIGKILLed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub instances: u32,
     /// Directory for report.json, chart.svg and the windows of every run (default: a new
     /// directory `compare-<time>` here).
     #[arg(long, value_name = "DIR")]

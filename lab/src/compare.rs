@@ -7,6 +7,11 @@
 //!
 //! The data set is produced in full before the rounds. On the embedded cluster each partition
 //! keeps about 5 MiB, so the data set is limited to what fits (checked at start).
+//!
+//! With `instances` above 1 each model runs as that many processes instead ([`processes`]):
+//! the partition model as static instances, the group model as members of one group.
+
+mod processes;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +41,11 @@ pub struct CompareOptions {
     pub partitions: i32,
     /// Runs of each model.
     pub rounds: u32,
+    /// Processes per model: 1 runs both models in this process; more run each model as that
+    /// many processes of `executable`.
+    pub instances: u32,
+    /// The binary whose `run` is the service (this one), for `instances` above 1.
+    pub executable: Option<PathBuf>,
     /// Where the report goes.
     pub out: PathBuf,
 }
@@ -96,9 +106,13 @@ pub struct Round {
     pub flush_us: (u64, u64),
     /// From the start of the actors to the first frame, milliseconds (assignment cost).
     pub first_frame_ms: f64,
-    /// From the start of the actors to the last frame, milliseconds.
+    /// From the start of the actors to the last frame, milliseconds (the latest over the
+    /// processes).
     pub end_ms: f64,
-    /// Commits made.
+    /// From starting the run (all its processes) to the last one's exit, milliseconds: the
+    /// time for the whole set to finish.
+    pub set_finish_ms: f64,
+    /// Commits made (by all processes).
     pub commits: u64,
     /// The windows equal the ground truth.
     pub windows_match_truth: bool,
@@ -123,6 +137,8 @@ pub struct ModelSummary {
     pub first_frame_ms: Spread,
     /// Milliseconds to the last frame.
     pub end_ms: Spread,
+    /// Milliseconds for the whole set to finish.
+    pub set_finish_ms: Spread,
     /// Commits made.
     pub commits: Spread,
     /// Every round's windows equal the ground truth.
@@ -140,6 +156,7 @@ impl ModelSummary {
             flush_p99_us: Spread::of(rounds.iter().map(|r| r.flush_us.1 as f64)),
             first_frame_ms: Spread::of(rounds.iter().map(|r| r.first_frame_ms)),
             end_ms: Spread::of(rounds.iter().map(|r| r.end_ms)),
+            set_finish_ms: Spread::of(rounds.iter().map(|r| r.set_finish_ms)),
             commits: Spread::of(rounds.iter().map(|r| r.commits as f64)),
             windows_match_truth: !rounds.is_empty() && rounds.iter().all(|r| r.windows_match_truth),
         }
@@ -153,8 +170,10 @@ pub struct CompareReport {
     pub frames: u64,
     /// Valid frames (the rest are bad frames, if configured).
     pub valid_frames: u64,
-    /// Partitions of the topic.
+    /// Partitions of the topics.
     pub partitions: i32,
+    /// Processes per model.
+    pub instances: u32,
     /// Windows in the ground truth.
     pub windows: usize,
     /// `embedded` or the brokers.
@@ -165,7 +184,8 @@ pub struct CompareReport {
     pub partition: ModelSummary,
     /// The group model over all rounds.
     pub group: ModelSummary,
-    /// Both models wrote the same windows in every round.
+    /// Both models wrote the same windows in every round (with several processes, whose lines
+    /// split the partitions differently: both wrote every share of the truth once, exactly).
     pub models_agree: bool,
     /// Time to consume again after a fault, on live data.
     pub recovery: Recovery,
@@ -186,6 +206,13 @@ pub struct Recovery {
     pub partition_skipped_records: u64,
     /// The same for the group model's members.
     pub group_skipped_records: u64,
+    /// With several processes: from SIGKILLing one static instance of the partition model
+    /// (started again at once) until every partition has a commit past where it stood at the
+    /// kill.
+    pub instance_killed_ms: Option<f64>,
+    /// The same for one member of the group model (started again at once; the others take
+    /// its partitions once its session expires).
+    pub member_killed_ms: Option<f64>,
 }
 
 impl CompareReport {
@@ -195,12 +222,13 @@ impl CompareReport {
     }
 }
 
-/// Process CPU time (user + system) so far, in microseconds.
-fn cpu_micros() -> f64 {
+/// CPU time (user + system) so far, in microseconds, of this process (`RUSAGE_SELF`) or of its
+/// children waited for (`RUSAGE_CHILDREN`).
+fn cpu_micros(who: libc::c_int) -> f64 {
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let micros = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
@@ -301,8 +329,21 @@ pub async fn compare(
             .map_err(RunError::Generator)
     })
     .await??;
-    let truth: GroundTruth = produced.truth;
+    let truth: &GroundTruth = &produced.truth;
     let expected = truth.lines();
+    let processes = match (options.instances, &options.executable) {
+        (1, _) => None,
+        (_, Some(executable)) => Some(processes::ProcessSet {
+            executable,
+            dir: &options.out,
+            instances: options.instances,
+        }),
+        (_, None) => {
+            return Err(RunError::Task(
+                "several instances need the path of the service binary".into(),
+            ))
+        }
+    };
 
     let mut rounds = Vec::new();
     let mut first_windows: Option<Vec<WindowLine>> = None;
@@ -314,6 +355,14 @@ pub async fn compare(
             [Model::Group, Model::Partition]
         };
         for model in order {
+            if let Some(set) = &processes {
+                let mut s = settings.clone();
+                s.run.until_end = false;
+                s.run.stop_after = String::new();
+                s.metrics.log_interval_ms = 0;
+                rounds.push(set.round(&s, model, round, &produced).await?);
+                continue;
+            }
             let out = options
                 .out
                 .join(format!("windows-{}-{round}.jsonl", model.as_str()));
@@ -326,9 +375,12 @@ pub async fn compare(
             s.sink.kind = SinkKind::File;
             s.sink.path = out.display().to_string();
             let _ = std::fs::remove_file(&out);
-            let (cpu, wall) = (cpu_micros(), Instant::now());
+            let (cpu, wall) = (cpu_micros(libc::RUSAGE_SELF), Instant::now());
             let report = run(s, std::future::pending()).await?;
-            let (cpu, wall) = (cpu_micros() - cpu, wall.elapsed().as_secs_f64());
+            let (cpu, wall) = (
+                cpu_micros(libc::RUSAGE_SELF) - cpu,
+                wall.elapsed().as_secs_f64(),
+            );
             let windows = read_window_lines(&out).map_err(|source| report_error(&out, source))?;
             match &first_windows {
                 None => first_windows = Some(windows.clone()),
@@ -346,6 +398,7 @@ pub async fn compare(
                 flush_us: (m.batch_flush_us.p50, m.batch_flush_us.p99),
                 first_frame_ms: m.first_frame_ms.unwrap_or(f64::NAN),
                 end_ms: m.last_frame_ms.unwrap_or(f64::NAN),
+                set_finish_ms: wall * 1e3,
                 commits: m.commits,
                 windows_match_truth: windows == expected,
             });
@@ -358,7 +411,21 @@ pub async fn compare(
             );
         }
     }
-    let recovery = measure_recovery(&settings, &partitions).await?;
+    if processes.is_some() {
+        // The processes' lines split the partitions differently; the models agree when both
+        // wrote every share of the truth once, exactly.
+        models_agree = rounds.iter().all(|r| r.windows_match_truth);
+    }
+    let mut recovery = measure_recovery(&settings, &partitions).await?;
+    if let Some(set) = &processes {
+        let (live, data) = live_settings(&settings);
+        recovery.instance_killed_ms = set
+            .kill_recovery(&live, Model::Partition, &partitions, &data)
+            .await?;
+        recovery.member_killed_ms = set
+            .kill_recovery(&live, Model::Group, &partitions, &data)
+            .await?;
+    }
     drop(cluster);
     let by = |name: &str| {
         rounds
@@ -370,6 +437,7 @@ pub async fn compare(
         frames: options.frames,
         valid_frames: truth.valid,
         partitions: partitions.len() as i32,
+        instances: options.instances,
         windows: expected.len(),
         cluster: if embedded {
             "embedded".into()
@@ -410,14 +478,15 @@ fn chart_of(report: &CompareReport) -> Chart {
     let (p, g) = (&report.partition, &report.group);
     Chart {
         title: format!(
-            "partition model vs group model: {} frames, {} partitions",
-            report.frames, report.partitions
+            "partition model vs group model: {} frames, {} partitions, {} process(es) each",
+            report.frames, report.partitions, report.instances
         ),
         panels: vec![
             panel("frames/s", p.frames_per_s, g.frames_per_s),
             panel("CPU µs per frame", p.cpu_us_per_frame, g.cpu_us_per_frame),
             panel("ms to first frame", p.first_frame_ms, g.first_frame_ms),
             panel("ms to end of data", p.end_ms, g.end_ms),
+            panel("ms for the whole set", p.set_finish_ms, g.set_finish_ms),
         ],
     }
 }
@@ -470,29 +539,17 @@ fn task_error(error: impl std::fmt::Display) -> RunError {
     RunError::Task(error.to_string())
 }
 
-/// Measures recovery on live data produced into the topic after the rounds (read from its
-/// end by fresh groups).
-async fn measure_recovery(
-    settings: &Settings,
-    partitions: &[PartitionId],
-) -> Result<Recovery, RunError> {
-    let first = partitions[0];
+/// Settings and data for the recovery measurements on live data: 20 000 frames/s stamped
+/// with the wall clock, read from the end of the topics by fresh groups.
+fn live_settings(settings: &Settings) -> (Settings, GeneratorConfig) {
     let live = GeneratorConfig {
         rate: 20_000,
         frames: 0,
         event_rate: 0.0,
+        jitter_secs: 0.0,
         truth_file: String::new(),
         ..settings.generator.clone()
     };
-    let generator = generator::spawn(
-        &settings.kafka,
-        &live,
-        settings.frames.limits(),
-        settings.window.length_secs,
-        partitions.to_vec(),
-        false,
-    )
-    .map_err(task_error)?;
     let mut base = settings.clone();
     base.kafka.auto_offset_reset = actors::config::OffsetReset::Latest;
     // A member that leaves is replaced after a rebalance; on the embedded cluster that comes
@@ -504,13 +561,33 @@ async fn measure_recovery(
     // Commits never pass the first frame of an open window: with minute windows they would
     // stand still for the whole measurement while the embedded cluster's log rolls on, and a
     // partition handed over would start from records already deleted. One-second windows
-    // (lateness as large as the generator's jitter) keep the commits seconds behind.
+    // closing a second after their end keep the commits a few seconds behind.
     base.window.length_secs = 1;
-    base.window.lateness_secs = settings.generator.jitter_secs.ceil().max(1.0) as i64;
+    base.window.lateness_secs = 1;
     base.run.until_end = false;
     base.run.stop_after = String::new();
     base.metrics.log_interval_ms = 0;
     base.sink.kind = SinkKind::File;
+    (base, live)
+}
+
+/// Measures recovery on live data produced into the topic after the rounds (read from its
+/// end by fresh groups).
+async fn measure_recovery(
+    settings: &Settings,
+    partitions: &[PartitionId],
+) -> Result<Recovery, RunError> {
+    let first = partitions[0];
+    let (base, live) = live_settings(settings);
+    let generator = generator::spawn(
+        &base.kafka,
+        &live,
+        base.frames.limits(),
+        base.window.length_secs,
+        partitions.to_vec(),
+        false,
+    )
+    .map_err(task_error)?;
     let scratch = std::env::temp_dir().join(format!("kafka-actors-compare-{}", std::process::id()));
     let mut recovery = Recovery::default();
 
@@ -683,6 +760,12 @@ pub fn table(report: &CompareReport) -> String {
     );
     line(
         &mut t,
+        "whole set finished (ms)",
+        spread(&p.set_finish_ms, 0),
+        spread(&g.set_finish_ms, 0),
+    );
+    line(
+        &mut t,
         "commits",
         spread(&p.commits, 0),
         spread(&g.commits, 0),
@@ -698,6 +781,16 @@ pub fn table(report: &CompareReport) -> String {
         spread(&restart, 1),
         leave,
     );
+    if report.instances > 1 {
+        let killed =
+            |ms: Option<f64>| ms.map_or("not within 120 s".to_owned(), |ms| format!("{ms:.0}"));
+        line(
+            &mut t,
+            "recovery ms: a process SIGKILLed",
+            killed(report.recovery.instance_killed_ms),
+            killed(report.recovery.member_killed_ms),
+        );
+    }
     line(
         &mut t,
         "recovery runs: records skipped unread",
@@ -716,12 +809,16 @@ pub fn table(report: &CompareReport) -> String {
         yes(report.models_agree)
     ));
     t.push_str(&format!(
-        "data: {} frames ({} valid), {} partitions, {} windows, {} rounds per model, cluster {}\n",
+        "data: {} frames ({} valid), {} partitions, {} windows, {} rounds per model, {} per model, cluster {}\n",
         report.frames,
         report.valid_frames,
         report.partitions,
         report.windows,
         report.rounds.len() / 2,
+        match report.instances {
+            1 => "one process".to_owned(),
+            k => format!("{k} processes"),
+        },
         report.cluster
     ));
     t

@@ -1,14 +1,15 @@
 //! The `kafka-actors-lab` binary: `chaos` and `compare` (and the service's `run`, for the
-//! chaos scenarios that start the service as a child process).
+//! chaos scenarios and `compare --instances`, which start the service as child processes).
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::Parser;
 use kafka_actors::cli::{run_command, start};
 use kafka_actors::error_chain;
 use kafka_actors::settings::{Model, Overrides};
 use lab::chaos::{self, chaos, ChaosOptions, Target};
-use lab::cli::{ChaosArgs, Cli, Command, CompareArgs};
+use lab::cli::{ChaosArgs, Cli, Command, CompareArgs, LabRunArgs};
 use lab::compare::{self, compare, CompareOptions};
 
 /// A new directory name `<prefix>-<unix time>` in the current directory.
@@ -21,10 +22,25 @@ fn fresh_dir(prefix: &str) -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => run_service(args),
         Command::Compare(args) => run_compare(args),
         Command::Chaos(args) => run_chaos(args),
     }
+}
+
+/// The service's `run`; with `--summary`, its final figures are written there as it ends.
+fn run_service(args: LabRunArgs) -> anyhow::Result<()> {
+    let Some(summary) = args.summary else {
+        return run_command(args.run);
+    };
+    let settings = start(args.run.config.clone(), args.run.overrides())?;
+    let report = actix::System::new()
+        .block_on(kafka_actors::run(settings, kafka_actors::shutdown_signal()))
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let json = serde_json::to_vec_pretty(&report.summary.metrics)?;
+    std::fs::write(&summary, json)
+        .with_context(|| format!("cannot write {}", summary.display()))?;
+    Ok(())
 }
 
 fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
@@ -33,6 +49,8 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
         frames: args.frames,
         partitions: args.partitions,
         rounds: args.rounds,
+        instances: args.instances,
+        executable: std::env::current_exe().ok(),
         out: args.out.unwrap_or_else(|| fresh_dir("compare")),
     };
     let report = actix::System::new()
