@@ -244,3 +244,96 @@ fn three_static_instances_read_a_topic_together_and_one_killed_loses_nothing() {
         "the restarted and the final instances took their partitions at the commits: {handovers}"
     );
 }
+
+/// `kafka-actors-lab`, built next to the service binary (`cargo build` and `cargo test
+/// --workspace` build both).
+fn lab_binary() -> std::path::PathBuf {
+    let lab = std::path::Path::new(env!("CARGO_BIN_EXE_kafka-actors"))
+        .with_file_name(format!("kafka-actors-lab{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        lab.exists(),
+        "no {}: build it with `cargo build -p kafka-actors-lab` (or run `cargo test --workspace`)",
+        lab.display()
+    );
+    lab
+}
+
+/// `compare --instances 3` on Apache Kafka: each model runs as three processes on the same
+/// data (the partition model as static instances, the group model as members of one group),
+/// both write exactly the truth between them, each static instance's lines name only its own
+/// partitions, and the report holds the time for each set to finish and the recovery after a
+/// SIGKILL of one process of each model.
+#[test]
+fn compare_runs_each_model_as_three_processes_and_measures_a_kill() {
+    let Some(kafka) =
+        RealKafka::get("compare_runs_each_model_as_three_processes_and_measures_a_kill")
+    else {
+        return;
+    };
+    let topic = kafka.topic("compare-k3", 6);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let mut command = std::process::Command::new(lab_binary());
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("KAFKA_ACTORS__") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .env("KAFKA_ACTORS__KAFKA__TOPIC", &topic)
+        .args(["compare", "--brokers", &kafka.bootstrap])
+        .args([
+            "--frames",
+            "30000",
+            "--rounds",
+            "1",
+            "--instances",
+            "3",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("3 processes per model"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["instances"], 3);
+    for model in ["partition", "group"] {
+        assert_eq!(
+            report[model]["windows_match_truth"], true,
+            "{model}: {stdout}"
+        );
+        assert!(
+            report[model]["set_finish_ms"]["median"].as_f64().unwrap() > 0.0,
+            "{model}"
+        );
+    }
+    for killed in ["instance_killed_ms", "member_killed_ms"] {
+        assert!(
+            report["recovery"][killed]
+                .as_f64()
+                .is_some_and(|ms| ms > 0.0),
+            "{killed}: {}",
+            report["recovery"]
+        );
+    }
+    for i in 0..3 {
+        let lines = common::output(&out.join(format!("partition-0-{i}.jsonl")));
+        assert!(!lines.is_empty(), "instance {i}/3 wrote nothing");
+        for line in lines {
+            assert!(
+                from_topics(&line.partitions)
+                    .iter()
+                    .all(|p| p.index % 3 == i),
+                "instance {i}/3: {line:?}"
+            );
+        }
+    }
+}
