@@ -144,3 +144,22 @@ fn compare_refuses_a_topic_that_already_holds_records() {
         "{stderr}"
     );
 }
+
+/// Several processes per model need a real cluster: on the embedded one the group model's
+/// members would repeat each other's windows (its coordinator refuses commits while a group
+/// is joining), so `--instances` above 1 is refused there, naming the flag.
+#[test]
+fn compare_refuses_several_instances_on_the_embedded_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = lab()
+        .args(["compare", "--frames", "1000", "--instances", "3", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--instances") && stderr.contains("need a real cluster (--brokers)"),
+        "{stderr}"
+    );
+}
