@@ -81,7 +81,10 @@ pub async fn check(instances: &[(String, Settings)]) -> Result<Layout, LayoutChe
                 ConfigError::new("kafka.brokers", format!("{name} names no brokers")).into(),
             );
         }
-        if settings.kafka.topic_names() != first.kafka.topic_names() {
+        let topics = |s: &Settings| -> std::collections::BTreeSet<String> {
+            s.kafka.topic_names().into_iter().collect()
+        };
+        if topics(settings) != topics(first) {
             return Err(differs("kafka.topics", "reads other topics").into());
         }
         if settings.kafka.brokers.trim() != first.kafka.brokers.trim() {

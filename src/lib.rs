@@ -318,6 +318,7 @@ async fn prepare_intake(
             // commits.
             let lookups = kafka.clone();
             let selection = kafka.selection()?;
+            let reads = selection.to_string();
             let (consumer, all, partitions, committed) =
                 blocking(move || -> Result<_, RunError> {
                     let started = std::time::Instant::now();
@@ -350,11 +351,10 @@ async fn prepare_intake(
                     }
                 })
                 .collect();
-            let selection = kafka.selection()?;
             tracing::info!(
                 topics = %kafka.topic_names().join(","),
                 group = %kafka.group,
-                reads = %selection,
+                reads = %reads,
                 partitions = partitions.len(),
                 of = all.len(),
                 committed = committed.iter().filter(|c| c.offset.is_some()).count(),

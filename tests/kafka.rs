@@ -13,7 +13,7 @@ use actors::config::Assignment;
 use actors::topic::{from_topics, PartitionId};
 use common::real::{
     assert_ownership_and_commits, committed_up_to, produce_live, wait_for_data, wait_for_lines,
-    JavaTruth, LogEvent, Member, RealKafka,
+    written_by_commit, JavaTruth, LogEvent, Member, RealKafka,
 };
 use common::*;
 use kafka_actors::{Model, RunReport, Settings};
@@ -256,11 +256,12 @@ fn sigkill_and_restart(model: Model) {
         "only the last windows written before the kill repeat"
     );
     for window in &repeated {
-        let end = window + WINDOW_SECS;
         assert!(
             ids(&kafka.config(&topic, ""), 4)
                 .iter()
-                .any(|p| committed_up_to.get(p).is_none_or(|wm| *wm < end as f64)),
+                .any(|p| committed_up_to
+                    .get(p)
+                    .is_none_or(|wm| !written_by_commit(*wm, *window))),
             "window {window} was committed as written ({committed_up_to:?}) but written again"
         );
     }
@@ -396,7 +397,7 @@ fn group_churn(assignment: &str) {
                 killed.contains(partition)
                     && committed_at_kill
                         .get(partition)
-                        .is_none_or(|wm| *wm < (window + WINDOW_SECS) as f64),
+                        .is_none_or(|wm| !written_by_commit(*wm, *window)),
                 "window {window} of partition {partition} written {times} times (by {writers:?}); \
                  committed at the kill: {committed_at_kill:?}; killed member owned {killed:?}; \
                  the partition's handovers: {handovers:?}"

@@ -10,12 +10,10 @@ use actors::config::Assignment;
 use actors::topic::{from_topics, PartitionId};
 use common::real::{
     assert_ownership_and_commits, committed_up_to, member_dir, produce_live, read_back,
-    wait_for_data, wait_for_lines, Member, RealKafka,
+    wait_for_data, wait_for_lines, written_by_commit, Member, RealKafka,
 };
 use common::*;
 use kafka_actors::{error_chain, Model};
-
-const WINDOW_SECS: i64 = 10;
 
 /// Frames keyed by uid over the eight partitions of two topics (3 and 5 partitions), read to
 /// the end by each model: one line per window, naming all eight partitions, equal to the
@@ -209,7 +207,7 @@ fn three_static_instances_read_a_topic_together_and_one_killed_loses_nothing() {
                 killed_windows.contains(window)
                     && committed_at_kill
                         .get(partition)
-                        .is_none_or(|wm| *wm < (window + WINDOW_SECS) as f64),
+                        .is_none_or(|wm| !written_by_commit(*wm, *window)),
                 "window {window} of {partition} was committed as written at the kill \
                  ({committed_at_kill:?}) but written again"
             );

@@ -394,11 +394,16 @@ impl BatchActor {
             self.pending.extend(rest);
             self.completion = Completion::Closing;
             self.force = true;
-        } else if matches!(self.coverage, Coverage::Group(_)) && self.windows.open_windows() > 0 {
+        } else if matches!(self.coverage, Coverage::Group(_))
+            && self.complete_only.is_none()
+            && self.windows.open_windows() > 0
+        {
             // Group model: every partition read here is at its end, and others are still read
             // elsewhere. This member's share is written now (its lines name its partitions) and
             // committed at the ends, which is what the other members wait for before they
             // finish: waiting for them first would leave every member waiting for the others.
+            // (Unlabelled output takes only lines that cover every partition, so a member
+            // writing it waits for the whole group as before.)
             let own = self.windows.close_all();
             self.pending.extend(own);
             self.force = true;

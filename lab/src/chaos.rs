@@ -436,7 +436,12 @@ fn scenario_settings(
     let mut s = base.clone();
     s.model = model;
     s.kafka.brokers = brokers.to_owned();
+    // The scenario's own topic, read whole: a configured input or partition share does not
+    // apply to it.
     s.kafka.topic = topic.to_owned();
+    s.kafka.topics = Vec::new();
+    s.kafka.partitions.clear();
+    s.kafka.instance = String::new();
     s.kafka.group = format!("{topic}-group");
     s.window.length_secs = 10;
     s.window.lateness_secs = 3;

@@ -246,6 +246,10 @@ pub async fn compare(
 ) -> Result<CompareReport, RunError> {
     std::fs::create_dir_all(&options.out).map_err(|source| report_error(&options.out, source))?;
     settings.validate()?;
+    // Both models read every partition of the topics (with `--instances`, shared among the
+    // processes by compare itself): a configured partition share does not apply.
+    settings.kafka.partitions.clear();
+    settings.kafka.instance = String::new();
     let embedded = settings.kafka.embedded();
     if embedded && options.instances > 1 {
         // Measured: three members of one group on the embedded cluster took 88 s for 20 000
@@ -306,7 +310,11 @@ pub async fn compare(
         // topic would be counted by both models and fail the comparison for the wrong reason.
         if records > 0 {
             return Err(RunError::Config(actors::config::ConfigError::new(
-                "kafka.topic",
+                if settings.kafka.topics.is_empty() {
+                    "kafka.topic"
+                } else {
+                    "kafka.topics"
+                },
                 format!(
                     "`{}` already holds {records} records; compare loads its own data set \
                      and needs an empty topic",
@@ -816,7 +824,11 @@ pub fn table(report: &CompareReport) -> String {
     );
     t.push_str(&format!(
         "{:<34} {:>53}\n",
-        "windows identical between models",
+        if report.instances > 1 {
+            "every share once in both models"
+        } else {
+            "windows identical between models"
+        },
         yes(report.models_agree)
     ));
     t.push_str(&format!(

@@ -242,6 +242,18 @@ impl super::Shares for JavaTruth {
     }
 }
 
+/// The window length of a [`Member`].
+pub const MEMBER_WINDOW_SECS: i64 = 10;
+/// A [`Member`]'s allowed lateness: its window `[w, w + length)` is written once its
+/// partition's `closed_below` (recorded with each commit) reaches `w + length + lateness`.
+pub const MEMBER_LATENESS_SECS: i64 = 3;
+
+/// Whether the commit metadata `closed_below` says the window starting at `window` was written
+/// (by a [`Member`]).
+pub fn written_by_commit(closed_below: f64, window: i64) -> bool {
+    closed_below >= (window + MEMBER_WINDOW_SECS + MEMBER_LATENESS_SECS) as f64
+}
+
 /// A `kafka-actors run` in a process of its own, its windows in `out`, its JSON log in `log`.
 pub struct Member {
     /// A name for messages.
@@ -312,8 +324,14 @@ impl Member {
                 "info,actors::kafka::committer=debug,actors::batch=debug",
             )
             .env("KAFKA_ACTORS__LOG__FORMAT", "json")
-            .env("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "10")
-            .env("KAFKA_ACTORS__WINDOW__LATENESS_SECS", "3")
+            .env(
+                "KAFKA_ACTORS__WINDOW__LENGTH_SECS",
+                MEMBER_WINDOW_SECS.to_string(),
+            )
+            .env(
+                "KAFKA_ACTORS__WINDOW__LATENESS_SECS",
+                MEMBER_LATENESS_SECS.to_string(),
+            )
             .env("KAFKA_ACTORS__WINDOW__IDLE_AFTER_MS", "2000")
             .env("KAFKA_ACTORS__FLUSH__INTERVAL_MS", "100")
             .env("KAFKA_ACTORS__PARTITION__POLL_TIMEOUT_MS", "50")

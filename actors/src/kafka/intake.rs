@@ -24,7 +24,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::committer::commit_positions;
 use super::{
     consumer_config, element_id, log_bounds, observe_leaders, read_committed, read_partitions,
-    AdapterError, Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
+    AdapterError, Assigning, Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
 };
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::ports::{CommitError, CommitPosition, EndOffsetProbe, OffsetCommitter, StartOffset};
@@ -274,16 +274,14 @@ impl IntakeClient {
             };
             tpl.add_partition_offset(partition.topic.name(), partition.index, offset)
                 .map_err(|source| AdapterError::Assign {
-                    partition: *partition,
+                    partitions: Assigning::Partition(*partition),
                     source,
                 })?;
         }
         self.consumer
             .assign(&tpl)
             .map_err(|source| AdapterError::Assign {
-                partition: starts
-                    .first()
-                    .map_or(PartitionId::of("", -1), |s| PartitionId::new(s.0.topic, -1)),
+                partitions: Assigning::Set(starts.len()),
                 source,
             })
     }

@@ -81,11 +81,11 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
-    /// A partition could not be assigned.
-    #[error("cannot assign partition {partition}")]
+    /// Partitions could not be assigned.
+    #[error("cannot assign {partitions}")]
     Assign {
-        /// The partition (index -1: the assignment as a whole).
-        partition: PartitionId,
+        /// Which.
+        partitions: Assigning,
         /// The librdkafka error.
         #[source]
         source: KafkaError,
@@ -117,6 +117,27 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
+}
+
+/// What an assignment that failed was for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assigning {
+    /// One partition.
+    Partition(PartitionId),
+    /// Every partition of one topic.
+    Topic(Topic),
+    /// A set of this many partitions, as a whole.
+    Set(usize),
+}
+
+impl std::fmt::Display for Assigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Assigning::Partition(partition) => write!(f, "partition {partition}"),
+            Assigning::Topic(topic) => write!(f, "the partitions of `{topic}`"),
+            Assigning::Set(count) => write!(f, "{count} partitions"),
+        }
+    }
 }
 
 /// A broker that comes back is tried again within a second (librdkafka's default backs off up
@@ -658,7 +679,7 @@ fn read_topic_to_end(
         tracing::debug!(%error, "Metadata before assigning failed; assigning anyway.");
     }
     let failed = |source| AdapterError::Assign {
-        partition: PartitionId::new(topic, -1),
+        partitions: Assigning::Topic(topic),
         source,
     };
     let tpl = partition_list(partitions, |_| Some(Offset::Beginning)).map_err(failed)?;

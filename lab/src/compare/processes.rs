@@ -35,6 +35,15 @@ pub(crate) struct ProcessSet<'a> {
     pub(crate) instances: u32,
 }
 
+/// A settings file for the processes, removed when dropped.
+struct SettingsFile(PathBuf);
+
+impl Drop for SettingsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// One started process.
 struct Process {
     name: String,
@@ -46,12 +55,23 @@ struct Process {
 
 impl ProcessSet<'_> {
     /// Writes `settings` to a file the processes read (`run --config`); the environment's
-    /// own settings are not passed on, so every process runs exactly these.
-    fn settings_file(&self, name: &str, settings: &Settings) -> Result<PathBuf, RunError> {
-        let path = self.dir.join(format!("{name}.toml"));
+    /// own settings are not passed on, so every process runs exactly these. The file may hold
+    /// secrets (`kafka.properties`): only the owner may read it, and it is removed when the
+    /// returned guard is dropped.
+    fn settings_file(&self, name: &str, settings: &Settings) -> Result<SettingsFile, RunError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.dir.join(format!(".{name}.toml"));
         let text = toml::to_string(settings).map_err(task_error)?;
-        std::fs::write(&path, text).map_err(|source| report_error(&path, source))?;
-        Ok(path)
+        let _ = std::fs::remove_file(&path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .map_err(|source| report_error(&path, source))?;
+        Ok(SettingsFile(path))
     }
 
     /// Starts process `index` of `model` in `group`.
@@ -129,7 +149,7 @@ impl ProcessSet<'_> {
         let processes: Vec<Process> = (0..self.instances)
             .map(|i| {
                 let name = format!("{}-{round}-{i}", model.as_str());
-                self.spawn(&file, model, &group, i, &name, true)
+                self.spawn(&file.0, model, &group, i, &name, true)
             })
             .collect::<Result<_, _>>()?;
         let processes = blocking(move || wait_all(processes)).await??;
@@ -229,7 +249,7 @@ impl ProcessSet<'_> {
         .map_err(task_error)?;
         let name = |i: u32| format!("{}-killed-{i}", model.as_str());
         let mut processes: Vec<Process> = (0..self.instances)
-            .map(|i| self.spawn(&file, model, &group, i, &name(i), false))
+            .map(|i| self.spawn(&file.0, model, &group, i, &name(i), false))
             .collect::<Result<_, _>>()?;
         let kafka = actors::config::KafkaConfig {
             group: group.clone(),
@@ -264,7 +284,7 @@ impl ProcessSet<'_> {
         let _ = processes[victim].child.wait();
         let at_kill = blocking(committed.clone()).await?;
         processes[victim] = self.spawn(
-            &file,
+            &file.0,
             model,
             &group,
             victim as u32,
@@ -298,19 +318,59 @@ impl ProcessSet<'_> {
     }
 }
 
-/// Waits for every process; a process that failed is an error naming its log.
+/// How long a set of processes may take to finish.
+const SET_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Waits for every process to exit, for up to [`SET_DEADLINE`]. A process that failed, or a
+/// set that outlasts the deadline, is an error naming the log to read; the processes still
+/// running then are killed, so none outlives `compare`.
 fn wait_all(mut processes: Vec<Process>) -> Result<Vec<Process>, RunError> {
-    for process in &mut processes {
-        let status = process.child.wait().map_err(task_error)?;
-        if !status.success() {
-            return Err(RunError::Task(format!(
-                "{} exited with {status}; its log: {}",
-                process.name,
-                process.log.display()
-            )));
+    let deadline = Instant::now() + SET_DEADLINE;
+    let mut exited = vec![false; processes.len()];
+    let failure = loop {
+        let mut running = false;
+        let mut failed = None;
+        for (process, done) in processes.iter_mut().zip(exited.iter_mut()) {
+            if *done {
+                continue;
+            }
+            match process.child.try_wait() {
+                Ok(Some(status)) if status.success() => *done = true,
+                Ok(Some(status)) => {
+                    *done = true;
+                    failed = Some(format!(
+                        "{} exited with {status}; its log: {}",
+                        process.name,
+                        process.log.display()
+                    ));
+                }
+                Ok(None) => running = true,
+                Err(e) => failed = Some(format!("cannot wait for {}: {e}", process.name)),
+            }
         }
+        if let Some(failure) = failed {
+            break failure;
+        }
+        if !running {
+            return Ok(processes);
+        }
+        if Instant::now() > deadline {
+            break format!(
+                "the processes did not finish within {} s; their logs are in {}",
+                SET_DEADLINE.as_secs(),
+                processes[0]
+                    .log
+                    .parent()
+                    .map_or_else(String::new, |d| d.display().to_string())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for process in &mut processes {
+        let _ = process.child.kill();
+        let _ = process.child.wait();
     }
-    Ok(processes)
+    Err(RunError::Task(failure))
 }
 
 /// Stops every process with SIGTERM (a graceful drain) and waits for them.
