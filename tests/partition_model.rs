@@ -419,3 +419,47 @@ async fn a_partition_subset_that_does_not_fit_the_topic_stops_the_start() {
         "{text}"
     );
 }
+
+/// One valid-looking frame stamped 70 years ahead (well inside `frames.max_ts`) as the first
+/// record of a one-partition topic: it is counted as `future_ts`, not trusted. Trusted, it would
+/// move the watermark to 2096, close every window at once and make every later frame late,
+/// and its time would be recorded with the commits for restarts to inherit.
+#[actix::test]
+async fn a_frame_far_ahead_of_the_clock_is_counted_and_moves_no_window() {
+    let (cluster, topic) = cluster(1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    settings.run.until_end = true;
+    let producer = FrameProducer::new(&settings.kafka).unwrap();
+    producer
+        .send(
+            u64::MAX,
+            PartitionId::of(&topic, 0),
+            b"u-future",
+            br#"{"ts":4000000000,"uid":"u-future"}"#,
+        )
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    drop(producer);
+    let report = produce(&settings, &data(10_000, 500.0, 0.0), 1);
+
+    let run = kafka_actors::run(settings.clone(), std::future::pending())
+        .await
+        .unwrap();
+
+    assert!(run.completed);
+    let metrics = &run.summary.metrics;
+    assert_eq!(metrics.invalid.get("future_ts").copied(), Some(1));
+    assert_eq!(metrics.late, 0, "no frame was made late");
+    assert_eq!(output(&out), report.truth.lines(), "every window exact");
+    let metadata = actors::kafka::committed_offsets(&settings.kafka, &ids(&settings.kafka, 1))
+        .unwrap()
+        .remove(0)
+        .metadata;
+    let closed_below = actors::batch::decode_closed_below(&metadata).expect("closed_below");
+    assert!(
+        closed_below < 1_800_000_000.0,
+        "the commit records the data's event time, not the future frame's: {closed_below}"
+    );
+}

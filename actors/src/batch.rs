@@ -19,7 +19,7 @@ use actix::prelude::*;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::failure::OutputFailure;
 use crate::frame::FrameChunk;
-use crate::metrics::{Flushed, FramesLate, MetricsActor};
+use crate::metrics::{EventTimeLead, Flushed, FramesLate, MetricsActor};
 use crate::panics::Panicked;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
@@ -27,12 +27,18 @@ use crate::topic::PartitionId;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
 
 /// Prefix of the commit metadata written by this service.
-const METADATA_PREFIX: &str = "kafka-actors:wm=";
+/// Commit metadata written by this version: `kafka-actors:v1:wm=<closed_below>`, about 35
+/// bytes (Kafka keeps up to `offset.metadata.max.bytes`, 4 096 by default). `wm` is the name
+/// `closed_below` had when the format was first written.
+const METADATA_V1: &str = "kafka-actors:v1:wm=";
+/// The same, as written before the format had a version; still read.
+const METADATA_UNVERSIONED: &str = "kafka-actors:wm=";
+/// What every version of our metadata starts with.
+const METADATA_OURS: &str = "kafka-actors:";
 
-/// The commit metadata that records `closed_below` (the prefix says `wm` for the commits
-/// already written by earlier versions).
+/// The commit metadata that records `closed_below`.
 pub fn encode_closed_below(closed_below: Option<f64>) -> String {
-    closed_below.map_or_else(String::new, |at| format!("{METADATA_PREFIX}{at}"))
+    closed_below.map_or_else(String::new, |at| format!("{METADATA_V1}{at}"))
 }
 
 /// The positions to commit now, each with its partition's `closed_below` as metadata.
@@ -48,34 +54,77 @@ fn positions(windows: &Windows) -> Vec<CommitPosition> {
         .collect()
 }
 
-/// The `closed_below` to resume `partition` with, from the metadata of its commit at `offset`.
-/// A commit without our metadata (written by another tool, or by a broker that does not keep
-/// commit metadata) is resumed as if new, which can write windows open before the commit again,
-/// as partial lines: that is logged.
+/// What a commit's metadata says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitMetadata {
+    /// Ours: windows ending (plus lateness) at or below this event time were written.
+    ClosedBelow(f64),
+    /// None, or another tool's.
+    Foreign,
+    /// Ours, but of a version this build does not know (written by a newer one).
+    UnknownVersion,
+    /// Ours, but not a number this build could have written.
+    Unreadable,
+}
+
+/// Reads commit metadata.
+pub fn decode_commit_metadata(metadata: &str) -> CommitMetadata {
+    let value = if let Some(value) = metadata.strip_prefix(METADATA_V1) {
+        value
+    } else if let Some(value) = metadata.strip_prefix(METADATA_UNVERSIONED) {
+        value
+    } else if metadata.starts_with(METADATA_OURS) {
+        return CommitMetadata::UnknownVersion;
+    } else {
+        return CommitMetadata::Foreign;
+    };
+    match value.parse::<f64>() {
+        Ok(at) if at.is_finite() => CommitMetadata::ClosedBelow(at),
+        _ => CommitMetadata::Unreadable,
+    }
+}
+
+/// The `closed_below` to resume `partition` with, from the metadata of its commit at `offset`,
+/// if it can be trusted: ours, of a known version, and no later than `latest` (the latest
+/// event time any frame could have; a later one would close windows that have not been
+/// written). Anything else is resumed as if new, which can write windows open before the
+/// commit again, as partial lines: that is logged.
 pub fn closed_below_from_commit(
     partition: PartitionId,
     offset: Option<i64>,
     metadata: &str,
+    latest: f64,
 ) -> Option<f64> {
-    let point = decode_closed_below(metadata);
-    if offset.is_some() && point.is_none() {
-        tracing::warn!(
-            %partition,
-            ?offset,
-            "The committed offset carries no window metadata (the broker may not keep commit metadata); \
-             windows open at that commit may be written again as partial lines."
-        );
-    }
-    point
+    let why = match decode_commit_metadata(metadata) {
+        CommitMetadata::ClosedBelow(at) if (0.0..=latest).contains(&at) => return Some(at),
+        CommitMetadata::ClosedBelow(at) => {
+            format!("it claims event time {at}, beyond any frame (latest {latest}); ignored")
+        }
+        _ if offset.is_none() => return None,
+        CommitMetadata::Foreign => "it carries no window metadata (the broker may not keep \
+                                    commit metadata, or another tool committed)"
+            .to_owned(),
+        CommitMetadata::UnknownVersion => {
+            "its window metadata is of a version this build does not know; ignored".to_owned()
+        }
+        CommitMetadata::Unreadable => "its window metadata cannot be read; ignored".to_owned(),
+    };
+    tracing::warn!(
+        %partition,
+        ?offset,
+        metadata = %metadata.chars().take(64).collect::<String>(),
+        "The committed offset's metadata is not trusted: {why}. Windows open at that commit may \
+         be written again as partial lines."
+    );
+    None
 }
 
 /// The `closed_below` recorded in commit metadata, if the metadata is ours.
 pub fn decode_closed_below(metadata: &str) -> Option<f64> {
-    metadata
-        .strip_prefix(METADATA_PREFIX)?
-        .parse()
-        .ok()
-        .filter(|wm: &f64| wm.is_finite())
+    match decode_commit_metadata(metadata) {
+        CommitMetadata::ClosedBelow(at) => Some(at),
+        _ => None,
+    }
 }
 
 /// Parsed frames of one partition, in offset order.
@@ -715,6 +764,19 @@ impl Handler<Chunk> for BatchActor {
         if chunk.finished {
             self.windows.finish_partition(chunk.partition);
         }
+        if let Some(lead) = ingested.lead {
+            tracing::warn!(
+                partition = %chunk.partition,
+                event_time = lead.ts,
+                slowest_other = lead.others_ts,
+                "A partition's event time runs further ahead of the others than \
+                 window.max_lead_secs: a clock or producer may be wrong, or a partition far \
+                 behind."
+            );
+            self.metrics.do_send(EventTimeLead {
+                partition: chunk.partition,
+            });
+        }
         if ingested.late > 0 {
             tracing::debug!(
                 partition = %chunk.partition,
@@ -928,6 +990,7 @@ mod tests {
                 length_secs: 10,
                 lateness_secs: 0,
                 idle_after_ms: 60_000,
+                max_lead_secs: 0,
             },
             FlushConfig {
                 max_frames: 1_000_000,
@@ -970,7 +1033,7 @@ mod tests {
         // partition 1 waits for that commit before it finishes, as this one waits for its.
         let own_share = vec![
             Event::Write(vec![100]),
-            commit(&[(0, 1)], "kafka-actors:wm=110"),
+            commit(&[(0, 1)], "kafka-actors:v1:wm=110"),
         ];
         assert_eq!(log.events(), own_share);
         let completed = || {
@@ -1028,7 +1091,10 @@ mod tests {
         let report = batch.send(Drain { close_all: false }).await.unwrap();
         let events = log.events();
         assert_eq!(events[0], Event::Write(vec![100]));
-        assert_eq!(events[1], commit(&[(0, 2), (1, 1)], "kafka-actors:wm=112"));
+        assert_eq!(
+            events[1],
+            commit(&[(0, 2), (1, 1)], "kafka-actors:v1:wm=112")
+        );
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(indexed(&report.committed), vec![(0, 2), (1, 1)]);
         assert_eq!(report.open_windows, 2);
@@ -1051,7 +1117,7 @@ mod tests {
         let events = log.events();
         assert_eq!(events[0], Event::Write(vec![100]));
         assert!(
-            events.contains(&commit(&[(0, 1), (1, 0)], "kafka-actors:wm=125")),
+            events.contains(&commit(&[(0, 1), (1, 0)], "kafka-actors:v1:wm=125")),
             "the retried commit went out: {events:?}"
         );
     }
@@ -1097,7 +1163,7 @@ mod tests {
             log.events(),
             vec![
                 Event::Write(vec![100]),
-                commit(&[(0, 1), (1, 0)], "kafka-actors:wm=125")
+                commit(&[(0, 1), (1, 0)], "kafka-actors:v1:wm=125")
             ]
         );
     }
@@ -1317,7 +1383,7 @@ mod tests {
         assert_eq!(indexed(&report.committed), vec![(0, 1)]);
         assert!(log
             .events()
-            .contains(&commit(&[(0, 1)], "kafka-actors:wm=125")));
+            .contains(&commit(&[(0, 1)], "kafka-actors:v1:wm=125")));
     }
 
     struct Supervisor(Arc<Mutex<Vec<BatchEvent>>>);
@@ -1377,7 +1443,40 @@ mod tests {
             Some(1_700_000_012.25)
         );
         assert_eq!(encode_closed_below(None), "");
+        assert!(
+            encode_closed_below(Some(-1.234_567_890_123_456_7e11)).len() <= 64,
+            "small"
+        );
         assert_eq!(decode_closed_below("something else"), None);
-        assert_eq!(decode_closed_below("kafka-actors:wm=inf"), None);
+        assert_eq!(decode_closed_below("kafka-actors:v1:wm=inf"), None);
+        // Commits written before the format had a version still read.
+        assert_eq!(decode_closed_below("kafka-actors:wm=125.5"), Some(125.5));
+        assert_eq!(
+            decode_commit_metadata("kafka-actors:v2:closed=1"),
+            CommitMetadata::UnknownVersion
+        );
+        assert_eq!(
+            decode_commit_metadata("kafka-actors:v1:wm=x"),
+            CommitMetadata::Unreadable
+        );
+        assert_eq!(decode_commit_metadata(""), CommitMetadata::Foreign);
+    }
+
+    #[test]
+    fn commit_metadata_is_trusted_only_when_plausible_and_of_a_known_version() {
+        let p0 = p(0);
+        let latest = 4_102_444_800.0;
+        let trusted = |metadata: &str| closed_below_from_commit(p0, Some(7), metadata, latest);
+        assert_eq!(
+            trusted("kafka-actors:v1:wm=1790000125"),
+            Some(1_790_000_125.0)
+        );
+        assert_eq!(trusted("kafka-actors:wm=1790000125"), Some(1_790_000_125.0));
+        // Years beyond any frame: trusting it would close every window unwritten.
+        assert_eq!(trusted("kafka-actors:v1:wm=9000000000"), None);
+        assert_eq!(trusted("kafka-actors:v1:wm=-5"), None);
+        assert_eq!(trusted("kafka-actors:v9:wm=1790000125"), None);
+        assert_eq!(trusted("other-tool:42"), None);
+        assert_eq!(closed_below_from_commit(p0, None, "", latest), None);
     }
 }

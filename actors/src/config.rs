@@ -449,6 +449,9 @@ pub struct FrameConfig {
     pub min_ts: f64,
     /// Largest plausible `ts` (epoch seconds); default 2100-01-01.
     pub max_ts: f64,
+    /// Frames whose `ts` is more than this many seconds ahead of the wall clock when they are
+    /// read are invalid (`future_ts`); replays of the past stay valid. 0: no limit.
+    pub max_future_secs: u64,
 }
 
 impl Default for FrameConfig {
@@ -457,9 +460,14 @@ impl Default for FrameConfig {
             max_bytes: 4_096,
             min_ts: 946_684_800.0,
             max_ts: 4_102_444_800.0,
+            max_future_secs: 300,
         }
     }
 }
+
+/// The largest `frames.max_ts`: a day before the end of year 9999, so that every window start
+/// and end (windows are at most a day long) is a time RFC 3339 can write.
+pub const MAX_TS_LIMIT: f64 = 253_402_300_799.0 - 86_400.0;
 
 impl FrameConfig {
     /// Checks every field.
@@ -481,16 +489,30 @@ impl FrameConfig {
             self.max_ts.is_finite() && self.max_ts > self.min_ts,
             "frames.max_ts",
             "must be a number above frames.min_ts",
+        )?;
+        check(
+            self.max_ts <= MAX_TS_LIMIT,
+            "frames.max_ts",
+            &format!(
+                "must be at most {MAX_TS_LIMIT} (9999-12-30): later window starts cannot be written"
+            ),
         )
     }
 
     /// The limits frames are checked against.
     pub fn limits(&self) -> FrameLimits {
+        let max_future_secs = match self.max_future_secs {
+            0 => f64::INFINITY,
+            secs => secs as f64,
+        };
         FrameLimits {
             max_bytes: self.max_bytes,
             min_ts: self.min_ts,
             max_ts: self.max_ts,
+            max_future_secs,
+            future_after: f64::INFINITY,
         }
+        .at(crate::generator::now_epoch_secs())
     }
 }
 
@@ -505,6 +527,11 @@ pub struct WindowConfig {
     /// A partition that has caught up to its end and stays there this long (milliseconds) no
     /// longer holds the watermark back. Time while its leader is out of reach does not count.
     pub idle_after_ms: u64,
+    /// A partition whose event time runs more than this many seconds ahead of the slowest
+    /// other partition is logged and counted (`event_time_leads`) each time it gets there: a
+    /// sign of a clock or producer gone wrong, or of a partition left far behind. 0: not
+    /// watched.
+    pub max_lead_secs: u64,
 }
 
 impl Default for WindowConfig {
@@ -513,6 +540,7 @@ impl Default for WindowConfig {
             length_secs: 60,
             lateness_secs: 5,
             idle_after_ms: 5_000,
+            max_lead_secs: 3_600,
         }
     }
 }
@@ -917,6 +945,31 @@ mod tests {
             ..GeneratorConfig::default()
         };
         assert_eq!(generator.validate().unwrap_err().key, "generator.bad_ratio");
+    }
+
+    #[test]
+    fn frame_times_are_bounded_so_every_window_can_be_written() {
+        let frames = FrameConfig {
+            max_ts: 1e15,
+            ..FrameConfig::default()
+        };
+        let error = frames.validate().unwrap_err();
+        assert_eq!(error.key, "frames.max_ts");
+        assert!(error.reason.contains("9999"), "{}", error.reason);
+        let latest = FrameConfig {
+            max_ts: MAX_TS_LIMIT,
+            ..FrameConfig::default()
+        };
+        assert!(latest.validate().is_ok());
+        // The latest window start and end that a frame at max_ts gives still format.
+        let start = crate::frame::window_start(MAX_TS_LIMIT, 86_400);
+        assert!(crate::sink::rfc3339(start + 86_400).starts_with("9999-12-31"));
+        // With no limit on the future, only the plausibility range applies.
+        let open = FrameConfig {
+            max_future_secs: 0,
+            ..FrameConfig::default()
+        };
+        assert!(open.limits().future_after.is_infinite());
     }
 
     #[test]

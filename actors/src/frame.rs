@@ -27,11 +27,14 @@ pub enum InvalidReason {
     WrongType,
     /// `ts` lies outside `[frames.min_ts, frames.max_ts]`.
     ImplausibleTs,
+    /// `ts` is more than `frames.max_future_secs` ahead of the wall clock when the frame is
+    /// read: one such frame would close every open window early and make later frames late.
+    FutureTs,
 }
 
 impl InvalidReason {
     /// Every reason, in the order used by [`InvalidCounts`].
-    pub const ALL: [InvalidReason; 7] = [
+    pub const ALL: [InvalidReason; 8] = [
         InvalidReason::TooLarge,
         InvalidReason::NotUtf8,
         InvalidReason::NotJson,
@@ -39,6 +42,7 @@ impl InvalidReason {
         InvalidReason::MissingField,
         InvalidReason::WrongType,
         InvalidReason::ImplausibleTs,
+        InvalidReason::FutureTs,
     ];
 
     /// The stable name used in logs, metrics and reports.
@@ -51,6 +55,7 @@ impl InvalidReason {
             InvalidReason::MissingField => "missing_field",
             InvalidReason::WrongType => "wrong_type",
             InvalidReason::ImplausibleTs => "implausible_ts",
+            InvalidReason::FutureTs => "future_ts",
         }
     }
 
@@ -67,7 +72,7 @@ impl fmt::Display for InvalidReason {
 
 /// Counts of invalid frames, one per [`InvalidReason`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InvalidCounts([u64; 7]);
+pub struct InvalidCounts([u64; 8]);
 
 impl InvalidCounts {
     /// Counts one more frame for `reason`.
@@ -107,6 +112,22 @@ pub struct FrameLimits {
     pub min_ts: f64,
     /// Largest plausible `ts`, in epoch seconds.
     pub max_ts: f64,
+    /// How far (seconds) `ts` may lie ahead of the wall clock; infinite: no limit.
+    pub max_future_secs: f64,
+    /// `ts` above this (epoch seconds) is [`InvalidReason::FutureTs`]: the wall clock when the
+    /// limits were last [`refreshed`](FrameLimits::at) plus `max_future_secs`.
+    pub future_after: f64,
+}
+
+impl FrameLimits {
+    /// These limits with the wall clock at `now` (epoch seconds).
+    #[must_use]
+    pub fn at(self, now: f64) -> FrameLimits {
+        FrameLimits {
+            future_after: now + self.max_future_secs,
+            ..self
+        }
+    }
 }
 
 /// A valid frame; `uid` borrows from the payload unless it contained escapes.
@@ -147,6 +168,9 @@ pub fn parse_frame<'a>(
     };
     if !(raw.ts >= limits.min_ts && raw.ts <= limits.max_ts) {
         return Err(InvalidReason::ImplausibleTs);
+    }
+    if raw.ts > limits.future_after {
+        return Err(InvalidReason::FutureTs);
     }
     Ok(Frame {
         ts: raw.ts,
@@ -241,10 +265,44 @@ mod tests {
         max_bytes: 256,
         min_ts: 946_684_800.0,
         max_ts: 4_102_444_800.0,
+        max_future_secs: f64::INFINITY,
+        future_after: f64::INFINITY,
     };
 
     fn reason(payload: &[u8]) -> InvalidReason {
         parse_frame(Some(payload), &LIMITS).expect_err("frame should be invalid")
+    }
+
+    #[test]
+    fn a_ts_too_far_ahead_of_the_clock_is_its_own_reason_and_the_past_stays_valid() {
+        let now = 1_790_000_000.0;
+        let limits = FrameLimits {
+            max_future_secs: 300.0,
+            ..LIMITS
+        }
+        .at(now);
+        let frame = |ts: f64| format!(r#"{{"ts":{ts},"uid":"u"}}"#).into_bytes();
+        assert!(parse_frame(Some(&frame(now + 300.0)), &limits).is_ok());
+        assert!(
+            parse_frame(Some(&frame(now - 86_400.0 * 365.0)), &limits).is_ok(),
+            "replays"
+        );
+        assert_eq!(
+            parse_frame(Some(&frame(now + 301.0)), &limits),
+            Err(InvalidReason::FutureTs)
+        );
+        assert_eq!(
+            parse_frame(Some(&frame(4_000_000_000.0)), &limits),
+            Err(InvalidReason::FutureTs),
+            "years ahead, yet before frames.max_ts"
+        );
+        // Outside [min_ts, max_ts] stays implausible, whatever the clock says.
+        assert_eq!(
+            parse_frame(Some(&frame(5_000_000_000.0)), &limits),
+            Err(InvalidReason::ImplausibleTs)
+        );
+        // The clock moves on: the same frame is valid once its time has come.
+        assert!(parse_frame(Some(&frame(now + 301.0)), &limits.at(now + 1.0)).is_ok());
     }
 
     #[test]

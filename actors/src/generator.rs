@@ -58,6 +58,9 @@ pub struct FrameGenerator {
     limits: FrameLimits,
     partitions: Vec<PartitionId>,
     start_ts: f64,
+    /// The `ts` of a frame that is too far in the future to count, if the limits have one
+    /// (`frames.max_ts` far enough ahead of the clock, and `frames.max_future_secs` set).
+    future_ts: Option<f64>,
 }
 
 /// Seconds since the epoch, now.
@@ -85,11 +88,16 @@ impl FrameGenerator {
         } else {
             now_epoch_secs().floor()
         };
+        // The latest plausible time, if it lies beyond what the clock allows (with an hour to
+        // spare for a long run).
+        let future_ts = Some(limits.max_ts.floor())
+            .filter(|ts| *ts > now_epoch_secs() + limits.max_future_secs + 3_600.0);
         FrameGenerator {
             config: config.clone(),
             limits,
             partitions,
             start_ts,
+            future_ts,
         }
     }
 
@@ -108,7 +116,12 @@ impl FrameGenerator {
         };
         let bad = self.config.bad_ratio > 0.0 && rng.random::<f64>() < self.config.bad_ratio;
         if bad {
-            let reason = InvalidReason::ALL[(index % InvalidReason::ALL.len() as u64) as usize];
+            let reason = match InvalidReason::ALL
+                [(index % InvalidReason::ALL.len() as u64) as usize]
+            {
+                InvalidReason::FutureTs if self.future_ts.is_none() => InvalidReason::ImplausibleTs,
+                reason => reason,
+            };
             let payload = self.bad_payload(reason, index, base.floor(), &uid);
             return GeneratedFrame {
                 partition,
@@ -167,6 +180,10 @@ impl FrameGenerator {
                 (self.limits.max_ts + 1e6).floor()
             )
             .into_bytes(),
+            InvalidReason::FutureTs => {
+                let ts = self.future_ts.unwrap_or(self.limits.max_ts + 1e6);
+                format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes()
+            }
         }
     }
 }
@@ -529,7 +546,10 @@ mod tests {
             max_bytes: 256,
             min_ts: 946_684_800.0,
             max_ts: 4_102_444_800.0,
+            max_future_secs: 300.0,
+            future_after: f64::INFINITY,
         }
+        .at(now_epoch_secs())
     }
 
     fn config() -> GeneratorConfig {

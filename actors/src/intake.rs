@@ -104,6 +104,16 @@ impl RunningPartition {
     }
 }
 
+/// The latest `closed_below` a commit can plausibly record: no frame is later than
+/// `frames.max_ts` or than the clock allows (`frames.max_future_secs`), and no window ends more
+/// than two days (its length and its lateness, a day each at most) after its frames.
+fn latest_closed_below(limits: &FrameLimits) -> f64 {
+    let latest_frame = limits
+        .max_ts
+        .min(limits.at(crate::generator::now_epoch_secs()).future_after);
+    latest_frame + 2.0 * 86_400.0
+}
+
 /// Stops a partition actor (if it still runs).
 async fn stop_partition_actor(addr: Addr<PartitionActor>) {
     // A dead actor answers with an error, which is fine: it sends nothing more either way.
@@ -451,7 +461,12 @@ impl Handler<PartitionsAssigned> for IntakeActor {
             .map(|a| PartitionStart {
                 partition: a.partition,
                 next_offset: a.start.offset(),
-                closed_below: closed_below_from_commit(a.partition, a.start.offset(), &a.metadata),
+                closed_below: closed_below_from_commit(
+                    a.partition,
+                    a.start.offset(),
+                    &a.metadata,
+                    latest_closed_below(&self.limits),
+                ),
             })
             .collect();
         // The batch actor must know the partitions before their first chunk arrives; nothing
@@ -804,6 +819,8 @@ mod tests {
                 max_bytes: 128,
                 min_ts: 0.0,
                 max_ts: 1e10,
+                max_future_secs: f64::INFINITY,
+                future_after: f64::INFINITY,
             },
             EndPolicy::Never,
             threads,

@@ -65,6 +65,14 @@ pub struct FramesLate {
     pub late: u64,
 }
 
+/// A partition's event time ran more than `window.max_lead_secs` ahead of the others.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct EventTimeLead {
+    /// The partition.
+    pub partition: PartitionId,
+}
+
 /// The batch actor finished a flush.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -147,6 +155,8 @@ pub struct PartitionMetrics {
     pub invalid: BTreeMap<&'static str, u64>,
     /// Frames of closed windows.
     pub late: u64,
+    /// Times its event time ran more than `window.max_lead_secs` ahead of the others.
+    pub event_time_leads: u64,
     /// Chunks received.
     pub chunks: u64,
     /// Frames per second from the partition's first chunk to its last.
@@ -174,6 +184,9 @@ pub struct MetricsSnapshot {
     pub invalid: BTreeMap<&'static str, u64>,
     /// Late frames, all partitions.
     pub late: u64,
+    /// Times a partition's event time ran more than `window.max_lead_secs` ahead of the
+    /// others, all partitions.
+    pub event_time_leads: u64,
     /// Per partition.
     pub partitions: BTreeMap<PartitionId, PartitionMetrics>,
     /// Frames per second from the first frame to the last.
@@ -238,6 +251,7 @@ struct PartitionState {
     frames: u64,
     invalid: InvalidCounts,
     late: u64,
+    event_time_leads: u64,
     position: Option<i64>,
     high_watermark: Option<i64>,
     process_frame: Histogram<u64>,
@@ -252,6 +266,7 @@ impl Default for PartitionState {
             frames: 0,
             invalid: InvalidCounts::default(),
             late: 0,
+            event_time_leads: 0,
             position: None,
             high_watermark: None,
             process_frame: histogram(),
@@ -368,6 +383,7 @@ impl MetricsActor {
                     frames: s.frames,
                     invalid: invalid_map(&s.invalid),
                     late: s.late,
+                    event_time_leads: s.event_time_leads,
                     chunks: s.chunks,
                     throughput: rate(s.frames, s.first_chunk, s.last_chunk),
                     process_frame_ns: Quantiles::of(&s.process_frame),
@@ -399,6 +415,7 @@ impl MetricsActor {
             frames,
             invalid: invalid_map(&invalid),
             late: self.partitions.values().map(|p| p.late).sum(),
+            event_time_leads: self.partitions.values().map(|p| p.event_time_leads).sum(),
             partitions,
             throughput,
             process_frame_ns: Quantiles::of(&self.process_frame),
@@ -531,6 +548,17 @@ impl Handler<FramesLate> for MetricsActor {
 
     fn handle(&mut self, msg: FramesLate, _: &mut Self::Context) {
         self.partitions.entry(msg.partition).or_default().late += msg.late;
+    }
+}
+
+impl Handler<EventTimeLead> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: EventTimeLead, _: &mut Self::Context) {
+        self.partitions
+            .entry(msg.partition)
+            .or_default()
+            .event_time_leads += 1;
     }
 }
 

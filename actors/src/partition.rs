@@ -302,7 +302,7 @@ impl PartitionActor {
         let mut frames = FrameChunk::with_capacity(self.config.chunk_max_frames.min(4_096));
         let mut invalid = InvalidCounts::default();
         let mut first_record: Option<Instant> = None;
-        let limits = self.limits;
+        let limits = self.limits.at(crate::generator::now_epoch_secs());
         let partition = self.partition;
         let log = &mut self.invalid_log;
         // Offsets only grow within one reader; a record below the position was handed out
@@ -667,6 +667,8 @@ mod tests {
             max_bytes: 128,
             min_ts: 946_684_800.0,
             max_ts: 4_102_444_800.0,
+            max_future_secs: f64::INFINITY,
+            future_after: f64::INFINITY,
         };
         let actor = PartitionActor::new(
             p(3),

@@ -705,6 +705,8 @@ mod tests {
                 max_bytes: 128,
                 min_ts: 946_684_800.0,
                 max_ts: 4_102_444_800.0,
+                max_future_secs: f64::INFINITY,
+                future_after: f64::INFINITY,
             },
             window: WindowConfig::default(),
             flush: FlushConfig {

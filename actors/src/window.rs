@@ -82,6 +82,9 @@ struct Progress {
     finished: bool,
     /// Windows ending (plus lateness) at or below this are closed for this partition.
     closed_below: f64,
+    /// Its event time is more than `max_lead` ahead of the slowest other partition (reported
+    /// once each time it gets there).
+    leading: bool,
 }
 
 impl Progress {
@@ -118,12 +121,24 @@ pub struct CommitPoint {
 }
 
 /// What one chunk did to the windows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Ingested {
     /// Frames added to open windows.
     pub counted: u64,
     /// Frames whose window had already closed.
     pub late: u64,
+    /// The chunk took its partition's event time more than `window.max_lead_secs` ahead of
+    /// the slowest other partition.
+    pub lead: Option<Lead>,
+}
+
+/// A partition's event time ran far ahead of the others.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lead {
+    /// The partition's highest event time.
+    pub ts: f64,
+    /// The slowest other partition's highest event time.
+    pub others_ts: f64,
 }
 
 /// Open windows, per-partition progress and the watermark.
@@ -131,6 +146,8 @@ pub struct Windows {
     length: i64,
     lateness: i64,
     idle_after: Duration,
+    /// `window.max_lead_secs`; infinite when not watched.
+    max_lead: f64,
     open: BTreeMap<i64, OpenWindow>,
     partitions: BTreeMap<PartitionId, Progress>,
     /// Event time in seconds; `-inf` until every partition has spoken.
@@ -146,6 +163,10 @@ impl Windows {
             length: config.length_secs,
             lateness: config.lateness_secs,
             idle_after: Duration::from_millis(config.idle_after_ms),
+            max_lead: match config.max_lead_secs {
+                0 => f64::INFINITY,
+                secs => secs as f64,
+            },
             open: BTreeMap::new(),
             partitions: BTreeMap::new(),
             watermark: f64::NEG_INFINITY,
@@ -166,6 +187,7 @@ impl Windows {
             last_heard: None,
             finished: false,
             closed_below: start.closed_below.unwrap_or(f64::NEG_INFINITY),
+            leading: false,
         };
         self.partitions.insert(start.partition, progress);
     }
@@ -247,7 +269,35 @@ impl Windows {
                 result.counted += 1;
             }
         }
+        if !frames.is_empty() {
+            result.lead = self.check_lead(partition);
+        }
         result
+    }
+
+    /// Whether `partition` has just run more than `max_lead` ahead of the slowest other
+    /// partition that is still read (reported once until it falls back within the bound).
+    fn check_lead(&mut self, partition: PartitionId) -> Option<Lead> {
+        let ts = self.partitions.get(&partition)?.max_ts?;
+        let others_ts = self
+            .partitions
+            .iter()
+            .filter(|(p, progress)| **p != partition && !progress.finished)
+            .filter_map(|(_, progress)| progress.max_ts)
+            .reduce(f64::min);
+        let ahead = others_ts.is_some_and(|others| ts - others > self.max_lead);
+        let progress = self.partitions.get_mut(&partition)?;
+        match (progress.leading, ahead) {
+            (false, true) => {
+                progress.leading = true;
+                others_ts.map(|others_ts| Lead { ts, others_ts })
+            }
+            (true, false) => {
+                progress.leading = false;
+                None
+            }
+            _ => None,
+        }
     }
 
     /// Marks a partition as finished (consumed to its end for good): it no longer holds the
@@ -443,6 +493,7 @@ mod tests {
             length_secs: length,
             lateness_secs: lateness,
             idle_after_ms: 1_000,
+            max_lead_secs: 0,
         }
     }
 
@@ -519,9 +570,58 @@ mod tests {
             late,
             Ingested {
                 counted: 0,
-                late: 1
+                late: 1,
+                lead: None,
             }
         );
+    }
+
+    #[test]
+    fn a_partition_far_ahead_of_the_others_is_reported_once_each_time_it_gets_there() {
+        let now = Instant::now();
+        let config = WindowConfig {
+            max_lead_secs: 3_600,
+            ..config(60, 5)
+        };
+        let mut w = Windows::new(&config, &starts(&[(0, Some(0)), (1, Some(0))]));
+        let at = |ts: f64| chunk(&[(0, ts, "a")]);
+        assert_eq!(w.ingest(p(0), &at(1_000.0), Some(1), false, now).lead, None);
+        assert_eq!(w.ingest(p(1), &at(1_010.0), Some(1), false, now).lead, None);
+        let ahead = w.ingest(p(1), &at(10_000.0), Some(2), false, now);
+        assert_eq!(
+            ahead.lead,
+            Some(Lead {
+                ts: 10_000.0,
+                others_ts: 1_000.0
+            })
+        );
+        assert_eq!(ahead.counted, 1, "reported, still counted");
+        assert_eq!(
+            w.ingest(p(1), &at(10_001.0), Some(3), false, now).lead,
+            None,
+            "once"
+        );
+        // Partition 0 catches up; a later jump is reported again.
+        w.ingest(p(0), &at(9_000.0), Some(2), false, now);
+        assert_eq!(
+            w.ingest(p(1), &at(10_002.0), Some(4), false, now).lead,
+            None
+        );
+        w.ingest(p(0), &at(9_001.0), Some(3), false, now);
+        assert!(w
+            .ingest(p(1), &at(20_000.0), Some(5), false, now)
+            .lead
+            .is_some());
+        // Not watched with max_lead_secs = 0.
+        let mut off = Windows::new(
+            &WindowConfig {
+                max_lead_secs: 0,
+                ..config
+            },
+            &starts(&[(0, Some(0)), (1, Some(0))]),
+        );
+        off.ingest(p(0), &at(1_000.0), Some(1), false, now);
+        assert_eq!(off.ingest(p(1), &at(1e9), Some(1), false, now).lead, None);
     }
 
     #[test]
@@ -663,7 +763,8 @@ mod tests {
             r,
             Ingested {
                 counted: 1,
-                late: 2
+                late: 2,
+                lead: None,
             }
         );
     }

@@ -158,7 +158,7 @@ public class FrameProducer {
     static Bad bad(long n, long startMs, Random random) {
         long ts = startMs / 1000;
         String json;
-        switch ((int) (n % 16)) {
+        switch ((int) (n % 17)) {
             case 0: return new Bad("not_json", "not json at all".getBytes(StandardCharsets.UTF_8));
             case 1: return new Bad("not_json", ("{\"ts\":" + ts + ",").getBytes(StandardCharsets.UTF_8));
             case 2: return new Bad("not_json", new byte[0]);
@@ -173,6 +173,8 @@ public class FrameProducer {
             case 11: return new Bad("wrong_type", utf8("{\"ts\":null,\"uid\":\"u\"}"));
             case 12: return new Bad("implausible_ts", utf8("{\"ts\":5,\"uid\":\"u\"}"));
             case 13: return new Bad("implausible_ts", utf8("{\"ts\":-1790000000.5,\"uid\":\"u\"}"));
+            // Plausible (before 2100) but decades ahead of the clock.
+            case 16: return new Bad("future_ts", utf8("{\"ts\":4000000000,\"uid\":\"u\"}"));
             case 14: {
                 byte[] head = utf8("{\"ts\":" + ts + ",\"uid\":\"");
                 byte[] value = Arrays.copyOf(head, head.length + 4);
