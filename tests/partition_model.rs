@@ -463,3 +463,70 @@ async fn a_frame_far_ahead_of_the_clock_is_counted_and_moves_no_window() {
         "the commit records the data's event time, not the future frame's: {closed_below}"
     );
 }
+
+/// A full disk while writing results (the file size limit of `ulimit -f`, which makes a write
+/// that crosses it fail with EFBIG, as ENOSPC would): the service stops with an error naming
+/// the write, the file holds only whole lines, nothing of that flush is committed, and the next
+/// run writes the rest: every window exactly once.
+#[test]
+fn a_full_disk_stops_the_service_with_whole_lines_and_the_next_run_completes_the_output() {
+    let (cluster, topic) = cluster(2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    let report = produce(&settings, &data(60_000, 200.0, 0.0), 2);
+    let expected = report.truth.lines();
+    assert!(expected.len() > 25, "{} windows", expected.len());
+    let run = |limit_blocks: Option<u32>| {
+        let binary = env!("CARGO_BIN_EXE_kafka-actors");
+        let script = match limit_blocks {
+            // An ignored SIGXFSZ stays ignored across exec: the write fails instead.
+            Some(blocks) => format!("trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""),
+            None => "exec \"$0\" \"$@\"".to_owned(),
+        };
+        let mut command = std::process::Command::new("sh");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("KAFKA_ACTORS__") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .args(["-c", &script, binary, "run", "--until-end"])
+            .args(["--brokers", cluster.bootstrap_servers(), "--topic", &topic])
+            .args(["--group", &settings.kafka.group])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "10")
+            .env("KAFKA_ACTORS__WINDOW__LATENESS_SECS", "3")
+            .env("KAFKA_ACTORS__FLUSH__INTERVAL_MS", "20")
+            .env("KAFKA_ACTORS__PARTITION__CHUNK_MAX_FRAMES", "200")
+            .env("KAFKA_ACTORS__SINK__KIND", "file")
+            .env("KAFKA_ACTORS__SINK__PATH", &out)
+            .output()
+            .unwrap()
+    };
+    let full = run(Some(4));
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(!full.status.success(), "the disk filled up: {stderr}");
+    assert!(stderr.contains("cannot write results"), "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "only whole lines: {:?}",
+        &text[text.len().saturating_sub(80)..]
+    );
+    let written = output(&out);
+    assert!(
+        !written.is_empty() && written.len() < expected.len(),
+        "some windows before the disk filled: {}",
+        written.len()
+    );
+    assert_eq!(written[..], expected[..written.len()]);
+
+    let rest = run(None);
+    assert!(
+        rest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rest.stderr)
+    );
+    assert_eq!(output(&out), expected, "every window once, exact");
+}
