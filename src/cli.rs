@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Consume every partition to its end, emit every window, commit and exit.
     #[arg(long)]
     pub until_end: bool,
+    /// With --until-end: leave the windows still open (not written, not committed) for a later
+    /// run to complete, instead of writing them partly filled.
+    #[arg(long = "keep-open", requires = "until_end")]
+    pub keep_open_windows: bool,
 }
 
 fn parse_duration(text: &str) -> Result<String, String> {
@@ -143,6 +147,7 @@ impl RunArgs {
             group: self.group.clone(),
             stop_after: self.stop_after.clone(),
             until_end: self.until_end,
+            keep_open_windows: self.keep_open_windows,
             model: self.model,
         }
     }

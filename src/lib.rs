@@ -225,6 +225,7 @@ pub async fn run_with_faults(
         flush: settings.flush.clone(),
         metrics: settings.metrics.clone(),
         end,
+        keep_open_at_end: settings.run.keep_open_windows,
         complete_only: (!settings.sink.label_partitions).then(|| all.clone()),
         supervisor: settings.supervisor.clone(),
         probe,

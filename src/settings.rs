@@ -25,6 +25,11 @@ pub const ENV_PREFIX: &str = "KAFKA_ACTORS";
 pub struct RunConfig {
     /// Consume every partition to its end, close and emit every window, commit, and exit.
     pub until_end: bool,
+    /// With `until_end`: leave the windows the watermark has not closed open (not written, and
+    /// the committed offsets stop before their frames), so that a later run over more input
+    /// completes them exactly. Off: every window is written at the end, the last ones with
+    /// only the frames read so far, and a later run counts the rest of those windows as late.
+    pub keep_open_windows: bool,
     /// Stop gracefully after this long (`30s`, `5m`); empty runs until stopped.
     pub stop_after: String,
 }
@@ -152,6 +157,19 @@ impl Settings {
         self.sink.validate()?;
         self.supervisor.validate()?;
         self.run.stop_after()?;
+        if self.run.keep_open_windows && !self.run.until_end {
+            return Err(ConfigError::new(
+                "run.keep_open_windows",
+                "applies to a run to the end (run.until_end, --until-end) only",
+            ));
+        }
+        if self.run.keep_open_windows && self.model == Model::Group {
+            return Err(ConfigError::new(
+                "run.keep_open_windows",
+                "is for the partition model: a group member finishes once the group has \
+                 committed every partition to its end, which open windows would hold back",
+            ));
+        }
         let selection = self.kafka.selection()?;
         if !selection.is_all() {
             let key = if self.kafka.instance.trim().is_empty() {
@@ -199,6 +217,8 @@ pub struct Overrides {
     pub stop_after: Option<String>,
     /// `--until-end`.
     pub until_end: bool,
+    /// `--keep-open`.
+    pub keep_open_windows: bool,
     /// `--model`.
     pub model: Option<Model>,
 }
@@ -271,6 +291,9 @@ pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
     }
     if o.until_end {
         builder = builder.set_override("run.until_end", true)?;
+    }
+    if o.keep_open_windows {
+        builder = builder.set_override("run.keep_open_windows", true)?;
     }
     let config = builder.build()?;
     reject_unknown_keys(&config)?;
@@ -429,6 +452,25 @@ mod tests {
         s.overrides.instance = Some("2/2".into());
         let error = load(&s).unwrap_err().to_string();
         assert!(error.contains("kafka.instance"), "{error}");
+    }
+
+    #[test]
+    fn keeping_windows_open_is_for_a_run_to_the_end_of_the_partition_model() {
+        let (mut s, _f) = sources(None, &[("KAFKA_ACTORS__KAFKA__BROKERS", "h:9092")]);
+        s.overrides.keep_open_windows = true;
+        let error = load(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("run.keep_open_windows") && error.contains("until_end"),
+            "{error}"
+        );
+        s.overrides.until_end = true;
+        assert!(load(&s).unwrap().run.keep_open_windows);
+        s.overrides.model = Some(Model::Group);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("run.keep_open_windows") && error.contains("partition model"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -297,6 +297,10 @@ pub enum Closing {
     ByWatermark,
     /// Also, all at once, when every partition has finished (`--until-end`).
     AllAtEnd,
+    /// By the watermark only; the run completes when every partition has finished, leaving
+    /// the windows still open unwritten and their frames uncommitted for a later run
+    /// (`--until-end` with `run.keep_open_windows`).
+    ClosedAtEnd,
 }
 
 /// Where a run to the end (`--until-end`) stands.
@@ -432,18 +436,21 @@ impl BatchActor {
     fn collect_closed(&mut self) {
         let closed = self.windows.advance(Instant::now());
         self.pending.extend(closed);
-        if self.closing != Closing::AllAtEnd
+        if self.closing == Closing::ByWatermark
             || self.completion != Completion::Reading
             || !self.windows.all_finished()
         {
             return;
         }
         if self.covered() {
-            let rest = self.windows.close_all();
-            self.pending.extend(rest);
+            if self.closing == Closing::AllAtEnd {
+                let rest = self.windows.close_all();
+                self.pending.extend(rest);
+            }
             self.completion = Completion::Closing;
             self.force = true;
-        } else if matches!(self.coverage, Coverage::Group(_))
+        } else if self.closing == Closing::AllAtEnd
+            && matches!(self.coverage, Coverage::Group(_))
             && self.complete_only.is_none()
             && self.windows.open_windows() > 0
         {

@@ -75,6 +75,9 @@ pub struct PipelineSpec {
     pub metrics: MetricsConfig,
     /// When partitions are done.
     pub end: EndPolicy,
+    /// At the end (`end` other than never): leave the windows the watermark has not closed
+    /// open instead of writing them partly filled.
+    pub keep_open_at_end: bool,
     /// Every partition of the topic, when output lines must cover them all.
     pub complete_only: Option<Vec<PartitionId>>,
     /// Restarts and the watchdog.
@@ -123,6 +126,9 @@ pub struct RootSupervisor {
     tree: Tree,
     /// Whether the tree ended on its own yet, and how.
     ending: Ending,
+    /// A completed run writes the windows still open as it drains (not when they are kept
+    /// open for a later run).
+    close_at_end: bool,
     config: SupervisorConfig,
     probe: Option<EndOffsetProbe>,
     /// Recent failure restarts per partition, for the budget.
@@ -213,6 +219,7 @@ impl RootSupervisor {
     ) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = RootSupervisor {
+            close_at_end: !spec.keep_open_at_end,
             tree: Tree::Starting(Box::new(spec)),
             ending: Ending::Open(tx),
             config: SupervisorConfig::default(),
@@ -284,6 +291,11 @@ impl Actor for RootSupervisor {
         let batch_arbiter = Arbiter::new();
         let closing = match spec.end {
             EndPolicy::Never => Closing::ByWatermark,
+            EndPolicy::FirstEnd | EndPolicy::AwaitOffset | EndPolicy::Offset(_)
+                if spec.keep_open_at_end =>
+            {
+                Closing::ClosedAtEnd
+            }
             EndPolicy::FirstEnd | EndPolicy::AwaitOffset | EndPolicy::Offset(_) => {
                 Closing::AllAtEnd
             }
@@ -291,7 +303,7 @@ impl Actor for RootSupervisor {
         // Partitions read elsewhere too (group model) must be accounted for before the run is
         // complete.
         let cover_group =
-            closing == Closing::AllAtEnd && spec.intake.assignments.coverage().is_some();
+            closing != Closing::ByWatermark && spec.intake.assignments.coverage().is_some();
         let batch = {
             let (window, flush, sink, committer) = (
                 spec.window.clone(),
@@ -602,7 +614,7 @@ impl Handler<Shutdown> for RootSupervisor {
     type Result = ResponseActFuture<Self, RunSummary>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        let close_all = matches!(self.ending, Ending::Completed);
+        let close_all = self.close_at_end && matches!(self.ending, Ending::Completed);
         let draining = Tree::Draining { metrics: None };
         let (intake, batch, metrics, readers) = match std::mem::replace(&mut self.tree, draining) {
             Tree::Running(parts) => {
@@ -715,6 +727,7 @@ mod tests {
             },
             metrics: MetricsConfig { log_interval_ms: 0 },
             end: EndPolicy::Never,
+            keep_open_at_end: false,
             complete_only: None,
             supervisor,
             probe,
