@@ -157,6 +157,18 @@ impl Settings {
         self.sink.validate()?;
         self.supervisor.validate()?;
         self.run.stop_after()?;
+        if self.supervisor.stats_interval_ms > 0
+            && self.supervisor.stats_interval_ms >= self.window.idle_after_ms
+        {
+            return Err(ConfigError::new(
+                "supervisor.stats_interval_ms",
+                format!(
+                    "must be below window.idle_after_ms ({} ms): a partition whose leader went \
+                     out of reach could otherwise count as idle before the next statistics say so",
+                    self.window.idle_after_ms
+                ),
+            ));
+        }
         if self.run.keep_open_windows && !self.run.until_end {
             return Err(ConfigError::new(
                 "run.keep_open_windows",
@@ -452,6 +464,21 @@ mod tests {
         s.overrides.instance = Some("2/2".into());
         let error = load(&s).unwrap_err().to_string();
         assert!(error.contains("kafka.instance"), "{error}");
+    }
+
+    #[test]
+    fn leader_statistics_must_come_more_often_than_a_partition_turns_idle() {
+        let (s, _f) = sources(
+            Some("[supervisor]\nstats_interval_ms = 5000\n[window]\nidle_after_ms = 5000\n"),
+            &[],
+        );
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("supervisor.stats_interval_ms"), "{error}");
+        let (s, _f) = sources(
+            Some("[supervisor]\nstats_interval_ms = 0\n[window]\nidle_after_ms = 100\n"),
+            &[],
+        );
+        assert!(load(&s).is_ok(), "statistics off");
     }
 
     #[test]
