@@ -584,3 +584,106 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
         );
     }
 }
+
+/// Every record of the hostile corpus parses to the reason it must be counted under.
+#[test]
+fn every_hostile_record_is_classified_by_the_reason_it_must_be_counted_under() {
+    let limits = actors::config::FrameConfig::default().limits();
+    let corpus = common::corpus::hostile_records();
+    assert!(corpus.len() >= 25, "{} kinds", corpus.len());
+    for hostile in &corpus {
+        let got = actors::frame::parse_frame(hostile.value.as_deref(), &limits);
+        assert_eq!(
+            got.map_err(|r| r.as_str()),
+            Err(hostile.reason),
+            "{}",
+            hostile.name
+        );
+    }
+}
+
+/// The hostile corpus (a 10 MB record included) in every partition of a topic that accepts
+/// records that large, among valid frames, read by both models: no crash, every bad record
+/// counted under its reason, the windows of the valid frames exact.
+#[actix::test]
+async fn a_corpus_of_hostile_records_is_counted_by_reason_and_changes_no_window() {
+    let Some(kafka) =
+        RealKafka::get("a_corpus_of_hostile_records_is_counted_by_reason_and_changes_no_window")
+    else {
+        return;
+    };
+    let topic = unique("hostile");
+    kafka.control(&[
+        "tool",
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        &kafka.bootstrap,
+        "--create",
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+        "--replication-factor",
+        "3",
+        "--config",
+        "max.message.bytes=12000000",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = real_settings(
+        &kafka,
+        &topic,
+        &dir.path().join("x.jsonl"),
+        Model::Partition,
+    );
+    base.kafka
+        .properties
+        .insert("message.max.bytes".into(), "12000000".into());
+    let report = produce(&base, &data(6_000, 300.0, 0.0), 2);
+    let corpus = common::corpus::hostile_records();
+    let producer = actors::kafka::FrameProducer::new(&base.kafka).unwrap();
+    for (i, hostile) in corpus.iter().enumerate() {
+        for partition in ids(&base.kafka, 2) {
+            producer
+                .send_record(
+                    1_000_000 + i as u64,
+                    partition,
+                    hostile.key.as_deref(),
+                    hostile.value.as_deref(),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", hostile.name));
+        }
+    }
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    drop(producer);
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for hostile in &corpus {
+        *expected.entry(hostile.reason.to_owned()).or_default() += 2;
+    }
+    for model in [Model::Partition, Model::Group] {
+        let out = dir.path().join(format!("{}.jsonl", model.as_str()));
+        let mut s = real_settings(&kafka, &topic, &out, model);
+        s.kafka.properties = base.kafka.properties.clone();
+        s.run.until_end = true;
+        let run = kafka_actors::run(s, std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
+        assert!(run.completed, "{model:?}");
+        let invalid: BTreeMap<String, u64> = run
+            .summary
+            .metrics
+            .invalid
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        assert_eq!(
+            invalid, expected,
+            "{model:?}: every bad record by its reason"
+        );
+        assert_eq!(run.summary.metrics.frames, report.truth.valid, "{model:?}");
+        assert_eq!(
+            output(&out),
+            report.truth.lines(),
+            "{model:?}: windows exact"
+        );
+    }
+}

@@ -259,6 +259,8 @@ impl FrameChunk {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const LIMITS: FrameLimits = FrameLimits {
@@ -404,5 +406,72 @@ mod tests {
         assert_eq!(a.get(InvalidReason::NotJson), 2);
         assert_eq!(a.get(InvalidReason::TooLarge), 1);
         assert_eq!(a.total(), 3);
+    }
+
+    #[test]
+    fn deep_nesting_in_an_ignored_field_is_skipped_without_recursion() {
+        let limits = FrameLimits {
+            max_bytes: 1 << 20,
+            ..LIMITS
+        };
+        let deep = format!(
+            r#"{{"ts":1700000000,"uid":"u","x":{}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(
+            parse_frame(Some(deep.as_bytes()), &limits).unwrap().uid,
+            "u"
+        );
+    }
+
+    /// JSON-like text: objects with `ts` and `uid` among other keys, values of every kind.
+    fn jsonish() -> impl Strategy<Value = String> {
+        let value = prop_oneof![
+            any::<f64>().prop_map(|f| f.to_string()),
+            (0i64..5_000_000_000).prop_map(|i| i.to_string()),
+            "\\PC{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("[1,{}]".to_owned()),
+            "[\\[\\]{}:,\"0-9a-z\\\\ ]{0,16}",
+        ];
+        let key = prop_oneof![Just("ts"), Just("uid"), Just("x"), Just("")];
+        prop::collection::vec((key, value), 0..5).prop_map(|fields| {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Any bytes: the parser never panics, and whatever it accepts is a frame within the
+        /// limits.
+        #[test]
+        fn arbitrary_bytes_never_crash_the_parser(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(frame) = parse_frame(Some(&bytes), &LIMITS) {
+                prop_assert!(frame.ts >= LIMITS.min_ts && frame.ts <= LIMITS.max_ts);
+            }
+        }
+
+        /// JSON-like objects: accepted exactly when they fit `max_bytes` and `ts` is a
+        /// plausible number and `uid` a string, each given once; rejected otherwise.
+        #[test]
+        fn objects_are_accepted_exactly_when_ts_and_uid_are_right(text in jsonish()) {
+            let generic: Result<serde_json::Value, _> = serde_json::from_str(&text);
+            let parsed = parse_frame(Some(text.as_bytes()), &LIMITS);
+            if let Ok(frame) = &parsed {
+                let object = generic.as_ref().expect("accepted text is JSON");
+                prop_assert_eq!(object["ts"].as_f64(), Some(frame.ts));
+                prop_assert_eq!(object["uid"].as_str(), Some(&*frame.uid));
+                prop_assert_eq!(text.matches("\"ts\":").count(), 1);
+            } else if let Ok(object) = &generic {
+                let ts_ok = object["ts"].as_f64().is_some_and(|t| t >= LIMITS.min_ts && t <= LIMITS.max_ts);
+                let once = text.matches("\"ts\":").count() == 1 && text.matches("\"uid\":").count() == 1;
+                let fits = text.len() <= LIMITS.max_bytes;
+                prop_assert!(!(fits && ts_ok && object["uid"].is_string() && once), "rejected {text}: {parsed:?}");
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod real;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -109,10 +109,29 @@ impl FrameProducer {
         key: &[u8],
         payload: &[u8],
     ) -> Result<(), KafkaError> {
-        let mut record = BaseRecord::with_opaque_to(partition.topic.name(), index as usize)
-            .partition(partition.index)
-            .key(key)
-            .payload(payload);
+        self.send_record(index, partition, Some(key), Some(payload))
+    }
+
+    /// [`send`](Self::send) for any record: without a key, or without a value (a tombstone).
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub fn send_record(
+        &self,
+        index: u64,
+        partition: PartitionId,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(partition.topic.name(), index as usize)
+                .partition(partition.index);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
