@@ -467,7 +467,7 @@ mod tests {
                 prop_assert_eq!(object["uid"].as_str(), Some(&*frame.uid));
                 prop_assert_eq!(text.matches("\"ts\":").count(), 1);
             } else if let Ok(object) = &generic {
-                let ts_ok = object["ts"].as_f64().is_some_and(|t| t >= LIMITS.min_ts && t <= LIMITS.max_ts);
+                let ts_ok = object["ts"].as_f64().is_some_and(|t| (LIMITS.min_ts..=LIMITS.max_ts).contains(&t));
                 let once = text.matches("\"ts\":").count() == 1 && text.matches("\"uid\":").count() == 1;
                 let fits = text.len() <= LIMITS.max_bytes;
                 prop_assert!(!(fits && ts_ok && object["uid"].is_string() && once), "rejected {text}: {parsed:?}");
