@@ -557,6 +557,20 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
         drop(committer);
         actors::kafka::delete_records(&settings.kafka, PartitionId::of(&topic, 0), 2_000).unwrap();
 
+        // By default the service stops, naming the partition and the gap.
+        let error = kafka_actors::run(settings.clone(), std::future::pending())
+            .await
+            .expect_err("kafka.out_of_range = stop");
+        let text = kafka_actors::error_chain(&error);
+        assert!(
+            text.contains(&format!("{topic}-0"))
+                && text.contains("deleted before they were read")
+                && text.contains("kafka.out_of_range"),
+            "{model:?}: {text}"
+        );
+        assert!(output(&out).is_empty(), "{model:?}: nothing written");
+
+        settings.kafka.out_of_range = actors::config::OutOfRange::Earliest;
         let run = kafka_actors::run(settings.clone(), std::future::pending())
             .await
             .unwrap();
@@ -581,6 +595,104 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
             committed(&settings.kafka, &[PartitionId::of(&topic, 0)]),
             BTreeMap::from([(PartitionId::of(&topic, 0), 5_000)]),
             "{model:?}"
+        );
+    }
+}
+
+/// The issue a new user hit: a group whose commits lie past the end of a 20 000-frame topic
+/// (the topic was recreated). By default the start stops with an error that says so; with
+/// `kafka.out_of_range = earliest` the run reads the new log from its start, exactly; with
+/// `latest` it passes over the records there, counting them. Both models.
+#[actix::test]
+async fn a_commit_past_the_end_of_a_recreated_topic_stops_or_reads_on_as_the_policy_says() {
+    let Some(kafka) = RealKafka::get(
+        "a_commit_past_the_end_of_a_recreated_topic_stops_or_reads_on_as_the_policy_says",
+    ) else {
+        return;
+    };
+    for model in [Model::Partition, Model::Group] {
+        let topic = kafka.topic("recreated", 2);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("windows.jsonl");
+        let mut settings = real_settings(&kafka, &topic, &out, model);
+        settings.run.until_end = true;
+        let report = produce(&settings, &data(20_000, 500.0, 0.0), 2);
+        let partitions = ids(&settings.kafka, 2);
+        let ends: Vec<i64> = partitions.iter().map(|p| report.end_offsets[p]).collect();
+        // The group's commits from before the topic was recreated: far past today's ends.
+        let mut committer = actors::kafka::KafkaCommitter::new(&settings.kafka).unwrap();
+        actors::ports::OffsetCommitter::commit(
+            &mut committer,
+            &partitions
+                .iter()
+                .map(|p| actors::ports::CommitPosition {
+                    partition: *p,
+                    offset: 50_000,
+                    metadata: actors::batch::encode_closed_below(Some(1_800_000_000.0)),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        drop(committer);
+
+        let started = std::time::Instant::now();
+        let error = kafka_actors::run(settings.clone(), std::future::pending())
+            .await
+            .expect_err("kafka.out_of_range = stop");
+        let text = kafka_actors::error_chain(&error);
+        assert!(
+            text.contains("past the end of the log") && text.contains("50000"),
+            "{model:?}: {text}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{model:?}: stops promptly"
+        );
+
+        settings.kafka.out_of_range = actors::config::OutOfRange::Earliest;
+        let run = kafka_actors::run(settings.clone(), std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
+        assert!(run.completed, "{model:?}");
+        assert_eq!(run.summary.metrics.skipped_records, 0, "{model:?}");
+        assert_eq!(
+            run.summary.metrics.late, 0,
+            "{model:?}: the old metadata is not trusted"
+        );
+        assert_eq!(
+            output(&out),
+            report.truth.lines(),
+            "{model:?}: the new log, exactly"
+        );
+
+        // `latest`, for another group with the same stale commits: nothing is read, and what
+        // was passed over is counted.
+        let mut latest = settings.clone();
+        latest.kafka.group = unique("recreated-latest");
+        latest.kafka.out_of_range = actors::config::OutOfRange::Latest;
+        latest.sink.path = dir.path().join("latest.jsonl").display().to_string();
+        let mut committer = actors::kafka::KafkaCommitter::new(&latest.kafka).unwrap();
+        actors::ports::OffsetCommitter::commit(
+            &mut committer,
+            &partitions
+                .iter()
+                .map(|p| actors::ports::CommitPosition {
+                    partition: *p,
+                    offset: 50_000,
+                    metadata: String::new(),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        drop(committer);
+        let run = kafka_actors::run(latest, std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
+        assert_eq!(run.summary.metrics.frames, 0, "{model:?}");
+        assert_eq!(
+            run.summary.metrics.skipped_records,
+            ends.iter().sum::<i64>() as u64,
+            "{model:?}: every record of the new log passed over, counted"
         );
     }
 }

@@ -64,6 +64,31 @@ impl OffsetReset {
     }
 }
 
+/// What happens to a committed position that lies outside its partition's log: records were
+/// deleted before they were read (retention, truncation), or the position lies past the end
+/// (the topic was recreated, or an unclean election lost records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutOfRange {
+    /// Stop with an error naming the partition, the position and the log's bounds.
+    Stop,
+    /// Read on from the first offset still in the log, counting the records passed over.
+    Earliest,
+    /// Read on from the end of the log, counting the records passed over.
+    Latest,
+}
+
+impl OutOfRange {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutOfRange::Stop => "stop",
+            OutOfRange::Earliest => "earliest",
+            OutOfRange::Latest => "latest",
+        }
+    }
+}
+
 /// How to reach Kafka and what to consume.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -91,6 +116,11 @@ pub struct KafkaConfig {
     pub group: String,
     /// Start position for partitions without a committed offset: earliest, latest or error.
     pub auto_offset_reset: OffsetReset,
+    /// A committed position outside its partition's log (records deleted before they were
+    /// read; a position past the end of a recreated or truncated topic): `stop` with an error
+    /// naming the partition and the gap, or read on from the `earliest` or `latest` offset,
+    /// counting and logging the records passed over. Never skipped silently.
+    pub out_of_range: OutOfRange,
     /// Raw librdkafka properties passed to every client, applied after the service's own
     /// settings (for example `"fetch.wait.max.ms" = "100"` or SASL settings). Values of keys
     /// that look like secrets are never logged.
@@ -107,6 +137,7 @@ impl Default for KafkaConfig {
             instance: String::new(),
             group: String::new(),
             auto_offset_reset: OffsetReset::Earliest,
+            out_of_range: OutOfRange::Stop,
             properties: BTreeMap::new(),
         }
     }
@@ -155,6 +186,7 @@ impl fmt::Debug for KafkaConfig {
             .field("instance", &self.instance)
             .field("group", &self.group)
             .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("out_of_range", &self.out_of_range)
             .field("properties", &properties)
             .finish()
     }

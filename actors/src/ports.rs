@@ -42,7 +42,7 @@ pub struct PollStatus {
     /// known either.
     pub leader_unreachable: bool,
     /// The position had left the log (retention deleted records before they were read) and
-    /// the reader moved on as `kafka.auto_offset_reset` says: the offsets `[from, to)` were
+    /// the reader moved on as `kafka.out_of_range` says: the offsets `[from, to)` were
     /// passed over unread.
     pub skipped: Option<(i64, i64)>,
 }
@@ -157,7 +157,7 @@ pub struct AssignedPartition {
     /// The metadata of that commit.
     pub metadata: String,
     /// The commit had left the log (retention deleted records before they were read), and
-    /// reading starts where `kafka.auto_offset_reset` says: `[from, to)` is passed over.
+    /// reading starts where `kafka.out_of_range` says: `[from, to)` is passed over.
     pub skipped: Option<(i64, i64)>,
 }
 

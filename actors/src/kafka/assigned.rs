@@ -92,12 +92,19 @@ impl AssigningConsumer {
     /// the assignment once the returned source starts.
     ///
     /// # Errors
-    /// If librdkafka refuses the assignment.
+    /// If librdkafka refuses the assignment, or a committed position lies outside its log and
+    /// `kafka.out_of_range` is `stop`.
     pub fn assign(
         self,
-        partitions: Vec<AssignedPartition>,
+        mut partitions: Vec<AssignedPartition>,
         listener: Arc<dyn AssignmentListener>,
     ) -> Result<AssignedIntake, AdapterError> {
+        // A commit outside the log goes where `kafka.out_of_range` says, or stops the start.
+        super::place_out_of_range(
+            &**self.intake.consumer(),
+            &mut partitions,
+            self.kafka.out_of_range,
+        )?;
         let starts: Vec<(PartitionId, StartOffset)> =
             partitions.iter().map(|a| (a.partition, a.start)).collect();
         self.intake.assign(&starts)?;

@@ -18,7 +18,6 @@
 //!
 //! [`IntakeClient`]: super::intake::IntakeClient
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
@@ -30,36 +29,23 @@ use super::intake::{
     reset_offset, CommitScope, IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance,
 };
 use super::{
-    element_id, log_bounds, partition_list, AdapterError, LeaderStats, LogEnd, LOOKUP_TIMEOUT,
+    element_id, log_bounds, partition_list, place_out_of_range, AdapterError, LeaderStats, LogEnd,
+    LOOKUP_TIMEOUT,
 };
-use crate::config::{GroupConfig, KafkaConfig, OffsetReset, PartitionConfig};
+use crate::config::{GroupConfig, KafkaConfig, OffsetReset, OutOfRange, PartitionConfig};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, EndOffsetProbe,
     GroupCoverage, OffsetCommitter, OnLeave, Revocation, SourceFactory, StartOffset,
 };
 use crate::topic::PartitionId;
 
-/// One end of the log of `partitions` (none when there are none to ask about, or the look-up
-/// failed: the reader then meets the error itself).
-fn bounds(
-    consumer: &IntakeConsumer,
-    partitions: &[PartitionId],
-    end: LogEnd,
-) -> BTreeMap<PartitionId, i64> {
-    if partitions.is_empty() {
-        return BTreeMap::new();
-    }
-    log_bounds(consumer, partitions, end, LOOKUP_TIMEOUT).unwrap_or_else(|error| {
-        tracing::warn!(%error, ?end, "Cannot read the log bounds at assignment.");
-        BTreeMap::new()
-    })
-}
-
 /// The group member's rebalance handling.
 struct GroupRebalance {
     listener: Arc<dyn AssignmentListener>,
     /// Where partitions without a commit start.
     reset: OffsetReset,
+    /// Where commits outside the log go.
+    out_of_range: OutOfRange,
     /// The consumer itself, to split queues from inside the rebalance callback.
     consumer: Arc<OnceLock<Weak<IntakeConsumer>>>,
 }
@@ -100,61 +86,20 @@ impl GroupRebalance {
             }
         }
         // Without a commit, start where `kafka.auto_offset_reset` says, explicitly (the client's
-        // own reset policy is `error`; see `consumer_config`). A commit that retention has
-        // passed (the records were deleted before they were read) moves to where the policy
-        // says, and the range passed over is reported.
-        // The log starts of every committed partition in one request (not one round trip
-        // per partition), and the ends only where a commit lies below its log start and the
-        // policy is `latest`.
-        let committed: Vec<PartitionId> = assigned
-            .iter()
-            .filter(|a| matches!(a.start, StartOffset::At(_)))
-            .map(|a| a.partition)
-            .collect();
-        let starts = bounds(consumer, &committed, LogEnd::Start);
-        let behind: Vec<PartitionId> = assigned
-            .iter()
-            .filter_map(|a| match (a.start, starts.get(&a.partition)) {
-                (StartOffset::At(offset), Some(low)) if offset < *low => Some(a.partition),
-                _ => None,
-            })
-            .collect();
-        let ends = match self.reset {
-            OffsetReset::Latest if !behind.is_empty() => bounds(consumer, &behind, LogEnd::End),
-            _ => BTreeMap::new(),
-        };
-        for a in &mut assigned {
-            match a.start {
-                StartOffset::Reset => {
-                    let _ = tpl.set_partition_offset(
-                        a.partition.topic.name(),
-                        a.partition.index,
-                        reset_offset(self.reset),
-                    );
-                }
-                StartOffset::At(offset) => {
-                    let Some(low) = starts.get(&a.partition).copied() else {
-                        continue;
-                    };
-                    let to = match self.reset {
-                        _ if offset >= low => continue,
-                        OffsetReset::Earliest => low,
-                        OffsetReset::Latest => match ends.get(&a.partition) {
-                            Some(high) => *high,
-                            None => continue,
-                        },
-                        // The reader meets the error and stops the service naming it.
-                        OffsetReset::Error => continue,
-                    };
-                    let _ = tpl.set_partition_offset(
-                        a.partition.topic.name(),
-                        a.partition.index,
-                        Offset::Offset(to),
-                    );
-                    a.start = StartOffset::At(to);
-                    a.skipped = Some((offset, to));
-                }
-            }
+        // own reset policy is `error`; see `consumer_config`). A commit outside the log
+        // (records deleted before they were read, or a position past the end of a recreated
+        // topic) goes where `kafka.out_of_range` says, and the range passed over is reported;
+        // with `stop` it stays where it is and the partition's reader stops the service
+        // naming it.
+        if let Err(gap) = place_out_of_range(consumer, &mut assigned, self.out_of_range) {
+            tracing::error!(%gap, "A committed position lies outside the log.");
+        }
+        for a in &assigned {
+            let offset = match a.start {
+                StartOffset::Reset => reset_offset(self.reset),
+                StartOffset::At(offset) => Offset::Offset(offset),
+            };
+            let _ = tpl.set_partition_offset(a.partition.topic.name(), a.partition.index, offset);
         }
         // Split every partition's queue before it is assigned, so no record of it is ever
         // delivered to the main queue. Dropping the handle keeps the split.
@@ -253,6 +198,7 @@ impl GroupConsumer {
         let rebalance = GroupRebalance {
             listener,
             reset: kafka.auto_offset_reset,
+            out_of_range: kafka.out_of_range,
             consumer: consumer_slot.clone(),
         };
         let intake = IntakeClient::create(IntakeSpec {

@@ -26,7 +26,7 @@ use super::{
     consumer_config, element_id, log_bounds, observe_leaders, read_committed, read_partitions,
     AdapterError, Assigning, Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
 };
-use crate::config::{KafkaConfig, OffsetReset};
+use crate::config::{KafkaConfig, OffsetReset, OutOfRange};
 use crate::ports::{CommitError, CommitPosition, EndOffsetProbe, OffsetCommitter, StartOffset};
 use crate::topic::{PartitionId, Topic};
 
@@ -177,6 +177,7 @@ pub(crate) struct IntakeClient {
     consumer: Arc<IntakeConsumer>,
     topics: Vec<Topic>,
     reset: OffsetReset,
+    out_of_range: OutOfRange,
     ownership: Ownership,
     stop: Arc<AtomicBool>,
     driver: Option<JoinHandle<()>>,
@@ -210,6 +211,7 @@ impl IntakeClient {
             consumer: Arc::new(consumer),
             topics: spec.kafka.input_topics(),
             reset: spec.kafka.auto_offset_reset,
+            out_of_range: spec.kafka.out_of_range,
             ownership,
             stop: Arc::new(AtomicBool::new(false)),
             driver: None,
@@ -229,6 +231,11 @@ impl IntakeClient {
     /// Where partitions without a position start.
     pub(crate) fn reset(&self) -> OffsetReset {
         self.reset
+    }
+
+    /// Where positions outside the log go.
+    pub(crate) fn out_of_range(&self) -> OutOfRange {
+        self.out_of_range
     }
 
     /// Who decides which partitions the consumer has.

@@ -35,7 +35,7 @@ pub use group::GroupConsumer;
 pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 
-use crate::config::{KafkaConfig, PartitionConfig};
+use crate::config::{KafkaConfig, OutOfRange, PartitionConfig};
 use crate::leaders::LeaderBoard;
 use crate::ports::EndOffsetProbe;
 use crate::topic::{PartitionId, Topic};
@@ -108,6 +108,10 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
+    /// A committed position lies outside its partition's log and `kafka.out_of_range` is
+    /// `stop`.
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRangeError),
     /// The embedded cluster could not be started or changed.
     #[error("embedded cluster: {what}")]
     Embedded {
@@ -117,6 +121,98 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
+}
+
+/// A committed position outside its partition's log, with `kafka.out_of_range = stop`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "partition {partition}: the committed position {committed} lies {} (the log holds offsets \
+     {log_start} to {log_end}); kafka.out_of_range = stop. Set it to earliest or latest to read \
+     on, counting what is passed over",
+    if committed < log_start { "before the log: records were deleted before they were read" } else { "past the end of the log: the topic was recreated or truncated" }
+)]
+pub struct OutOfRangeError {
+    /// The partition.
+    pub partition: PartitionId,
+    /// Its committed position.
+    pub committed: i64,
+    /// The first offset in the log.
+    pub log_start: i64,
+    /// The offset after the last record.
+    pub log_end: i64,
+}
+
+/// Places every committed start of `assigned` that lies outside its partition's log as
+/// `policy` says: the start moves to the log's start or end, the offsets passed over are
+/// recorded in `skipped`, and a position past the end drops its metadata (it belongs to a log
+/// that is gone). The bounds of all committed partitions are asked for in two requests;
+/// partitions whose bounds cannot be read are left as they are (their reader meets the error).
+///
+/// # Errors
+/// With [`OutOfRange::Stop`], the first partition out of range.
+pub(crate) fn place_out_of_range<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    assigned: &mut [crate::ports::AssignedPartition],
+    policy: OutOfRange,
+) -> Result<(), OutOfRangeError> {
+    let committed: Vec<PartitionId> = assigned
+        .iter()
+        .filter(|a| a.start.offset().is_some())
+        .map(|a| a.partition)
+        .collect();
+    if committed.is_empty() {
+        return Ok(());
+    }
+    let bounds = |end| {
+        log_bounds(consumer, &committed, end, LOOKUP_TIMEOUT).unwrap_or_else(|error| {
+            tracing::warn!(%error, ?end, "Cannot read the log bounds of committed partitions.");
+            std::collections::BTreeMap::new()
+        })
+    };
+    let (starts, ends) = (bounds(LogEnd::Start), bounds(LogEnd::End));
+    for a in assigned.iter_mut() {
+        let (Some(offset), Some(&low), Some(&high)) = (
+            a.start.offset(),
+            starts.get(&a.partition),
+            ends.get(&a.partition),
+        ) else {
+            continue;
+        };
+        if (low..=high).contains(&offset) {
+            continue;
+        }
+        let gap = OutOfRangeError {
+            partition: a.partition,
+            committed: offset,
+            log_start: low,
+            log_end: high,
+        };
+        let to = match policy {
+            OutOfRange::Stop => return Err(gap),
+            OutOfRange::Earliest => low,
+            OutOfRange::Latest => high,
+        };
+        a.start = crate::ports::StartOffset::At(to);
+        if offset > high {
+            // The metadata's event times belong to the log that is gone.
+            a.metadata = String::new();
+            a.skipped = (to > low).then_some((low, to));
+        } else {
+            a.skipped = Some((offset, to));
+        }
+        tracing::warn!(
+            partition = %a.partition,
+            committed = offset,
+            log_start = low,
+            log_end = high,
+            reading_from = to,
+            records_skipped = a.skipped.map_or(0, |(from, to)| to - from),
+            past_the_end = offset > high,
+            policy = policy.as_str(),
+            "The committed position lies outside the log; reading on as kafka.out_of_range says."
+        );
+    }
+    Ok(())
 }
 
 /// What an assignment that failed was for.

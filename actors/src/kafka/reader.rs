@@ -14,7 +14,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::intake::{IntakeClient, IntakeConsumer, IntakeContext, Ownership};
 use super::AdapterError;
-use crate::config::OffsetReset;
+use crate::config::{OffsetReset, OutOfRange};
 use crate::ports::{
     FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset, Wake,
 };
@@ -26,13 +26,20 @@ use crate::topic::PartitionId;
 /// reads from where the assignment put the partition.
 pub(super) fn sources(intake: &IntakeClient) -> SourceFactory {
     let consumer = intake.consumer().clone();
-    let (reset, ownership) = (intake.reset(), intake.ownership());
+    let (reset, out_of_range, ownership) =
+        (intake.reset(), intake.out_of_range(), intake.ownership());
     Arc::new(move |partition: PartitionId, start| {
-        let reader = PartitionReader::split(&consumer, partition, start, reset, ownership)
-            .map_err(|e| SourceError {
+        let places = Placing {
+            reset,
+            out_of_range,
+            ownership,
+        };
+        let reader = PartitionReader::split(&consumer, partition, start, places).map_err(|e| {
+            SourceError {
                 kind: FailureKind::Fatal,
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         if let StartOffset::At(offset) = start {
             consumer
                 .seek(
@@ -50,6 +57,18 @@ pub(super) fn sources(intake: &IntakeClient) -> SourceFactory {
     })
 }
 
+/// How a reader places its partition: who owns it, and where it goes without a position or
+/// with one that left the log.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Placing {
+    /// `kafka.auto_offset_reset`.
+    pub(super) reset: OffsetReset,
+    /// `kafka.out_of_range`.
+    pub(super) out_of_range: OutOfRange,
+    /// Who assigns the partition.
+    pub(super) ownership: Ownership,
+}
+
 /// Reads one partition of an input topic.
 pub struct PartitionReader {
     ownership: Ownership,
@@ -59,8 +78,10 @@ pub struct PartitionReader {
     topic: CString,
     partition: PartitionId,
     next_offset: Option<i64>,
-    /// Where to go when the position has left the log.
+    /// Where a partition without a position starts.
     reset: OffsetReset,
+    /// Where to go when the position has left the log.
+    out_of_range: OutOfRange,
     /// What the next poll must settle before it reads.
     owed: Owed,
     /// Wakes the partition's actor (records arrived, or a move ended).
@@ -102,9 +123,13 @@ impl PartitionReader {
         consumer: &Arc<IntakeConsumer>,
         partition: PartitionId,
         start: StartOffset,
-        reset: OffsetReset,
-        ownership: Ownership,
+        places: Placing,
     ) -> Result<Self, AdapterError> {
+        let Placing {
+            reset,
+            out_of_range,
+            ownership,
+        } = places;
         let topic = partition.topic.name();
         let queue = consumer
             .split_partition_queue(topic, partition.index)
@@ -119,13 +144,14 @@ impl PartitionReader {
             partition,
             next_offset: start.offset(),
             reset,
+            out_of_range,
             owed: Owed::Nothing,
             wake: None,
         })
     }
 
     /// The position left the log before it was read (retention deleted it): starts the move
-    /// to where `kafka.auto_offset_reset` says, on a thread of its own; [`Self::moved`] picks
+    /// to where `kafka.out_of_range` says, on a thread of its own; [`Self::moved`] picks
     /// up the outcome.
     fn start_moving(&mut self, error: &KafkaError) {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -135,6 +161,7 @@ impl PartitionReader {
             partition,
             from: self.next_offset,
             reset: self.reset,
+            out_of_range: self.out_of_range,
             ownership: self.ownership,
             error: error.to_string(),
         };
@@ -225,6 +252,7 @@ struct Move {
     /// The position that left the log (`None`: the partition had none yet).
     from: Option<i64>,
     reset: OffsetReset,
+    out_of_range: OutOfRange,
     ownership: Ownership,
     /// librdkafka's error, for the messages.
     error: String,
@@ -243,10 +271,12 @@ fn move_past_deleted(
         partition,
         from,
         reset,
+        out_of_range,
         ownership,
         error,
     } = wanted;
-    let (partition, reset, ownership) = (*partition, *reset, *ownership);
+    let (partition, reset, out_of_range, ownership) =
+        (*partition, *reset, *out_of_range, *ownership);
     let (topic, index) = (partition.topic.name(), partition.index);
     let permanent = |message: String| SourceError {
         kind: FailureKind::Permanent,
@@ -258,15 +288,31 @@ fn move_past_deleted(
             kind: FailureKind::Fatal,
             message: format!("partition {partition}: the position left the log ({error}) and its bounds cannot be read: {e}"),
         })?;
-    let from = from.unwrap_or(low);
-    let to = match reset {
-        OffsetReset::Earliest => low,
-        OffsetReset::Latest => high,
-        OffsetReset::Error => {
+    let (from, to) = match *from {
+        // No position yet: where a partition without a commit starts.
+        None => match reset {
+            OffsetReset::Earliest => (low, low),
+            OffsetReset::Latest => (low, high),
+            OffsetReset::Error => {
+                return Err(permanent(format!(
+                    "partition {partition}: it has no position in the log ({low} to {high}) and kafka.auto_offset_reset = error"
+                )))
+            }
+        },
+        Some(from) if from > high => {
             return Err(permanent(format!(
-                "partition {partition}: offset {from} is no longer in the log (it starts at {low}) and kafka.auto_offset_reset = error"
+                "partition {partition}: its position {from} lies past the end of the log (offsets {low} to {high}): the topic was recreated or truncated while it was read; a restart places it as kafka.out_of_range says"
             )))
         }
+        Some(from) => match out_of_range {
+            OutOfRange::Earliest => (from, low),
+            OutOfRange::Latest => (from, high),
+            OutOfRange::Stop => {
+                return Err(permanent(format!(
+                    "partition {partition}: records from offset {from} to {low} were deleted before they were read (retention or truncation) and kafka.out_of_range = stop"
+                )))
+            }
+        },
     };
     if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
         // The reader is gone (restarted or stopped); a newer one has placed the partition.
@@ -294,7 +340,7 @@ fn move_past_deleted(
         }
         Ownership::Group => {
             return Err(permanent(format!(
-                "partition {partition}: records from offset {from} were deleted before they were read (the log now starts at {low}); a group member applies kafka.auto_offset_reset when the partition is assigned, so restart the service to read on"
+                "partition {partition}: records from offset {from} were deleted before they were read (the log now starts at {low}); a group member applies kafka.out_of_range when the partition is assigned, so restart the service to read on"
             )))
         }
     }
