@@ -118,7 +118,7 @@ async fn frames_from_kafkas_java_producer_give_exactly_its_truth_in_both_models(
     assert!(truth.windows().len() >= 8, "the data spans several windows");
     assert_eq!(
         truth.invalid.len(),
-        7,
+        actors::frame::InvalidReason::ALL.len(),
         "every kind of invalid record: {:?}",
         truth.invalid
     );
