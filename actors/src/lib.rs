@@ -49,6 +49,7 @@ pub mod ports;
 pub mod sink;
 pub mod supervisor;
 pub mod topic;
+pub mod uids;
 pub mod window;
 
 pub use batch::BatchActor;

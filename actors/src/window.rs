@@ -42,6 +42,7 @@ pub const HEARD_WITHIN: Duration = Duration::from_secs(1);
 use crate::config::WindowConfig;
 use crate::frame::{window_start, FrameChunk};
 use crate::topic::PartitionId;
+use crate::uids::UidSet;
 
 /// A window's results for the partitions it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub struct ClosedWindow {
 
 /// One partition's share of an open window.
 struct Part {
-    uids: HashSet<Box<str>>,
+    uids: UidSet,
     frames: u64,
     /// Offset of the partition's first frame in this window.
     first_offset: i64,
@@ -254,18 +255,18 @@ impl Windows {
                 .parts
                 .entry(partition)
                 .or_insert_with(|| Part {
-                    uids: HashSet::new(),
+                    uids: UidSet::default(),
                     frames: 0,
                     first_offset: offset,
                 });
             part.frames += 1;
-            part.uids.get_or_insert_with(uid, |u: &str| Box::from(u));
+            part.uids.insert(uid);
             result.counted += 1;
             while let Some((_, _, uid)) =
                 frames_iter.next_if(|(_, ts, _)| window_start(*ts, self.length) == start)
             {
                 part.frames += 1;
-                part.uids.get_or_insert_with(uid, |u: &str| Box::from(u));
+                part.uids.insert(uid);
                 result.counted += 1;
             }
         }
@@ -464,7 +465,7 @@ fn distinct(parts: &[Part]) -> u64 {
             let mut all: HashSet<&str> =
                 HashSet::with_capacity(parts.iter().map(|p| p.uids.len()).sum());
             for part in parts {
-                all.extend(part.uids.iter().map(|u| &**u));
+                all.extend(part.uids.iter());
             }
             all.len() as u64
         }
