@@ -799,3 +799,82 @@ async fn a_corpus_of_hostile_records_is_counted_by_reason_and_changes_no_window(
         );
     }
 }
+
+/// A topic written by a transactional producer that commits most transactions and aborts
+/// every third (Kafka's own Java producer). Both models read committed records only, exactly
+/// the producer's truth; a run to the end commits the true end of each log (past the last
+/// transaction marker); and a live run idling at the end of such a log is not taken for a
+/// stalled one: before the position counted markers, the watchdog saw one record waiting
+/// forever and restarted every partition every `stall_timeout_ms`.
+#[actix::test]
+async fn transactional_input_is_read_committed_and_its_markers_never_look_like_waiting_frames() {
+    let Some(kafka) = RealKafka::get(
+        "transactional_input_is_read_committed_and_its_markers_never_look_like_waiting_frames",
+    ) else {
+        return;
+    };
+    let topic = kafka.topic("transactional", 2);
+    let truth = kafka.produce(
+        &topic,
+        &[
+            "--frames",
+            "6000",
+            "--event-rate",
+            "200",
+            "--transaction-size",
+            "500",
+            "--abort-every",
+            "3",
+            "--window",
+            &WINDOW_SECS.to_string(),
+        ],
+    );
+    assert_eq!(
+        (truth.produced, truth.valid),
+        (6_000, 4_500),
+        "three of twelve transactions aborted"
+    );
+    let config = kafka.config(&topic, "");
+    let ends = actors::kafka::end_offset_probe(&config).unwrap()(&ids(&config, 2));
+    for model in [Model::Partition, Model::Group] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("windows.jsonl");
+        let mut settings = real_settings(&kafka, &topic, &out, model);
+        settings.supervisor.stall_timeout_ms = 1_500;
+        settings.run.until_end = true;
+        let run = kafka_actors::run(settings.clone(), std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
+        assert!(run.completed, "{model:?}");
+        assert_eq!(
+            run.summary.metrics.frames, 4_500,
+            "{model:?}: committed records only"
+        );
+        let seen = exact_shares(output(&out), &truth);
+        let twice = assert_no_share_lost(&seen, &truth);
+        assert!(twice.values().all(|n| *n == 0), "{model:?}: {twice:?}");
+        assert_eq!(
+            committed(&settings.kafka, &ids(&config, 2)),
+            ends,
+            "{model:?}: committed at the end of each log, past its last marker"
+        );
+
+        // Live, at the end of the log for several stall timeouts: nothing is restarted.
+        let mut live = settings.clone();
+        live.run.until_end = false;
+        live.run.stop_after = "6s".into();
+        live.kafka.group = unique("transactional-live");
+        live.sink.path = dir.path().join("live.jsonl").display().to_string();
+        let run = kafka_actors::run(live, std::future::pending())
+            .await
+            .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
+        let metrics = &run.summary.metrics;
+        assert_eq!(
+            (metrics.restarts, metrics.watchdog_recoveries),
+            (0, 0),
+            "{model:?}: {:?}",
+            metrics.restart_log
+        );
+        assert_eq!(metrics.frames, 4_500, "{model:?}");
+    }
+}

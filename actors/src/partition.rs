@@ -368,6 +368,9 @@ impl PartitionActor {
             self.at_end = true;
         }
         self.leader_unreachable = status.leader_unreachable;
+        // The position can move without a record handed out: past transaction markers and
+        // aborted records, once the reader reaches the end.
+        let moved_past_unread = status.records == 0 && status.next_offset > self.next_offset;
         self.next_offset = status.next_offset.max(self.next_offset);
         if let Some((from, to)) = status.skipped {
             self.outputs.skipped.do_send(RecordsSkipped {
@@ -376,7 +379,7 @@ impl PartitionActor {
                 to,
             });
         }
-        if status.records > 0 {
+        if status.records > 0 || moved_past_unread {
             self.outputs.metrics.do_send(ChunkProcessed {
                 partition: self.partition,
                 frames: frames.len() as u64,

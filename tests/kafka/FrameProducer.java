@@ -4,6 +4,7 @@
 //   tests/kafka/cluster produce --topic T [--frames N] [--users U] [--compression none|gzip|snappy|lz4|zstd]
 //       [--seed S] [--start-ts SECS] [--event-rate FRAMES_PER_EVENT_SECOND] [--jitter-ms MS]
 //       [--bad-every K] [--window SECS] [--rate FRAMES_PER_SECOND]
+//       [--transaction-size N [--abort-every K]]
 //
 // Frames are keyed by uid, so each uid lives in one partition. Event time advances one second
 // every --event-rate frames and each frame is up to --jitter-ms older than that (out of order).
@@ -15,6 +16,9 @@
 //   {"window_start":W,"partition":P,"unique_users":U,"frames":F}   one per window and partition
 //   {"produced":N,"valid":V,"invalid":{"reason":count,...}}           last line
 // With --rate, frames are sent at about that many per second (0: as fast as possible).
+// With --transaction-size, records are written in transactions of that many records and every
+// --abort-every-th transaction is aborted: its records are in the log but not in the truth
+// (a read_committed consumer never sees them). The last transaction is committed.
 
 import java.nio.charset.StandardCharsets;
 import java.util.*;
@@ -43,6 +47,8 @@ public class FrameProducer {
         long badEvery = Long.parseLong(opt.getOrDefault("bad-every", "0"));
         long windowMs = Long.parseLong(opt.getOrDefault("window", "10")) * 1000;
         double rate = Double.parseDouble(opt.getOrDefault("rate", "0"));
+        long transactionSize = Long.parseLong(opt.getOrDefault("transaction-size", "0"));
+        long abortEvery = Long.parseLong(opt.getOrDefault("abort-every", "0"));
 
         Properties props = new Properties();
         props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -54,6 +60,9 @@ public class FrameProducer {
         props.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "120000");
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        if (transactionSize > 0) {
+            props.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, "frame-producer-" + topic + "-" + seed);
+        }
 
         Random random = new Random(seed);
         // window start -> partition -> (uids, frames)
@@ -62,9 +71,29 @@ public class FrameProducer {
         TreeMap<String, Long> invalid = new TreeMap<>();
         AtomicReference<Exception> failure = new AtomicReference<>();
         long valid = 0;
+        long aborted = 0;
         long started = System.nanoTime();
+        // Acknowledged frames of the open transaction: (window, partition, uid), counted into the
+        // truth only when it commits.
+        List<Object[]> pending = new ArrayList<>();
         try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props)) {
+            if (transactionSize > 0) producer.initTransactions();
             for (long i = 0; i < frames; i++) {
+                if (transactionSize > 0 && i % transactionSize == 0) {
+                    if (i > 0) {
+                        long txn = i / transactionSize;
+                        if (abortEvery > 0 && txn % abortEvery == 0) {
+                            // Written to the log first, then aborted: a reader must skip them.
+                            producer.flush();
+                            producer.abortTransaction();
+                            synchronized (uids) { aborted += pending.size(); pending.clear(); }
+                        } else {
+                            producer.commitTransaction();
+                            synchronized (uids) { commit(pending, uids, counts); }
+                        }
+                    }
+                    producer.beginTransaction();
+                }
                 if (rate > 0) {
                     long due = started + (long) (i / rate * 1e9);
                     long wait = due - System.nanoTime();
@@ -96,15 +125,18 @@ public class FrameProducer {
                         return;
                     }
                     synchronized (uids) {
-                        uids.computeIfAbsent(window, w -> new TreeMap<>())
-                            .computeIfAbsent(m.partition(), p -> new HashSet<>()).add(uid);
-                        counts.computeIfAbsent(window, w -> new TreeMap<>())
-                            .computeIfAbsent(m.partition(), p -> new long[1])[0]++;
+                        pending.add(new Object[] {window, m.partition(), uid});
+                        if (transactionSize == 0) commit(pending, uids, counts);
                     }
                 });
             }
+            if (transactionSize > 0) {
+                producer.commitTransaction();
+                synchronized (uids) { commit(pending, uids, counts); }
+            }
             producer.flush();
         }
+        valid -= aborted;
         if (failure.get() != null) {
             System.err.println("FrameProducer: a record was not acknowledged: " + failure.get());
             System.exit(1);
@@ -123,6 +155,20 @@ public class FrameProducer {
         invalid.forEach((k, v) -> reasons.add("\"" + k + "\":" + v));
         out.append(reasons).append("}}\n");
         System.out.print(out);
+    }
+
+    /** Counts acknowledged frames into the truth. */
+    static void commit(List<Object[]> pending, TreeMap<Long, TreeMap<Integer, Set<String>>> uids,
+                       TreeMap<Long, TreeMap<Integer, long[]>> counts) {
+        for (Object[] f : pending) {
+            long window = (Long) f[0];
+            int partition = (Integer) f[1];
+            uids.computeIfAbsent(window, w -> new TreeMap<>())
+                .computeIfAbsent(partition, p -> new HashSet<>()).add((String) f[2]);
+            counts.computeIfAbsent(window, w -> new TreeMap<>())
+                .computeIfAbsent(partition, p -> new long[1])[0]++;
+        }
+        pending.clear();
     }
 
     static String req(Map<String, String> opt, String key) {

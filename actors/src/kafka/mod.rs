@@ -261,6 +261,9 @@ fn consumer_config(
     config.set("bootstrap.servers", kafka.brokers.trim());
     config.set("client.id", client_id);
     config.set(RECONNECT_BACKOFF_MAX.0, RECONNECT_BACKOFF_MAX.1);
+    // Records of aborted (and still open) transactions are never read (librdkafka's default,
+    // set so that it shows); `kafka.properties` may choose read_uncommitted.
+    config.set("isolation.level", "read_committed");
     for (key, value) in defaults {
         config.set(*key, value);
     }

@@ -226,6 +226,28 @@ impl PartitionReader {
         Ok(status)
     }
 
+    /// The client's position for this partition: the offset after the last record it handed
+    /// out or passed over (transaction markers, aborted records). No broker round trip.
+    fn client_position(&self) -> Option<i64> {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition(self.partition.topic.name(), self.partition.index);
+        // SAFETY: the native handle is valid while `self.consumer` lives, and `tpl` is a valid
+        // list owned here; rd_kafka_position only fills in the offsets of the listed partition.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_position(self.consumer.client().native_ptr(), tpl.ptr())
+        };
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return None;
+        }
+        match tpl
+            .find_partition(self.partition.topic.name(), self.partition.index)?
+            .offset()
+        {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    }
+
     /// The high watermark from the last fetch response, without a broker round trip. (Some
     /// brokers answer ListOffsets with a stale end; the fetch response is always current.)
     fn cached_high_watermark(&self) -> Option<i64> {
@@ -399,6 +421,15 @@ impl FrameSource for PartitionReader {
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
                     status.at_end = true;
+                    // At the end the client's position also counts what it read and passed
+                    // over without handing out: transaction markers and records of aborted
+                    // transactions. Every record below it has been handed out (the end event
+                    // comes after them), so it is the position; without it a partition whose
+                    // log ends in a marker would show one record waiting forever.
+                    if let Some(position) = self.client_position() {
+                        self.next_offset =
+                            Some(self.next_offset.map_or(position, |n| n.max(position)));
+                    }
                     break;
                 }
                 Some(Err(error))
