@@ -132,6 +132,11 @@ pub trait Scenario: std::fmt::Debug + Sync {
         Needs::Anything
     }
 
+    /// Replicas per partition of the scenario's topic (3, unless it says otherwise).
+    fn replication(&self) -> i32 {
+        3
+    }
+
     /// Whether it can run on `target`: a real cluster has no request-level fault injection,
     /// and broker faults need its control command.
     fn runs_on(&self, target: &Target) -> bool {
@@ -304,6 +309,25 @@ impl ChaosCluster {
                     to.to_string(),
                 ])
                 .await;
+            }
+        }
+    }
+
+    /// Makes `broker` stop answering without closing its connections (`hung`), or answer
+    /// again: SIGSTOP / SIGCONT on a real cluster, a 30 s round trip on the embedded one.
+    async fn hang(&self, broker: i32, hung: bool) {
+        match self {
+            ChaosCluster::Embedded(cluster) => {
+                let delay = if hung {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::ZERO
+                };
+                let _ = cluster.broker_latency(broker, delay);
+            }
+            ChaosCluster::Real { .. } => {
+                let verb = if hung { "pause" } else { "resume" };
+                self.control(&[verb.into(), broker.to_string()]).await;
             }
         }
     }
@@ -658,7 +682,7 @@ pub async fn run_scenario(
     let cluster = match &options.target {
         Target::Embedded => {
             let cluster = EmbeddedCluster::start(3)?;
-            cluster.create_topic(&topic, PARTITIONS, 3)?;
+            cluster.create_topic(&topic, PARTITIONS, scenario.replication())?;
             ChaosCluster::Embedded(Arc::new(cluster))
         }
         Target::Brokers { brokers, control } => {
@@ -668,7 +692,9 @@ pub async fn run_scenario(
                 ..KafkaConfig::default()
             };
             let created = topic.clone();
-            blocking(move || kafka::create_topic(&kafka, &created, PARTITIONS, 3)).await??;
+            let replication = scenario.replication();
+            blocking(move || kafka::create_topic(&kafka, &created, PARTITIONS, replication))
+                .await??;
             ChaosCluster::Real {
                 brokers: brokers.clone(),
                 control: control.clone(),

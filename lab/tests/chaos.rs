@@ -46,6 +46,8 @@ scenario!(partition_panic_group, PartitionPanic, Group);
 scenario!(restart_budget_partition, RestartBudget, Partition);
 scenario!(stall_group, Stall, Group);
 scenario!(broker_down_partition, BrokerDown, Partition);
+scenario!(ignore leader_hangs_partition, LeaderHangs, Partition);
+scenario!(ignore leader_hangs_group, LeaderHangs, Group);
 scenario!(poison_frames_partition, PoisonFrames, Partition);
 scenario!(member_churn_group, MemberChurn, Group);
 scenario!(sigkill_partition, Sigkill, Partition);

@@ -282,6 +282,10 @@ fn consumer_config(
     config
 }
 
+/// How long a broker connection may receive nothing before its partitions count as out of
+/// reach (see [`observe_leaders`]).
+const RX_IDLE_MAX: Duration = Duration::from_secs(2);
+
 /// Leader tracking for a client: librdkafka's statistics every `interval_ms` feed `board`.
 #[derive(Clone)]
 pub struct LeaderStats {
@@ -310,7 +314,11 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
         return;
     };
-    // Broker ids whose connection is up. UPDATE is a connected broker being re-described.
+    // Broker ids whose connection is up and answering. UPDATE is a connected broker being
+    // re-described. A broker that stops answering without closing its sockets (a hung
+    // process) stays UP until `socket.timeout.ms` (60 s); fetches to a leader come back at
+    // least every `fetch.wait.max.ms` (100 ms), so a connection that received nothing for
+    // longer than RX_IDLE_MAX is taken as out of reach.
     let connected: BTreeSet<i64> = stats
         .get("brokers")
         .and_then(|b| b.as_object())
@@ -321,6 +329,12 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
                 broker.get("state").and_then(serde_json::Value::as_str),
                 Some("UP" | "UPDATE")
             )
+        })
+        .filter(|broker| {
+            broker
+                .get("rxidle")
+                .and_then(serde_json::Value::as_i64)
+                .is_none_or(|micros| micros < 0 || micros <= RX_IDLE_MAX.as_micros() as i64)
         })
         .filter_map(|broker| broker.get("nodeid").and_then(serde_json::Value::as_i64))
         .collect();
@@ -841,12 +855,26 @@ mod tests {
 
     /// The shape of librdkafka's statistics (STATISTICS.md), trimmed to the fields read.
     fn stats(broker_states: &[(i64, &str)], partitions: &[(i64, bool, i64, &str)]) -> Vec<u8> {
+        stats_rx(
+            &broker_states
+                .iter()
+                .map(|(id, state)| (*id, *state, 5_000))
+                .collect::<Vec<_>>(),
+            partitions,
+        )
+    }
+
+    /// [`stats`] with each broker's microseconds since its last receive.
+    fn stats_rx(
+        broker_states: &[(i64, &str, i64)],
+        partitions: &[(i64, bool, i64, &str)],
+    ) -> Vec<u8> {
         let brokers: serde_json::Map<String, serde_json::Value> = broker_states
             .iter()
-            .map(|(id, state)| {
+            .map(|(id, state, rxidle)| {
                 (
                     format!("127.0.0.1:900{id}/{id}"),
-                    serde_json::json!({ "nodeid": id, "state": state }),
+                    serde_json::json!({ "nodeid": id, "state": state, "rxidle": rxidle }),
                 )
             })
             .chain(std::iter::once((
@@ -914,5 +942,27 @@ mod tests {
         assert!(board.reachable(p(1)) && board.reachable(p(4)) && board.reachable(p(5)));
         observe_leaders(&board, &stats(&[(1, "DOWN")], &[(0, true, 1, "active")]));
         assert!(!board.reachable(p(0)));
+    }
+
+    #[test]
+    fn a_leader_that_stopped_answering_is_out_of_reach_although_its_connection_is_up() {
+        let board = LeaderBoard::default();
+        let report = |rxidle: i64| {
+            stats_rx(
+                &[(1, "UP", rxidle), (2, "UP", 40_000)],
+                &[(0, true, 1, "active"), (1, true, 2, "active")],
+            )
+        };
+        observe_leaders(&board, &report(150_000));
+        assert!(board.reachable(p(0)) && board.reachable(p(1)));
+        // Broker 1 hangs (SIGSTOP): its socket stays open, nothing comes back for 3 s.
+        observe_leaders(&board, &report(3_000_000));
+        assert!(!board.reachable(p(0)), "hung leader");
+        assert!(board.reachable(p(1)));
+        observe_leaders(&board, &report(20_000));
+        assert!(board.reachable(p(0)), "answering again");
+        // No receive yet on a new connection is not a hang.
+        observe_leaders(&board, &report(-1));
+        assert!(board.reachable(p(0)));
     }
 }

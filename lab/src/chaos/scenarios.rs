@@ -33,6 +33,7 @@ pub static SCENARIOS: &[&dyn Scenario] = &[
     &LeaderMove,
     &LeaderFlap,
     &BrokerDown,
+    &LeaderHangs,
     &AllBrokersDown,
     &FetchErrors,
     &CommitErrors,
@@ -285,6 +286,52 @@ impl Scenario for BrokerDown {
 
     fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
         expect_leader_change(run, problems);
+    }
+}
+
+/// `leader-hangs`.
+#[derive(Debug)]
+pub struct LeaderHangs;
+
+impl Scenario for LeaderHangs {
+    fn name(&self) -> &'static str {
+        "leader-hangs"
+    }
+
+    fn about(&self) -> &'static str {
+        "The broker leading a partition (of a topic with one replica) stops answering without \
+         closing its sockets (SIGSTOP on a real cluster, a 30 s round trip on the embedded one) \
+         for 10 s, longer than window.idle_after_ms, while frames keep coming to the other \
+         partitions; then it answers again. Its partitions must not count as idle meanwhile."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::BrokerControl
+    }
+
+    /// One replica: the hung broker's partitions keep their leader (nothing moves them
+    /// elsewhere) and the other partitions do not wait for it as a follower, so frames keep
+    /// coming to them while the hung ones must not count as idle.
+    fn replication(&self) -> i32 {
+        1
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let leader = fault.leader_of(fault.target()).await;
+            // Longer than the 5 s idle_after_ms of the scenarios.
+            let hang_for = Duration::from_secs(10);
+            fault.cluster.hang(leader, true).await;
+            let resume = async {
+                actix_rt::time::sleep(hang_for).await;
+                fault.cluster.hang(leader, false).await;
+            };
+            let (recovery, ()) = futures::join!(
+                fault.recovery(Watch::Partition(fault.target()), fault.started),
+                resume
+            );
+            recovery
+        })
     }
 }
 
