@@ -13,12 +13,7 @@ fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors"));
     // Run from the repository so config/default.toml is layered as in normal use.
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    command.env_remove("RUST_LOG");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("KAFKA_ACTORS__") {
-            command.env_remove(key);
-        }
-    }
+    common::without_service_env(&mut command);
     command
 }
 

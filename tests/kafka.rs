@@ -544,17 +544,10 @@ async fn a_committed_position_that_retention_deleted_is_skipped_reported_and_cou
         let mut settings = real_settings(&kafka, &topic, &out, model);
         settings.run.until_end = true;
         // The group had read up to offset 100; then retention deleted everything below 2 000.
-        let mut committer = actors::kafka::KafkaCommitter::new(&settings.kafka).unwrap();
-        actors::ports::OffsetCommitter::commit(
-            &mut committer,
-            &[actors::ports::CommitPosition {
-                partition: PartitionId::of(&topic, 0),
-                offset: 100,
-                metadata: String::new(),
-            }],
-        )
-        .unwrap();
-        drop(committer);
+        commit_as_before(
+            &settings.kafka,
+            &[(PartitionId::of(&topic, 0), 100, String::new())],
+        );
         actors::kafka::delete_records(&settings.kafka, PartitionId::of(&topic, 0), 2_000).unwrap();
 
         // By default the service stops, naming the partition and the gap.
@@ -620,20 +613,16 @@ async fn a_commit_past_the_end_of_a_recreated_topic_stops_or_reads_on_as_the_pol
         let partitions = ids(&settings.kafka, 2);
         let ends: Vec<i64> = partitions.iter().map(|p| report.end_offsets[p]).collect();
         // The group's commits from before the topic was recreated: far past today's ends.
-        let mut committer = actors::kafka::KafkaCommitter::new(&settings.kafka).unwrap();
-        actors::ports::OffsetCommitter::commit(
-            &mut committer,
-            &partitions
+        let stale = |metadata: String| -> Vec<(PartitionId, i64, String)> {
+            partitions
                 .iter()
-                .map(|p| actors::ports::CommitPosition {
-                    partition: *p,
-                    offset: 50_000,
-                    metadata: actors::batch::encode_closed_below(Some(1_800_000_000.0)),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
-        drop(committer);
+                .map(|p| (*p, 50_000, metadata.clone()))
+                .collect()
+        };
+        commit_as_before(
+            &settings.kafka,
+            &stale(actors::batch::encode_closed_below(Some(1_800_000_000.0))),
+        );
 
         let started = std::time::Instant::now();
         let error = kafka_actors::run(settings.clone(), std::future::pending())
@@ -671,20 +660,7 @@ async fn a_commit_past_the_end_of_a_recreated_topic_stops_or_reads_on_as_the_pol
         latest.kafka.group = unique("recreated-latest");
         latest.kafka.out_of_range = actors::config::OutOfRange::Latest;
         latest.sink.path = dir.path().join("latest.jsonl").display().to_string();
-        let mut committer = actors::kafka::KafkaCommitter::new(&latest.kafka).unwrap();
-        actors::ports::OffsetCommitter::commit(
-            &mut committer,
-            &partitions
-                .iter()
-                .map(|p| actors::ports::CommitPosition {
-                    partition: *p,
-                    offset: 50_000,
-                    metadata: String::new(),
-                })
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
-        drop(committer);
+        commit_as_before(&latest.kafka, &stale(String::new()));
         let run = kafka_actors::run(latest, std::future::pending())
             .await
             .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));

@@ -273,11 +273,7 @@ fn compare_runs_each_model_as_three_processes_and_measures_a_kill() {
     let out = dir.path().join("report");
     let mut command = std::process::Command::new(lab_binary());
     command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("KAFKA_ACTORS__") || key == "RUST_LOG" {
-            command.env_remove(key);
-        }
-    }
+    without_service_env(&mut command);
     let output = command
         .env("KAFKA_ACTORS__KAFKA__TOPIC", &topic)
         .args(["compare", "--brokers", &kafka.bootstrap])

@@ -495,12 +495,7 @@ fn a_full_disk_stops_the_service_with_whole_lines_and_the_next_run_completes_the
             None => "exec \"$0\" \"$@\"".to_owned(),
         };
         let mut command = std::process::Command::new("sh");
-        for (key, _) in std::env::vars() {
-            if key.starts_with("KAFKA_ACTORS__") {
-                command.env_remove(key);
-            }
-        }
-        command
+        without_service_env(&mut command)
             .args(["-c", &script, binary, "run", "--until-end"])
             .args(["--brokers", cluster.bootstrap_servers(), "--topic", &topic])
             .args(["--group", &settings.kafka.group])

@@ -112,6 +112,34 @@ pub fn committed(kafka: &KafkaConfig, partitions: &[PartitionId]) -> BTreeMap<Pa
     kafka::committed_positions(kafka, partitions).expect("committed offsets")
 }
 
+/// Commits `positions` (partition, offset, metadata) for `kafka.group`, as an earlier run of
+/// the group would have.
+pub fn commit_as_before(kafka: &KafkaConfig, positions: &[(PartitionId, i64, String)]) {
+    let mut committer = kafka::KafkaCommitter::new(kafka).expect("committer");
+    let positions: Vec<actors::ports::CommitPosition> = positions
+        .iter()
+        .map(
+            |(partition, offset, metadata)| actors::ports::CommitPosition {
+                partition: *partition,
+                offset: *offset,
+                metadata: metadata.clone(),
+            },
+        )
+        .collect();
+    actors::ports::OffsetCommitter::commit(&mut committer, &positions).expect("commit");
+}
+
+/// Leaves the service's settings variables (`KAFKA_ACTORS__…`) and `RUST_LOG` of this process
+/// out of `command`'s environment, so a child runs with what the test gives it only.
+pub fn without_service_env(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("KAFKA_ACTORS__") || key == "RUST_LOG" {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// Starts producing `data` in the background, recording where every frame lands.
 pub fn spawn_generator(
     settings: &Settings,

@@ -313,12 +313,7 @@ impl Member {
         let log = dir.join(format!("{name}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors"));
         command.current_dir(env!("CARGO_MANIFEST_DIR"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("KAFKA_ACTORS__") {
-                command.env_remove(key);
-            }
-        }
-        command
+        super::without_service_env(&mut command)
             .env(
                 "RUST_LOG",
                 "info,actors::kafka::committer=debug,actors::batch=debug",

@@ -74,6 +74,16 @@ impl ProcessSet<'_> {
         Ok(SettingsFile(path))
     }
 
+    /// A fresh consumer group for the processes of one run of `model` (`run`: which one).
+    fn group(&self, model: Model, run: &str) -> String {
+        format!(
+            "compare-{}-{run}-k{}-{}",
+            model.as_str(),
+            self.instances,
+            std::process::id()
+        )
+    }
+
     /// Starts process `index` of `model` in `group`.
     fn spawn(
         &self,
@@ -139,12 +149,7 @@ impl ProcessSet<'_> {
         produced: &GeneratorReport,
     ) -> Result<Round, RunError> {
         let file = self.settings_file(&format!("settings-{}-{round}", model.as_str()), settings)?;
-        let group = format!(
-            "compare-{}-{round}-k{}-{}",
-            model.as_str(),
-            self.instances,
-            std::process::id()
-        );
+        let group = self.group(model, &round.to_string());
         let (cpu, wall) = (cpu_micros(libc::RUSAGE_CHILDREN), Instant::now());
         let processes: Vec<Process> = (0..self.instances)
             .map(|i| {
@@ -232,12 +237,7 @@ impl ProcessSet<'_> {
         data: &GeneratorConfig,
     ) -> Result<Option<f64>, RunError> {
         let file = self.settings_file(&format!("settings-{}-killed", model.as_str()), live)?;
-        let group = format!(
-            "compare-{}-killed-k{}-{}",
-            model.as_str(),
-            self.instances,
-            std::process::id()
-        );
+        let group = self.group(model, "killed");
         let generator = generator::spawn(
             &live.kafka,
             data,
