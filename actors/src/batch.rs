@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::budget::OpenBudget;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::failure::OutputFailure;
 use crate::frame::FrameChunk;
-use crate::metrics::{EventTimeLead, Flushed, FramesLate, MetricsActor};
+use crate::metrics::{EventTimeLead, Flushed, FramesLate, IntakeBudget, MetricsActor};
 use crate::panics::Panicked;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage, OffsetCommitter};
 use crate::sink::Sink;
@@ -127,9 +128,10 @@ pub fn decode_closed_below(metadata: &str) -> Option<f64> {
     }
 }
 
-/// Parsed frames of one partition, in offset order.
+/// Parsed frames of one partition, in offset order. The answer says whether the partition
+/// reads on.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Flow")]
 pub struct Chunk {
     /// The partition.
     pub partition: PartitionId,
@@ -141,6 +143,17 @@ pub struct Chunk {
     pub at_end: bool,
     /// The partition is done for good (`--until-end`): no chunk follows.
     pub finished: bool,
+}
+
+/// Whether a partition reads on after a chunk.
+#[derive(Debug)]
+pub enum Flow {
+    /// Read on.
+    Go,
+    /// The open windows are over their memory budget and this partition is ahead of the
+    /// watermark: read nothing more until the receiver completes (or is dropped: the batch
+    /// actor let the partition go, or stopped).
+    Pause(tokio::sync::oneshot::Receiver<()>),
 }
 
 /// Flush what is closed (and with `close_all`, close every window first), commit, and answer
@@ -353,6 +366,12 @@ pub struct BatchActor {
     written: std::collections::BTreeMap<PartitionId, CommitPosition>,
     /// Since when commits have failed with errors no retry cures, without a success since.
     commits_failing_since: Option<Instant>,
+    /// The memory budget of open windows.
+    budget: OpenBudget,
+    /// Paused partitions that were told so, with what resumes them.
+    resumes: std::collections::BTreeMap<PartitionId, tokio::sync::oneshot::Sender<()>>,
+    /// The most the open windows have held, in bytes.
+    peak_open_bytes: usize,
 }
 
 impl BatchActor {
@@ -371,6 +390,7 @@ impl BatchActor {
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> Self {
         let windows = Windows::new(window, partitions);
+        let budget = OpenBudget::new(window.open_budget_bytes());
         // What the group has already committed needs no commit again.
         let last_commit = positions(&windows);
         BatchActor {
@@ -396,6 +416,9 @@ impl BatchActor {
             coverage: Coverage::Known,
             written: std::collections::BTreeMap::new(),
             commits_failing_since: None,
+            budget,
+            resumes: std::collections::BTreeMap::new(),
+            peak_open_bytes: 0,
         }
     }
 
@@ -464,6 +487,84 @@ impl BatchActor {
             self.pending.extend(own);
             self.force = true;
         }
+    }
+
+    /// Pauses the partitions ahead of the watermark while the open windows are over their
+    /// memory budget, and resumes them once windows close (see [`OpenBudget`]); the one place
+    /// that logs and counts it.
+    fn review_budget(&mut self) {
+        let open = self.windows.open_bytes();
+        self.peak_open_bytes = self.peak_open_bytes.max(open);
+        if !self.budget.wants_review(open) {
+            return;
+        }
+        let view = self.windows.intake_view(Instant::now());
+        let change = self.budget.review(open, &view);
+        if change.is_empty() {
+            return;
+        }
+        for partition in &change.pause {
+            self.windows.set_paused(*partition, true);
+        }
+        for partition in &change.resume {
+            self.windows.set_paused(*partition, false);
+            if let Some(resume) = self.resumes.remove(partition) {
+                let _ = resume.send(());
+            }
+        }
+        let open_mib = format_args!("{:.1}", open as f64 / f64::from(1 << 20));
+        let budget_mib = self.budget.limit() >> 20;
+        let (holder, why) = match view.holder {
+            Some((partition, reason)) => (Some(partition), Some(reason)),
+            None => (None, None),
+        };
+        let holder_text = holder.map(|p| p.to_string()).unwrap_or_default();
+        let why_text = why.map(|r| r.to_string()).unwrap_or_default();
+        if !change.pause.is_empty() {
+            tracing::warn!(
+                open_mib = %open_mib,
+                budget_mib,
+                paused = ?change.pause.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                holder = %holder_text,
+                why = %why_text,
+                "Open windows are over window.open_budget_mib: pausing the partitions ahead of \
+                 the one that holds the watermark back until windows close."
+            );
+        }
+        if change.exceeded_by_holder {
+            tracing::warn!(
+                open_mib = %open_mib,
+                budget_mib,
+                holder = %holder_text,
+                why = %why_text,
+                "Open windows are over window.open_budget_mib, and no partition is ahead of the \
+                 one that holds the watermark back: it reads on, and its windows stay exact."
+            );
+        }
+        if !change.resume.is_empty() {
+            tracing::info!(
+                open_mib = %open_mib,
+                budget_mib,
+                resumed = ?change.resume.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "Resuming paused partitions."
+            );
+        }
+        self.metrics.do_send(IntakeBudget {
+            paused: self.budget.paused(),
+            newly_paused: change.pause.len() as u64,
+            holder,
+            open_bytes: open as u64,
+        });
+    }
+
+    /// What a partition that sent a chunk does next: read on, or wait while paused.
+    fn flow(&mut self, partition: PartitionId) -> Flow {
+        if !self.budget.is_paused(partition) {
+            return Flow::Go;
+        }
+        let (resume, resumed) = tokio::sync::oneshot::channel();
+        self.resumes.insert(partition, resume);
+        Flow::Pause(resumed)
     }
 
     fn commit_wanted(&self, positions: &[CommitPosition]) -> bool {
@@ -578,6 +679,8 @@ impl BatchActor {
             unique_users: job.windows.iter().map(|w| w.unique_users).collect(),
             commit_attempted: job.commit && sink_error.is_none(),
             commit_error: commit_error.clone(),
+            open_bytes: self.windows.open_bytes() as u64,
+            peak_open_bytes: self.peak_open_bytes as u64,
         });
         if let Some(error) = sink_error {
             self.fail(error, ctx);
@@ -659,6 +762,8 @@ impl BatchActor {
     fn release(&mut self, partitions: &[PartitionId]) -> Vec<Released> {
         for partition in partitions {
             self.windows.remove_partition(*partition);
+            self.budget.forget(*partition);
+            self.resumes.remove(partition);
         }
         self.last_commit
             .retain(|p| !partitions.contains(&p.partition));
@@ -741,6 +846,8 @@ impl Actor for BatchActor {
         // Idle partitions and the flush interval need the clock, not only incoming chunks.
         let tick = Duration::from_millis(self.config.interval_ms.clamp(10, 100));
         ctx.run_interval(tick, |act, ctx| {
+            // Paused partitions send nothing: the clock reviews the budget for them.
+            act.review_budget();
             if matches!(act.output, Output::Idle(_)) {
                 act.collect_closed();
                 if act.force || !act.pending.is_empty() || act.frames_since_flush > 0 {
@@ -758,9 +865,9 @@ impl Actor for BatchActor {
 }
 
 impl Handler<Chunk> for BatchActor {
-    type Result = ();
+    type Result = MessageResult<Chunk>;
 
-    fn handle(&mut self, chunk: Chunk, ctx: &mut Self::Context) {
+    fn handle(&mut self, chunk: Chunk, ctx: &mut Self::Context) -> Self::Result {
         let ingested = self.windows.ingest(
             chunk.partition,
             &chunk.frames,
@@ -797,7 +904,9 @@ impl Handler<Chunk> for BatchActor {
         }
         self.frames_since_flush += chunk.frames.len() as u64;
         self.collect_closed();
+        self.review_budget();
         self.maybe_flush(ctx);
+        MessageResult(self.flow(chunk.partition))
     }
 }
 
@@ -873,6 +982,7 @@ mod tests {
 
     use super::*;
     use crate::config::MetricsConfig;
+    use crate::metrics::GetMetrics;
 
     /// Everything the fakes saw, in order: `Write(window starts)` and `Commit(offsets)`.
     #[derive(Debug, Clone, PartialEq)]
@@ -998,6 +1108,7 @@ mod tests {
                 lateness_secs: 0,
                 idle_after_ms: 60_000,
                 max_lead_secs: 0,
+                open_budget_mib: 0,
             },
             FlushConfig {
                 max_frames: 1_000_000,
@@ -1011,6 +1122,155 @@ mod tests {
             metrics,
             supervisor,
         )
+    }
+
+    /// Keeps every window written.
+    struct KeepingSink(Arc<Mutex<Vec<ClosedWindow>>>);
+    impl Sink for KeepingSink {
+        fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()> {
+            self.0.lock().unwrap().extend_from_slice(windows);
+            Ok(())
+        }
+    }
+
+    /// A batch actor over partitions 0-2 with a memory budget of 1 MiB for open windows,
+    /// keeping what it writes in `written`; and its metrics actor.
+    fn budgeted(
+        log: &Log,
+        written: &Arc<Mutex<Vec<ClosedWindow>>>,
+    ) -> (Addr<BatchActor>, Addr<MetricsActor>) {
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        let starts: Vec<PartitionStart> = (0..3)
+            .map(|partition| PartitionStart {
+                partition: p(partition),
+                next_offset: Some(0),
+                closed_below: None,
+            })
+            .collect();
+        let batch = BatchActor::new(
+            &WindowConfig {
+                length_secs: 10,
+                lateness_secs: 0,
+                idle_after_ms: 60_000,
+                max_lead_secs: 0,
+                open_budget_mib: 1,
+            },
+            FlushConfig {
+                max_frames: 1_000_000,
+                interval_ms: 10,
+                commit_failure_timeout_ms: 200,
+            },
+            &starts,
+            Box::new(KeepingSink(written.clone())),
+            Box::new(FakeCommitter(log.clone(), 0)),
+            Closing::ByWatermark,
+            metrics.clone(),
+            None,
+        );
+        (batch.start(), metrics)
+    }
+
+    async fn send(
+        batch: &Addr<BatchActor>,
+        partition: i32,
+        ts: f64,
+        uids: std::ops::Range<u32>,
+        next: i64,
+    ) -> Flow {
+        let names: Vec<String> = uids.map(|i| format!("user-{i:07}")).collect();
+        let frames: Vec<(i64, f64, &str)> = names.iter().map(|u| (0, ts, u.as_str())).collect();
+        batch.send(chunk(partition, &frames, next)).await.unwrap()
+    }
+
+    async fn resumed(flow: Flow) -> bool {
+        match flow {
+            Flow::Go => panic!("the partition was not paused"),
+            Flow::Pause(resumed) => tokio::time::timeout(Duration::from_secs(2), resumed)
+                .await
+                .is_ok_and(|r| r.is_ok()),
+        }
+    }
+
+    #[actix::test]
+    async fn over_the_memory_budget_partitions_ahead_of_the_watermark_pause_until_windows_close() {
+        let (log, written) = (Log::default(), Arc::new(Mutex::new(Vec::new())));
+        let (batch, metrics) = budgeted(&log, &written);
+        let open = || async { metrics.send(GetMetrics).await.unwrap() };
+        // Partition 0 holds the watermark at 101; partition 2 is a little ahead.
+        assert!(matches!(send(&batch, 0, 101.0, 0..1, 1).await, Flow::Go));
+        assert!(matches!(send(&batch, 2, 105.0, 0..1, 1).await, Flow::Go));
+        // Partition 1 runs ahead with 100 000 users in window 200: past 1 MiB it is paused.
+        let mut flows = Vec::new();
+        for k in 0..10 {
+            flows.push(
+                send(
+                    &batch,
+                    1,
+                    200.0,
+                    k * 10_000..(k + 1) * 10_000,
+                    i64::from(k + 1),
+                )
+                .await,
+            );
+        }
+        let first_pause = flows.iter().position(|f| matches!(f, Flow::Pause(_)));
+        assert!(
+            first_pause.is_some_and(|k| k >= 2),
+            "paused at chunk {first_pause:?}"
+        );
+        let p1 = flows.pop().unwrap();
+        // Partition 2 is ahead of the holder too: paused at its next chunk. The holder reads on.
+        let p2 = send(&batch, 2, 106.0, 0..1, 2).await;
+        assert!(matches!(p2, Flow::Pause(_)));
+        assert!(matches!(send(&batch, 0, 102.0, 1..2, 2).await, Flow::Go));
+        let figures = open().await;
+        assert!(
+            figures.open_window_bytes > 1 << 20,
+            "{} bytes open",
+            figures.open_window_bytes
+        );
+        assert_eq!(figures.watermark_holder, Some(p(0)));
+        assert!(
+            figures.partitions[&p(1)].paused
+                && !figures.partitions.get(&p(0)).is_some_and(|m| m.paused)
+        );
+        // The holder moves to 250: partition 2 (at 106) now holds the watermark and resumes at
+        // once, and partition 0, now ahead, is paused in its turn.
+        let p0 = send(&batch, 0, 250.0, 2..3, 3).await;
+        assert!(resumed(p2).await, "the new holder resumes");
+        // Partition 2 moves past partition 1 (at 200): partition 1 holds and resumes...
+        let p2 = send(&batch, 2, 260.0, 1..2, 3).await;
+        assert!(
+            resumed(p1).await,
+            "partition 1 resumes once it holds the watermark"
+        );
+        // ...and its move past 250 closes window 200, which frees the budget: all resume.
+        assert!(matches!(send(&batch, 1, 255.0, 0..1, 12).await, Flow::Go));
+        assert!(
+            resumed(p0).await && resumed(p2).await,
+            "everything resumes below 3/4 of the budget"
+        );
+        let figures = open().await;
+        assert!(
+            figures.open_window_bytes < 1 << 18,
+            "{} bytes open",
+            figures.open_window_bytes
+        );
+        assert!(figures.peak_open_window_bytes > 1 << 20);
+        assert_eq!(
+            figures.budget_pauses, 4,
+            "partitions 1 and 2, then 0, then 2 again"
+        );
+        assert!(figures.partitions.values().all(|m| !m.paused));
+        // The window of 100 000 users is exact.
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let written = written.lock().unwrap().clone();
+        let w200 = written
+            .iter()
+            .find(|w| w.start == 200)
+            .expect("window 200 written");
+        assert_eq!((w200.unique_users, w200.frames), (100_000, 100_000));
+        assert_eq!(w200.partitions, vec![p(0), p(1), p(2)]);
     }
 
     #[actix::test]

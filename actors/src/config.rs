@@ -564,6 +564,12 @@ pub struct WindowConfig {
     /// sign of a clock or producer gone wrong, or of a partition left far behind. 0: not
     /// watched.
     pub max_lead_secs: u64,
+    /// Memory budget of the open windows, in MiB (their distinct uids and bookkeeping). Over
+    /// it, every partition ahead of the one holding the watermark back is paused (logged,
+    /// with the holder and why, and counted as `budget_pauses`) until windows close and free
+    /// a quarter of it. The holder reads on: when it alone fills the budget, the budget is
+    /// exceeded rather than a window closed early. 0: no budget.
+    pub open_budget_mib: u64,
 }
 
 impl Default for WindowConfig {
@@ -573,7 +579,15 @@ impl Default for WindowConfig {
             lateness_secs: 5,
             idle_after_ms: 5_000,
             max_lead_secs: 3_600,
+            open_budget_mib: 1_024,
         }
+    }
+}
+
+impl WindowConfig {
+    /// The memory budget of open windows in bytes; `None` without one.
+    pub fn open_budget_bytes(&self) -> Option<usize> {
+        (self.open_budget_mib > 0).then(|| (self.open_budget_mib as usize).saturating_mul(1 << 20))
     }
 }
 
@@ -597,6 +611,11 @@ impl WindowConfig {
             self.idle_after_ms >= 1,
             "window.idle_after_ms",
             "must be at least 1",
+        )?;
+        check(
+            self.open_budget_mib <= 1 << 30,
+            "window.open_budget_mib",
+            "must be at most 1073741824 (0: no budget)",
         )
     }
 }

@@ -29,6 +29,12 @@ pub enum PartitionFailure {
         /// How long it had not moved, in milliseconds.
         still_ms: u128,
     },
+    /// Its reader reported nothing (no records, not being at its end) since it was assigned:
+    /// its leader may be out of reach. It holds the watermark back meanwhile (the watchdog).
+    Unheard {
+        /// How long it had been assigned without a report, in milliseconds.
+        for_ms: u128,
+    },
     /// Someone asked for the restart.
     Requested,
 }
@@ -40,13 +46,17 @@ impl PartitionFailure {
             PartitionFailure::Source { reach, .. } => *reach,
             PartitionFailure::Panicked { .. }
             | PartitionFailure::Stalled { .. }
+            | PartitionFailure::Unheard { .. }
             | PartitionFailure::Requested => FailureKind::Fatal,
         }
     }
 
     /// The stall watchdog found it.
     pub fn is_stall(&self) -> bool {
-        matches!(self, PartitionFailure::Stalled { .. })
+        matches!(
+            self,
+            PartitionFailure::Stalled { .. } | PartitionFailure::Unheard { .. }
+        )
     }
 }
 
@@ -67,6 +77,11 @@ impl std::fmt::Display for PartitionFailure {
             PartitionFailure::Stalled { waiting, still_ms } => write!(
                 f,
                 "stalled: {waiting} frames waiting and no progress for {still_ms} ms"
+            ),
+            PartitionFailure::Unheard { for_ms } => write!(
+                f,
+                "no first chunk: its reader reported nothing for {for_ms} ms after it was \
+                 assigned, and it holds the watermark back"
             ),
             PartitionFailure::Requested => f.write_str("requested"),
         }

@@ -33,9 +33,11 @@ impl OffsetCommitter for Commits {
     }
 }
 
-/// A partition with nothing to read, positioned where it was opened.
+/// A partition with nothing to read, positioned where it was opened; it never says whether
+/// it is at its end (as when its leader cannot be reached), unless `at_end`.
 pub(crate) struct QuietSource {
     next: Option<i64>,
+    at_end: bool,
 }
 
 impl FrameSource for QuietSource {
@@ -46,17 +48,30 @@ impl FrameSource for QuietSource {
     ) -> Result<PollStatus, SourceError> {
         Ok(PollStatus {
             next_offset: self.next,
+            at_end: self.at_end,
             ..PollStatus::default()
         })
     }
 }
 
-/// Opens [`QuietSource`]s and counts the opens.
+/// Opens [`QuietSource`]s that never reach their end, and counts the opens.
 pub(crate) fn quiet_sources(opens: Arc<AtomicU32>) -> SourceFactory {
     Arc::new(move |_, start| {
         opens.fetch_add(1, Ordering::Relaxed);
         let next = start.offset();
-        Ok(Box::new(QuietSource { next }) as Box<dyn FrameSource>)
+        Ok(Box::new(QuietSource {
+            next,
+            at_end: false,
+        }) as Box<dyn FrameSource>)
+    })
+}
+
+/// Opens [`QuietSource`]s of empty partitions (always at their end), and counts the opens.
+pub(crate) fn empty_sources(opens: Arc<AtomicU32>) -> SourceFactory {
+    Arc::new(move |_, start| {
+        opens.fetch_add(1, Ordering::Relaxed);
+        let next = start.offset();
+        Ok(Box::new(QuietSource { next, at_end: true }) as Box<dyn FrameSource>)
     })
 }
 

@@ -169,6 +169,14 @@ impl FrameSource for FaultySource {
     fn wake_on_records(&mut self, wake: Wake) {
         self.inner.wake_on_records(wake);
     }
+
+    fn pause(&mut self) -> Result<(), SourceError> {
+        self.inner.pause()
+    }
+
+    fn resume(&mut self) -> Result<(), SourceError> {
+        self.inner.resume()
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod budget;
 pub mod config;
 pub mod failure;
 #[cfg(test)]

@@ -87,6 +87,24 @@ pub struct Flushed {
     pub commit_attempted: bool,
     /// The commit failed with this message.
     pub commit_error: Option<String>,
+    /// Bytes the open windows hold after the flush.
+    pub open_bytes: u64,
+    /// The most they have held so far.
+    pub peak_open_bytes: u64,
+}
+
+/// The batch actor paused or resumed partitions for the memory budget of open windows.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct IntakeBudget {
+    /// Every partition paused now.
+    pub paused: Vec<PartitionId>,
+    /// How many of them were paused by this change.
+    pub newly_paused: u64,
+    /// The partition holding the watermark back.
+    pub holder: Option<PartitionId>,
+    /// Bytes the open windows hold.
+    pub open_bytes: u64,
 }
 
 /// Asks for a copy of every figure.
@@ -173,6 +191,10 @@ pub struct PartitionMetrics {
     pub leader: Option<i32>,
     /// Leader changes seen.
     pub leader_changes: u64,
+    /// Its intake is paused by the memory budget of open windows.
+    pub paused: bool,
+    /// Its reader has reported at least once (records, or being at its end).
+    pub heard: bool,
 }
 
 /// Every figure the metrics actor keeps.
@@ -231,6 +253,14 @@ pub struct MetricsSnapshot {
     pub skipped_records: u64,
     /// Every range passed over, oldest first.
     pub skipped: Vec<RecordsSkipped>,
+    /// Bytes the open windows hold (as of the last flush or budget change).
+    pub open_window_bytes: u64,
+    /// The most the open windows have held.
+    pub peak_open_window_bytes: u64,
+    /// Times a partition was paused because the open windows were over their memory budget.
+    pub budget_pauses: u64,
+    /// The partition that held the watermark back at the last budget change.
+    pub watermark_holder: Option<PartitionId>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -258,6 +288,8 @@ struct PartitionState {
     chunks: u64,
     first_chunk: Option<Instant>,
     last_chunk: Option<Instant>,
+    /// Its reader has reported at least once.
+    heard: bool,
 }
 
 impl Default for PartitionState {
@@ -273,6 +305,7 @@ impl Default for PartitionState {
             chunks: 0,
             first_chunk: None,
             last_chunk: None,
+            heard: false,
         }
     }
 }
@@ -311,6 +344,12 @@ pub struct MetricsActor {
     restart_log: Vec<RestartRecord>,
     leaders: Option<std::sync::Arc<crate::leaders::LeaderBoard>>,
     skipped: Vec<RecordsSkipped>,
+    /// Partitions paused by the memory budget now.
+    paused: std::collections::BTreeSet<PartitionId>,
+    budget_pauses: u64,
+    open_bytes: u64,
+    peak_open_bytes: u64,
+    watermark_holder: Option<PartitionId>,
 }
 
 impl MetricsActor {
@@ -340,6 +379,11 @@ impl MetricsActor {
             restart_log: Vec::new(),
             leaders: None,
             skipped: Vec::new(),
+            paused: std::collections::BTreeSet::new(),
+            budget_pauses: 0,
+            open_bytes: 0,
+            peak_open_bytes: 0,
+            watermark_holder: None,
         }
     }
 
@@ -396,10 +440,16 @@ impl MetricsActor {
                         .count() as u64,
                     leader: None,
                     leader_changes: 0,
+                    paused: self.paused.contains(p),
+                    heard: s.heard,
                 };
                 (*p, metrics)
             })
             .collect();
+        // A paused partition shows as such even before its first figures arrive.
+        for p in &self.paused {
+            partitions.entry(*p).or_default().paused = true;
+        }
         for (p, leader) in &leaders {
             let entry = partitions.entry(*p).or_default();
             entry.leader = Some(*leader);
@@ -437,6 +487,10 @@ impl MetricsActor {
             leader_changes,
             skipped_records: self.skipped.iter().map(|s| (s.to - s.from) as u64).sum(),
             skipped: self.skipped.clone(),
+            open_window_bytes: self.open_bytes,
+            peak_open_window_bytes: self.peak_open_bytes,
+            budget_pauses: self.budget_pauses,
+            watermark_holder: self.watermark_holder,
         }
     }
 
@@ -459,6 +513,9 @@ impl MetricsActor {
             commit_failures = s.commit_failures,
             restarts = s.restarts,
             leader_changes = s.leader_changes.len(),
+            open_window_mib =
+                format_args!("{:.1}", s.open_window_bytes as f64 / f64::from(1 << 20)),
+            paused = self.paused.len(),
             process_frame_p50_ns = s.process_frame_ns.p50,
             process_frame_p99_ns = s.process_frame_ns.p99,
             flush_p99_us = s.batch_flush_us.p99,
@@ -507,6 +564,7 @@ impl Handler<ChunkProcessed> for MetricsActor {
     fn handle(&mut self, msg: ChunkProcessed, _: &mut Self::Context) {
         let now = Instant::now();
         let state = self.partitions.entry(msg.partition).or_default();
+        state.heard = true;
         state.frames += msg.frames;
         state.invalid.merge(&msg.invalid);
         state.position = msg.next_offset.or(state.position);
@@ -595,6 +653,20 @@ impl Handler<Flushed> for MetricsActor {
                 Some(_) => self.commit_failures += 1,
             }
         }
+        self.open_bytes = msg.open_bytes;
+        self.peak_open_bytes = self.peak_open_bytes.max(msg.peak_open_bytes);
+    }
+}
+
+impl Handler<IntakeBudget> for MetricsActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: IntakeBudget, _: &mut Self::Context) {
+        self.budget_pauses += msg.newly_paused;
+        self.paused = msg.paused.into_iter().collect();
+        self.watermark_holder = msg.holder;
+        self.open_bytes = msg.open_bytes;
+        self.peak_open_bytes = self.peak_open_bytes.max(msg.open_bytes);
     }
 }
 
@@ -650,6 +722,8 @@ mod tests {
             unique_users: vec![7, 9],
             commit_attempted: true,
             commit_error: None,
+            open_bytes: 4_096,
+            peak_open_bytes: 8_192,
         });
         let s = metrics.send(GetMetrics).await.unwrap();
         assert_eq!(s.frames, 148);

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::Notify;
 
-use crate::batch::Chunk;
+use crate::batch::{Chunk, Flow};
 use crate::config::PartitionConfig;
 use crate::failure::PartitionFailure;
 use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
@@ -121,6 +121,10 @@ enum ReaderState {
     Opening,
     /// Reading its source, or waiting for records.
     Reading(Box<dyn FrameSource>),
+    /// Told to read nothing more for now (the open windows are over their memory budget and
+    /// this partition is ahead of the watermark): fetches nothing, polls nothing, and does not
+    /// say it is at its end.
+    Paused(Box<dyn FrameSource>),
     /// Consumed to its end (`--until-end`): reads nothing more.
     Finished,
     /// Stopping after a failure, which is reported to the supervisor as it stops.
@@ -134,6 +138,7 @@ impl ReaderState {
         match self {
             ReaderState::Opening => "opening",
             ReaderState::Reading(_) => "reading",
+            ReaderState::Paused(_) => "paused",
             ReaderState::Finished => "finished",
             ReaderState::Failed(_) => "failed",
             ReaderState::Stopped => "stopped",
@@ -149,6 +154,10 @@ enum ReaderEvent {
     Failed(SourceError),
     /// It reached the end it was to read to.
     Finished,
+    /// The batch actor said to pause until the receiver completes.
+    Pause(tokio::sync::oneshot::Receiver<()>),
+    /// The pause is over.
+    Resume,
     /// It is told to stop (or cannot go on: the batch actor is gone).
     Stop,
 }
@@ -159,6 +168,8 @@ impl ReaderEvent {
             ReaderEvent::Opened(_) => "opened",
             ReaderEvent::Failed(_) => "failed",
             ReaderEvent::Finished => "finished",
+            ReaderEvent::Pause(_) => "pause",
+            ReaderEvent::Resume => "resume",
             ReaderEvent::Stop => "stop",
         }
     }
@@ -189,6 +200,9 @@ pub struct PartitionActor {
     records_arrived: Arc<Notify>,
     /// The wait for records under way, if any.
     waiting: Option<SpawnHandle>,
+    /// The metrics actor has heard from this reader (a chunk with records, or its first
+    /// report of being at the end): until then the watchdog sees no first chunk.
+    reported: bool,
 }
 
 impl PartitionActor {
@@ -225,6 +239,7 @@ impl PartitionActor {
             last_sent: Instant::now(),
             records_arrived: Arc::new(Notify::new()),
             waiting: None,
+            reported: false,
         }
     }
 
@@ -264,7 +279,37 @@ impl PartitionActor {
                 ctx.notify(Poll);
                 ReaderState::Reading(source)
             }
-            (ReaderState::Opening | ReaderState::Reading(_), ReaderEvent::Failed(error)) => {
+            (ReaderState::Reading(mut source), ReaderEvent::Pause(resumed)) => {
+                if let Err(error) = source.pause() {
+                    tracing::warn!(%partition, %error, "Pausing the fetch failed; not polling meanwhile.");
+                }
+                tracing::debug!(%partition, next_offset = ?self.next_offset, "Intake paused.");
+                ctx.spawn(resumed.into_actor(self).map(|_, act, ctx| {
+                    // Resumed, or the batch actor let the partition go (dropped the sender):
+                    // either way reading goes on, or stops at the next chunk.
+                    act.on(ReaderEvent::Resume, ctx);
+                }));
+                ReaderState::Paused(source)
+            }
+            (ReaderState::Paused(mut source), ReaderEvent::Resume) => match source.resume() {
+                Ok(()) => {
+                    tracing::debug!(%partition, next_offset = ?self.next_offset, "Intake resumed.");
+                    // What was fetched before the pause is fetched again; the end is not known
+                    // until a poll says so.
+                    self.at_end = false;
+                    ctx.notify(Poll);
+                    ReaderState::Reading(source)
+                }
+                Err(error) => {
+                    tracing::error!(%partition, %error, "Partition failed.");
+                    ctx.stop();
+                    ReaderState::Failed(error)
+                }
+            },
+            (
+                ReaderState::Opening | ReaderState::Reading(_) | ReaderState::Paused(_),
+                ReaderEvent::Failed(error),
+            ) => {
                 tracing::error!(%partition, %error, "Partition failed.");
                 ctx.stop();
                 ReaderState::Failed(error)
@@ -379,7 +424,8 @@ impl PartitionActor {
                 to,
             });
         }
-        if status.records > 0 || moved_past_unread {
+        if status.records > 0 || moved_past_unread || (status.at_end && !self.reported) {
+            self.reported = true;
             self.outputs.metrics.do_send(ChunkProcessed {
                 partition: self.partition,
                 frames: frames.len() as u64,
@@ -438,8 +484,11 @@ impl PartitionActor {
         }
         let send = self.outputs.batch.send(chunk);
         ctx.wait(send.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(()) if matches!(act.state, ReaderState::Reading(_)) => ctx.notify(Poll),
-            Ok(()) => {}
+            Ok(Flow::Go) if matches!(act.state, ReaderState::Reading(_)) => ctx.notify(Poll),
+            Ok(Flow::Pause(resumed)) if matches!(act.state, ReaderState::Reading(_)) => {
+                act.on(ReaderEvent::Pause(resumed), ctx);
+            }
+            Ok(_) => {}
             Err(error) => {
                 tracing::error!(partition = %act.partition, %error, "The batch actor is gone; stopping.");
                 act.on(ReaderEvent::Stop, ctx);
@@ -541,6 +590,8 @@ mod tests {
         next: Option<i64>,
         /// What the source says about reaching the partition's leader.
         unreachable: Arc<AtomicBool>,
+        /// Where polls, pauses and resumes are recorded.
+        collected: Arc<Mutex<Collected>>,
     }
 
     impl FrameSource for FakeSource {
@@ -549,6 +600,7 @@ mod tests {
             max: usize,
             on_record: &mut dyn FnMut(i64, Option<&[u8]>),
         ) -> Result<PollStatus, SourceError> {
+            self.collected.lock().unwrap().calls.push("poll");
             let Some((records, at_end)) = self.script.pop_front() else {
                 return Ok(PollStatus {
                     next_offset: self.next,
@@ -570,6 +622,16 @@ mod tests {
                 ..PollStatus::default()
             })
         }
+
+        fn pause(&mut self) -> Result<(), SourceError> {
+            self.collected.lock().unwrap().calls.push("pause");
+            Ok(())
+        }
+
+        fn resume(&mut self) -> Result<(), SourceError> {
+            self.collected.lock().unwrap().calls.push("resume");
+            Ok(())
+        }
     }
 
     #[derive(Default)]
@@ -578,6 +640,12 @@ mod tests {
         metrics: Vec<ChunkProcessed>,
         skipped: Vec<RecordsSkipped>,
         failures: Vec<PartitionExited>,
+        /// The source's polls, pauses and resumes, in order.
+        calls: Vec<&'static str>,
+        /// Answer the chunk numbered this (from 1) with a pause.
+        pause_at_chunk: Option<usize>,
+        /// What ends that pause.
+        resume: Option<tokio::sync::oneshot::Sender<()>>,
     }
 
     struct Collector(Arc<Mutex<Collected>>);
@@ -585,9 +653,16 @@ mod tests {
         type Context = Context<Self>;
     }
     impl Handler<Chunk> for Collector {
-        type Result = ();
-        fn handle(&mut self, msg: Chunk, _: &mut Self::Context) {
-            self.0.lock().unwrap().chunks.push(msg);
+        type Result = MessageResult<Chunk>;
+        fn handle(&mut self, msg: Chunk, _: &mut Self::Context) -> Self::Result {
+            let mut collected = self.0.lock().unwrap();
+            collected.chunks.push(msg);
+            if collected.pause_at_chunk == Some(collected.chunks.len()) {
+                let (resume, resumed) = tokio::sync::oneshot::channel();
+                collected.resume = Some(resume);
+                return MessageResult(Flow::Pause(resumed));
+            }
+            MessageResult(Flow::Go)
         }
     }
     impl Handler<ChunkProcessed> for Collector {
@@ -645,15 +720,27 @@ mod tests {
         unreachable: Arc<AtomicBool>,
         faults: Option<FaultPlan>,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
-        let collected = Arc::new(Mutex::new(Collected::default()));
+        start_collecting(script, end, unreachable, faults, Collected::default())
+    }
+
+    fn start_collecting(
+        script: Vec<ScriptedPoll>,
+        end: EndPolicy,
+        unreachable: Arc<AtomicBool>,
+        faults: Option<FaultPlan>,
+        collected: Collected,
+    ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
+        let collected = Arc::new(Mutex::new(collected));
         let collector = Collector(collected.clone()).start();
         let script = Arc::new(Mutex::new(Some(script)));
+        let records = collected.clone();
         let factory: SourceFactory = Arc::new(move |_, _| {
             let script = script.lock().unwrap().take().unwrap_or_default();
             Ok(Box::new(FakeSource {
                 script: script.into(),
                 next: None,
                 unreachable: unreachable.clone(),
+                collected: records.clone(),
             }) as Box<dyn FrameSource>)
         });
         let factory = match faults {
@@ -691,6 +778,39 @@ mod tests {
         (0..10)
             .map(|i| (vec![(i, frame(1_700_000_000 + i, "a"))], false))
             .collect()
+    }
+
+    #[actix::test]
+    async fn a_paused_partition_stops_fetching_and_polling_until_it_is_resumed() {
+        let collected = Collected {
+            pause_at_chunk: Some(3),
+            ..Collected::default()
+        };
+        let (_addr, collected) = start_collecting(
+            steady_script(),
+            EndPolicy::Never,
+            Arc::new(AtomicBool::new(false)),
+            None,
+            collected,
+        );
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        {
+            let c = collected.lock().unwrap();
+            assert_eq!(c.chunks.len(), 3, "nothing read while paused");
+            assert_eq!(c.calls, ["poll", "poll", "poll", "pause"]);
+        }
+        let resume = collected.lock().unwrap().resume.take().unwrap();
+        resume.send(()).unwrap();
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        let c = collected.lock().unwrap();
+        assert_eq!(c.calls[4], "resume");
+        assert_eq!(c.chunks.len(), 10, "reads on after the resume");
+        let offsets: Vec<i64> = c
+            .chunks
+            .iter()
+            .flat_map(|c| c.frames.iter().map(|f| f.0))
+            .collect();
+        assert_eq!(offsets, (0..10).collect::<Vec<_>>());
     }
 
     #[actix::test]

@@ -93,6 +93,25 @@ pub trait FrameSource: Send + 'static {
     fn wake_on_records(&mut self, wake: Wake) {
         let _ = wake;
     }
+
+    /// Stops fetching the partition (the memory budget of open windows is reached): what was
+    /// fetched and not yet handed out is dropped, and fetched again from the position on
+    /// [`Self::resume`]. Sources that fetch nothing ahead do nothing.
+    ///
+    /// # Errors
+    /// If the client refuses; the reader then stays put without polling, which bounds memory
+    /// all the same once the client's prefetch is full.
+    fn pause(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Fetches the partition again from the position, after [`Self::pause`].
+    ///
+    /// # Errors
+    /// If the client refuses: the reader cannot go on.
+    fn resume(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// Opens the source of a partition at a start offset.

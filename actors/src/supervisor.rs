@@ -139,6 +139,9 @@ pub struct RootSupervisor {
     positions: BTreeMap<PartitionId, (Option<i64>, Instant)>,
     /// Whether the watchdog is looking (its look-ups take time).
     watch: Watch,
+    /// Watchdog: owned partitions whose reader has not reported yet, and since when they
+    /// were seen so (restarted once this reaches the stall timeout).
+    unheard: BTreeMap<PartitionId, Instant>,
 }
 
 /// Where the actor tree is in its life (what an operator sees for the service).
@@ -228,6 +231,7 @@ impl RootSupervisor {
             restarting: BTreeSet::new(),
             positions: BTreeMap::new(),
             watch: Watch::Idle,
+            unheard: BTreeMap::new(),
         }
         .start();
         (addr, rx)
@@ -486,11 +490,39 @@ impl RootSupervisor {
                     let stall = Duration::from_millis(act.config.stall_timeout_ms);
                     let now = Instant::now();
                     act.positions.retain(|p, _| owned.contains(p));
+                    act.unheard.retain(|p, _| owned.contains(p));
                     for partition in owned {
                         if act.restarting.contains(&partition) {
                             continue;
                         }
-                        let Some(metrics) = snapshot.partitions.get(&partition) else {
+                        let metrics = snapshot.partitions.get(&partition);
+                        if metrics.is_some_and(|m| m.paused) {
+                            // Paused by the memory budget: not moving is what it was told.
+                            act.positions.remove(&partition);
+                            act.unheard.remove(&partition);
+                            continue;
+                        }
+                        if !metrics.is_some_and(|m| m.heard) {
+                            // No first chunk: the partition holds the watermark back without
+                            // ever having reported (its leader may be out of reach).
+                            let since = act.unheard.entry(partition).or_insert(now);
+                            let unheard = now.duration_since(*since);
+                            if unheard >= stall {
+                                act.unheard.remove(&partition);
+                                let cause = PartitionFailure::Unheard {
+                                    for_ms: unheard.as_millis(),
+                                };
+                                let restart = act.restart(partition, None, cause);
+                                ctx.spawn(restart.map(move |result, _, _| {
+                                    if let Err(error) = result {
+                                        tracing::warn!(%partition, %error, "Unheard partition not restarted.");
+                                    }
+                                }));
+                            }
+                            continue;
+                        }
+                        act.unheard.remove(&partition);
+                        let Some(metrics) = metrics else {
                             continue;
                         };
                         let position = metrics.position;
@@ -680,7 +712,7 @@ mod tests {
     fn p(index: i32) -> PartitionId {
         PartitionId::of("t", index)
     }
-    use crate::fakes::{Commits, CountingSource, NullSink};
+    use crate::fakes::{empty_sources, quiet_sources, Commits, CountingSource, NullSink};
     use crate::faults::{FaultPlan, PartitionFault, Times};
     use crate::ports::{
         AssignedPartition, FixedAssignment, FrameSource, PollStatus, SourceError, SourceFactory,
@@ -983,6 +1015,41 @@ mod tests {
             "{}",
             metrics.restart_log[0].cause
         );
+        addr.send(Shutdown).await.unwrap();
+    }
+
+    #[actix::test]
+    async fn the_watchdog_restarts_a_partition_that_never_reports_but_not_an_empty_one() {
+        let config = SupervisorConfig {
+            stall_timeout_ms: 1_000,
+            ..SupervisorConfig::default()
+        };
+        // Never a chunk: no records, never at its end (its leader is out of reach).
+        let opens = Arc::new(AtomicU32::new(0));
+        let (addr, _outcome) =
+            RootSupervisor::launch(spec(quiet_sources(opens.clone()), config.clone(), None));
+        actix_rt::time::sleep(Duration::from_millis(2_400)).await;
+        let metrics = addr.send(GetMetrics).await.unwrap();
+        assert!(opens.load(Ordering::Relaxed) >= 2, "restarted");
+        assert!(
+            matches!(
+                metrics.restart_log.first().map(|r| &r.cause),
+                Some(PartitionFailure::Unheard { for_ms }) if *for_ms >= 1_000
+            ),
+            "{:?}",
+            metrics.restart_log
+        );
+        assert!(metrics.restart_log[0].watchdog);
+        addr.send(Shutdown).await.unwrap();
+        // An empty partition says it is at its end: heard, never restarted.
+        let opens = Arc::new(AtomicU32::new(0));
+        let (addr, _outcome) =
+            RootSupervisor::launch(spec(empty_sources(opens.clone()), config, None));
+        actix_rt::time::sleep(Duration::from_millis(2_400)).await;
+        let metrics = addr.send(GetMetrics).await.unwrap();
+        assert_eq!(metrics.restarts, 0, "{:?}", metrics.restart_log);
+        assert_eq!(opens.load(Ordering::Relaxed), 1);
+        assert!(metrics.partitions[&p(0)].heard);
         addr.send(Shutdown).await.unwrap();
     }
 }

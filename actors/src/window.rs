@@ -86,17 +86,83 @@ struct Progress {
     /// Its event time is more than `max_lead` ahead of the slowest other partition (reported
     /// once each time it gets there).
     leading: bool,
+    /// Its intake is paused (the open windows reached their memory budget): it is never idle
+    /// meanwhile, since what it has not read may belong to any open window.
+    paused: bool,
 }
 
 impl Progress {
-    /// Caught up for `idle_after`, and its reader said so within [`HEARD_WITHIN`].
+    /// Caught up for `idle_after`, and its reader said so within [`HEARD_WITHIN`]; never while
+    /// paused.
     fn idle(&self, idle_after: Duration, now: Instant) -> bool {
-        self.caught_up_since
-            .is_some_and(|since| now.saturating_duration_since(since) >= idle_after)
+        !self.paused
+            && self
+                .caught_up_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= idle_after)
             && self
                 .last_heard
                 .is_some_and(|heard| now.saturating_duration_since(heard) <= HEARD_WITHIN)
     }
+
+    /// Still holds the watermark back: neither finished nor idle.
+    fn holds(&self, idle_after: Duration, now: Instant) -> bool {
+        !self.finished && !self.idle(idle_after, now)
+    }
+}
+
+/// Bytes an open window's part takes besides its uids (its map entry and counters).
+const PART_OVERHEAD: usize = 96;
+
+/// Bytes a part holds.
+fn part_bytes(part: &Part) -> usize {
+    PART_OVERHEAD + part.uids.heap_bytes()
+}
+
+/// Why the partition that holds the watermark back does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HoldReason {
+    /// Its reader has reported nothing since the partition was added: no first chunk (its
+    /// leader may be out of reach, or its first fetch is slow).
+    NotHeardFrom,
+    /// It has delivered no frame yet and is not idle (not caught up for `idle_after` yet).
+    NoFrameYet,
+    /// Its reader has not reported for longer than [`HEARD_WITHIN`] (stalled, restarting, or
+    /// cut off from its leader) after catching up.
+    Silent {
+        /// Milliseconds since it last reported.
+        for_ms: u128,
+    },
+    /// Its event time is the lowest of the partitions still read: a backlog, or producers
+    /// behind the others.
+    Behind {
+        /// Its highest event time.
+        ts: f64,
+    },
+}
+
+impl std::fmt::Display for HoldReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HoldReason::NotHeardFrom => f.write_str("its reader has reported nothing yet"),
+            HoldReason::NoFrameYet => f.write_str("it has delivered no frame yet"),
+            HoldReason::Silent { for_ms } => {
+                write!(f, "its reader has been silent for {for_ms} ms")
+            }
+            HoldReason::Behind { ts } => write!(f, "its event time {ts} is the lowest"),
+        }
+    }
+}
+
+/// The partition the watermark waits for, and the partitions ahead of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IntakeView {
+    /// The partition holding the watermark back, and why; `None` when every partition is
+    /// finished or idle.
+    pub holder: Option<(PartitionId, HoldReason)>,
+    /// Partitions still read whose event time is above the holder's, furthest ahead first:
+    /// pausing them stops open windows from growing without keeping the watermark from
+    /// moving.
+    pub ahead: Vec<PartitionId>,
 }
 
 /// Where a partition starts.
@@ -155,6 +221,8 @@ pub struct Windows {
     watermark: f64,
     /// When the partition holding the watermark back was last logged (debug level).
     last_hold_log: Option<Instant>,
+    /// Bytes the open windows' parts hold ([`part_bytes`]).
+    open_bytes: usize,
 }
 
 impl Windows {
@@ -172,6 +240,7 @@ impl Windows {
             partitions: BTreeMap::new(),
             watermark: f64::NEG_INFINITY,
             last_hold_log: None,
+            open_bytes: 0,
         };
         for start in partitions {
             windows.add_partition(*start);
@@ -189,6 +258,7 @@ impl Windows {
             finished: false,
             closed_below: start.closed_below.unwrap_or(f64::NEG_INFINITY),
             leading: false,
+            paused: false,
         };
         self.partitions.insert(start.partition, progress);
     }
@@ -197,10 +267,14 @@ impl Windows {
     /// next rebuilds that share from its committed offset.
     pub fn remove_partition(&mut self, partition: PartitionId) {
         self.partitions.remove(&partition);
+        let mut freed = 0;
         self.open.retain(|_, window| {
-            window.parts.remove(&partition);
+            if let Some(part) = window.parts.remove(&partition) {
+                freed += part_bytes(&part);
+            }
             !window.parts.is_empty()
         });
+        self.open_bytes -= freed;
     }
 
     /// The partitions being counted.
@@ -248,17 +322,16 @@ impl Windows {
                 result.late += 1;
                 continue;
             }
-            let part = self
-                .open
-                .entry(start)
-                .or_default()
-                .parts
-                .entry(partition)
-                .or_insert_with(|| Part {
+            let parts = &mut self.open.entry(start).or_default().parts;
+            let part = parts.entry(partition).or_insert_with(|| {
+                self.open_bytes += PART_OVERHEAD;
+                Part {
                     uids: UidSet::default(),
                     frames: 0,
                     first_offset: offset,
-                });
+                }
+            });
+            let before = part.uids.heap_bytes();
             part.frames += 1;
             part.uids.insert(uid);
             result.counted += 1;
@@ -269,6 +342,7 @@ impl Windows {
                 part.uids.insert(uid);
                 result.counted += 1;
             }
+            self.open_bytes += part.uids.heap_bytes() - before;
         }
         if !frames.is_empty() {
             result.lead = self.check_lead(partition);
@@ -410,6 +484,7 @@ impl Windows {
             if parts.is_empty() {
                 continue;
             }
+            self.open_bytes -= parts.iter().map(part_bytes).sum::<usize>();
             closed.push(ClosedWindow {
                 start: *start,
                 end: start + self.length,
@@ -455,6 +530,67 @@ impl Windows {
     pub fn open_windows(&self) -> usize {
         self.open.len()
     }
+
+    /// Bytes the open windows hold: their uids (arena and table) and a fixed overhead per
+    /// partition's part of a window. What the memory budget (`window.open_budget_mib`)
+    /// measures.
+    pub fn open_bytes(&self) -> usize {
+        self.open_bytes
+    }
+
+    /// Pauses or resumes counting `partition` as possibly idle: a paused partition (its
+    /// intake stopped by the memory budget) is never idle, and its idle clock starts afresh
+    /// when it resumes.
+    pub fn set_paused(&mut self, partition: PartitionId, paused: bool) {
+        if let Some(progress) = self.partitions.get_mut(&partition) {
+            progress.paused = paused;
+            progress.caught_up_since = None;
+        }
+    }
+
+    /// Which partition holds the watermark back and why, and which partitions are ahead of
+    /// it (see [`IntakeView`]).
+    pub fn intake_view(&self, now: Instant) -> IntakeView {
+        let holding = || {
+            self.partitions
+                .iter()
+                .filter(|(_, progress)| progress.holds(self.idle_after, now))
+        };
+        // A partition without frames holds before any with frames (its oldest frames may be
+        // older than anything seen).
+        let Some((holder, progress)) = holding().min_by(|(_, a), (_, b)| {
+            let key = |p: &Progress| p.max_ts.unwrap_or(f64::NEG_INFINITY);
+            key(a).total_cmp(&key(b))
+        }) else {
+            return IntakeView::default();
+        };
+        let silent_for = progress
+            .last_heard
+            .map(|heard| now.saturating_duration_since(heard));
+        let reason = match (progress.last_heard, progress.max_ts) {
+            (None, _) => HoldReason::NotHeardFrom,
+            (Some(_), _)
+                if progress.caught_up_since.is_some()
+                    && silent_for.is_some_and(|s| s > HEARD_WITHIN) =>
+            {
+                HoldReason::Silent {
+                    for_ms: silent_for.unwrap_or_default().as_millis(),
+                }
+            }
+            (Some(_), None) => HoldReason::NoFrameYet,
+            (Some(_), Some(ts)) => HoldReason::Behind { ts },
+        };
+        let low = progress.max_ts.unwrap_or(f64::NEG_INFINITY);
+        let mut ahead: Vec<(PartitionId, f64)> = holding()
+            .filter_map(|(p, progress)| progress.max_ts.map(|ts| (*p, ts)))
+            .filter(|(_, ts)| *ts > low)
+            .collect();
+        ahead.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        IntakeView {
+            holder: Some((*holder, reason)),
+            ahead: ahead.into_iter().map(|(p, _)| p).collect(),
+        }
+    }
 }
 
 /// Distinct uids over the parts of one window.
@@ -495,6 +631,7 @@ mod tests {
             lateness_secs: lateness,
             idle_after_ms: 1_000,
             max_lead_secs: 0,
+            open_budget_mib: 0,
         }
     }
 
@@ -843,6 +980,91 @@ mod tests {
         assert_eq!(w.close_all(), vec![closed(100, 110, 1, 1, &[0])]);
     }
 
+    #[test]
+    fn open_bytes_follow_the_uids_of_open_windows_and_return_to_zero() {
+        let now = Instant::now();
+        let mut w = Windows::new(&config(10, 0), &starts(&[(0, Some(0)), (1, Some(0))]));
+        assert_eq!(w.open_bytes(), 0);
+        let many: Vec<(i64, f64, String)> = (0..1_000)
+            .map(|i| (i, 101.0, format!("user-{i}")))
+            .collect();
+        let frames: Vec<(i64, f64, &str)> = many
+            .iter()
+            .map(|(o, ts, u)| (*o, *ts, u.as_str()))
+            .collect();
+        w.ingest(p(0), &chunk(&frames), Some(1_000), false, now);
+        let one_part = w.open_bytes();
+        assert!(one_part > 1_000 * 6, "{one_part} bytes for 1 000 uids");
+        // The same uids again take nothing more.
+        w.ingest(p(0), &chunk(&frames), Some(2_000), false, now);
+        assert_eq!(w.open_bytes(), one_part);
+        w.ingest(p(1), &chunk(&frames[..10]), Some(10), false, now);
+        w.ingest(p(1), &chunk(&[(10, 125.0, "x")]), Some(11), false, now);
+        assert!(w.open_bytes() > one_part);
+        w.remove_partition(p(1));
+        assert_eq!(w.open_bytes(), one_part);
+        assert_eq!(w.close_all().len(), 1);
+        assert_eq!(w.open_bytes(), 0);
+    }
+
+    #[test]
+    fn a_paused_partition_is_never_idle_and_its_idle_clock_restarts_on_resume() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = one_ahead_one_caught_up(start);
+        // Partition 1 (at 101) is caught up; paused, it holds the watermark however long it
+        // has been at its end, even while it keeps saying so.
+        w.set_paused(p(1), true);
+        for ms in (250..=3_000).step_by(250) {
+            w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(ms));
+            assert!(w.advance(at(ms)).is_empty(), "idle while paused ({ms} ms)");
+        }
+        w.set_paused(p(1), false);
+        w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(3_100));
+        assert!(
+            w.advance(at(3_900)).is_empty(),
+            "idle before a full idle_after"
+        );
+        w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(4_000));
+        assert_eq!(w.advance(at(4_100)).len(), 1);
+    }
+
+    #[test]
+    fn the_intake_view_names_the_holder_and_why_and_who_is_ahead() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = Windows::new(
+            &config(10, 0),
+            &starts(&[(0, Some(0)), (1, Some(0)), (2, Some(0))]),
+        );
+        w.ingest(p(1), &chunk(&[(0, 150.0, "a")]), Some(1), false, start);
+        w.ingest(p(2), &chunk(&[(0, 120.0, "b")]), Some(1), false, start);
+        let view = w.intake_view(start);
+        assert_eq!(view.holder, Some((p(0), HoldReason::NotHeardFrom)));
+        assert_eq!(view.ahead, vec![p(1), p(2)], "furthest ahead first");
+        // Partition 0 reports, without frames yet.
+        w.ingest(p(0), &FrameChunk::default(), Some(0), false, at(10));
+        assert_eq!(
+            w.intake_view(at(10)).holder,
+            Some((p(0), HoldReason::NoFrameYet))
+        );
+        w.ingest(p(0), &chunk(&[(0, 101.0, "c")]), Some(1), false, at(20));
+        let view = w.intake_view(at(20));
+        assert_eq!(view.holder, Some((p(0), HoldReason::Behind { ts: 101.0 })));
+        assert_eq!(view.ahead, vec![p(1), p(2)]);
+        // Caught up, then silent for 1.5 s: it still holds, and the view says why.
+        w.ingest(p(0), &FrameChunk::default(), Some(1), true, at(30));
+        assert_eq!(
+            w.intake_view(at(1_530)).holder,
+            Some((p(0), HoldReason::Silent { for_ms: 1_500 }))
+        );
+        // Idle (heard recently, caught up for idle_after): partition 2 holds now.
+        w.ingest(p(0), &FrameChunk::default(), Some(1), true, at(1_600));
+        let view = w.intake_view(at(1_700));
+        assert_eq!(view.holder, Some((p(2), HoldReason::Behind { ts: 120.0 })));
+        assert_eq!(view.ahead, vec![p(1)]);
+    }
+
     /// Frames of `partitions` partitions, out of order by up to `jitter` seconds.
     fn dataset() -> impl Strategy<Value = (Vec<Vec<(f64, u8)>>, i64)> {
         (1usize..4, 0i64..4).prop_flat_map(|(parts, jitter)| {
@@ -912,6 +1134,7 @@ mod tests {
             }
             for k in 0..data.len() { w.finish_partition(mixed(k)); }
             emitted.extend(w.close_all());
+            prop_assert_eq!(w.open_bytes(), 0, "closed windows hold no memory");
             let mut all: Vec<PartitionId> = (0..data.len()).map(mixed).collect();
             all.sort();
             prop_assert!(emitted.iter().all(|c| c.partitions == all), "one line per window, for every partition");

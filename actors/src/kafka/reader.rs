@@ -86,6 +86,8 @@ pub struct PartitionReader {
     owed: Owed,
     /// Wakes the partition's actor (records arrived, or a move ended).
     wake: Option<Wake>,
+    /// librdkafka was told to stop fetching the partition ([`FrameSource::pause`]).
+    paused: bool,
 }
 
 /// What a [`PartitionReader`]'s next poll must settle before it reads.
@@ -109,6 +111,14 @@ impl Drop for PartitionReader {
     fn drop(&mut self) {
         if let Owed::Moving { cancelled, .. } = &self.owed {
             cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        // librdkafka keeps a partition paused across unassign and assign: the next reader of
+        // this partition (a restart, or the partition assigned here again) must find it
+        // fetching.
+        if self.paused {
+            if let Err(error) = self.pause_fetch(false) {
+                tracing::warn!(partition = %self.partition, %error, "Resuming the fetch of a dropped reader failed.");
+            }
         }
     }
 }
@@ -147,6 +157,7 @@ impl PartitionReader {
             out_of_range,
             owed: Owed::Nothing,
             wake: None,
+            paused: false,
         })
     }
 
@@ -224,6 +235,26 @@ impl PartitionReader {
         }
         status.next_offset = self.next_offset;
         Ok(status)
+    }
+
+    /// Pauses (or resumes) librdkafka's fetching of this partition. Pausing drops what was
+    /// fetched and not handed out, and the fetch starts again at the position on resume.
+    fn pause_fetch(&self, pause: bool) -> Result<(), SourceError> {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition(self.partition.topic.name(), self.partition.index);
+        let done = if pause {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        done.map_err(|e| SourceError {
+            kind: FailureKind::Fatal,
+            message: format!(
+                "partition {}: {} the fetch: {e}",
+                self.partition,
+                if pause { "pausing" } else { "resuming" }
+            ),
+        })
     }
 
     /// The client's position for this partition: the offset after the last record it handed
@@ -465,6 +496,23 @@ impl FrameSource for PartitionReader {
     fn wake_on_records(&mut self, wake: Wake) {
         self.wake = Some(wake.clone());
         self.queue.set_nonempty_callback(move || wake());
+    }
+
+    fn pause(&mut self) -> Result<(), SourceError> {
+        // Only a partition this reader paused is ever resumed: librdkafka drops what was
+        // fetched on a resume too, and only after a pause does it fetch that again.
+        self.pause_fetch(true)?;
+        self.paused = true;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), SourceError> {
+        if !self.paused {
+            return Ok(());
+        }
+        self.pause_fetch(false)?;
+        self.paused = false;
+        Ok(())
     }
 }
 
