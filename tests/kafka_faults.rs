@@ -57,6 +57,8 @@ macro_rules! scenario {
 scenario!(leader_broker_killed_partition_model, BrokerDown, Partition);
 scenario!(leader_broker_hangs_partition_model, LeaderHangs, Partition);
 scenario!(leader_broker_hangs_group_model, LeaderHangs, Group);
+scenario!(memory_budget_partition_model, MemoryBudget, Partition);
+scenario!(memory_budget_group_model, MemoryBudget, Group);
 scenario!(leader_broker_killed_group_model, BrokerDown, Group);
 scenario!(
     leader_moved_by_reassignment_partition_model,

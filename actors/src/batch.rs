@@ -1108,7 +1108,7 @@ mod tests {
                 lateness_secs: 0,
                 idle_after_ms: 60_000,
                 max_lead_secs: 0,
-                open_budget_mib: 0,
+                open_budget_mib: 0.0,
             },
             FlushConfig {
                 max_frames: 1_000_000,
@@ -1153,7 +1153,7 @@ mod tests {
                 lateness_secs: 0,
                 idle_after_ms: 60_000,
                 max_lead_secs: 0,
-                open_budget_mib: 1,
+                open_budget_mib: 1.0,
             },
             FlushConfig {
                 max_frames: 1_000_000,

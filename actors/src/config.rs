@@ -568,8 +568,9 @@ pub struct WindowConfig {
     /// it, every partition ahead of the one holding the watermark back is paused (logged,
     /// with the holder and why, and counted as `budget_pauses`) until windows close and free
     /// a quarter of it. The holder reads on: when it alone fills the budget, the budget is
-    /// exceeded rather than a window closed early. 0: no budget.
-    pub open_budget_mib: u64,
+    /// exceeded rather than a window closed early. Fractions are allowed (0.25 is 256 KiB).
+    /// 0: no budget.
+    pub open_budget_mib: f64,
 }
 
 impl Default for WindowConfig {
@@ -579,7 +580,7 @@ impl Default for WindowConfig {
             lateness_secs: 5,
             idle_after_ms: 5_000,
             max_lead_secs: 3_600,
-            open_budget_mib: 1_024,
+            open_budget_mib: 1_024.0,
         }
     }
 }
@@ -587,7 +588,7 @@ impl Default for WindowConfig {
 impl WindowConfig {
     /// The memory budget of open windows in bytes; `None` without one.
     pub fn open_budget_bytes(&self) -> Option<usize> {
-        (self.open_budget_mib > 0).then(|| (self.open_budget_mib as usize).saturating_mul(1 << 20))
+        (self.open_budget_mib > 0.0).then(|| (self.open_budget_mib * f64::from(1 << 20)) as usize)
     }
 }
 
@@ -613,9 +614,10 @@ impl WindowConfig {
             "must be at least 1",
         )?;
         check(
-            self.open_budget_mib <= 1 << 30,
+            self.open_budget_mib == 0.0
+                || (1.0 / 1024.0..=1_048_576.0).contains(&self.open_budget_mib),
             "window.open_budget_mib",
-            "must be at most 1073741824 (0: no budget)",
+            "must be 0 (no budget) or between 1/1024 (1 KiB) and 1048576 (1 TiB)",
         )
     }
 }

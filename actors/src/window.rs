@@ -631,7 +631,7 @@ mod tests {
             lateness_secs: lateness,
             idle_after_ms: 1_000,
             max_lead_secs: 0,
-            open_budget_mib: 0,
+            open_budget_mib: 0.0,
         }
     }
 

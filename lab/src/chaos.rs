@@ -84,6 +84,10 @@ pub struct ScenarioResult {
     pub watchdog_recoveries: u64,
     /// Partition leader changes seen.
     pub leader_changes: u64,
+    /// The most the open windows held, in bytes, in the run under the fault.
+    pub peak_open_window_bytes: u64,
+    /// Times a partition was paused at the memory budget of open windows, live run and drain.
+    pub budget_pauses: u64,
     /// The error the service stopped with, when it stopped on its own.
     pub stopped_with: Option<String>,
     /// Why it stopped, when the run was in this process.
@@ -827,6 +831,8 @@ pub async fn run_scenario(
         restarts: combined(|m| m.restarts),
         watchdog_recoveries: combined(|m| m.watchdog_recoveries),
         leader_changes: metrics.leader_changes.len() as u64,
+        peak_open_window_bytes: metrics.peak_open_window_bytes,
+        budget_pauses: combined(|m| m.budget_pauses),
         stopped_with: served.stopped_with,
         stop_cause: served.stop_cause,
         problems: Vec::new(),

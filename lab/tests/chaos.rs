@@ -48,6 +48,8 @@ scenario!(stall_group, Stall, Group);
 scenario!(broker_down_partition, BrokerDown, Partition);
 scenario!(ignore leader_hangs_partition, LeaderHangs, Partition);
 scenario!(ignore leader_hangs_group, LeaderHangs, Group);
+scenario!(ignore memory_budget_partition, MemoryBudget, Partition);
+scenario!(ignore memory_budget_group, MemoryBudget, Group);
 scenario!(poison_frames_partition, PoisonFrames, Partition);
 scenario!(member_churn_group, MemberChurn, Group);
 scenario!(sigkill_partition, Sigkill, Partition);

@@ -34,6 +34,7 @@ pub static SCENARIOS: &[&dyn Scenario] = &[
     &LeaderFlap,
     &BrokerDown,
     &LeaderHangs,
+    &MemoryBudget,
     &AllBrokersDown,
     &FetchErrors,
     &CommitErrors,
@@ -332,6 +333,96 @@ impl Scenario for LeaderHangs {
             );
             recovery
         })
+    }
+}
+
+/// `memory-budget`.
+#[derive(Debug)]
+pub struct MemoryBudget;
+
+/// The memory budget of open windows in `memory-budget`, in MiB.
+const SMALL_BUDGET_MIB: f64 = 0.0625;
+
+impl Scenario for MemoryBudget {
+    fn name(&self) -> &'static str {
+        "memory-budget"
+    }
+
+    fn about(&self) -> &'static str {
+        "Open windows get a memory budget of 64 KiB and nearly every frame a new user; the \
+         broker leading a partition (of a topic with one replica) stops answering for 10 s, so \
+         no window can close while the other partitions read on. They must be paused at the \
+         budget (the open windows stay within 1.5 times it, where without a budget they grow \
+         with everything read meanwhile) and resumed once the hung partition moves the watermark \
+         again."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::BrokerControl
+    }
+
+    fn replication(&self) -> i32 {
+        1
+    }
+
+    fn settings(&self, settings: &mut Settings) {
+        settings.window.open_budget_mib = SMALL_BUDGET_MIB;
+        // Small chunks: a partition learns that it is paused at its next chunk.
+        settings.partition.chunk_max_frames = 100;
+    }
+
+    fn data(&self, data: &mut GeneratorConfig) {
+        // Nearly every frame a new user; 100 frames per event second (1 000 per 10 s window).
+        data.users = 10_000_000;
+        data.event_rate = 100.0;
+    }
+
+    /// The hang; then, before the service is stopped, the wait until the paused partitions
+    /// have resumed and caught up.
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let recovery = LeaderHangs.drive(fault).await;
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until {
+                let Ok(figures) = fault.supervisor.send(GetMetrics).await else {
+                    break;
+                };
+                let through = figures.partitions.len() == super::PARTITIONS as usize
+                    && figures
+                        .partitions
+                        .values()
+                        .all(|p| !p.paused && p.lag == Some(0));
+                if through {
+                    break;
+                }
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            recovery
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        let budget = (SMALL_BUDGET_MIB * f64::from(1 << 20)) as u64;
+        if run.live.budget_pauses == 0 {
+            problems.push("no partition was paused at the budget".into());
+        }
+        // Past the budget, each paused partition adds at most one chunk, and a uid table that
+        // grows doubles at once.
+        if run.live.peak_open_window_bytes > budget + budget / 2 {
+            problems.push(format!(
+                "the open windows held {} bytes at most, more than 1.5 times the budget of {budget}",
+                run.live.peak_open_window_bytes
+            ));
+        }
+        // Every paused partition resumed: the live run read each to its end.
+        for (partition, figures) in &run.live.partitions {
+            if figures.paused || figures.lag != Some(0) {
+                problems.push(format!(
+                    "{partition} was not read to its end by the live run (paused: {}, lag: {:?})",
+                    figures.paused, figures.lag
+                ));
+            }
+        }
     }
 }
 
