@@ -104,3 +104,168 @@ async fn the_cluster_pauses_resumes_kills_and_restarts_a_single_node() {
         assert!((1..=3).contains(&kafka.leader(&topic, partition)));
     }
 }
+
+/// Produces `{"ts":…,"uid":…}` frames to `partition`, recording them in `truth` (per window
+/// start and partition: the uids and the frame count).
+fn send_frames(
+    producer: &actors::kafka::FrameProducer,
+    partition: actors::topic::PartitionId,
+    frames: impl IntoIterator<Item = (i64, String)>,
+    truth: &mut std::collections::BTreeMap<(i64, i32), (std::collections::BTreeSet<String>, u64)>,
+) {
+    for (ts, uid) in frames {
+        let payload = format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#);
+        producer
+            .send(0, partition, uid.as_bytes(), payload.as_bytes())
+            .unwrap();
+        let window =
+            ts.div_euclid(common::real::MEMBER_WINDOW_SECS) * common::real::MEMBER_WINDOW_SECS;
+        let share = truth.entry((window, partition.index)).or_default();
+        share.0.insert(uid);
+        share.1 += 1;
+    }
+    producer.poll(std::time::Duration::ZERO);
+}
+
+/// A quiet partition (caught up, idle) whose leader's broker stops answering without closing
+/// its sockets (SIGSTOP) while the other partition's event time moves on: producers wrote
+/// frames to it meanwhile, which arrive once the broker answers again. The consumer's
+/// connection to that broker receives nothing, so the partition must stop counting as idle
+/// and hold the watermark until it is heard from again: no window may close without those
+/// frames. (librdkafka keeps the hung broker UP until `socket.timeout.ms`, 60 s; a partition
+/// whose reader only trusted that state would keep saying "at the end" and stay idle.)
+#[actix::test]
+async fn a_quiet_partition_whose_leader_hangs_is_not_taken_as_idle() {
+    use common::real::{Member, MEMBER_WINDOW_SECS};
+    let test = "a_quiet_partition_whose_leader_hangs_is_not_taken_as_idle";
+    let Some(kafka) = RealKafka::get(test) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let dir = common::real::member_dir(test);
+    // Partition 0 led by node 1, partition 1 by node 2, one replica each: nothing moves
+    // partition 0 away from the hung node, and partition 1 does not wait for it.
+    let topic = common::unique("quiet-hang");
+    kafka.control(&[
+        "tool",
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        &kafka.bootstrap,
+        "--create",
+        "--topic",
+        &topic,
+        "--replica-assignment",
+        "1,2",
+    ]);
+    let config = kafka.config(&topic, "");
+    let (p0, p1) = (
+        actors::topic::PartitionId::of(&topic, 0),
+        actors::topic::PartitionId::of(&topic, 1),
+    );
+    let producer = actors::kafka::FrameProducer::new(&config).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t0 = (now - 300).div_euclid(MEMBER_WINDOW_SECS) * MEMBER_WINDOW_SECS;
+    let mut truth = std::collections::BTreeMap::new();
+    // Before the hang: both partitions up to t0 + 20.
+    for p in [p0, p1] {
+        send_frames(
+            &producer,
+            p,
+            (0..200).map(|i| (t0 + i / 10, format!("a{}-{i}", p.index))),
+            &mut truth,
+        );
+    }
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    let group = format!("{topic}-group");
+    let mut member = Member::spawn(
+        &kafka,
+        "member",
+        dir.path(),
+        &topic,
+        &group,
+        &[
+            ("KAFKA_ACTORS__WINDOW__IDLE_AFTER_MS", "3000"),
+            ("KAFKA_ACTORS__SUPERVISOR__STATS_INTERVAL_MS", "500"),
+        ],
+        &[],
+    );
+    // Caught up and quiet for longer than idle_after_ms: partition 0 is idle.
+    actix_rt::time::sleep(std::time::Duration::from_secs(8)).await;
+    kafka.control(&["pause", "1"]);
+    let hung_at = std::time::Instant::now();
+    // Producers write to partition 0 (held by the hung broker) in window t0 + 20, and to
+    // partition 1 within that window while the hang is new (it takes the statistics up to
+    // 2.5 s to show the connection receives nothing)...
+    send_frames(
+        &producer,
+        p0,
+        (0..90).map(|i| (t0 + 21 + i / 10, format!("h0-{i}"))),
+        &mut truth,
+    );
+    send_frames(
+        &producer,
+        p1,
+        (0..50).map(|i| (t0 + 21 + i / 10, format!("h1-{i}"))),
+        &mut truth,
+    );
+    actix_rt::time::sleep(std::time::Duration::from_secs(4)).await;
+    // ...then partition 1's event time runs 40 s ahead: every window up to t0 + 50 could close
+    // if partition 0 still counted as idle.
+    for step in 0..4 {
+        send_frames(
+            &producer,
+            p1,
+            (0..100).map(|i| (t0 + 26 + step * 10 + i / 10, format!("r1-{step}-{i}"))),
+            &mut truth,
+        );
+        actix_rt::time::sleep(std::time::Duration::from_millis(800)).await;
+    }
+    let hung_for = hung_at.elapsed();
+    kafka.control(&["resume", "1"]);
+    producer.flush(std::time::Duration::from_secs(60)).unwrap();
+    // Partition 0's frames are read, it is quiet again, windows close; then a drain writes
+    // the rest.
+    actix_rt::time::sleep(std::time::Duration::from_secs(8)).await;
+    member.stop();
+    let mut drain = Member::spawn(
+        &kafka,
+        "drain",
+        dir.path(),
+        &topic,
+        &group,
+        &[],
+        &["--until-end"],
+    );
+    assert!(drain.wait().success(), "{}", drain.log_text());
+    let mut lines = common::output(&member.out);
+    lines.extend(common::output(&drain.out));
+    let mut written = std::collections::BTreeSet::new();
+    for line in &lines {
+        let named: Vec<i32> = line.partitions.values().flatten().copied().collect();
+        let mut uids = std::collections::BTreeSet::new();
+        let mut frames = 0;
+        for p in &named {
+            if let Some((u, f)) = truth.get(&(line.window_start, *p)) {
+                uids.extend(u.iter().cloned());
+                frames += f;
+            }
+            written.insert((line.window_start, *p));
+        }
+        assert_eq!(
+            (line.unique_users, line.frames),
+            (uids.len() as u64, frames),
+            "window {} of partitions {named:?} differs from the truth (hung {hung_for:?}): {}",
+            line.window_start,
+            member.log_text()
+        );
+    }
+    for share in truth.keys() {
+        assert!(
+            written.contains(share),
+            "window share {share:?} never written"
+        );
+    }
+}
