@@ -1137,7 +1137,7 @@ pub(crate) fn judge(
 /// The results as a table.
 pub fn table(results: &[ScenarioResult]) -> String {
     let mut text = format!(
-        "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7}  {}\n",
+        "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
         "scenario",
         "model",
         "frames",
@@ -1148,6 +1148,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
         "recovery",
         "restarts",
         "leaders",
+        "open peak",
         "verdict"
     );
     for r in results {
@@ -1159,8 +1160,9 @@ pub fn table(results: &[ScenarioResult]) -> String {
         } else {
             format!("FAILED {}", r.problems.join("; "))
         };
+        let open_peak = format!("{:.0} KiB", r.peak_open_window_bytes as f64 / 1024.0);
         text.push_str(&format!(
-            "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7}  {}\n",
+            "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
             r.scenario,
             r.model.as_str(),
             r.frames,
@@ -1175,6 +1177,7 @@ pub fn table(results: &[ScenarioResult]) -> String {
             recovery,
             r.restarts,
             r.leader_changes,
+            open_peak,
             verdict
         ));
     }
