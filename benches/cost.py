@@ -41,7 +41,7 @@ def run_once(kind, brokers, topic, out, tag, binaries):
     windows = os.path.join(out, f"windows-{tag}-{kind}.jsonl")
     config = os.path.join(out, f"settings-{tag}-{kind}.toml")
     with open(config, "w") as f:
-        f.write(f'[sink]\nkind = "file"\npath = "{windows}"\n')
+        f.write(f'[sink]\nkind = "file"\npath = "{windows}"\n[admin]\nport = 0\n')
     wall, cpu, rss = timed(
         [binaries["service"], "run", "--config", config, "--brokers", brokers, "--topic", topic,
          "--group", f"cost-{tag}-{kind}-{os.getpid()}", "--model", kind, "--until-end"],

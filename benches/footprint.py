@@ -31,7 +31,7 @@ def run_model(binary, brokers, topic, model, seconds, out, tag):
     windows = os.path.join(out, f"windows-{tag}-{model}.jsonl")
     config = os.path.join(out, f"settings-{tag}-{model}.toml")
     with open(config, "w") as f:
-        f.write(f'[sink]\nkind = "file"\npath = "{windows}"\n')
+        f.write(f'[sink]\nkind = "file"\npath = "{windows}"\n[admin]\nport = 0\n')
     group = f"footprint-{tag}-{model}-{os.getpid()}"
     peaks = {"threads": 0, "connections": 0}
 

@@ -88,6 +88,7 @@ fn embedded_cluster(c: &mut Criterion) {
     settings.metrics.log_interval_ms = 0;
     settings.window.length_secs = 60;
     settings.sink.kind = SinkKind::File;
+    settings.admin.port = 0;
     let dir = tempfile::tempdir().expect("temp dir");
     settings.sink.path = dir.path().join("windows.jsonl").display().to_string();
     let data = GeneratorConfig {

@@ -51,7 +51,7 @@ def settings_file(out, name, windows, delay_ms, flush_frames):
     with open(path, "w") as f:
         f.write(f'[sink]\nkind = "file"\npath = "{windows}"\nwrite_delay_ms = {delay_ms}\n'
                 f'[flush]\nmax_frames = {flush_frames}\n'
-                f'[metrics]\nlog_interval_ms = 10000\n')
+                f'[metrics]\nlog_interval_ms = 10000\n[admin]\nport = 0\n')
     return path
 
 

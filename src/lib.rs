@@ -7,8 +7,10 @@
 //! The tools around the service (`chaos`, `compare`) are in the `kafka-actors-lab` crate
 //! (`lab/`), which builds on this one.
 
+pub mod admin;
 pub mod cli;
 pub mod layout;
+pub mod prometheus;
 pub mod settings;
 pub mod telemetry;
 
@@ -69,6 +71,9 @@ pub enum RunError {
         /// The figures and offsets up to the stop.
         summary: Box<RunSummary>,
     },
+    /// The admin endpoint could not start.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
     /// A blocking task could not finish.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -162,6 +167,14 @@ pub async fn run_with_faults(
     settings.validate()?;
     let stop_after = settings.run.stop_after()?;
     let until_end = settings.run.until_end;
+    let admin_state = admin::AdminState::new(settings.model);
+    let admin = match settings.admin.enabled {
+        true => Some(admin::AdminServer::start(
+            &settings.admin,
+            admin_state.clone(),
+        )?),
+        false => None,
+    };
 
     // The embedded cluster lives until the end of this function, after every client of it.
     let embedded = if settings.kafka.embedded() {
@@ -232,6 +245,7 @@ pub async fn run_with_faults(
         leaders: leaders.map(|l| l.board),
     };
     let (supervisor, mut outcome) = RootSupervisor::launch(spec);
+    admin_state.running(supervisor.clone());
     on_start(supervisor.clone());
 
     let mut generator_done = generator.as_mut().and_then(GeneratorHandle::finished);
@@ -272,7 +286,9 @@ pub async fn run_with_faults(
             }
         }
     };
+    admin_state.draining();
     let summary = supervisor.send(Shutdown).await.unwrap_or_default();
+    drop(admin);
     let generator_report = match generator {
         Some(handle) => Some(blocking(move || handle.join()).await??),
         None => None,

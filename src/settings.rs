@@ -85,6 +85,57 @@ impl Default for LogConfig {
     }
 }
 
+/// The admin HTTP endpoint: health, readiness, liveness, Prometheus metrics and status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve `/healthz`, `/readyz`, `/livez`, `/metrics` and `/status`.
+    pub enabled: bool,
+    /// The address to bind: a loopback address unless `allow_remote` is set.
+    pub host: String,
+    /// The port; 0 takes any free port (the log says which).
+    pub port: u16,
+    /// Allow binding an address other than loopback (the endpoint has no authentication:
+    /// expose it only where a network policy guards it).
+    pub allow_remote: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            host: "127.0.0.1".into(),
+            port: 9600,
+            allow_remote: false,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The address to bind.
+    ///
+    /// # Errors
+    /// `admin.host` is not an IP address, or not a loopback one without `admin.allow_remote`.
+    pub fn address(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        let ip: std::net::IpAddr = self.host.trim().parse().map_err(|_| {
+            ConfigError::new(
+                "admin.host",
+                format!("`{}` is not an IP address", self.host),
+            )
+        })?;
+        if !ip.is_loopback() && !self.allow_remote {
+            return Err(ConfigError::new(
+                "admin.host",
+                format!(
+                    "`{ip}` is not a loopback address; the endpoint has no authentication, so \
+                     serving other machines needs admin.allow_remote = true"
+                ),
+            ));
+        }
+        Ok(std::net::SocketAddr::new(ip, self.port))
+    }
+}
+
 /// How the service consumes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -138,6 +189,8 @@ pub struct Settings {
     pub run: RunConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The admin HTTP endpoint.
+    pub admin: AdminConfig,
 }
 
 impl Settings {
@@ -157,6 +210,9 @@ impl Settings {
         self.sink.validate()?;
         self.supervisor.validate()?;
         self.run.stop_after()?;
+        if self.admin.enabled {
+            self.admin.address()?;
+        }
         if self.supervisor.stats_interval_ms > 0
             && self.supervisor.stats_interval_ms >= self.window.idle_after_ms
         {
@@ -580,5 +636,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_admin_endpoint_binds_loopback_unless_remote_access_is_asked_for() {
+        let mut settings = Settings::default();
+        assert_eq!(
+            settings.admin.address().unwrap(),
+            "127.0.0.1:9600".parse().unwrap()
+        );
+        settings.admin.host = "0.0.0.0".into();
+        let error = settings.validate().unwrap_err();
+        assert_eq!(error.key, "admin.host");
+        assert!(error.to_string().contains("admin.allow_remote"), "{error}");
+        settings.admin.allow_remote = true;
+        assert!(settings.validate().is_ok());
+        settings.admin.host = "localhost".into();
+        assert_eq!(settings.validate().unwrap_err().key, "admin.host");
+        // Off: its address is not checked.
+        settings.admin.enabled = false;
+        assert!(settings.validate().is_ok());
     }
 }

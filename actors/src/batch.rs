@@ -145,6 +145,34 @@ pub struct Chunk {
     pub finished: bool,
 }
 
+/// Asks for the windows' state, for status reports.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "WindowsStatus")]
+pub struct GetWindowsStatus;
+
+/// The windows' state.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct WindowsStatus {
+    /// The watermark (event time, epoch seconds), once every partition has spoken.
+    pub watermark: Option<f64>,
+    /// Windows with at least one open part.
+    pub open_windows: usize,
+    /// Bytes the open windows hold.
+    pub open_bytes: u64,
+    /// Per partition: its event-time standing and its last committed offset.
+    pub partitions: std::collections::BTreeMap<PartitionId, PartitionWindows>,
+}
+
+/// One partition's windows and commit.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PartitionWindows {
+    /// Its event-time standing.
+    #[serde(flatten)]
+    pub standing: crate::window::Standing,
+    /// The last offset committed for it by this process.
+    pub committed: Option<i64>,
+}
+
 /// Whether a partition reads on after a chunk.
 #[derive(Debug)]
 pub enum Flow {
@@ -907,6 +935,34 @@ impl Handler<Chunk> for BatchActor {
         self.review_budget();
         self.maybe_flush(ctx);
         MessageResult(self.flow(chunk.partition))
+    }
+}
+
+impl Handler<GetWindowsStatus> for BatchActor {
+    type Result = MessageResult<GetWindowsStatus>;
+
+    fn handle(&mut self, _: GetWindowsStatus, _: &mut Self::Context) -> Self::Result {
+        let partitions = self
+            .windows
+            .standings(Instant::now())
+            .into_iter()
+            .map(|(partition, standing)| {
+                let committed = self.committed.get(&partition).map(|c| c.offset);
+                (
+                    partition,
+                    PartitionWindows {
+                        standing,
+                        committed,
+                    },
+                )
+            })
+            .collect();
+        MessageResult(WindowsStatus {
+            watermark: self.windows.watermark(),
+            open_windows: self.windows.open_windows(),
+            open_bytes: self.windows.open_bytes() as u64,
+            partitions,
+        })
     }
 }
 

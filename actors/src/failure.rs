@@ -51,6 +51,18 @@ impl PartitionFailure {
         }
     }
 
+    /// A short name of the cause (`panicked`, `source`, `stalled`, `unheard`, `requested`),
+    /// for labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PartitionFailure::Panicked { .. } => "panicked",
+            PartitionFailure::Source { .. } => "source",
+            PartitionFailure::Stalled { .. } => "stalled",
+            PartitionFailure::Unheard { .. } => "unheard",
+            PartitionFailure::Requested => "requested",
+        }
+    }
+
     /// The stall watchdog found it.
     pub fn is_stall(&self) -> bool {
         matches!(

@@ -275,6 +275,8 @@ pub struct IntakeActor {
     /// restart before anything was committed.
     assigned_at: BTreeMap<PartitionId, (StartOffset, Option<f64>)>,
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
+    /// An assignment has arrived (possibly empty).
+    assigned: bool,
 }
 
 /// Where an [`IntakeActor`] is in its life.
@@ -320,6 +322,24 @@ pub struct RestartAssigned {
 #[rtype(result = "Vec<PartitionId>")]
 pub struct OwnedPartitions;
 
+/// Asks where the intake stands: its own state and each owned partition's actor state.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "IntakeStatus")]
+pub struct GetIntakeStatus;
+
+/// Where the intake stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IntakeStatus {
+    /// `starting`, `running` or `leaving`.
+    pub state: &'static str,
+    /// Whether an assignment has arrived yet (the partition model's comes at start; a group
+    /// member's once it has joined).
+    pub assigned: bool,
+    /// Each owned partition's actor state (`opening`, `reading`, `paused`, `finished`, ...;
+    /// `gone` when its actor no longer answers).
+    pub partitions: BTreeMap<PartitionId, &'static str>,
+}
+
 impl IntakeActor {
     /// An intake actor for `membership`, whose assignments reach it through `listener`.
     #[allow(clippy::too_many_arguments)]
@@ -346,6 +366,7 @@ impl IntakeActor {
             partitions: BTreeMap::new(),
             assigned_at: BTreeMap::new(),
             history: Arc::default(),
+            assigned: false,
         }
     }
 
@@ -445,6 +466,9 @@ impl Handler<PartitionsAssigned> for IntakeActor {
     type Result = ();
 
     fn handle(&mut self, msg: PartitionsAssigned, ctx: &mut Self::Context) {
+        if matches!(self.state, Lifecycle::Running { .. }) {
+            self.assigned = true;
+        }
         if !matches!(self.state, Lifecycle::Running { .. }) {
             // Assigned while leaving (a rebalance that crossed the shutdown): nothing may start
             // that nobody would stop. The coordinator revokes them as the member leaves.
@@ -641,6 +665,35 @@ impl Handler<RestartAssigned> for IntakeActor {
         Box::pin(async move {
             rx.await
                 .unwrap_or_else(|_| Err("the intake actor stopped".to_owned()))
+        })
+    }
+}
+
+impl Handler<GetIntakeStatus> for IntakeActor {
+    type Result = ResponseFuture<IntakeStatus>;
+
+    fn handle(&mut self, _: GetIntakeStatus, _: &mut Self::Context) -> Self::Result {
+        let state = self.state.name();
+        let assigned = self.assigned;
+        let asks: Vec<(PartitionId, Addr<PartitionActor>)> = self
+            .partitions
+            .iter()
+            .map(|(p, running)| (*p, running.addr.clone()))
+            .collect();
+        Box::pin(async move {
+            let mut partitions = BTreeMap::new();
+            for (partition, addr) in asks {
+                let name = addr
+                    .send(crate::partition::GetReaderState)
+                    .await
+                    .unwrap_or("gone");
+                partitions.insert(partition, name);
+            }
+            IntakeStatus {
+                state,
+                assigned,
+                partitions,
+            }
         })
     }
 }

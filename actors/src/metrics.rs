@@ -261,6 +261,68 @@ pub struct MetricsSnapshot {
     pub budget_pauses: u64,
     /// The partition that held the watermark back at the last budget change.
     pub watermark_holder: Option<PartitionId>,
+    /// The timings and counts as distributions (for Prometheus).
+    #[serde(skip)]
+    pub distributions: Distributions,
+}
+
+/// A histogram's distribution in buckets, for Prometheus.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Buckets {
+    /// Sum of the samples, in the histogram's unit.
+    pub sum: f64,
+    /// Samples.
+    pub count: u64,
+    /// `(upper bound, samples above the previous bound up to this one)`, bounds 1, 2, 5, 10,
+    /// 20, ... up to 5e12 in the histogram's unit, then `f64::MAX` for the rest.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl Buckets {
+    fn of(h: &Histogram<u64>) -> Self {
+        let bounds: Vec<u64> = (0..13)
+            .flat_map(|decade| [1, 2, 5].map(|m| m * 10u64.pow(decade)))
+            .collect();
+        let mut counts = vec![0u64; bounds.len() + 1];
+        let mut sum = 0.0;
+        for value in h.iter_recorded() {
+            let v = value.value_iterated_to();
+            let n = value.count_at_value();
+            sum += v as f64 * n as f64;
+            let slot = bounds.partition_point(|b| *b < v);
+            counts[slot] += n;
+        }
+        let buckets = bounds
+            .iter()
+            .map(|b| *b as f64)
+            .chain([f64::MAX])
+            .zip(counts)
+            .collect();
+        Buckets {
+            sum,
+            count: h.len(),
+            buckets,
+        }
+    }
+}
+
+/// The seed's timings and counts as distributions: `process_frame` (ns), `batch.flush` (µs),
+/// `batch.flush.normalized` (ns per frame), `batch.throughput` (frames/s),
+/// `batch.unique.users` (users per window).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Distributions {
+    /// `process_frame`, nanoseconds per frame.
+    pub process_frame_ns: Buckets,
+    /// `process_frame.normalized`, nanoseconds.
+    pub process_frame_normalized_ns: Buckets,
+    /// `batch.flush`, microseconds.
+    pub batch_flush_us: Buckets,
+    /// `batch.flush.normalized`, nanoseconds per frame.
+    pub batch_flush_normalized_ns: Buckets,
+    /// `batch.throughput`, frames per second.
+    pub batch_throughput: Buckets,
+    /// `batch.unique.users`, per window written.
+    pub batch_unique_users: Buckets,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -491,6 +553,14 @@ impl MetricsActor {
             peak_open_window_bytes: self.peak_open_bytes,
             budget_pauses: self.budget_pauses,
             watermark_holder: self.watermark_holder,
+            distributions: Distributions {
+                process_frame_ns: Buckets::of(&self.process_frame),
+                process_frame_normalized_ns: Buckets::of(&self.process_frame_normalized),
+                batch_flush_us: Buckets::of(&self.flush),
+                batch_flush_normalized_ns: Buckets::of(&self.flush_normalized),
+                batch_throughput: Buckets::of(&self.throughput),
+                batch_unique_users: Buckets::of(&self.unique_users),
+            },
         }
     }
 

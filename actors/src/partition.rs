@@ -54,6 +54,12 @@ pub enum EndPolicy {
 #[rtype(result = "()")]
 pub struct EndAt(pub Option<i64>);
 
+/// Asks a partition actor for the name of its state (`opening`, `reading`, `paused`,
+/// `finished`, `failed`, `stopped`), as an operator sees it.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "&'static str")]
+pub struct GetReaderState;
+
 /// Stops reading; answers once the last chunk has been acknowledged by the batch actor.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -555,6 +561,14 @@ impl Handler<EndAt> for PartitionActor {
         if matches!(self.state, ReaderState::Reading(_)) && self.end_reached() {
             self.send_chunk(FrameChunk::default(), ctx);
         }
+    }
+}
+
+impl Handler<GetReaderState> for PartitionActor {
+    type Result = MessageResult<GetReaderState>;
+
+    fn handle(&mut self, _: GetReaderState, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.state.name())
     }
 }
 

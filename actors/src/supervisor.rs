@@ -36,8 +36,8 @@ use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfi
 use crate::failure::{PartitionFailure, StopCause};
 use crate::frame::FrameLimits;
 use crate::intake::{
-    GroupRecord, IntakeActor, IntakeListener, Leave, OwnedPartitions, PartitionEnds, ReaderThreads,
-    RestartAssigned,
+    GetIntakeStatus, GroupRecord, IntakeActor, IntakeListener, Leave, OwnedPartitions,
+    PartitionEnds, ReaderThreads, RestartAssigned,
 };
 use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
@@ -118,6 +118,26 @@ pub struct RunSummary {
     pub drain: DrainReport,
     /// Group model: every ownership change, in order.
     pub group_history: Vec<GroupRecord>,
+}
+
+/// Asks where the service stands (for `/status` and `/readyz`).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ServiceStatus")]
+pub struct GetStatus;
+
+/// Where the service stands.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceStatus {
+    /// The actor tree: `starting`, `running` or `draining`.
+    pub tree: &'static str,
+    /// The intake and each owned partition's actor state.
+    pub intake: crate::intake::IntakeStatus,
+    /// The windows and commits.
+    pub windows: crate::batch::WindowsStatus,
+    /// Every figure.
+    pub metrics: MetricsSnapshot,
+    /// Partitions with a restart scheduled or under way.
+    pub restarting: Vec<PartitionId>,
 }
 
 /// Owns the actor tree; see the module documentation.
@@ -636,6 +656,37 @@ impl Handler<GetMetrics> for RootSupervisor {
                     Some(m) => m.send(GetMetrics).await.unwrap_or_default(),
                     None => MetricsSnapshot::default(),
                 }
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<GetStatus> for RootSupervisor {
+    type Result = ResponseActFuture<Self, ServiceStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        let tree = self.tree.name();
+        let restarting: Vec<PartitionId> = self.restarting.iter().copied().collect();
+        let parts = self
+            .parts()
+            .map(|p| (p.intake.clone(), p.batch.1.clone(), p.metrics.clone()));
+        Box::pin(
+            async move {
+                let mut status = ServiceStatus {
+                    tree,
+                    restarting,
+                    ..ServiceStatus::default()
+                };
+                if let Some((intake, batch, metrics)) = parts {
+                    status.intake = intake.send(GetIntakeStatus).await.unwrap_or_default();
+                    status.windows = batch
+                        .send(crate::batch::GetWindowsStatus)
+                        .await
+                        .unwrap_or_default();
+                    status.metrics = metrics.send(GetMetrics).await.unwrap_or_default();
+                }
+                status
             }
             .into_actor(self),
         )

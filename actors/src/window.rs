@@ -153,6 +153,23 @@ impl std::fmt::Display for HoldReason {
     }
 }
 
+/// One partition's event-time standing ([`Windows::standings`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Standing {
+    /// Its highest event time seen.
+    pub max_ts: Option<f64>,
+    /// Its windows ending (plus lateness) at or below this are written.
+    pub closed_below: Option<f64>,
+    /// Open windows it has frames in.
+    pub open_windows: usize,
+    /// Caught up and quiet: it does not hold the watermark back.
+    pub idle: bool,
+    /// Consumed to its end for good.
+    pub finished: bool,
+    /// Paused by the memory budget.
+    pub paused: bool,
+}
+
 /// The partition the watermark waits for, and the partitions ahead of it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IntakeView {
@@ -529,6 +546,32 @@ impl Windows {
     /// Number of windows with at least one open part.
     pub fn open_windows(&self) -> usize {
         self.open.len()
+    }
+
+    /// Each partition's event-time standing, for status reports.
+    pub fn standings(&self, now: Instant) -> BTreeMap<PartitionId, Standing> {
+        self.partitions
+            .iter()
+            .map(|(partition, progress)| {
+                let open_windows = self
+                    .open
+                    .values()
+                    .filter(|w| w.parts.contains_key(partition))
+                    .count();
+                let standing = Standing {
+                    max_ts: progress.max_ts,
+                    closed_below: progress
+                        .closed_below
+                        .is_finite()
+                        .then_some(progress.closed_below),
+                    open_windows,
+                    idle: progress.idle(self.idle_after, now),
+                    finished: progress.finished,
+                    paused: progress.paused,
+                };
+                (*partition, standing)
+            })
+            .collect()
     }
 
     /// Bytes the open windows hold: their uids (arena and table) and a fixed overhead per

@@ -479,6 +479,8 @@ fn scenario_settings(
     s.flush.interval_ms = 100;
     s.partition.poll_timeout_ms = 50;
     s.metrics.log_interval_ms = 0;
+    // Any free port: runs of the harness may overlap with a service on the default one.
+    s.admin.port = 0;
     s.sink.kind = SinkKind::File;
     s.sink.path = out.display().to_string();
     s.sink.label_partitions = true;
@@ -1229,6 +1231,7 @@ mod tests {
     async fn the_truth_follows_the_log_when_delivery_reports_do_not_name_every_record() {
         let cluster = EmbeddedCluster::start(1).expect("embedded cluster");
         let mut settings = Settings::default();
+        settings.admin.port = 0;
         settings.kafka.brokers = cluster.bootstrap_servers().to_owned();
         settings.kafka.topic = "unreported".to_owned();
         settings.window.length_secs = 10;

@@ -250,6 +250,8 @@ pub async fn compare(
     // processes by compare itself): a configured partition share does not apply.
     settings.kafka.partitions.clear();
     settings.kafka.instance = String::new();
+    // Several services run at once (--instances): each takes any free port.
+    settings.admin.port = 0;
     let embedded = settings.kafka.embedded();
     if embedded && options.instances > 1 {
         // Measured: three members of one group on the embedded cluster took 88 s for 20 000

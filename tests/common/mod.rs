@@ -52,6 +52,8 @@ pub fn settings(brokers: &str, topic: &str, out: &Path) -> Settings {
     s.flush.interval_ms = 100;
     s.partition.poll_timeout_ms = 50;
     s.metrics.log_interval_ms = 0;
+    // Tests run services side by side: each admin endpoint takes any free port.
+    s.admin.port = 0;
     s.sink.kind = SinkKind::File;
     s.sink.path = out.display().to_string();
     s
@@ -137,7 +139,8 @@ pub fn without_service_env(command: &mut std::process::Command) -> &mut std::pro
             command.env_remove(key);
         }
     }
-    command
+    // Tests run services side by side: each admin endpoint takes any free port.
+    command.env("KAFKA_ACTORS__ADMIN__PORT", "0")
 }
 
 /// Starts producing `data` in the background, recording where every frame lands.

@@ -834,6 +834,7 @@ fn child_env(settings: &Settings) -> Vec<(String, String)> {
             settings.partition.poll_timeout_ms.to_string(),
         ),
         ("METRICS__LOG_INTERVAL_MS", "0".to_owned()),
+        ("ADMIN__PORT", settings.admin.port.to_string()),
         ("SINK__KIND", "file".to_owned()),
         ("SINK__PATH", settings.sink.path.clone()),
         (

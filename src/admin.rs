@@ -1,0 +1,436 @@
+//! The admin HTTP endpoint (actix-web, one worker), bound to `admin.host:admin.port`:
+//!
+//! - `GET /healthz`: the process and its actor system answer (200), or the supervisor does not
+//!   answer within 2 s (503);
+//! - `GET /readyz`: 200 once every assigned partition has a running partition actor whose
+//!   reader has answered; 503 with the reason otherwise (starting, waiting for an assignment,
+//!   partitions not heard from yet or restarting, draining);
+//! - `GET /metrics`: every figure of the metrics actor in the Prometheus text format, encoded
+//!   by `prometheus-client` ([`crate::prometheus`]);
+//! - `GET /status`: JSON: the model, the tree's and intake's states, and per partition its
+//!   actor state, position, committed offset, lag, leader, event time, open windows, restarts
+//!   and last failure.
+//!
+//! The endpoint starts before the service connects to Kafka (so an orchestrator sees it
+//! starting) and stops after the service has drained.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use actors::metrics::{GetMetrics, MetricsSnapshot};
+use actors::supervisor::{GetStatus, RootSupervisor, ServiceStatus};
+use actors::topic::PartitionId;
+use serde::Serialize;
+
+use crate::settings::{AdminConfig, Model};
+
+/// How long a handler waits for the actor system.
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the service is in its life, as the endpoint sees it.
+#[derive(Debug, Clone, Default)]
+enum Phase {
+    /// Settings read; connecting to Kafka, looking up partitions and commits.
+    #[default]
+    Starting,
+    /// The actor tree runs.
+    Running(Addr<RootSupervisor>),
+    /// Stopping: intake stopped, windows being written and committed.
+    Draining(Addr<RootSupervisor>),
+}
+
+/// What the handlers share: the model and the service's phase.
+#[derive(Debug)]
+pub struct AdminState {
+    model: Model,
+    phase: RwLock<Phase>,
+}
+
+impl AdminState {
+    /// A service of `model`, starting.
+    pub fn new(model: Model) -> Arc<Self> {
+        Arc::new(AdminState {
+            model,
+            phase: RwLock::new(Phase::Starting),
+        })
+    }
+
+    /// The actor tree runs under `supervisor`.
+    pub fn running(&self, supervisor: Addr<RootSupervisor>) {
+        *self.phase.write().unwrap_or_else(|p| p.into_inner()) = Phase::Running(supervisor);
+    }
+
+    /// The service is draining.
+    pub fn draining(&self) {
+        let mut phase = self.phase.write().unwrap_or_else(|p| p.into_inner());
+        if let Phase::Running(supervisor) = &*phase {
+            *phase = Phase::Draining(supervisor.clone());
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        self.phase.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The running endpoint.
+pub struct AdminServer {
+    address: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl AdminServer {
+    /// Binds the endpoint and starts serving on the current actix system.
+    ///
+    /// # Errors
+    /// The address cannot be bound (in use, not local).
+    pub fn start(config: &AdminConfig, state: Arc<AdminState>) -> Result<Self, AdminError> {
+        let wanted = config.address().map_err(AdminError::Config)?;
+        let data = web::Data::from(state);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics))
+                .route("/status", web::get().to(status))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .bind(wanted)
+        .map_err(|source| AdminError::Bind {
+            address: wanted,
+            source,
+        })?;
+        let address = server.addrs().first().copied().unwrap_or(wanted);
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        tracing::info!(%address, "Admin endpoint listening (/healthz /readyz /metrics /status).");
+        Ok(AdminServer { address, handle })
+    }
+
+    /// The bound address (with the port taken when `admin.port` is 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for AdminServer {
+    /// Stops serving (the service has stopped, or did not start).
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        actix_rt::spawn(async move { handle.stop(false).await });
+    }
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// `admin.host` is invalid.
+    #[error(transparent)]
+    Config(actors::config::ConfigError),
+    /// The address could not be bound.
+    #[error("cannot serve the admin endpoint on {address} (admin.host, admin.port)")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(body.into())
+}
+
+async fn ask_status(supervisor: &Addr<RootSupervisor>) -> Option<ServiceStatus> {
+    tokio::time::timeout(ASK_TIMEOUT, supervisor.send(GetStatus))
+        .await
+        .ok()?
+        .ok()
+}
+
+async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
+    match state.phase() {
+        Phase::Starting => text(StatusCode::OK, "ok: starting\n"),
+        Phase::Running(supervisor) | Phase::Draining(supervisor) => {
+            match tokio::time::timeout(ASK_TIMEOUT, supervisor.send(GetMetrics)).await {
+                Ok(Ok(_)) => text(StatusCode::OK, "ok\n"),
+                _ => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the actor system does not answer\n",
+                ),
+            }
+        }
+    }
+}
+
+/// Why the service is not ready, if it is not: `None` when it is.
+pub fn not_ready(status: &ServiceStatus) -> Option<String> {
+    if status.tree != "running" {
+        return Some(format!("the actor tree is {}", status.tree));
+    }
+    if status.intake.state != "running" {
+        return Some(format!("the intake is {}", status.intake.state));
+    }
+    if !status.intake.assigned {
+        return Some("waiting for an assignment from the group coordinator".into());
+    }
+    let mut waiting = Vec::new();
+    for (partition, state) in &status.intake.partitions {
+        let heard = status
+            .metrics
+            .partitions
+            .get(partition)
+            .is_some_and(|m| m.heard);
+        let restarting = status.restarting.contains(partition);
+        if restarting || !matches!(*state, "reading" | "paused" | "finished") || !heard {
+            let why = if restarting {
+                "restarting"
+            } else if !heard && *state == "reading" {
+                "no first fetch yet"
+            } else {
+                state
+            };
+            waiting.push(format!("{partition} ({why})"));
+        }
+    }
+    (!waiting.is_empty()).then(|| format!("partitions not ready: {}", waiting.join(", ")))
+}
+
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    let supervisor = match state.phase() {
+        Phase::Starting => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: connecting to Kafka\n",
+            )
+        }
+        Phase::Draining(_) => return text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        Phase::Running(supervisor) => supervisor,
+    };
+    let Some(status) = ask_status(&supervisor).await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the actor system does not answer\n",
+        );
+    };
+    match not_ready(&status) {
+        None => text(
+            StatusCode::OK,
+            format!("ready: {} partitions\n", status.intake.partitions.len()),
+        ),
+        Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    let snapshot = match state.phase() {
+        Phase::Starting => MetricsSnapshot::default(),
+        Phase::Running(supervisor) | Phase::Draining(supervisor) => {
+            match ask_status(&supervisor).await {
+                Some(status) => status.metrics,
+                None => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the actor system does not answer\n",
+                    )
+                }
+            }
+        }
+    };
+    match crate::prometheus::encode(&snapshot) {
+        Ok(body) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(body),
+        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
+    }
+}
+
+/// One partition in `/status`.
+#[derive(Debug, Serialize)]
+struct PartitionStatus {
+    /// The partition actor's state.
+    state: &'static str,
+    position: Option<i64>,
+    committed: Option<i64>,
+    lag: Option<i64>,
+    leader: Option<i32>,
+    /// The highest event time read.
+    event_time: Option<f64>,
+    /// Windows ending (plus lateness) at or below this are written.
+    closed_below: Option<f64>,
+    open_windows: usize,
+    idle: bool,
+    paused: bool,
+    restarts: u64,
+    last_failure: Option<String>,
+}
+
+/// `/status`.
+#[derive(Debug, Serialize)]
+struct Status {
+    model: &'static str,
+    phase: &'static str,
+    tree: &'static str,
+    intake: &'static str,
+    ready: bool,
+    not_ready: Option<String>,
+    watermark: Option<f64>,
+    open_windows: usize,
+    open_window_bytes: u64,
+    frames: u64,
+    lag: i64,
+    partitions: std::collections::BTreeMap<PartitionId, PartitionStatus>,
+}
+
+fn status_of(model: Model, phase: &'static str, status: &ServiceStatus) -> Status {
+    let partitions = status
+        .intake
+        .partitions
+        .iter()
+        .map(|(partition, state)| {
+            let metrics = status
+                .metrics
+                .partitions
+                .get(partition)
+                .cloned()
+                .unwrap_or_default();
+            let windows = status.windows.partitions.get(partition);
+            let last_failure = status
+                .metrics
+                .restart_log
+                .iter()
+                .rev()
+                .find(|r| r.partition == *partition)
+                .map(|r| r.cause.to_string());
+            let restarting = status.restarting.contains(partition);
+            let entry = PartitionStatus {
+                state: if restarting { "restarting" } else { state },
+                position: metrics.position,
+                committed: windows.and_then(|w| w.committed),
+                lag: metrics.lag,
+                leader: metrics.leader,
+                event_time: windows.and_then(|w| w.standing.max_ts),
+                closed_below: windows.and_then(|w| w.standing.closed_below),
+                open_windows: windows.map_or(0, |w| w.standing.open_windows),
+                idle: windows.is_some_and(|w| w.standing.idle),
+                paused: metrics.paused,
+                restarts: metrics.restarts,
+                last_failure,
+            };
+            (*partition, entry)
+        })
+        .collect();
+    let not_ready = not_ready(status);
+    Status {
+        model: model.as_str(),
+        phase,
+        tree: status.tree,
+        intake: status.intake.state,
+        ready: not_ready.is_none(),
+        not_ready,
+        watermark: status.windows.watermark,
+        open_windows: status.windows.open_windows,
+        open_window_bytes: status.windows.open_bytes,
+        frames: status.metrics.frames,
+        lag: status.metrics.lag,
+        partitions,
+    }
+}
+
+async fn status(state: web::Data<AdminState>) -> HttpResponse {
+    let (phase, supervisor) = match state.phase() {
+        Phase::Starting => {
+            return HttpResponse::Ok().json(serde_json::json!({
+                "model": state.model.as_str(),
+                "phase": "starting",
+            }))
+        }
+        Phase::Running(supervisor) => ("running", supervisor),
+        Phase::Draining(supervisor) => ("draining", supervisor),
+    };
+    match ask_status(&supervisor).await {
+        Some(status) => HttpResponse::Ok().json(status_of(state.model, phase, &status)),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the actor system does not answer\n",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actors::intake::IntakeStatus;
+    use actors::metrics::PartitionMetrics;
+
+    use super::*;
+
+    fn p(index: i32) -> PartitionId {
+        PartitionId::of("t", index)
+    }
+
+    /// A running service owning partitions 0 and 1, both read and heard from.
+    fn ready() -> ServiceStatus {
+        let mut status = ServiceStatus {
+            tree: "running",
+            intake: IntakeStatus {
+                state: "running",
+                assigned: true,
+                partitions: [(p(0), "reading"), (p(1), "paused")].into(),
+            },
+            ..ServiceStatus::default()
+        };
+        for partition in [p(0), p(1)] {
+            status.metrics.partitions.insert(
+                partition,
+                PartitionMetrics {
+                    heard: true,
+                    ..PartitionMetrics::default()
+                },
+            );
+        }
+        status
+    }
+
+    #[test]
+    fn ready_only_when_every_assigned_partition_is_read_and_heard_from() {
+        assert_eq!(not_ready(&ready()), None);
+        let mut status = ready();
+        status.tree = "draining";
+        assert_eq!(not_ready(&status).unwrap(), "the actor tree is draining");
+        let mut status = ready();
+        status.intake.assigned = false;
+        status.intake.partitions.clear();
+        assert!(not_ready(&status)
+            .unwrap()
+            .contains("waiting for an assignment"));
+        let mut status = ready();
+        status.intake.partitions.insert(p(0), "opening");
+        status.metrics.partitions.get_mut(&p(1)).unwrap().heard = false;
+        status.intake.partitions.insert(p(1), "reading");
+        assert_eq!(
+            not_ready(&status).unwrap(),
+            "partitions not ready: t-0 (opening), t-1 (no first fetch yet)"
+        );
+        let mut status = ready();
+        status.restarting.push(p(1));
+        assert_eq!(
+            not_ready(&status).unwrap(),
+            "partitions not ready: t-1 (restarting)"
+        );
+        // A member that was assigned nothing (more members than partitions) is ready.
+        let mut status = ready();
+        status.intake.partitions.clear();
+        assert_eq!(not_ready(&status), None);
+    }
+}

@@ -1,0 +1,273 @@
+//! The metrics actor's figures in the Prometheus text format, encoded by `prometheus-client`
+//! from one [`MetricsSnapshot`] per scrape (a [`Collector`]: the figures live in the metrics
+//! actor, not in `prometheus-client` metrics). Per-partition series carry `topic` and
+//! `partition` labels; only partitions this process owns (or has counted) appear.
+
+use actors::metrics::{Buckets, MetricsSnapshot};
+use actors::topic::PartitionId;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Encodes `snapshot` as Prometheus text.
+///
+/// # Errors
+/// Formatting failed (it does not, into a `String`).
+pub fn encode(snapshot: &MetricsSnapshot) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::with_prefix("kafka_actors");
+    registry.register_collector(Box::new(Figures(snapshot.clone())));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
+}
+
+#[derive(Debug)]
+struct Figures(MetricsSnapshot);
+
+type Labels = Vec<(&'static str, String)>;
+
+fn of(partition: &PartitionId) -> Labels {
+    vec![
+        ("topic", partition.topic.name().to_owned()),
+        ("partition", partition.index.to_string()),
+    ]
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge<N>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, N)>,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<N>: EncodeMetric,
+{
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// A distribution kept in `unit`s, exposed in base units (`scale` per unit).
+fn histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    buckets: &Buckets,
+    scale: f64,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    let scaled: Vec<(f64, u64)> = buckets
+        .buckets
+        .iter()
+        .map(|(bound, n)| {
+            let bound = if *bound == f64::MAX {
+                f64::MAX
+            } else {
+                bound * scale
+            };
+            (bound, *n)
+        })
+        .collect();
+    metric.encode_histogram::<Labels>(buckets.sum * scale, buckets.count, &scaled, None)
+}
+
+impl Collector for Figures {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let parts = || s.partitions.iter();
+        let e = &mut encoder;
+        counter(
+            e,
+            "frames",
+            "Valid frames read.",
+            parts().map(|(p, m)| (of(p), m.frames)),
+        )?;
+        counter(
+            e,
+            "invalid_frames",
+            "Invalid frames, by reason.",
+            parts().flat_map(|(p, m)| {
+                m.invalid.iter().map(move |(reason, n)| {
+                    let mut labels = of(p);
+                    labels.push(("reason", (*reason).to_owned()));
+                    (labels, *n)
+                })
+            }),
+        )?;
+        counter(
+            e,
+            "late_frames",
+            "Frames whose window had already been written.",
+            parts().map(|(p, m)| (of(p), m.late)),
+        )?;
+        counter(
+            e,
+            "event_time_leads",
+            "Times a partition's event time ran more than window.max_lead_secs ahead of the others.",
+            parts().map(|(p, m)| (of(p), m.event_time_leads)),
+        )?;
+        gauge(
+            e,
+            "position",
+            "Next offset to read.",
+            parts().filter_map(|(p, m)| m.position.map(|v| (of(p), v))),
+        )?;
+        gauge(
+            e,
+            "lag",
+            "High watermark minus position, from the last fetch.",
+            parts().filter_map(|(p, m)| m.lag.map(|v| (of(p), v))),
+        )?;
+        gauge(
+            e,
+            "leader",
+            "The broker leading the partition.",
+            parts().filter_map(|(p, m)| m.leader.map(|v| (of(p), i64::from(v)))),
+        )?;
+        counter(
+            e,
+            "leader_changes",
+            "Leader changes seen.",
+            parts().map(|(p, m)| (of(p), m.leader_changes)),
+        )?;
+        gauge(
+            e,
+            "partition_paused",
+            "1 while the partition is paused by the memory budget of open windows.",
+            parts().map(|(p, m)| (of(p), i64::from(m.paused))),
+        )?;
+        let mut restarts: std::collections::BTreeMap<(PartitionId, &'static str), u64> =
+            std::collections::BTreeMap::new();
+        for record in &s.restart_log {
+            *restarts
+                .entry((record.partition, record.cause.kind()))
+                .or_default() += 1;
+        }
+        counter(
+            e,
+            "restarts",
+            "Partition pipeline restarts, by cause.",
+            restarts.iter().map(|((p, cause), n)| {
+                let mut labels = of(p);
+                labels.push(("cause", (*cause).to_owned()));
+                (labels, *n)
+            }),
+        )?;
+        counter(
+            e,
+            "watchdog_recoveries",
+            "Restarts by the stall watchdog.",
+            [(Labels::new(), s.watchdog_recoveries)],
+        )?;
+        counter(
+            e,
+            "flushes",
+            "Flushes (write, sync, commit).",
+            [(Labels::new(), s.flushes)],
+        )?;
+        counter(
+            e,
+            "windows_written",
+            "Window lines written.",
+            [(Labels::new(), s.windows)],
+        )?;
+        counter(
+            e,
+            "commits",
+            "Commits that succeeded.",
+            [(Labels::new(), s.commits)],
+        )?;
+        counter(
+            e,
+            "commit_failures",
+            "Commits that failed.",
+            [(Labels::new(), s.commit_failures)],
+        )?;
+        counter(
+            e,
+            "skipped_records",
+            "Records passed over because they were deleted before they were read.",
+            [(Labels::new(), s.skipped_records)],
+        )?;
+        counter(
+            e,
+            "budget_pauses",
+            "Times a partition was paused at window.open_budget_mib.",
+            [(Labels::new(), s.budget_pauses)],
+        )?;
+        gauge(
+            e,
+            "open_window_bytes",
+            "Bytes the open windows hold.",
+            [(Labels::new(), s.open_window_bytes as i64)],
+        )?;
+        gauge(
+            e,
+            "throughput_frames_per_second",
+            "Frames per second from the first frame to the last.",
+            [(Labels::new(), s.throughput)],
+        )?;
+        let d = &s.distributions;
+        histogram(
+            e,
+            "process_frame_seconds",
+            "process_frame: time to take a record from the client and parse it, per frame.",
+            &d.process_frame_ns,
+            1e-9,
+        )?;
+        histogram(
+            e,
+            "process_frame_normalized_seconds",
+            "process_frame.normalized: processing time of a flush's frames over its frames.",
+            &d.process_frame_normalized_ns,
+            1e-9,
+        )?;
+        histogram(
+            e,
+            "batch_flush_seconds",
+            "batch.flush: time to write, sync and commit one flush.",
+            &d.batch_flush_us,
+            1e-6,
+        )?;
+        histogram(
+            e,
+            "batch_flush_normalized_seconds",
+            "batch.flush.normalized: batch.flush over the frames of the flush.",
+            &d.batch_flush_normalized_ns,
+            1e-9,
+        )?;
+        histogram(
+            e,
+            "batch_throughput_frames_per_second",
+            "batch.throughput: frames per second between two flushes.",
+            &d.batch_throughput,
+            1.0,
+        )?;
+        histogram(
+            e,
+            "batch_unique_users",
+            "batch.unique.users: distinct users of each window written.",
+            &d.batch_unique_users,
+            1.0,
+        )?;
+        Ok(())
+    }
+}
