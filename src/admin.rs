@@ -5,6 +5,11 @@
 //! - `GET /readyz`: 200 once every assigned partition has a running partition actor whose
 //!   reader has answered; 503 with the reason otherwise (starting, waiting for an assignment,
 //!   partitions not heard from yet or restarting, draining);
+//! - `GET /livez`: 503 when the service is wedged in a way a restart would cure: a partition
+//!   being read has not polled for `admin.poll_ttl_ms`, a flush has run for
+//!   `admin.flush_ttl_ms`, the stall watchdog restarted a partition twice in a row without
+//!   it moving, or the actor system does not answer (Karafka's liveness listener, with its
+//!   `polling_ttl` and `consuming_ttl`, is the model);
 //! - `GET /metrics`: every figure of the metrics actor in the Prometheus text format, encoded
 //!   by `prometheus-client` ([`crate::prometheus`]);
 //! - `GET /status`: JSON: the model, the tree's and intake's states, and per partition its
@@ -43,18 +48,32 @@ enum Phase {
     Draining(Addr<RootSupervisor>),
 }
 
-/// What the handlers share: the model and the service's phase.
+/// What the handlers share: the model, the liveness limits and the service's phase.
 #[derive(Debug)]
 pub struct AdminState {
     model: Model,
+    limits: Liveness,
     phase: RwLock<Phase>,
+}
+
+/// When `/livez` fails.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    /// A partition being read has not polled for this long.
+    pub poll_ttl: Duration,
+    /// A flush has run this long.
+    pub flush_ttl: Duration,
 }
 
 impl AdminState {
     /// A service of `model`, starting.
-    pub fn new(model: Model) -> Arc<Self> {
+    pub fn new(model: Model, config: &AdminConfig) -> Arc<Self> {
         Arc::new(AdminState {
             model,
+            limits: Liveness {
+                poll_ttl: Duration::from_millis(config.poll_ttl_ms),
+                flush_ttl: Duration::from_millis(config.flush_ttl_ms),
+            },
             phase: RwLock::new(Phase::Starting),
         })
     }
@@ -96,6 +115,7 @@ impl AdminServer {
                 .app_data(data.clone())
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
+                .route("/livez", web::get().to(livez))
                 .route("/metrics", web::get().to(metrics))
                 .route("/status", web::get().to(status))
         })
@@ -205,6 +225,60 @@ pub fn not_ready(status: &ServiceStatus) -> Option<String> {
         }
     }
     (!waiting.is_empty()).then(|| format!("partitions not ready: {}", waiting.join(", ")))
+}
+
+/// Why the service is wedged in a way a restart would cure, if it is: `None` when it is not.
+pub fn not_live(status: &ServiceStatus, limits: Liveness) -> Option<String> {
+    let mut problems = Vec::new();
+    let silent: Vec<String> = status
+        .intake
+        .partitions
+        .iter()
+        .filter(|(_, state)| **state == "reading")
+        .filter_map(|(partition, _)| {
+            let since = status.intake.since_poll_ms.get(partition).copied()?;
+            (since >= limits.poll_ttl.as_millis() as u64)
+                .then(|| format!("{partition} ({since} ms)"))
+        })
+        .collect();
+    if !silent.is_empty() {
+        problems.push(format!(
+            "no poll for admin.poll_ttl_ms: {}",
+            silent.join(", ")
+        ));
+    }
+    if let Some(ms) = status
+        .windows
+        .flush_running_ms
+        .filter(|ms| *ms >= limits.flush_ttl.as_millis() as u64)
+    {
+        problems.push(format!("a flush has run for {ms} ms (admin.flush_ttl_ms)"));
+    }
+    if !status.stuck.is_empty() {
+        let stuck: Vec<String> = status.stuck.iter().map(ToString::to_string).collect();
+        problems.push(format!(
+            "restarted by the stall watchdog twice in a row without moving: {}",
+            stuck.join(", ")
+        ));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+async fn livez(state: web::Data<AdminState>) -> HttpResponse {
+    let supervisor = match state.phase() {
+        Phase::Starting => return text(StatusCode::OK, "ok: starting\n"),
+        Phase::Running(supervisor) | Phase::Draining(supervisor) => supervisor,
+    };
+    let Some(status) = ask_status(&supervisor).await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the actor system does not answer\n",
+        );
+    };
+    match not_live(&status, state.limits) {
+        None => text(StatusCode::OK, "ok\n"),
+        Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
 }
 
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
@@ -370,6 +444,8 @@ async fn status(state: web::Data<AdminState>) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use actors::intake::IntakeStatus;
     use actors::metrics::PartitionMetrics;
 
@@ -387,6 +463,7 @@ mod tests {
                 state: "running",
                 assigned: true,
                 partitions: [(p(0), "reading"), (p(1), "paused")].into(),
+                since_poll_ms: BTreeMap::new(),
             },
             ..ServiceStatus::default()
         };
@@ -432,5 +509,32 @@ mod tests {
         let mut status = ready();
         status.intake.partitions.clear();
         assert_eq!(not_ready(&status), None);
+    }
+
+    #[test]
+    fn wedged_when_a_reader_stops_polling_a_flush_hangs_or_a_partition_stays_stuck() {
+        let limits = Liveness {
+            poll_ttl: Duration::from_secs(60),
+            flush_ttl: Duration::from_secs(300),
+        };
+        let mut status = ready();
+        status.intake.since_poll_ms = [(p(0), 59_999), (p(1), 600_000)].into();
+        // Partition 1 is paused: it is told not to poll.
+        assert_eq!(not_live(&status, limits), None);
+        status.intake.since_poll_ms.insert(p(0), 60_000);
+        assert_eq!(
+            not_live(&status, limits).unwrap(),
+            "no poll for admin.poll_ttl_ms: t-0 (60000 ms)"
+        );
+        let mut status = ready();
+        status.windows.flush_running_ms = Some(299_999);
+        assert_eq!(not_live(&status, limits), None);
+        status.windows.flush_running_ms = Some(300_000);
+        status.stuck.push(p(1));
+        assert_eq!(
+            not_live(&status, limits).unwrap(),
+            "a flush has run for 300000 ms (admin.flush_ttl_ms); restarted by the stall \
+             watchdog twice in a row without moving: t-1"
+        );
     }
 }

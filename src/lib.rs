@@ -167,7 +167,7 @@ pub async fn run_with_faults(
     settings.validate()?;
     let stop_after = settings.run.stop_after()?;
     let until_end = settings.run.until_end;
-    let admin_state = admin::AdminState::new(settings.model);
+    let admin_state = admin::AdminState::new(settings.model, &settings.admin);
     let admin = match settings.admin.enabled {
         true => Some(admin::AdminServer::start(
             &settings.admin,

@@ -98,6 +98,11 @@ pub struct AdminConfig {
     /// Allow binding an address other than loopback (the endpoint has no authentication:
     /// expose it only where a network policy guards it).
     pub allow_remote: bool,
+    /// `/livez` fails when a partition that is being read has not polled its source for this
+    /// long (milliseconds).
+    pub poll_ttl_ms: u64,
+    /// `/livez` fails when a flush (write, sync, commit) has run for this long (milliseconds).
+    pub flush_ttl_ms: u64,
 }
 
 impl Default for AdminConfig {
@@ -107,6 +112,8 @@ impl Default for AdminConfig {
             host: "127.0.0.1".into(),
             port: 9600,
             allow_remote: false,
+            poll_ttl_ms: 60_000,
+            flush_ttl_ms: 300_000,
         }
     }
 }
@@ -212,6 +219,14 @@ impl Settings {
         self.run.stop_after()?;
         if self.admin.enabled {
             self.admin.address()?;
+            for (key, value) in [
+                ("admin.poll_ttl_ms", self.admin.poll_ttl_ms),
+                ("admin.flush_ttl_ms", self.admin.flush_ttl_ms),
+            ] {
+                if !(1_000..=86_400_000).contains(&value) {
+                    return Err(ConfigError::new(key, "must be between 1000 and 86400000"));
+                }
+            }
         }
         if self.supervisor.stats_interval_ms > 0
             && self.supervisor.stats_interval_ms >= self.window.idle_after_ms

@@ -77,6 +77,7 @@ async fn health_readiness_status_and_prometheus_metrics_over_http() {
     let (_, ready) = until(port, "/readyz", |code, _| code == 200).await;
     assert_eq!(ready.trim(), "ready: 4 partitions");
     assert_eq!(get(port, "/healthz").await, Some((200, "ok\n".into())));
+    assert_eq!(get(port, "/livez").await, Some((200, "ok\n".into())));
 
     // Every frame read, and the first statistics (every second) named the leaders: the status
     // shows each partition at its end.
@@ -185,4 +186,27 @@ async fn a_port_already_taken_stops_the_start_naming_the_key() {
     let text = kafka_actors::error_chain(&error);
     assert!(text.contains("admin.port"), "{text}");
     assert!(text.contains("in use"), "{text}");
+}
+
+/// A sink that hangs: a flush running past `admin.flush_ttl_ms` fails liveness (a restart
+/// would cure it), while the process stays healthy.
+#[actix::test]
+async fn a_flush_that_runs_past_its_limit_fails_liveness() {
+    let (cluster, topic) = cluster(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &dir.path().join("w"));
+    let port = free_port();
+    settings.admin.port = port;
+    settings.admin.flush_ttl_ms = 1_000;
+    settings.sink.write_delay_ms = 30_000;
+    produce(&settings, &data(2_000, 100.0, 0.0), 2);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = actix_rt::spawn(kafka_actors::run(settings, async move {
+        let _ = stopped.await;
+    }));
+    let (_, why) = until(port, "/livez", |code, _| code == 503).await;
+    assert!(why.contains("admin.flush_ttl_ms"), "{why}");
+    assert_eq!(get(port, "/healthz").await.map(|r| r.0), Some(200));
+    stop.send(()).unwrap();
+    let _ = service.await;
 }

@@ -159,6 +159,8 @@ pub struct WindowsStatus {
     pub open_windows: usize,
     /// Bytes the open windows hold.
     pub open_bytes: u64,
+    /// How long the flush under way has run, in milliseconds.
+    pub flush_running_ms: Option<u64>,
     /// Per partition: its event-time standing and its last committed offset.
     pub partitions: std::collections::BTreeMap<PartitionId, PartitionWindows>,
 }
@@ -400,6 +402,8 @@ pub struct BatchActor {
     resumes: std::collections::BTreeMap<PartitionId, tokio::sync::oneshot::Sender<()>>,
     /// The most the open windows have held, in bytes.
     peak_open_bytes: usize,
+    /// When the flush under way started.
+    flushing_since: Option<Instant>,
 }
 
 impl BatchActor {
@@ -447,6 +451,7 @@ impl BatchActor {
             budget,
             resumes: std::collections::BTreeMap::new(),
             peak_open_bytes: 0,
+            flushing_since: None,
         }
     }
 
@@ -664,9 +669,13 @@ impl BatchActor {
             seq: job.seq,
             again: false,
         };
+        self.flushing_since = Some(Instant::now());
         let work = actix_rt::task::spawn_blocking(move || run_flush(target, job));
         ctx.spawn(work.into_actor(self).map(|result, act, ctx| match result {
-            Ok(done) => act.on_flush_done(done, ctx),
+            Ok(done) => {
+                act.flushing_since = None;
+                act.on_flush_done(done, ctx);
+            }
             Err(join_error) => {
                 // The flush thread panicked: the sink and committer are gone.
                 act.fail(OutputFailure::FlushThread(join_error.to_string()), ctx);
@@ -961,6 +970,9 @@ impl Handler<GetWindowsStatus> for BatchActor {
             watermark: self.windows.watermark(),
             open_windows: self.windows.open_windows(),
             open_bytes: self.windows.open_bytes() as u64,
+            flush_running_ms: self
+                .flushing_since
+                .map(|since| since.elapsed().as_millis() as u64),
             partitions,
         })
     }

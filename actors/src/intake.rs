@@ -338,6 +338,8 @@ pub struct IntakeStatus {
     /// Each owned partition's actor state (`opening`, `reading`, `paused`, `finished`, ...;
     /// `gone` when its actor no longer answers).
     pub partitions: BTreeMap<PartitionId, &'static str>,
+    /// Milliseconds since each owned partition's actor last polled its source.
+    pub since_poll_ms: BTreeMap<PartitionId, u64>,
 }
 
 impl IntakeActor {
@@ -682,17 +684,20 @@ impl Handler<GetIntakeStatus> for IntakeActor {
             .collect();
         Box::pin(async move {
             let mut partitions = BTreeMap::new();
+            let mut since_poll_ms = BTreeMap::new();
             for (partition, addr) in asks {
-                let name = addr
+                let (name, since) = addr
                     .send(crate::partition::GetReaderState)
                     .await
-                    .unwrap_or("gone");
+                    .unwrap_or(("gone", Duration::ZERO));
                 partitions.insert(partition, name);
+                since_poll_ms.insert(partition, since.as_millis() as u64);
             }
             IntakeStatus {
                 state,
                 assigned,
                 partitions,
+                since_poll_ms,
             }
         })
     }

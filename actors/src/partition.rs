@@ -55,9 +55,9 @@ pub enum EndPolicy {
 pub struct EndAt(pub Option<i64>);
 
 /// Asks a partition actor for the name of its state (`opening`, `reading`, `paused`,
-/// `finished`, `failed`, `stopped`), as an operator sees it.
+/// `finished`, `failed`, `stopped`), as an operator sees it, and how long ago it last polled.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "&'static str")]
+#[rtype(result = "(&'static str, Duration)")]
 pub struct GetReaderState;
 
 /// Stops reading; answers once the last chunk has been acknowledged by the batch actor.
@@ -206,6 +206,8 @@ pub struct PartitionActor {
     records_arrived: Arc<Notify>,
     /// The wait for records under way, if any.
     waiting: Option<SpawnHandle>,
+    /// When it last polled its source (for liveness).
+    last_poll: Instant,
     /// The metrics actor has heard from this reader (a chunk with records, or its first
     /// report of being at the end): until then the watchdog sees no first chunk.
     reported: bool,
@@ -245,6 +247,7 @@ impl PartitionActor {
             last_sent: Instant::now(),
             records_arrived: Arc::new(Notify::new()),
             waiting: None,
+            last_poll: Instant::now(),
             reported: false,
         }
     }
@@ -350,6 +353,7 @@ impl PartitionActor {
         let ReaderState::Reading(source) = &mut self.state else {
             return;
         };
+        self.last_poll = Instant::now();
         let mut frames = FrameChunk::with_capacity(self.config.chunk_max_frames.min(4_096));
         let mut invalid = InvalidCounts::default();
         let mut first_record: Option<Instant> = None;
@@ -568,7 +572,7 @@ impl Handler<GetReaderState> for PartitionActor {
     type Result = MessageResult<GetReaderState>;
 
     fn handle(&mut self, _: GetReaderState, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.state.name())
+        MessageResult((self.state.name(), self.last_poll.elapsed()))
     }
 }
 

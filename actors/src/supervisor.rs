@@ -138,6 +138,9 @@ pub struct ServiceStatus {
     pub metrics: MetricsSnapshot,
     /// Partitions with a restart scheduled or under way.
     pub restarting: Vec<PartitionId>,
+    /// Partitions the stall watchdog restarted twice or more in a row without their position
+    /// moving in between: stuck past what a restart of the partition cures.
+    pub stuck: Vec<PartitionId>,
 }
 
 /// Owns the actor tree; see the module documentation.
@@ -162,6 +165,8 @@ pub struct RootSupervisor {
     /// Watchdog: owned partitions whose reader has not reported yet, and since when they
     /// were seen so (restarted once this reaches the stall timeout).
     unheard: BTreeMap<PartitionId, Instant>,
+    /// Watchdog: restarts of each partition in a row without its position moving.
+    strikes: BTreeMap<PartitionId, u32>,
 }
 
 /// Where the actor tree is in its life (what an operator sees for the service).
@@ -252,6 +257,7 @@ impl RootSupervisor {
             positions: BTreeMap::new(),
             watch: Watch::Idle,
             unheard: BTreeMap::new(),
+            strikes: BTreeMap::new(),
         }
         .start();
         (addr, rx)
@@ -511,6 +517,7 @@ impl RootSupervisor {
                     let now = Instant::now();
                     act.positions.retain(|p, _| owned.contains(p));
                     act.unheard.retain(|p, _| owned.contains(p));
+                    act.strikes.retain(|p, _| owned.contains(p));
                     for partition in owned {
                         if act.restarting.contains(&partition) {
                             continue;
@@ -556,6 +563,9 @@ impl RootSupervisor {
                         };
                         let entry = act.positions.entry(partition).or_insert((position, now));
                         if entry.0 != position || waiting <= 0 {
+                            if entry.0 != position {
+                                act.strikes.remove(&partition);
+                            }
                             *entry = (position, now);
                             continue;
                         }
@@ -567,6 +577,7 @@ impl RootSupervisor {
                             waiting,
                             still_ms: still.as_millis(),
                         };
+                        *act.strikes.entry(partition).or_default() += 1;
                         let restart = act.restart(partition, None, cause);
                         ctx.spawn(restart.map(move |result, _, _| {
                     if let Err(error) = result {
@@ -668,6 +679,12 @@ impl Handler<GetStatus> for RootSupervisor {
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
         let tree = self.tree.name();
         let restarting: Vec<PartitionId> = self.restarting.iter().copied().collect();
+        let stuck: Vec<PartitionId> = self
+            .strikes
+            .iter()
+            .filter(|(_, strikes)| **strikes >= 2)
+            .map(|(p, _)| *p)
+            .collect();
         let parts = self
             .parts()
             .map(|p| (p.intake.clone(), p.batch.1.clone(), p.metrics.clone()));
@@ -676,6 +693,7 @@ impl Handler<GetStatus> for RootSupervisor {
                 let mut status = ServiceStatus {
                     tree,
                     restarting,
+                    stuck,
                     ..ServiceStatus::default()
                 };
                 if let Some((intake, batch, metrics)) = parts {
