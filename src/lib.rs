@@ -71,6 +71,17 @@ pub enum RunError {
         /// The figures and offsets up to the stop.
         summary: Box<RunSummary>,
     },
+    /// Draining after the stop did not finish within `shutdown.timeout_ms`; nothing further
+    /// was committed.
+    #[error(
+        "stopping did not finish within shutdown.timeout_ms ({timeout_ms} ms): exiting without \
+         committing anything further (output written since the last commit is read again by \
+         the next run)"
+    )]
+    ShutdownTimeout {
+        /// The deadline.
+        timeout_ms: u64,
+    },
     /// The admin endpoint could not start.
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
@@ -213,6 +224,12 @@ pub async fn run_with_faults(
     if let Some(faults) = faults {
         intake.assignments = faults.wrap(intake.assignments);
     }
+    // Closed once a stop misses its deadline: no commit goes out after that.
+    let commits_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer: Box<dyn OffsetCommitter> = Box::new(GatedCommitter {
+        inner: committer,
+        closed: commits_closed.clone(),
+    });
     let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {
@@ -287,7 +304,22 @@ pub async fn run_with_faults(
         }
     };
     admin_state.draining();
-    let summary = supervisor.send(Shutdown).await.unwrap_or_default();
+    let timeout_ms = settings.shutdown.timeout_ms;
+    let summary =
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), supervisor.send(Shutdown))
+            .await
+        {
+            Ok(summary) => summary.unwrap_or_default(),
+            Err(_) => {
+                commits_closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!(
+                    timeout_ms,
+                    "Stopping did not finish within shutdown.timeout_ms; exiting without \
+                 committing anything further."
+                );
+                return Err(RunError::ShutdownTimeout { timeout_ms });
+            }
+        };
     drop(admin);
     let generator_report = match generator {
         Some(handle) => Some(blocking(move || handle.join()).await??),
@@ -318,6 +350,28 @@ pub async fn run_with_faults(
         partitions,
         generator: generator_report,
     })
+}
+
+/// Commits through `inner` until `closed` is set (a stop missed its deadline): then refuses
+/// every commit, as an error no retry cures.
+struct GatedCommitter {
+    inner: Box<dyn OffsetCommitter>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OffsetCommitter for GatedCommitter {
+    fn commit(
+        &mut self,
+        positions: &[actors::ports::CommitPosition],
+    ) -> Result<Vec<actors::ports::CommitPosition>, actors::ports::CommitError> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(actors::ports::CommitError {
+                kind: actors::ports::CommitErrorKind::Permanent,
+                message: "the stop missed shutdown.timeout_ms: nothing more is committed".into(),
+            });
+        }
+        self.inner.commit(positions)
+    }
 }
 
 /// Connects the chosen model's intake: the partition model looks up the partitions and the
@@ -492,6 +546,16 @@ pub async fn shutdown_signal() {
             _ = actix_rt::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        // A second signal while stopping exits at once: nothing further is written or
+        // committed, and the next run reads again from the last commit.
+        actix_rt::spawn(async move {
+            tokio::select! {
+                _ = actix_rt::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("Second signal while stopping: exiting at once.");
+            std::process::exit(130);
+        });
     }
     #[cfg(not(unix))]
     {

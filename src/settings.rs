@@ -19,6 +19,23 @@ use serde::{Deserialize, Serialize};
 /// Prefix of environment variables that override settings.
 pub const ENV_PREFIX: &str = "KAFKA_ACTORS";
 
+/// Stopping on a signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// After the first SIGTERM or Ctrl-C, intake stops and closed windows are written and
+    /// committed within this many milliseconds; past it the service exits with an error and
+    /// commits nothing further (what was written and not committed is read again by the next
+    /// run). A second signal exits at once.
+    pub timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { timeout_ms: 30_000 }
+    }
+}
+
 /// How a run ends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -194,6 +211,8 @@ pub struct Settings {
     pub metrics: MetricsConfig,
     /// How a run ends.
     pub run: RunConfig,
+    /// Stopping on a signal.
+    pub shutdown: ShutdownConfig,
     /// Logging.
     pub log: LogConfig,
     /// The admin HTTP endpoint.
@@ -217,6 +236,12 @@ impl Settings {
         self.sink.validate()?;
         self.supervisor.validate()?;
         self.run.stop_after()?;
+        if !(100..=3_600_000).contains(&self.shutdown.timeout_ms) {
+            return Err(ConfigError::new(
+                "shutdown.timeout_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
         if self.admin.enabled {
             self.admin.address()?;
             for (key, value) in [
@@ -671,5 +696,7 @@ mod tests {
         // Off: its address is not checked.
         settings.admin.enabled = false;
         assert!(settings.validate().is_ok());
+        settings.shutdown.timeout_ms = 0;
+        assert_eq!(settings.validate().unwrap_err().key, "shutdown.timeout_ms");
     }
 }

@@ -108,6 +108,60 @@ fn sigterm_stops_gracefully_after_writing_closed_windows() {
     );
 }
 
+/// `kafka-actors run` on the embedded cluster with a sink that takes `delay_ms` per write and
+/// a stop deadline of `timeout_ms`; SIGTERM after 4 s (`signals` times, 300 ms apart).
+/// Returns the exit status, the time from the first signal to the exit, and stderr.
+fn stop_with_hanging_sink(
+    delay_ms: &str,
+    timeout_ms: &str,
+    signals: usize,
+) -> (std::process::ExitStatus, Duration, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let child = binary()
+        .args(["run"])
+        .env("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "1")
+        .env("KAFKA_ACTORS__SINK__KIND", "file")
+        .env("KAFKA_ACTORS__SINK__PATH", dir.path().join("w.jsonl"))
+        .env("KAFKA_ACTORS__SINK__WRITE_DELAY_MS", delay_ms)
+        .env("KAFKA_ACTORS__SHUTDOWN__TIMEOUT_MS", timeout_ms)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let signalled = Instant::now();
+    for k in 0..signals {
+        if k > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let Output { status, stderr, .. } = child.wait_with_output().unwrap();
+    (
+        status,
+        signalled.elapsed(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_stop_that_misses_its_deadline_exits_non_zero_and_a_second_signal_exits_at_once() {
+    // Every write takes 20 s: the stop cannot finish within its 1 s.
+    let (status, took, stderr) = stop_with_hanging_sink("20000", "1000", 1);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(took < Duration::from_secs(4), "{took:?}: {stderr}");
+    assert!(stderr.contains("shutdown.timeout_ms (1000 ms)"), "{stderr}");
+    // A second signal does not wait for the 60 s deadline.
+    let (status, took, stderr) = stop_with_hanging_sink("20000", "60000", 2);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(4), "{took:?}: {stderr}");
+    assert!(stderr.contains("Second signal while stopping"), "{stderr}");
+}
+
 #[test]
 fn invalid_settings_fail_at_start_naming_the_key() {
     let output = binary()

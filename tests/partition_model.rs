@@ -625,3 +625,42 @@ async fn until_end_leaves_open_windows_for_a_later_run_when_asked() {
     );
     assert_ne!(output(Path::new(&closed.sink.path)), truth.lines());
 }
+
+/// A stop whose drain cannot finish (every write takes 3 s) ends with an error at its
+/// deadline, and the flush still under way commits nothing when its write completes: the
+/// windows it wrote are read again by the next run (at least once).
+#[actix::test]
+async fn a_stop_past_its_deadline_commits_nothing_further() {
+    let partitions = 2;
+    let (cluster, topic) = cluster(partitions);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    settings.sink.write_delay_ms = 3_000;
+    settings.shutdown.timeout_ms = 500;
+    produce(&settings, &data(4_000, 100.0, 0.0), partitions);
+    let all = ids(&settings.kafka, partitions);
+    let started = std::time::Instant::now();
+    let result = kafka_actors::run(
+        settings.clone(),
+        actix_rt::time::sleep(Duration::from_millis(1_500)),
+    )
+    .await;
+    assert!(
+        matches!(
+            result,
+            Err(kafka_actors::RunError::ShutdownTimeout { timeout_ms: 500 })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2_900),
+        "{:?}",
+        started.elapsed()
+    );
+    let at_deadline = committed(&settings.kafka, &all);
+    // The hanging write completes about 3 s after it began; its commit must not go out.
+    actix_rt::time::sleep(Duration::from_secs(4)).await;
+    assert!(!output(&out).is_empty(), "the write under way completed");
+    assert_eq!(committed(&settings.kafka, &all), at_deadline);
+}
