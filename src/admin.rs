@@ -26,7 +26,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use actors::metrics::{GetMetrics, MetricsSnapshot};
+use actors::metrics::GetMetrics;
 use actors::supervisor::{GetStatus, RootSupervisor, ServiceStatus};
 use actors::topic::PartitionId;
 use serde::Serialize;
@@ -194,6 +194,30 @@ async fn healthz(state: web::Data<AdminState>) -> HttpResponse {
     }
 }
 
+/// Lag of each owned partition: the log's end minus the position, the end being the later of
+/// the broker's answer to the watchdog's look-up and the high watermark of the last fetch (a
+/// paused partition fetches nothing, so only the former moves on). Partitions no longer owned
+/// have none.
+pub fn owned_lags(status: &ServiceStatus) -> std::collections::BTreeMap<PartitionId, i64> {
+    status
+        .intake
+        .partitions
+        .keys()
+        .filter_map(|partition| {
+            let metrics = status.metrics.partitions.get(partition)?;
+            let position = metrics.position?;
+            let fetched_end = metrics.lag.map(|lag| position + lag);
+            let end = match (fetched_end, status.log_ends.get(partition)) {
+                (Some(a), Some(b)) => a.max(*b),
+                (Some(a), None) => a,
+                (None, Some(b)) => *b,
+                (None, None) => return None,
+            };
+            Some((*partition, (end - position).max(0)))
+        })
+        .collect()
+}
+
 /// Why the service is not ready, if it is not: `None` when it is.
 pub fn not_ready(status: &ServiceStatus) -> Option<String> {
     if status.tree != "running" {
@@ -308,11 +332,15 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    let snapshot = match state.phase() {
-        Phase::Starting => MetricsSnapshot::default(),
+    let (snapshot, lags, owned) = match state.phase() {
+        Phase::Starting => Default::default(),
         Phase::Running(supervisor) | Phase::Draining(supervisor) => {
             match ask_status(&supervisor).await {
-                Some(status) => status.metrics,
+                Some(status) => {
+                    let lags = owned_lags(&status);
+                    let owned = status.intake.partitions.keys().copied().collect();
+                    (status.metrics, lags, owned)
+                }
                 None => {
                     return text(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -322,7 +350,7 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
             }
         }
     };
-    match crate::prometheus::encode(&snapshot) {
+    match crate::prometheus::encode(&snapshot, &lags, &owned) {
         Ok(body) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(body),
@@ -363,11 +391,22 @@ struct Status {
     open_windows: usize,
     open_window_bytes: u64,
     frames: u64,
+    /// Total lag over owned partitions.
     lag: i64,
+    /// The owned partition furthest behind (the largest lag), and its lag.
+    furthest_behind: Option<Behind>,
     partitions: std::collections::BTreeMap<PartitionId, PartitionStatus>,
 }
 
+/// The partition furthest behind.
+#[derive(Debug, Serialize)]
+struct Behind {
+    partition: PartitionId,
+    lag: i64,
+}
+
 fn status_of(model: Model, phase: &'static str, status: &ServiceStatus) -> Status {
+    let lags = owned_lags(status);
     let partitions = status
         .intake
         .partitions
@@ -392,7 +431,7 @@ fn status_of(model: Model, phase: &'static str, status: &ServiceStatus) -> Statu
                 state: if restarting { "restarting" } else { state },
                 position: metrics.position,
                 committed: windows.and_then(|w| w.committed),
-                lag: metrics.lag,
+                lag: lags.get(partition).copied(),
                 leader: metrics.leader,
                 event_time: windows.and_then(|w| w.standing.max_ts),
                 closed_below: windows.and_then(|w| w.standing.closed_below),
@@ -417,7 +456,14 @@ fn status_of(model: Model, phase: &'static str, status: &ServiceStatus) -> Statu
         open_windows: status.windows.open_windows,
         open_window_bytes: status.windows.open_bytes,
         frames: status.metrics.frames,
-        lag: status.metrics.lag,
+        lag: lags.values().sum(),
+        furthest_behind: lags
+            .iter()
+            .max_by_key(|(p, lag)| (**lag, std::cmp::Reverse(**p)))
+            .map(|(p, lag)| Behind {
+                partition: *p,
+                lag: *lag,
+            }),
         partitions,
     }
 }
@@ -509,6 +555,35 @@ mod tests {
         let mut status = ready();
         status.intake.partitions.clear();
         assert_eq!(not_ready(&status), None);
+    }
+
+    #[test]
+    fn lag_counts_owned_partitions_from_the_later_of_the_broker_and_the_last_fetch() {
+        let mut status = ready();
+        for (partition, position, fetched_lag) in [(p(0), 100, 5), (p(1), 40, 0)] {
+            let m = status.metrics.partitions.get_mut(&partition).unwrap();
+            m.position = Some(position);
+            m.lag = Some(fetched_lag);
+        }
+        // Partition 1 is paused: its last fetch says 40, the broker says its log ends at 90.
+        status.log_ends = [(p(0), 103), (p(1), 90)].into();
+        // Partition 2 was revoked: it keeps its figures but has no lag here.
+        status.metrics.partitions.insert(
+            p(2),
+            PartitionMetrics {
+                position: Some(7),
+                lag: Some(70),
+                ..PartitionMetrics::default()
+            },
+        );
+        let lags = owned_lags(&status);
+        assert_eq!(lags, [(p(0), 5), (p(1), 50)].into());
+        let report = status_of(Model::Group, "running", &status);
+        assert_eq!(report.lag, 55);
+        let behind = report.furthest_behind.unwrap();
+        assert_eq!((behind.partition, behind.lag), (p(1), 50));
+        assert_eq!(report.partitions[&p(1)].lag, Some(50));
+        assert!(!report.partitions.contains_key(&p(2)));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! actor, not in `prometheus-client` metrics). Per-partition series carry `topic` and
 //! `partition` labels; only partitions this process owns (or has counted) appear.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use actors::metrics::{Buckets, MetricsSnapshot};
 use actors::topic::PartitionId;
 use prometheus_client::collector::Collector;
@@ -12,20 +14,34 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// Encodes `snapshot` as Prometheus text.
+/// Encodes `snapshot` as Prometheus text. Position, lag, leader and pause series are given
+/// for the `owned` partitions only (a revoked partition's series disappear), with `lags`
+/// as the lag; counters cover every partition this process counted.
 ///
 /// # Errors
 /// Formatting failed (it does not, into a `String`).
-pub fn encode(snapshot: &MetricsSnapshot) -> Result<String, std::fmt::Error> {
+pub fn encode(
+    snapshot: &MetricsSnapshot,
+    lags: &BTreeMap<PartitionId, i64>,
+    owned: &BTreeSet<PartitionId>,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("kafka_actors");
-    registry.register_collector(Box::new(Figures(snapshot.clone())));
+    registry.register_collector(Box::new(Figures {
+        snapshot: snapshot.clone(),
+        lags: lags.clone(),
+        owned: owned.clone(),
+    }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
     Ok(text)
 }
 
 #[derive(Debug)]
-struct Figures(MetricsSnapshot);
+struct Figures {
+    snapshot: MetricsSnapshot,
+    lags: BTreeMap<PartitionId, i64>,
+    owned: BTreeSet<PartitionId>,
+}
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -91,8 +107,9 @@ fn histogram(
 
 impl Collector for Figures {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let s = &self.0;
+        let s = &self.snapshot;
         let parts = || s.partitions.iter();
+        let owned = || parts().filter(|(p, _)| self.owned.contains(p));
         let e = &mut encoder;
         counter(
             e,
@@ -128,19 +145,20 @@ impl Collector for Figures {
             e,
             "position",
             "Next offset to read.",
-            parts().filter_map(|(p, m)| m.position.map(|v| (of(p), v))),
+            owned().filter_map(|(p, m)| m.position.map(|v| (of(p), v))),
         )?;
         gauge(
             e,
             "lag",
-            "High watermark minus position, from the last fetch.",
-            parts().filter_map(|(p, m)| m.lag.map(|v| (of(p), v))),
+            "The log's end minus the position: the end is the later of the broker's answer to \
+             the watchdog's look-up and the last fetch's high watermark.",
+            self.lags.iter().map(|(p, lag)| (of(p), *lag)),
         )?;
         gauge(
             e,
             "leader",
             "The broker leading the partition.",
-            parts().filter_map(|(p, m)| m.leader.map(|v| (of(p), i64::from(v)))),
+            owned().filter_map(|(p, m)| m.leader.map(|v| (of(p), i64::from(v)))),
         )?;
         counter(
             e,
@@ -152,7 +170,7 @@ impl Collector for Figures {
             e,
             "partition_paused",
             "1 while the partition is paused by the memory budget of open windows.",
-            parts().map(|(p, m)| (of(p), i64::from(m.paused))),
+            owned().map(|(p, m)| (of(p), i64::from(m.paused))),
         )?;
         let mut restarts: std::collections::BTreeMap<(PartitionId, &'static str), u64> =
             std::collections::BTreeMap::new();

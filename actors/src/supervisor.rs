@@ -141,6 +141,10 @@ pub struct ServiceStatus {
     /// Partitions the stall watchdog restarted twice or more in a row without their position
     /// moving in between: stuck past what a restart of the partition cures.
     pub stuck: Vec<PartitionId>,
+    /// Each owned partition's log end as the broker last answered it (the watchdog asks every
+    /// quarter of `supervisor.stall_timeout_ms`), which moves on while a partition is paused
+    /// or its fetches are slow.
+    pub log_ends: BTreeMap<PartitionId, i64>,
 }
 
 /// Owns the actor tree; see the module documentation.
@@ -167,6 +171,8 @@ pub struct RootSupervisor {
     unheard: BTreeMap<PartitionId, Instant>,
     /// Watchdog: restarts of each partition in a row without its position moving.
     strikes: BTreeMap<PartitionId, u32>,
+    /// The owned partitions' log ends from the watchdog's last look.
+    log_ends: BTreeMap<PartitionId, i64>,
 }
 
 /// Where the actor tree is in its life (what an operator sees for the service).
@@ -258,6 +264,7 @@ impl RootSupervisor {
             watch: Watch::Idle,
             unheard: BTreeMap::new(),
             strikes: BTreeMap::new(),
+            log_ends: BTreeMap::new(),
         }
         .start();
         (addr, rx)
@@ -518,6 +525,11 @@ impl RootSupervisor {
                     act.positions.retain(|p, _| owned.contains(p));
                     act.unheard.retain(|p, _| owned.contains(p));
                     act.strikes.retain(|p, _| owned.contains(p));
+                    act.log_ends = ends
+                        .iter()
+                        .filter(|(p, _)| owned.contains(p))
+                        .map(|(p, end)| (*p, *end))
+                        .collect();
                     for partition in owned {
                         if act.restarting.contains(&partition) {
                             continue;
@@ -685,6 +697,7 @@ impl Handler<GetStatus> for RootSupervisor {
             .filter(|(_, strikes)| **strikes >= 2)
             .map(|(p, _)| *p)
             .collect();
+        let log_ends = self.log_ends.clone();
         let parts = self
             .parts()
             .map(|p| (p.intake.clone(), p.batch.1.clone(), p.metrics.clone()));
@@ -694,6 +707,7 @@ impl Handler<GetStatus> for RootSupervisor {
                     tree,
                     restarting,
                     stuck,
+                    log_ends,
                     ..ServiceStatus::default()
                 };
                 if let Some((intake, batch, metrics)) = parts {
