@@ -156,12 +156,23 @@ const RESERVED_PROPERTIES: [&str; 5] = [
     "bootstrap.servers",
 ];
 
-/// True for property names whose values must never reach a log line or an error.
+/// True for property names whose values must never reach a log line or an error: passwords
+/// (misspelt ones too: `pass`), secrets, tokens, keys and PEM material, JAAS and OAUTHBEARER
+/// configurations, credentials.
 pub fn is_secret_property(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["password", "secret", "token", "key"]
-        .iter()
-        .any(|word| name.contains(word))
+    [
+        "pass",
+        "secret",
+        "token",
+        "key",
+        "pem",
+        "jaas",
+        "oauthbearer",
+        "credential",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 impl fmt::Debug for KafkaConfig {

@@ -29,10 +29,7 @@ impl KafkaCommitter {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, AdapterError> {
         let consumer = consumer_config(kafka, "kafka-actors-committer", &[])
             .create()
-            .map_err(|source| AdapterError::CreateClient {
-                role: "committer",
-                source,
-            })?;
+            .map_err(|e| AdapterError::create_client("committer", &e))?;
         Ok(KafkaCommitter {
             consumer,
             kafka: kafka.clone(),

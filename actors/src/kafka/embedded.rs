@@ -109,10 +109,7 @@ impl EmbeddedCluster {
         let owner: BaseProducer<DefaultProducerContext> = ClientConfig::new()
             .set("test.mock.num.brokers", brokers.to_string())
             .create()
-            .map_err(|source| AdapterError::CreateClient {
-                role: "embedded cluster",
-                source,
-            })?;
+            .map_err(|e| AdapterError::create_client("embedded cluster", &e))?;
         let cluster = EmbeddedCluster {
             bootstrap: String::new(),
             owner,

@@ -203,10 +203,7 @@ impl IntakeClient {
         };
         let consumer: IntakeConsumer = consumer_config(spec.kafka, spec.client_id, &defaults)
             .create_with_context(context)
-            .map_err(|source| AdapterError::CreateClient {
-                role: "consumer",
-                source,
-            })?;
+            .map_err(|e| AdapterError::create_client("consumer", &e))?;
         Ok(IntakeClient {
             consumer: Arc::new(consumer),
             topics: spec.kafka.input_topics(),

@@ -47,18 +47,32 @@ const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
 /// How long the watchdog's end-offset look-up may take per partition.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+impl AdapterError {
+    /// librdkafka could not create a client. Its configuration errors carry the refused
+    /// property's value (a password, for a misspelt or unsupported `sasl.password`): only
+    /// the property's name and librdkafka's description are kept.
+    pub(crate) fn create_client(role: &'static str, error: &KafkaError) -> Self {
+        let reason = match error {
+            KafkaError::ClientConfig(_, description, property, _value) => {
+                format!("the property `{property}` was refused: {description}")
+            }
+            other => other.to_string(),
+        };
+        AdapterError::CreateClient { role, reason }
+    }
+}
+
 /// A Kafka operation that failed. Messages never contain configuration values.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdapterError {
     /// librdkafka refused the client configuration or could not start the client.
-    #[error("cannot create the Kafka {role} client")]
+    #[error("cannot create the Kafka {role} client: {reason}")]
     CreateClient {
         /// Which client: consumer, producer, committer.
         role: &'static str,
-        /// The librdkafka error.
-        #[source]
-        source: KafkaError,
+        /// Why, naming a refused property but never its value.
+        reason: String,
     },
     /// Topic metadata could not be read.
     #[error("cannot read the metadata of topic `{topic}`")]
@@ -476,10 +490,7 @@ fn lookup_consumer(kafka: &KafkaConfig) -> Result<LookupClient, AdapterError> {
     consumer_config(kafka, "kafka-actors-lookup", &[])
         .create()
         .map(|consumer| LookupClient(Some(consumer)))
-        .map_err(|source| AdapterError::CreateClient {
-            role: "consumer",
-            source,
-        })
+        .map_err(|e| AdapterError::create_client("consumer", &e))
 }
 
 /// Every partition of the input topics (`kafka.topics`), ordered by topic and index.
@@ -630,10 +641,7 @@ fn admin_client(
 ) -> Result<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>, AdapterError> {
     client_config(kafka, "kafka-actors-admin")
         .create()
-        .map_err(|source| AdapterError::CreateClient {
-            role: "admin",
-            source,
-        })
+        .map_err(|e| AdapterError::create_client("admin", &e))
 }
 
 /// Creates `topic` with `partitions` partitions on a cluster reached over the network
@@ -782,10 +790,7 @@ fn read_topic_to_end(
     let consumer: BaseConsumer<DefaultConsumerContext> =
         consumer_config(kafka, "kafka-actors-baseline", &defaults)
             .create()
-            .map_err(|source| AdapterError::CreateClient {
-                role: "consumer",
-                source,
-            })?;
+            .map_err(|e| AdapterError::create_client("consumer", &e))?;
     // As the partition readers do: learn the leaders first, or librdkafka's query for the
     // earliest offset finds none and retries only after a fixed 500 ms.
     if let Err(error) = consumer.fetch_metadata(Some(topic.name()), LOOKUP_TIMEOUT) {

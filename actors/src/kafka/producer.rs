@@ -91,10 +91,7 @@ impl FrameProducer {
         }
         let producer = config
             .create_with_context(Collector::default())
-            .map_err(|source| AdapterError::CreateClient {
-                role: "producer",
-                source,
-            })?;
+            .map_err(|e| AdapterError::create_client("producer", &e))?;
         Ok(FrameProducer { producer })
     }
 

@@ -1,0 +1,139 @@
+//! Secrets never appear: a canary value set in every sensitive librdkafka property (and in a
+//! misspelt one) must be in none of stdout, stderr or the admin endpoint's answers, whether
+//! the service starts normally, meets a misspelt or unsupported property, cannot reach its
+//! broker, or stops on a configuration error.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const CANARY: &str = "CANARY-7f3a9-do-not-print";
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    common::without_service_env(&mut command);
+    command
+}
+
+/// Runs `kafka-actors run` with `settings` (TOML) and `args`; while it runs, asks the admin
+/// endpoint (on `port`, when given) for every path. Returns everything it printed and
+/// answered.
+fn run(settings: &str, args: &[&str], port: Option<u16>) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("settings.toml");
+    std::fs::write(&file, settings).unwrap();
+    let mut command = binary();
+    command
+        .args(["run", "--config"])
+        .arg(&file)
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(port) = port {
+        command.env("KAFKA_ACTORS__ADMIN__PORT", port.to_string());
+    }
+    let child = command.spawn().unwrap();
+    let mut answers = String::new();
+    if let Some(port) = port {
+        std::thread::sleep(Duration::from_secs(3));
+        for path in ["/healthz", "/readyz", "/livez", "/metrics", "/status"] {
+            let url = format!("http://127.0.0.1:{port}{path}");
+            match ureq::get(&url).call() {
+                Ok(response) => answers.push_str(&response.into_string().unwrap_or_default()),
+                Err(ureq::Error::Status(_, response)) => {
+                    answers.push_str(&response.into_string().unwrap_or_default());
+                }
+                Err(error) => panic!("{path}: {error}"),
+            }
+        }
+        assert!(answers.contains("kafka_actors_frames_total"), "{answers}");
+    }
+    let output = child.wait_with_output().unwrap();
+    let all = format!(
+        "{}{}{answers}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), all)
+}
+
+fn properties(pairs: &[(&str, &str)]) -> String {
+    let mut text = String::from("[kafka.properties]\n");
+    for (key, value) in pairs {
+        text.push_str(&format!("\"{key}\" = \"{value}\"\n"));
+    }
+    text
+}
+
+fn assert_clean(case: &str, all: &str) {
+    assert!(
+        !all.contains(CANARY),
+        "{case}: the canary leaked:\n{}",
+        all.lines()
+            .filter(|l| l.contains(CANARY))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn a_secret_in_a_property_appears_nowhere() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    // A normal start on the embedded cluster with the secrets this build accepts, asked over
+    // HTTP while it runs.
+    let accepted = properties(&[("sasl.password", CANARY), ("sasl.username", "reader")]);
+    let (ok, all) = run(&accepted, &["--for", "6s"], Some(port));
+    assert!(ok, "{all}");
+    assert_clean("normal start", &all);
+
+    // A misspelt key, and every property this build does not support: the start fails naming
+    // the property.
+    for key in [
+        "sasl.pasword",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+    ] {
+        let settings = format!(
+            "[kafka]\nbrokers = \"127.0.0.1:1\"\n{}",
+            properties(&[(key, CANARY)])
+        );
+        let (ok, all) = run(&settings, &[], None);
+        assert!(!ok, "{key}: {all}");
+        assert!(
+            all.contains(key),
+            "{key}: the error names the property: {all}"
+        );
+        assert_clean(key, &all);
+    }
+
+    // An unreachable broker, spoken to with SASL: the start fails after its look-ups.
+    let settings = format!(
+        "[kafka]\nbrokers = \"127.0.0.1:1\"\n{}",
+        properties(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.username", "reader"),
+            ("sasl.password", CANARY),
+        ])
+    );
+    let (ok, all) = run(&settings, &[], None);
+    assert!(!ok, "{all}");
+    assert_clean("unreachable broker", &all);
+
+    // A configuration error elsewhere: the start fails naming that key.
+    let settings = format!(
+        "[window]\nlength_secs = 0\n{}",
+        properties(&[("sasl.password", CANARY)])
+    );
+    let (ok, all) = run(&settings, &[], None);
+    assert!(!ok && all.contains("window.length_secs"), "{all}");
+    assert_clean("config error", &all);
+}
