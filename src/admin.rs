@@ -332,15 +332,11 @@ async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    let (snapshot, lags, owned) = match state.phase() {
-        Phase::Starting => Default::default(),
+    let status = match state.phase() {
+        Phase::Starting => ServiceStatus::default(),
         Phase::Running(supervisor) | Phase::Draining(supervisor) => {
             match ask_status(&supervisor).await {
-                Some(status) => {
-                    let lags = owned_lags(&status);
-                    let owned = status.intake.partitions.keys().copied().collect();
-                    (status.metrics, lags, owned)
-                }
+                Some(status) => status,
                 None => {
                     return text(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -350,7 +346,7 @@ async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
             }
         }
     };
-    match crate::prometheus::encode(&snapshot, &lags, &owned) {
+    match crate::prometheus::encode(&status, &owned_lags(&status)) {
         Ok(body) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")
             .body(body),
@@ -372,6 +368,8 @@ struct PartitionStatus {
     /// Windows ending (plus lateness) at or below this are written.
     closed_below: Option<f64>,
     open_windows: usize,
+    /// Distinct uids it holds in open windows.
+    open_uids: u64,
     idle: bool,
     paused: bool,
     restarts: u64,
@@ -436,6 +434,7 @@ fn status_of(model: Model, phase: &'static str, status: &ServiceStatus) -> Statu
                 event_time: windows.and_then(|w| w.standing.max_ts),
                 closed_below: windows.and_then(|w| w.standing.closed_below),
                 open_windows: windows.map_or(0, |w| w.standing.open_windows),
+                open_uids: windows.map_or(0, |w| w.standing.open_uids),
                 idle: windows.is_some_and(|w| w.standing.idle),
                 paused: metrics.paused,
                 restarts: metrics.restarts,
@@ -510,6 +509,7 @@ mod tests {
                 assigned: true,
                 partitions: [(p(0), "reading"), (p(1), "paused")].into(),
                 since_poll_ms: BTreeMap::new(),
+                rebalances: Default::default(),
             },
             ..ServiceStatus::default()
         };

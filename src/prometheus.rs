@@ -5,7 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use actors::batch::WindowsStatus;
+use actors::intake::Rebalances;
 use actors::metrics::{Buckets, MetricsSnapshot};
+use actors::supervisor::ServiceStatus;
 use actors::topic::PartitionId;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -21,15 +24,17 @@ use prometheus_client::registry::Registry;
 /// # Errors
 /// Formatting failed (it does not, into a `String`).
 pub fn encode(
-    snapshot: &MetricsSnapshot,
+    status: &ServiceStatus,
     lags: &BTreeMap<PartitionId, i64>,
-    owned: &BTreeSet<PartitionId>,
 ) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("kafka_actors");
     registry.register_collector(Box::new(Figures {
-        snapshot: snapshot.clone(),
+        snapshot: status.metrics.clone(),
         lags: lags.clone(),
-        owned: owned.clone(),
+        owned: status.intake.partitions.keys().copied().collect(),
+        windows: status.windows.clone(),
+        rebalances: status.intake.rebalances.clone(),
+        now: actors::generator::now_epoch_secs(),
     }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;
@@ -41,6 +46,10 @@ struct Figures {
     snapshot: MetricsSnapshot,
     lags: BTreeMap<PartitionId, i64>,
     owned: BTreeSet<PartitionId>,
+    windows: WindowsStatus,
+    rebalances: Rebalances,
+    /// Wall clock, epoch seconds.
+    now: f64,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -60,6 +69,11 @@ fn counter(
 ) -> Result<(), std::fmt::Error> {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for (labels, value) in series {
+        // A series without labels is written without braces.
+        if labels.is_empty() {
+            ConstCounter::new(value).encode(metric)?;
+            return Ok(());
+        }
         ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
@@ -76,6 +90,11 @@ where
 {
     let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in series {
+        // A series without labels is written without braces.
+        if labels.is_empty() {
+            ConstGauge::new(value).encode(metric)?;
+            return Ok(());
+        }
         ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
@@ -242,6 +261,61 @@ impl Collector for Figures {
             "throughput_frames_per_second",
             "Frames per second from the first frame to the last.",
             [(Labels::new(), s.throughput)],
+        )?;
+        let standings = || {
+            self.windows
+                .partitions
+                .iter()
+                .filter(|(p, _)| self.owned.contains(p))
+        };
+        gauge(
+            e,
+            "watermark_seconds",
+            "The watermark: the least highest event time over partitions neither idle nor finished.",
+            self.windows.watermark.map(|w| (Labels::new(), w)),
+        )?;
+        gauge(
+            e,
+            "event_time_seconds",
+            "The highest event time read from the partition.",
+            standings().filter_map(|(p, w)| w.standing.max_ts.map(|ts| (of(p), ts))),
+        )?;
+        gauge(
+            e,
+            "event_time_lag_seconds",
+            "Wall clock minus the partition's highest event time.",
+            standings().filter_map(|(p, w)| w.standing.max_ts.map(|ts| (of(p), self.now - ts))),
+        )?;
+        gauge(
+            e,
+            "open_windows",
+            "Windows not yet written.",
+            [(Labels::new(), self.windows.open_windows as i64)],
+        )?;
+        gauge(
+            e,
+            "open_window_uids",
+            "Distinct uids the partition holds in open windows.",
+            standings().map(|(p, w)| (of(p), w.standing.open_uids as i64)),
+        )?;
+        counter(
+            e,
+            "rebalances",
+            "Assignments received (the partition model's one at start included).",
+            [(Labels::new(), self.rebalances.assignments)],
+        )?;
+        counter(
+            e,
+            "revocations",
+            "Revocations and lost assignments handled.",
+            [(Labels::new(), self.rebalances.revocations)],
+        )?;
+        histogram(
+            e,
+            "revoke_duration_seconds",
+            "Time to release revoked partitions: write what is closed, commit, stop their actors.",
+            &Buckets::of_values(&self.rebalances.revoke_ms),
+            1e-3,
         )?;
         let d = &s.distributions;
         histogram(

@@ -144,6 +144,15 @@ async fn health_readiness_status_and_prometheus_metrics_over_http() {
     for sample in series("kafka_actors_lag") {
         assert_eq!(value(sample), 0.0, "{sample:?}");
     }
+    assert_eq!(series("kafka_actors_lag").len(), partitions as usize);
+    assert_eq!(value(series("kafka_actors_rebalances_total")[0]), 1.0);
+    let event_times = series("kafka_actors_event_time_seconds");
+    assert_eq!(event_times.len(), partitions as usize);
+    let watermark = value(series("kafka_actors_watermark_seconds")[0]);
+    assert!(event_times.iter().all(|s| value(s) >= watermark));
+    assert!(series("kafka_actors_open_window_uids")
+        .iter()
+        .any(|s| value(s) > 0.0));
     let histogram = series("kafka_actors_process_frame_seconds");
     let [sample] = histogram.as_slice() else {
         panic!("one process_frame_seconds histogram: {histogram:?}");

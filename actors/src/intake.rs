@@ -277,6 +277,20 @@ pub struct IntakeActor {
     history: Arc<std::sync::Mutex<Vec<GroupRecord>>>,
     /// An assignment has arrived (possibly empty).
     assigned: bool,
+    /// Assignments and revocations handled, and how long each revocation took (ms).
+    rebalances: Rebalances,
+}
+
+/// Assignments and revocations an intake handled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rebalances {
+    /// Assignments received (the partition model's one at start included).
+    pub assignments: u64,
+    /// Revocations (and lost assignments) handled.
+    pub revocations: u64,
+    /// How long each revocation took to release its partitions (write, commit, stop), in
+    /// milliseconds, oldest first (the last 1 000).
+    pub revoke_ms: Vec<u64>,
 }
 
 /// Where an [`IntakeActor`] is in its life.
@@ -340,6 +354,8 @@ pub struct IntakeStatus {
     pub partitions: BTreeMap<PartitionId, &'static str>,
     /// Milliseconds since each owned partition's actor last polled its source.
     pub since_poll_ms: BTreeMap<PartitionId, u64>,
+    /// Assignments and revocations so far.
+    pub rebalances: Rebalances,
 }
 
 impl IntakeActor {
@@ -369,6 +385,7 @@ impl IntakeActor {
             assigned_at: BTreeMap::new(),
             history: Arc::default(),
             assigned: false,
+            rebalances: Rebalances::default(),
         }
     }
 
@@ -470,6 +487,7 @@ impl Handler<PartitionsAssigned> for IntakeActor {
     fn handle(&mut self, msg: PartitionsAssigned, ctx: &mut Self::Context) {
         if matches!(self.state, Lifecycle::Running { .. }) {
             self.assigned = true;
+            self.rebalances.assignments += 1;
         }
         if !matches!(self.state, Lifecycle::Running { .. }) {
             // Assigned while leaving (a rebalance that crossed the shutdown): nothing may start
@@ -604,12 +622,21 @@ impl Handler<PartitionsRevoked> for IntakeActor {
             done,
         } = msg;
         let release = self.release(partitions, how);
+        let started = Instant::now();
         ctx.wait(
-            async move {
-                release.await;
-                let _ = done.send(());
-            }
-            .into_actor(self),
+            async move { release.await }
+                .into_actor(self)
+                .map(move |(), act, _| {
+                    let rebalances = &mut act.rebalances;
+                    rebalances.revocations += 1;
+                    rebalances
+                        .revoke_ms
+                        .push(started.elapsed().as_millis() as u64);
+                    if rebalances.revoke_ms.len() > 1_000 {
+                        rebalances.revoke_ms.remove(0);
+                    }
+                    let _ = done.send(());
+                }),
         );
     }
 }
@@ -677,6 +704,7 @@ impl Handler<GetIntakeStatus> for IntakeActor {
     fn handle(&mut self, _: GetIntakeStatus, _: &mut Self::Context) -> Self::Result {
         let state = self.state.name();
         let assigned = self.assigned;
+        let rebalances = self.rebalances.clone();
         let asks: Vec<(PartitionId, Addr<PartitionActor>)> = self
             .partitions
             .iter()
@@ -698,6 +726,7 @@ impl Handler<GetIntakeStatus> for IntakeActor {
                 assigned,
                 partitions,
                 since_poll_ms,
+                rebalances,
             }
         })
     }

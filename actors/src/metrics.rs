@@ -279,6 +279,15 @@ pub struct Buckets {
 }
 
 impl Buckets {
+    /// The distribution of `values`.
+    pub fn of_values(values: &[u64]) -> Self {
+        let mut h = histogram();
+        for value in values {
+            h.saturating_record(*value);
+        }
+        Buckets::of(&h)
+    }
+
     fn of(h: &Histogram<u64>) -> Self {
         let bounds: Vec<u64> = (0..13)
             .flat_map(|decade| [1, 2, 5].map(|m| m * 10u64.pow(decade)))

@@ -162,6 +162,8 @@ pub struct Standing {
     pub closed_below: Option<f64>,
     /// Open windows it has frames in.
     pub open_windows: usize,
+    /// Distinct uids of its parts of the open windows.
+    pub open_uids: u64,
     /// Caught up and quiet: it does not hold the watermark back.
     pub idle: bool,
     /// Consumed to its end for good.
@@ -553,11 +555,9 @@ impl Windows {
         self.partitions
             .iter()
             .map(|(partition, progress)| {
-                let open_windows = self
-                    .open
-                    .values()
-                    .filter(|w| w.parts.contains_key(partition))
-                    .count();
+                let parts = self.open.values().filter_map(|w| w.parts.get(partition));
+                let open_windows = parts.clone().count();
+                let open_uids = parts.map(|part| part.uids.len() as u64).sum();
                 let standing = Standing {
                     max_ts: progress.max_ts,
                     closed_below: progress
@@ -565,6 +565,7 @@ impl Windows {
                         .is_finite()
                         .then_some(progress.closed_below),
                     open_windows,
+                    open_uids,
                     idle: progress.idle(self.idle_after, now),
                     finished: progress.finished,
                     paused: progress.paused,
