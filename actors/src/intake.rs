@@ -623,21 +623,17 @@ impl Handler<PartitionsRevoked> for IntakeActor {
         } = msg;
         let release = self.release(partitions, how);
         let started = Instant::now();
-        ctx.wait(
-            async move { release.await }
-                .into_actor(self)
-                .map(move |(), act, _| {
-                    let rebalances = &mut act.rebalances;
-                    rebalances.revocations += 1;
-                    rebalances
-                        .revoke_ms
-                        .push(started.elapsed().as_millis() as u64);
-                    if rebalances.revoke_ms.len() > 1_000 {
-                        rebalances.revoke_ms.remove(0);
-                    }
-                    let _ = done.send(());
-                }),
-        );
+        ctx.wait(release.into_actor(self).map(move |(), act, _| {
+            let rebalances = &mut act.rebalances;
+            rebalances.revocations += 1;
+            rebalances
+                .revoke_ms
+                .push(started.elapsed().as_millis() as u64);
+            if rebalances.revoke_ms.len() > 1_000 {
+                rebalances.revoke_ms.remove(0);
+            }
+            let _ = done.send(());
+        }));
     }
 }
 
