@@ -37,10 +37,23 @@ async fn until_end_is_exact(
     truth: &JavaTruth,
     model: Model,
 ) -> RunReport {
+    until_end_is_exact_with(kafka, topic, partitions, truth, model, |_| {}).await
+}
+
+/// [`until_end_is_exact`] with the settings changed by `adjust` (another listener, say).
+async fn until_end_is_exact_with(
+    kafka: &RealKafka,
+    topic: &str,
+    partitions: i32,
+    truth: &JavaTruth,
+    model: Model,
+    adjust: impl FnOnce(&mut Settings),
+) -> RunReport {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("windows.jsonl");
     let mut settings = real_settings(kafka, topic, &out, model);
     settings.run.until_end = true;
+    adjust(&mut settings);
     let run = kafka_actors::run(settings.clone(), std::future::pending())
         .await
         .unwrap_or_else(|e| panic!("{model:?} on {topic}: {e}"));
@@ -852,5 +865,98 @@ async fn transactional_input_is_read_committed_and_its_markers_never_look_like_w
             metrics.restart_log
         );
         assert_eq!(metrics.frames, 4_500, "{model:?}");
+    }
+}
+
+/// The SASL_SSL listener of the test cluster (`tests/kafka/cluster secure`): its bootstrap
+/// servers and the CA that signed the brokers' certificate.
+fn secure_listener(kafka: &RealKafka) -> (String, String) {
+    let answer = kafka.control(&["secure"]);
+    let mut lines = answer.lines();
+    let bootstrap = lines.next().expect("bootstrap servers").to_owned();
+    let ca = lines.next().expect("CA file").to_owned();
+    (bootstrap, ca)
+}
+
+/// Settings that reach the cluster over SASL_SSL with `mechanism` as user `reader`.
+fn over_sasl_ssl(
+    settings: &mut Settings,
+    bootstrap: &str,
+    ca: &str,
+    mechanism: &str,
+    password: &str,
+) {
+    settings.kafka.brokers = bootstrap.to_owned();
+    for (key, value) in [
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", mechanism),
+        ("sasl.username", "reader"),
+        ("sasl.password", password),
+        ("ssl.ca.location", ca),
+    ] {
+        settings
+            .kafka
+            .properties
+            .insert(key.to_owned(), value.to_owned());
+    }
+}
+
+#[actix::test]
+async fn both_models_read_exactly_over_sasl_ssl_and_a_wrong_password_stops_the_start() {
+    let Some(kafka) = RealKafka::get(
+        "both_models_read_exactly_over_sasl_ssl_and_a_wrong_password_stops_the_start",
+    ) else {
+        return;
+    };
+    let (bootstrap, ca) = secure_listener(&kafka);
+    let topic = kafka.topic("sasl-ssl", 3);
+    let truth = kafka.produce(
+        &topic,
+        &["--frames", "9000", "--window", "10", "--bad-every", "50"],
+    );
+    // SCRAM-SHA-512 for one model, SCRAM-SHA-256 and PLAIN for the other: each over TLS with
+    // the cluster's own CA, each exactly the producer's truth.
+    for (model, mechanism) in [
+        (Model::Partition, "SCRAM-SHA-512"),
+        (Model::Group, "SCRAM-SHA-256"),
+        (Model::Partition, "PLAIN"),
+    ] {
+        until_end_is_exact_with(&kafka, &topic, 3, &truth, model, |s| {
+            s.kafka.group = common::unique("sasl");
+            over_sasl_ssl(s, &bootstrap, &ca, mechanism, "reader-secret");
+        })
+        .await;
+    }
+    // A wrong password stops the start within the look-up timeout, naming the broker and the
+    // mechanism, never the password.
+    for model in [Model::Partition, Model::Group] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = real_settings(&kafka, &topic, &dir.path().join("w"), model);
+        over_sasl_ssl(
+            &mut settings,
+            &bootstrap,
+            &ca,
+            "SCRAM-SHA-512",
+            "wrong-Pa55word-canary",
+        );
+        let started = std::time::Instant::now();
+        let error = kafka_actors::run(settings, std::future::pending())
+            .await
+            .expect_err("authentication fails");
+        let text = kafka_actors::error_chain(&error);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{text}"
+        );
+        assert!(
+            text.contains("sasl_ssl://127.0.0.1:"),
+            "names the broker: {text}"
+        );
+        assert!(
+            text.contains("SCRAM-SHA-512"),
+            "names the mechanism: {text}"
+        );
+        assert!(text.contains("Authentication failed"), "{text}");
+        assert!(!text.contains("wrong-Pa55word-canary"), "{text}");
     }
 }

@@ -106,7 +106,10 @@ fn a_secret_in_a_property_appears_nowhere() {
         );
         let (ok, all) = run(&settings, &[], None);
         assert!(!ok, "{key}: {all}");
-        assert!(all.contains(key), "{key}: the error names the property: {all}");
+        assert!(
+            all.contains(key),
+            "{key}: the error names the property: {all}"
+        );
         assert_clean(key, &all);
     }
 
@@ -146,4 +149,35 @@ fn a_secret_in_a_property_appears_nowhere() {
     let (ok, all) = run(&settings, &[], None);
     assert!(!ok && all.contains("window.length_secs"), "{all}");
     assert_clean("config error", &all);
+}
+
+/// An authentication failure on the Apache Kafka test cluster's SASL_SSL listener (a wrong
+/// password that is the canary) stops the start naming the broker and the mechanism, and the
+/// canary is in nothing the process printed.
+#[test]
+fn an_authentication_failure_prints_no_secret() {
+    let Some(kafka) = common::real::RealKafka::get("an_authentication_failure_prints_no_secret")
+    else {
+        return;
+    };
+    let answer = kafka.control(&["secure"]);
+    let mut lines = answer.lines();
+    let (bootstrap, ca) = (lines.next().unwrap(), lines.next().unwrap());
+    let settings = format!(
+        "[kafka]\nbrokers = \"{bootstrap}\"\n{}",
+        properties(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            ("sasl.username", "reader"),
+            ("sasl.password", CANARY),
+            ("ssl.ca.location", ca),
+        ])
+    );
+    let (ok, all) = run(&settings, &[], None);
+    assert!(!ok, "{all}");
+    assert!(
+        all.contains("SCRAM-SHA-256") && all.contains("Authentication failed"),
+        "{all}"
+    );
+    assert_clean("authentication failure", &all);
 }

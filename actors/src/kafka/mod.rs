@@ -83,6 +83,16 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
+    /// The brokers could not be used at start: what they last said (which broker, and why:
+    /// a refused connection, a failed TLS handshake, an authentication failure naming the SASL
+    /// mechanism).
+    #[error("cannot read the metadata of topic `{topic}`: {said}")]
+    Refused {
+        /// The topic.
+        topic: String,
+        /// The brokers' last error, as librdkafka reported it (it carries no secret).
+        said: String,
+    },
     /// The topic does not exist or has no partitions.
     #[error("topic `{0}` does not exist on the cluster")]
     TopicMissing(String),
@@ -462,13 +472,55 @@ pub fn end_offset_probe(kafka: &KafkaConfig) -> Result<EndOffsetProbe, AdapterEr
 
 /// A short-lived client for look-ups. Closing a client takes about 100 ms (its threads wind
 /// down), which no look-up need wait for: it closes on a thread of its own when dropped.
-struct LookupClient(Option<BaseConsumer>);
+struct LookupClient(Option<BaseConsumer<LookupContext>>);
 
 impl std::ops::Deref for LookupClient {
-    type Target = BaseConsumer;
+    type Target = BaseConsumer<LookupContext>;
 
-    fn deref(&self) -> &BaseConsumer {
+    fn deref(&self) -> &BaseConsumer<LookupContext> {
         self.0.as_ref().expect("present until dropped")
+    }
+}
+
+/// The start-up look-up client's callbacks: it keeps the last error librdkafka reported about
+/// the brokers (a refused connection, a TLS handshake, an authentication), so a look-up that
+/// fails can say why instead of only that the transport failed.
+#[derive(Default)]
+struct LookupContext {
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::client::ClientContext for LookupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "Kafka client error.");
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LookupContext {}
+
+impl LookupClient {
+    /// `failed` with what the brokers last said, when they said something: librdkafka reports
+    /// connection, TLS and authentication failures as events, served here.
+    fn explain(&self, failed: AdapterError) -> AdapterError {
+        let AdapterError::Metadata { topic, .. } = &failed else {
+            return failed;
+        };
+        // Serve the events queued during the look-up (errors arrive as events).
+        let _ = self.poll(Duration::from_millis(100));
+        let said = self
+            .context()
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match said {
+            Some(said) => AdapterError::Refused {
+                topic: topic.clone(),
+                said,
+            },
+            None => failed,
+        }
     }
 }
 
@@ -488,7 +540,7 @@ impl Drop for LookupClient {
 
 fn lookup_consumer(kafka: &KafkaConfig) -> Result<LookupClient, AdapterError> {
     consumer_config(kafka, "kafka-actors-lookup", &[])
-        .create()
+        .create_with_context(LookupContext::default())
         .map(|consumer| LookupClient(Some(consumer)))
         .map_err(|e| AdapterError::create_client("consumer", &e))
 }
@@ -498,7 +550,8 @@ fn lookup_consumer(kafka: &KafkaConfig) -> Result<LookupClient, AdapterError> {
 /// # Errors
 /// If the metadata cannot be read or a topic does not exist.
 pub fn partition_ids(kafka: &KafkaConfig) -> Result<Vec<PartitionId>, AdapterError> {
-    read_partitions(&*lookup_consumer(kafka)?, &kafka.input_topics())
+    let client = lookup_consumer(kafka)?;
+    read_partitions(&*client, &kafka.input_topics()).map_err(|e| client.explain(e))
 }
 
 /// Every partition of `topics`, ordered by topic and index, through `consumer`.
