@@ -380,6 +380,8 @@ struct PartitionStatus {
 #[derive(Debug, Serialize)]
 struct Status {
     model: &'static str,
+    /// Group model: the generation and this member's id.
+    group: Option<actors::ports::GroupMember>,
     phase: &'static str,
     tree: &'static str,
     intake: &'static str,
@@ -446,6 +448,7 @@ fn status_of(model: Model, phase: &'static str, status: &ServiceStatus) -> Statu
     let not_ready = not_ready(status);
     Status {
         model: model.as_str(),
+        group: status.intake.member.clone(),
         phase,
         tree: status.tree,
         intake: status.intake.state,
@@ -510,6 +513,7 @@ mod tests {
                 partitions: [(p(0), "reading"), (p(1), "paused")].into(),
                 since_poll_ms: BTreeMap::new(),
                 rebalances: Default::default(),
+                member: None,
             },
             ..ServiceStatus::default()
         };

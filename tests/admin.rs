@@ -219,3 +219,41 @@ async fn a_flush_that_runs_past_its_limit_fails_liveness() {
     stop.send(()).unwrap();
     let _ = service.await;
 }
+
+/// A group member's status names its generation and member id, and it is ready once the
+/// coordinator assigned it partitions and they are read.
+#[actix::test]
+async fn a_group_members_status_names_its_generation_and_member_id() {
+    let (cluster, topic) = cluster(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &dir.path().join("w"));
+    settings.model = kafka_actors::settings::Model::Group;
+    settings.group.session_timeout_ms = 3_000;
+    settings.group.revoke_timeout_ms = 2_000;
+    let port = free_port();
+    settings.admin.port = port;
+    produce(&settings, &data(2_000, 100.0, 0.0), 2);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = actix_rt::spawn(kafka_actors::run(settings, async move {
+        let _ = stopped.await;
+    }));
+    until(port, "/readyz", |code, _| code == 200).await;
+    let (_, status) = until(port, "/status", |_, body| body.contains("member_id")).await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["model"], "group");
+    assert!(
+        status["group"]["generation"].as_i64().unwrap() >= 1,
+        "{status}"
+    );
+    assert!(
+        !status["group"]["member_id"].as_str().unwrap().is_empty(),
+        "{status}"
+    );
+    assert_eq!(
+        status["partitions"].as_object().unwrap().len(),
+        2,
+        "{status}"
+    );
+    stop.send(()).unwrap();
+    let _ = service.await;
+}

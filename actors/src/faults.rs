@@ -103,6 +103,9 @@ impl AssignmentSource for FaultyAssignments {
     fn sources(&self) -> SourceFactory {
         self.plan.wrap_sources(self.inner.sources())
     }
+    fn member(&self) -> Option<crate::ports::GroupMember> {
+        self.inner.member()
+    }
     fn start(&mut self) {
         self.inner.start();
     }

@@ -356,6 +356,8 @@ pub struct IntakeStatus {
     pub since_poll_ms: BTreeMap<PartitionId, u64>,
     /// Assignments and revocations so far.
     pub rebalances: Rebalances,
+    /// The group membership (group model, once joined).
+    pub member: Option<crate::ports::GroupMember>,
 }
 
 impl IntakeActor {
@@ -701,6 +703,10 @@ impl Handler<GetIntakeStatus> for IntakeActor {
         let state = self.state.name();
         let assigned = self.assigned;
         let rebalances = self.rebalances.clone();
+        let member = match &self.state {
+            Lifecycle::Running { source, .. } => source.member(),
+            Lifecycle::Starting(_) | Lifecycle::Leaving => None,
+        };
         let asks: Vec<(PartitionId, Addr<PartitionActor>)> = self
             .partitions
             .iter()
@@ -723,6 +729,7 @@ impl Handler<GetIntakeStatus> for IntakeActor {
                 partitions,
                 since_poll_ms,
                 rebalances,
+                member,
             }
         })
     }

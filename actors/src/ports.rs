@@ -233,6 +233,21 @@ pub trait AssignmentSource: Send + 'static {
     /// whole has consumed; see [`CoverageProbe`]. `None` when this process reads every
     /// partition.
     fn coverage(&self) -> Option<CoverageProbe>;
+
+    /// The group membership (group model): generation and member id, once joined. `None`
+    /// for the partition model, or before the member has joined.
+    fn member(&self) -> Option<GroupMember> {
+        None
+    }
+}
+
+/// A group member's identity in the current generation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupMember {
+    /// The group's generation id (classic protocol).
+    pub generation: i32,
+    /// The member id the coordinator gave this member.
+    pub member_id: String,
 }
 
 /// A fixed set of partitions, assigned once when it starts and never revoked: the partition

@@ -247,6 +247,32 @@ impl AssignmentSource for GroupConsumer {
         Some(self.coverage_probe())
     }
 
+    fn member(&self) -> Option<crate::ports::GroupMember> {
+        let client = self.intake.consumer().client().native_ptr();
+        // SAFETY: the native handle is valid while the consumer lives (`self.intake` holds
+        // it). The member id is a copy librdkafka allocates and this frees with
+        // rd_kafka_mem_free; the group metadata is a copy freed with its destroy function.
+        unsafe {
+            let id = rdkafka::bindings::rd_kafka_memberid(client);
+            if id.is_null() {
+                return None;
+            }
+            let member_id = std::ffi::CStr::from_ptr(id).to_string_lossy().into_owned();
+            rdkafka::bindings::rd_kafka_mem_free(client, id.cast());
+            let metadata = rdkafka::bindings::rd_kafka_consumer_group_metadata(client);
+            if metadata.is_null() {
+                return None;
+            }
+            let generation =
+                rdkafka::bindings::rd_kafka_consumer_group_metadata_generation_id(metadata);
+            rdkafka::bindings::rd_kafka_consumer_group_metadata_destroy(metadata);
+            (!member_id.is_empty()).then_some(crate::ports::GroupMember {
+                generation,
+                member_id,
+            })
+        }
+    }
+
     fn sources(&self) -> SourceFactory {
         super::reader::sources(&self.intake)
     }
