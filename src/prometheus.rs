@@ -235,8 +235,12 @@ impl Collector for Figures {
         counter(
             e,
             "commit_failures",
-            "Commits that failed.",
-            [(Labels::new(), s.commit_failures)],
+            "Commits that failed, by kind: transient (a retry may cure it), stale_generation \
+             (the group moved on while this member rejoined), permanent (no retry cures it).",
+            ["transient", "stale_generation", "permanent"].map(|kind| {
+                let n = s.commit_failures_by_kind.get(kind).copied().unwrap_or(0);
+                (vec![("kind", kind.to_owned())], n)
+            }),
         )?;
         counter(
             e,

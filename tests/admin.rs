@@ -146,6 +146,9 @@ async fn health_readiness_status_and_prometheus_metrics_over_http() {
     }
     assert_eq!(series("kafka_actors_lag").len(), partitions as usize);
     assert_eq!(value(series("kafka_actors_rebalances_total")[0]), 1.0);
+    let failures = series("kafka_actors_commit_failures_total");
+    assert_eq!(failures.len(), 3, "one series per kind: {failures:?}");
+    assert!(failures.iter().all(|s| value(s) == 0.0));
     let event_times = series("kafka_actors_event_time_seconds");
     assert_eq!(event_times.len(), partitions as usize);
     let watermark = value(series("kafka_actors_watermark_seconds")[0]);

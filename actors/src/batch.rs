@@ -716,6 +716,10 @@ impl BatchActor {
             unique_users: job.windows.iter().map(|w| w.unique_users).collect(),
             commit_attempted: job.commit && sink_error.is_none(),
             commit_error: commit_error.clone(),
+            commit_failure: match &commit {
+                Some(Err(error)) => Some(error.kind),
+                _ => None,
+            },
             open_bytes: self.windows.open_bytes() as u64,
             peak_open_bytes: self.peak_open_bytes as u64,
         });

@@ -87,6 +87,8 @@ pub struct Flushed {
     pub commit_attempted: bool,
     /// The commit failed with this message.
     pub commit_error: Option<String>,
+    /// What kind of failure it was.
+    pub commit_failure: Option<crate::ports::CommitErrorKind>,
     /// Bytes the open windows hold after the flush.
     pub open_bytes: u64,
     /// The most they have held so far.
@@ -233,6 +235,8 @@ pub struct MetricsSnapshot {
     pub commits: u64,
     /// Commits that failed.
     pub commit_failures: u64,
+    /// Commits that failed, by kind (`transient`, `stale_generation`, `permanent`).
+    pub commit_failures_by_kind: BTreeMap<&'static str, u64>,
     /// Total lag over partitions with a known lag.
     pub lag: i64,
     /// Milliseconds from the start of the actor tree to the first frame (the cost of
@@ -411,6 +415,7 @@ pub struct MetricsActor {
     windows: u64,
     commits: u64,
     commit_failures: u64,
+    commit_failures_by_kind: BTreeMap<&'static str, u64>,
     last_summary: (Instant, u64),
     restart_log: Vec<RestartRecord>,
     leaders: Option<std::sync::Arc<crate::leaders::LeaderBoard>>,
@@ -446,6 +451,7 @@ impl MetricsActor {
             windows: 0,
             commits: 0,
             commit_failures: 0,
+            commit_failures_by_kind: BTreeMap::new(),
             last_summary: (now, 0),
             restart_log: Vec::new(),
             leaders: None,
@@ -549,6 +555,7 @@ impl MetricsActor {
             windows: self.windows,
             commits: self.commits,
             commit_failures: self.commit_failures,
+            commit_failures_by_kind: self.commit_failures_by_kind.clone(),
             lag,
             first_frame_ms: since_start(self.first_frame),
             last_frame_ms: since_start(self.last_frame),
@@ -729,7 +736,15 @@ impl Handler<Flushed> for MetricsActor {
         if msg.commit_attempted {
             match &msg.commit_error {
                 None => self.commits += 1,
-                Some(_) => self.commit_failures += 1,
+                Some(_) => {
+                    self.commit_failures += 1;
+                    let kind = match msg.commit_failure {
+                        Some(crate::ports::CommitErrorKind::Transient) | None => "transient",
+                        Some(crate::ports::CommitErrorKind::StaleGeneration) => "stale_generation",
+                        Some(crate::ports::CommitErrorKind::Permanent) => "permanent",
+                    };
+                    *self.commit_failures_by_kind.entry(kind).or_default() += 1;
+                }
             }
         }
         self.open_bytes = msg.open_bytes;
@@ -801,6 +816,17 @@ mod tests {
             unique_users: vec![7, 9],
             commit_attempted: true,
             commit_error: None,
+            commit_failure: None,
+            open_bytes: 4_096,
+            peak_open_bytes: 8_192,
+        });
+        metrics.do_send(Flushed {
+            duration: Duration::from_millis(2),
+            frames: 0,
+            unique_users: vec![],
+            commit_attempted: true,
+            commit_error: Some("the group moved on".into()),
+            commit_failure: Some(crate::ports::CommitErrorKind::StaleGeneration),
             open_bytes: 4_096,
             peak_open_bytes: 8_192,
         });
@@ -821,7 +847,17 @@ mod tests {
             "{:?}",
             s.process_frame_ns
         );
-        assert_eq!((s.flushes, s.windows, s.commits), (1, 2, 1));
+        assert_eq!((s.flushes, s.windows, s.commits), (2, 2, 1));
         assert_eq!(s.batch_unique_users.max, 9);
+        assert_eq!(s.commit_failures, 1);
+        assert_eq!(
+            s.commit_failures_by_kind,
+            [("stale_generation", 1)].into_iter().collect()
+        );
+        // The distributions behind the quantiles: 152 process_frame samples in buckets.
+        let process = &s.distributions.process_frame_ns;
+        assert_eq!(process.count, 152);
+        assert_eq!(process.buckets.iter().map(|b| b.1).sum::<u64>(), 152);
+        assert_eq!(process.buckets.last().unwrap().0, f64::MAX);
     }
 }
