@@ -229,6 +229,14 @@ pub fn not_ready(status: &ServiceStatus) -> Option<String> {
     if !status.intake.assigned {
         return Some("waiting for an assignment from the group coordinator".into());
     }
+    if let Some(join_state) = status
+        .metrics
+        .group_join_state
+        .as_deref()
+        .filter(|s| *s != "steady")
+    {
+        return Some(format!("rebalancing (join state {join_state})"));
+    }
     let mut waiting = Vec::new();
     for (partition, state) in &status.intake.partitions {
         let heard = status
@@ -558,6 +566,14 @@ mod tests {
         // A member that was assigned nothing (more members than partitions) is ready.
         let mut status = ready();
         status.intake.partitions.clear();
+        assert_eq!(not_ready(&status), None);
+        // Its statistics say the group is rebalancing: not ready until it is steady again.
+        status.metrics.group_join_state = Some("wait-join".into());
+        assert_eq!(
+            not_ready(&status).unwrap(),
+            "rebalancing (join state wait-join)"
+        );
+        status.metrics.group_join_state = Some("steady".into());
         assert_eq!(not_ready(&status), None);
     }
 

@@ -35,6 +35,8 @@ struct Board {
     changes: Vec<LeaderChange>,
     /// Partitions whose reading client last reported no connection to their leader.
     unreachable: BTreeSet<PartitionId>,
+    /// The group member's join state in the last statistics (`steady` between rebalances).
+    join_state: Option<String>,
 }
 
 impl LeaderBoard {
@@ -113,6 +115,24 @@ impl LeaderBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .changes
+            .clone()
+    }
+
+    /// Records the group member's join state (librdkafka's `cgrp.join_state`).
+    pub fn observe_join_state(&self, join_state: &str) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join_state = Some(join_state.to_owned());
+    }
+
+    /// The group member's join state as last reported: `steady` between rebalances; `None`
+    /// without a group membership (or statistics).
+    pub fn join_state(&self) -> Option<String> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join_state
             .clone()
     }
 }

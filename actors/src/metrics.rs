@@ -265,6 +265,9 @@ pub struct MetricsSnapshot {
     pub budget_pauses: u64,
     /// The partition that held the watermark back at the last budget change.
     pub watermark_holder: Option<PartitionId>,
+    /// Group model: the member's join state in the last statistics (`steady` between
+    /// rebalances).
+    pub group_join_state: Option<String>,
     /// The timings and counts as distributions (for Prometheus).
     #[serde(skip)]
     pub distributions: Distributions,
@@ -569,6 +572,7 @@ impl MetricsActor {
             peak_open_window_bytes: self.peak_open_bytes,
             budget_pauses: self.budget_pauses,
             watermark_holder: self.watermark_holder,
+            group_join_state: self.leaders.as_ref().and_then(|b| b.join_state()),
             distributions: Distributions {
                 process_frame_ns: Buckets::of(&self.process_frame),
                 process_frame_normalized_ns: Buckets::of(&self.process_frame_normalized),

@@ -335,6 +335,14 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     let Ok(stats) = serde_json::from_slice::<serde_json::Value>(stats) else {
         return;
     };
+    // A group member's statistics say where it is in the group's protocol.
+    if let Some(join_state) = stats
+        .get("cgrp")
+        .and_then(|c| c.get("join_state"))
+        .and_then(serde_json::Value::as_str)
+    {
+        board.observe_join_state(join_state);
+    }
     let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
         return;
     };
@@ -1022,5 +1030,19 @@ mod tests {
         // No receive yet on a new connection is not a hang.
         observe_leaders(&board, &report(-1));
         assert!(board.reachable(p(0)));
+    }
+
+    #[test]
+    fn a_members_join_state_is_taken_from_its_statistics() {
+        let board = LeaderBoard::default();
+        observe_leaders(&board, br#"{"topics":{}}"#);
+        assert_eq!(board.join_state(), None);
+        observe_leaders(
+            &board,
+            br#"{"cgrp":{"state":"up","join_state":"wait-sync"},"topics":{}}"#,
+        );
+        assert_eq!(board.join_state().as_deref(), Some("wait-sync"));
+        observe_leaders(&board, br#"{"cgrp":{"state":"up","join_state":"steady"}}"#);
+        assert_eq!(board.join_state().as_deref(), Some("steady"));
     }
 }
