@@ -229,11 +229,13 @@ pub fn not_ready(status: &ServiceStatus) -> Option<String> {
     if !status.intake.assigned {
         return Some("waiting for an assignment from the group coordinator".into());
     }
+    // Only a group member has a join state that means something (a client that assigns its
+    // own partitions stays in `init`).
     if let Some(join_state) = status
         .metrics
         .group_join_state
         .as_deref()
-        .filter(|s| *s != "steady")
+        .filter(|s| *s != "steady" && status.intake.member.is_some())
     {
         return Some(format!("rebalancing (join state {join_state})"));
     }
@@ -567,7 +569,15 @@ mod tests {
         let mut status = ready();
         status.intake.partitions.clear();
         assert_eq!(not_ready(&status), None);
-        // Its statistics say the group is rebalancing: not ready until it is steady again.
+        // A client that assigns its own partitions stays in `init`: that means nothing.
+        status.metrics.group_join_state = Some("init".into());
+        assert_eq!(not_ready(&status), None);
+        // A member whose statistics say the group is rebalancing is not ready until it is
+        // steady again.
+        status.intake.member = Some(actors::ports::GroupMember {
+            generation: 3,
+            member_id: "m".into(),
+        });
         status.metrics.group_join_state = Some("wait-join".into());
         assert_eq!(
             not_ready(&status).unwrap(),
