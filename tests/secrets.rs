@@ -181,3 +181,64 @@ fn an_authentication_failure_prints_no_secret() {
     );
     assert_clean("authentication failure", &all);
 }
+
+/// Every file under `dir`, read as text (lossily).
+fn files_text(dir: &std::path::Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            all.push_str(&files_text(&path));
+        } else {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    all
+}
+
+/// `compare` and `chaos` (the lab, through the service binary) with a secret in their
+/// settings: the canary is in neither their output nor any report file they write.
+#[test]
+fn the_lab_reports_carry_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        properties(&[("sasl.password", CANARY), ("sasl.username", "reader")]),
+    )
+    .unwrap();
+    for (tool, args) in [
+        ("compare", vec!["--frames", "5000", "--rounds", "1"]),
+        (
+            "chaos",
+            vec![
+                "--scenario",
+                "partition-panic",
+                "--model",
+                "partition",
+                "--frames",
+                "2000",
+            ],
+        ),
+    ] {
+        let out = dir.path().join(tool);
+        let output = binary()
+            .arg(tool)
+            .arg("--config")
+            .arg(&settings)
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{tool}: {printed}");
+        let reports = files_text(&out);
+        assert!(!reports.is_empty(), "{tool} wrote reports");
+        assert_clean(tool, &format!("{printed}{reports}"));
+    }
+}
