@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use actors::batch::WindowsStatus;
 use actors::intake::Rebalances;
-use actors::metrics::{Buckets, MetricsSnapshot};
+use actors::metrics::{Buckets, Distributions, MetricsSnapshot};
 use actors::supervisor::ServiceStatus;
 use actors::topic::PartitionId;
 use prometheus_client::collector::Collector;
@@ -33,6 +33,7 @@ pub fn encode(
         lags: lags.clone(),
         owned: status.intake.partitions.keys().copied().collect(),
         windows: status.windows.clone(),
+        distributions: status.distributions.clone(),
         rebalances: status.intake.rebalances.clone(),
         now: actors::generator::now_epoch_secs(),
     }));
@@ -47,6 +48,7 @@ struct Figures {
     lags: BTreeMap<PartitionId, i64>,
     owned: BTreeSet<PartitionId>,
     windows: WindowsStatus,
+    distributions: Distributions,
     rebalances: Rebalances,
     /// Wall clock, epoch seconds.
     now: f64,
@@ -61,22 +63,33 @@ fn of(partition: &PartitionId) -> Labels {
     ]
 }
 
+/// One metric family: a series per label set (a series without labels is written without
+/// braces).
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    series: impl IntoIterator<Item = (Labels, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (labels, value) in series {
+        if labels.is_empty() {
+            return value.encode(metric);
+        }
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     series: impl IntoIterator<Item = (Labels, u64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in series {
-        // A series without labels is written without braces.
-        if labels.is_empty() {
-            ConstCounter::new(value).encode(metric)?;
-            return Ok(());
-        }
-        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let series = series.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
+    family(encoder, name, help, MetricType::Counter, series)
 }
 
 fn gauge<N>(
@@ -88,16 +101,8 @@ fn gauge<N>(
 where
     ConstGauge<N>: EncodeMetric,
 {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in series {
-        // A series without labels is written without braces.
-        if labels.is_empty() {
-            ConstGauge::new(value).encode(metric)?;
-            return Ok(());
-        }
-        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let series = series.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
+    family(encoder, name, help, MetricType::Gauge, series)
 }
 
 /// A distribution kept in `unit`s, exposed in base units (`scale` per unit).
@@ -321,7 +326,7 @@ impl Collector for Figures {
             &Buckets::of_values(&self.rebalances.revoke_ms),
             1e-3,
         )?;
-        let d = &s.distributions;
+        let d = &self.distributions;
         histogram(
             e,
             "process_frame_seconds",

@@ -17,6 +17,15 @@ fn binary() -> Command {
     command
 }
 
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn lines(text: &[u8]) -> Vec<WindowLine> {
     String::from_utf8_lossy(text)
         .lines()
@@ -85,11 +94,7 @@ fn sigterm_stops_gracefully_after_writing_closed_windows() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(7));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let Output { status, stderr, .. } = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&stderr);
     assert!(status.success(), "exit {status:?}: {stderr}");
@@ -134,11 +139,7 @@ fn stop_with_hanging_sink(
         if k > 0 {
             std::thread::sleep(Duration::from_millis(300));
         }
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        sigterm(&child);
     }
     let Output { status, stderr, .. } = child.wait_with_output().unwrap();
     (

@@ -714,21 +714,17 @@ async fn a_corpus_of_hostile_records_is_counted_by_reason_and_changes_no_window(
         return;
     };
     let topic = unique("hostile");
-    kafka.control(&[
-        "tool",
-        "org.apache.kafka.tools.TopicCommand",
-        "--bootstrap-server",
-        &kafka.bootstrap,
-        "--create",
-        "--topic",
+    kafka.create_topic_with(
         &topic,
-        "--partitions",
-        "2",
-        "--replication-factor",
-        "3",
-        "--config",
-        "max.message.bytes=12000000",
-    ]);
+        &[
+            "--partitions",
+            "2",
+            "--replication-factor",
+            "3",
+            "--config",
+            "max.message.bytes=12000000",
+        ],
+    );
     let dir = tempfile::tempdir().unwrap();
     let mut base = real_settings(
         &kafka,

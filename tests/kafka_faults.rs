@@ -146,17 +146,7 @@ async fn a_quiet_partition_whose_leader_hangs_is_not_taken_as_idle() {
     // Partition 0 led by node 1, partition 1 by node 2, one replica each: nothing moves
     // partition 0 away from the hung node, and partition 1 does not wait for it.
     let topic = common::unique("quiet-hang");
-    kafka.control(&[
-        "tool",
-        "org.apache.kafka.tools.TopicCommand",
-        "--bootstrap-server",
-        &kafka.bootstrap,
-        "--create",
-        "--topic",
-        &topic,
-        "--replica-assignment",
-        "1,2",
-    ]);
+    kafka.create_topic_with(&topic, &["--replica-assignment", "1,2"]);
     let config = kafka.config(&topic, "");
     let (p0, p1) = (
         actors::topic::PartitionId::of(&topic, 0),

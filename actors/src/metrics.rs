@@ -114,6 +114,11 @@ pub struct IntakeBudget {
 #[rtype(result = "MetricsSnapshot")]
 pub struct GetMetrics;
 
+/// Asks for the timings and counts in buckets ([`Distributions`]).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Distributions")]
+pub struct GetDistributions;
+
 /// Returns every figure and stops the metrics actor (at shutdown).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "MetricsSnapshot")]
@@ -268,9 +273,6 @@ pub struct MetricsSnapshot {
     /// Group model: the member's join state in the last statistics (`steady` between
     /// rebalances).
     pub group_join_state: Option<String>,
-    /// The timings and counts as distributions (for Prometheus).
-    #[serde(skip)]
-    pub distributions: Distributions,
 }
 
 /// A histogram's distribution in buckets, for Prometheus.
@@ -573,14 +575,19 @@ impl MetricsActor {
             budget_pauses: self.budget_pauses,
             watermark_holder: self.watermark_holder,
             group_join_state: self.leaders.as_ref().and_then(|b| b.join_state()),
-            distributions: Distributions {
-                process_frame_ns: Buckets::of(&self.process_frame),
-                process_frame_normalized_ns: Buckets::of(&self.process_frame_normalized),
-                batch_flush_us: Buckets::of(&self.flush),
-                batch_flush_normalized_ns: Buckets::of(&self.flush_normalized),
-                batch_throughput: Buckets::of(&self.throughput),
-                batch_unique_users: Buckets::of(&self.unique_users),
-            },
+        }
+    }
+
+    /// The timings and counts in buckets (walks every histogram: asked for by a scrape, not
+    /// with every snapshot).
+    pub fn distributions(&self) -> Distributions {
+        Distributions {
+            process_frame_ns: Buckets::of(&self.process_frame),
+            process_frame_normalized_ns: Buckets::of(&self.process_frame_normalized),
+            batch_flush_us: Buckets::of(&self.flush),
+            batch_flush_normalized_ns: Buckets::of(&self.flush_normalized),
+            batch_throughput: Buckets::of(&self.throughput),
+            batch_unique_users: Buckets::of(&self.unique_users),
         }
     }
 
@@ -785,6 +792,14 @@ impl Handler<GetMetrics> for MetricsActor {
     }
 }
 
+impl Handler<GetDistributions> for MetricsActor {
+    type Result = MessageResult<GetDistributions>;
+
+    fn handle(&mut self, _: GetDistributions, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.distributions())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -859,7 +874,8 @@ mod tests {
             [("stale_generation", 1)].into_iter().collect()
         );
         // The distributions behind the quantiles: 152 process_frame samples in buckets.
-        let process = &s.distributions.process_frame_ns;
+        let d = metrics.send(GetDistributions).await.unwrap();
+        let process = &d.process_frame_ns;
         assert_eq!(process.count, 152);
         assert_eq!(process.buckets.iter().map(|b| b.1).sum::<u64>(), 152);
         assert_eq!(process.buckets.last().unwrap().0, f64::MAX);

@@ -136,6 +136,8 @@ pub struct ServiceStatus {
     pub windows: crate::batch::WindowsStatus,
     /// Every figure.
     pub metrics: MetricsSnapshot,
+    /// The timings and counts in buckets.
+    pub distributions: crate::metrics::Distributions,
     /// Partitions with a restart scheduled or under way.
     pub restarting: Vec<PartitionId>,
     /// Partitions the stall watchdog restarted twice or more in a row without their position
@@ -717,6 +719,10 @@ impl Handler<GetStatus> for RootSupervisor {
                         .await
                         .unwrap_or_default();
                     status.metrics = metrics.send(GetMetrics).await.unwrap_or_default();
+                    status.distributions = metrics
+                        .send(crate::metrics::GetDistributions)
+                        .await
+                        .unwrap_or_default();
                 }
                 status
             }

@@ -147,6 +147,22 @@ impl RealKafka {
         topic
     }
 
+    /// Creates `topic` with Kafka's own topic tool, with `layout` (its flags:
+    /// `--partitions N --replication-factor R`, `--replica-assignment ...`, `--config k=v`).
+    pub fn create_topic_with(&self, topic: &str, layout: &[&str]) {
+        let mut args = vec![
+            "tool",
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            &self.bootstrap,
+            "--create",
+            "--topic",
+            topic,
+        ];
+        args.extend_from_slice(layout);
+        self.control(&args);
+    }
+
     /// Produces frames with Kafka's Java producer (`tests/kafka/FrameProducer.java`; flags as
     /// there, `--topic` given) and returns the truth it computed.
     pub fn produce(&self, topic: &str, args: &[&str]) -> JavaTruth {
