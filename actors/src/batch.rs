@@ -801,10 +801,24 @@ impl BatchActor {
     /// partition that comes back starts from its new assignment, never from a position of an
     /// earlier ownership).
     fn release(&mut self, partitions: &[PartitionId]) -> Vec<Released> {
+        let mut unpaused = false;
         for partition in partitions {
             self.windows.remove_partition(*partition);
-            self.budget.forget(*partition);
+            unpaused |= self.budget.forget(*partition);
             self.resumes.remove(partition);
+        }
+        if unpaused {
+            // The metrics must not keep showing a partition paused that is no longer read here.
+            self.metrics.do_send(IntakeBudget {
+                paused: self.budget.paused(),
+                newly_paused: 0,
+                holder: self
+                    .windows
+                    .intake_view(Instant::now())
+                    .holder
+                    .map(|(p, _)| p),
+                open_bytes: self.windows.open_bytes() as u64,
+            });
         }
         self.last_commit
             .retain(|p| !partitions.contains(&p.partition));
@@ -1343,6 +1357,41 @@ mod tests {
             .expect("window 200 written");
         assert_eq!((w200.unique_users, w200.frames), (100_000, 100_000));
         assert_eq!(w200.partitions, vec![p(0), p(1), p(2)]);
+    }
+
+    #[actix::test]
+    async fn a_released_paused_partition_no_longer_shows_as_paused() {
+        let (log, written) = (Log::default(), Arc::new(Mutex::new(Vec::new())));
+        let (batch, metrics) = budgeted(&log, &written);
+        assert!(matches!(send(&batch, 0, 101.0, 0..1, 1).await, Flow::Go));
+        let mut last = Flow::Go;
+        for k in 0..10 {
+            last = send(
+                &batch,
+                1,
+                200.0,
+                k * 10_000..(k + 1) * 10_000,
+                i64::from(k + 1),
+            )
+            .await;
+        }
+        assert!(matches!(last, Flow::Pause(_)));
+        let figures = metrics.send(GetMetrics).await.unwrap();
+        assert!(figures.partitions[&p(1)].paused);
+        // A rebalance takes partition 1 away.
+        batch
+            .send(ReleasePartitions {
+                partitions: vec![p(1)],
+                output: ReleaseOutput::Drop,
+            })
+            .await
+            .unwrap();
+        let figures = metrics.send(GetMetrics).await.unwrap();
+        assert!(
+            !figures.partitions.get(&p(1)).is_some_and(|m| m.paused),
+            "{:?}",
+            figures.partitions.get(&p(1))
+        );
     }
 
     #[actix::test]

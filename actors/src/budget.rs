@@ -97,10 +97,11 @@ impl OpenBudget {
         open_bytes > self.resume_below || matches!(self.standing, Standing::Over { .. })
     }
 
-    /// Forgets a partition that is no longer read here.
-    pub fn forget(&mut self, partition: PartitionId) {
-        if let Standing::Over { paused, .. } = &mut self.standing {
-            paused.remove(&partition);
+    /// Forgets a partition that is no longer read here; true if it was paused.
+    pub fn forget(&mut self, partition: PartitionId) -> bool {
+        match &mut self.standing {
+            Standing::Over { paused, .. } => paused.remove(&partition),
+            Standing::Within => false,
         }
     }
 
@@ -218,7 +219,8 @@ mod tests {
     fn a_forgotten_partition_is_not_resumed() {
         let mut budget = OpenBudget::new(Some(10));
         budget.review(20, &view(0, &[1, 2]));
-        budget.forget(p(1));
+        assert!(budget.forget(p(1)));
+        assert!(!budget.forget(p(1)));
         assert_eq!(budget.review(0, &view(0, &[])).resume, vec![p(2)]);
     }
 }
