@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use actors::config::{ConfigError, KafkaConfig};
 use actors::failure::StopCause;
+use actors::frame::FrameLimits;
 use actors::faults::FaultPlan;
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::intake::IntakeListener;
@@ -29,8 +30,10 @@ use actors::kafka::{
 };
 use actors::layout::SelectionError;
 use actors::partition::EndPolicy;
+use actors::config::SinkKind;
+use actors::outlet::{DeadLetterSink, Outlet, TransactionFailure, TransactionalSink};
 use actors::ports::{AssignedPartition, EndOffsetProbe, OffsetCommitter, StartOffset};
-use actors::sink::open_sink;
+use actors::sink::{open_sink, slowed, Sink};
 use actors::supervisor::{
     EndOffsets, Intake, Outcome, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
 };
@@ -59,6 +62,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The Kafka output could not start.
+    #[error(transparent)]
+    Outlet(#[from] kafka::OutletError),
     /// The generator failed.
     #[error(transparent)]
     Generator(#[from] GeneratorError),
@@ -226,10 +232,14 @@ pub async fn run_with_faults(
     }
     // Closed once a stop misses its deadline: no commit goes out after that.
     let commits_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let committer: Box<dyn OffsetCommitter> = Box::new(GatedCommitter {
-        inner: committer,
-        closed: commits_closed.clone(),
-    });
+    let transactional_id = transactional_id(&settings, &partitions);
+    let outlet = open_outlet(
+        &settings,
+        committer,
+        transactional_id,
+        commits_closed.clone(),
+    )
+    .await?;
     let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {
@@ -241,16 +251,14 @@ pub async fn run_with_faults(
         (true, Some(_)) => EndPolicy::AwaitOffset,
         (true, None) => EndPolicy::FirstEnd,
     };
-    let sink = open_sink(&settings.sink).map_err(|source| RunError::Sink {
-        path: settings.sink.path.clone(),
-        source,
-    })?;
     let spec = PipelineSpec {
         intake,
-        sink,
-        committer,
+        outlet,
         partition: settings.partition.clone(),
-        limits: settings.frames.limits(),
+        limits: FrameLimits {
+            invalid: settings.sink.dead_letter.policy(),
+            ..settings.frames.limits()
+        },
         window: settings.window.clone(),
         flush: settings.flush.clone(),
         metrics: settings.metrics.clone(),
@@ -374,6 +382,126 @@ impl OffsetCommitter for GatedCommitter {
     }
 }
 
+/// Transactions through `inner` until `closed` is set (a stop missed its deadline): then
+/// refuses every flush. Waits `delay` before each (fault injection: `sink.write_delay_ms`).
+struct GatedTransactions {
+    inner: Box<dyn TransactionalSink>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
+}
+
+impl TransactionalSink for GatedTransactions {
+    fn write_and_commit(
+        &mut self,
+        windows: &[actors::window::ClosedWindow],
+        letters: &[actors::frame::DeadLetter],
+        positions: &[actors::ports::CommitPosition],
+        retry_until: Option<std::time::Instant>,
+    ) -> Result<Vec<actors::ports::CommitPosition>, TransactionFailure> {
+        std::thread::sleep(self.delay);
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(TransactionFailure::Closed);
+        }
+        self.inner
+            .write_and_commit(windows, letters, positions, retry_until)
+    }
+}
+
+/// The transactional id of exactly-once output: `sink.transactional_id`, or one derived from
+/// the model. The partition model reads a fixed set of partitions, so the id names the group
+/// and that set: an instance started again on the same partitions fences the old one (and
+/// aborts the transaction it left open) as it starts. A group member's partitions change with
+/// every rebalance; the coordinator fences a member of an old generation through the group
+/// metadata sent with the offsets (KIP-447), so the id only needs to be its own: the static
+/// member's instance id (a restart then aborts what it left open at once), else the host,
+/// process and start time.
+fn transactional_id(settings: &Settings, partitions: &[PartitionId]) -> String {
+    let configured = settings.sink.transactional_id.trim();
+    if !configured.is_empty() {
+        return configured.to_owned();
+    }
+    let group = &settings.kafka.group;
+    let id = match settings.model {
+        Model::Partition => {
+            format!("{group}.{}", actors::layout::describe_partitions(partitions))
+        }
+        Model::Group => match settings.group.instance_id.trim() {
+            "" => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "host".to_owned());
+                let started = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                format!("{group}.{host}.{}.{started}", std::process::id())
+            }
+            instance => format!("{group}.{instance}"),
+        },
+    };
+    if id.len() <= 200 {
+        return id;
+    }
+    // Hundreds of scattered partitions: a stable digest of the set instead.
+    let digest = id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{group}.partitions-{digest:016x}")
+}
+
+/// Where flushes go, as `settings.sink` says: windows to stdout, a file or a topic, invalid
+/// records to the dead-letter topic, offsets through `commits`; or, exactly once, all three
+/// in one transaction per flush.
+async fn open_outlet(
+    settings: &Settings,
+    commits: kafka::GroupCommits,
+    transactional_id: String,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<Outlet, RunError> {
+    let (kafka, sink) = (settings.kafka.clone(), settings.sink.clone());
+    blocking(move || -> Result<Outlet, RunError> {
+        if sink.exactly_once {
+            tracing::info!(
+                topic = %sink.topic,
+                dead_letters = %sink.dead_letter.topic,
+                transactional_id = %transactional_id,
+                "Results go to Kafka exactly once: one transaction per flush."
+            );
+            let transactions = commits.exactly_once(&kafka, &sink, &transactional_id)?;
+            return Ok(Outlet::ExactlyOnce(Box::new(GatedTransactions {
+                inner: Box::new(transactions),
+                closed,
+                delay: Duration::from_millis(sink.write_delay_ms),
+            })));
+        }
+        let windows: Box<dyn Sink> = match sink.kind {
+            SinkKind::Kafka => slowed(Box::new(kafka::KafkaSink::open(&kafka, &sink)?), &sink),
+            SinkKind::Stdout | SinkKind::File => {
+                open_sink(&sink).map_err(|source| RunError::Sink {
+                    path: sink.path.clone(),
+                    source,
+                })?
+            }
+        };
+        let dead_letters = match sink.dead_letter.enabled() {
+            true => Some(
+                Box::new(kafka::KafkaDeadLetters::open(&kafka, &sink)?) as Box<dyn DeadLetterSink>
+            ),
+            false => None,
+        };
+        Ok(Outlet::AtLeastOnce {
+            sink: windows,
+            dead_letters,
+            committer: Box::new(GatedCommitter {
+                inner: Box::new(commits),
+                closed,
+            }),
+        })
+    })
+    .await?
+}
+
 /// Connects the chosen model's intake: the partition model looks up the partitions and the
 /// group's committed offsets and commits through a client of its own; the group model
 /// subscribes a member, which also commits.
@@ -450,6 +578,12 @@ async fn prepare_intake(
             let group = settings.group.clone();
             let listener = IntakeListener::new(Duration::from_millis(group.revoke_timeout_ms));
             let hears = listener.clone();
+            // A member that crashed inside a transaction holds its offsets until the broker
+            // aborts that transaction: the next owner waits for it.
+            let committed_wait = match settings.sink.exactly_once {
+                true => Duration::from_millis(settings.sink.transaction_timeout_ms + 5_000),
+                false => Duration::ZERO,
+            };
             let (member, partitions) = blocking(move || -> Result<_, AdapterError> {
                 let partitions = kafka::partition_ids(&kafka)?;
                 let member = GroupConsumer::subscribe(
@@ -459,6 +593,7 @@ async fn prepare_intake(
                     partitions.len(),
                     hears,
                     leaders.as_ref(),
+                    committed_wait,
                 )?;
                 tracing::info!(
                     topics = %kafka.topic_names().join(","),
@@ -487,7 +622,7 @@ async fn prepare_intake(
 /// What [`prepare_intake`] connected.
 struct Intake_ {
     intake: Intake,
-    committer: Box<dyn OffsetCommitter>,
+    committer: kafka::GroupCommits,
     /// End offsets for the stall watchdog, through the intake's client.
     probe: EndOffsetProbe,
     /// Every partition of the input topics.

@@ -233,6 +233,12 @@ impl Collector for Figures {
         )?;
         counter(
             e,
+            "dead_letters",
+            "Invalid records written to the dead-letter topic.",
+            [(Labels::new(), s.dead_letters)],
+        )?;
+        counter(
+            e,
             "commits",
             "Commits that succeeded.",
             [(Labels::new(), s.commits)],

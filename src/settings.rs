@@ -300,6 +300,27 @@ impl Settings {
                 ));
             }
         }
+        if self.sink.exactly_once && self.kafka.embedded() {
+            return Err(ConfigError::new(
+                "sink.exactly_once",
+                "needs a Kafka cluster (kafka.brokers): the embedded cluster (librdkafka's mock) \
+                 neither keeps the offsets sent to a transaction nor hides aborted records, so \
+                 it cannot honour exactly once",
+            ));
+        }
+        if self.sink.exactly_once
+            && self
+                .kafka
+                .properties
+                .get("isolation.level")
+                .is_some_and(|level| level != "read_committed")
+        {
+            return Err(ConfigError::new(
+                "kafka.properties.isolation.level",
+                "must be read_committed with sink.exactly_once: the committed offsets are read \
+                 only once no transaction holding newer ones is open (KIP-447)",
+            ));
+        }
         if self.run.until_end && self.kafka.embedded() && self.generator.frames == 0 {
             return Err(ConfigError::new(
                 "generator.frames",

@@ -19,11 +19,11 @@ use actix::prelude::*;
 use crate::budget::OpenBudget;
 use crate::config::{FlushConfig, WindowConfig};
 use crate::failure::OutputFailure;
-use crate::frame::FrameChunk;
+use crate::frame::{DeadLetter, FrameChunk};
 use crate::metrics::{EventTimeLead, Flushed, FramesLate, IntakeBudget, MetricsActor};
 use crate::panics::Panicked;
-use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage, OffsetCommitter};
-use crate::sink::Sink;
+use crate::outlet::Outlet;
+use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage};
 use crate::topic::PartitionId;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
 
@@ -137,6 +137,8 @@ pub struct Chunk {
     pub partition: PartitionId,
     /// Valid frames.
     pub frames: FrameChunk,
+    /// Its invalid records, for the dead-letter topic (empty without one).
+    pub dead_letters: Vec<DeadLetter>,
     /// The partition's position after the chunk, invalid records included.
     pub next_offset: Option<i64>,
     /// The partition has caught up to its end.
@@ -291,15 +293,11 @@ struct ReleaseWaiter {
     reply: tokio::sync::oneshot::Sender<Vec<Released>>,
 }
 
-/// Sink and committer travel together to the flush thread and back.
-struct FlushTarget {
-    sink: Box<dyn Sink>,
-    committer: Box<dyn OffsetCommitter>,
-}
-
 struct FlushJob {
     seq: u64,
     windows: Vec<ClosedWindow>,
+    /// Invalid records for the dead-letter topic.
+    dead_letters: Vec<DeadLetter>,
     positions: Vec<CommitPosition>,
     commit: bool,
     /// Until when a failed commit is tried again (partitions are being released); `None`
@@ -309,7 +307,7 @@ struct FlushJob {
 }
 
 struct FlushDone {
-    target: FlushTarget,
+    target: Outlet,
     job: FlushJob,
     duration: Duration,
     sink_error: Option<OutputFailure>,
@@ -319,8 +317,8 @@ struct FlushDone {
 
 /// Where output stands (what an operator sees for it).
 enum Output {
-    /// No flush is running; the sink and committer are here.
-    Idle(FlushTarget),
+    /// No flush is running; the outlet is here.
+    Idle(Outlet),
     /// Flush number `seq` has the sink and committer on the flush thread; with `again`,
     /// another flush is due as soon as it returns.
     Flushing {
@@ -362,6 +360,8 @@ pub struct BatchActor {
     windows: Windows,
     /// Closed windows not yet handed to a flush.
     pending: Vec<ClosedWindow>,
+    /// Invalid records not yet handed to a flush (with a dead-letter topic).
+    pending_dead: Vec<DeadLetter>,
     /// Whether a flush holds the sink and committer.
     output: Output,
     config: FlushConfig,
@@ -415,8 +415,7 @@ impl BatchActor {
         window: &WindowConfig,
         flush: FlushConfig,
         partitions: &[PartitionStart],
-        sink: Box<dyn Sink>,
-        committer: Box<dyn OffsetCommitter>,
+        outlet: Outlet,
         closing: Closing,
         metrics: Addr<MetricsActor>,
         supervisor: Option<Recipient<BatchEvent>>,
@@ -428,7 +427,8 @@ impl BatchActor {
         BatchActor {
             windows,
             pending: Vec::new(),
-            output: Output::Idle(FlushTarget { sink, committer }),
+            pending_dead: Vec::new(),
+            output: Output::Idle(outlet),
             config: flush,
             frames_since_flush: 0,
             last_flush: Instant::now(),
@@ -649,6 +649,7 @@ impl BatchActor {
         let job = FlushJob {
             seq,
             windows: std::mem::take(&mut self.pending),
+            dead_letters: std::mem::take(&mut self.pending_dead),
             positions,
             commit,
             retry_commit_until,
@@ -656,7 +657,7 @@ impl BatchActor {
         };
         self.last_flush = Instant::now();
         self.force = false;
-        if job.windows.is_empty() && !job.commit {
+        if job.windows.is_empty() && job.dead_letters.is_empty() && !job.commit {
             // Nothing to write: these positions are the last commit's, durable already.
             self.written
                 .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
@@ -715,6 +716,10 @@ impl BatchActor {
             frames: job.frames,
             unique_users: job.windows.iter().map(|w| w.unique_users).collect(),
             commit_attempted: job.commit && sink_error.is_none(),
+            dead_letters: match sink_error {
+                None => job.dead_letters.len() as u64,
+                Some(_) => 0,
+            },
             commit_error: commit_error.clone(),
             commit_failure: match &commit {
                 Some(Err(error)) => Some(error.kind),
@@ -857,25 +862,49 @@ impl BatchActor {
     }
 }
 
-fn run_flush(mut target: FlushTarget, job: FlushJob) -> FlushDone {
+fn run_flush(mut target: Outlet, job: FlushJob) -> FlushDone {
     let started = Instant::now();
     let mut sink_error = None;
     let mut commit = None;
-    if let Err(error) = target.sink.write(&job.windows) {
-        sink_error = Some(OutputFailure::Write(error.to_string()));
-    } else if job.commit {
-        let mut result = target.committer.commit(&job.positions);
-        while let (Err(error), Some(until)) = (&result, job.retry_commit_until) {
-            if error.kind == CommitErrorKind::Permanent
-                || Instant::now() + RELEASE_COMMIT_RETRY > until
-            {
-                break;
+    match &mut target {
+        Outlet::AtLeastOnce {
+            sink,
+            dead_letters,
+            committer,
+        } => {
+            let written = sink.write(&job.windows).and_then(|()| match dead_letters {
+                Some(dead) if !job.dead_letters.is_empty() => dead.write(&job.dead_letters),
+                _ => Ok(()),
+            });
+            if let Err(error) = written {
+                sink_error = Some(OutputFailure::Write(error.to_string()));
+            } else if job.commit {
+                let mut result = committer.commit(&job.positions);
+                while let (Err(error), Some(until)) = (&result, job.retry_commit_until) {
+                    if error.kind == CommitErrorKind::Permanent
+                        || Instant::now() + RELEASE_COMMIT_RETRY > until
+                    {
+                        break;
+                    }
+                    tracing::debug!(%error, "Commit before a release failed; trying again.");
+                    std::thread::sleep(RELEASE_COMMIT_RETRY);
+                    result = committer.commit(&job.positions);
+                }
+                commit = Some(result);
             }
-            tracing::debug!(%error, "Commit before a release failed; trying again.");
-            std::thread::sleep(RELEASE_COMMIT_RETRY);
-            result = target.committer.commit(&job.positions);
         }
-        commit = Some(result);
+        Outlet::ExactlyOnce(transactions) => {
+            let positions: &[CommitPosition] = if job.commit { &job.positions } else { &[] };
+            match transactions.write_and_commit(
+                &job.windows,
+                &job.dead_letters,
+                positions,
+                job.retry_commit_until,
+            ) {
+                Ok(committed) => commit = job.commit.then_some(Ok(committed)),
+                Err(failure) => sink_error = Some(OutputFailure::Transaction(failure)),
+            }
+        }
     }
     FlushDone {
         target,
@@ -905,7 +934,11 @@ impl Actor for BatchActor {
             act.review_budget();
             if matches!(act.output, Output::Idle(_)) {
                 act.collect_closed();
-                if act.force || !act.pending.is_empty() || act.frames_since_flush > 0 {
+                if act.force
+                    || !act.pending.is_empty()
+                    || !act.pending_dead.is_empty()
+                    || act.frames_since_flush > 0
+                {
                     act.maybe_flush(ctx);
                 } else if act.last_flush.elapsed() >= Duration::from_millis(act.config.interval_ms)
                 {
@@ -958,6 +991,7 @@ impl Handler<Chunk> for BatchActor {
             });
         }
         self.frames_since_flush += chunk.frames.len() as u64;
+        self.pending_dead.extend(chunk.dead_letters);
         self.collect_closed();
         self.review_budget();
         self.maybe_flush(ctx);
@@ -1068,6 +1102,8 @@ mod tests {
 
     use super::*;
     use crate::config::MetricsConfig;
+    use crate::ports::OffsetCommitter;
+    use crate::sink::Sink;
     use crate::metrics::GetMetrics;
 
     /// Everything the fakes saw, in order: `Write(window starts)` and `Commit(offsets)`.
@@ -1075,6 +1111,170 @@ mod tests {
     enum Event {
         Write(Vec<i64>),
         Commit(Vec<(i32, i64, String)>),
+        /// Dead letters written, by partition and offset.
+        Dead(Vec<(i32, i64)>),
+        /// One transaction: window starts, dead letters, offsets.
+        Transaction(Vec<i64>, Vec<(i32, i64)>, Vec<(i32, i64)>),
+    }
+
+    struct FakeDeadLetters(Log);
+    impl crate::outlet::DeadLetterSink for FakeDeadLetters {
+        fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+            self.0 .0.lock().unwrap().push(Event::Dead(
+                letters
+                    .iter()
+                    .map(|d| (d.partition.index, d.offset))
+                    .collect(),
+            ));
+            Ok(())
+        }
+    }
+
+    /// Commits transactions, or refuses them all with `failure`.
+    struct FakeTransactions(Log, Option<crate::outlet::TransactionFailure>);
+    impl crate::outlet::TransactionalSink for FakeTransactions {
+        fn write_and_commit(
+            &mut self,
+            windows: &[ClosedWindow],
+            letters: &[DeadLetter],
+            positions: &[CommitPosition],
+            _: Option<Instant>,
+        ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
+            if let Some(failure) = &self.1 {
+                return Err(failure.clone());
+            }
+            self.0 .0.lock().unwrap().push(Event::Transaction(
+                windows.iter().map(|w| w.start).collect(),
+                letters
+                    .iter()
+                    .map(|d| (d.partition.index, d.offset))
+                    .collect(),
+                positions
+                    .iter()
+                    .map(|p| (p.partition.index, p.offset))
+                    .collect(),
+            ));
+            Ok(positions.to_vec())
+        }
+    }
+
+    /// A chunk whose records at `invalid` offsets were invalid (dead letters).
+    fn with_dead_letters(mut chunk: Chunk, invalid: &[i64]) -> Chunk {
+        chunk.dead_letters = invalid
+            .iter()
+            .map(|offset| DeadLetter {
+                partition: chunk.partition,
+                offset: *offset,
+                reason: crate::frame::InvalidReason::NotJson,
+                payload: Some(b"{".to_vec()),
+            })
+            .collect();
+        chunk
+    }
+
+    #[actix::test]
+    async fn dead_letters_are_durable_before_the_offsets_past_them_are_committed() {
+        let log = Log::default();
+        let mut actor = unstarted(&log, 0, 10, &[0, 1], Closing::ByWatermark, None);
+        actor.output = Output::Idle(Outlet::AtLeastOnce {
+            sink: Box::new(FakeSink(log.clone())),
+            dead_letters: Some(Box::new(FakeDeadLetters(log.clone()))),
+            committer: Box::new(FakeCommitter(log.clone(), 0)),
+        });
+        let batch = actor.start();
+        // Offsets 1 and 3 of partition 0 are invalid.
+        let first = chunk(0, &[(0, 100.0, "a"), (2, 112.0, "b")], 4);
+        batch.send(with_dead_letters(first, &[1, 3])).await.unwrap();
+        batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2))
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        let events = log.events();
+        assert_eq!(events[0], Event::Write(vec![100]));
+        assert_eq!(events[1], Event::Dead(vec![(0, 1), (0, 3)]));
+        assert_eq!(
+            events[2],
+            commit(&[(0, 2), (1, 1)], "kafka-actors:v1:wm=112")
+        );
+        let metrics = batch.send(Drain { close_all: true }).await.unwrap();
+        assert_eq!(indexed(&metrics.committed), vec![(0, 4), (1, 2)]);
+        assert_eq!(
+            log.events().iter().filter(|e| matches!(e, Event::Dead(_))).count(),
+            1,
+            "each dead letter is written once: {:?}",
+            log.events()
+        );
+    }
+
+    #[actix::test]
+    async fn exactly_once_writes_windows_dead_letters_and_offsets_in_one_transaction() {
+        let log = Log::default();
+        let mut actor = unstarted(&log, 0, 10, &[0, 1], Closing::ByWatermark, None);
+        actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(FakeTransactions(
+            log.clone(),
+            None,
+        ))));
+        let batch = actor.start();
+        let first = chunk(0, &[(0, 100.0, "a"), (2, 112.0, "b")], 4);
+        batch.send(with_dead_letters(first, &[1, 3])).await.unwrap();
+        batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2))
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        let report = batch.send(Drain { close_all: true }).await.unwrap();
+        let events = log.events();
+        assert_eq!(
+            events[0],
+            Event::Transaction(vec![100], vec![(0, 1), (0, 3)], vec![(0, 2), (1, 1)])
+        );
+        assert_eq!(
+            events[1],
+            Event::Transaction(vec![110, 120], vec![], vec![(0, 4), (1, 2)])
+        );
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(indexed(&report.committed), vec![(0, 4), (1, 2)]);
+    }
+
+    #[actix::test]
+    async fn a_transaction_that_cannot_commit_stops_the_output_with_nothing_committed() {
+        let log = Log::default();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let supervisor = Supervisor(events.clone()).start();
+        let mut actor = unstarted(
+            &log,
+            0,
+            10,
+            &[0, 1],
+            Closing::ByWatermark,
+            Some(supervisor.recipient()),
+        );
+        let fenced = crate::outlet::TransactionFailure::Fenced {
+            transactional_id: "g.all".into(),
+            reason: "producer fenced".into(),
+        };
+        actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(FakeTransactions(
+            log.clone(),
+            Some(fenced.clone()),
+        ))));
+        let batch = actor.start();
+        let _ = batch
+            .send(chunk(0, &[(0, 100.0, "a"), (2, 112.0, "b")], 3))
+            .await;
+        let _ = batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2))
+            .await;
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        assert!(log.events().is_empty(), "{:?}", log.events());
+        let events = events.lock().unwrap();
+        assert!(
+            matches!(
+                events.as_slice(),
+                [BatchEvent::Failed(OutputFailure::Transaction(f))] if *f == fenced
+            ),
+            "{events:?}"
+        );
     }
 
     /// Partition `index` of the test's topic.
@@ -1151,6 +1351,7 @@ mod tests {
         Chunk {
             partition: p(partition),
             frames: c,
+            dead_letters: Vec::new(),
             next_offset: Some(next),
             at_end: false,
             finished: false,
@@ -1202,8 +1403,10 @@ mod tests {
                 commit_failure_timeout_ms: 200,
             },
             &starts,
-            Box::new(FakeSink(log.clone())),
-            Box::new(FakeCommitter(log.clone(), failing_commits)),
+            Outlet::at_least_once(
+                Box::new(FakeSink(log.clone())),
+                Box::new(FakeCommitter(log.clone(), failing_commits)),
+            ),
             closing,
             metrics,
             supervisor,
@@ -1247,8 +1450,10 @@ mod tests {
                 commit_failure_timeout_ms: 200,
             },
             &starts,
-            Box::new(KeepingSink(written.clone())),
-            Box::new(FakeCommitter(log.clone(), 0)),
+            Outlet::at_least_once(
+                Box::new(KeepingSink(written.clone())),
+                Box::new(FakeCommitter(log.clone(), 0)),
+            ),
             Closing::ByWatermark,
             metrics.clone(),
             None,
@@ -1699,10 +1904,10 @@ mod tests {
         supervisor: Option<Recipient<BatchEvent>>,
     ) -> Addr<BatchActor> {
         let mut actor = unstarted(log, 0, 10, &[0, 1], Closing::ByWatermark, supervisor);
-        actor.output = Output::Idle(FlushTarget {
-            sink: Box::new(FakeSink(log.clone())),
-            committer: Box::new(committer),
-        });
+        actor.output = Output::Idle(Outlet::at_least_once(
+            Box::new(FakeSink(log.clone())),
+            Box::new(committer),
+        ));
         actor.start()
     }
 

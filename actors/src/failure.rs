@@ -35,6 +35,9 @@ pub enum PartitionFailure {
         /// How long it had been assigned without a report, in milliseconds.
         for_ms: u128,
     },
+    /// Too many invalid frames came, with a dead-letter topic: no restart cures a producer
+    /// writing another format.
+    InvalidFlood(crate::frame::InvalidFlood),
     /// Someone asked for the restart.
     Requested,
 }
@@ -44,6 +47,7 @@ impl PartitionFailure {
     pub fn reach(&self) -> FailureKind {
         match self {
             PartitionFailure::Source { reach, .. } => *reach,
+            PartitionFailure::InvalidFlood(_) => FailureKind::Permanent,
             PartitionFailure::Panicked { .. }
             | PartitionFailure::Stalled { .. }
             | PartitionFailure::Unheard { .. }
@@ -51,14 +55,15 @@ impl PartitionFailure {
         }
     }
 
-    /// A short name of the cause (`panicked`, `source`, `stalled`, `unheard`, `requested`),
-    /// for labels.
+    /// A short name of the cause (`panicked`, `source`, `stalled`, `unheard`,
+    /// `invalid_flood`, `requested`), for labels.
     pub fn kind(&self) -> &'static str {
         match self {
             PartitionFailure::Panicked { .. } => "panicked",
             PartitionFailure::Source { .. } => "source",
             PartitionFailure::Stalled { .. } => "stalled",
             PartitionFailure::Unheard { .. } => "unheard",
+            PartitionFailure::InvalidFlood(_) => "invalid_flood",
             PartitionFailure::Requested => "requested",
         }
     }
@@ -95,6 +100,7 @@ impl std::fmt::Display for PartitionFailure {
                 "no first chunk: its reader reported nothing for {for_ms} ms after it was \
                  assigned, and it holds the watermark back"
             ),
+            PartitionFailure::InvalidFlood(flood) => flood.fmt(f),
             PartitionFailure::Requested => f.write_str("requested"),
         }
     }
@@ -126,6 +132,10 @@ pub enum OutputFailure {
         /// Every partition of the topic.
         all: Vec<PartitionId>,
     },
+    /// A flush's transaction (exactly once) could not be committed: nothing of it is visible
+    /// and nothing was committed; a restart reads from the last committed transaction.
+    #[error("cannot write results exactly once: {0}")]
+    Transaction(crate::outlet::TransactionFailure),
     /// The thread that writes and commits died.
     #[error("flush thread failed: {0}")]
     FlushThread(String),

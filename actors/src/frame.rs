@@ -117,6 +117,147 @@ pub struct FrameLimits {
     /// `ts` above this (epoch seconds) is [`InvalidReason::FutureTs`]: the wall clock when the
     /// limits were last [`refreshed`](FrameLimits::at) plus `max_future_secs`.
     pub future_after: f64,
+    /// What happens to invalid frames beyond counting them.
+    pub invalid: InvalidPolicy,
+}
+
+/// What a partition does with invalid frames besides counting them: keep them for the
+/// dead-letter topic, and stop once too many come.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InvalidPolicy {
+    /// Each invalid record goes to the batch actor, for the dead-letter topic.
+    pub dead_letter: bool,
+    /// This many invalid frames in a row stop the partition (0: no limit).
+    pub max_consecutive: u64,
+    /// More than this share of `share_of` consecutive records invalid stops the partition.
+    pub max_share: f64,
+    /// Records per block the share is counted over.
+    pub share_of: u64,
+}
+
+impl InvalidPolicy {
+    /// Count and skip, without limits (no dead-letter topic).
+    pub const NONE: InvalidPolicy = InvalidPolicy {
+        dead_letter: false,
+        max_consecutive: 0,
+        max_share: 1.0,
+        share_of: 1,
+    };
+}
+
+impl Default for InvalidPolicy {
+    fn default() -> Self {
+        InvalidPolicy::NONE
+    }
+}
+
+/// An invalid record on its way to the dead-letter topic, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Where it was read.
+    pub partition: crate::topic::PartitionId,
+    /// Its offset there.
+    pub offset: i64,
+    /// Why it is invalid.
+    pub reason: InvalidReason,
+    /// Its value, as read (`None`: the record had no value).
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Too many invalid frames in one partition (see [`InvalidPolicy`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "limit", rename_all = "snake_case")]
+pub enum InvalidFlood {
+    /// `count` invalid frames in a row.
+    Consecutive {
+        /// How many.
+        count: u64,
+        /// The last one's offset.
+        offset: i64,
+        /// Why the last one is invalid.
+        reason: String,
+    },
+    /// `invalid` of `of` records invalid, above the allowed share.
+    Share {
+        /// Invalid records in the block.
+        invalid: u64,
+        /// Records in the block.
+        of: u64,
+        /// The last invalid one's offset.
+        offset: i64,
+    },
+}
+
+impl fmt::Display for InvalidFlood {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidFlood::Consecutive {
+                count,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "{count} invalid frames in a row, the last at offset {offset} ({reason}), reach                  sink.dead_letter.max_consecutive: the topic's producer may be writing another                  format; stopping instead of dead-lettering them all"
+            ),
+            InvalidFlood::Share {
+                invalid,
+                of,
+                offset,
+            } => write!(
+                f,
+                "{invalid} of {of} records invalid (up to offset {offset}), above                  sink.dead_letter.max_share: the topic's producer may be writing another                  format; stopping instead of dead-lettering them all"
+            ),
+        }
+    }
+}
+
+/// Counts a partition's invalid frames against its [`InvalidPolicy`].
+#[derive(Debug, Clone, Default)]
+pub struct InvalidTally {
+    consecutive: u64,
+    block_records: u64,
+    block_invalid: u64,
+}
+
+impl InvalidTally {
+    /// Counts one record (`invalid` with its reason, or valid); says when the policy's limits
+    /// are passed.
+    pub fn record(
+        &mut self,
+        policy: &InvalidPolicy,
+        offset: i64,
+        invalid: Option<InvalidReason>,
+    ) -> Result<(), InvalidFlood> {
+        if self.block_records == policy.share_of {
+            self.block_records = 0;
+            self.block_invalid = 0;
+        }
+        self.block_records += 1;
+        let Some(reason) = invalid else {
+            self.consecutive = 0;
+            return Ok(());
+        };
+        self.consecutive += 1;
+        self.block_invalid += 1;
+        if policy.max_consecutive > 0 && self.consecutive >= policy.max_consecutive {
+            return Err(InvalidFlood::Consecutive {
+                count: self.consecutive,
+                offset,
+                reason: reason.as_str().to_owned(),
+            });
+        }
+        // The block's share is over once its invalid records alone pass it, whatever follows.
+        if policy.max_share < 1.0
+            && self.block_invalid as f64 > policy.max_share * policy.share_of as f64
+        {
+            return Err(InvalidFlood::Share {
+                invalid: self.block_invalid,
+                of: self.block_records,
+                offset,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl FrameLimits {
@@ -269,6 +410,7 @@ mod tests {
         max_ts: 4_102_444_800.0,
         max_future_secs: f64::INFINITY,
         future_after: f64::INFINITY,
+        invalid: crate::frame::InvalidPolicy::NONE,
     };
 
     fn reason(payload: &[u8]) -> InvalidReason {

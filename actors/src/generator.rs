@@ -548,6 +548,7 @@ mod tests {
             max_ts: 4_102_444_800.0,
             max_future_secs: 300.0,
             future_after: f64::INFINITY,
+            invalid: crate::frame::InvalidPolicy::NONE,
         }
         .at(now_epoch_secs())
     }

@@ -229,6 +229,15 @@ pub fn parse_ranges(text: &str) -> Result<Vec<i32>, String> {
     Ok(indices)
 }
 
+/// `partitions` by topic, each as ranges: `frames:0-3,8;other:0`.
+pub fn describe_partitions(partitions: &[PartitionId]) -> String {
+    crate::topic::by_topic(partitions)
+        .iter()
+        .map(|(topic, indices)| format!("{topic}:{}", format_ranges(indices)))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// `[0, 1, 2, 3, 8]` as `0-3,8`.
 pub fn format_ranges(indices: &[i32]) -> String {
     let mut sorted = indices.to_vec();

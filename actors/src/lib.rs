@@ -7,7 +7,7 @@
 //!  IntakeActor: starts, stops and restarts one PartitionActor per assigned partition
 //!                    Chunk (frames of one partition, per poll)          Flush: write windows,
 //!  PartitionActor p0 ──────────────────────────────┐                    fsync, then commit
-//!  PartitionActor p1 ──────────────────────────────┼──▶ BatchActor ───────────▶ Sink + OffsetCommitter
+//!  PartitionActor p1 ──────────────────────────────┼──▶ BatchActor ───────────▶ Outlet
 //!  PartitionActor pN ──────────────────────────────┘      │  windows, watermark
 //!        │ ChunkProcessed (counts, timings, lag)           │ FramesLate, Flushed
 //!        └───────────────────────────────▶ MetricsActor ◀──┘
@@ -19,10 +19,12 @@
 //! partition actors share `partition.threads` arbiters (reading never blocks); the batch actor
 //! has its own; the supervisor and metrics actor share the system's.
 //!
-//! Delivery: at least once. Offsets are committed only after the windows they cover are
-//! durable, and never past the first frame of a window not yet written, so after a crash the
-//! service replays exactly what rebuilds its open windows. A window whose output was durable
-//! but whose commit was lost is written again after a restart (same counts).
+//! Delivery: at least once by default. Offsets are committed only after the windows they cover
+//! are durable, and never past the first frame of a window not yet written, so after a crash
+//! the service replays exactly what rebuilds its open windows. A window whose output was
+//! durable but whose commit was lost is written again after a restart (same counts). With the
+//! Kafka sink's exactly-once mode a flush's windows, dead letters and offsets are one
+//! transaction (see [`outlet`]).
 //!
 //! Only [`kafka`] names rdkafka types; actors see [`ports`] traits, partitions as
 //! [`topic::PartitionId`] (topic and index) and
@@ -44,6 +46,7 @@ pub mod kafka;
 pub mod layout;
 pub mod leaders;
 pub mod metrics;
+pub mod outlet;
 pub mod panics;
 pub mod partition;
 pub mod ports;

@@ -85,6 +85,8 @@ pub struct Flushed {
     pub unique_users: Vec<u64>,
     /// A commit was attempted.
     pub commit_attempted: bool,
+    /// Invalid records written to the dead-letter topic.
+    pub dead_letters: u64,
     /// The commit failed with this message.
     pub commit_error: Option<String>,
     /// What kind of failure it was.
@@ -236,6 +238,8 @@ pub struct MetricsSnapshot {
     pub flushes: u64,
     /// Windows written.
     pub windows: u64,
+    /// Invalid records written to the dead-letter topic.
+    pub dead_letters: u64,
     /// Commits that succeeded.
     pub commits: u64,
     /// Commits that failed.
@@ -418,6 +422,7 @@ pub struct MetricsActor {
     last_flush: Instant,
     flushes: u64,
     windows: u64,
+    dead_letters: u64,
     commits: u64,
     commit_failures: u64,
     commit_failures_by_kind: BTreeMap<&'static str, u64>,
@@ -454,6 +459,7 @@ impl MetricsActor {
             last_flush: now,
             flushes: 0,
             windows: 0,
+            dead_letters: 0,
             commits: 0,
             commit_failures: 0,
             commit_failures_by_kind: BTreeMap::new(),
@@ -558,6 +564,7 @@ impl MetricsActor {
             batch_unique_users: Quantiles::of(&self.unique_users),
             flushes: self.flushes,
             windows: self.windows,
+            dead_letters: self.dead_letters,
             commits: self.commits,
             commit_failures: self.commit_failures,
             commit_failures_by_kind: self.commit_failures_by_kind.clone(),
@@ -741,6 +748,7 @@ impl Handler<Flushed> for MetricsActor {
         }
         self.last_flush = now;
         self.windows += msg.unique_users.len() as u64;
+        self.dead_letters += msg.dead_letters;
         for users in &msg.unique_users {
             self.unique_users.saturating_record(*users);
         }
@@ -834,6 +842,7 @@ mod tests {
             frames: 152,
             unique_users: vec![7, 9],
             commit_attempted: true,
+            dead_letters: 2,
             commit_error: None,
             commit_failure: None,
             open_bytes: 4_096,
@@ -844,6 +853,7 @@ mod tests {
             frames: 0,
             unique_users: vec![],
             commit_attempted: true,
+            dead_letters: 0,
             commit_error: Some("the group moved on".into()),
             commit_failure: Some(crate::ports::CommitErrorKind::StaleGeneration),
             open_bytes: 4_096,
@@ -854,6 +864,7 @@ mod tests {
         assert_eq!(s.invalid.get("not_json"), Some(&2));
         assert_eq!(s.invalid.get("too_large"), Some(&2));
         assert_eq!(s.late, 3);
+        assert_eq!(s.dead_letters, 2);
         assert_eq!(s.partitions[&p(1)].late, 3);
         assert_eq!(s.partitions[&p(0)].lag, Some(30));
         assert_eq!(s.lag, 60);

@@ -28,9 +28,12 @@ use tokio::sync::Notify;
 use crate::batch::{Chunk, Flow};
 use crate::config::PartitionConfig;
 use crate::failure::PartitionFailure;
-use crate::frame::{parse_frame, FrameChunk, FrameLimits, InvalidCounts, InvalidReason};
+use crate::frame::{
+    parse_frame, DeadLetter, FrameChunk, FrameLimits, InvalidCounts, InvalidFlood, InvalidReason,
+    InvalidTally,
+};
 use crate::metrics::{ChunkProcessed, RecordsSkipped};
-use crate::ports::{FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset};
+use crate::ports::{FailureKind, FrameSource, PollStatus, SourceFactory, StartOffset};
 use crate::topic::PartitionId;
 use crate::window::AT_END_HEARTBEAT;
 
@@ -134,7 +137,7 @@ enum ReaderState {
     /// Consumed to its end (`--until-end`): reads nothing more.
     Finished,
     /// Stopping after a failure, which is reported to the supervisor as it stops.
-    Failed(SourceError),
+    Failed(PartitionFailure),
     /// Told to stop, or its batch actor is gone.
     Stopped,
 }
@@ -156,8 +159,8 @@ impl ReaderState {
 enum ReaderEvent {
     /// Its source is open.
     Opened(Box<dyn FrameSource>),
-    /// Opening or reading failed beyond a retry.
-    Failed(SourceError),
+    /// Opening or reading failed beyond a retry, or too many invalid frames came.
+    Failed(PartitionFailure),
     /// It reached the end it was to read to.
     Finished,
     /// The batch actor said to pause until the receiver completes.
@@ -198,6 +201,8 @@ pub struct PartitionActor {
     leader_unreachable: bool,
     next_offset: Option<i64>,
     invalid_log: InvalidLog,
+    /// Invalid frames against the dead-letter limits.
+    invalid_tally: InvalidTally,
     last_error_log: Option<Instant>,
     incarnation: u64,
     /// When the last chunk went to the batch actor.
@@ -242,6 +247,7 @@ impl PartitionActor {
             leader_unreachable: false,
             next_offset: start.offset(),
             invalid_log,
+            invalid_tally: InvalidTally::default(),
             last_error_log: None,
             incarnation: NEXT_INCARNATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             last_sent: Instant::now(),
@@ -312,7 +318,7 @@ impl PartitionActor {
                 Err(error) => {
                     tracing::error!(%partition, %error, "Partition failed.");
                     ctx.stop();
-                    ReaderState::Failed(error)
+                    ReaderState::Failed(error.into())
                 }
             },
             (
@@ -345,8 +351,8 @@ impl PartitionActor {
         };
     }
 
-    fn fail(&mut self, error: SourceError, ctx: &mut Context<Self>) {
-        self.on(ReaderEvent::Failed(error), ctx);
+    fn fail(&mut self, error: impl Into<PartitionFailure>, ctx: &mut Context<Self>) {
+        self.on(ReaderEvent::Failed(error.into()), ctx);
     }
 
     fn read(&mut self, ctx: &mut Context<Self>) {
@@ -364,21 +370,44 @@ impl PartitionActor {
         // before and is counted already.
         let mut expected = self.next_offset;
         let mut again: Option<(i64, u64)> = None;
+        let mut dead_letters = Vec::new();
+        let (tally, policy) = (&mut self.invalid_tally, limits.invalid);
+        let mut flood: Option<InvalidFlood> = None;
         let result = source.poll(self.config.chunk_max_frames, &mut |offset, payload| {
             first_record.get_or_insert_with(Instant::now);
+            if flood.is_some() {
+                // Past the limit: the rest of the chunk is neither counted nor passed on.
+                return;
+            }
             if expected.is_some_and(|e| offset < e) {
                 again.get_or_insert((offset, 0)).1 += 1;
                 return;
             }
             expected = Some(offset + 1);
-            match parse_frame(payload, &limits) {
+            let parsed = parse_frame(payload, &limits);
+            if let Err(over) = tally.record(&policy, offset, parsed.as_ref().err().copied()) {
+                flood = Some(over);
+                return;
+            }
+            match parsed {
                 Ok(frame) => frames.push(offset, frame.ts, &frame.uid),
                 Err(reason) => {
                     invalid.add(reason);
                     log.note(partition, offset, reason);
+                    if policy.dead_letter {
+                        dead_letters.push(DeadLetter {
+                            partition,
+                            offset,
+                            reason,
+                            payload: payload.map(<[u8]>::to_vec),
+                        });
+                    }
                 }
             }
         });
+        if let Some(flood) = flood {
+            return self.fail(PartitionFailure::InvalidFlood(flood), ctx);
+        }
         let process = first_record.map_or(Duration::ZERO, |t| t.elapsed());
         if let Some((first, records)) = again {
             tracing::warn!(
@@ -405,12 +434,13 @@ impl PartitionActor {
                 return;
             }
         };
-        self.deliver(frames, invalid, process, status, ctx);
+        self.deliver(frames, dead_letters, invalid, process, status, ctx);
     }
 
     fn deliver(
         &mut self,
         frames: FrameChunk,
+        dead_letters: Vec<DeadLetter>,
         invalid: InvalidCounts,
         process: Duration,
         status: PollStatus,
@@ -449,7 +479,7 @@ impl PartitionActor {
             // Still caught up: say so now and then, or the batch actor cannot tell a quiet
             // partition from a stalled reader (and must not treat the latter as idle).
             if self.at_end && self.last_sent.elapsed() >= AT_END_HEARTBEAT {
-                self.send_chunk(FrameChunk::default(), ctx);
+                self.send_chunk(FrameChunk::default(), Vec::new(), ctx);
                 return;
             }
             // Nothing new: wait for the source to say records arrived (or for the poll
@@ -457,7 +487,7 @@ impl PartitionActor {
             self.wait_for_records(ctx);
             return;
         }
-        self.send_chunk(frames, ctx);
+        self.send_chunk(frames, dead_letters, ctx);
     }
 
     /// Polls again once the source signals records or `partition.poll_timeout_ms` passes.
@@ -474,7 +504,12 @@ impl PartitionActor {
     }
 
     /// Sends a chunk (possibly empty, to report the end) and polls again once it is taken.
-    fn send_chunk(&mut self, frames: FrameChunk, ctx: &mut Context<Self>) {
+    fn send_chunk(
+        &mut self,
+        frames: FrameChunk,
+        dead_letters: Vec<DeadLetter>,
+        ctx: &mut Context<Self>,
+    ) {
         // One poll chain per actor: a chunk sent from elsewhere (the end became known)
         // replaces the wait under way, and the poll after it takes the wait's place.
         if let Some(waiting) = self.waiting.take() {
@@ -485,6 +520,7 @@ impl PartitionActor {
         let chunk = Chunk {
             partition: self.partition,
             frames,
+            dead_letters,
             next_offset: self.next_offset,
             at_end: self.at_end && !self.leader_unreachable,
             finished,
@@ -528,7 +564,7 @@ impl Actor for PartitionActor {
         let cause = match crate::panics::unwinding() {
             Some(message) => Some(PartitionFailure::Panicked { message }),
             None => match std::mem::replace(&mut self.state, ReaderState::Stopped) {
-                ReaderState::Failed(error) => Some(PartitionFailure::from(error)),
+                ReaderState::Failed(failure) => Some(failure.clone()),
                 _ => None,
             },
         };
@@ -563,7 +599,7 @@ impl Handler<EndAt> for PartitionActor {
         };
         // Already at the end: no further poll would report it again, so report it now.
         if matches!(self.state, ReaderState::Reading(_)) && self.end_reached() {
-            self.send_chunk(FrameChunk::default(), ctx);
+            self.send_chunk(FrameChunk::default(), Vec::new(), ctx);
         }
     }
 }
@@ -592,6 +628,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::ports::SourceError;
 
     /// Partition `index` of the test's topic.
     fn p(index: i32) -> PartitionId {
@@ -777,6 +814,7 @@ mod tests {
             max_ts: 4_102_444_800.0,
             max_future_secs: f64::INFINITY,
             future_after: f64::INFINITY,
+            invalid: crate::frame::InvalidPolicy::NONE,
         };
         let actor = PartitionActor::new(
             p(3),

@@ -1,4 +1,5 @@
-//! Where closed windows go: one JSON line per window, on standard output or appended to a file.
+//! Where closed windows go: one JSON line per window, on standard output or appended to a file
+//! (the Kafka sink, in the Kafka adapter, produces the same line as a record).
 //! A sink's `write` returns only once the lines are durable (flushed, and for a file fsynced),
 //! because the offsets they cover are committed right after.
 
@@ -64,12 +65,32 @@ pub trait Sink: Send + 'static {
     fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()>;
 }
 
+/// The line of `window`, with its partitions when `label` says.
+pub fn window_line(window: &ClosedWindow, label: bool) -> WindowLine {
+    let mut line = WindowLine::from(window);
+    if !label {
+        line.partitions.clear();
+    }
+    line
+}
+
+/// The key a window's line is produced with: its start, then the partitions it covers by
+/// topic (`1700000040 frames:0,1,2 other:3`); the start alone for an unlabelled line (which
+/// covers every partition). Lines of the same window and partitions share the key, so a
+/// compacted topic keeps the latest of them.
+pub fn window_key(line: &WindowLine) -> String {
+    use std::fmt::Write as _;
+    let mut key = line.window_start.to_string();
+    for (topic, indices) in &line.partitions {
+        let list: Vec<String> = indices.iter().map(ToString::to_string).collect();
+        let _ = write!(key, " {topic}:{}", list.join(","));
+    }
+    key
+}
+
 fn write_lines(out: &mut impl Write, windows: &[ClosedWindow], label: bool) -> io::Result<()> {
     for window in windows {
-        let mut line = WindowLine::from(window);
-        if !label {
-            line.partitions.clear();
-        }
+        let line = window_line(window, label);
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
@@ -212,10 +233,11 @@ impl Sink for FileSink {
     }
 }
 
-/// Builds the sink `config` describes.
+/// Builds the stdout or file sink `config` describes (the Kafka sink comes from the Kafka
+/// adapter, `kafka::KafkaSink`).
 ///
 /// # Errors
-/// If the file sink's file cannot be opened.
+/// If the file sink's file cannot be opened, or `config` asks for the Kafka sink.
 pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
     let sink: Box<dyn Sink> = match config.kind {
         SinkKind::Stdout => Box::new(StdoutSink {
@@ -225,14 +247,25 @@ pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
             Path::new(&config.path),
             config.label_partitions,
         )?),
+        SinkKind::Kafka => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the Kafka sink is opened by the Kafka adapter (kafka::KafkaSink)",
+            ))
+        }
     };
-    Ok(match config.write_delay_ms {
+    Ok(slowed(sink, config))
+}
+
+/// `sink`, waiting `sink.write_delay_ms` before every write when that is set.
+pub fn slowed(sink: Box<dyn Sink>, config: &SinkConfig) -> Box<dyn Sink> {
+    match config.write_delay_ms {
         0 => sink,
         ms => Box::new(SlowSink {
             inner: sink,
             delay: std::time::Duration::from_millis(ms),
         }),
-    })
+    }
 }
 
 /// Waits before every write: a slow output, for fault-injection runs.

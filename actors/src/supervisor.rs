@@ -43,8 +43,8 @@ use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
 use crate::panics::Panicked;
 use crate::partition::{EndPolicy, PartitionExited, PartitionOutputs};
-use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, OffsetCommitter, StartOffset};
-use crate::sink::Sink;
+use crate::outlet::Outlet;
+use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, StartOffset};
 use crate::topic::PartitionId;
 
 /// Where frames come from: an assignment source and the listener it tells.
@@ -59,10 +59,8 @@ pub struct Intake {
 pub struct PipelineSpec {
     /// Where frames come from.
     pub intake: Intake,
-    /// Where windows go.
-    pub sink: Box<dyn Sink>,
-    /// Commits offsets.
-    pub committer: Box<dyn OffsetCommitter>,
+    /// Where flushes go: windows, dead letters, offsets.
+    pub outlet: Outlet,
     /// Intake settings.
     pub partition: PartitionConfig,
     /// Frame validity.
@@ -344,12 +342,7 @@ impl Actor for RootSupervisor {
         let cover_group =
             closing != Closing::ByWatermark && spec.intake.assignments.coverage().is_some();
         let batch = {
-            let (window, flush, sink, committer) = (
-                spec.window.clone(),
-                spec.flush.clone(),
-                spec.sink,
-                spec.committer,
-            );
+            let (window, flush, outlet) = (spec.window.clone(), spec.flush.clone(), spec.outlet);
             let (metrics, supervisor) = (metrics.clone(), ctx.address().recipient());
             let panics = ctx.address().recipient();
             let complete_only = spec.complete_only.clone();
@@ -358,8 +351,7 @@ impl Actor for RootSupervisor {
                     &window,
                     flush,
                     &[],
-                    sink,
-                    committer,
+                    outlet,
                     closing,
                     metrics,
                     Some(supervisor),
@@ -828,8 +820,7 @@ mod tests {
                 assignments: Box::new(assignments),
                 listener,
             },
-            sink: Box::new(NullSink),
-            committer: Box::new(Commits::default()),
+            outlet: Outlet::at_least_once(Box::new(NullSink), Box::new(Commits::default())),
             partition: PartitionConfig {
                 poll_timeout_ms: 5,
                 ..PartitionConfig::default()
@@ -840,6 +831,7 @@ mod tests {
                 max_ts: 4_102_444_800.0,
                 max_future_secs: f64::INFINITY,
                 future_after: f64::INFINITY,
+                invalid: crate::frame::InvalidPolicy::NONE,
             },
             window: WindowConfig::default(),
             flush: FlushConfig {

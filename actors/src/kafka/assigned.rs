@@ -12,7 +12,7 @@ use super::{AdapterError, Committed, LeaderStats};
 use crate::config::{KafkaConfig, PartitionConfig};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, EndOffsetProbe, FixedAssignment,
-    OffsetCommitter, StartOffset,
+    StartOffset,
 };
 use crate::topic::PartitionId;
 
@@ -28,7 +28,7 @@ pub struct AssignedIntake {
     /// Reports the assignment and opens partition sources.
     pub assignments: Box<dyn AssignmentSource>,
     /// Commits through the consumer.
-    pub committer: Box<dyn OffsetCommitter>,
+    pub committer: super::GroupCommits,
     /// End offsets for the stall watchdog.
     pub end_offsets: EndOffsetProbe,
 }

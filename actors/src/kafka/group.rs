@@ -35,7 +35,7 @@ use super::{
 use crate::config::{GroupConfig, KafkaConfig, OffsetReset, OutOfRange, PartitionConfig};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, EndOffsetProbe,
-    GroupCoverage, OffsetCommitter, OnLeave, Revocation, SourceFactory, StartOffset,
+    GroupCoverage, OnLeave, Revocation, SourceFactory, StartOffset,
 };
 use crate::topic::PartitionId;
 
@@ -48,6 +48,10 @@ struct GroupRebalance {
     out_of_range: OutOfRange,
     /// The consumer itself, to split queues from inside the rebalance callback.
     consumer: Arc<OnceLock<Weak<IntakeConsumer>>>,
+    /// How long the committed offsets of newly assigned partitions may take: an open
+    /// transaction holding newer offsets (exactly-once output of a member that crashed) keeps
+    /// them from being read until it ends.
+    committed_wait: std::time::Duration,
 }
 
 impl GroupRebalance {
@@ -64,7 +68,7 @@ impl GroupRebalance {
             .collect();
         // Read the committed positions ourselves: the batch actor needs their metadata, and
         // setting them explicitly makes the assignment start exactly there.
-        match consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT) {
+        match consumer.committed_offsets(tpl.clone(), self.committed_wait) {
             Ok(committed) => {
                 for element in committed.elements() {
                     if let Offset::Offset(offset) = element.offset() {
@@ -169,6 +173,8 @@ pub struct GroupConsumer {
 impl GroupConsumer {
     /// Creates the member and subscribes; nothing happens until [`AssignmentSource::start`].
     /// `partitions` is how many partitions the topics have (prefetch is shared among them).
+    /// `committed_wait` bounds the look-up of committed offsets at each assignment (at least
+    /// 10 s; longer with exactly-once output, whose open transactions hold it up).
     ///
     /// # Errors
     /// If the client cannot be created or the subscription is refused.
@@ -179,6 +185,7 @@ impl GroupConsumer {
         partitions: usize,
         listener: Arc<dyn AssignmentListener>,
         leaders: Option<&LeaderStats>,
+        committed_wait: std::time::Duration,
     ) -> Result<Self, AdapterError> {
         let mut extra = vec![
             (
@@ -200,6 +207,7 @@ impl GroupConsumer {
             reset: kafka.auto_offset_reset,
             out_of_range: kafka.out_of_range,
             consumer: consumer_slot.clone(),
+            committed_wait: committed_wait.max(LOOKUP_TIMEOUT),
         };
         let intake = IntakeClient::create(IntakeSpec {
             kafka,
@@ -228,7 +236,7 @@ impl GroupConsumer {
     }
 
     /// Commits through this member, never for partitions it does not own.
-    pub fn committer(&self) -> Box<dyn OffsetCommitter> {
+    pub fn committer(&self) -> super::GroupCommits {
         self.intake.committer(CommitScope::Owned)
     }
 

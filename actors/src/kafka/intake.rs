@@ -291,11 +291,11 @@ impl IntakeClient {
     }
 
     /// Commits through this client, for the partitions `scope` says.
-    pub(crate) fn committer(&self, scope: CommitScope) -> Box<dyn OffsetCommitter> {
-        Box::new(IntakeCommitter {
+    pub(crate) fn committer(&self, scope: CommitScope) -> GroupCommits {
+        GroupCommits {
             consumer: self.consumer.clone(),
             scope,
-        })
+        }
     }
 
     /// End offsets of partitions, for the stall watchdog; a partition whose look-up fails is
@@ -416,13 +416,14 @@ pub(crate) enum CommitScope {
     Owned,
 }
 
-/// Commits through the intake consumer.
-struct IntakeCommitter {
-    consumer: Arc<IntakeConsumer>,
-    scope: CommitScope,
+/// Commits the group's offsets through the intake consumer, or hands that consumer's group
+/// membership to a transactional producer ([`GroupCommits::exactly_once`]).
+pub struct GroupCommits {
+    pub(super) consumer: Arc<IntakeConsumer>,
+    pub(super) scope: CommitScope,
 }
 
-impl OffsetCommitter for IntakeCommitter {
+impl OffsetCommitter for GroupCommits {
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {
         if self.scope == CommitScope::Any {
             commit_positions(&self.consumer, positions)?;

@@ -16,6 +16,7 @@ mod committer;
 mod embedded;
 mod group;
 mod intake;
+mod output;
 mod producer;
 mod reader;
 
@@ -32,6 +33,8 @@ pub use assigned::{AssignedIntake, AssigningConsumer};
 pub use committer::KafkaCommitter;
 pub use embedded::{BrokerError, BrokerRequest, EmbeddedCluster};
 pub use group::GroupConsumer;
+pub use intake::GroupCommits;
+pub use output::{headers, KafkaDeadLetters, KafkaSink, OutletError, TransactionalOutput};
 pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 
@@ -786,7 +789,7 @@ pub fn count_to_end(
     prefetch: u64,
 ) -> Result<u64, AdapterError> {
     let mut records = 0u64;
-    read_to_end(kafka, partitions, prefetch, |_, _, _| records += 1)?;
+    read_to_end(kafka, partitions, prefetch, |_| records += 1)?;
     Ok(records)
 }
 
@@ -800,21 +803,85 @@ pub fn stored_records(
     partitions: &[PartitionId],
 ) -> Result<Vec<(PartitionId, i64, Vec<u8>)>, AdapterError> {
     let mut records = Vec::new();
-    read_to_end(kafka, partitions, 10_000, |partition, offset, payload| {
-        records.push((partition, offset, payload.unwrap_or_default().to_vec()));
+    read_to_end(kafka, partitions, 10_000, |record| {
+        records.push((
+            record.partition,
+            record.offset,
+            record.payload.unwrap_or_default().to_vec(),
+        ));
     })?;
     Ok(records)
 }
 
+/// A record as read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Where it is stored.
+    pub partition: PartitionId,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// Its value.
+    pub payload: Option<Vec<u8>>,
+    /// Its headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl StoredRecord {
+    /// The value of the header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+    }
+}
+
+/// Every record of every partition of `topic` on the cluster `kafka` names, from the
+/// beginning to the end, as a reader with `isolation.level = read_committed` (unless
+/// `kafka.properties` says otherwise) sees them: records of aborted transactions are left out,
+/// and the end is the last stable offset. Commits nothing.
+///
+/// # Errors
+/// If the topic cannot be read.
+pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Result<Vec<StoredRecord>, AdapterError> {
+    let lookup = KafkaConfig {
+        topic: topic.to_owned(),
+        topics: Vec::new(),
+        ..kafka.clone()
+    };
+    let partitions = partition_ids(&lookup)?;
+    let mut records = Vec::new();
+    read_to_end(kafka, &partitions, 10_000, |record| {
+        records.push(StoredRecord {
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key.map(<[u8]>::to_vec),
+            payload: record.payload.map(<[u8]>::to_vec),
+            headers: record.headers.clone(),
+        });
+    })?;
+    Ok(records)
+}
+
+/// One record handed out by [`read_to_end`].
+struct ReadRecord<'a> {
+    partition: PartitionId,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
 /// Reads `partitions` from the beginning to their end with one plain consumer tuned like a
 /// partition reader (one after another per topic: librdkafka's end-of-partition event names
-/// the partition's index only), handing every record to `on_record(partition, offset,
-/// payload)`.
+/// the partition's index only), handing every record to `on_record`.
 fn read_to_end(
     kafka: &KafkaConfig,
     partitions: &[PartitionId],
     prefetch: u64,
-    mut on_record: impl FnMut(PartitionId, i64, Option<&[u8]>),
+    mut on_record: impl FnMut(&ReadRecord<'_>),
 ) -> Result<(), AdapterError> {
     let topics: BTreeSet<Topic> = partitions.iter().map(|p| p.topic).collect();
     for topic in topics {
@@ -834,7 +901,7 @@ fn read_topic_to_end(
     topic: Topic,
     partitions: &[PartitionId],
     prefetch: u64,
-    on_record: &mut impl FnMut(PartitionId, i64, Option<&[u8]>),
+    on_record: &mut impl FnMut(&ReadRecord<'_>),
 ) -> Result<(), AdapterError> {
     use rdkafka::consumer::DefaultConsumerContext;
     use rdkafka::Message;
@@ -867,11 +934,22 @@ fn read_topic_to_end(
     while at_end.len() < partitions.len() {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                on_record(
-                    PartitionId::new(topic, message.partition()),
-                    message.offset(),
-                    message.payload(),
-                );
+                use rdkafka::message::Headers;
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                on_record(&ReadRecord {
+                    partition: PartitionId::new(topic, message.partition()),
+                    offset: message.offset(),
+                    key: message.key(),
+                    payload: message.payload(),
+                    headers,
+                });
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 at_end.insert(p);

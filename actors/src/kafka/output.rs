@@ -1,0 +1,745 @@
+//! The Kafka output: closed windows ([`KafkaSink`]) and invalid records ([`KafkaDeadLetters`])
+//! produced to topics with `acks=all` and idempotence, each flush acknowledged by every in-sync
+//! replica before the offsets it covers are committed; and, for exactly once
+//! ([`GroupCommits::exactly_once`]), one transaction per flush that also carries the input
+//! offsets (`send_offsets_to_transaction`) with the consumer group's metadata.
+//!
+//! Producer settings: the service's defaults, then (when the output is the input's cluster)
+//! the connection and security properties of `kafka.properties`, then `sink.properties`, then
+//! what the guarantee depends on (`acks=all`, idempotence, the transactional id).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::intake::GroupCommits;
+use super::{AdapterError, LOOKUP_TIMEOUT, RECONNECT_BACKOFF_MAX};
+use crate::config::{KafkaConfig, SinkConfig};
+use crate::frame::DeadLetter;
+use crate::outlet::{DeadLetterSink, TransactionFailure, TransactionalSink};
+use crate::ports::CommitPosition;
+use crate::sink::{window_key, window_line, Sink};
+use crate::window::ClosedWindow;
+
+/// Why the Kafka output cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OutletError {
+    /// The producer could not be created or the cluster could not be asked.
+    #[error(transparent)]
+    Client(#[from] AdapterError),
+    /// An output topic does not exist.
+    #[error("the output topic `{topic}` ({key}) does not exist on the cluster: create it, or set sink.create_topic = true")]
+    TopicMissing {
+        /// The topic.
+        topic: String,
+        /// The setting that names it.
+        key: &'static str,
+    },
+    /// The transactional producer could not start (`init_transactions`).
+    #[error("cannot start transactions with transactional id `{transactional_id}`: {reason}")]
+    InitTransactions {
+        /// The transactional id.
+        transactional_id: String,
+        /// What the broker or client said.
+        reason: String,
+    },
+}
+
+/// Properties of `kafka.properties` that say how to reach and authenticate to the cluster:
+/// they apply to the output producer when it writes to the input's cluster.
+fn is_connection_property(key: &str) -> bool {
+    const PREFIXES: [&str; 7] = [
+        "security.protocol",
+        "ssl.",
+        "sasl.",
+        "socket.",
+        "broker.",
+        "reconnect.",
+        "client.dns.lookup",
+    ];
+    PREFIXES.iter().any(|p| key.starts_with(p)) || key == "enable.ssl.certificate.verification"
+}
+
+/// The output producer's configuration; `extra` comes last (the transactional settings).
+fn producer_config(
+    kafka: &KafkaConfig,
+    sink: &SinkConfig,
+    client_id: &str,
+    extra: &[(&str, String)],
+) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    let same_cluster = sink.brokers.trim().is_empty();
+    let brokers = match same_cluster {
+        true => kafka.brokers.trim(),
+        false => sink.brokers.trim(),
+    };
+    config.set("bootstrap.servers", brokers);
+    config.set("client.id", client_id);
+    config.set(RECONNECT_BACKOFF_MAX.0, RECONNECT_BACKOFF_MAX.1);
+    config.set("linger.ms", "5");
+    config.set("message.timeout.ms", sink.delivery_timeout_ms.to_string());
+    // The output topics are checked (or created) at start; a record must never create one.
+    config.set("allow.auto.create.topics", "false");
+    if same_cluster {
+        for (key, value) in kafka.properties.iter().filter(|(k, _)| is_connection_property(k)) {
+            config.set(key, value);
+        }
+    }
+    for (key, value) in &sink.properties {
+        config.set(key, value);
+    }
+    config.set("acks", "all");
+    config.set("enable.idempotence", "true");
+    for (key, value) in extra {
+        config.set(*key, value);
+    }
+    config
+}
+
+/// The input's connection settings pointed at the output cluster, for the admin client that
+/// creates output topics.
+fn output_cluster(kafka: &KafkaConfig, sink: &SinkConfig) -> KafkaConfig {
+    let mut properties: std::collections::BTreeMap<String, String> = match sink.brokers.trim() {
+        "" => kafka
+            .properties
+            .iter()
+            .filter(|(k, _)| is_connection_property(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        _ => Default::default(),
+    };
+    properties.extend(
+        sink.properties
+            .iter()
+            .filter(|(k, _)| is_connection_property(k))
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    KafkaConfig {
+        brokers: match sink.brokers.trim() {
+            "" => kafka.brokers.clone(),
+            other => other.to_owned(),
+        },
+        properties,
+        ..KafkaConfig::default()
+    }
+}
+
+/// Checks that `topic` exists on the output cluster, creating it when `sink.create_topic`
+/// says so.
+fn ensure_topic(
+    producer: &BaseProducer<Acks>,
+    kafka: &KafkaConfig,
+    sink: &SinkConfig,
+    topic: &str,
+    key: &'static str,
+) -> Result<(), OutletError> {
+    let exists = |producer: &BaseProducer<Acks>| -> Result<bool, OutletError> {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(topic), LOOKUP_TIMEOUT)
+            .map_err(|source| AdapterError::Metadata {
+                topic: topic.to_owned(),
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+    };
+    if exists(producer)? {
+        return Ok(());
+    }
+    if !sink.create_topic {
+        return Err(OutletError::TopicMissing {
+            topic: topic.to_owned(),
+            key,
+        });
+    }
+    super::create_topic(
+        &output_cluster(kafka, sink),
+        topic,
+        sink.topic_partitions,
+        -1,
+    )?;
+    tracing::info!(
+        topic,
+        partitions = sink.topic_partitions,
+        "Created the output topic."
+    );
+    // The new topic's metadata reaches every broker within moments.
+    let deadline = Instant::now() + LOOKUP_TIMEOUT;
+    while !exists(producer)? {
+        if Instant::now() > deadline {
+            return Err(OutletError::TopicMissing {
+                topic: topic.to_owned(),
+                key,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Hears delivery reports: which records (by index in the batch being delivered) failed.
+#[derive(Default)]
+pub(crate) struct Acks {
+    failed: Mutex<Vec<(usize, String)>>,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        if let Err((error, _)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((index, error.to_string()));
+        }
+    }
+}
+
+/// One record to produce.
+struct OutRecord<'a> {
+    topic: &'a str,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    /// Dead letters: where the record came from and why it is here.
+    headers: Vec<(&'static str, String)>,
+}
+
+/// The records of closed windows.
+fn window_records<'a>(topic: &'a str, windows: &[ClosedWindow], label: bool) -> Vec<OutRecord<'a>> {
+    windows
+        .iter()
+        .map(|w| {
+            let line = window_line(w, label);
+            OutRecord {
+                topic,
+                key: Some(window_key(&line).into_bytes()),
+                payload: Some(serde_json::to_vec(&line).unwrap_or_default()),
+                headers: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// The header names of a dead letter.
+pub mod headers {
+    /// The topic the record was read from.
+    pub const SOURCE_TOPIC: &str = "kafka-actors.source.topic";
+    /// Its partition there, in decimal.
+    pub const SOURCE_PARTITION: &str = "kafka-actors.source.partition";
+    /// Its offset there, in decimal.
+    pub const SOURCE_OFFSET: &str = "kafka-actors.source.offset";
+    /// Why it is invalid (`not_json`, `missing_field`, ...).
+    pub const REASON: &str = "kafka-actors.invalid.reason";
+}
+
+/// The records of dead letters: each payload unchanged, with headers naming its source and
+/// reason.
+fn dead_letter_records<'a>(topic: &'a str, letters: &[DeadLetter]) -> Vec<OutRecord<'a>> {
+    letters
+        .iter()
+        .map(|d| OutRecord {
+            topic,
+            key: None,
+            payload: d.payload.clone(),
+            headers: vec![
+                (headers::SOURCE_TOPIC, d.partition.topic.name().to_owned()),
+                (headers::SOURCE_PARTITION, d.partition.index.to_string()),
+                (headers::SOURCE_OFFSET, d.offset.to_string()),
+                (headers::REASON, d.reason.as_str().to_owned()),
+            ],
+        })
+        .collect()
+}
+
+/// Queues `record` (number `index` of its batch), waiting for room in the local queue.
+fn send<C: ProducerContext<DeliveryOpaque = usize>>(
+    producer: &BaseProducer<C>,
+    record: &OutRecord<'_>,
+    index: usize,
+) -> Result<(), KafkaError> {
+    let mut base: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(record.topic, index);
+    if let Some(key) = &record.key {
+        base = base.key(key.as_slice());
+    }
+    if let Some(payload) = &record.payload {
+        base = base.payload(payload.as_slice());
+    }
+    if !record.headers.is_empty() {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        base = base.headers(headers);
+    }
+    loop {
+        match producer.send(base) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                base = back;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
+
+/// An idempotent producer that delivers batches of records, at least once.
+struct Deliverer {
+    producer: BaseProducer<Acks>,
+    attempts: u32,
+    timeout: Duration,
+}
+
+impl Deliverer {
+    fn create(
+        kafka: &KafkaConfig,
+        sink: &SinkConfig,
+        client_id: &'static str,
+    ) -> Result<Self, AdapterError> {
+        let producer = producer_config(kafka, sink, client_id, &[])
+            .create_with_context(Acks::default())
+            .map_err(|e| AdapterError::create_client("producer", &e))?;
+        Ok(Deliverer {
+            producer,
+            attempts: sink.delivery_attempts,
+            timeout: Duration::from_millis(sink.delivery_timeout_ms),
+        })
+    }
+
+    /// Delivers every record, sending again what was not acknowledged, up to the attempts;
+    /// returns once all are acknowledged.
+    fn deliver(&self, topic: &str, records: &[OutRecord<'_>]) -> std::io::Result<()> {
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        let mut reason = String::new();
+        for attempt in 1..=self.attempts {
+            if attempt > 1 {
+                tracing::warn!(
+                    topic,
+                    records = todo.len(),
+                    attempt,
+                    %reason,
+                    "Output records were not acknowledged; sending them again. Nothing is \
+                     committed meanwhile."
+                );
+                std::thread::sleep(Duration::from_millis(500) * attempt);
+            }
+            let mut failed = Vec::new();
+            for &index in &todo {
+                if let Err(error) = send(&self.producer, &records[index], index) {
+                    failed.push((index, error.to_string()));
+                }
+            }
+            // Every queued record is acknowledged or failed within message.timeout.ms.
+            if let Err(error) = self.producer.flush(self.timeout + Duration::from_secs(5)) {
+                return Err(std::io::Error::other(format!(
+                    "records to topic `{topic}` were neither acknowledged nor failed in time: \
+                     {error}"
+                )));
+            }
+            failed.extend(std::mem::take(
+                &mut *self
+                    .producer
+                    .context()
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            ));
+            if failed.is_empty() {
+                return Ok(());
+            }
+            reason = failed[0].1.clone();
+            todo = failed.into_iter().map(|(index, _)| index).collect();
+            todo.sort_unstable();
+            todo.dedup();
+        }
+        Err(std::io::Error::other(format!(
+            "{} records to topic `{topic}` were not acknowledged after {} attempts: {reason}",
+            todo.len(),
+            self.attempts
+        )))
+    }
+}
+
+/// Produces closed windows to `sink.topic`, at least once.
+pub struct KafkaSink {
+    deliverer: Deliverer,
+    topic: String,
+    label: bool,
+}
+
+impl KafkaSink {
+    /// Creates the producer and checks (or creates) the topic.
+    ///
+    /// # Errors
+    /// If the producer cannot be created or the topic is missing.
+    pub fn open(kafka: &KafkaConfig, sink: &SinkConfig) -> Result<Self, OutletError> {
+        let deliverer = Deliverer::create(kafka, sink, "kafka-actors-sink")?;
+        ensure_topic(&deliverer.producer, kafka, sink, &sink.topic, "sink.topic")?;
+        Ok(KafkaSink {
+            deliverer,
+            topic: sink.topic.clone(),
+            label: sink.label_partitions,
+        })
+    }
+}
+
+impl Sink for KafkaSink {
+    fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()> {
+        if windows.is_empty() {
+            return Ok(());
+        }
+        let records = window_records(&self.topic, windows, self.label);
+        self.deliverer.deliver(&self.topic, &records)
+    }
+}
+
+/// Produces invalid records to `sink.dead_letter.topic`, at least once.
+pub struct KafkaDeadLetters {
+    deliverer: Deliverer,
+    topic: String,
+}
+
+impl KafkaDeadLetters {
+    /// Creates the producer and checks (or creates) the topic.
+    ///
+    /// # Errors
+    /// If the producer cannot be created or the topic is missing.
+    pub fn open(kafka: &KafkaConfig, sink: &SinkConfig) -> Result<Self, OutletError> {
+        let deliverer = Deliverer::create(kafka, sink, "kafka-actors-dead-letters")?;
+        let topic = sink.dead_letter.topic.clone();
+        ensure_topic(
+            &deliverer.producer,
+            kafka,
+            sink,
+            &topic,
+            "sink.dead_letter.topic",
+        )?;
+        Ok(KafkaDeadLetters { deliverer, topic })
+    }
+}
+
+impl DeadLetterSink for KafkaDeadLetters {
+    fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+        let records = dead_letter_records(&self.topic, letters);
+        self.deliverer.deliver(&self.topic, &records)
+    }
+}
+
+/// How a step of a transaction failed.
+enum Step {
+    /// Abort, and the whole transaction may be tried again.
+    Abortable(String),
+    /// No retry helps.
+    Failed(TransactionFailure),
+}
+
+/// Writes each flush and its offsets in one transaction; see [`GroupCommits::exactly_once`].
+pub struct TransactionalOutput {
+    producer: BaseProducer<Acks>,
+    commits: GroupCommits,
+    transactional_id: String,
+    topic: String,
+    dead_letter_topic: Option<String>,
+    label: bool,
+    attempts: u32,
+    timeout: Duration,
+}
+
+impl GroupCommits {
+    /// Turns these commits into exactly-once output: a transactional producer with
+    /// `transactional_id` that writes each flush's windows (to `sink.topic`) and dead letters
+    /// and sends the input offsets to the same transaction, with this consumer's group
+    /// metadata (so the coordinator refuses offsets from a member of an old generation).
+    /// `init_transactions` runs here: it fences an older producer with the same id and aborts
+    /// the transaction it left open.
+    ///
+    /// # Errors
+    /// If the producer cannot be created or started, or a topic is missing.
+    pub fn exactly_once(
+        self,
+        kafka: &KafkaConfig,
+        sink: &SinkConfig,
+        transactional_id: &str,
+    ) -> Result<TransactionalOutput, OutletError> {
+        let extra = [
+            ("transactional.id", transactional_id.to_owned()),
+            (
+                "transaction.timeout.ms",
+                sink.transaction_timeout_ms.to_string(),
+            ),
+        ];
+        let producer: BaseProducer<Acks> =
+            producer_config(kafka, sink, "kafka-actors-sink", &extra)
+                .create_with_context(Acks::default())
+                .map_err(|e| AdapterError::create_client("producer", &e))?;
+        ensure_topic(&producer, kafka, sink, &sink.topic, "sink.topic")?;
+        if sink.dead_letter.enabled() {
+            ensure_topic(
+                &producer,
+                kafka,
+                sink,
+                &sink.dead_letter.topic,
+                "sink.dead_letter.topic",
+            )?;
+        }
+        let timeout = Duration::from_millis(sink.transaction_timeout_ms);
+        producer
+            .init_transactions(timeout + LOOKUP_TIMEOUT)
+            .map_err(|e| OutletError::InitTransactions {
+                transactional_id: transactional_id.to_owned(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(transactional_id, "Transactions started.");
+        Ok(TransactionalOutput {
+            producer,
+            commits: self,
+            transactional_id: transactional_id.to_owned(),
+            topic: sink.topic.clone(),
+            dead_letter_topic: sink
+                .dead_letter
+                .enabled()
+                .then(|| sink.dead_letter.topic.clone()),
+            label: sink.label_partitions,
+            attempts: sink.delivery_attempts,
+            timeout,
+        })
+    }
+}
+
+impl TransactionalOutput {
+    /// What `error` means for the transaction.
+    fn classify(&self, error: &KafkaError) -> Step {
+        let reason = error.to_string();
+        let KafkaError::Transaction(rd) = error else {
+            return Step::Abortable(reason);
+        };
+        match rd.code() {
+            RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::FencedInstanceId => {
+                Step::Failed(TransactionFailure::NotInGroup { reason })
+            }
+            RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::Fenced => Step::Failed(TransactionFailure::Fenced {
+                transactional_id: self.transactional_id.clone(),
+                reason,
+            }),
+            _ if rd.is_fatal() => Step::Failed(TransactionFailure::Fatal { reason }),
+            _ => Step::Abortable(reason),
+        }
+    }
+
+    /// The input offsets, with their metadata, as a list for the transaction.
+    fn offsets(positions: &[CommitPosition]) -> Result<TopicPartitionList, KafkaError> {
+        let mut tpl = TopicPartitionList::with_capacity(positions.len());
+        for position in positions {
+            let mut element =
+                tpl.add_partition(position.partition.topic.name(), position.partition.index);
+            element.set_offset(Offset::Offset(position.offset))?;
+            element.set_metadata(&position.metadata);
+        }
+        Ok(tpl)
+    }
+
+    /// One try: begin, produce, send the offsets, commit.
+    fn attempt(&self, records: &[OutRecord<'_>], positions: &[CommitPosition]) -> Result<(), Step> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| self.classify(&e))?;
+        for (index, record) in records.iter().enumerate() {
+            send(&self.producer, record, index).map_err(|e| self.classify(&e))?;
+        }
+        if !positions.is_empty() {
+            let tpl = Self::offsets(positions).map_err(|e| {
+                Step::Failed(TransactionFailure::Fatal {
+                    reason: e.to_string(),
+                })
+            })?;
+            let Some(group) = self.commits.consumer.group_metadata() else {
+                return Err(Step::Failed(TransactionFailure::Fatal {
+                    reason: "the consumer has no group metadata".into(),
+                }));
+            };
+            self.producer
+                .send_offsets_to_transaction(&tpl, &group, self.timeout)
+                .map_err(|e| self.classify(&e))?;
+        }
+        // A commit whose outcome is unknown (a timeout) is asked again: librdkafka then
+        // reports the outcome of the first.
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.producer.commit_transaction(self.timeout) {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(rd))
+                    if rd.is_retriable() && Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %rd, "Committing the transaction again.");
+                }
+                Err(error) => return Err(self.classify(&error)),
+            }
+        }
+    }
+
+    /// Aborts the transaction under way; a failure to abort is fatal for the producer.
+    fn abort(&self) -> Result<(), TransactionFailure> {
+        match self.producer.abort_transaction(self.timeout) {
+            Ok(()) => Ok(()),
+            Err(error) => match self.classify(&error) {
+                Step::Failed(failure) => Err(failure),
+                Step::Abortable(reason) => Err(TransactionFailure::Fatal {
+                    reason: format!("cannot abort the transaction: {reason}"),
+                }),
+            },
+        }
+    }
+}
+
+impl TransactionalSink for TransactionalOutput {
+    fn write_and_commit(
+        &mut self,
+        windows: &[ClosedWindow],
+        letters: &[DeadLetter],
+        positions: &[CommitPosition],
+        retry_until: Option<Instant>,
+    ) -> Result<Vec<CommitPosition>, TransactionFailure> {
+        if windows.is_empty() && letters.is_empty() && positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut records = window_records(&self.topic, windows, self.label);
+        if let Some(topic) = &self.dead_letter_topic {
+            records.extend(dead_letter_records(topic, letters));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let reason = match self.attempt(&records, positions) {
+                Ok(()) => return Ok(positions.to_vec()),
+                Err(Step::Failed(failure)) => {
+                    // Nothing of it may become visible; the producer may be unusable already.
+                    let _ = self.producer.abort_transaction(Duration::from_secs(5));
+                    return Err(failure);
+                }
+                Err(Step::Abortable(reason)) => reason,
+            };
+            self.abort()?;
+            let more = attempt < self.attempts || retry_until.is_some_and(|u| Instant::now() < u);
+            if !more {
+                return Err(TransactionFailure::GaveUp {
+                    attempts: attempt,
+                    reason,
+                });
+            }
+            tracing::warn!(
+                attempt,
+                %reason,
+                windows = windows.len(),
+                dead_letters = letters.len(),
+                "The flush's transaction was aborted; trying it again."
+            );
+            std::thread::sleep(Duration::from_millis(500) * attempt);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::InvalidReason;
+    use crate::topic::PartitionId;
+
+    #[test]
+    fn the_producer_takes_connection_properties_from_the_input_only_for_the_same_cluster() {
+        let mut kafka = KafkaConfig {
+            brokers: "in:9092".into(),
+            ..KafkaConfig::default()
+        };
+        for (k, v) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.password", "pw"),
+            ("fetch.wait.max.ms", "50"),
+        ] {
+            kafka.properties.insert(k.into(), v.into());
+        }
+        let mut sink = SinkConfig::default();
+        sink.properties.insert("linger.ms".into(), "20".into());
+        let same = producer_config(&kafka, &sink, "c", &[]);
+        assert_eq!(same.get("bootstrap.servers"), Some("in:9092"));
+        assert_eq!(same.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(same.get("sasl.password"), Some("pw"));
+        assert_eq!(same.get("fetch.wait.max.ms"), None, "consumer-only");
+        assert_eq!(same.get("linger.ms"), Some("20"));
+        assert_eq!(same.get("acks"), Some("all"));
+        assert_eq!(same.get("enable.idempotence"), Some("true"));
+        assert_eq!(same.get("allow.auto.create.topics"), Some("false"));
+        sink.brokers = "out:9092".into();
+        let other = producer_config(&kafka, &sink, "c", &[]);
+        assert_eq!(other.get("bootstrap.servers"), Some("out:9092"));
+        assert_eq!(other.get("security.protocol"), None);
+        assert_eq!(output_cluster(&kafka, &sink).brokers, "out:9092");
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_its_payload_and_names_its_source_in_headers() {
+        let letters = [DeadLetter {
+            partition: PartitionId::of("frames", 3),
+            offset: 41,
+            reason: InvalidReason::NotJson,
+            payload: Some(b"{oops".to_vec()),
+        }];
+        let records = dead_letter_records("dlq", &letters);
+        assert_eq!(records[0].payload.as_deref(), Some(&b"{oops"[..]));
+        assert_eq!(records[0].topic, "dlq");
+        assert_eq!(
+            records[0].headers,
+            vec![
+                (headers::SOURCE_TOPIC, "frames".to_owned()),
+                (headers::SOURCE_PARTITION, "3".to_owned()),
+                (headers::SOURCE_OFFSET, "41".to_owned()),
+                (headers::REASON, "not_json".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_window_record_is_its_line_keyed_by_start_and_partitions() {
+        let window = ClosedWindow {
+            start: 1_700_000_040,
+            end: 1_700_000_100,
+            unique_users: 3,
+            frames: 7,
+            partitions: vec![
+                PartitionId::of("frames", 0),
+                PartitionId::of("frames", 2),
+                PartitionId::of("other", 1),
+            ],
+        };
+        let records = window_records("out", std::slice::from_ref(&window), true);
+        assert_eq!(
+            records[0].key.as_deref(),
+            Some(&b"1700000040 frames:0,2 other:1"[..])
+        );
+        let line: crate::sink::WindowLine =
+            serde_json::from_slice(records[0].payload.as_deref().unwrap()).unwrap();
+        assert_eq!(line, crate::sink::WindowLine::from(&window));
+        let unlabelled = window_records("out", &[window], false);
+        assert_eq!(unlabelled[0].key.as_deref(), Some(&b"1700000040"[..]));
+    }
+}

@@ -1,0 +1,113 @@
+//! Where a flush goes: its closed windows, its dead letters and the input offsets they cover.
+//!
+//! At least once ([`Outlet::AtLeastOnce`]), the windows are written and acknowledged (a file
+//! fsynced, a topic's in-sync replicas), then the dead letters, and only then are the offsets
+//! committed: a crash in between writes the windows again. Exactly once
+//! ([`Outlet::ExactlyOnce`]), one Kafka transaction holds all three, so a reader with
+//! `read_committed` sees a flush whole or not at all.
+
+use std::time::Instant;
+
+use crate::frame::DeadLetter;
+use crate::ports::{CommitPosition, OffsetCommitter};
+use crate::sink::Sink;
+use crate::window::ClosedWindow;
+
+/// Where invalid records go, unchanged.
+pub trait DeadLetterSink: Send + 'static {
+    /// Writes the records and returns once they are durable (acknowledged).
+    ///
+    /// # Errors
+    /// If they are not; nothing covered by this call may be committed then.
+    fn write(&mut self, letters: &[DeadLetter]) -> std::io::Result<()>;
+}
+
+/// Writes a flush and commits its offsets in one transaction.
+pub trait TransactionalSink: Send + 'static {
+    /// Writes `windows` and `letters` and commits `positions` (none: nothing new to commit)
+    /// as one transaction; returns the positions committed. Retries what may pass, until
+    /// `retry_until` when one is given, else for the sink's own attempts.
+    ///
+    /// # Errors
+    /// The transaction was aborted and trying again cannot help, or did not help in time:
+    /// nothing of it is visible to `read_committed` readers and nothing was committed.
+    fn write_and_commit(
+        &mut self,
+        windows: &[ClosedWindow],
+        letters: &[DeadLetter],
+        positions: &[CommitPosition],
+        retry_until: Option<Instant>,
+    ) -> Result<Vec<CommitPosition>, TransactionFailure>;
+}
+
+/// Why a flush's transaction could not be committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionFailure {
+    /// Another producer with the same transactional id started (a newer instance on the same
+    /// partitions): this process is a zombie and must write nothing more.
+    #[error("fenced: another producer started with transactional id `{transactional_id}` ({reason}); this instance stops so that only the new one writes")]
+    Fenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// What the broker said.
+        reason: String,
+    },
+    /// The group moved on without this member (its session expired, or it was removed): the
+    /// coordinator refuses its offsets, and its partitions belong to someone else now.
+    #[error("the group refused this member's offsets ({reason}): it is no longer a member of the current generation; stopping, and a restart reads from the group's commits")]
+    NotInGroup {
+        /// What the broker said.
+        reason: String,
+    },
+    /// The transaction kept failing.
+    #[error("the transaction failed {attempts} times: {reason}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
+    /// An error no retry cures (authorization, a fatal producer error).
+    #[error("the transaction cannot be committed: {reason}")]
+    Fatal {
+        /// What the broker or client said.
+        reason: String,
+    },
+    /// Commits are closed (a stop missed its deadline).
+    #[error("the stop missed shutdown.timeout_ms: nothing more is committed")]
+    Closed,
+}
+
+/// Where flushes go; see the module documentation.
+pub enum Outlet {
+    /// Write the windows, then the dead letters, then commit.
+    AtLeastOnce {
+        /// Where windows go.
+        sink: Box<dyn Sink>,
+        /// Where invalid records go, when there is a dead-letter topic.
+        dead_letters: Option<Box<dyn DeadLetterSink>>,
+        /// Commits offsets.
+        committer: Box<dyn OffsetCommitter>,
+    },
+    /// One transaction per flush.
+    ExactlyOnce(Box<dyn TransactionalSink>),
+}
+
+impl Outlet {
+    /// At least once, without dead letters.
+    pub fn at_least_once(sink: Box<dyn Sink>, committer: Box<dyn OffsetCommitter>) -> Self {
+        Outlet::AtLeastOnce {
+            sink,
+            dead_letters: None,
+            committer,
+        }
+    }
+
+    /// Whether it writes invalid records somewhere.
+    pub fn takes_dead_letters(&self) -> bool {
+        match self {
+            Outlet::AtLeastOnce { dead_letters, .. } => dead_letters.is_some(),
+            Outlet::ExactlyOnce(_) => true,
+        }
+    }
+}
