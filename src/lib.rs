@@ -19,19 +19,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::config::SinkKind;
 use actors::config::{ConfigError, KafkaConfig};
 use actors::failure::StopCause;
-use actors::frame::FrameLimits;
 use actors::faults::FaultPlan;
+use actors::frame::FrameLimits;
 use actors::generator::{self, GeneratorError, GeneratorHandle, GeneratorReport};
 use actors::intake::IntakeListener;
 use actors::kafka::{
     self, AdapterError, AssigningConsumer, EmbeddedCluster, GroupConsumer, LeaderStats,
 };
 use actors::layout::SelectionError;
-use actors::partition::EndPolicy;
-use actors::config::SinkKind;
 use actors::outlet::{DeadLetterSink, Outlet, TransactionFailure, TransactionalSink};
+use actors::partition::EndPolicy;
 use actors::ports::{AssignedPartition, EndOffsetProbe, OffsetCommitter, StartOffset};
 use actors::sink::{open_sink, slowed, Sink};
 use actors::supervisor::{
@@ -423,7 +423,10 @@ fn transactional_id(settings: &Settings, partitions: &[PartitionId]) -> String {
     let group = &settings.kafka.group;
     let id = match settings.model {
         Model::Partition => {
-            format!("{group}.{}", actors::layout::describe_partitions(partitions))
+            format!(
+                "{group}.{}",
+                actors::layout::describe_partitions(partitions)
+            )
         }
         Model::Group => match settings.group.instance_id.trim() {
             "" => {
@@ -442,11 +445,9 @@ fn transactional_id(settings: &Settings, partitions: &[PartitionId]) -> String {
         return id;
     }
     // Hundreds of scattered partitions: a stable digest of the set instead.
-    let digest = id
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let digest = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     format!("{group}.partitions-{digest:016x}")
 }
 
@@ -484,12 +485,12 @@ async fn open_outlet(
                 })?
             }
         };
-        let dead_letters = match sink.dead_letter.enabled() {
-            true => Some(
-                Box::new(kafka::KafkaDeadLetters::open(&kafka, &sink)?) as Box<dyn DeadLetterSink>
-            ),
-            false => None,
-        };
+        let dead_letters =
+            match sink.dead_letter.enabled() {
+                true => Some(Box::new(kafka::KafkaDeadLetters::open(&kafka, &sink)?)
+                    as Box<dyn DeadLetterSink>),
+                false => None,
+            };
         Ok(Outlet::AtLeastOnce {
             sink: windows,
             dead_letters,

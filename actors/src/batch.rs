@@ -21,8 +21,8 @@ use crate::config::{FlushConfig, WindowConfig};
 use crate::failure::OutputFailure;
 use crate::frame::{DeadLetter, FrameChunk};
 use crate::metrics::{EventTimeLead, Flushed, FramesLate, IntakeBudget, MetricsActor};
-use crate::panics::Panicked;
 use crate::outlet::Outlet;
+use crate::panics::Panicked;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage};
 use crate::topic::PartitionId;
 use crate::window::{ClosedWindow, PartitionStart, Windows};
@@ -637,6 +637,15 @@ impl BatchActor {
         // the offsets, every window closed before is in this flush or an earlier one.
         let positions = positions(&self.windows);
         let commit = self.commit_wanted(&positions);
+        // A dead letter goes out with the commit that passes it, never before: written ahead
+        // of its commit, it would be read and written again after a restart from that commit.
+        let passed: std::collections::BTreeMap<PartitionId, i64> =
+            positions.iter().map(|p| (p.partition, p.offset)).collect();
+        let (dead_letters, later): (Vec<DeadLetter>, Vec<DeadLetter>) =
+            std::mem::take(&mut self.pending_dead)
+                .into_iter()
+                .partition(|d| passed.get(&d.partition).is_some_and(|at| d.offset < *at));
+        self.pending_dead = later;
         self.flush_seq.0 += 1;
         let seq = self.flush_seq.0;
         // The earliest deadline: no releasing side may wait longer than it said.
@@ -649,7 +658,7 @@ impl BatchActor {
         let job = FlushJob {
             seq,
             windows: std::mem::take(&mut self.pending),
-            dead_letters: std::mem::take(&mut self.pending_dead),
+            dead_letters,
             positions,
             commit,
             retry_commit_until,
@@ -807,6 +816,9 @@ impl BatchActor {
     /// earlier ownership).
     fn release(&mut self, partitions: &[PartitionId]) -> Vec<Released> {
         let mut unpaused = false;
+        // Their dead letters past the last commit are read again by the next owner.
+        self.pending_dead
+            .retain(|d| !partitions.contains(&d.partition));
         for partition in partitions {
             self.windows.remove_partition(*partition);
             unpaused |= self.budget.forget(*partition);
@@ -1102,9 +1114,9 @@ mod tests {
 
     use super::*;
     use crate::config::MetricsConfig;
+    use crate::metrics::GetMetrics;
     use crate::ports::OffsetCommitter;
     use crate::sink::Sink;
-    use crate::metrics::GetMetrics;
 
     /// Everything the fakes saw, in order: `Write(window starts)` and `Commit(offsets)`.
     #[derive(Debug, Clone, PartialEq)]
@@ -1190,20 +1202,25 @@ mod tests {
             .await
             .unwrap();
         actix_rt::time::sleep(Duration::from_millis(100)).await;
+        // Window 110 holds partition 0's commit at offset 2: the dead letter at 3 waits for
+        // the commit that passes it.
         let events = log.events();
         assert_eq!(events[0], Event::Write(vec![100]));
-        assert_eq!(events[1], Event::Dead(vec![(0, 1), (0, 3)]));
+        assert_eq!(events[1], Event::Dead(vec![(0, 1)]));
         assert_eq!(
             events[2],
             commit(&[(0, 2), (1, 1)], "kafka-actors:v1:wm=112")
         );
-        let metrics = batch.send(Drain { close_all: true }).await.unwrap();
-        assert_eq!(indexed(&metrics.committed), vec![(0, 4), (1, 2)]);
+        assert_eq!(events.len(), 3, "{events:?}");
+        let report = batch.send(Drain { close_all: true }).await.unwrap();
+        assert_eq!(indexed(&report.committed), vec![(0, 4), (1, 2)]);
         assert_eq!(
-            log.events().iter().filter(|e| matches!(e, Event::Dead(_))).count(),
-            1,
-            "each dead letter is written once: {:?}",
-            log.events()
+            log.events()[3..],
+            [
+                Event::Write(vec![110, 120]),
+                Event::Dead(vec![(0, 3)]),
+                commit(&[(0, 4), (1, 2)], "kafka-actors:v1:wm=130"),
+            ]
         );
     }
 
@@ -1227,11 +1244,11 @@ mod tests {
         let events = log.events();
         assert_eq!(
             events[0],
-            Event::Transaction(vec![100], vec![(0, 1), (0, 3)], vec![(0, 2), (1, 1)])
+            Event::Transaction(vec![100], vec![(0, 1)], vec![(0, 2), (1, 1)])
         );
         assert_eq!(
             events[1],
-            Event::Transaction(vec![110, 120], vec![], vec![(0, 4), (1, 2)])
+            Event::Transaction(vec![110, 120], vec![(0, 3)], vec![(0, 4), (1, 2)])
         );
         assert_eq!(events.len(), 2, "{events:?}");
         assert_eq!(indexed(&report.committed), vec![(0, 4), (1, 2)]);

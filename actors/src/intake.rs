@@ -884,10 +884,7 @@ mod tests {
             &WindowConfig::default(),
             FlushConfig::default(),
             &[],
-            crate::outlet::Outlet::at_least_once(
-                Box::new(NullSink),
-                Box::new(Commits::default()),
-            ),
+            crate::outlet::Outlet::at_least_once(Box::new(NullSink), Box::new(Commits::default())),
             crate::batch::Closing::ByWatermark,
             metrics.clone(),
             None,

@@ -41,9 +41,9 @@ use crate::intake::{
 };
 use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
+use crate::outlet::Outlet;
 use crate::panics::Panicked;
 use crate::partition::{EndPolicy, PartitionExited, PartitionOutputs};
-use crate::outlet::Outlet;
 use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, StartOffset};
 use crate::topic::PartitionId;
 

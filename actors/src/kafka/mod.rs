@@ -846,9 +846,11 @@ impl StoredRecord {
 /// # Errors
 /// If the topic cannot be read.
 pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Result<Vec<StoredRecord>, AdapterError> {
+    // It commits nothing, so any group id does; librdkafka needs one for a consumer queue.
     let lookup = KafkaConfig {
         topic: topic.to_owned(),
         topics: Vec::new(),
+        group: "kafka-actors-baseline".to_owned(),
         ..kafka.clone()
     };
     let partitions = partition_ids(&lookup)?;

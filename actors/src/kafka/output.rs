@@ -88,7 +88,11 @@ fn producer_config(
     // The output topics are checked (or created) at start; a record must never create one.
     config.set("allow.auto.create.topics", "false");
     if same_cluster {
-        for (key, value) in kafka.properties.iter().filter(|(k, _)| is_connection_property(k)) {
+        for (key, value) in kafka
+            .properties
+            .iter()
+            .filter(|(k, _)| is_connection_property(k))
+        {
             config.set(key, value);
         }
     }

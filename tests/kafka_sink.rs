@@ -1,0 +1,415 @@
+//! Results to Kafka (`sink.kind = "kafka"`), exactly once (`sink.exactly_once`), and dead
+//! letters, against Apache Kafka 4.1 (`tests/kafka/cluster start`). The output topics are read
+//! back as a `read_committed` reader sees them and judged against the Java producer's truth:
+//! every (window, partition) share exact, none lost, and in exactly-once mode none twice, also
+//! across SIGKILLs; every invalid input record dead-lettered (once, exactly once), unchanged,
+//! with its source and reason in headers.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use actors::config::SinkKind;
+use actors::kafka::{headers, StoredRecord};
+use actors::sink::WindowLine;
+use actors::topic::{from_topics, PartitionId};
+use common::real::{produce_live, wait_for_data, JavaTruth, Member, RealKafka};
+use common::*;
+use kafka_actors::{Model, Settings};
+
+/// The settings of a run that writes to `out_topic` (and dead letters to `dlq`).
+fn kafka_sink_settings(
+    kafka: &RealKafka,
+    topic: &str,
+    out_topic: &str,
+    dlq: Option<&str>,
+    exactly_once: bool,
+    model: Model,
+) -> Settings {
+    let scratch = std::env::temp_dir().join("unused.jsonl");
+    let mut s = settings(&kafka.bootstrap, topic, &scratch);
+    s.model = model;
+    s.kafka.group = unique("sink-group");
+    s.sink.kind = SinkKind::Kafka;
+    s.sink.topic = out_topic.to_owned();
+    s.sink.exactly_once = exactly_once;
+    if let Some(dlq) = dlq {
+        s.sink.dead_letter.topic = dlq.to_owned();
+        s.sink.create_topic = true;
+        s.sink.topic_partitions = 2;
+    }
+    s
+}
+
+/// The window lines of `topic`, as a `read_committed` reader sees them; checks each record's
+/// key.
+fn windows_in(kafka: &RealKafka, topic: &str) -> Vec<WindowLine> {
+    actors::kafka::read_topic(&kafka.config(topic, ""), topic)
+        .expect("read the output topic")
+        .into_iter()
+        .map(|record| {
+            let line: WindowLine =
+                serde_json::from_slice(record.payload.as_deref().expect("a value"))
+                    .expect("a window line");
+            assert_eq!(
+                record.key.as_deref(),
+                Some(actors::sink::window_key(&line).as_bytes()),
+                "keyed by window start and partitions"
+            );
+            line
+        })
+        .collect()
+}
+
+/// Asserts that `lines` hold every share of `truth` exactly, `times` times each (1: exactly
+/// once), and every line covers every one of the `partitions` partitions of `topic`.
+fn assert_shares(lines: Vec<WindowLine>, truth: &JavaTruth, kafka: &RealKafka, topic: &str) {
+    let all = ids(&kafka.config(topic, ""), truth_partitions(truth));
+    for line in &lines {
+        assert!(!from_topics(&line.partitions).is_empty(), "{line:?}");
+        assert!(
+            from_topics(&line.partitions)
+                .iter()
+                .all(|p| all.contains(p)),
+            "{line:?}"
+        );
+    }
+    let seen = exact_shares(lines, truth);
+    let twice = assert_no_share_lost(&seen, truth);
+    assert!(
+        twice.values().all(|n| *n == 0),
+        "shares written twice: {twice:?}"
+    );
+}
+
+fn truth_partitions(truth: &JavaTruth) -> i32 {
+    truth
+        .shares
+        .keys()
+        .map(|(_, p)| p.index + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Asserts that `letters` are the invalid records of `topic`, each once, unchanged, with its
+/// source and reason in headers, and that their reasons add up to the producer's count.
+fn assert_dead_letters(
+    kafka: &RealKafka,
+    topic: &str,
+    letters: &[StoredRecord],
+    truth: &JavaTruth,
+) {
+    let config = kafka.config(topic, "");
+    let partitions = ids(&config, truth_partitions(truth));
+    let input: BTreeMap<(PartitionId, i64), Vec<u8>> =
+        actors::kafka::stored_records(&config, &partitions)
+            .expect("read the input back")
+            .into_iter()
+            .map(|(p, o, payload)| ((p, o), payload))
+            .collect();
+    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for letter in letters {
+        assert_eq!(letter.header(headers::SOURCE_TOPIC).as_deref(), Some(topic));
+        let partition: i32 = letter
+            .header(headers::SOURCE_PARTITION)
+            .and_then(|p| p.parse().ok())
+            .expect("source partition");
+        let offset: i64 = letter
+            .header(headers::SOURCE_OFFSET)
+            .and_then(|o| o.parse().ok())
+            .expect("source offset");
+        let source = (PartitionId::of(topic, partition), offset);
+        assert!(seen.insert(source), "{source:?} dead-lettered twice");
+        assert_eq!(
+            letter.payload.clone().unwrap_or_default(),
+            input[&source],
+            "{source:?} unchanged"
+        );
+        *by_reason
+            .entry(letter.header(headers::REASON).expect("reason"))
+            .or_default() += 1;
+    }
+    assert_eq!(by_reason, truth.invalid, "dead letters by reason");
+}
+
+async fn exactly_once_in_process(model: Model) {
+    let test = format!("exactly_once_output_is_the_truth_once_{}", model.as_str());
+    let Some(kafka) = RealKafka::get(&test) else {
+        return;
+    };
+    let topic = kafka.topic("eos-in", 4);
+    let truth = kafka.produce(
+        &topic,
+        &[
+            "--frames",
+            "30000",
+            "--event-rate",
+            "500",
+            "--jitter-ms",
+            "2000",
+            "--bad-every",
+            "41",
+            "--window",
+            "10",
+        ],
+    );
+    let out = kafka.topic("eos-out", 3);
+    // Created by the service (sink.create_topic).
+    let dlq = unique("eos-dlq");
+    let mut s = kafka_sink_settings(&kafka, &topic, &out, Some(&dlq), true, model);
+    s.run.until_end = true;
+    let run = kafka_actors::run(s.clone(), std::future::pending())
+        .await
+        .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
+    assert!(run.completed);
+    assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    assert_dead_letters(&kafka, &topic, &letters, &truth);
+    let invalid: u64 = truth.invalid.values().sum();
+    assert_eq!(run.summary.metrics.dead_letters, invalid);
+    let ends = actors::kafka::end_offset_probe(&s.kafka).unwrap()(&ids(&s.kafka, 4));
+    assert_eq!(
+        committed(&s.kafka, &ids(&s.kafka, 4)),
+        ends,
+        "the transactions committed every offset"
+    );
+}
+
+#[actix::test]
+async fn exactly_once_output_is_the_truth_once_partition_model() {
+    exactly_once_in_process(Model::Partition).await;
+}
+
+#[actix::test]
+async fn exactly_once_output_is_the_truth_once_group_model() {
+    exactly_once_in_process(Model::Group).await;
+}
+
+#[actix::test]
+async fn at_least_once_kafka_output_and_a_missing_output_topic() {
+    let Some(kafka) = RealKafka::get("at_least_once_kafka_output_and_a_missing_output_topic")
+    else {
+        return;
+    };
+    let topic = kafka.topic("alo-in", 4);
+    let truth = kafka.produce(
+        &topic,
+        &[
+            "--frames",
+            "20000",
+            "--event-rate",
+            "500",
+            "--bad-every",
+            "29",
+            "--window",
+            "10",
+        ],
+    );
+    let out = kafka.topic("alo-out", 2);
+    let dlq = kafka.topic("alo-dlq", 1);
+    let mut s = kafka_sink_settings(&kafka, &topic, &out, Some(&dlq), false, Model::Partition);
+    s.sink.create_topic = false;
+    s.run.until_end = true;
+    let run = kafka_actors::run(s.clone(), std::future::pending())
+        .await
+        .unwrap_or_else(|e| panic!("{}", kafka_actors::error_chain(&e)));
+    assert!(run.completed);
+    assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    assert_dead_letters(&kafka, &topic, &letters, &truth);
+
+    // An output topic that does not exist stops the start, naming it; nothing is read.
+    let missing = unique("no-such-output");
+    let mut s = kafka_sink_settings(&kafka, &topic, &missing, None, false, Model::Partition);
+    s.run.until_end = true;
+    let error = kafka_actors::run(s.clone(), std::future::pending())
+        .await
+        .expect_err("missing output topic");
+    let text = kafka_actors::error_chain(&error);
+    assert!(
+        text.contains(&missing) && text.contains("sink.topic"),
+        "{text}"
+    );
+    assert!(
+        committed(&s.kafka, &ids(&s.kafka, 4)).is_empty(),
+        "nothing committed"
+    );
+}
+
+/// SIGKILLs exactly-once services of `model` at several points while frames arrive, starting
+/// them again each time; a last run reads to the end. A `read_committed` reader of the output
+/// sees every share once.
+fn killed_exactly_once(model: Model) {
+    let test = format!("killed_exactly_once_{}", model.as_str());
+    let Some(kafka) = RealKafka::get(&test) else {
+        return;
+    };
+    let topic = kafka.topic("eos-kill", 4);
+    let out = kafka.topic("eos-kill-out", 3);
+    let dlq = kafka.topic("eos-kill-dlq", 1);
+    let group = unique("eos-kill-group");
+    let dir = common::real::member_dir(&test);
+    let mut env = vec![
+        ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000"),
+        ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000"),
+        ("KAFKA_ACTORS__SINK__KIND", "kafka"),
+        ("KAFKA_ACTORS__SINK__TOPIC", out.as_str()),
+        ("KAFKA_ACTORS__SINK__EXACTLY_ONCE", "true"),
+        ("KAFKA_ACTORS__SINK__DEAD_LETTER__TOPIC", dlq.as_str()),
+    ];
+    if model == Model::Group {
+        // Without an instance id each start has its own transactional id: the transaction a
+        // killed member left open ends when the broker times it out.
+        env.push(("KAFKA_ACTORS__SINK__TRANSACTION_TIMEOUT_MS", "8000"));
+        env.push(("KAFKA_ACTORS__SINK__DELIVERY_TIMEOUT_MS", "8000"));
+    }
+    let model_args = ["--model", model.as_str()];
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &[
+            "--frames",
+            "45000",
+            "--rate",
+            "3000",
+            "--event-rate",
+            "300",
+            "--bad-every",
+            "53",
+        ],
+    );
+    wait_for_data(&kafka, &topic, 4);
+    // Kill after a first window is out, then at different moments of the next runs.
+    let mut runs = 0;
+    for wait_ms in [0u64, 1_300, 2_700] {
+        runs += 1;
+        let name = format!("run-{runs}");
+        let member = Member::spawn(&kafka, &name, dir.path(), &topic, &group, &env, &model_args);
+        if wait_ms == 0 {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while windows_in(&kafka, &out).is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}",
+                    member.log_text()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms + 4_000));
+        }
+        let mut member = member;
+        member.kill();
+    }
+    let truth = producer.join().expect("producer");
+    let mut last_args = model_args.to_vec();
+    last_args.push("--until-end");
+    let mut last = Member::spawn(&kafka, "last", dir.path(), &topic, &group, &env, &last_args);
+    let status = last.wait();
+    assert!(status.success(), "{}", last.log_text());
+    assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    assert_dead_letters(&kafka, &topic, &letters, &truth);
+}
+
+#[test]
+fn killed_exactly_once_partition_model_writes_every_window_once() {
+    killed_exactly_once(Model::Partition);
+}
+
+#[test]
+fn killed_exactly_once_group_model_writes_every_window_once() {
+    killed_exactly_once(Model::Group);
+}
+
+/// A second partition-model instance started on the same partitions takes the same
+/// transactional id: the first is fenced and stops with an error saying so, and the output
+/// still holds every share once.
+#[test]
+fn a_second_instance_on_the_same_partitions_fences_the_first() {
+    let test = "a_second_instance_on_the_same_partitions_fences_the_first";
+    let Some(kafka) = RealKafka::get(test) else {
+        return;
+    };
+    let topic = kafka.topic("eos-fence", 2);
+    let out = kafka.topic("eos-fence-out", 1);
+    let group = unique("eos-fence-group");
+    let dir = common::real::member_dir(test);
+    let env = [
+        ("KAFKA_ACTORS__SINK__KIND", "kafka"),
+        ("KAFKA_ACTORS__SINK__TOPIC", out.as_str()),
+        ("KAFKA_ACTORS__SINK__EXACTLY_ONCE", "true"),
+    ];
+    let args = ["--model", "partition"];
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &["--frames", "24000", "--rate", "3000", "--event-rate", "300"],
+    );
+    wait_for_data(&kafka, &topic, 2);
+    let mut first = Member::spawn(&kafka, "first", dir.path(), &topic, &group, &env, &args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while windows_in(&kafka, &out).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", first.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let mut second = Member::spawn(&kafka, "second", dir.path(), &topic, &group, &env, &args);
+    let status = first.wait();
+    assert!(!status.success(), "the first instance stops");
+    let log = first.log_text();
+    assert!(log.contains("fenced"), "{log}");
+    let truth = producer.join().expect("producer");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    second.stop();
+    let mut last = Member::spawn(
+        &kafka,
+        "last",
+        dir.path(),
+        &topic,
+        &group,
+        &env,
+        &["--model", "partition", "--until-end"],
+    );
+    assert!(last.wait().success(), "{}", last.log_text());
+    assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+}
+
+/// A partition whose producer writes nothing but invalid records stops the service with an
+/// error naming it once `sink.dead_letter.max_consecutive` is reached, instead of filling the
+/// dead-letter topic; nothing past the flood is committed.
+#[actix::test]
+async fn a_flood_of_invalid_frames_stops_the_service_naming_the_partition() {
+    let Some(kafka) =
+        RealKafka::get("a_flood_of_invalid_frames_stops_the_service_naming_the_partition")
+    else {
+        return;
+    };
+    let topic = kafka.topic("flood", 1);
+    // Every record invalid.
+    kafka.produce(&topic, &["--frames", "3000", "--bad-every", "1"]);
+    let dlq = unique("flood-dlq");
+    let out = kafka.topic("flood-out", 1);
+    let mut s = kafka_sink_settings(&kafka, &topic, &out, Some(&dlq), false, Model::Partition);
+    s.sink.dead_letter.max_consecutive = 500;
+    s.run.until_end = true;
+    let error = kafka_actors::run(s.clone(), std::future::pending())
+        .await
+        .expect_err("the flood stops the service");
+    let text = kafka_actors::error_chain(&error);
+    assert!(
+        text.contains(&format!("{topic}-0"))
+            && text.contains("500 invalid frames in a row")
+            && text.contains("sink.dead_letter.max_consecutive"),
+        "{text}"
+    );
+    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    assert!(letters.len() < 500, "{} dead letters", letters.len());
+    let committed = committed(&s.kafka, &ids(&s.kafka, 1));
+    let committed = committed.values().copied().max().unwrap_or(0);
+    assert!(
+        committed as usize <= letters.len(),
+        "nothing committed past what was dead-lettered: {committed} > {}",
+        letters.len()
+    );
+}
