@@ -457,7 +457,10 @@ fn reject_unknown_keys(config: &Config) -> Result<(), SettingsError> {
             };
             match known.get(key) {
                 // Free-form librdkafka properties, and partitions by topic name.
-                Some(_) if full == "kafka.properties" || full == "kafka.partitions" => {}
+                Some(_)
+                    if full == "kafka.properties"
+                        || full == "kafka.partitions"
+                        || full == "sink.properties" => {}
                 Some(known) => walk(value, known, &full)?,
                 None => return Err(SettingsError::UnknownKey(full)),
             }
@@ -637,7 +640,7 @@ mod tests {
         let (s, _f) = sources(None, &[("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "0")]);
         let error = load(&s).unwrap_err().to_string();
         assert!(error.contains("window.length_secs"), "{error}");
-        let (s, _f) = sources(None, &[("KAFKA_ACTORS__SINK__KIND", "kafka")]);
+        let (s, _f) = sources(None, &[("KAFKA_ACTORS__SINK__KIND", "kafak")]);
         let error = load(&s).unwrap_err().to_string();
         assert!(error.contains("sink.kind"), "{error}");
         let (mut s, _f) = sources(None, &[]);
@@ -666,6 +669,69 @@ mod tests {
         );
         let settings = load(&s).unwrap();
         assert!(!format!("{settings:?}").contains("hunter2"));
+        let (s, _f) = sources(
+            Some("[sink.properties]\n\"sasl.password\" = \"hunter2\"\n"),
+            &[],
+        );
+        let settings = load(&s).unwrap();
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_kafka_sink_and_exactly_once_are_checked_naming_the_key() {
+        let kafka_sink = [
+            ("KAFKA_ACTORS__KAFKA__BROKERS", "h:9092"),
+            ("KAFKA_ACTORS__SINK__KIND", "kafka"),
+        ];
+        let (s, _f) = sources(None, &kafka_sink);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("sink.topic"), "{error}");
+        let with_topic = [
+            kafka_sink.as_slice(),
+            &[("KAFKA_ACTORS__SINK__TOPIC", "out")],
+        ]
+        .concat();
+        let (s, _f) = sources(None, &with_topic);
+        assert_eq!(load(&s).unwrap().sink.topic, "out");
+        // Exactly once needs the Kafka sink, and a Kafka cluster.
+        let (s, _f) = sources(None, &[("KAFKA_ACTORS__SINK__EXACTLY_ONCE", "true")]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("sink.exactly_once") && error.contains("kafka"),
+            "{error}"
+        );
+        let embedded = [
+            ("KAFKA_ACTORS__SINK__KIND", "kafka"),
+            ("KAFKA_ACTORS__SINK__TOPIC", "out"),
+            ("KAFKA_ACTORS__SINK__EXACTLY_ONCE", "true"),
+        ];
+        let (s, _f) = sources(None, &embedded);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(
+            error.contains("sink.exactly_once") && error.contains("embedded"),
+            "{error}"
+        );
+        let (s, _f) = sources(
+            Some(
+                "[sink]\nexactly_once = true\n[kafka.properties]\n\"isolation.level\" = \"read_uncommitted\"\n",
+            ),
+            &with_topic,
+        );
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("isolation.level"), "{error}");
+        // The guarantee's own producer properties cannot be overridden.
+        let (s, _f) = sources(Some("[sink.properties]\nacks = \"1\"\n"), &with_topic);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("sink.properties.acks"), "{error}");
+        let (s, _f) = sources(
+            Some("[sink]\nexactly_once = true\ndelivery_timeout_ms = 20000\n"),
+            &with_topic,
+        );
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("sink.delivery_timeout_ms"), "{error}");
+        let (s, _f) = sources(Some("[sink.dead_letter]\nmax_share = 1.5\n"), &[]);
+        let error = load(&s).unwrap_err().to_string();
+        assert!(error.contains("sink.dead_letter.max_share"), "{error}");
     }
 
     #[test]

@@ -616,4 +616,57 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_tally_stops_at_a_run_of_invalid_frames_or_a_share_of_a_block() {
+        let policy = InvalidPolicy {
+            dead_letter: true,
+            max_consecutive: 3,
+            max_share: 0.5,
+            share_of: 10,
+        };
+        let bad = Some(InvalidReason::NotJson);
+        let mut tally = InvalidTally::default();
+        // Two in a row, then a valid one: the run starts again.
+        for (offset, invalid) in [(0, bad), (1, bad), (2, None), (3, bad), (4, bad)] {
+            tally.record(&policy, offset, invalid).unwrap();
+        }
+        assert_eq!(
+            tally.record(&policy, 5, bad),
+            Err(InvalidFlood::Consecutive {
+                count: 3,
+                offset: 5,
+                reason: "not_json".into()
+            })
+        );
+        // Alternating: never three in a row, but six of the ten of a block are invalid.
+        let mut tally = InvalidTally::default();
+        let mut stopped = None;
+        for offset in 0..20 {
+            let invalid = (offset % 3 != 2).then_some(InvalidReason::NotObject);
+            if let Err(flood) = tally.record(&policy, offset, invalid) {
+                stopped = Some(flood);
+                break;
+            }
+        }
+        assert_eq!(
+            stopped,
+            Some(InvalidFlood::Share {
+                invalid: 6,
+                of: 8,
+                offset: 7
+            })
+        );
+        // Half of every block is allowed; blocks start afresh.
+        let mut tally = InvalidTally::default();
+        for offset in 0..100 {
+            let invalid = (offset % 2 == 0).then_some(InvalidReason::WrongType);
+            tally.record(&policy, offset, invalid).unwrap();
+        }
+        // Without limits nothing stops.
+        let mut tally = InvalidTally::default();
+        for offset in 0..10_000 {
+            tally.record(&InvalidPolicy::NONE, offset, bad).unwrap();
+        }
+    }
 }

@@ -701,6 +701,8 @@ mod tests {
         pause_at_chunk: Option<usize>,
         /// What ends that pause.
         resume: Option<tokio::sync::oneshot::Sender<()>>,
+        /// What the actor does with invalid frames.
+        invalid: crate::frame::InvalidPolicy,
     }
 
     struct Collector(Arc<Mutex<Collected>>);
@@ -785,6 +787,7 @@ mod tests {
         faults: Option<FaultPlan>,
         collected: Collected,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
+        let invalid = collected.invalid;
         let collected = Arc::new(Mutex::new(collected));
         let collector = Collector(collected.clone()).start();
         let script = Arc::new(Mutex::new(Some(script)));
@@ -814,7 +817,7 @@ mod tests {
             max_ts: 4_102_444_800.0,
             max_future_secs: f64::INFINITY,
             future_after: f64::INFINITY,
-            invalid: crate::frame::InvalidPolicy::NONE,
+            invalid,
         };
         let actor = PartitionActor::new(
             p(3),
@@ -955,6 +958,91 @@ mod tests {
 
     fn frame(ts: i64, uid: &str) -> Vec<u8> {
         format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#).into_bytes()
+    }
+
+    /// Starts the actor with dead letters on and the given limits.
+    fn start_dead_lettering(
+        script: Vec<ScriptedPoll>,
+        max_consecutive: u64,
+        max_share: f64,
+        share_of: u64,
+    ) -> Arc<Mutex<Collected>> {
+        let collected = Collected {
+            invalid: crate::frame::InvalidPolicy {
+                dead_letter: true,
+                max_consecutive,
+                max_share,
+                share_of,
+            },
+            ..Collected::default()
+        };
+        let (_addr, collected) = start_collecting(
+            script,
+            EndPolicy::FirstEnd,
+            Arc::new(AtomicBool::new(false)),
+            None,
+            collected,
+        );
+        collected
+    }
+
+    #[actix::test]
+    async fn invalid_records_travel_with_their_chunk_as_dead_letters() {
+        let script = vec![
+            (
+                vec![
+                    (0, frame(1_700_000_000, "a")),
+                    (1, b"{oops".to_vec()),
+                    (2, frame(1_700_000_001, "b")),
+                ],
+                false,
+            ),
+            (
+                vec![(3, b"[1]".to_vec()), (4, frame(1_700_000_002, "c"))],
+                true,
+            ),
+        ];
+        let collected = start_dead_lettering(script, 3, 0.5, 100);
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let c = collected.lock().unwrap();
+        assert!(c.failures.is_empty());
+        let letters: Vec<(i64, InvalidReason, Vec<u8>)> = c
+            .chunks
+            .iter()
+            .flat_map(|chunk| &chunk.dead_letters)
+            .map(|d| (d.offset, d.reason, d.payload.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            letters,
+            vec![
+                (1, InvalidReason::NotJson, b"{oops".to_vec()),
+                (3, InvalidReason::NotObject, b"[1]".to_vec()),
+            ]
+        );
+        assert!(c.chunks[0].dead_letters.iter().all(|d| d.partition == p(3)));
+    }
+
+    #[actix::test]
+    async fn too_many_invalid_frames_in_a_row_stop_the_partition_for_good() {
+        let bad: Vec<(i64, Vec<u8>)> = (1..11).map(|o| (o, b"nope".to_vec())).collect();
+        let script = vec![(vec![(0, frame(1_700_000_000, "a"))], false), (bad, false)];
+        let collected = start_dead_lettering(script, 4, 1.0, 100);
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let c = collected.lock().unwrap();
+        assert_eq!(c.failures.len(), 1);
+        let cause = &c.failures[0].cause;
+        assert_eq!(cause.reach(), FailureKind::Permanent);
+        assert_eq!(
+            *cause,
+            PartitionFailure::InvalidFlood(InvalidFlood::Consecutive {
+                count: 4,
+                offset: 4,
+                reason: "not_json".into(),
+            })
+        );
+        // Nothing of the flood's chunk goes on: its offsets are not passed as processed.
+        assert_eq!(c.chunks.len(), 1);
+        assert_eq!(c.chunks[0].next_offset, Some(1));
     }
 
     #[actix::test]
