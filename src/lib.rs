@@ -201,6 +201,20 @@ pub async fn run_with_faults(
         for topic in &topics {
             cluster.create_topic(topic, settings.embedded.partitions, replication)?;
         }
+        // The output topics live on the same cluster, which takes no CreateTopics request.
+        let outputs = [
+            (settings.sink.kind == SinkKind::Kafka).then(|| settings.sink.topic.clone()),
+            settings
+                .sink
+                .dead_letter
+                .enabled()
+                .then(|| settings.sink.dead_letter.topic.clone()),
+        ];
+        for topic in outputs.into_iter().flatten() {
+            if settings.sink.brokers.trim().is_empty() {
+                cluster.create_topic(&topic, settings.sink.topic_partitions, replication)?;
+            }
+        }
         settings.kafka.brokers = cluster.bootstrap_servers().to_owned();
         tracing::info!(
             brokers = settings.embedded.brokers,
@@ -436,7 +450,10 @@ fn transactional_id(settings: &Settings, partitions: &[PartitionId]) -> String {
                 let started = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis());
-                format!("{group}.{host}.{}.{started}", std::process::id())
+                // Several members may run in one process (tests, tools).
+                static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("{group}.{host}.{}.{started}.{n}", std::process::id())
             }
             instance => format!("{group}.{instance}"),
         },

@@ -13,13 +13,17 @@ mod lab_common;
 use common::real::RealKafka;
 use kafka_actors::settings::Model;
 use kafka_actors::Settings;
-use lab::chaos::{run_scenario, scenarios, ChaosOptions, Scenario, Target};
+use lab::chaos::{run_scenario, scenarios, ChaosOptions, ChaosOutput, Scenario, Target};
 
 /// Held by the test whose faults hit the shared cluster.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn check(scenario: &dyn Scenario, model: Model) {
-    let name = format!("{}_{}", scenario.name(), model.as_str());
+    check_output(scenario, model, ChaosOutput::File).await;
+}
+
+async fn check_output(scenario: &dyn Scenario, model: Model, output: ChaosOutput) {
+    let name = format!("{}_{}_{}", scenario.name(), model.as_str(), output.as_str());
     let Some(kafka) = RealKafka::get(&name) else {
         return;
     };
@@ -33,16 +37,19 @@ async fn check(scenario: &dyn Scenario, model: Model) {
             brokers: kafka.bootstrap.clone(),
             control: Some(kafka.control_command()),
         },
+        output,
     };
     let result = run_scenario(&Settings::default(), scenario, model, &options).await;
     // Whatever happened, every node runs again for the next test.
     kafka.control(&["restart", "all"]);
     let result = result.unwrap();
     lab_common::assert_scenario_passed(&result, dir, 30_000);
-    assert!(
-        result.recovery_ms.is_some(),
-        "{name}: recovery measured: {result:?}"
-    );
+    if scenario.name() != "poison-frames" {
+        assert!(
+            result.recovery_ms.is_some(),
+            "{name}: recovery measured: {result:?}"
+        );
+    }
 }
 
 macro_rules! scenario {
@@ -72,6 +79,53 @@ scenario!(
     Partition
 );
 scenario!(whole_cluster_restarted_group_model, AllBrokersDown, Group);
+
+/// Exactly-once output judged by the oracle on Kafka: the output and dead-letter topics read
+/// back `read_committed` hold every share and every invalid record once.
+macro_rules! exactly_once {
+    ($name:ident, $scenario:ident, $model:ident) => {
+        #[actix::test]
+        async fn $name() {
+            check_output(
+                &scenarios::$scenario,
+                Model::$model,
+                ChaosOutput::ExactlyOnce,
+            )
+            .await;
+        }
+    };
+    (ignore $name:ident, $scenario:ident, $model:ident) => {
+        #[actix::test]
+        #[ignore = "slow; run from .ci/run"]
+        async fn $name() {
+            check_output(
+                &scenarios::$scenario,
+                Model::$model,
+                ChaosOutput::ExactlyOnce,
+            )
+            .await;
+        }
+    };
+}
+
+exactly_once!(
+    exactly_once_leader_broker_killed_partition_model,
+    BrokerDown,
+    Partition
+);
+exactly_once!(exactly_once_sigkill_group_model, Sigkill, Group);
+exactly_once!(exactly_once_member_churn_group_model, MemberChurn, Group);
+exactly_once!(
+    exactly_once_poison_frames_partition_model,
+    PoisonFrames,
+    Partition
+);
+exactly_once!(ignore exactly_once_leader_broker_killed_group_model, BrokerDown, Group);
+exactly_once!(ignore exactly_once_sigkill_partition_model, Sigkill, Partition);
+exactly_once!(ignore exactly_once_whole_cluster_restarted_partition_model, AllBrokersDown, Partition);
+exactly_once!(ignore exactly_once_whole_cluster_restarted_group_model, AllBrokersDown, Group);
+exactly_once!(ignore exactly_once_leader_moved_partition_model, LeaderMove, Partition);
+exactly_once!(ignore exactly_once_leader_moved_group_model, LeaderMove, Group);
 
 /// The node states `tests/kafka/cluster status` reports, by node.
 fn states(kafka: &RealKafka) -> Vec<String> {

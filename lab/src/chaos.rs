@@ -61,6 +61,12 @@ pub struct ScenarioResult {
     pub lost: u64,
     /// Frames of window shares written more than once (at-least-once repeats).
     pub duplicates: u64,
+    /// Where the windows went (`file`, `kafka`, `exactly-once`).
+    pub output: ChaosOutput,
+    /// Invalid records found in the dead-letter topic, each counted once (Kafka outputs).
+    pub dead_lettered: u64,
+    /// Dead letters found more than once, counted once per extra copy.
+    pub dead_letter_duplicates: u64,
     /// Frames the service counted as late (their window was closed when they were read),
     /// live run and drain together. Replays after a restart or a lost assignment count here
     /// (frames of windows the commit metadata says are written); a line short of the truth
@@ -229,6 +235,34 @@ pub struct ChaosOptions {
     pub executable: Option<PathBuf>,
     /// Where the scenarios run.
     pub target: Target,
+    /// Where the service writes its windows (and, to Kafka, its dead letters).
+    pub output: ChaosOutput,
+}
+
+/// Where a scenario's service writes, and how the oracle reads it back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChaosOutput {
+    /// Window lines appended to a file per process; invalid frames only counted.
+    #[default]
+    File,
+    /// Windows to an output topic and invalid frames to a dead-letter topic, at least once;
+    /// the oracle reads both back.
+    Kafka,
+    /// The same, exactly once (one transaction per flush): the oracle reads with
+    /// `read_committed` and allows no duplicate. Needs a Kafka cluster (`--brokers`).
+    ExactlyOnce,
+}
+
+impl ChaosOutput {
+    /// Its name, as `--output` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChaosOutput::File => "file",
+            ChaosOutput::Kafka => "kafka",
+            ChaosOutput::ExactlyOnce => "exactly-once",
+        }
+    }
 }
 
 /// The cluster the scenarios run on.
@@ -380,7 +414,33 @@ pub(crate) struct Sample {
     written: BTreeSet<(i64, PartitionId)>,
 }
 
-/// Samples committed offsets, then the output file, every 50 ms until stopped.
+/// Where the oracle reads the windows written: files, or the output topic (as a
+/// `read_committed` reader).
+#[derive(Clone)]
+enum Written {
+    /// Window lines appended to these files.
+    Files(Vec<PathBuf>),
+    /// Window records of this topic on this cluster.
+    Topic(KafkaConfig, String),
+}
+
+impl Written {
+    /// Every line written so far (a line being appended to a file may be cut short: what
+    /// parses). `None` when the topic cannot be read now.
+    fn lines(&self) -> Option<Vec<WindowLine>> {
+        match self {
+            Written::Files(files) => Some(files.iter().flat_map(|f| lines(f)).collect()),
+            Written::Topic(kafka, topic) => kafka::read_topic(kafka, topic).ok().map(|records| {
+                records
+                    .iter()
+                    .filter_map(|r| serde_json::from_slice(r.payload.as_deref()?).ok())
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// Samples committed offsets, then the output, every 50 ms until stopped.
 struct Watcher {
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<Sample>>>,
@@ -388,17 +448,19 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn start(kafka: KafkaConfig, files: Vec<PathBuf>) -> Self {
+    fn start(kafka: KafkaConfig, output: Written) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let (flag, into) = (stop.clone(), samples.clone());
         let partitions = partitions_of(&kafka.topic);
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
-                if let Ok(committed) = kafka::committed_positions(&kafka, &partitions) {
-                    let written = files
-                        .iter()
-                        .flat_map(|f| lines(f))
+                let sampled = kafka::committed_positions(&kafka, &partitions)
+                    .ok()
+                    .and_then(|committed| Some((committed, output.lines()?)));
+                if let Some((committed, lines)) = sampled {
+                    let written = lines
+                        .into_iter()
                         .flat_map(|l| {
                             let start = l.window_start;
                             from_topics(&l.partitions)
@@ -452,6 +514,7 @@ enum ClusterKind {
     Real,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scenario_settings(
     base: &Settings,
     scenario: &dyn Scenario,
@@ -460,6 +523,7 @@ fn scenario_settings(
     topic: &str,
     out: &Path,
     kind: ClusterKind,
+    output: ChaosOutput,
 ) -> Settings {
     let mut s = base.clone();
     s.model = model;
@@ -485,6 +549,14 @@ fn scenario_settings(
     s.sink.path = out.display().to_string();
     s.sink.label_partitions = true;
     s.sink.write_delay_ms = 0;
+    if output != ChaosOutput::File {
+        s.sink.kind = SinkKind::Kafka;
+        s.sink.topic = format!("{topic}-out");
+        s.sink.dead_letter.topic = format!("{topic}-dlq");
+        s.sink.create_topic = true;
+        s.sink.topic_partitions = 3;
+        s.sink.exactly_once = output == ChaosOutput::ExactlyOnce;
+    }
     s.supervisor.backoff_initial_ms = 50;
     s.supervisor.backoff_max_ms = 1_000;
     s.supervisor.max_restarts = 3;
@@ -670,6 +742,14 @@ pub async fn run_scenario(
     model: Model,
     options: &ChaosOptions,
 ) -> Result<ScenarioResult, RunError> {
+    if options.output == ChaosOutput::ExactlyOnce && matches!(options.target, Target::Embedded) {
+        return Err(RunError::Config(actors::config::ConfigError::new(
+            "sink.exactly_once",
+            "exactly-once output needs a Kafka cluster (--brokers): the embedded cluster \
+             (librdkafka's mock) neither keeps offsets sent to a transaction nor hides aborted \
+             records",
+        )));
+    }
     let name = format!("{}-{}", scenario.name(), model.as_str());
     let dir = options.out.join(&name);
     std::fs::create_dir_all(&dir).map_err(|source| RunError::Report {
@@ -689,6 +769,12 @@ pub async fn run_scenario(
         Target::Embedded => {
             let cluster = EmbeddedCluster::start(3)?;
             cluster.create_topic(&topic, PARTITIONS, scenario.replication())?;
+            if options.output != ChaosOutput::File {
+                // The embedded cluster takes no CreateTopics request: the output topics are
+                // made here.
+                cluster.create_topic(&format!("{topic}-out"), 3, 3)?;
+                cluster.create_topic(&format!("{topic}-dlq"), 3, 3)?;
+            }
             ChaosCluster::Embedded(Arc::new(cluster))
         }
         Target::Brokers { brokers, control } => {
@@ -719,6 +805,7 @@ pub async fn run_scenario(
         &topic,
         &out,
         kind,
+        options.output,
     );
     tracing::info!(
         scenario = scenario.name(),
@@ -762,7 +849,13 @@ pub async fn run_scenario(
         true,
     )
     .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
-    let watcher = Watcher::start(settings.kafka.clone(), vec![out.clone(), second.clone()]);
+    let written_to = match options.output {
+        ChaosOutput::File => Written::Files(vec![out.clone(), second.clone()]),
+        ChaosOutput::Kafka | ChaosOutput::ExactlyOnce => {
+            Written::Topic(settings.kafka.clone(), settings.sink.topic.clone())
+        }
+    };
+    let watcher = Watcher::start(settings.kafka.clone(), written_to.clone());
 
     // The data is in (plus the scenario's tail): the stop signal for the service.
     let (data_in_tx, data_in) = tokio::sync::oneshot::channel::<()>();
@@ -806,12 +899,50 @@ pub async fn run_scenario(
     let final_commits = committed(&settings.kafka).await?;
     let unreported = count_unreported(&settings, &data, &mut report).await?;
 
-    let mut written = read_window_lines(&out).map_err(|source| RunError::Report {
-        path: out.display().to_string(),
-        source,
-    })?;
-    written.extend(lines(&second));
+    let written = match &written_to {
+        Written::Files(_) => {
+            let mut written = read_window_lines(&out).map_err(|source| RunError::Report {
+                path: out.display().to_string(),
+                source,
+            })?;
+            written.extend(lines(&second));
+            written
+        }
+        Written::Topic(kafka, topic) => {
+            let (kafka, topic) = (kafka.clone(), topic.clone());
+            let records = blocking(move || kafka::read_topic(&kafka, &topic)).await??;
+            let mut written = Vec::with_capacity(records.len());
+            for record in records {
+                let line = record
+                    .payload
+                    .as_deref()
+                    .and_then(|p| serde_json::from_slice(p).ok())
+                    .ok_or_else(|| {
+                        RunError::Task(format!(
+                            "record {}@{} of the output topic is not a window line",
+                            record.partition, record.offset
+                        ))
+                    })?;
+                written.push(line);
+            }
+            written
+        }
+    };
     let verdict = judge(&written, &report, &samples);
+    let dead_letters = match options.output {
+        ChaosOutput::File => None,
+        ChaosOutput::Kafka | ChaosOutput::ExactlyOnce => {
+            let (kafka, topic) = (
+                settings.kafka.clone(),
+                settings.sink.dead_letter.topic.clone(),
+            );
+            // The service creates the topic when the first dead letter goes out.
+            let records = blocking(move || kafka::read_topic(&kafka, &topic))
+                .await?
+                .unwrap_or_default();
+            Some(count_dead_letters(&records, &report))
+        }
+    };
     // Invalid frames appended after the generator's (the tail).
     let tail = (ends.values().sum::<i64>() - report.end_offsets.values().sum::<i64>()) as u64;
     let produced_invalid = report.truth.invalid.values().sum::<u64>() + tail;
@@ -824,6 +955,9 @@ pub async fn run_scenario(
         unreported_records: unreported,
         lost: verdict.lost,
         duplicates: verdict.duplicates,
+        output: options.output,
+        dead_lettered: dead_letters.as_ref().map_or(0, |d| d.distinct),
+        dead_letter_duplicates: dead_letters.as_ref().map_or(0, |d| d.duplicates),
         late: combined(|m| m.late),
         skipped_records: combined(|m| m.skipped_records),
         windows_correct: verdict.lost == 0 && verdict.inexact.is_empty(),
@@ -851,6 +985,33 @@ pub async fn run_scenario(
         result.problems.push(format!(
             "final commits {final_commits:?} differ from the end offsets {ends:?}"
         ));
+    }
+    if let Some(dead) = &dead_letters {
+        if dead.distinct != produced_invalid {
+            result.problems.push(format!(
+                "{} invalid records dead-lettered, {produced_invalid} produced",
+                dead.distinct
+            ));
+        }
+        if !dead.valid.is_empty() {
+            result
+                .problems
+                .push(format!("valid frames dead-lettered: {:?}", dead.valid));
+        }
+    }
+    if options.output == ChaosOutput::ExactlyOnce {
+        if result.duplicates > 0 {
+            result.problems.push(format!(
+                "exactly once, yet {} frames' shares were written more than once",
+                result.duplicates
+            ));
+        }
+        if result.dead_letter_duplicates > 0 {
+            result.problems.push(format!(
+                "exactly once, yet {} dead letters were written more than once",
+                result.dead_letter_duplicates
+            ));
+        }
     }
     // What the scenario itself must show.
     let mut problems = Vec::new();
@@ -1045,6 +1206,54 @@ async fn committed_sum(kafka: &KafkaConfig) -> i64 {
     committed(kafka).await.map_or(0, |c| c.values().sum())
 }
 
+/// What the dead-letter topic holds.
+struct DeadLetterCount {
+    /// Distinct source records.
+    distinct: u64,
+    /// Extra copies.
+    duplicates: u64,
+    /// Sources that are valid frames (must be none).
+    valid: Vec<(PartitionId, i64)>,
+}
+
+/// Counts the dead letters `records` by the source each names in its headers.
+fn count_dead_letters(
+    records: &[kafka::StoredRecord],
+    report: &GeneratorReport,
+) -> DeadLetterCount {
+    let valid_frames: BTreeSet<(PartitionId, i64)> = report
+        .placements
+        .iter()
+        .filter(|p| p.window.is_some())
+        .map(|p| (p.partition, p.offset))
+        .collect();
+    let mut seen: BTreeMap<(PartitionId, i64), u64> = BTreeMap::new();
+    for record in records {
+        let source = (|| {
+            let topic = record.header(kafka::headers::SOURCE_TOPIC)?;
+            let partition: i32 = record
+                .header(kafka::headers::SOURCE_PARTITION)?
+                .parse()
+                .ok()?;
+            let offset: i64 = record.header(kafka::headers::SOURCE_OFFSET)?.parse().ok()?;
+            Some((PartitionId::of(&topic, partition), offset))
+        })();
+        // A record without its source headers is counted as a source of its own: it cannot
+        // match an invalid input record, and the count shows it.
+        let source = source.unwrap_or((record.partition, -1 - record.offset));
+        *seen.entry(source).or_default() += 1;
+    }
+    DeadLetterCount {
+        distinct: seen.len() as u64,
+        duplicates: seen.values().map(|n| n - 1).sum(),
+        valid: seen
+            .keys()
+            .filter(|s| valid_frames.contains(s))
+            .copied()
+            .collect(),
+    }
+}
+
 /// The oracle's counts.
 pub(crate) struct Verdict {
     /// Valid frames of (window, partition) shares no line accounts for.
@@ -1139,12 +1348,14 @@ pub(crate) fn judge(
 /// The results as a table.
 pub fn table(results: &[ScenarioResult]) -> String {
     let mut text = format!(
-        "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
+        "{:<20} {:<9} {:<12} {:>7} {:>5} {:>10} {:>12} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
         "scenario",
         "model",
+        "output",
         "frames",
         "lost",
         "duplicates",
+        "dead letters",
         "windows",
         "commit-ahead",
         "recovery",
@@ -1163,13 +1374,20 @@ pub fn table(results: &[ScenarioResult]) -> String {
             format!("FAILED {}", r.problems.join("; "))
         };
         let open_peak = format!("{:.0} KiB", r.peak_open_window_bytes as f64 / 1024.0);
+        let dead = match (r.output, r.dead_letter_duplicates) {
+            (ChaosOutput::File, _) => "-".to_owned(),
+            (_, 0) => r.dead_lettered.to_string(),
+            (_, extra) => format!("{} (+{extra})", r.dead_lettered),
+        };
         text.push_str(&format!(
-            "{:<20} {:<9} {:>7} {:>5} {:>10} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
+            "{:<20} {:<9} {:<12} {:>7} {:>5} {:>10} {:>12} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
             r.scenario,
             r.model.as_str(),
+            r.output.as_str(),
             r.frames,
             r.lost,
             r.duplicates,
+            dead,
             if r.windows_correct {
                 "correct"
             } else {

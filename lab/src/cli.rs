@@ -72,6 +72,12 @@ pub struct ChaosArgs {
     /// tests/kafka/cluster. Without it the broker-fault scenarios are skipped.
     #[arg(long, value_name = "CMD", requires = "brokers")]
     pub control: Option<PathBuf>,
+    /// Where the service writes: window files (`file`), or an output topic plus a dead-letter
+    /// topic, at least once (`kafka`) or exactly once (`exactly-once`, needs --brokers). The
+    /// oracle reads the topics back as a `read_committed` reader; exactly once allows no
+    /// duplicate.
+    #[arg(long, value_enum, default_value = "file")]
+    pub output: crate::chaos::ChaosOutput,
     /// Frames of each scenario's data set (produced over about six seconds).
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
     pub frames: u64,

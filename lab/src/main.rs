@@ -81,6 +81,7 @@ fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
             },
             None => Target::Embedded,
         },
+        output: args.output,
     };
     let models = match args.model {
         Some(model) => vec![model],

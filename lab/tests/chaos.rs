@@ -8,9 +8,13 @@ mod common;
 
 use kafka_actors::settings::Model;
 use kafka_actors::Settings;
-use lab::chaos::{run_scenario, scenarios, ChaosOptions, Scenario, SCENARIOS};
+use lab::chaos::{run_scenario, scenarios, ChaosOptions, ChaosOutput, Scenario, SCENARIOS};
 
 async fn check(scenario: &dyn Scenario, model: Model) {
+    check_output(scenario, model, ChaosOutput::File).await;
+}
+
+async fn check_output(scenario: &dyn Scenario, model: Model, output: ChaosOutput) {
     let dir = tempfile::tempdir().unwrap();
     let options = ChaosOptions {
         frames: 20_000,
@@ -18,11 +22,56 @@ async fn check(scenario: &dyn Scenario, model: Model) {
         // Its hidden `run` is the service (the sigkill scenario starts it).
         executable: Some(env!("CARGO_BIN_EXE_kafka-actors-lab").into()),
         target: Default::default(),
+        output,
     };
     let result = run_scenario(&Settings::default(), scenario, model, &options)
         .await
         .unwrap();
     common::assert_scenario_passed(&result, dir, 20_000);
+}
+
+/// Windows to an output topic and invalid frames to a dead-letter topic on the embedded
+/// cluster, at least once: the oracle reads both back; every invalid record is dead-lettered.
+#[actix::test]
+async fn poison_frames_partition_to_kafka() {
+    check_output(
+        &scenarios::PoisonFrames,
+        Model::Partition,
+        ChaosOutput::Kafka,
+    )
+    .await;
+}
+
+#[actix::test]
+#[ignore = "slow; run from .ci/run"]
+async fn member_churn_group_to_kafka() {
+    check_output(&scenarios::MemberChurn, Model::Group, ChaosOutput::Kafka).await;
+}
+
+/// Exactly once is refused on the embedded cluster, which cannot honour it.
+#[actix::test]
+async fn exactly_once_is_refused_on_the_embedded_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ChaosOptions {
+        frames: 20_000,
+        out: dir.path().to_owned(),
+        executable: None,
+        target: Default::default(),
+        output: ChaosOutput::ExactlyOnce,
+    };
+    let error = run_scenario(
+        &Settings::default(),
+        &scenarios::PoisonFrames,
+        Model::Partition,
+        &options,
+    )
+    .await
+    .expect_err("refused");
+    let text = kafka_actors::error_chain(&error);
+    assert!(
+        text.contains("sink.exactly_once") && text.contains("embedded"),
+        "{text}"
+    );
 }
 
 macro_rules! scenario {

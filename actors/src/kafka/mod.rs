@@ -897,6 +897,23 @@ fn read_to_end(
     Ok(())
 }
 
+/// The callbacks of [`read_to_end`]'s consumer: an end of partition also arrives as a client
+/// error event, which says nothing wrong.
+struct ReaderContext;
+
+impl rdkafka::client::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::warn!(%error, reason, "Kafka reader error.");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
 /// [`read_to_end`] for partitions of one topic.
 fn read_topic_to_end(
     kafka: &KafkaConfig,
@@ -905,7 +922,6 @@ fn read_topic_to_end(
     prefetch: u64,
     on_record: &mut impl FnMut(&ReadRecord<'_>),
 ) -> Result<(), AdapterError> {
-    use rdkafka::consumer::DefaultConsumerContext;
     use rdkafka::Message;
     let defaults = intake::intake_defaults(
         prefetch,
@@ -917,9 +933,9 @@ fn read_topic_to_end(
         group: "kafka-actors-baseline".to_owned(),
         ..kafka.clone()
     };
-    let consumer: BaseConsumer<DefaultConsumerContext> =
+    let consumer: BaseConsumer<ReaderContext> =
         consumer_config(kafka, "kafka-actors-baseline", &defaults)
-            .create()
+            .create_with_context(ReaderContext)
             .map_err(|e| AdapterError::create_client("consumer", &e))?;
     // As the partition readers do: learn the leaders first, or librdkafka's query for the
     // earliest offset finds none and retries only after a fixed 500 ms.

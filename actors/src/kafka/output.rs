@@ -565,6 +565,7 @@ impl TransactionalOutput {
 
     /// One try: begin, produce, send the offsets, commit.
     fn attempt(&self, records: &[OutRecord<'_>], positions: &[CommitPosition]) -> Result<(), Step> {
+        let started = Instant::now();
         self.producer
             .begin_transaction()
             .map_err(|e| self.classify(&e))?;
@@ -582,16 +583,21 @@ impl TransactionalOutput {
                     reason: "the consumer has no group metadata".into(),
                 }));
             };
+            tracing::debug!(took = ?started.elapsed(), records = records.len(), "Transaction: records queued.");
             self.producer
                 .send_offsets_to_transaction(&tpl, &group, self.timeout)
                 .map_err(|e| self.classify(&e))?;
+            tracing::debug!(took = ?started.elapsed(), "Transaction: offsets sent.");
         }
         // A commit whose outcome is unknown (a timeout) is asked again: librdkafka then
         // reports the outcome of the first.
         let deadline = Instant::now() + self.timeout;
         loop {
             match self.producer.commit_transaction(self.timeout) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    tracing::debug!(took = ?started.elapsed(), "Transaction committed.");
+                    return Ok(());
+                }
                 Err(KafkaError::Transaction(rd))
                     if rd.is_retriable() && Instant::now() < deadline =>
                 {
@@ -604,6 +610,7 @@ impl TransactionalOutput {
 
     /// Aborts the transaction under way; a failure to abort is fatal for the producer.
     fn abort(&self) -> Result<(), TransactionFailure> {
+        tracing::debug!("Aborting the transaction.");
         match self.producer.abort_transaction(self.timeout) {
             Ok(()) => Ok(()),
             Err(error) => match self.classify(&error) {

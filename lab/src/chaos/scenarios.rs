@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use actors::config::GeneratorConfig;
+use actors::config::{GeneratorConfig, SinkKind};
 use actors::failure::{PartitionFailure, StopCause};
 use actors::faults::{PartitionFault, Times};
 use actors::intake::GroupEvent;
@@ -835,8 +835,26 @@ fn child_env(settings: &Settings) -> Vec<(String, String)> {
         ),
         ("METRICS__LOG_INTERVAL_MS", "0".to_owned()),
         ("ADMIN__PORT", settings.admin.port.to_string()),
-        ("SINK__KIND", "file".to_owned()),
+        (
+            "SINK__KIND",
+            match settings.sink.kind {
+                SinkKind::Kafka => "kafka",
+                SinkKind::File | SinkKind::Stdout => "file",
+            }
+            .to_owned(),
+        ),
         ("SINK__PATH", settings.sink.path.clone()),
+        ("SINK__TOPIC", settings.sink.topic.clone()),
+        ("SINK__CREATE_TOPIC", settings.sink.create_topic.to_string()),
+        (
+            "SINK__TOPIC_PARTITIONS",
+            settings.sink.topic_partitions.to_string(),
+        ),
+        ("SINK__EXACTLY_ONCE", settings.sink.exactly_once.to_string()),
+        (
+            "SINK__DEAD_LETTER__TOPIC",
+            settings.sink.dead_letter.topic.clone(),
+        ),
         (
             "GROUP__SESSION_TIMEOUT_MS",
             settings.group.session_timeout_ms.to_string(),

@@ -21,4 +21,8 @@ pub fn assert_scenario_passed(
     assert!(result.problems.is_empty(), "{:?}", result.problems);
     assert!(result.passed);
     assert!(result.frames >= frames, "{result:?}");
+    if result.output == lab::chaos::ChaosOutput::ExactlyOnce {
+        assert_eq!(result.duplicates, 0, "{result:?}");
+        assert_eq!(result.dead_letter_duplicates, 0, "{result:?}");
+    }
 }
