@@ -809,10 +809,11 @@ pub struct SinkConfig {
     /// take until every in-sync replica has acknowledged them (librdkafka
     /// `message.timeout.ms`).
     pub delivery_timeout_ms: u64,
-    /// Kafka sink and dead letters: attempts at delivering a flush (the first included).
-    /// Nothing is committed while a delivery fails; after the last attempt output stops with
-    /// an error naming the topic and the broker's reason.
-    pub delivery_attempts: u32,
+    /// Kafka sink and dead letters: how long a flush whose records were not acknowledged (or,
+    /// exactly once, whose transaction was aborted) is tried again, in milliseconds. Nothing
+    /// is committed meanwhile; past it, output stops with an error naming the topic and the
+    /// broker's reason.
+    pub retry_timeout_ms: u64,
     /// `kind = "kafka"`: each flush produces its windows and dead letters and commits the
     /// input offsets in one Kafka transaction, so a reader with `isolation.level =
     /// read_committed` sees every window exactly once, also after a crash. Needs Apache Kafka
@@ -847,7 +848,7 @@ impl Default for SinkConfig {
             create_topic: false,
             topic_partitions: 1,
             delivery_timeout_ms: 10_000,
-            delivery_attempts: 3,
+            retry_timeout_ms: 120_000,
             exactly_once: false,
             transactional_id: String::new(),
             transaction_timeout_ms: 10_000,
@@ -869,7 +870,7 @@ impl fmt::Debug for SinkConfig {
             .field("create_topic", &self.create_topic)
             .field("topic_partitions", &self.topic_partitions)
             .field("delivery_timeout_ms", &self.delivery_timeout_ms)
-            .field("delivery_attempts", &self.delivery_attempts)
+            .field("retry_timeout_ms", &self.retry_timeout_ms)
             .field("exactly_once", &self.exactly_once)
             .field("transactional_id", &self.transactional_id)
             .field("transaction_timeout_ms", &self.transaction_timeout_ms)
@@ -924,9 +925,9 @@ impl SinkConfig {
             "must be between 1000 and 900000",
         )?;
         check(
-            (1..=100).contains(&self.delivery_attempts),
-            "sink.delivery_attempts",
-            "must be between 1 and 100",
+            (0..=86_400_000).contains(&self.retry_timeout_ms),
+            "sink.retry_timeout_ms",
+            "must be between 0 and 86400000",
         )?;
         check(
             (1_000..=900_000).contains(&self.transaction_timeout_ms),

@@ -25,8 +25,8 @@ pub trait DeadLetterSink: Send + 'static {
 /// Writes a flush and commits its offsets in one transaction.
 pub trait TransactionalSink: Send + 'static {
     /// Writes `windows` and `letters` and commits `positions` (none: nothing new to commit)
-    /// as one transaction; returns the positions committed. Retries what may pass, until
-    /// `retry_until` when one is given, else for the sink's own attempts.
+    /// as one transaction; returns the positions committed. Tries an aborted transaction again
+    /// until `retry_until` when one is given, else for the sink's `retry_timeout_ms`.
     ///
     /// # Errors
     /// The transaction was aborted and trying again cannot help, or did not help in time:
@@ -60,10 +60,12 @@ pub enum TransactionFailure {
         reason: String,
     },
     /// The transaction kept failing.
-    #[error("the transaction failed {attempts} times: {reason}")]
+    #[error("the flush's transaction was aborted {attempts} times in {for_ms} ms (sink.retry_timeout_ms): {reason}")]
     GaveUp {
         /// Attempts made.
         attempts: u32,
+        /// How long they took.
+        for_ms: u128,
         /// The last error.
         reason: String,
     },

@@ -867,6 +867,67 @@ pub fn read_topic(kafka: &KafkaConfig, topic: &str) -> Result<Vec<StoredRecord>,
     Ok(records)
 }
 
+/// Follows every partition of `topic` from the beginning as a `read_committed` reader (unless
+/// `kafka.properties` says otherwise) with a short fetch wait, handing each record to
+/// `on_record` as soon as it is readable, until `stop` is set. For measuring when output
+/// becomes visible (`examples/tail_output.rs`). Commits nothing.
+///
+/// # Errors
+/// If the topic cannot be read.
+pub fn follow_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    mut on_record: impl FnMut(StoredRecord),
+) -> Result<(), AdapterError> {
+    use rdkafka::message::Headers;
+    use rdkafka::Message;
+    let kafka = KafkaConfig {
+        topic: topic.to_owned(),
+        topics: Vec::new(),
+        group: "kafka-actors-follower".to_owned(),
+        ..kafka.clone()
+    };
+    let partitions = partition_ids(&kafka)?;
+    let defaults = [("fetch.wait.max.ms", "10".to_owned())];
+    let consumer: BaseConsumer<ReaderContext> =
+        consumer_config(&kafka, "kafka-actors-follower", &defaults)
+            .create_with_context(ReaderContext)
+            .map_err(|e| AdapterError::create_client("consumer", &e))?;
+    let failed = |source| AdapterError::Assign {
+        partitions: Assigning::Set(partitions.len()),
+        source,
+    };
+    let tpl = partition_list(&partitions, |_| Some(Offset::Beginning)).map_err(failed)?;
+    consumer.assign(&tpl).map_err(failed)?;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(message)) => on_record(StoredRecord {
+                partition: PartitionId::of(topic, message.partition()),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(source)) => {
+                return Err(AdapterError::Read {
+                    topic: topic.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One record handed out by [`read_to_end`].
 struct ReadRecord<'a> {
     partition: PartitionId,

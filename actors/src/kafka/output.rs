@@ -307,7 +307,8 @@ fn send<C: ProducerContext<DeliveryOpaque = usize>>(
 /// An idempotent producer that delivers batches of records, at least once.
 struct Deliverer {
     producer: BaseProducer<Acks>,
-    attempts: u32,
+    /// How long records not acknowledged are sent again.
+    retry_for: Duration,
     timeout: Duration,
 }
 
@@ -322,17 +323,20 @@ impl Deliverer {
             .map_err(|e| AdapterError::create_client("producer", &e))?;
         Ok(Deliverer {
             producer,
-            attempts: sink.delivery_attempts,
+            retry_for: Duration::from_millis(sink.retry_timeout_ms),
             timeout: Duration::from_millis(sink.delivery_timeout_ms),
         })
     }
 
-    /// Delivers every record, sending again what was not acknowledged, up to the attempts;
-    /// returns once all are acknowledged.
+    /// Delivers every record, sending again what was not acknowledged for up to
+    /// `sink.retry_timeout_ms`; returns once all are acknowledged.
     fn deliver(&self, topic: &str, records: &[OutRecord<'_>]) -> std::io::Result<()> {
+        let started = Instant::now();
         let mut todo: Vec<usize> = (0..records.len()).collect();
         let mut reason = String::new();
-        for attempt in 1..=self.attempts {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
             if attempt > 1 {
                 tracing::warn!(
                     topic,
@@ -342,7 +346,7 @@ impl Deliverer {
                     "Output records were not acknowledged; sending them again. Nothing is \
                      committed meanwhile."
                 );
-                std::thread::sleep(Duration::from_millis(500) * attempt);
+                std::thread::sleep(retry_backoff(attempt));
             }
             let mut failed = Vec::new();
             for &index in &todo {
@@ -372,13 +376,21 @@ impl Deliverer {
             todo = failed.into_iter().map(|(index, _)| index).collect();
             todo.sort_unstable();
             todo.dedup();
+            if started.elapsed() >= self.retry_for {
+                return Err(std::io::Error::other(format!(
+                    "{} records to topic `{topic}` were not acknowledged after {attempt} \
+                     attempts in {} ms (sink.retry_timeout_ms): {reason}",
+                    todo.len(),
+                    started.elapsed().as_millis()
+                )));
+            }
         }
-        Err(std::io::Error::other(format!(
-            "{} records to topic `{topic}` were not acknowledged after {} attempts: {reason}",
-            todo.len(),
-            self.attempts
-        )))
     }
+}
+
+/// The wait before attempt number `attempt` (from 2): 0.5 s more each time, at most 5 s.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500 * u64::from(attempt.saturating_sub(1)).min(10))
 }
 
 /// Produces closed windows to `sink.topic`, at least once.
@@ -450,6 +462,10 @@ impl DeadLetterSink for KafkaDeadLetters {
 enum Step {
     /// Abort, and the whole transaction may be tried again.
     Abortable(String),
+    /// The group refused the offsets of this member's generation (it rejoined meanwhile, or
+    /// was dropped): abort, and try again with the current generation if the member still
+    /// owns every partition.
+    StaleGeneration(String),
     /// No retry helps.
     Failed(TransactionFailure),
 }
@@ -462,7 +478,9 @@ pub struct TransactionalOutput {
     topic: String,
     dead_letter_topic: Option<String>,
     label: bool,
-    attempts: u32,
+    /// How long an aborted flush is tried again.
+    retry_for: Duration,
+    /// The bound of each librdkafka call.
     timeout: Duration,
 }
 
@@ -521,7 +539,7 @@ impl GroupCommits {
                 .enabled()
                 .then(|| sink.dead_letter.topic.clone()),
             label: sink.label_partitions,
-            attempts: sink.delivery_attempts,
+            retry_for: Duration::from_millis(sink.retry_timeout_ms),
             timeout,
         })
     }
@@ -537,7 +555,8 @@ impl TransactionalOutput {
         match rd.code() {
             RDKafkaErrorCode::IllegalGeneration
             | RDKafkaErrorCode::UnknownMemberId
-            | RDKafkaErrorCode::FencedInstanceId => {
+            | RDKafkaErrorCode::RebalanceInProgress => Step::StaleGeneration(reason),
+            RDKafkaErrorCode::FencedInstanceId => {
                 Step::Failed(TransactionFailure::NotInGroup { reason })
             }
             RDKafkaErrorCode::ProducerFenced
@@ -563,8 +582,14 @@ impl TransactionalOutput {
         Ok(tpl)
     }
 
-    /// One try: begin, produce, send the offsets, commit.
-    fn attempt(&self, records: &[OutRecord<'_>], positions: &[CommitPosition]) -> Result<(), Step> {
+    /// One try: begin, produce, send the offsets, commit (asking again, until `give_up`, while
+    /// the commit's outcome is unknown).
+    fn attempt(
+        &self,
+        records: &[OutRecord<'_>],
+        positions: &[CommitPosition],
+        give_up: Instant,
+    ) -> Result<(), Step> {
         let started = Instant::now();
         self.producer
             .begin_transaction()
@@ -591,7 +616,7 @@ impl TransactionalOutput {
         }
         // A commit whose outcome is unknown (a timeout) is asked again: librdkafka then
         // reports the outcome of the first.
-        let deadline = Instant::now() + self.timeout;
+        let deadline = give_up.max(Instant::now() + self.timeout);
         loop {
             match self.producer.commit_transaction(self.timeout) {
                 Ok(()) => {
@@ -608,18 +633,51 @@ impl TransactionalOutput {
         }
     }
 
-    /// Aborts the transaction under way; a failure to abort is fatal for the producer.
-    fn abort(&self) -> Result<(), TransactionFailure> {
+    /// Aborts the transaction under way, asking again until `give_up` while the abort's
+    /// outcome is unknown (the coordinator is out of reach); an abort that fails otherwise
+    /// leaves the producer unusable.
+    fn abort(&self, give_up: Instant) -> Result<(), TransactionFailure> {
         tracing::debug!("Aborting the transaction.");
-        match self.producer.abort_transaction(self.timeout) {
-            Ok(()) => Ok(()),
-            Err(error) => match self.classify(&error) {
-                Step::Failed(failure) => Err(failure),
-                Step::Abortable(reason) => Err(TransactionFailure::Fatal {
-                    reason: format!("cannot abort the transaction: {reason}"),
-                }),
-            },
+        let deadline = give_up.max(Instant::now() + self.timeout);
+        loop {
+            let error = match self.producer.abort_transaction(self.timeout) {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            if let KafkaError::Transaction(rd) = &error {
+                if rd.is_retriable() && Instant::now() < deadline {
+                    tracing::debug!(error = %rd, "Aborting the transaction again.");
+                    continue;
+                }
+            }
+            return Err(match self.classify(&error) {
+                Step::Failed(failure) => failure,
+                Step::Abortable(reason) | Step::StaleGeneration(reason) => {
+                    TransactionFailure::Fatal {
+                        reason: format!("cannot abort the transaction: {reason}"),
+                    }
+                }
+            });
         }
+    }
+
+    /// The partitions of `positions` this member no longer owns (group model); none for the
+    /// partition model, which assigns its partitions itself.
+    fn not_owned(&self, positions: &[CommitPosition]) -> Vec<crate::topic::PartitionId> {
+        if self.commits.scope == super::intake::CommitScope::Any {
+            return Vec::new();
+        }
+        let owned: Vec<crate::topic::PartitionId> = self
+            .commits
+            .consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(super::element_id).collect())
+            .unwrap_or_default();
+        positions
+            .iter()
+            .map(|p| p.partition)
+            .filter(|p| !owned.contains(p))
+            .collect()
     }
 }
 
@@ -638,10 +696,13 @@ impl TransactionalSink for TransactionalOutput {
         if let Some(topic) = &self.dead_letter_topic {
             records.extend(dead_letter_records(topic, letters));
         }
+        let started = Instant::now();
+        // A release waits for this flush no longer than it said.
+        let give_up = retry_until.unwrap_or(started + self.retry_for);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let reason = match self.attempt(&records, positions) {
+            let reason = match self.attempt(&records, positions, give_up) {
                 Ok(()) => return Ok(positions.to_vec()),
                 Err(Step::Failed(failure)) => {
                     // Nothing of it may become visible; the producer may be unusable already.
@@ -649,12 +710,41 @@ impl TransactionalSink for TransactionalOutput {
                     return Err(failure);
                 }
                 Err(Step::Abortable(reason)) => reason,
+                Err(Step::StaleGeneration(reason)) => {
+                    self.abort(give_up)?;
+                    // A member that rejoined keeps its partitions (cooperative rebalancing)
+                    // and commits them in its new generation; one that lost any of them must
+                    // write nothing more for them.
+                    let lost = self.not_owned(positions);
+                    if !lost.is_empty() {
+                        return Err(TransactionFailure::NotInGroup {
+                            reason: format!(
+                                "{reason}; partitions no longer assigned here: {}",
+                                lost.iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        });
+                    }
+                    if Instant::now() + retry_backoff(attempt + 1) >= give_up {
+                        return Err(TransactionFailure::NotInGroup { reason });
+                    }
+                    tracing::info!(
+                        attempt,
+                        %reason,
+                        "The group's generation changed during the flush; committing it again \
+                         in the current generation."
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
             };
-            self.abort()?;
-            let more = attempt < self.attempts || retry_until.is_some_and(|u| Instant::now() < u);
-            if !more {
+            self.abort(give_up)?;
+            if Instant::now() + retry_backoff(attempt + 1) >= give_up {
                 return Err(TransactionFailure::GaveUp {
                     attempts: attempt,
+                    for_ms: started.elapsed().as_millis(),
                     reason,
                 });
             }
@@ -665,7 +755,7 @@ impl TransactionalSink for TransactionalOutput {
                 dead_letters = letters.len(),
                 "The flush's transaction was aborted; trying it again."
             );
-            std::thread::sleep(Duration::from_millis(500) * attempt);
+            std::thread::sleep(retry_backoff(attempt + 1));
         }
     }
 }
