@@ -113,6 +113,14 @@ fn a_secret_in_a_property_appears_nowhere() {
         assert_clean(key, &all);
     }
 
+    // The same in the output producer's own properties (Kafka sink on the embedded cluster).
+    let settings = format!(
+        "[sink]\nkind = \"kafka\"\ntopic = \"out\"\n[sink.properties]\n\"sasl.pasword\" = \"{CANARY}\"\n"
+    );
+    let (ok, all) = run(&settings, &[], None);
+    assert!(!ok && all.contains("sasl.pasword"), "{all}");
+    assert_clean("output producer property", &all);
+
     // librdkafka refuses the TLS material when it creates the client.
     let settings = format!(
         "[kafka]\nbrokers = \"127.0.0.1:1\"\n{}",
