@@ -413,3 +413,62 @@ async fn a_flood_of_invalid_frames_stops_the_service_naming_the_partition() {
         letters.len()
     );
 }
+
+/// A group member hung (SIGSTOP) past its session while a flush may be under way: the other
+/// member takes its partitions over; when the hung one wakes, the coordinator refuses its
+/// offsets of the old generation, so whatever it was writing is aborted. A `read_committed`
+/// reader of the output sees every share once.
+#[test]
+fn a_zombie_group_member_writes_nothing_twice() {
+    let test = "a_zombie_group_member_writes_nothing_twice";
+    let Some(kafka) = RealKafka::get(test) else {
+        return;
+    };
+    let topic = kafka.topic("eos-zombie", 4);
+    let out = kafka.topic("eos-zombie-out", 3);
+    let group = unique("eos-zombie-group");
+    let dir = common::real::member_dir(test);
+    let env = [
+        ("KAFKA_ACTORS__GROUP__SESSION_TIMEOUT_MS", "6000"),
+        ("KAFKA_ACTORS__GROUP__REVOKE_TIMEOUT_MS", "3000"),
+        ("KAFKA_ACTORS__SINK__KIND", "kafka"),
+        ("KAFKA_ACTORS__SINK__TOPIC", out.as_str()),
+        ("KAFKA_ACTORS__SINK__EXACTLY_ONCE", "true"),
+        ("KAFKA_ACTORS__SINK__TRANSACTION_TIMEOUT_MS", "8000"),
+        ("KAFKA_ACTORS__SINK__DELIVERY_TIMEOUT_MS", "8000"),
+    ];
+    let args = ["--model", "group"];
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &["--frames", "60000", "--rate", "3000", "--event-rate", "300"],
+    );
+    wait_for_data(&kafka, &topic, 4);
+    let mut a = Member::spawn(&kafka, "a", dir.path(), &topic, &group, &env, &args);
+    let mut b = Member::spawn(&kafka, "b", dir.path(), &topic, &group, &env, &args);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while windows_in(&kafka, &out).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", a.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Hung past its 6 s session: the group moves on without it.
+    a.signal("STOP");
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    a.signal("CONT");
+    let truth = producer.join().expect("producer");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    b.stop();
+    // The woken member rejoined, or stopped on the refused offsets: either way it goes now.
+    a.stop_if_running();
+    let mut last = Member::spawn(
+        &kafka,
+        "last",
+        dir.path(),
+        &topic,
+        &group,
+        &env,
+        &["--model", "group", "--until-end"],
+    );
+    assert!(last.wait().success(), "{}", last.log_text());
+    assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+}

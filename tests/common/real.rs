@@ -401,6 +401,14 @@ impl Member {
         );
     }
 
+    /// Stops the member with SIGTERM if it still runs, and waits for it (whatever its exit).
+    pub fn stop_if_running(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal("TERM");
+        }
+        let _ = self.wait();
+    }
+
     /// SIGKILLs the member.
     pub fn kill(&mut self) {
         self.signal("KILL");

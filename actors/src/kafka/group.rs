@@ -48,6 +48,8 @@ struct GroupRebalance {
     out_of_range: OutOfRange,
     /// The consumer itself, to split queues from inside the rebalance callback.
     consumer: Arc<OnceLock<Weak<IntakeConsumer>>>,
+    /// Where the member's group metadata goes after every assignment, for exactly-once output.
+    generation: super::intake::GenerationSlot,
     /// How long the committed offsets of newly assigned partitions may take: an open
     /// transaction holding newer offsets (exactly-once output of a member that crashed) keeps
     /// them from being read until it ends.
@@ -153,7 +155,14 @@ impl Rebalance for GroupRebalance {
         tpl: &mut TopicPartitionList,
     ) {
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // The generation this assignment belongs to: what the member's offsets carry
+                // from now on (taken here, before the partitions are read, not at every
+                // flush: asking waits on the client's main thread).
+                let metadata = consumer.group_metadata().map(Arc::new);
+                *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = metadata;
+                self.assign(consumer, tpl);
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
             other => {
                 let code: RDKafkaErrorCode = other.into();
@@ -168,6 +177,7 @@ impl Rebalance for GroupRebalance {
 pub struct GroupConsumer {
     intake: IntakeClient,
     static_member: bool,
+    generation: super::intake::GenerationSlot,
 }
 
 impl GroupConsumer {
@@ -202,11 +212,13 @@ impl GroupConsumer {
             extra.push(("group.instance.id", group.instance_id.clone()));
         }
         let consumer_slot = Arc::new(OnceLock::new());
+        let generation = super::intake::GenerationSlot::default();
         let rebalance = GroupRebalance {
             listener,
             reset: kafka.auto_offset_reset,
             out_of_range: kafka.out_of_range,
             consumer: consumer_slot.clone(),
+            generation: generation.clone(),
             committed_wait: committed_wait.max(LOOKUP_TIMEOUT),
         };
         let intake = IntakeClient::create(IntakeSpec {
@@ -232,12 +244,16 @@ impl GroupConsumer {
         Ok(GroupConsumer {
             intake,
             static_member: !group.instance_id.is_empty(),
+            generation,
         })
     }
 
     /// Commits through this member, never for partitions it does not own.
     pub fn committer(&self) -> super::GroupCommits {
-        self.intake.committer(CommitScope::Owned)
+        super::GroupCommits {
+            generation: Some(self.generation.clone()),
+            ..self.intake.committer(CommitScope::Owned)
+        }
     }
 
     /// End offsets for the stall watchdog, through this member's client.

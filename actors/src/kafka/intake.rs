@@ -295,6 +295,7 @@ impl IntakeClient {
         GroupCommits {
             consumer: self.consumer.clone(),
             scope,
+            generation: None,
         }
     }
 
@@ -421,7 +422,14 @@ pub(crate) enum CommitScope {
 pub struct GroupCommits {
     pub(super) consumer: Arc<IntakeConsumer>,
     pub(super) scope: CommitScope,
+    /// Group model: the member's group metadata as of its last assignment (the generation its
+    /// offsets must carry); `None` for the partition model, whose client joins no group.
+    pub(super) generation: Option<GenerationSlot>,
 }
+
+/// A group member's metadata, replaced at every assignment.
+pub(crate) type GenerationSlot =
+    Arc<std::sync::Mutex<Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>>>;
 
 impl OffsetCommitter for GroupCommits {
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {

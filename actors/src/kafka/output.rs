@@ -8,7 +8,7 @@
 //! the connection and security properties of `kafka.properties`, then `sink.properties`, then
 //! what the guarantee depends on (`acks=all`, idempotence, the transactional id).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
@@ -474,6 +474,9 @@ enum Step {
 pub struct TransactionalOutput {
     producer: BaseProducer<Acks>,
     commits: GroupCommits,
+    /// The partition model's group metadata (no member, no generation), taken when the output
+    /// starts; a group member's comes from its last assignment (`commits.generation`).
+    group: Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>,
     transactional_id: String,
     topic: String,
     dead_letter_topic: Option<String>,
@@ -529,8 +532,13 @@ impl GroupCommits {
                 reason: e.to_string(),
             })?;
         tracing::info!(transactional_id, "Transactions started.");
+        let group = match &self.generation {
+            Some(_) => None,
+            None => self.consumer.group_metadata().map(Arc::new),
+        };
         Ok(TransactionalOutput {
             producer,
+            group,
             commits: self,
             transactional_id: transactional_id.to_owned(),
             topic: sink.topic.clone(),
@@ -603,10 +611,15 @@ impl TransactionalOutput {
                     reason: e.to_string(),
                 })
             })?;
-            let Some(group) = self.commits.consumer.group_metadata() else {
-                return Err(Step::Failed(TransactionFailure::Fatal {
-                    reason: "the consumer has no group metadata".into(),
-                }));
+            let group = match &self.commits.generation {
+                Some(slot) => slot.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                None => self.group.clone(),
+            };
+            let Some(group) = group else {
+                // A member not yet assigned anything has no generation to commit in.
+                return Err(Step::StaleGeneration(
+                    "the member has not joined the group yet".into(),
+                ));
             };
             tracing::debug!(took = ?started.elapsed(), records = records.len(), "Transaction: records queued.");
             self.producer
