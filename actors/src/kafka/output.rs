@@ -466,13 +466,20 @@ enum Step {
     /// was dropped): abort, and try again with the current generation if the member still
     /// owns every partition.
     StaleGeneration(String),
+    /// A call did not return within its timeout (librdkafka's
+    /// `send_offsets_to_transaction` can wait forever for a group coordinator that went away:
+    /// librdkafka issues 5456 and 5511): the producer is left to it and made again.
+    Stuck(String),
     /// No retry helps.
     Failed(TransactionFailure),
 }
 
 /// Writes each flush and its offsets in one transaction; see [`GroupCommits::exactly_once`].
 pub struct TransactionalOutput {
-    producer: BaseProducer<Acks>,
+    /// Shared with a thread that sends offsets (see [`Step::Stuck`]).
+    producer: Arc<BaseProducer<Acks>>,
+    /// What the producer was made from: a group member makes it again after a fatal error.
+    config: ClientConfig,
     commits: GroupCommits,
     /// The partition model's group metadata (no member, no generation), taken when the output
     /// starts; a group member's comes from its last assignment (`commits.generation`).
@@ -510,10 +517,10 @@ impl GroupCommits {
                 sink.transaction_timeout_ms.to_string(),
             ),
         ];
-        let producer: BaseProducer<Acks> =
-            producer_config(kafka, sink, "kafka-actors-sink", &extra)
-                .create_with_context(Acks::default())
-                .map_err(|e| AdapterError::create_client("producer", &e))?;
+        let config = producer_config(kafka, sink, "kafka-actors-sink", &extra);
+        let producer: BaseProducer<Acks> = config
+            .create_with_context(Acks::default())
+            .map_err(|e| AdapterError::create_client("producer", &e))?;
         ensure_topic(&producer, kafka, sink, &sink.topic, "sink.topic")?;
         if sink.dead_letter.enabled() {
             ensure_topic(
@@ -537,7 +544,8 @@ impl GroupCommits {
             None => self.consumer.group_metadata().map(Arc::new),
         };
         Ok(TransactionalOutput {
-            producer,
+            producer: Arc::new(producer),
+            config,
             group,
             commits: self,
             transactional_id: transactional_id.to_owned(),
@@ -622,9 +630,7 @@ impl TransactionalOutput {
                 ));
             };
             tracing::debug!(took = ?started.elapsed(), records = records.len(), "Transaction: records queued.");
-            self.producer
-                .send_offsets_to_transaction(&tpl, &group, self.timeout)
-                .map_err(|e| self.classify(&e))?;
+            self.send_offsets(tpl, group)?;
             tracing::debug!(took = ?started.elapsed(), "Transaction: offsets sent.");
         }
         // A commit whose outcome is unknown (a timeout) is asked again: librdkafka then
@@ -643,6 +649,35 @@ impl TransactionalOutput {
                 }
                 Err(error) => return Err(self.classify(&error)),
             }
+        }
+    }
+
+    /// `send_offsets_to_transaction` on a thread of its own, waited for no longer than its
+    /// timeout and a few seconds more: librdkafka's call can wait forever when the group
+    /// coordinator it was talking to went away (librdkafka issues 5456 and 5511, open for
+    /// 2.12), and then [`Step::Stuck`] says so.
+    fn send_offsets(
+        &self,
+        offsets: TopicPartitionList,
+        group: Arc<rdkafka::consumer::ConsumerGroupMetadata>,
+    ) -> Result<(), Step> {
+        let (producer, timeout) = (self.producer.clone(), self.timeout);
+        let (done, result) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("kafka-txn-offsets".into())
+            .spawn(move || {
+                let _ = done.send(producer.send_offsets_to_transaction(&offsets, &group, timeout));
+            });
+        if let Err(error) = spawned {
+            return Err(Step::Abortable(format!("cannot start a thread: {error}")));
+        }
+        match result.recv_timeout(timeout + Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.classify(&error)),
+            Err(_) => Err(Step::Stuck(format!(
+                "sending the offsets to the transaction did not return within {} ms",
+                timeout.as_millis() + 5_000
+            ))),
         }
     }
 
@@ -665,13 +700,56 @@ impl TransactionalOutput {
             }
             return Err(match self.classify(&error) {
                 Step::Failed(failure) => failure,
-                Step::Abortable(reason) | Step::StaleGeneration(reason) => {
+                Step::Abortable(reason) | Step::StaleGeneration(reason) | Step::Stuck(reason) => {
                     TransactionFailure::Fatal {
                         reason: format!("cannot abort the transaction: {reason}"),
                     }
                 }
             });
         }
+    }
+
+    /// After `failure` left the producer unusable: a new one with the same transactional id,
+    /// whose `init_transactions` aborts what is left, when that is safe. A fatal error that
+    /// is no fence (the broker timed the transaction out during an outage: "invalid
+    /// transactional state") is mended in either model. A fence is mended by a group member
+    /// only: its id is its own, so nothing but the broker fenced it, and the coordinator still
+    /// fences it by generation; the partition model's id is shared by every instance on the
+    /// same partitions, and a producer made again would fence the newer instance back.
+    fn recover(&mut self, failure: TransactionFailure) -> Result<(), TransactionFailure> {
+        match failure {
+            TransactionFailure::Fatal { .. } => self.make_again(&failure),
+            TransactionFailure::Fenced { .. } if self.commits.generation.is_some() => {
+                self.make_again(&failure)
+            }
+            TransactionFailure::Fenced { .. }
+            | TransactionFailure::NotInGroup { .. }
+            | TransactionFailure::GaveUp { .. }
+            | TransactionFailure::Closed => Err(failure),
+        }
+    }
+
+    /// A new producer with the same transactional id in place of this one (see
+    /// [`Self::recover`] and [`Step::Stuck`]).
+    fn make_again(&mut self, why: &dyn std::fmt::Display) -> Result<(), TransactionFailure> {
+        tracing::warn!(
+            transactional_id = %self.transactional_id,
+            error = %why,
+            "The transactional producer failed; making it again."
+        );
+        let producer: BaseProducer<Acks> = self
+            .config
+            .create_with_context(Acks::default())
+            .map_err(|e| TransactionFailure::Fatal {
+                reason: AdapterError::create_client("producer", &e).to_string(),
+            })?;
+        producer
+            .init_transactions(self.timeout + LOOKUP_TIMEOUT)
+            .map_err(|e| TransactionFailure::Fatal {
+                reason: format!("cannot start transactions again: {e}"),
+            })?;
+        self.producer = Arc::new(producer);
+        Ok(())
     }
 
     /// The partitions of `positions` this member no longer owns (group model); none for the
@@ -705,8 +783,9 @@ impl TransactionalSink for TransactionalOutput {
         if windows.is_empty() && letters.is_empty() && positions.is_empty() {
             return Ok(Vec::new());
         }
-        let mut records = window_records(&self.topic, windows, self.label);
-        if let Some(topic) = &self.dead_letter_topic {
+        let (topic, dead_letter_topic) = (self.topic.clone(), self.dead_letter_topic.clone());
+        let mut records = window_records(&topic, windows, self.label);
+        if let Some(topic) = &dead_letter_topic {
             records.extend(dead_letter_records(topic, letters));
         }
         let started = Instant::now();
@@ -720,9 +799,27 @@ impl TransactionalSink for TransactionalOutput {
                 Err(Step::Failed(failure)) => {
                     // Nothing of it may become visible; the producer may be unusable already.
                     let _ = self.producer.abort_transaction(Duration::from_secs(5));
-                    return Err(failure);
+                    if Instant::now() >= give_up {
+                        return Err(failure);
+                    }
+                    self.recover(failure)?;
+                    continue;
                 }
                 Err(Step::Abortable(reason)) => reason,
+                Err(Step::Stuck(reason)) => {
+                    if Instant::now() >= give_up {
+                        return Err(TransactionFailure::GaveUp {
+                            attempts: attempt,
+                            for_ms: started.elapsed().as_millis(),
+                            reason,
+                        });
+                    }
+                    // Our own producer hangs: nothing else fenced it, so a new one with the
+                    // same id (which fences the stuck one and aborts its transaction) is safe
+                    // in either model.
+                    self.make_again(&reason)?;
+                    continue;
+                }
                 Err(Step::StaleGeneration(reason)) => {
                     self.abort(give_up)?;
                     // A member that rejoined keeps its partitions (cooperative rebalancing)
@@ -753,7 +850,12 @@ impl TransactionalSink for TransactionalOutput {
                     continue;
                 }
             };
-            self.abort(give_up)?;
+            if let Err(failure) = self.abort(give_up) {
+                if Instant::now() >= give_up {
+                    return Err(failure);
+                }
+                self.recover(failure)?;
+            }
             if Instant::now() + retry_backoff(attempt + 1) >= give_up {
                 return Err(TransactionFailure::GaveUp {
                     attempts: attempt,
