@@ -460,6 +460,11 @@ fn a_zombie_group_member_writes_nothing_twice() {
     b.stop();
     // The woken member rejoined, or stopped on the refused offsets: either way it goes now.
     a.stop_if_running();
+    let a_log = a.log_text();
+    assert!(
+        a_log.contains(r#""lost":true"#) || a_log.contains("refused this member's offsets"),
+        "the hung member found its membership gone: {a_log}"
+    );
     let mut last = Member::spawn(
         &kafka,
         "last",

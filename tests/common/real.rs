@@ -332,7 +332,7 @@ impl Member {
         super::without_service_env(&mut command)
             .env(
                 "RUST_LOG",
-                "info,actors::kafka::committer=debug,actors::batch=debug",
+                "info,actors::kafka::committer=debug,actors::batch=debug,actors::kafka::output=debug",
             )
             .env("KAFKA_ACTORS__LOG__FORMAT", "json")
             .env(

@@ -147,6 +147,16 @@ impl GroupRebalance {
     }
 }
 
+impl GroupRebalance {
+    /// Records the generation the member is in now: what its offsets carry from now on (taken
+    /// in the rebalance, before partitions are read or let go, not at every flush: asking
+    /// waits on the client's main thread).
+    fn note_generation(&self, consumer: &IntakeConsumer) {
+        let metadata = consumer.group_metadata().map(Arc::new);
+        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = metadata;
+    }
+}
+
 impl Rebalance for GroupRebalance {
     fn rebalance(
         &self,
@@ -156,14 +166,15 @@ impl Rebalance for GroupRebalance {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // The generation this assignment belongs to: what the member's offsets carry
-                // from now on (taken here, before the partitions are read, not at every
-                // flush: asking waits on the client's main thread).
-                let metadata = consumer.group_metadata().map(Arc::new);
-                *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = metadata;
+                self.note_generation(consumer);
                 self.assign(consumer, tpl);
             }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Cooperative rebalancing revokes in the new generation, whose offsets the
+                // revocation's flush carries.
+                self.note_generation(consumer);
+                self.revoke(consumer, tpl);
+            }
             other => {
                 let code: RDKafkaErrorCode = other.into();
                 tracing::error!(error = %code, "Rebalance failed; giving up the assignment.");
