@@ -16,12 +16,15 @@ the offsets' path alone.
    run of the same round. The raw consumer (examples/raw_consumer: one plain consumer with the
    service's own fetch tuning, counting records) is run too, as the floor. Every window line is
    checked against the producer's truth (for Kafka modes, read back read_committed).
-2. Latency from produce to result: the Java producer writes 5 000 frames/s for --live-seconds
-   with event time following the wall clock (event time = start + frames / 5 000), into a
-   fresh topic each mode reads from its end (1 s windows, no lateness, 100 ms flushes), while
-   examples/tail_output follows the output (the file, or the topic read_committed) and notes
-   when each window line becomes visible. Latency of a window = visible - window end (the
-   moment its last frame was produced). p50 and p99 over the windows after the first 5.
+2. Live, all modes at once on the same stream: the Java producer writes 5 000 frames/s for
+   --live-seconds with event time following the wall clock (event time = start + frames /
+   5 000, no jitter) into a fresh topic that a service of each mode reads from its end (each
+   its own group; 1 s windows, no lateness, 100 ms flushes, so ten flushes, and exactly once
+   ten transactions, a second), while examples/tail_output follows each output (the file, or
+   the topic read_committed) and notes when each window line becomes visible. Latency of a
+   window = visible - window end (when its last frame was produced); p50 and p99 over the
+   windows after the first 5. CPU per frame: each service's user + system CPU over the
+   stream (/proc) divided by the frames.
 
     cargo build --release --bins --example raw_consumer --example tail_output
     tests/kafka/cluster start
@@ -90,47 +93,66 @@ def percentile(values, p):
     return ordered[index]
 
 
-def latency_once(mode, brokers, out, binaries, seconds, rate):
-    """Latency of each window of a live run of `mode`, in ms."""
-    topic = f"sink-latency-{mode}-{int(time.time())}"
+def cpu_seconds(pid):
+    """User + system CPU of `pid` so far, in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency_all(brokers, out, binaries, seconds, rate):
+    """One live stream read by a service of every mode at once (each its own group), each
+    output followed by examples/tail_output: per mode the latency of each window in ms and the
+    service's CPU per frame over the stream."""
+    topic = f"sink-latency-{int(time.time())}"
     create_topic(brokers, topic, 4)
-    windows = os.path.join(out, f"latency-windows-{mode}.jsonl")
-    out_topic = f"{topic}-out"
-    config = os.path.join(out, f"latency-settings-{mode}.toml")
-    mode_config(mode, config, windows, out_topic,
-                "[window]\nlength_secs = 1\nlateness_secs = 0\n[flush]\ninterval_ms = 100\n"
-                "[kafka]\nauto_offset_reset = \"latest\"\n")
-    log = open(os.path.join(out, f"latency-log-{mode}.txt"), "w")
-    service = subprocess.Popen(
-        [binaries["service"], "run", "--config", config, "--brokers", brokers, "--topic", topic,
-         "--group", f"sink-latency-{mode}-{os.getpid()}", "--model", "partition"],
-        stdout=log, stderr=subprocess.STDOUT)
-    time.sleep(3)
-    follow_for = seconds + 12
-    follower_args = (["--brokers", brokers, "--topic", out_topic] if mode != "file"
-                     else ["--file", windows])
-    seen_path = os.path.join(out, f"latency-seen-{mode}.jsonl")
-    seen_file = open(seen_path, "w")
-    follower = subprocess.Popen([binaries["tail"], *follower_args, "--for", str(follow_for)],
-                                stdout=seen_file)
+    services, followers, seen = {}, {}, {}
+    for mode in MODES:
+        windows = os.path.join(out, f"latency-windows-{mode}.jsonl")
+        config = os.path.join(out, f"latency-settings-{mode}.toml")
+        mode_config(mode, config, windows, f"{topic}-out-{mode}",
+                    "[window]\nlength_secs = 1\nlateness_secs = 0\n[flush]\ninterval_ms = 100\n"
+                    "[kafka]\nauto_offset_reset = \"latest\"\n")
+        log = open(os.path.join(out, f"latency-log-{mode}.txt"), "w")
+        services[mode] = subprocess.Popen(
+            [binaries["service"], "run", "--config", config, "--brokers", brokers, "--topic",
+             topic, "--group", f"sink-latency-{mode}-{os.getpid()}", "--model", "partition"],
+            stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(4)
+    for mode in MODES:
+        follower_args = (["--brokers", brokers, "--topic", f"{topic}-out-{mode}"]
+                         if mode != "file" else
+                         ["--file", os.path.join(out, f"latency-windows-{mode}.jsonl")])
+        seen[mode] = os.path.join(out, f"latency-seen-{mode}.jsonl")
+        followers[mode] = subprocess.Popen(
+            [binaries["tail"], *follower_args, "--for", str(seconds + 12)],
+            stdout=open(seen[mode], "w"))
     time.sleep(1)
+    cpu_before = {mode: cpu_seconds(p.pid) for mode, p in services.items()}
     start = int(time.time()) + 1
-    frames = rate * seconds
-    cluster("produce", "--topic", topic, "--frames", str(frames), "--rate", str(rate),
-            "--event-rate", str(rate), "--start-ts", str(start), "--window", "1")
-    follower.wait()
-    seen_file.close()
-    service.terminate()
-    service.wait()
-    log.close()
-    lines = [json.loads(l) for l in open(seen_path) if l.strip()]
-    latencies = sorted((l["window_start"], l["seen_ms"] - l["window_end"] * 1000) for l in lines)
-    # The first windows wait for the start; the last for the producer to stop.
-    measured = [ms for w, ms in latencies if start + 5 <= w < start + seconds - 1]
+    cluster("produce", "--topic", topic, "--frames", str(rate * seconds), "--rate", str(rate),
+            "--event-rate", str(rate), "--jitter-ms", "0", "--start-ts", str(start),
+            "--window", "1")
+    time.sleep(3)
+    cpu = {mode: cpu_seconds(p.pid) - cpu_before[mode] for mode, p in services.items()}
+    for follower in followers.values():
+        follower.wait()
+    for service in services.values():
+        service.terminate()
+        service.wait()
+    results = {}
+    for mode in MODES:
+        lines = [json.loads(l) for l in open(seen[mode]) if l.strip()]
+        latencies = sorted((l["window_start"], l["seen_ms"] - l["window_end"] * 1000)
+                           for l in lines)
+        # The first windows wait for the start; the last for the producer to stop.
+        results[mode] = {
+            "latencies": [ms for w, ms in latencies if start + 5 <= w < start + seconds - 1],
+            "cpu_us_per_frame": cpu[mode] / (rate * seconds) * 1e6,
+        }
+        if mode != "file":
+            delete_topic(brokers, f"{topic}-out-{mode}")
     delete_topic(brokers, topic)
-    if mode != "file":
-        delete_topic(brokers, out_topic)
-    return measured
+    return results
 
 
 def main():
@@ -180,16 +202,18 @@ def main():
                 [(r["cpu_s"] - file_runs[r["round"]]["cpu_s"]) / args.frames * 1e6 for r in mine]),
             "peak_rss_mib": spread([r["peak_rss_mib"] for r in mine]),
         }
+    live = latency_all(brokers, out, binaries, args.live_seconds, args.rate)
     for mode in MODES:
-        measured = latency_once(mode, brokers, out, binaries, args.live_seconds, args.rate)
+        measured = live[mode]["latencies"]
         if not measured:
             raise SystemExit(f"{mode}: no window seen in the live run; see {out}")
-        summary[mode]["latency_ms"] = {
-            "windows": len(measured), "p50": percentile(measured, 50),
-            "p99": percentile(measured, 99), "max": max(measured)}
-        print(f"latency {mode:>12}: p50 {summary[mode]['latency_ms']['p50']} ms, "
-              f"p99 {summary[mode]['latency_ms']['p99']} ms over {len(measured)} windows",
-              flush=True)
+        summary[mode]["live"] = {
+            "windows": len(measured), "latency_p50_ms": percentile(measured, 50),
+            "latency_p99_ms": percentile(measured, 99), "latency_max_ms": max(measured),
+            "cpu_us_per_frame": round(live[mode]["cpu_us_per_frame"], 3)}
+        print(f"live {mode:>12}: latency p50 {summary[mode]['live']['latency_p50_ms']} ms, "
+              f"p99 {summary[mode]['live']['latency_p99_ms']} ms over {len(measured)} windows; "
+              f"{summary[mode]['live']['cpu_us_per_frame']} us CPU per frame", flush=True)
     report = {"frames": args.frames, "rounds": args.rounds, "live_seconds": args.live_seconds,
               "rate": args.rate, "summary": summary, "runs": runs}
     with open(os.path.join(out, "sink-cost.json"), "w") as f:

@@ -1,7 +1,6 @@
 //! For `benches/sink_cost.py`: follows the service's output, a file of window lines or a Kafka
 //! topic (as a `read_committed` reader), and prints each window line the moment it becomes
-//! visible, with that moment: `{"window_start":W,"window_end":E,"frames":F,"seen_ms":T}`
-//! (T in epoch milliseconds). Stops after `--for` seconds, or with `--to-end` once a topic is
+//! visible, with that moment: the line with `"seen_ms":T` added (T in epoch milliseconds). Stops after `--for` seconds, or with `--to-end` once a topic is
 //! read to its end (then `seen_ms` is the read time).
 //!
 //!     cargo build --release --example tail_output
@@ -43,16 +42,10 @@ fn now_ms() -> u128 {
 }
 
 fn print(line: &WindowLine) {
+    let mut value = serde_json::to_value(line).unwrap_or_default();
+    value["seen_ms"] = serde_json::Value::from(now_ms() as u64);
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{{\"window_start\":{},\"window_end\":{},\"frames\":{},\"unique_users\":{},\"seen_ms\":{}}}",
-        line.window_start,
-        line.window_end,
-        line.frames,
-        line.unique_users,
-        now_ms()
-    );
+    let _ = writeln!(out, "{value}");
     let _ = out.flush();
 }
 
