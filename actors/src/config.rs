@@ -822,7 +822,7 @@ pub struct SinkConfig {
     /// Exactly once: the producer's transactional id. Empty: derived from the model. The
     /// partition model uses `<group>.<partitions read>`, so a second instance started on the
     /// same partitions fences the first; the group model uses `<group>.<group.instance_id>`
-    /// for a static member, else `<group>.<host>.<process id>.<start time>` (the group's
+    /// for a static member, else `<group>.<host>.<pid>.<start ms>.<n>` (the group's
     /// generation fences a member that lost its partitions). See the README.
     pub transactional_id: String,
     /// Exactly once: how long the broker lets a transaction stay open before it aborts it

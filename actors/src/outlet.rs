@@ -104,12 +104,4 @@ impl Outlet {
             committer,
         }
     }
-
-    /// Whether it writes invalid records somewhere.
-    pub fn takes_dead_letters(&self) -> bool {
-        match self {
-            Outlet::AtLeastOnce { dead_letters, .. } => dead_letters.is_some(),
-            Outlet::ExactlyOnce(_) => true,
-        }
-    }
 }
