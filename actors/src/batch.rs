@@ -21,7 +21,7 @@ use crate::config::{FlushConfig, WindowConfig};
 use crate::failure::OutputFailure;
 use crate::frame::{DeadLetter, FrameChunk};
 use crate::metrics::{EventTimeLead, Flushed, FramesLate, IntakeBudget, MetricsActor};
-use crate::outlet::Outlet;
+use crate::outlet::{Outlet, TransactionFailure};
 use crate::panics::Panicked;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, GroupCoverage};
 use crate::topic::PartitionId;
@@ -313,6 +313,9 @@ struct FlushDone {
     sink_error: Option<OutputFailure>,
     /// What the commit did, when one was made.
     commit: Option<Result<Vec<CommitPosition>, CommitError>>,
+    /// Exactly once: the member lost every partition of the flush while its transaction was
+    /// open; nothing of it was written or committed, and it is dropped with the partitions.
+    dropped: Option<String>,
 }
 
 /// Where output stands (what an operator sees for it).
@@ -700,6 +703,7 @@ impl BatchActor {
             duration,
             sink_error,
             commit,
+            dropped,
         } = done;
         let commit_error = match &commit {
             Some(Err(error)) => Some(error.to_string()),
@@ -720,6 +724,19 @@ impl BatchActor {
             }
         }
         self.flush_seq.1 = job.seq;
+        if let Some(reason) = dropped {
+            // The partitions are let go as lost (the revocation is on its way): their next
+            // owner reads them from the last committed transaction.
+            tracing::warn!(
+                %reason,
+                windows = job.windows.len(),
+                dead_letters = job.dead_letters.len(),
+                "The member lost the flush's partitions while its transaction was open; the \
+                 transaction was aborted and the flush is dropped with them."
+            );
+            self.flush_finished(ctx);
+            return;
+        }
         self.metrics.do_send(Flushed {
             duration,
             frames: job.frames,
@@ -878,6 +895,7 @@ fn run_flush(mut target: Outlet, job: FlushJob) -> FlushDone {
     let started = Instant::now();
     let mut sink_error = None;
     let mut commit = None;
+    let mut dropped = None;
     match &mut target {
         Outlet::AtLeastOnce {
             sink,
@@ -914,6 +932,7 @@ fn run_flush(mut target: Outlet, job: FlushJob) -> FlushDone {
                 job.retry_commit_until,
             ) {
                 Ok(committed) => commit = job.commit.then_some(Ok(committed)),
+                Err(TransactionFailure::MembershipLost { reason }) => dropped = Some(reason),
                 Err(failure) => sink_error = Some(OutputFailure::Transaction(failure)),
             }
         }
@@ -924,6 +943,7 @@ fn run_flush(mut target: Outlet, job: FlushJob) -> FlushDone {
         duration: started.elapsed(),
         sink_error,
         commit,
+        dropped,
     }
 }
 

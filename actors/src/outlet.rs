@@ -59,6 +59,15 @@ pub enum TransactionFailure {
         /// What the broker said.
         reason: String,
     },
+    /// The member lost every partition of the flush (its session expired) while the
+    /// transaction was open: the transaction is aborted and the flush dropped with the
+    /// partitions, which their next owner reads from the last committed transaction. Output
+    /// goes on.
+    #[error("the member lost the flush's partitions ({reason}); the flush was dropped with them")]
+    MembershipLost {
+        /// What the broker said.
+        reason: String,
+    },
     /// The transaction kept failing.
     #[error("the flush's transaction was aborted {attempts} times in {for_ms} ms (sink.retry_timeout_ms): {reason}")]
     GaveUp {

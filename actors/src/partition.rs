@@ -109,7 +109,13 @@ struct InvalidLog {
 }
 
 impl InvalidLog {
-    fn note(&mut self, partition: PartitionId, offset: i64, reason: InvalidReason) {
+    fn note(
+        &mut self,
+        partition: PartitionId,
+        offset: i64,
+        reason: InvalidReason,
+        dead_letter: bool,
+    ) {
         let now = Instant::now();
         if self
             .last
@@ -118,7 +124,14 @@ impl InvalidLog {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(%partition, offset, %reason, suppressed = self.suppressed, "Skipped invalid frame.");
+        match dead_letter {
+            true => {
+                tracing::warn!(%partition, offset, %reason, suppressed = self.suppressed, "Invalid frame; dead-lettered.")
+            }
+            false => {
+                tracing::warn!(%partition, offset, %reason, suppressed = self.suppressed, "Skipped invalid frame.")
+            }
+        }
         self.last = Some(now);
         self.suppressed = 0;
     }
@@ -393,7 +406,7 @@ impl PartitionActor {
                 Ok(frame) => frames.push(offset, frame.ts, &frame.uid),
                 Err(reason) => {
                     invalid.add(reason);
-                    log.note(partition, offset, reason);
+                    log.note(partition, offset, reason, policy.dead_letter);
                     if policy.dead_letter {
                         dead_letters.push(DeadLetter {
                             partition,

@@ -716,14 +716,19 @@ impl TransactionalOutput {
     /// only: its id is its own, so nothing but the broker fenced it, and the coordinator still
     /// fences it by generation; the partition model's id is shared by every instance on the
     /// same partitions, and a producer made again would fence the newer instance back.
-    fn recover(&mut self, failure: TransactionFailure) -> Result<(), TransactionFailure> {
+    fn recover(
+        &mut self,
+        failure: TransactionFailure,
+        give_up: Instant,
+    ) -> Result<(), TransactionFailure> {
         match failure {
-            TransactionFailure::Fatal { .. } => self.make_again(&failure),
+            TransactionFailure::Fatal { .. } => self.make_again(&failure, give_up),
             TransactionFailure::Fenced { .. } if self.commits.generation.is_some() => {
-                self.make_again(&failure)
+                self.make_again(&failure, give_up)
             }
             TransactionFailure::Fenced { .. }
             | TransactionFailure::NotInGroup { .. }
+            | TransactionFailure::MembershipLost { .. }
             | TransactionFailure::GaveUp { .. }
             | TransactionFailure::Closed => Err(failure),
         }
@@ -731,7 +736,13 @@ impl TransactionalOutput {
 
     /// A new producer with the same transactional id in place of this one (see
     /// [`Self::recover`] and [`Step::Stuck`]).
-    fn make_again(&mut self, why: &dyn std::fmt::Display) -> Result<(), TransactionFailure> {
+    /// `init_transactions` is asked again while it times out (the transaction coordinator is
+    /// still loading after an outage), until `give_up`.
+    fn make_again(
+        &mut self,
+        why: &dyn std::fmt::Display,
+        give_up: Instant,
+    ) -> Result<(), TransactionFailure> {
         tracing::warn!(
             transactional_id = %self.transactional_id,
             error = %why,
@@ -743,11 +754,21 @@ impl TransactionalOutput {
             .map_err(|e| TransactionFailure::Fatal {
                 reason: AdapterError::create_client("producer", &e).to_string(),
             })?;
-        producer
-            .init_transactions(self.timeout + LOOKUP_TIMEOUT)
-            .map_err(|e| TransactionFailure::Fatal {
-                reason: format!("cannot start transactions again: {e}"),
-            })?;
+        loop {
+            match producer.init_transactions(self.timeout) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(rd))
+                    if rd.is_retriable() && Instant::now() < give_up =>
+                {
+                    tracing::debug!(error = %rd, "Starting transactions again, once more.");
+                }
+                Err(e) => {
+                    return Err(TransactionFailure::Fatal {
+                        reason: format!("cannot start transactions again: {e}"),
+                    })
+                }
+            }
+        }
         self.producer = Arc::new(producer);
         Ok(())
     }
@@ -802,7 +823,7 @@ impl TransactionalSink for TransactionalOutput {
                     if Instant::now() >= give_up {
                         return Err(failure);
                     }
-                    self.recover(failure)?;
+                    self.recover(failure, give_up)?;
                     continue;
                 }
                 Err(Step::Abortable(reason)) => reason,
@@ -817,7 +838,7 @@ impl TransactionalSink for TransactionalOutput {
                     // Our own producer hangs: nothing else fenced it, so a new one with the
                     // same id (which fences the stuck one and aborts its transaction) is safe
                     // in either model.
-                    self.make_again(&reason)?;
+                    self.make_again(&reason, give_up)?;
                     continue;
                 }
                 Err(Step::StaleGeneration(reason)) => {
@@ -826,6 +847,12 @@ impl TransactionalSink for TransactionalOutput {
                     // and commits them in its new generation; one that lost any of them must
                     // write nothing more for them.
                     let lost = self.not_owned(positions);
+                    if !lost.is_empty() && lost.len() == positions.len() {
+                        // Its whole assignment was lost (its session expired): the flush is
+                        // dropped with the partitions, whose next owner reads them from the
+                        // last committed transaction.
+                        return Err(TransactionFailure::MembershipLost { reason });
+                    }
                     if !lost.is_empty() {
                         return Err(TransactionFailure::NotInGroup {
                             reason: format!(
@@ -854,7 +881,7 @@ impl TransactionalSink for TransactionalOutput {
                 if Instant::now() >= give_up {
                     return Err(failure);
                 }
-                self.recover(failure)?;
+                self.recover(failure, give_up)?;
             }
             if Instant::now() + retry_backoff(attempt + 1) >= give_up {
                 return Err(TransactionFailure::GaveUp {
