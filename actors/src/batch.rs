@@ -1274,6 +1274,70 @@ mod tests {
         assert_eq!(indexed(&report.committed), vec![(0, 4), (1, 2)]);
     }
 
+    /// Loses the membership in its first transaction, then commits.
+    struct LosingOnce(Log, bool);
+    impl crate::outlet::TransactionalSink for LosingOnce {
+        fn write_and_commit(
+            &mut self,
+            windows: &[ClosedWindow],
+            letters: &[DeadLetter],
+            positions: &[CommitPosition],
+            until: Option<Instant>,
+        ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
+            if !std::mem::replace(&mut self.1, true) {
+                return Err(crate::outlet::TransactionFailure::MembershipLost {
+                    reason: "unknown member".into(),
+                });
+            }
+            FakeTransactions(self.0.clone(), None)
+                .write_and_commit(windows, letters, positions, until)
+        }
+    }
+
+    #[actix::test]
+    async fn a_flush_whose_partitions_were_lost_is_dropped_and_output_goes_on() {
+        let log = Log::default();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let supervisor = Supervisor(events.clone()).start();
+        let mut actor = unstarted(
+            &log,
+            0,
+            10,
+            &[0, 1],
+            Closing::ByWatermark,
+            Some(supervisor.recipient()),
+        );
+        actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(LosingOnce(
+            log.clone(),
+            false,
+        ))));
+        let batch = actor.start();
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b")], 2))
+            .await
+            .unwrap();
+        batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2))
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        // The first flush (window 100) was dropped: nothing written or committed, and the
+        // output did not stop. (In the service the lost partitions' revocation follows, and
+        // their next owner reads window 100 again from the last commit.)
+        assert!(log.events().is_empty(), "{:?}", log.events());
+        let report = batch.send(Drain { close_all: true }).await.unwrap();
+        assert!(events.lock().unwrap().is_empty(), "no failure reported");
+        assert_eq!(
+            log.events(),
+            vec![Event::Transaction(
+                vec![110, 120],
+                vec![],
+                vec![(0, 2), (1, 2)]
+            )]
+        );
+        assert_eq!(indexed(&report.committed), vec![(0, 2), (1, 2)]);
+    }
+
     #[actix::test]
     async fn a_transaction_that_cannot_commit_stops_the_output_with_nothing_committed() {
         let log = Log::default();
