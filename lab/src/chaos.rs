@@ -36,6 +36,7 @@ use actors::faults::{FaultPlan, PartitionFault, Times};
 use actors::generator::{self, GeneratorReport};
 use actors::kafka::{self, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
+use actors::ports::EndOffsetProbe;
 use actors::sink::{read_window_lines, WindowLine};
 use actors::supervisor::RootSupervisor;
 use actors::topic::{from_topics, PartitionId};
@@ -440,6 +441,72 @@ impl Written {
     }
 }
 
+/// Waits, after committed offsets were read, until every transaction committed by then is
+/// visible in the output topic. A transaction's commit is decided (and its offsets become
+/// readable, once its marker reaches the offsets topic) before its markers reach the output
+/// partitions, later still when an output partition's leader is slow or hung: a
+/// `read_committed` reader of the output sees the records once the partition's last stable
+/// offset passes them. So: note each output partition's high watermark (the records produced
+/// so far, committed or not) and wait, up to 20 s, until its last stable offset reaches it.
+/// Nothing to wait for with files, or for records outside transactions (at least once).
+struct Settled {
+    /// The output topic's partitions, the high-watermark probe and the last-stable-offset probe.
+    probes: Option<(Vec<PartitionId>, EndOffsetProbe, EndOffsetProbe)>,
+}
+
+impl Settled {
+    fn new(output: &Written) -> Self {
+        let Written::Topic(kafka, topic) = output else {
+            return Settled { probes: None };
+        };
+        let topic_config = KafkaConfig {
+            topic: topic.clone(),
+            topics: Vec::new(),
+            group: "kafka-actors-oracle".to_owned(),
+            ..kafka.clone()
+        };
+        let mut uncommitted = topic_config.clone();
+        uncommitted
+            .properties
+            .insert("isolation.level".to_owned(), "read_uncommitted".to_owned());
+        let probes = (|| {
+            // The service creates the topic as it starts.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let partitions = loop {
+                match kafka::partition_ids(&topic_config) {
+                    Ok(partitions) => break partitions,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(_) => return None,
+                }
+            };
+            let high = kafka::end_offset_probe(&uncommitted).ok()?;
+            let stable = kafka::end_offset_probe(&topic_config).ok()?;
+            Some((partitions, high, stable))
+        })();
+        Settled { probes }
+    }
+
+    fn wait(&self) {
+        let Some((partitions, high, stable)) = &self.probes else {
+            return;
+        };
+        let produced = high(partitions);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let visible = stable(partitions);
+            let caught_up = produced
+                .iter()
+                .all(|(p, hw)| visible.get(p).is_some_and(|lso| lso >= hw));
+            if caught_up {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Samples committed offsets, then the output, every 50 ms until stopped.
 struct Watcher {
     stop: Arc<AtomicBool>,
@@ -454,10 +521,14 @@ impl Watcher {
         let (flag, into) = (stop.clone(), samples.clone());
         let partitions = partitions_of(&kafka.topic);
         let thread = std::thread::spawn(move || {
+            let settled = Settled::new(&output);
             while !flag.load(Ordering::Relaxed) {
                 let sampled = kafka::committed_positions(&kafka, &partitions)
                     .ok()
-                    .and_then(|committed| Some((committed, output.lines()?)));
+                    .and_then(|committed| {
+                        settled.wait();
+                        Some((committed, output.lines()?))
+                    });
                 if let Some((committed, lines)) = sampled {
                     let written = lines
                         .into_iter()
