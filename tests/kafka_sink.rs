@@ -61,6 +61,20 @@ fn windows_in(kafka: &RealKafka, topic: &str) -> Vec<WindowLine> {
         .collect()
 }
 
+/// Waits (up to a minute) until `topic` holds `lines` window lines, naming `member`'s log if
+/// it does not.
+fn wait_for_windows(kafka: &RealKafka, topic: &str, lines: usize, member: &Member) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while windows_in(kafka, topic).len() < lines {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            member.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Asserts that `lines` hold every share of `truth` exactly, `times` times each (1: exactly
 /// once), and every line covers every one of the `partitions` partitions of `topic`.
 fn assert_shares(lines: Vec<WindowLine>, truth: &JavaTruth, kafka: &RealKafka, topic: &str) {
@@ -287,15 +301,7 @@ fn killed_exactly_once(model: Model) {
         let name = format!("run-{runs}");
         let member = Member::spawn(&kafka, &name, dir.path(), &topic, &group, &env, &model_args);
         if wait_ms == 0 {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while windows_in(&kafka, &out).is_empty() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{}",
-                    member.log_text()
-                );
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
+            wait_for_windows(&kafka, &out, 1, &member);
         } else {
             std::thread::sleep(std::time::Duration::from_millis(wait_ms + 4_000));
         }
@@ -349,11 +355,7 @@ fn a_second_instance_on_the_same_partitions_fences_the_first() {
     );
     wait_for_data(&kafka, &topic, 2);
     let mut first = Member::spawn(&kafka, "first", dir.path(), &topic, &group, &env, &args);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while windows_in(&kafka, &out).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "{}", first.log_text());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_for_windows(&kafka, &out, 1, &first);
     let mut second = Member::spawn(&kafka, "second", dir.path(), &topic, &group, &env, &args);
     let status = first.wait();
     assert!(!status.success(), "the first instance stops");
@@ -446,11 +448,7 @@ fn a_zombie_group_member_writes_nothing_twice() {
     wait_for_data(&kafka, &topic, 4);
     let mut a = Member::spawn(&kafka, "a", dir.path(), &topic, &group, &env, &args);
     let mut b = Member::spawn(&kafka, "b", dir.path(), &topic, &group, &env, &args);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while windows_in(&kafka, &out).len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "{}", a.log_text());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_for_windows(&kafka, &out, 2, &a);
     // Hung past its 6 s session: the group moves on without it.
     a.signal("STOP");
     std::thread::sleep(std::time::Duration::from_secs(10));

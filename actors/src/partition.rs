@@ -398,9 +398,12 @@ impl PartitionActor {
             }
             expected = Some(offset + 1);
             let parsed = parse_frame(payload, &limits);
-            if let Err(over) = tally.record(&policy, offset, parsed.as_ref().err().copied()) {
-                flood = Some(over);
-                return;
+            // The limits apply with a dead-letter topic only; without one nothing is counted.
+            if policy.dead_letter {
+                if let Err(over) = tally.record(&policy, offset, parsed.as_ref().err().copied()) {
+                    flood = Some(over);
+                    return;
+                }
             }
             match parsed {
                 Ok(frame) => frames.push(offset, frame.ts, &frame.uid),

@@ -880,7 +880,6 @@ pub fn follow_topic(
     stop: &std::sync::atomic::AtomicBool,
     mut on_record: impl FnMut(StoredRecord),
 ) -> Result<(), AdapterError> {
-    use rdkafka::message::Headers;
     use rdkafka::Message;
     let kafka = KafkaConfig {
         topic: topic.to_owned(),
@@ -907,14 +906,7 @@ pub fn follow_topic(
                 offset: message.offset(),
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().map(<[u8]>::to_vec),
-                headers: message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                headers: headers_of(&message),
             }),
             Some(Err(KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(source)) => {
@@ -926,6 +918,19 @@ pub fn follow_topic(
         }
     }
     Ok(())
+}
+
+/// A record's headers, as names and values (an absent value as empty).
+fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::{Headers, Message};
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One record handed out by [`read_to_end`].
@@ -1013,15 +1018,7 @@ fn read_topic_to_end(
     while at_end.len() < partitions.len() {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
-                use rdkafka::message::Headers;
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let headers = headers_of(&message);
                 on_record(&ReadRecord {
                     partition: PartitionId::new(topic, message.partition()),
                     offset: message.offset(),
