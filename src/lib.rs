@@ -240,20 +240,14 @@ pub async fn run_with_faults(
         probe,
         all,
         partitions,
+        transactions,
     } = prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
     if let Some(faults) = faults {
         intake.assignments = faults.wrap(intake.assignments);
     }
     // Closed once a stop misses its deadline: no commit goes out after that.
     let commits_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let transactional_id = transactional_id(&settings, &partitions);
-    let outlet = open_outlet(
-        &settings,
-        committer,
-        transactional_id,
-        commits_closed.clone(),
-    )
-    .await?;
+    let outlet = open_outlet(&settings, committer, transactions, commits_closed.clone()).await?;
     let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {
@@ -469,26 +463,24 @@ fn transactional_id(settings: &Settings, partitions: &[PartitionId]) -> String {
 }
 
 /// Where flushes go, as `settings.sink` says: windows to stdout, a file or a topic, invalid
-/// records to the dead-letter topic, offsets through `commits`; or, exactly once, all three
-/// in one transaction per flush.
+/// records to the dead-letter topic, offsets through `commits`; or, exactly once (when
+/// [`prepare_intake`] started `transactions`), all three in one transaction per flush.
 async fn open_outlet(
     settings: &Settings,
     commits: kafka::GroupCommits,
-    transactional_id: String,
+    transactions: Option<kafka::Transactions>,
     closed: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Outlet, RunError> {
     let (kafka, sink) = (settings.kafka.clone(), settings.sink.clone());
     blocking(move || -> Result<Outlet, RunError> {
-        if sink.exactly_once {
+        if let Some(transactions) = transactions {
             tracing::info!(
                 topic = %sink.topic,
                 dead_letters = %sink.dead_letter.topic,
-                transactional_id = %transactional_id,
                 "Results go to Kafka exactly once: one transaction per flush."
             );
-            let transactions = commits.exactly_once(&kafka, &sink, &transactional_id)?;
             return Ok(Outlet::ExactlyOnce(Box::new(GatedTransactions {
-                inner: Box::new(transactions),
+                inner: Box::new(commits.exactly_once(transactions, &sink)),
                 closed,
                 delay: Duration::from_millis(sink.write_delay_ms),
             })));
@@ -536,12 +528,15 @@ async fn prepare_intake(
             let lookups = kafka.clone();
             let selection = kafka.selection()?;
             let reads = selection.to_string();
-            let (consumer, all, partitions, committed) =
+            let service = settings.clone();
+            let (consumer, all, partitions, committed, transactions) =
                 blocking(move || -> Result<_, RunError> {
                     let started = std::time::Instant::now();
                     let all = kafka::partition_ids(&lookups)?;
                     let partitions = selection.apply(&all)?;
                     tracing::debug!(took = ?started.elapsed(), "Partitions looked up.");
+                    // Before the committed offsets: see `kafka::Transactions`.
+                    let transactions = start_transactions(&service, &partitions)?;
                     let consumer = AssigningConsumer::create(
                         &lookups,
                         &intake,
@@ -551,7 +546,7 @@ async fn prepare_intake(
                     tracing::debug!(took = ?started.elapsed(), "Intake client created.");
                     let committed = consumer.committed(&partitions)?;
                     tracing::debug!(took = ?started.elapsed(), "Committed positions looked up.");
-                    Ok((consumer, all, partitions, committed))
+                    Ok((consumer, all, partitions, committed, transactions))
                 })
                 .await??;
             let assigned: Vec<AssignedPartition> = partitions
@@ -590,6 +585,7 @@ async fn prepare_intake(
                 probe: assigned.end_offsets,
                 all,
                 partitions,
+                transactions,
             })
         }
         Model::Group => {
@@ -602,8 +598,11 @@ async fn prepare_intake(
                 true => Duration::from_millis(settings.sink.transaction_timeout_ms + 5_000),
                 false => Duration::ZERO,
             };
-            let (member, partitions) = blocking(move || -> Result<_, AdapterError> {
+            let service = settings.clone();
+            let (member, partitions, transactions) = blocking(move || -> Result<_, RunError> {
                 let partitions = kafka::partition_ids(&kafka)?;
+                // Before joining: a static member's restart aborts what it left open at once.
+                let transactions = start_transactions(&service, &partitions)?;
                 let member = GroupConsumer::subscribe(
                     &kafka,
                     &group,
@@ -620,7 +619,7 @@ async fn prepare_intake(
                     assignment = group.assignment.librdkafka_name(),
                     "Starting the group model."
                 );
-                Ok((member, partitions))
+                Ok((member, partitions, transactions))
             })
             .await??;
             Ok(Intake_ {
@@ -632,6 +631,7 @@ async fn prepare_intake(
                 },
                 all: partitions.clone(),
                 partitions,
+                transactions,
             })
         }
     }
@@ -648,6 +648,25 @@ struct Intake_ {
     /// The partitions this instance may read: its selection (partition model), or every
     /// partition (group model: the coordinator assigns them).
     partitions: Vec<PartitionId>,
+    /// The started transactional producer, with `sink.exactly_once`.
+    transactions: Option<kafka::Transactions>,
+}
+
+/// With `sink.exactly_once`, the transactional producer of this instance, started; reading
+/// `partitions` (the partition model's id names them).
+fn start_transactions(
+    settings: &Settings,
+    partitions: &[PartitionId],
+) -> Result<Option<kafka::Transactions>, RunError> {
+    if !settings.sink.exactly_once {
+        return Ok(None);
+    }
+    let id = transactional_id(settings, partitions);
+    Ok(Some(kafka::Transactions::start(
+        &settings.kafka,
+        &settings.sink,
+        &id,
+    )?))
 }
 
 fn start_generator(

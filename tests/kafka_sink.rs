@@ -331,7 +331,10 @@ fn killed_exactly_once_group_model_writes_every_window_once() {
 
 /// A second partition-model instance started on the same partitions takes the same
 /// transactional id: the first is fenced and stops with an error saying so, and the output
-/// still holds every share once.
+/// still holds every share once. One-second windows make the first commit a transaction at
+/// nearly every flush (100 ms), so one lands while the second starts: the second must fence
+/// the first before it reads the committed offsets, or it starts before that transaction's
+/// offsets and writes its windows again.
 #[test]
 fn a_second_instance_on_the_same_partitions_fences_the_first() {
     let test = "a_second_instance_on_the_same_partitions_fences_the_first";
@@ -346,12 +349,22 @@ fn a_second_instance_on_the_same_partitions_fences_the_first() {
         ("KAFKA_ACTORS__SINK__KIND", "kafka"),
         ("KAFKA_ACTORS__SINK__TOPIC", out.as_str()),
         ("KAFKA_ACTORS__SINK__EXACTLY_ONCE", "true"),
+        ("KAFKA_ACTORS__WINDOW__LENGTH_SECS", "1"),
     ];
     let args = ["--model", "partition"];
     let producer = produce_live(
         &kafka,
         &topic,
-        &["--frames", "24000", "--rate", "3000", "--event-rate", "300"],
+        &[
+            "--frames",
+            "24000",
+            "--rate",
+            "3000",
+            "--event-rate",
+            "300",
+            "--window",
+            "1",
+        ],
     );
     wait_for_data(&kafka, &topic, 2);
     let mut first = Member::spawn(&kafka, "first", dir.path(), &topic, &group, &env, &args);

@@ -34,7 +34,9 @@ pub use committer::KafkaCommitter;
 pub use embedded::{BrokerError, BrokerRequest, EmbeddedCluster};
 pub use group::GroupConsumer;
 pub use intake::GroupCommits;
-pub use output::{headers, KafkaDeadLetters, KafkaSink, OutletError, TransactionalOutput};
+pub use output::{
+    headers, KafkaDeadLetters, KafkaSink, OutletError, TransactionalOutput, Transactions,
+};
 pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 

@@ -494,22 +494,31 @@ pub struct TransactionalOutput {
     timeout: Duration,
 }
 
-impl GroupCommits {
-    /// Turns these commits into exactly-once output: a transactional producer with
-    /// `transactional_id` that writes each flush's windows (to `sink.topic`) and dead letters
-    /// and sends the input offsets to the same transaction, with this consumer's group
-    /// metadata (so the coordinator refuses offsets from a member of an old generation).
-    /// `init_transactions` runs here: it fences an older producer with the same id and aborts
-    /// the transaction it left open.
+/// A transactional producer that has started: `init_transactions` fenced every older
+/// producer with the same transactional id and aborted the transaction it left open. It is
+/// started before the service reads its committed offsets: from then on no older instance
+/// can commit, so the offsets read are the last ones (a fenced instance's transaction that
+/// committed after the look-up would have its windows written twice).
+pub struct Transactions {
+    producer: BaseProducer<Acks>,
+    /// What the producer was made from.
+    config: ClientConfig,
+    transactional_id: String,
+    /// The bound of each librdkafka call (`sink.transaction_timeout_ms`).
+    timeout: Duration,
+}
+
+impl Transactions {
+    /// Makes the transactional producer with `transactional_id` for `sink`, checks the output
+    /// topics and runs `init_transactions`.
     ///
     /// # Errors
     /// If the producer cannot be created or started, or a topic is missing.
-    pub fn exactly_once(
-        self,
+    pub fn start(
         kafka: &KafkaConfig,
         sink: &SinkConfig,
         transactional_id: &str,
-    ) -> Result<TransactionalOutput, OutletError> {
+    ) -> Result<Transactions, OutletError> {
         let extra = [
             ("transactional.id", transactional_id.to_owned()),
             (
@@ -539,16 +548,32 @@ impl GroupCommits {
                 reason: e.to_string(),
             })?;
         tracing::info!(transactional_id, "Transactions started.");
+        Ok(Transactions {
+            producer,
+            config,
+            transactional_id: transactional_id.to_owned(),
+            timeout,
+        })
+    }
+}
+
+impl GroupCommits {
+    /// Turns these commits into exactly-once output through `transactions`: each flush's
+    /// windows (to `sink.topic`) and dead letters, and the input offsets sent to the same
+    /// transaction with this consumer's group metadata (so the coordinator refuses offsets
+    /// from a member of an old generation).
+    #[must_use]
+    pub fn exactly_once(self, transactions: Transactions, sink: &SinkConfig) -> TransactionalOutput {
         let group = match &self.generation {
             Some(_) => None,
             None => self.consumer.group_metadata().map(Arc::new),
         };
-        Ok(TransactionalOutput {
-            producer: Arc::new(producer),
-            config,
+        TransactionalOutput {
+            producer: Arc::new(transactions.producer),
+            config: transactions.config,
             group,
             commits: self,
-            transactional_id: transactional_id.to_owned(),
+            transactional_id: transactions.transactional_id,
             topic: sink.topic.clone(),
             dead_letter_topic: sink
                 .dead_letter
@@ -556,8 +581,8 @@ impl GroupCommits {
                 .then(|| sink.dead_letter.topic.clone()),
             label: sink.label_partitions,
             retry_for: Duration::from_millis(sink.retry_timeout_ms),
-            timeout,
-        })
+            timeout: transactions.timeout,
+        }
     }
 }
 
