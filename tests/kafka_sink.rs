@@ -41,10 +41,14 @@ fn kafka_sink_settings(
     s
 }
 
-/// The window lines of `topic`, as a `read_committed` reader sees them; checks each record's
-/// key.
+/// How long a read of the output waits for the transactions committed before it to become
+/// visible (their markers reach the output partitions after `commit_transaction` returns).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The window lines of `topic`, as a `read_committed` reader sees them once what was
+/// committed is visible; checks each record's key.
 fn windows_in(kafka: &RealKafka, topic: &str) -> Vec<WindowLine> {
-    actors::kafka::read_topic(&kafka.config(topic, ""), topic)
+    actors::kafka::read_topic_settled(&kafka.config(topic, ""), topic, SETTLE)
         .expect("read the output topic")
         .into_iter()
         .map(|record| {
@@ -178,7 +182,7 @@ async fn exactly_once_in_process(model: Model) {
         .unwrap_or_else(|e| panic!("{model:?}: {}", kafka_actors::error_chain(&e)));
     assert!(run.completed);
     assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
-    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    let letters = actors::kafka::read_topic_settled(&kafka.config(&dlq, ""), &dlq, SETTLE).unwrap();
     assert_dead_letters(&kafka, &topic, &letters, &truth);
     let invalid: u64 = truth.invalid.values().sum();
     assert_eq!(run.summary.metrics.dead_letters, invalid);
@@ -230,7 +234,7 @@ async fn at_least_once_kafka_output_and_a_missing_output_topic() {
         .unwrap_or_else(|e| panic!("{}", kafka_actors::error_chain(&e)));
     assert!(run.completed);
     assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
-    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    let letters = actors::kafka::read_topic_settled(&kafka.config(&dlq, ""), &dlq, SETTLE).unwrap();
     assert_dead_letters(&kafka, &topic, &letters, &truth);
 
     // An output topic that does not exist stops the start, naming it; nothing is read.
@@ -315,7 +319,7 @@ fn killed_exactly_once(model: Model) {
     let status = last.wait();
     assert!(status.success(), "{}", last.log_text());
     assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
-    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    let letters = actors::kafka::read_topic_settled(&kafka.config(&dlq, ""), &dlq, SETTLE).unwrap();
     assert_dead_letters(&kafka, &topic, &letters, &truth);
 }
 
@@ -418,7 +422,7 @@ async fn a_flood_of_invalid_frames_stops_the_service_naming_the_partition() {
             && text.contains("sink.dead_letter.max_consecutive"),
         "{text}"
     );
-    let letters = actors::kafka::read_topic(&kafka.config(&dlq, ""), &dlq).unwrap();
+    let letters = actors::kafka::read_topic_settled(&kafka.config(&dlq, ""), &dlq, SETTLE).unwrap();
     assert!(letters.len() < 500, "{} dead letters", letters.len());
     let committed = committed(&s.kafka, &ids(&s.kafka, 1));
     let committed = committed.values().copied().max().unwrap_or(0);
@@ -462,6 +466,9 @@ fn a_zombie_group_member_writes_nothing_twice() {
     let mut a = Member::spawn(&kafka, "a", dir.path(), &topic, &group, &env, &args);
     let mut b = Member::spawn(&kafka, "b", dir.path(), &topic, &group, &env, &args);
     wait_for_windows(&kafka, &out, 2, &a);
+    // It owns partitions (it may join after `b` has written the first windows), and flushes.
+    common::real::wait_until_owning(&a);
+    std::thread::sleep(std::time::Duration::from_millis(500));
     // Hung past its 6 s session: the group moves on without it.
     a.signal("STOP");
     std::thread::sleep(std::time::Duration::from_secs(10));
@@ -487,4 +494,63 @@ fn a_zombie_group_member_writes_nothing_twice() {
     );
     assert!(last.wait().success(), "{}", last.log_text());
     assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+}
+
+/// A transaction aborted after its records were sent ends at once, and none of them becomes
+/// visible. Here a group member that has not joined yet (no generation to send offsets in)
+/// writes a flush: its records go out, the offsets cannot, the transaction is aborted and,
+/// the member owning none of the flush's partitions, the flush is dropped with them. (An
+/// abort waits for every record's delivery report; unserved, it failed again and again until
+/// the flush gave up, and the member stopped with "cannot abort the transaction".)
+#[test]
+fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
+    use actors::outlet::{TransactionFailure, TransactionalSink};
+    let Some(kafka) = RealKafka::get("an_aborted_transaction_with_its_records_sent_ends_at_once")
+    else {
+        return;
+    };
+    let topic = kafka.topic("abort-in", 1);
+    let out = kafka.topic("abort-out", 1);
+    let s = kafka_sink_settings(&kafka, &topic, &out, None, true, Model::Group);
+    let member = actors::kafka::GroupConsumer::subscribe(
+        &s.kafka,
+        &s.group,
+        &s.partition,
+        1,
+        actors::intake::IntakeListener::new(std::time::Duration::from_secs(3)),
+        None,
+        std::time::Duration::ZERO,
+    )
+    .expect("subscribe");
+    let transactions =
+        actors::kafka::Transactions::start(&s.kafka, &s.sink, &unique("abort-txn"))
+            .expect("start transactions");
+    let mut output = member.committer().exactly_once(transactions, &s.sink);
+    let partition = ids(&s.kafka, 1)[0];
+    let windows: Vec<actors::window::ClosedWindow> = (0..3)
+        .map(|i| actors::window::ClosedWindow {
+            start: 1_790_000_000 + 60 * i,
+            end: 1_790_000_060 + 60 * i,
+            unique_users: 1,
+            frames: 1,
+            partitions: vec![partition],
+        })
+        .collect();
+    let position = actors::ports::CommitPosition {
+        partition,
+        offset: 3,
+        metadata: String::new(),
+    };
+    let result = output.write_and_commit(
+        &windows,
+        &[],
+        &[position],
+        Some(std::time::Instant::now() + std::time::Duration::from_secs(10)),
+    );
+    assert!(
+        matches!(result, Err(TransactionFailure::MembershipLost { .. })),
+        "{result:?}"
+    );
+    assert!(windows_in(&kafka, &out).is_empty(), "aborted records are not visible");
+    assert_eq!(committed(&s.kafka, &[partition]).get(&partition), None);
 }

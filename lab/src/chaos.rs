@@ -36,7 +36,6 @@ use actors::faults::{FaultPlan, PartitionFault, Times};
 use actors::generator::{self, GeneratorReport};
 use actors::kafka::{self, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
-use actors::ports::EndOffsetProbe;
 use actors::sink::{read_window_lines, WindowLine};
 use actors::supervisor::RootSupervisor;
 use actors::topic::{from_topics, PartitionId};
@@ -442,67 +441,31 @@ impl Written {
 }
 
 /// Waits, after committed offsets were read, until every transaction committed by then is
-/// visible in the output topic. A transaction's commit is decided (and its offsets become
-/// readable, once its marker reaches the offsets topic) before its markers reach the output
-/// partitions, later still when an output partition's leader is slow or hung: a
-/// `read_committed` reader of the output sees the records once the partition's last stable
-/// offset passes them. So: note each output partition's high watermark (the records produced
-/// so far, committed or not) and wait, up to 20 s, until its last stable offset reaches it.
-/// Nothing to wait for with files, or for records outside transactions (at least once).
-struct Settled {
-    /// The output topic's partitions, the high-watermark probe and the last-stable-offset probe.
-    probes: Option<(Vec<PartitionId>, EndOffsetProbe, EndOffsetProbe)>,
-}
+/// visible in the output topic ([`kafka::StableWait`]), up to 20 s. Nothing to wait for with
+/// files, or for records outside transactions (at least once).
+struct Settled(Option<kafka::StableWait>);
 
 impl Settled {
     fn new(output: &Written) -> Self {
         let Written::Topic(kafka, topic) = output else {
-            return Settled { probes: None };
+            return Settled(None);
         };
-        let topic_config = KafkaConfig {
-            topic: topic.clone(),
-            topics: Vec::new(),
-            group: "kafka-actors-oracle".to_owned(),
-            ..kafka.clone()
-        };
-        let mut uncommitted = topic_config.clone();
-        uncommitted
-            .properties
-            .insert("isolation.level".to_owned(), "read_uncommitted".to_owned());
-        let probes = (|| {
-            // The service creates the topic as it starts.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            let partitions = loop {
-                match kafka::partition_ids(&topic_config) {
-                    Ok(partitions) => break partitions,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    Err(_) => return None,
+        // The service creates the topic as it starts.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match kafka::StableWait::new(kafka, topic) {
+                Ok(wait) => return Settled(Some(wait)),
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
                 }
-            };
-            let high = kafka::end_offset_probe(&uncommitted).ok()?;
-            let stable = kafka::end_offset_probe(&topic_config).ok()?;
-            Some((partitions, high, stable))
-        })();
-        Settled { probes }
+                Err(_) => return Settled(None),
+            }
+        }
     }
 
     fn wait(&self) {
-        let Some((partitions, high, stable)) = &self.probes else {
-            return;
-        };
-        let produced = high(partitions);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let visible = stable(partitions);
-            let caught_up = produced
-                .iter()
-                .all(|(p, hw)| visible.get(p).is_some_and(|lso| lso >= hw));
-            if caught_up {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(wait) = &self.0 {
+            let _ = wait.wait(Duration::from_secs(20));
         }
     }
 }
@@ -981,7 +944,10 @@ pub async fn run_scenario(
         }
         Written::Topic(kafka, topic) => {
             let (kafka, topic) = (kafka.clone(), topic.clone());
-            let records = blocking(move || kafka::read_topic(&kafka, &topic)).await??;
+            let records = blocking(move || {
+                kafka::read_topic_settled(&kafka, &topic, Duration::from_secs(20))
+            })
+            .await??;
             let mut written = Vec::with_capacity(records.len());
             for record in records {
                 let line = record
@@ -1008,9 +974,11 @@ pub async fn run_scenario(
                 settings.sink.dead_letter.topic.clone(),
             );
             // The service creates the topic when the first dead letter goes out.
-            let records = blocking(move || kafka::read_topic(&kafka, &topic))
-                .await?
-                .unwrap_or_default();
+            let records = blocking(move || {
+                kafka::read_topic_settled(&kafka, &topic, Duration::from_secs(20))
+            })
+            .await?
+            .unwrap_or_default();
             Some(count_dead_letters(&records, &report))
         }
     };

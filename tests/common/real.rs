@@ -594,6 +594,29 @@ pub fn committed_up_to(
         .collect()
 }
 
+/// Waits (up to a minute) until `member` owns a partition (its log shows more partitions
+/// taken than released).
+pub fn wait_until_owning(member: &Member) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let owned = member.events().iter().fold(0i64, |n, e| match e.event {
+            LogEvent::Taken { .. } => n + 1,
+            LogEvent::Released { .. } => n - 1,
+            _ => n,
+        });
+        if owned > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} took no partition: {}",
+            member.name,
+            member.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Waits (up to a minute) until `member` has written `lines` window lines.
 pub fn wait_for_lines(member: &Member, lines: usize) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

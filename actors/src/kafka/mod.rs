@@ -22,7 +22,7 @@ mod reader;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -838,6 +838,94 @@ impl StoredRecord {
             .find(|(key, _)| key == name)
             .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
     }
+}
+
+/// Waits until the transactions committed in a topic so far are visible to `read_committed`
+/// readers. A transaction's commit is decided (the producer's `commit_transaction` returns,
+/// its input offsets become readable) before the coordinator's markers reach the output
+/// partitions, later still when a partition's leader is slow or hung; a `read_committed`
+/// reader sees the records once the partition's last stable offset passes them. So
+/// [`StableWait::wait`] notes each partition's high watermark (every record produced so far,
+/// committed or not) and waits until the last stable offset reaches it.
+pub struct StableWait {
+    partitions: Vec<PartitionId>,
+    /// High watermarks (`read_uncommitted`).
+    high: EndOffsetProbe,
+    /// Last stable offsets (`read_committed`).
+    stable: EndOffsetProbe,
+}
+
+impl StableWait {
+    /// Probes for `topic` on the cluster `kafka` names.
+    ///
+    /// # Errors
+    /// If the topic's partitions cannot be looked up or the clients cannot be created.
+    pub fn new(kafka: &KafkaConfig, topic: &str) -> Result<StableWait, AdapterError> {
+        let mut committed = KafkaConfig {
+            topic: topic.to_owned(),
+            topics: Vec::new(),
+            group: "kafka-actors-settle".to_owned(),
+            ..kafka.clone()
+        };
+        committed
+            .properties
+            .insert("isolation.level".to_owned(), "read_committed".to_owned());
+        let mut uncommitted = committed.clone();
+        uncommitted
+            .properties
+            .insert("isolation.level".to_owned(), "read_uncommitted".to_owned());
+        Ok(StableWait {
+            partitions: partition_ids(&committed)?,
+            high: end_offset_probe(&uncommitted)?,
+            stable: end_offset_probe(&committed)?,
+        })
+    }
+
+    /// Waits up to `within` until every partition's last stable offset reaches the high
+    /// watermark it had when called; whether it did (no, while a transaction stays open or
+    /// a partition's leader cannot be reached).
+    #[must_use]
+    pub fn wait(&self, within: Duration) -> bool {
+        let produced = (self.high)(&self.partitions);
+        let deadline = Instant::now() + within;
+        loop {
+            let visible = (self.stable)(&self.partitions);
+            // A partition whose high watermark could not be learnt (its leader is down) is
+            // not waited for.
+            let settled = produced
+                .iter()
+                .all(|(p, hw)| visible.get(p).is_some_and(|lso| lso >= hw));
+            if settled {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// [`read_topic`] once the transactions committed in `topic` so far are visible (waiting up
+/// to `within`, see [`StableWait`]): what a `read_committed` reader sees of everything
+/// committed before the call.
+///
+/// # Errors
+/// If the topic cannot be read.
+pub fn read_topic_settled(
+    kafka: &KafkaConfig,
+    topic: &str,
+    within: Duration,
+) -> Result<Vec<StoredRecord>, AdapterError> {
+    let settled = StableWait::new(kafka, topic)?.wait(within);
+    if !settled {
+        tracing::warn!(
+            topic,
+            within = ?within,
+            "A transaction stays open in the topic: reading what is committed now."
+        );
+    }
+    read_topic(kafka, topic)
 }
 
 /// Every record of every partition of `topic` on the cluster `kafka` names, from the

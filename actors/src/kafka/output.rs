@@ -632,6 +632,14 @@ impl TransactionalOutput {
         give_up: Instant,
     ) -> Result<(), Step> {
         let started = Instant::now();
+        // Records of aborted transactions reported failed: nothing to send again one by one
+        // (the whole transaction is tried again).
+        self.producer
+            .context()
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         self.producer
             .begin_transaction()
             .map_err(|e| self.classify(&e))?;
@@ -706,6 +714,26 @@ impl TransactionalOutput {
         }
     }
 
+    /// `abort_transaction`, with the producer's delivery reports served meanwhile: the abort
+    /// waits until every record of the transaction is delivered or purged and its report
+    /// handed out, and rdkafka's `BaseProducer` hands reports out only when polled (its
+    /// `commit_transaction` flushes first; its `abort_transaction` does not). Unpolled, an
+    /// abort with records in flight fails with "Failed to flush all outstanding messages"
+    /// every time it is asked, and the flush never ends.
+    fn abort_serving(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    self.producer.poll(Duration::from_millis(20));
+                }
+            });
+            let result = self.producer.abort_transaction(timeout);
+            done.store(true, std::sync::atomic::Ordering::Release);
+            result
+        })
+    }
+
     /// Aborts the transaction under way, asking again until `give_up` while the abort's
     /// outcome is unknown (the coordinator is out of reach); an abort that fails otherwise
     /// leaves the producer unusable.
@@ -713,7 +741,7 @@ impl TransactionalOutput {
         tracing::debug!("Aborting the transaction.");
         let deadline = give_up.max(Instant::now() + self.timeout);
         loop {
-            let error = match self.producer.abort_transaction(self.timeout) {
+            let error = match self.abort_serving(self.timeout) {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             };
@@ -844,7 +872,7 @@ impl TransactionalSink for TransactionalOutput {
                 Ok(()) => return Ok(positions.to_vec()),
                 Err(Step::Failed(failure)) => {
                     // Nothing of it may become visible; the producer may be unusable already.
-                    let _ = self.producer.abort_transaction(Duration::from_secs(5));
+                    let _ = self.abort_serving(Duration::from_secs(5));
                     if Instant::now() >= give_up {
                         return Err(failure);
                     }
