@@ -109,8 +109,8 @@ fn truth_partitions(truth: &JavaTruth) -> i32 {
         .unwrap_or(0)
 }
 
-/// Asserts that `letters` are the invalid records of `topic`, each once, unchanged, with its
-/// source and reason in headers, and that their reasons add up to the producer's count.
+/// Asserts that `letters` are the invalid records of `topic`, each once, unchanged (value, key
+/// and headers), with its source and reason in headers added, and that their reasons add up to the producer's count.
 fn assert_dead_letters(
     kafka: &RealKafka,
     topic: &str,
@@ -118,13 +118,18 @@ fn assert_dead_letters(
     truth: &JavaTruth,
 ) {
     let config = kafka.config(topic, "");
-    let partitions = ids(&config, truth_partitions(truth));
-    let input: BTreeMap<(PartitionId, i64), Vec<u8>> =
-        actors::kafka::stored_records(&config, &partitions)
+    let input: BTreeMap<(PartitionId, i64), StoredRecord> =
+        actors::kafka::read_topic(&config, topic)
             .expect("read the input back")
             .into_iter()
-            .map(|(p, o, payload)| ((p, o), payload))
+            .map(|record| ((record.partition, record.offset), record))
             .collect();
+    let ours = [
+        headers::SOURCE_TOPIC,
+        headers::SOURCE_PARTITION,
+        headers::SOURCE_OFFSET,
+        headers::REASON,
+    ];
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     for letter in letters {
@@ -139,11 +144,16 @@ fn assert_dead_letters(
             .expect("source offset");
         let source = (PartitionId::of(topic, partition), offset);
         assert!(seen.insert(source), "{source:?} dead-lettered twice");
-        assert_eq!(
-            letter.payload.clone().unwrap_or_default(),
-            input[&source],
-            "{source:?} unchanged"
-        );
+        let record = &input[&source];
+        assert_eq!(letter.payload, record.payload, "{source:?} unchanged");
+        assert_eq!(letter.key, record.key, "{source:?}'s key carried on");
+        let (theirs, added): (Vec<_>, Vec<_>) = letter
+            .headers
+            .iter()
+            .cloned()
+            .partition(|(name, _)| !ours.contains(&name.as_str()));
+        assert_eq!(theirs, record.headers, "{source:?}'s headers carried on");
+        assert_eq!(added.len(), ours.len(), "{source:?}: {added:?}");
         *by_reason
             .entry(letter.header(headers::REASON).expect("reason"))
             .or_default() += 1;
@@ -522,9 +532,8 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
         std::time::Duration::ZERO,
     )
     .expect("subscribe");
-    let transactions =
-        actors::kafka::Transactions::start(&s.kafka, &s.sink, &unique("abort-txn"))
-            .expect("start transactions");
+    let transactions = actors::kafka::Transactions::start(&s.kafka, &s.sink, &unique("abort-txn"))
+        .expect("start transactions");
     let mut output = member.committer().exactly_once(transactions, &s.sink);
     let partition = ids(&s.kafka, 1)[0];
     let windows: Vec<actors::window::ClosedWindow> = (0..3)
@@ -551,6 +560,9 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
         matches!(result, Err(TransactionFailure::MembershipLost { .. })),
         "{result:?}"
     );
-    assert!(windows_in(&kafka, &out).is_empty(), "aborted records are not visible");
+    assert!(
+        windows_in(&kafka, &out).is_empty(),
+        "aborted records are not visible"
+    );
     assert_eq!(committed(&s.kafka, &[partition]).get(&partition), None);
 }

@@ -1199,6 +1199,8 @@ mod tests {
                 offset: *offset,
                 reason: crate::frame::InvalidReason::NotJson,
                 payload: Some(b"{".to_vec()),
+                key: None,
+                headers: Vec::new(),
             })
             .collect();
         chunk

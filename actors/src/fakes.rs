@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::ports::{
     CommitError, CommitPosition, FrameSource, OffsetCommitter, PollStatus, SourceError,
-    SourceFactory,
+    SourceFactory, SourceRecord,
 };
 use crate::sink::Sink;
 use crate::window::ClosedWindow;
@@ -44,7 +44,7 @@ impl FrameSource for QuietSource {
     fn poll(
         &mut self,
         _: usize,
-        _: &mut dyn FnMut(i64, Option<&[u8]>),
+        _: &mut dyn FnMut(&SourceRecord<'_>),
     ) -> Result<PollStatus, SourceError> {
         Ok(PollStatus {
             next_offset: self.next,
@@ -94,7 +94,7 @@ impl FrameSource for CountingSource {
     fn poll(
         &mut self,
         _: usize,
-        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+        on_record: &mut dyn FnMut(&SourceRecord<'_>),
     ) -> Result<PollStatus, SourceError> {
         if self.next >= self.frames {
             return Ok(PollStatus {
@@ -107,7 +107,7 @@ impl FrameSource for CountingSource {
             1_700_000_000 + self.next,
             self.next
         );
-        on_record(self.next, Some(payload.as_bytes()));
+        on_record(&SourceRecord::plain(self.next, Some(payload.as_bytes())));
         self.next += 1;
         Ok(PollStatus {
             records: 1,

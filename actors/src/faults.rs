@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::ports::{
     AssignmentSource, CoverageProbe, FailureKind, FrameSource, OnLeave, PollStatus, SourceError,
-    SourceFactory, Wake,
+    SourceFactory, SourceRecord, Wake,
 };
 use crate::topic::PartitionId;
 
@@ -137,7 +137,7 @@ impl FrameSource for FaultySource {
     fn poll(
         &mut self,
         max: usize,
-        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+        on_record: &mut dyn FnMut(&SourceRecord<'_>),
     ) -> Result<PollStatus, SourceError> {
         if let Some(fault) = self.plan.take(self.partition, self.fired) {
             self.fired = true;
@@ -196,7 +196,7 @@ mod tests {
     use crate::ports::StartOffset;
 
     fn poll(source: &mut Box<dyn FrameSource>) -> Result<PollStatus, SourceError> {
-        source.poll(10, &mut |_, _| {})
+        source.poll(10, &mut |_| {})
     }
 
     #[test]

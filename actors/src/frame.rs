@@ -162,6 +162,10 @@ pub struct DeadLetter {
     pub reason: InvalidReason,
     /// Its value, as read (`None`: the record had no value).
     pub payload: Option<Vec<u8>>,
+    /// Its key, as read.
+    pub key: Option<Vec<u8>>,
+    /// Its headers, as read, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Too many invalid frames in one partition (see [`InvalidPolicy`]).

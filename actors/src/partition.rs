@@ -386,7 +386,8 @@ impl PartitionActor {
         let mut dead_letters = Vec::new();
         let (tally, policy) = (&mut self.invalid_tally, limits.invalid);
         let mut flood: Option<InvalidFlood> = None;
-        let result = source.poll(self.config.chunk_max_frames, &mut |offset, payload| {
+        let result = source.poll(self.config.chunk_max_frames, &mut |record| {
+            let (offset, payload) = (record.offset, record.payload);
             first_record.get_or_insert_with(Instant::now);
             if flood.is_some() {
                 // Past the limit: the rest of the chunk is neither counted nor passed on.
@@ -416,6 +417,8 @@ impl PartitionActor {
                             offset,
                             reason,
                             payload: payload.map(<[u8]>::to_vec),
+                            key: record.rest.key().map(<[u8]>::to_vec),
+                            headers: record.rest.headers(),
                         });
                     }
                 }
@@ -644,7 +647,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::ports::SourceError;
+    use crate::ports::{SourceError, SourceRecord};
 
     /// Partition `index` of the test's topic.
     fn p(index: i32) -> PartitionId {
@@ -669,7 +672,7 @@ mod tests {
         fn poll(
             &mut self,
             max: usize,
-            on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+            on_record: &mut dyn FnMut(&SourceRecord<'_>),
         ) -> Result<PollStatus, SourceError> {
             self.collected.lock().unwrap().calls.push("poll");
             let Some((records, at_end)) = self.script.pop_front() else {
@@ -681,7 +684,7 @@ mod tests {
             };
             assert!(records.len() <= max);
             for (offset, payload) in &records {
-                on_record(*offset, Some(payload));
+                on_record(&SourceRecord::plain(*offset, Some(payload)));
                 self.next = Some(offset + 1);
             }
             Ok(PollStatus {

@@ -74,17 +74,60 @@ pub struct SourceError {
 /// Called (from any thread) when records or events arrive for a source that had none.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
+/// One record as a [`FrameSource`] hands it out.
+pub struct SourceRecord<'a> {
+    /// Its offset.
+    pub offset: i64,
+    /// Its value (`None`: it had none).
+    pub payload: Option<&'a [u8]>,
+    /// Its key and headers, read only when asked (a dead letter carries them on).
+    pub rest: &'a dyn RecordRest,
+}
+
+impl<'a> SourceRecord<'a> {
+    /// A record with neither key nor headers.
+    #[must_use]
+    pub fn plain(offset: i64, payload: Option<&'a [u8]>) -> Self {
+        SourceRecord {
+            offset,
+            payload,
+            rest: &NoRest,
+        }
+    }
+}
+
+/// The parts of a record besides its offset and value.
+pub trait RecordRest {
+    /// Its key.
+    fn key(&self) -> Option<&[u8]>;
+    /// Its headers, in order (a header may have no value).
+    fn headers(&self) -> Vec<(String, Option<Vec<u8>>)>;
+}
+
+/// No key, no headers.
+pub struct NoRest;
+
+impl RecordRest for NoRest {
+    fn key(&self) -> Option<&[u8]> {
+        None
+    }
+
+    fn headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        Vec::new()
+    }
+}
+
 /// Reads one partition.
 pub trait FrameSource: Send + 'static {
     /// Hands up to `max` records that are already buffered, in offset order, to
-    /// `on_record(offset, payload)`. Never waits.
+    /// `on_record`. Never waits.
     ///
     /// # Errors
     /// A read failure of any [`FailureKind`]; records read before it are delivered first.
     fn poll(
         &mut self,
         max: usize,
-        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+        on_record: &mut dyn FnMut(&SourceRecord<'_>),
     ) -> Result<PollStatus, SourceError>;
 
     /// Asks to be woken through `wake` whenever records (or an end or error) arrive while

@@ -797,6 +797,7 @@ mod tests {
     use crate::faults::{FaultPlan, PartitionFault, Times};
     use crate::ports::{
         AssignedPartition, FixedAssignment, FrameSource, PollStatus, SourceError, SourceFactory,
+        SourceRecord,
     };
 
     fn spec(
@@ -921,7 +922,7 @@ mod tests {
         fn poll(
             &mut self,
             _: usize,
-            _: &mut dyn FnMut(i64, Option<&[u8]>),
+            _: &mut dyn FnMut(&SourceRecord<'_>),
         ) -> Result<PollStatus, SourceError> {
             Err(SourceError {
                 kind: FailureKind::Permanent,

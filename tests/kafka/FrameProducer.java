@@ -24,6 +24,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.*;
 import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.header.Header;
+import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public class FrameProducer {
@@ -100,9 +102,16 @@ public class FrameProducer {
                     if (wait > 0) Thread.sleep(wait / 1_000_000, (int) (wait % 1_000_000));
                 }
                 if (badEvery > 0 && i % badEvery == badEvery - 1) {
-                    Bad bad = bad(i / badEvery, startMs, random);
+                    long n = i / badEvery;
+                    Bad bad = bad(n, startMs, random);
                     invalid.merge(bad.reason(), 1L, Long::sum);
-                    producer.send(new ProducerRecord<>(topic, null, bad.value()), (m, e) -> {
+                    // A dead letter carries the record's key and headers on: every other one
+                    // has a key; each has a header, every third one also a header without value.
+                    byte[] key = n % 2 == 0 ? ("bad-" + n).getBytes(StandardCharsets.UTF_8) : null;
+                    List<Header> headers = new ArrayList<>();
+                    headers.add(new RecordHeader("frame-producer.bad", Long.toString(n).getBytes(StandardCharsets.UTF_8)));
+                    if (n % 3 == 0) headers.add(new RecordHeader("frame-producer.empty", null));
+                    producer.send(new ProducerRecord<>(topic, null, key, bad.value(), headers), (m, e) -> {
                         if (e != null) failure.compareAndSet(null, e);
                     });
                     continue;

@@ -826,17 +826,20 @@ pub struct StoredRecord {
     pub key: Option<Vec<u8>>,
     /// Its value.
     pub payload: Option<Vec<u8>>,
-    /// Its headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Its headers, in order (a header may have no value).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl StoredRecord {
-    /// The value of the header `name`, as text.
+    /// The value of the header `name` (its last, if it has several), as text.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .iter()
+            .rev()
             .find(|(key, _)| key == name)
-            .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+            .map(|(_, value)| {
+                String::from_utf8_lossy(value.as_deref().unwrap_or_default()).into_owned()
+            })
     }
 }
 
@@ -1010,14 +1013,14 @@ pub fn follow_topic(
     Ok(())
 }
 
-/// A record's headers, as names and values (an absent value as empty).
-fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+/// A record's headers, as names and values.
+fn headers_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Option<Vec<u8>>)> {
     use rdkafka::message::{Headers, Message};
     message
         .headers()
         .map(|h| {
             h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
                 .collect()
         })
         .unwrap_or_default()
@@ -1029,7 +1032,7 @@ struct ReadRecord<'a> {
     offset: i64,
     key: Option<&'a [u8]>,
     payload: Option<&'a [u8]>,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Reads `partitions` from the beginning to their end with one plain consumer tuned like a

@@ -217,8 +217,8 @@ struct OutRecord<'a> {
     topic: &'a str,
     key: Option<Vec<u8>>,
     payload: Option<Vec<u8>>,
-    /// Dead letters: where the record came from and why it is here.
-    headers: Vec<(&'static str, String)>,
+    /// Dead letters: the record's own headers, then where it came from and why it is here.
+    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// The records of closed windows.
@@ -254,16 +254,25 @@ pub mod headers {
 fn dead_letter_records<'a>(topic: &'a str, letters: &[DeadLetter]) -> Vec<OutRecord<'a>> {
     letters
         .iter()
-        .map(|d| OutRecord {
-            topic,
-            key: None,
-            payload: d.payload.clone(),
-            headers: vec![
-                (headers::SOURCE_TOPIC, d.partition.topic.name().to_owned()),
-                (headers::SOURCE_PARTITION, d.partition.index.to_string()),
-                (headers::SOURCE_OFFSET, d.offset.to_string()),
-                (headers::REASON, d.reason.as_str().to_owned()),
-            ],
+        .map(|d| {
+            // The record's own headers, then ours (readers taking a header's last value,
+            // as Kafka's `lastHeader`, get ours).
+            let mut headers = d.headers.clone();
+            headers.extend(
+                [
+                    (headers::SOURCE_TOPIC, d.partition.topic.name().to_owned()),
+                    (headers::SOURCE_PARTITION, d.partition.index.to_string()),
+                    (headers::SOURCE_OFFSET, d.offset.to_string()),
+                    (headers::REASON, d.reason.as_str().to_owned()),
+                ]
+                .map(|(k, v)| (k.to_owned(), Some(v.into_bytes()))),
+            );
+            OutRecord {
+                topic,
+                key: d.key.clone(),
+                payload: d.payload.clone(),
+                headers,
+            }
         })
         .collect()
 }
@@ -287,7 +296,7 @@ fn send<C: ProducerContext<DeliveryOpaque = usize>>(
         for (key, value) in &record.headers {
             headers = headers.insert(Header {
                 key,
-                value: Some(value.as_bytes()),
+                value: value.as_deref(),
             });
         }
         base = base.headers(headers);
@@ -563,7 +572,11 @@ impl GroupCommits {
     /// transaction with this consumer's group metadata (so the coordinator refuses offsets
     /// from a member of an old generation).
     #[must_use]
-    pub fn exactly_once(self, transactions: Transactions, sink: &SinkConfig) -> TransactionalOutput {
+    pub fn exactly_once(
+        self,
+        transactions: Transactions,
+        sink: &SinkConfig,
+    ) -> TransactionalOutput {
         let group = match &self.generation {
             Some(_) => None,
             None => self.consumer.group_metadata().map(Arc::new),
@@ -993,23 +1006,32 @@ mod tests {
     }
 
     #[test]
-    fn a_dead_letter_keeps_its_payload_and_names_its_source_in_headers() {
+    fn a_dead_letter_keeps_its_record_and_names_its_source_in_headers() {
         let letters = [DeadLetter {
             partition: PartitionId::of("frames", 3),
             offset: 41,
             reason: InvalidReason::NotJson,
             payload: Some(b"{oops".to_vec()),
+            key: Some(b"device-7".to_vec()),
+            headers: vec![
+                ("trace".to_owned(), Some(b"abc".to_vec())),
+                ("empty".to_owned(), None),
+            ],
         }];
         let records = dead_letter_records("dlq", &letters);
         assert_eq!(records[0].payload.as_deref(), Some(&b"{oops"[..]));
+        assert_eq!(records[0].key.as_deref(), Some(&b"device-7"[..]));
         assert_eq!(records[0].topic, "dlq");
+        let header = |k: &str, v: &str| (k.to_owned(), Some(v.as_bytes().to_vec()));
         assert_eq!(
             records[0].headers,
             vec![
-                (headers::SOURCE_TOPIC, "frames".to_owned()),
-                (headers::SOURCE_PARTITION, "3".to_owned()),
-                (headers::SOURCE_OFFSET, "41".to_owned()),
-                (headers::REASON, "not_json".to_owned()),
+                header("trace", "abc"),
+                ("empty".to_owned(), None),
+                header(headers::SOURCE_TOPIC, "frames"),
+                header(headers::SOURCE_PARTITION, "3"),
+                header(headers::SOURCE_OFFSET, "41"),
+                header(headers::REASON, "not_json"),
             ]
         );
     }

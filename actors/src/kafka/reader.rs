@@ -16,9 +16,29 @@ use super::intake::{IntakeClient, IntakeConsumer, IntakeContext, Ownership};
 use super::AdapterError;
 use crate::config::{OffsetReset, OutOfRange};
 use crate::ports::{
-    FailureKind, FrameSource, PollStatus, SourceError, SourceFactory, StartOffset, Wake,
+    FailureKind, FrameSource, PollStatus, RecordRest, SourceError, SourceFactory, SourceRecord,
+    StartOffset, Wake,
 };
 use crate::topic::PartitionId;
+
+/// A fetched message's key and headers, read when a dead letter needs them.
+struct MessageRest<'a, M: Message>(&'a M);
+
+impl<M: Message> RecordRest for MessageRest<'_, M> {
+    fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+
+    fn headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        use rdkafka::message::Headers;
+        self.0.headers().map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+    }
+}
 
 /// Opens partition sources on `intake`'s consumer: the partition's queue (split off again: a
 /// dropped handle strands it), positioned at the start offset. A start from a commit seeks
@@ -431,7 +451,7 @@ impl FrameSource for PartitionReader {
     fn poll(
         &mut self,
         max: usize,
-        on_record: &mut dyn FnMut(i64, Option<&[u8]>),
+        on_record: &mut dyn FnMut(&SourceRecord<'_>),
     ) -> Result<PollStatus, SourceError> {
         let mut status = PollStatus::default();
         match std::mem::replace(&mut self.owed, Owed::Nothing) {
@@ -446,7 +466,11 @@ impl FrameSource for PartitionReader {
             match self.queue.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => {
-                    on_record(message.offset(), message.payload());
+                    on_record(&SourceRecord {
+                        offset: message.offset(),
+                        payload: message.payload(),
+                        rest: &MessageRest(&message),
+                    });
                     self.next_offset = Some(message.offset() + 1);
                     status.records += 1;
                 }
