@@ -127,6 +127,8 @@ exactly_once!(ignore exactly_once_whole_cluster_restarted_partition_model, AllBr
 exactly_once!(ignore exactly_once_whole_cluster_restarted_group_model, AllBrokersDown, Group);
 exactly_once!(ignore exactly_once_leader_moved_partition_model, LeaderMove, Partition);
 exactly_once!(ignore exactly_once_leader_moved_group_model, LeaderMove, Group);
+exactly_once!(ignore exactly_once_leader_hangs_group_model, LeaderHangs, Group);
+exactly_once!(ignore exactly_once_memory_budget_group_model, MemoryBudget, Group);
 
 /// The node states `tests/kafka/cluster status` reports, by node.
 fn states(kafka: &RealKafka) -> Vec<String> {

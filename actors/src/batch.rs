@@ -831,6 +831,40 @@ impl BatchActor {
     /// Forgets `partitions`: their open windows, what was committed and written for them (a
     /// partition that comes back starts from its new assignment, never from a position of an
     /// earlier ownership).
+    /// Forgets the closed windows not yet written that hold a share of `partitions`, whose
+    /// assignment was lost: their next owner (perhaps this member, once it has joined again)
+    /// reads them from the last commit and writes those windows itself. Written later, by the
+    /// next flush (whose transaction commits no offset of them, so the group cannot refuse
+    /// it), they would be written twice. A window that also holds a share of a partition kept
+    /// here is written all the same, or that share would be lost (a lost assignment takes
+    /// every partition of the member, so this is not expected).
+    fn drop_pending_of(&mut self, partitions: &[PartitionId]) {
+        let before = self.pending.len();
+        let mut mixed = 0;
+        self.pending.retain(|w| {
+            let lost = w.partitions.iter().filter(|p| partitions.contains(p)).count();
+            if lost > 0 && lost < w.partitions.len() {
+                mixed += 1;
+            }
+            lost == 0 || lost < w.partitions.len()
+        });
+        let dropped = before - self.pending.len();
+        if dropped > 0 {
+            tracing::info!(
+                windows = dropped,
+                "Closed windows of partitions whose assignment was lost are not written; their \
+                 next owner writes them."
+            );
+        }
+        if mixed > 0 {
+            tracing::warn!(
+                windows = mixed,
+                "Closed windows hold shares of both lost and kept partitions: written, so the \
+                 lost partitions' shares may be written again by their next owner."
+            );
+        }
+    }
+
     fn release(&mut self, partitions: &[PartitionId]) -> Vec<Released> {
         let mut unpaused = false;
         // Their dead letters past the last commit are read again by the next owner.
@@ -1104,6 +1138,7 @@ impl Handler<ReleasePartitions> for BatchActor {
                 self.flush(ctx);
             }
             ReleaseOutput::Drop => {
+                self.drop_pending_of(&msg.partitions);
                 let _ = tx.send(self.release(&msg.partitions));
             }
         }
@@ -1338,6 +1373,73 @@ mod tests {
             )]
         );
         assert_eq!(indexed(&report.committed), vec![(0, 2), (1, 2)]);
+    }
+
+    /// Holds the first transaction for `.1` (a coordinator that hangs), then writes.
+    struct SlowFirst(Log, Option<Duration>);
+    impl crate::outlet::TransactionalSink for SlowFirst {
+        fn write_and_commit(
+            &mut self,
+            windows: &[ClosedWindow],
+            letters: &[DeadLetter],
+            positions: &[CommitPosition],
+            until: Option<Instant>,
+        ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
+            if let Some(hold) = self.1.take() {
+                std::thread::sleep(hold);
+            }
+            FakeTransactions(self.0.clone(), None)
+                .write_and_commit(windows, letters, positions, until)
+        }
+    }
+
+    #[actix::test]
+    async fn closed_windows_of_lost_partitions_are_not_written_after_the_loss() {
+        let log = Log::default();
+        let mut actor = unstarted(&log, 0, 10, &[0, 1], Closing::ByWatermark, None);
+        actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(SlowFirst(
+            log.clone(),
+            Some(Duration::from_millis(400)),
+        ))));
+        let batch = actor.start();
+        // Window 100 closes and its flush hangs; window 110 closes meanwhile and waits.
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b")], 2))
+            .await
+            .unwrap();
+        batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 113.0, "d")], 2))
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        batch
+            .send(chunk(0, &[(2, 121.0, "e")], 3))
+            .await
+            .unwrap();
+        batch
+            .send(chunk(1, &[(2, 122.0, "f")], 3))
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        // The assignment is lost while the flush hangs: the next owner reads from the last
+        // commit (before window 110) and writes window 110 itself.
+        batch
+            .send(ReleasePartitions {
+                partitions: vec![p(0), p(1)],
+                output: ReleaseOutput::Drop,
+            })
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(600)).await;
+        let written: Vec<i64> = log
+            .events()
+            .iter()
+            .flat_map(|e| match e {
+                Event::Transaction(windows, ..) => windows.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(written, vec![100], "{:?}", log.events());
     }
 
     #[actix::test]

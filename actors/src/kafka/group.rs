@@ -129,6 +129,12 @@ impl GroupRebalance {
     fn revoke(&self, consumer: &IntakeConsumer, tpl: &TopicPartitionList) {
         let partitions: Vec<PartitionId> = tpl.elements().iter().map(element_id).collect();
         let lost = consumer.assignment_lost();
+        if lost {
+            self.generation
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .losses += 1;
+        }
         let started = Instant::now();
         let how = if lost {
             Revocation::Lost
@@ -153,7 +159,10 @@ impl GroupRebalance {
     /// waits on the client's main thread).
     fn note_generation(&self, consumer: &IntakeConsumer) {
         let metadata = consumer.group_metadata().map(Arc::new);
-        *self.generation.lock().unwrap_or_else(|p| p.into_inner()) = metadata;
+        self.generation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .metadata = metadata;
     }
 }
 

@@ -427,9 +427,20 @@ pub struct GroupCommits {
     pub(super) generation: Option<GenerationSlot>,
 }
 
-/// A group member's metadata, replaced at every assignment.
-pub(crate) type GenerationSlot =
-    Arc<std::sync::Mutex<Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>>>;
+/// A group member's membership as its rebalance callbacks saw it last.
+pub(crate) type GenerationSlot = Arc<std::sync::Mutex<Membership>>;
+
+/// What [`GenerationSlot`] holds.
+#[derive(Default)]
+pub(crate) struct Membership {
+    /// The member's group metadata, replaced at every assignment and revocation: the
+    /// generation its offsets carry.
+    pub(crate) metadata: Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>,
+    /// How many times the member lost its assignment (counted as the loss is reported, before
+    /// its partitions are let go): a flush under way across a loss holds frames read under the
+    /// lost assignment, which must not be committed in a later generation.
+    pub(crate) losses: u64,
+}
 
 impl OffsetCommitter for GroupCommits {
     fn commit(&mut self, positions: &[CommitPosition]) -> Result<Vec<CommitPosition>, CommitError> {

@@ -643,8 +643,10 @@ impl TransactionalOutput {
         records: &[OutRecord<'_>],
         positions: &[CommitPosition],
         give_up: Instant,
+        losses_at: u64,
     ) -> Result<(), Step> {
         let started = Instant::now();
+        self.check_membership(losses_at)?;
         // Records of aborted transactions reported failed: nothing to send again one by one
         // (the whole transaction is tried again).
         self.producer
@@ -665,8 +667,16 @@ impl TransactionalOutput {
                     reason: e.to_string(),
                 })
             })?;
+            // The generation is read after the check: a new one (the member joined again)
+            // comes only after the loss was counted.
             let group = match &self.commits.generation {
-                Some(slot) => slot.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                Some(slot) => {
+                    let membership = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    if membership.losses != losses_at {
+                        return Err(Step::Failed(Self::lost_meanwhile()));
+                    }
+                    membership.metadata.clone()
+                }
                 None => self.group.clone(),
             };
             let Some(group) = group else {
@@ -695,6 +705,31 @@ impl TransactionalOutput {
                 }
                 Err(error) => return Err(self.classify(&error)),
             }
+        }
+    }
+
+    /// How many times the member has lost its assignment (0 for the partition model).
+    fn losses(&self) -> u64 {
+        self.commits.generation.as_ref().map_or(0, |slot| {
+            slot.lock().unwrap_or_else(|p| p.into_inner()).losses
+        })
+    }
+
+    fn lost_meanwhile() -> TransactionFailure {
+        TransactionFailure::MembershipLost {
+            reason: "the member lost its assignment while the flush was under way; its frames \
+                     are read again from the last commit"
+                .into(),
+        }
+    }
+
+    /// A member that lost its assignment since the flush began (`losses_at`) must not commit
+    /// it, even in the generation it has joined since: the frames were read under the lost
+    /// assignment, and the partitions are read again from the last commit.
+    fn check_membership(&self, losses_at: u64) -> Result<(), Step> {
+        match self.losses() == losses_at {
+            true => Ok(()),
+            false => Err(Step::Failed(Self::lost_meanwhile())),
         }
     }
 
@@ -878,10 +913,13 @@ impl TransactionalSink for TransactionalOutput {
         let started = Instant::now();
         // A release waits for this flush no longer than it said.
         let give_up = retry_until.unwrap_or(started + self.retry_for);
+        // Losses after this are seen; one between the flush's making and here, before its
+        // partitions were let go, is not (the flush would then hold their closed windows).
+        let losses_at = self.losses();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let reason = match self.attempt(&records, positions, give_up) {
+            let reason = match self.attempt(&records, positions, give_up, losses_at) {
                 Ok(()) => return Ok(positions.to_vec()),
                 Err(Step::Failed(failure)) => {
                     // Nothing of it may become visible; the producer may be unusable already.
