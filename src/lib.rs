@@ -405,13 +405,14 @@ impl TransactionalSink for GatedTransactions {
         letters: &[actors::frame::DeadLetter],
         positions: &[actors::ports::CommitPosition],
         retry_until: Option<std::time::Instant>,
+        owned: &dyn Fn() -> bool,
     ) -> Result<Vec<actors::ports::CommitPosition>, TransactionFailure> {
         std::thread::sleep(self.delay);
         if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(TransactionFailure::Closed);
         }
         self.inner
-            .write_and_commit(windows, letters, positions, retry_until)
+            .write_and_commit(windows, letters, positions, retry_until, owned)
     }
 }
 

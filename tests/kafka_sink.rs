@@ -507,7 +507,7 @@ fn a_zombie_group_member_writes_nothing_twice() {
 }
 
 /// A transaction aborted after its records were sent ends at once, and none of them becomes
-/// visible. Here a group member that has not joined yet (no generation to send offsets in)
+/// visible; a flush whose partitions were let go as lost since it was made sends nothing. Here a group member that has not joined yet (no generation to send offsets in)
 /// writes a flush: its records go out, the offsets cannot, the transaction is aborted and,
 /// the member owning none of the flush's partitions, the flush is dropped with them. (An
 /// abort waits for every record's delivery report; unserved, it failed again and again until
@@ -550,14 +550,17 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
         offset: 3,
         metadata: String::new(),
     };
-    let result = output.write_and_commit(
-        &windows,
-        &[],
-        &[position],
-        Some(std::time::Instant::now() + std::time::Duration::from_secs(10)),
-    );
+    let until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
+    // A flush whose partitions were let go as lost since it was made is not even begun.
+    let result = output.write_and_commit(&windows, &[], &[position.clone()], until, &|| false);
     assert!(
-        matches!(result, Err(TransactionFailure::MembershipLost { .. })),
+        matches!(&result, Err(TransactionFailure::MembershipLost { reason }) if reason.contains("lost its assignment")),
+        "{result:?}"
+    );
+    // Held still: its records go out, the offsets cannot, and the abort ends it.
+    let result = output.write_and_commit(&windows, &[], &[position], until, &|| true);
+    assert!(
+        matches!(&result, Err(TransactionFailure::MembershipLost { reason }) if reason.contains("not joined")),
         "{result:?}"
     );
     assert!(

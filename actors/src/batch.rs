@@ -12,6 +12,8 @@
 //! partition's windows are written) as metadata. A restarted service reads it back so frames
 //! of windows that were already written count as late instead of forming partial windows.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -295,6 +297,8 @@ struct ReleaseWaiter {
 
 struct FlushJob {
     seq: u64,
+    /// Says whether no partition was let go as lost since the job was made.
+    owned: OwnedSince,
     windows: Vec<ClosedWindow>,
     /// Invalid records for the dead-letter topic.
     dead_letters: Vec<DeadLetter>,
@@ -304,6 +308,19 @@ struct FlushJob {
     /// for a single attempt.
     retry_commit_until: Option<Instant>,
     frames: u64,
+}
+
+/// Whether partitions were let go as lost since a flush was made (see
+/// [`TransactionalSink::write_and_commit`](crate::outlet::TransactionalSink::write_and_commit)).
+struct OwnedSince {
+    losses: Arc<AtomicU64>,
+    at: u64,
+}
+
+impl OwnedSince {
+    fn still(&self) -> bool {
+        self.losses.load(Ordering::SeqCst) == self.at
+    }
 }
 
 struct FlushDone {
@@ -361,6 +378,9 @@ enum Completion {
 /// Windows, flushes and commits; see the module documentation.
 pub struct BatchActor {
     windows: Windows,
+    /// How many times partitions were let go as lost ([`ReleaseOutput::Drop`]): a flush made
+    /// before a loss may hold what was read under the lost assignment.
+    losses: Arc<AtomicU64>,
     /// Closed windows not yet handed to a flush.
     pending: Vec<ClosedWindow>,
     /// Invalid records not yet handed to a flush (with a dead-letter topic).
@@ -429,6 +449,7 @@ impl BatchActor {
         let last_commit = positions(&windows);
         BatchActor {
             windows,
+            losses: Arc::default(),
             pending: Vec::new(),
             pending_dead: Vec::new(),
             output: Output::Idle(outlet),
@@ -660,6 +681,10 @@ impl BatchActor {
             .min();
         let job = FlushJob {
             seq,
+            owned: OwnedSince {
+                losses: self.losses.clone(),
+                at: self.losses.load(Ordering::SeqCst),
+            },
             windows: std::mem::take(&mut self.pending),
             dead_letters,
             positions,
@@ -842,7 +867,11 @@ impl BatchActor {
         let before = self.pending.len();
         let mut mixed = 0;
         self.pending.retain(|w| {
-            let lost = w.partitions.iter().filter(|p| partitions.contains(p)).count();
+            let lost = w
+                .partitions
+                .iter()
+                .filter(|p| partitions.contains(p))
+                .count();
             if lost > 0 && lost < w.partitions.len() {
                 mixed += 1;
             }
@@ -964,6 +993,7 @@ fn run_flush(mut target: Outlet, job: FlushJob) -> FlushDone {
                 &job.dead_letters,
                 positions,
                 job.retry_commit_until,
+                &|| job.owned.still(),
             ) {
                 Ok(committed) => commit = job.commit.then_some(Ok(committed)),
                 Err(TransactionFailure::MembershipLost { reason }) => dropped = Some(reason),
@@ -1138,6 +1168,7 @@ impl Handler<ReleasePartitions> for BatchActor {
                 self.flush(ctx);
             }
             ReleaseOutput::Drop => {
+                self.losses.fetch_add(1, Ordering::SeqCst);
                 self.drop_pending_of(&msg.partitions);
                 let _ = tx.send(self.release(&msg.partitions));
             }
@@ -1206,6 +1237,7 @@ mod tests {
             letters: &[DeadLetter],
             positions: &[CommitPosition],
             _: Option<Instant>,
+            _: &dyn Fn() -> bool,
         ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
             if let Some(failure) = &self.1 {
                 return Err(failure.clone());
@@ -1320,6 +1352,7 @@ mod tests {
             letters: &[DeadLetter],
             positions: &[CommitPosition],
             until: Option<Instant>,
+            owned: &dyn Fn() -> bool,
         ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
             if !std::mem::replace(&mut self.1, true) {
                 return Err(crate::outlet::TransactionFailure::MembershipLost {
@@ -1327,7 +1360,7 @@ mod tests {
                 });
             }
             FakeTransactions(self.0.clone(), None)
-                .write_and_commit(windows, letters, positions, until)
+                .write_and_commit(windows, letters, positions, until, owned)
         }
     }
 
@@ -1375,7 +1408,8 @@ mod tests {
         assert_eq!(indexed(&report.committed), vec![(0, 2), (1, 2)]);
     }
 
-    /// Holds the first transaction for `.1` (a coordinator that hangs), then writes.
+    /// Holds the first transaction for `.1` (a coordinator that hangs), then writes, as a
+    /// group member would, unless its partitions were let go as lost meanwhile (`owned`).
     struct SlowFirst(Log, Option<Duration>);
     impl crate::outlet::TransactionalSink for SlowFirst {
         fn write_and_commit(
@@ -1384,17 +1418,26 @@ mod tests {
             letters: &[DeadLetter],
             positions: &[CommitPosition],
             until: Option<Instant>,
+            owned: &dyn Fn() -> bool,
         ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
             if let Some(hold) = self.1.take() {
                 std::thread::sleep(hold);
             }
+            if !owned() {
+                return Err(crate::outlet::TransactionFailure::MembershipLost {
+                    reason: "lost meanwhile".into(),
+                });
+            }
             FakeTransactions(self.0.clone(), None)
-                .write_and_commit(windows, letters, positions, until)
+                .write_and_commit(windows, letters, positions, until, owned)
         }
     }
 
+    /// The assignment is lost while a flush hangs: neither that flush nor the closed window
+    /// waiting behind it is written (the partitions' next owner reads both from the last
+    /// commit); what is read after they are assigned again is.
     #[actix::test]
-    async fn closed_windows_of_lost_partitions_are_not_written_after_the_loss() {
+    async fn nothing_read_under_a_lost_assignment_is_written_after_the_loss() {
         let log = Log::default();
         let mut actor = unstarted(&log, 0, 10, &[0, 1], Closing::ByWatermark, None);
         actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(SlowFirst(
@@ -1412,17 +1455,9 @@ mod tests {
             .await
             .unwrap();
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        batch
-            .send(chunk(0, &[(2, 121.0, "e")], 3))
-            .await
-            .unwrap();
-        batch
-            .send(chunk(1, &[(2, 122.0, "f")], 3))
-            .await
-            .unwrap();
+        batch.send(chunk(0, &[(2, 121.0, "e")], 3)).await.unwrap();
+        batch.send(chunk(1, &[(2, 122.0, "f")], 3)).await.unwrap();
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        // The assignment is lost while the flush hangs: the next owner reads from the last
-        // commit (before window 110) and writes window 110 itself.
         batch
             .send(ReleasePartitions {
                 partitions: vec![p(0), p(1)],
@@ -1431,6 +1466,23 @@ mod tests {
             .await
             .unwrap();
         actix_rt::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(log.events(), vec![], "nothing written after the loss");
+        // Assigned again, from the last commit (none): read again and written once.
+        let starts = [0, 1].map(|i| PartitionStart {
+            partition: p(i),
+            next_offset: Some(0),
+            closed_below: None,
+        });
+        batch.send(AddPartitions(starts.to_vec())).await.unwrap();
+        batch
+            .send(chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b"), (2, 121.0, "e")], 3))
+            .await
+            .unwrap();
+        batch
+            .send(chunk(1, &[(0, 101.0, "c"), (1, 113.0, "d"), (2, 122.0, "f")], 3))
+            .await
+            .unwrap();
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
         let written: Vec<i64> = log
             .events()
             .iter()
@@ -1439,7 +1491,7 @@ mod tests {
                 _ => Vec::new(),
             })
             .collect();
-        assert_eq!(written, vec![100], "{:?}", log.events());
+        assert_eq!(written, vec![100, 110], "{:?}", log.events());
     }
 
     #[actix::test]

@@ -27,6 +27,13 @@ pub trait TransactionalSink: Send + 'static {
     /// Writes `windows` and `letters` and commits `positions` (none: nothing new to commit)
     /// as one transaction; returns the positions committed. Tries an aborted transaction again
     /// until `retry_until` when one is given, else for the sink's `retry_timeout_ms`.
+    /// `owned` says whether the flush's partitions are still held as when it was made: false
+    /// once any was let go as lost (the member's assignment was lost; it may have joined again
+    /// since and be given them back, read again from the last commit). A group member asks it
+    /// after reading the generation its offsets will carry and before sending them, and
+    /// commits nothing once it is false ([`TransactionFailure::MembershipLost`]): committed
+    /// in the new generation, the flush would write what the partitions' new reading writes
+    /// again.
     ///
     /// # Errors
     /// The transaction was aborted and trying again cannot help, or did not help in time:
@@ -37,6 +44,7 @@ pub trait TransactionalSink: Send + 'static {
         letters: &[DeadLetter],
         positions: &[CommitPosition],
         retry_until: Option<Instant>,
+        owned: &dyn Fn() -> bool,
     ) -> Result<Vec<CommitPosition>, TransactionFailure>;
 }
 

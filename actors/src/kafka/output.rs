@@ -599,6 +599,15 @@ impl GroupCommits {
     }
 }
 
+/// What a flush needs to know that its partitions are still held (see
+/// [`TransactionalOutput::check_membership`]).
+struct Held<'a> {
+    /// The member's losses when the flush began.
+    losses_at: u64,
+    /// False once the flush's partitions were let go as lost.
+    owned: &'a dyn Fn() -> bool,
+}
+
 impl TransactionalOutput {
     /// What `error` means for the transaction.
     fn classify(&self, error: &KafkaError) -> Step {
@@ -643,10 +652,10 @@ impl TransactionalOutput {
         records: &[OutRecord<'_>],
         positions: &[CommitPosition],
         give_up: Instant,
-        losses_at: u64,
+        held: &Held<'_>,
     ) -> Result<(), Step> {
         let started = Instant::now();
-        self.check_membership(losses_at)?;
+        self.check_membership(held)?;
         // Records of aborted transactions reported failed: nothing to send again one by one
         // (the whole transaction is tried again).
         self.producer
@@ -667,18 +676,17 @@ impl TransactionalOutput {
                     reason: e.to_string(),
                 })
             })?;
-            // The generation is read after the check: a new one (the member joined again)
-            // comes only after the loss was counted.
             let group = match &self.commits.generation {
-                Some(slot) => {
-                    let membership = slot.lock().unwrap_or_else(|p| p.into_inner());
-                    if membership.losses != losses_at {
-                        return Err(Step::Failed(Self::lost_meanwhile()));
-                    }
-                    membership.metadata.clone()
-                }
+                Some(slot) => slot
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .metadata
+                    .clone(),
                 None => self.group.clone(),
             };
+            // Asked after the generation is read: a new one (the member joined again) comes
+            // only after the loss was counted and its partitions let go.
+            self.check_membership(held)?;
             let Some(group) = group else {
                 // A member not yet assigned anything has no generation to commit in.
                 return Err(Step::StaleGeneration(
@@ -723,11 +731,11 @@ impl TransactionalOutput {
         }
     }
 
-    /// A member that lost its assignment since the flush began (`losses_at`) must not commit
-    /// it, even in the generation it has joined since: the frames were read under the lost
-    /// assignment, and the partitions are read again from the last commit.
-    fn check_membership(&self, losses_at: u64) -> Result<(), Step> {
-        match self.losses() == losses_at {
+    /// A member that lost its assignment since the flush was made must not commit it, even
+    /// in the generation it has joined since: the frames were read under the lost assignment,
+    /// and the partitions are read again from the last commit.
+    fn check_membership(&self, held: &Held<'_>) -> Result<(), Step> {
+        match self.losses() == held.losses_at && (held.owned)() {
             true => Ok(()),
             false => Err(Step::Failed(Self::lost_meanwhile())),
         }
@@ -901,6 +909,7 @@ impl TransactionalSink for TransactionalOutput {
         letters: &[DeadLetter],
         positions: &[CommitPosition],
         retry_until: Option<Instant>,
+        owned: &dyn Fn() -> bool,
     ) -> Result<Vec<CommitPosition>, TransactionFailure> {
         if windows.is_empty() && letters.is_empty() && positions.is_empty() {
             return Ok(Vec::new());
@@ -913,13 +922,17 @@ impl TransactionalSink for TransactionalOutput {
         let started = Instant::now();
         // A release waits for this flush no longer than it said.
         let give_up = retry_until.unwrap_or(started + self.retry_for);
-        // Losses after this are seen; one between the flush's making and here, before its
-        // partitions were let go, is not (the flush would then hold their closed windows).
-        let losses_at = self.losses();
+        // The member's losses counted from here, and the partitions let go as lost since the
+        // flush was made (`owned`): a loss the rebalance callback reported after this, or one
+        // whose partitions the batch actor let go before the flush was made, is seen.
+        let held = Held {
+            losses_at: self.losses(),
+            owned,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let reason = match self.attempt(&records, positions, give_up, losses_at) {
+            let reason = match self.attempt(&records, positions, give_up, &held) {
                 Ok(()) => return Ok(positions.to_vec()),
                 Err(Step::Failed(failure)) => {
                     // Nothing of it may become visible; the producer may be unusable already.
