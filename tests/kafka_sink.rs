@@ -552,7 +552,13 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
     };
     let until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
     // A flush whose partitions were let go as lost since it was made is not even begun.
-    let result = output.write_and_commit(&windows, &[], &[position.clone()], until, &|| false);
+    let result = output.write_and_commit(
+        &windows,
+        &[],
+        std::slice::from_ref(&position),
+        until,
+        &|| false,
+    );
     assert!(
         matches!(&result, Err(TransactionFailure::MembershipLost { reason }) if reason.contains("lost its assignment")),
         "{result:?}"

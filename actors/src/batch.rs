@@ -1475,11 +1475,19 @@ mod tests {
         });
         batch.send(AddPartitions(starts.to_vec())).await.unwrap();
         batch
-            .send(chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b"), (2, 121.0, "e")], 3))
+            .send(chunk(
+                0,
+                &[(0, 100.0, "a"), (1, 112.0, "b"), (2, 121.0, "e")],
+                3,
+            ))
             .await
             .unwrap();
         batch
-            .send(chunk(1, &[(0, 101.0, "c"), (1, 113.0, "d"), (2, 122.0, "f")], 3))
+            .send(chunk(
+                1,
+                &[(0, 101.0, "c"), (1, 113.0, "d"), (2, 122.0, "f")],
+                3,
+            ))
             .await
             .unwrap();
         actix_rt::time::sleep(Duration::from_millis(100)).await;
