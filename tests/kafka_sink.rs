@@ -65,18 +65,13 @@ fn windows_in(kafka: &RealKafka, topic: &str) -> Vec<WindowLine> {
         .collect()
 }
 
-/// Waits (up to a minute) until `topic` holds `lines` window lines, naming `member`'s log if
-/// it does not.
+/// Waits (up to a minute) until `topic` holds `lines` records visible to a `read_committed`
+/// reader (window lines: nothing else is written there), naming `member`'s log if it does not.
 fn wait_for_windows(kafka: &RealKafka, topic: &str, lines: usize, member: &Member) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while windows_in(kafka, topic).len() < lines {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            member.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let config = kafka.config(topic, "");
+    common::real::wait_on(member, &format!("wrote no {lines} window lines"), || {
+        actors::kafka::read_topic(&config, topic).is_ok_and(|records| records.len() >= lines)
+    });
 }
 
 /// Asserts that `lines` hold every share of `truth` exactly, `times` times each (1: exactly

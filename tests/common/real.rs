@@ -597,33 +597,31 @@ pub fn committed_up_to(
 /// Waits (up to a minute) until `member` owns a partition (its log shows more partitions
 /// taken than released).
 pub fn wait_until_owning(member: &Member) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
+    wait_on(member, "took no partition", || {
         let owned = member.events().iter().fold(0i64, |n, e| match e.event {
             LogEvent::Taken { .. } => n + 1,
             LogEvent::Released { .. } => n - 1,
             _ => n,
         });
-        if owned > 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} took no partition: {}",
-            member.name,
-            member.log_text()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        owned > 0
+    });
 }
 
 /// Waits (up to a minute) until `member` has written `lines` window lines.
 pub fn wait_for_lines(member: &Member, lines: usize) {
+    wait_on(member, &format!("wrote no {lines} lines"), || {
+        super::output(&member.out).len() >= lines
+    });
+}
+
+/// Waits (up to a minute) until `done`; else fails saying that `member` `failed` (e.g. "took
+/// no partition"), with its log.
+pub fn wait_on(member: &Member, failed: &str, done: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while super::output(&member.out).len() < lines {
+    while !done() {
         assert!(
             std::time::Instant::now() < deadline,
-            "{} wrote no {lines} lines: {}",
+            "{} {failed}: {}",
             member.name,
             member.log_text()
         );
