@@ -956,3 +956,89 @@ async fn both_models_read_exactly_over_sasl_ssl_and_a_wrong_password_stops_the_s
         assert!(!text.contains("wrong-Pa55word-canary"), "{text}");
     }
 }
+
+/// Hears what a member's rebalances tell the service.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl actors::ports::AssignmentListener for Heard {
+    fn assigned(&self, partitions: Vec<actors::ports::AssignedPartition>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("assigned {}", partitions.len()));
+    }
+
+    fn revoking(&self, partitions: Vec<PartitionId>, how: actors::ports::Revocation) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("revoking {} {how:?}", partitions.len()));
+    }
+}
+
+/// A member that joined in the background but never served its queue (the service stopped
+/// before its first assignment was handed out) closes at once with its assignment due: the
+/// closing consumer takes the assignment without looking up committed offsets (a closing
+/// group serves none: the look-up waited out its whole timeout, 10 s and more with
+/// exactly-once output, and once never returned), and tells the service nothing.
+fn a_member_closing_with_its_assignment_due_closes_at_once(assignment: Assignment) {
+    let name = format!("a_member_closing_with_its_assignment_due_closes_at_once ({assignment:?})");
+    let Some(kafka) = RealKafka::get(&name) else {
+        return;
+    };
+    let topic = kafka.topic("close-due", 2);
+    let scratch = std::env::temp_dir().join("unused.jsonl");
+    let mut s = real_settings(&kafka, &topic, &scratch, Model::Group);
+    s.kafka.group = unique("close-due-group");
+    s.group.assignment = assignment;
+    let heard = std::sync::Arc::new(Heard::default());
+    // The look-up of committed offsets at an assignment may take as long as exactly-once
+    // output lets it (its transaction timeout, 60 s by default, and 5 s).
+    let member = actors::kafka::GroupConsumer::subscribe(
+        &s.kafka,
+        &s.group,
+        &s.partition,
+        2,
+        heard.clone(),
+        None,
+        std::time::Duration::from_secs(65),
+    )
+    .expect("subscribe");
+    // The member joins in the background; once the coordinator calls the group stable, the
+    // assignment waits on the member's queue, which nothing serves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (state, assigned) = actors::kafka::group_state(&s.kafka).expect("group state");
+        if state == "Stable" && assigned == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: the group did not become stable with one assigned member: {state}, {assigned}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let started = std::time::Instant::now();
+    drop(member);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "{name}: closing took {took:?}"
+    );
+    let heard = heard.0.lock().unwrap().clone();
+    assert!(
+        heard.iter().all(|h| !h.starts_with("assigned")),
+        "{name}: an assignment while closing reached the service: {heard:?}"
+    );
+}
+
+#[test]
+fn a_member_closing_with_its_assignment_due_closes_at_once_under_eager_range() {
+    a_member_closing_with_its_assignment_due_closes_at_once(Assignment::Range);
+}
+
+#[test]
+fn a_member_closing_with_its_assignment_due_closes_at_once_under_cooperative_sticky() {
+    a_member_closing_with_its_assignment_due_closes_at_once(Assignment::CooperativeSticky);
+}

@@ -22,6 +22,54 @@ pub struct RealKafka {
     /// This test's turn: a few tests at a time share the cluster (each runs brokers' worth of
     /// clients, producers and service processes on a 2-core machine).
     _turn: std::sync::Arc<Turn>,
+    /// Ends the test binary if this test is still running after [`TEST_LIMIT`].
+    _watch: std::sync::Arc<Watchdog>,
+}
+
+/// How long one test may hold the cluster. The longest take about three minutes; a test that
+/// hangs (a client call that never returns) would otherwise hold CI until its own limit.
+const TEST_LIMIT: Duration = Duration::from_secs(600);
+
+/// Watches one test: if it has not ended (its [`RealKafka`] dropped) within [`TEST_LIMIT`],
+/// prints every thread's stack (with `gdb`, when there is one) and ends the test binary with a
+/// failure naming the test.
+struct Watchdog {
+    /// Dropped with the watchdog: tells its thread the test ended.
+    _ended: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn arm(test: &str) -> Watchdog {
+        let (ended, wait) = std::sync::mpsc::channel::<()>();
+        let test = test.to_owned();
+        std::thread::spawn(move || {
+            if wait.recv_timeout(TEST_LIMIT) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
+            }
+            // Straight to the standard error: the test harness captures `eprintln!` of the
+            // test's threads, and prints it only when the test ends.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: still running after {} s; the threads of the test binary:",
+                TEST_LIMIT.as_secs()
+            );
+            let _ = Command::new("gdb")
+                .args(["-p", &std::process::id().to_string(), "-batch", "-ex"])
+                .arg("thread apply all bt 40")
+                .stdin(Stdio::null())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::null())
+                .status();
+            let _ = writeln!(
+                std::io::stderr(),
+                "{test}: did not end within {} s",
+                TEST_LIMIT.as_secs()
+            );
+            std::process::exit(101);
+        });
+        Watchdog { _ended: ended }
+    }
 }
 
 /// How many tests of one test binary use the cluster at once.
@@ -85,6 +133,7 @@ impl RealKafka {
                 bootstrap,
                 dir,
                 _turn: std::sync::Arc::new(Turn::take()),
+                _watch: std::sync::Arc::new(Watchdog::arm(test)),
             }),
             found => {
                 let why = match found {

@@ -154,6 +154,34 @@ impl GroupRebalance {
 }
 
 impl GroupRebalance {
+    /// True once the consumer is closing: its last handle is being dropped, and librdkafka's
+    /// close serves the rebalances still due.
+    fn closing(&self) -> bool {
+        self.consumer
+            .get()
+            .is_some_and(|consumer| consumer.upgrade().is_none())
+    }
+
+    /// An assignment that arrives while the consumer closes (it joined, and the coordinator
+    /// answered, after the member stopped serving its queue). librdkafka's close waits for the
+    /// assignment to be taken, and takes it as an unassignment; nothing will read the
+    /// partitions, so they are taken at once: no look-up of committed offsets (the closing
+    /// group serves none: it waits out its timeout, during which the close stalls; seen
+    /// taking 10 s, and once never ending, librdkafka issue 4884), and no word to the listener.
+    fn assign_while_closing(&self, consumer: &IntakeConsumer, tpl: &TopicPartitionList) {
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        match result {
+            Ok(()) => tracing::debug!(
+                partitions = tpl.count(),
+                "Assignment while closing taken and given up."
+            ),
+            Err(error) => tracing::warn!(%error, "Assignment while closing refused."),
+        }
+    }
+
     /// Records the generation the member is in now: what its offsets carry from now on (taken
     /// in the rebalance, before partitions are read or let go, not at every flush: asking
     /// waits on the client's main thread).
@@ -174,6 +202,9 @@ impl Rebalance for GroupRebalance {
         tpl: &mut TopicPartitionList,
     ) {
         match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS if self.closing() => {
+                self.assign_while_closing(consumer, tpl);
+            }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.note_generation(consumer);
                 self.assign(consumer, tpl);

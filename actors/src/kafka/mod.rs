@@ -110,6 +110,15 @@ pub enum AdapterError {
         #[source]
         source: KafkaError,
     },
+    /// The group coordinator could not be asked about the group.
+    #[error("cannot ask the coordinator about group `{group}`")]
+    GroupState {
+        /// The consumer group.
+        group: String,
+        /// The librdkafka error.
+        #[source]
+        source: KafkaError,
+    },
     /// Partitions could not be assigned.
     #[error("cannot assign {partitions}")]
     Assign {
@@ -645,6 +654,36 @@ pub fn committed_positions(
         .into_iter()
         .filter_map(|c| c.offset.map(|o| (c.partition, o)))
         .collect())
+}
+
+/// What the group coordinator says of `kafka.group`: its state (`Stable`, `PreparingRebalance`,
+/// `CompletingRebalance`, `Empty`, `Dead`) and how many of its members hold an assignment.
+///
+/// # Errors
+/// If the coordinator cannot be asked.
+pub fn group_state(kafka: &KafkaConfig) -> Result<(String, usize), AdapterError> {
+    let client = lookup_consumer(kafka)?;
+    let groups = client
+        .fetch_group_list(Some(&kafka.group), LOOKUP_TIMEOUT)
+        .map_err(|source| AdapterError::GroupState {
+            group: kafka.group.clone(),
+            source,
+        })?;
+    Ok(groups
+        .groups()
+        .iter()
+        .find(|g| g.name() == kafka.group)
+        .map_or_else(
+            || ("Dead".to_owned(), 0),
+            |g| {
+                let assigned = g
+                    .members()
+                    .iter()
+                    .filter(|m| m.assignment().is_some_and(|a| !a.is_empty()))
+                    .count();
+                (g.state().to_owned(), assigned)
+            },
+        ))
 }
 
 /// The coordinator errors that go away by asking again.
