@@ -32,7 +32,9 @@ use super::{
     element_id, log_bounds, partition_list, place_out_of_range, AdapterError, LeaderStats, LogEnd,
     LOOKUP_TIMEOUT,
 };
-use crate::config::{GroupConfig, KafkaConfig, OffsetReset, OutOfRange, PartitionConfig};
+use crate::config::{
+    Assignment, GroupConfig, KafkaConfig, OffsetReset, OutOfRange, PartitionConfig,
+};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, CoverageProbe, EndOffsetProbe,
     GroupCoverage, OnLeave, Revocation, SourceFactory, StartOffset,
@@ -50,6 +52,11 @@ struct GroupRebalance {
     consumer: Arc<OnceLock<Weak<IntakeConsumer>>>,
     /// Where the member's group metadata goes after every assignment, for exactly-once output.
     generation: super::intake::GenerationSlot,
+    /// The rebalance protocol of `group.assignment` (every member uses the same strategy).
+    /// Known from the settings, not asked of librdkafka: asking is a call that waits without
+    /// bound on the group's own thread, which a closing consumer may never serve again
+    /// (librdkafka issue 4041).
+    protocol: RebalanceProtocol,
     /// How long the committed offsets of newly assigned partitions may take: an open
     /// transaction holding newer offsets (exactly-once output of a member that crashed) keeps
     /// them from being read until it ends.
@@ -114,7 +121,7 @@ impl GroupRebalance {
                 drop(arc.split_partition_queue(a.partition.topic.name(), a.partition.index));
             }
         }
-        let result = match consumer.rebalance_protocol() {
+        let result = match self.protocol {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
             _ => consumer.assign(tpl),
         };
@@ -143,7 +150,7 @@ impl GroupRebalance {
         };
         self.listener.revoking(partitions.clone(), how);
         tracing::info!(?partitions, lost, took = ?started.elapsed(), "Partitions revoked.");
-        let result = match consumer.rebalance_protocol() {
+        let result = match self.protocol {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
             _ => consumer.unassign(),
         };
@@ -169,7 +176,7 @@ impl GroupRebalance {
     /// group serves none: it waits out its timeout, during which the close stalls; seen
     /// taking 10 s, and once never ending, librdkafka issue 4884), and no word to the listener.
     fn assign_while_closing(&self, consumer: &IntakeConsumer, tpl: &TopicPartitionList) {
-        let result = match consumer.rebalance_protocol() {
+        let result = match self.protocol {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
             _ => consumer.assign(tpl),
         };
@@ -270,6 +277,10 @@ impl GroupConsumer {
             out_of_range: kafka.out_of_range,
             consumer: consumer_slot.clone(),
             generation: generation.clone(),
+            protocol: match group.assignment {
+                Assignment::CooperativeSticky => RebalanceProtocol::Cooperative,
+                Assignment::Range | Assignment::Roundrobin => RebalanceProtocol::Eager,
+            },
             committed_wait: committed_wait.max(LOOKUP_TIMEOUT),
         };
         let intake = IntakeClient::create(IntakeSpec {
