@@ -994,7 +994,7 @@ fn a_member_closing_with_its_assignment_due_closes_at_once(assignment: Assignmen
     s.group.assignment = assignment;
     let heard = std::sync::Arc::new(Heard::default());
     // The look-up of committed offsets at an assignment may take as long as exactly-once
-    // output lets it (its transaction timeout, 60 s by default, and 5 s).
+    // output lets it (`sink.transaction_timeout_ms`, up to 15 min, and 5 s): here 65 s.
     let member = actors::kafka::GroupConsumer::subscribe(
         &s.kafka,
         &s.group,
