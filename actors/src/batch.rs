@@ -430,6 +430,12 @@ pub struct BatchActor {
 }
 
 impl BatchActor {
+    /// How many times partitions were let go as lost, as counted so far and from now on.
+    #[cfg(test)]
+    pub(crate) fn losses(&self) -> Arc<AtomicU64> {
+        self.losses.clone()
+    }
+
     /// A batch actor over `partitions` (with the offsets they start from and their closing
     /// points from the last commit's metadata). With [`Closing::AllAtEnd`], all windows close once
     /// every partition has finished.

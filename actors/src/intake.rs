@@ -11,7 +11,8 @@
 //! - revoked: the partitions' actors stop (what they prefetched is dropped unread), the batch
 //!   actor writes what is closed and commits, then lets the partitions go; only then does the
 //!   listener return and the rebalance go on, within `group.revoke_timeout_ms`;
-//! - lost: as revoked, but nothing is committed.
+//! - lost: as revoked, but nothing is committed; and the listener waits until the partitions
+//!   are let go, however long that takes (see [`IntakeListener`]).
 //!
 //! `Leave` (at shutdown) stops every partition actor; where leaving hands the partitions to
 //! others ([`OnLeave::Release`], the group model) it first writes, commits and releases them,
@@ -217,7 +218,8 @@ pub struct IntakeListener {
 }
 
 impl IntakeListener {
-    /// A listener that waits at most `revoke_timeout` for a revocation.
+    /// A listener that waits at most `revoke_timeout` for a revocation, and for a lost
+    /// assignment until its partitions are let go.
     pub fn new(revoke_timeout: Duration) -> Arc<Self> {
         Arc::new(IntakeListener {
             actor: OnceLock::new(),
@@ -244,15 +246,39 @@ impl AssignmentListener for IntakeListener {
             how,
             done,
         });
-        match wait.recv_timeout(self.revoke_timeout) {
-            Ok(()) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::error!(
-                ?partitions,
-                timeout = ?self.revoke_timeout,
-                "Revocation did not finish in time; the next owner may reprocess frames."
-            ),
+        match (wait.recv_timeout(self.revoke_timeout), how) {
+            (Ok(()), _) => {}
+            // Lost partitions are waited for until they are let go: the member cannot join the
+            // group again while this callback runs, and a flush made from what was read under
+            // the lost assignment is refused once the batch actor has let them go, but only
+            // then. Returning earlier, the member could join again and be given them back
+            // before that, and such a flush could commit in the new generation what the
+            // partitions' new reading writes again. (Nothing needs the wait to be short: the
+            // partitions are someone else's already, and nothing is committed for them.)
+            (Err(std::sync::mpsc::RecvTimeoutError::Timeout), Revocation::Lost) => {
+                tracing::warn!(
+                    ?partitions,
+                    waited = ?self.revoke_timeout,
+                    "Lost partitions are not let go yet; the member joins the group again once \
+                     they are."
+                );
+                let started = Instant::now();
+                let _ = wait.recv();
+                tracing::info!(
+                    ?partitions,
+                    took = ?(self.revoke_timeout + started.elapsed()),
+                    "Lost partitions let go."
+                );
+            }
+            (Err(std::sync::mpsc::RecvTimeoutError::Timeout), Revocation::Revoked) => {
+                tracing::error!(
+                    ?partitions,
+                    timeout = ?self.revoke_timeout,
+                    "Revocation did not finish in time; the next owner may reprocess frames."
+                );
+            }
             // The intake actor is gone (the service is stopping): nothing left to release.
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            (Err(std::sync::mpsc::RecvTimeoutError::Disconnected), _) => {}
         }
     }
 }
@@ -930,6 +956,135 @@ mod tests {
                 |r| matches!(r.event, GroupEvent::Assigned { partition, .. } if partition == p(1))
             ),
             "{history:?}"
+        );
+        for arbiter in arbiters {
+            arbiter.stop();
+        }
+    }
+
+    /// Assigns partition 0 at start, read by `sources`.
+    struct AtStart {
+        sources: SourceFactory,
+        listener: Arc<IntakeListener>,
+    }
+
+    impl AssignmentSource for AtStart {
+        fn sources(&self) -> SourceFactory {
+            self.sources.clone()
+        }
+        fn start(&mut self) {
+            self.listener.assigned(vec![assigned(p(0))]);
+        }
+        fn leave(&mut self) {}
+        fn on_leave(&self) -> OnLeave {
+            OnLeave::Release
+        }
+        fn coverage(&self) -> Option<CoverageProbe> {
+            None
+        }
+    }
+
+    /// How long each poll of a [`SlowSource`] takes.
+    const SLOW_POLL: Duration = Duration::from_millis(800);
+
+    /// A partition with nothing to read whose every poll takes [`SLOW_POLL`] (its reader waits
+    /// on the broker): its actor stops only between polls.
+    struct SlowSource;
+
+    impl crate::ports::FrameSource for SlowSource {
+        fn poll(
+            &mut self,
+            _: usize,
+            _: &mut dyn FnMut(&crate::ports::SourceRecord<'_>),
+        ) -> Result<crate::ports::PollStatus, crate::ports::SourceError> {
+            std::thread::sleep(SLOW_POLL);
+            Ok(crate::ports::PollStatus {
+                next_offset: Some(0),
+                ..crate::ports::PollStatus::default()
+            })
+        }
+    }
+
+    /// A lost assignment's partitions are let go (the batch actor has dropped what was read
+    /// under it) before the listener returns, even when that takes longer than the revoke
+    /// timeout: until then the member must not join the group again (see
+    /// [`IntakeListener::revoking`]).
+    #[actix::test]
+    async fn a_lost_assignment_is_waited_for_until_its_partitions_are_let_go() {
+        let revoke_timeout = Duration::from_millis(100);
+        let listener = IntakeListener::new(revoke_timeout);
+        let sources: SourceFactory =
+            Arc::new(|_, _| Ok(Box::new(SlowSource) as Box<dyn crate::ports::FrameSource>));
+        let source = AtStart {
+            sources,
+            listener: listener.clone(),
+        };
+        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
+        let batch = BatchActor::new(
+            &WindowConfig::default(),
+            FlushConfig::default(),
+            &[],
+            crate::outlet::Outlet::at_least_once(Box::new(NullSink), Box::new(Commits::default())),
+            crate::batch::Closing::ByWatermark,
+            metrics.clone(),
+            None,
+        );
+        let losses = batch.losses();
+        let batch = batch.start();
+        let supervisor = Exits.start();
+        let outputs = PartitionOutputs {
+            batch: batch.clone().recipient(),
+            metrics: metrics.clone().recipient(),
+            skipped: metrics.recipient(),
+            supervisor: supervisor.recipient(),
+        };
+        let (threads, arbiters) = ReaderThreads::start(1);
+        let intake = IntakeActor::new(
+            Box::new(source),
+            listener.clone(),
+            batch,
+            outputs,
+            PartitionConfig::default(),
+            FrameLimits {
+                max_bytes: 128,
+                min_ts: 0.0,
+                max_ts: 1e10,
+                max_future_secs: f64::INFINITY,
+                future_after: f64::INFINITY,
+                invalid: crate::frame::InvalidPolicy::NONE,
+            },
+            EndPolicy::Never,
+            threads,
+        )
+        .start();
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
+        // The consumer's driver thread reports the loss while the partition's reader is in a
+        // poll.
+        let seen = losses.clone();
+        let revoking = std::thread::spawn(move || {
+            let started = Instant::now();
+            listener.revoking(vec![p(0)], Revocation::Lost);
+            (
+                started.elapsed(),
+                seen.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        });
+        while !revoking.is_finished() {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (took, losses_at_return) = revoking.join().unwrap();
+        assert_eq!(
+            losses_at_return, 1,
+            "the listener returned after {took:?} before the batch actor let the partition go"
+        );
+        assert!(
+            took > revoke_timeout,
+            "the release was slower than the timeout: {took:?}"
+        );
+        assert_eq!(
+            intake.send(OwnedPartitions).await.unwrap(),
+            Vec::<PartitionId>::new()
         );
         for arbiter in arbiters {
             arbiter.stop();
