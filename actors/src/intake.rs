@@ -897,14 +897,17 @@ mod tests {
         }
     }
 
-    #[actix::test]
-    async fn nothing_assigned_while_leaving_starts_a_partition_actor() {
-        let opens = Arc::new(AtomicU32::new(0));
-        let listener = IntakeListener::new(Duration::from_secs(5));
-        let source = Crossing {
-            sources: quiet_sources(opens.clone()),
-            listener: listener.clone(),
-        };
+    /// An intake over `source` on one reader thread, feeding a batch actor that writes
+    /// nothing; with the batch actor's count of partitions let go as lost, and the reader
+    /// threads to stop.
+    fn start_intake(
+        source: Box<dyn AssignmentSource>,
+        listener: Arc<IntakeListener>,
+    ) -> (
+        Addr<IntakeActor>,
+        Arc<std::sync::atomic::AtomicU64>,
+        Vec<Arbiter>,
+    ) {
         let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
         let batch = BatchActor::new(
             &WindowConfig::default(),
@@ -914,18 +917,18 @@ mod tests {
             crate::batch::Closing::ByWatermark,
             metrics.clone(),
             None,
-        )
-        .start();
-        let supervisor = Exits.start();
+        );
+        let losses = batch.losses();
+        let batch = batch.start();
         let outputs = PartitionOutputs {
             batch: batch.clone().recipient(),
             metrics: metrics.clone().recipient(),
             skipped: metrics.recipient(),
-            supervisor: supervisor.recipient(),
+            supervisor: Exits.start().recipient(),
         };
         let (threads, arbiters) = ReaderThreads::start(1);
         let intake = IntakeActor::new(
-            Box::new(source),
+            source,
             listener,
             batch,
             outputs,
@@ -942,6 +945,18 @@ mod tests {
             threads,
         )
         .start();
+        (intake, losses, arbiters)
+    }
+
+    #[actix::test]
+    async fn nothing_assigned_while_leaving_starts_a_partition_actor() {
+        let opens = Arc::new(AtomicU32::new(0));
+        let listener = IntakeListener::new(Duration::from_secs(5));
+        let source = Crossing {
+            sources: quiet_sources(opens.clone()),
+            listener: listener.clone(),
+        };
+        let (intake, _, arbiters) = start_intake(Box::new(source), listener);
         actix_rt::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
         let history = intake.send(Leave).await.unwrap();
@@ -1019,44 +1034,7 @@ mod tests {
             sources,
             listener: listener.clone(),
         };
-        let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
-        let batch = BatchActor::new(
-            &WindowConfig::default(),
-            FlushConfig::default(),
-            &[],
-            crate::outlet::Outlet::at_least_once(Box::new(NullSink), Box::new(Commits::default())),
-            crate::batch::Closing::ByWatermark,
-            metrics.clone(),
-            None,
-        );
-        let losses = batch.losses();
-        let batch = batch.start();
-        let supervisor = Exits.start();
-        let outputs = PartitionOutputs {
-            batch: batch.clone().recipient(),
-            metrics: metrics.clone().recipient(),
-            skipped: metrics.recipient(),
-            supervisor: supervisor.recipient(),
-        };
-        let (threads, arbiters) = ReaderThreads::start(1);
-        let intake = IntakeActor::new(
-            Box::new(source),
-            listener.clone(),
-            batch,
-            outputs,
-            PartitionConfig::default(),
-            FrameLimits {
-                max_bytes: 128,
-                min_ts: 0.0,
-                max_ts: 1e10,
-                max_future_secs: f64::INFINITY,
-                future_after: f64::INFINITY,
-                invalid: crate::frame::InvalidPolicy::NONE,
-            },
-            EndPolicy::Never,
-            threads,
-        )
-        .start();
+        let (intake, losses, arbiters) = start_intake(Box::new(source), listener.clone());
         actix_rt::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
         // The consumer's driver thread reports the loss while the partition's reader is in a

@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use rdkafka::consumer::{Consumer, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -121,11 +122,7 @@ impl GroupRebalance {
                 drop(arc.split_partition_queue(a.partition.topic.name(), a.partition.index));
             }
         }
-        let result = match self.protocol {
-            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
-            _ => consumer.assign(tpl),
-        };
-        if let Err(error) = result {
+        if let Err(error) = self.take(consumer, tpl) {
             tracing::error!(%error, "Assigning partitions failed.");
             return;
         }
@@ -161,6 +158,14 @@ impl GroupRebalance {
 }
 
 impl GroupRebalance {
+    /// Takes the assignment `tpl` the way the rebalance protocol asks.
+    fn take(&self, consumer: &IntakeConsumer, tpl: &TopicPartitionList) -> KafkaResult<()> {
+        match self.protocol {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        }
+    }
+
     /// True once the consumer is closing: its last handle is being dropped, and librdkafka's
     /// close serves the rebalances still due.
     fn closing(&self) -> bool {
@@ -176,11 +181,7 @@ impl GroupRebalance {
     /// group serves none: it waits out its timeout, during which the close stalls; seen
     /// taking 10 s, and once never ending, librdkafka issue 4884), and no word to the listener.
     fn assign_while_closing(&self, consumer: &IntakeConsumer, tpl: &TopicPartitionList) {
-        let result = match self.protocol {
-            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
-            _ => consumer.assign(tpl),
-        };
-        match result {
+        match self.take(consumer, tpl) {
             Ok(()) => tracing::debug!(
                 partitions = tpl.count(),
                 "Assignment while closing taken and given up."
