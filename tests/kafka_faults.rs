@@ -316,3 +316,130 @@ async fn a_quiet_partition_whose_leader_hangs_is_not_taken_as_idle() {
         );
     }
 }
+
+/// A partition that was caught up and quiet when the service's link to its leader broke is
+/// not taken as idle again on what it knew before the break: only an answer of a fetch made
+/// after it counts. Partition 0 (led by node 1) is caught up and idle; the service's link to
+/// node 1 is refused while frames of window 10 go to partition 0 and partition 1 (node 2)
+/// moves on to event time 35; the link comes back with every answer from node 1 delayed
+/// 1.8 s (under the 2 s after which a silent connection counts as out of reach), so for
+/// 1.8 s after the reconnect the leader is in reach and nothing has been fetched from it. An
+/// end known before the break would make partition 0 idle within a second (idle after
+/// 0.5 s), close window 10 without its frames and count them late when they arrive.
+#[actix::test]
+async fn a_partition_is_not_idle_on_an_end_it_knew_before_the_link_to_its_leader_broke() {
+    const T0: i64 = 1_790_000_000;
+    let name = "a_partition_is_not_idle_on_an_end_it_knew_before_the_link_to_its_leader_broke";
+    let Some(kafka) = RealKafka::get(name) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let topic = common::unique("stale-end");
+    // Partition 0 led by node 1, partition 1 by node 2.
+    kafka.create_topic_with(&topic, &["--replica-assignment", "1:2:3,2:3:1"]);
+    let (p0, p1) = (
+        actors::topic::PartitionId::of(&topic, 0),
+        actors::topic::PartitionId::of(&topic, 1),
+    );
+    let producer = actors::kafka::FrameProducer::new(&kafka.config(&topic, "")).expect("producer");
+    let mut truth = std::collections::BTreeMap::new();
+    let mut send = |partition, ts: i64, uids: std::ops::Range<u64>| {
+        send_frames(
+            &producer,
+            partition,
+            uids.map(|n| (ts, format!("u{n}"))),
+            &mut truth,
+        );
+        producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    };
+    let linked = kafka.linked();
+    let dir = common::real::member_dir(name);
+    let mut member = common::real::Member::spawn_on(
+        &linked,
+        "stale-end",
+        dir.path(),
+        &topic,
+        &format!("{topic}-group"),
+        &[
+            ("KAFKA_ACTORS__WINDOW__IDLE_AFTER_MS", "500"),
+            ("KAFKA_ACTORS__SUPERVISOR__STATS_INTERVAL_MS", "250"),
+            (
+                "RUST_LOG",
+                "info,actors::kafka::reader=debug,actors::leaders=debug",
+            ),
+        ],
+        &["--model", "partition"],
+    );
+    // Partition 0 is read to its end and idle; then partition 1 moves to 15, which closes
+    // window 0 (with 3 s of lateness) over both.
+    send(p0, T0 + 2, 0..20);
+    common::real::wait_on(&member, "did not take partition 0 as idle", || {
+        member.status().is_some_and(|status| {
+            let p0 = &status["partitions"][p0.to_string()];
+            p0["idle"] == true && p0["position"] == 20
+        })
+    });
+    send(p1, T0 + 3, 100..120);
+    send(p1, T0 + 15, 200..210);
+    common::real::wait_for_lines(&member, 1);
+    kafka.link(1, &["refuse"]);
+    let healed = scopeguard(&kafka);
+    common::real::wait_on(&member, "did not lose its leader", || {
+        member.log_text().contains("Partition leader unreachable")
+    });
+    send(p0, T0 + 12, 300..330);
+    // Partition 1 goes on at event time 35 (a frame every 100 ms keeps it from being idle):
+    // once partition 0 counts as idle, the watermark passes window 10.
+    let ahead = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let stream = {
+        let (ahead, config) = (ahead.clone(), kafka.config(&topic, ""));
+        std::thread::spawn(move || {
+            let producer = actors::kafka::FrameProducer::new(&config).expect("producer");
+            let mut n = 400;
+            while ahead.load(std::sync::atomic::Ordering::Relaxed) {
+                let (uid, ts) = (format!("u{n}"), T0 + 35);
+                let frame = format!(r#"{{"ts":{ts},"uid":"{uid}"}}"#);
+                producer
+                    .send(n, p1, uid.as_bytes(), frame.as_bytes())
+                    .unwrap();
+                producer.flush(std::time::Duration::from_secs(30)).unwrap();
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    kafka.link(1, &["latency", "1800"]);
+    let window = T0 + 10;
+    common::real::wait_on(&member, "wrote no line for window 10", || {
+        common::output(&member.out)
+            .iter()
+            .any(|l| l.window_start == window)
+    });
+    ahead.store(false, std::sync::atomic::Ordering::Relaxed);
+    stream.join().expect("partition 1's stream");
+    drop(healed);
+    member.stop();
+    let lines: Vec<_> = common::output(&member.out)
+        .into_iter()
+        .filter(|l| l.window_start == window)
+        .map(|l| (l.unique_users, l.frames))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![(40, 40)],
+        "window 10 must hold partition 0's 30 frames (written while the link to its leader was \
+         down) and partition 1's 10: {}",
+        member.log_text()
+    );
+}
+
+/// Heals every link of the cluster when dropped (also when the test fails).
+fn scopeguard(kafka: &RealKafka) -> impl Drop + '_ {
+    struct Heal<'a>(&'a RealKafka);
+    impl Drop for Heal<'_> {
+        fn drop(&mut self) {
+            self.0.control(&["link", "all", "heal"]);
+        }
+    }
+    Heal(kafka)
+}

@@ -1,6 +1,8 @@
 //! [`LeaderBoard`]: which broker leads each partition, as the clients last reported it, and
 //! every change seen. The Kafka adapter feeds it from librdkafka's statistics; the metrics
-//! actor reports it. librdkafka itself follows a moved leader; this is for the operator.
+//! actor reports it. librdkafka itself follows a moved leader; this is for the operator, and
+//! for the partition readers: a break in the link to a partition's leader (out of reach, a
+//! reconnect, a new leader or leader epoch) voids what the reader knew of the partition's end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -23,6 +25,30 @@ pub struct LeaderChange {
     pub to: i32,
 }
 
+/// The link a client reads a partition over, as one statistics report shows it: any change
+/// in it means the partition may have been answered by another broker, or by the same one
+/// after a restart, since the client last heard from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// The broker leading the partition.
+    pub leader: i32,
+    /// Its leader epoch (a new election, also of the same broker, raises it; -1: unknown).
+    pub leader_epoch: i64,
+    /// Connection attempts the client has made to that broker so far (a reconnect between
+    /// two reports raises it).
+    pub connects: i64,
+}
+
+/// What the board knows of one partition's link.
+#[derive(Debug, Clone, Copy, Default)]
+struct LinkRecord {
+    /// The link of the last report that found the leader in reach (none yet, or out of reach
+    /// since).
+    link: Option<Link>,
+    /// Breaks seen so far: the leader went out of reach, or the link changed.
+    breaks: u64,
+}
+
 /// Current leaders and their changes; shared by every client of the service.
 #[derive(Debug, Default)]
 pub struct LeaderBoard {
@@ -35,6 +61,8 @@ struct Board {
     changes: Vec<LeaderChange>,
     /// Partitions whose reading client last reported no connection to their leader.
     unreachable: BTreeSet<PartitionId>,
+    /// Per partition: the link its reading client last reported, and the breaks seen in it.
+    links: BTreeMap<PartitionId, LinkRecord>,
     /// The group member's join state in the last statistics (`steady` between rebalances).
     join_state: Option<String>,
 }
@@ -83,10 +111,42 @@ impl LeaderBoard {
         } else if changed {
             tracing::warn!(
                 %partition,
-                "Partition leader unreachable: the partition is not taken as idle until it is \
-                 read again."
+                "Partition leader unreachable: the partition is not taken as idle until a fetch \
+                 made after it is in reach again finds its end."
             );
         }
+    }
+
+    /// Notes the link the client reading `partition` has to its leader (`None`: the leader is
+    /// unknown, not connected or not answering), counting a break when the leader goes out of
+    /// reach or the link differs from the last one in reach; logs when reach changes.
+    pub fn observe_link(&self, partition: PartitionId, link: Option<Link>) {
+        self.observe_reach(partition, link.is_some());
+        let mut board = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let record = board.links.entry(partition).or_default();
+        match (record.link, link) {
+            (Some(before), None) => {
+                record.breaks += 1;
+                record.link = None;
+                tracing::debug!(%partition, ?before, breaks = record.breaks, "Link to the partition leader broken.");
+            }
+            (Some(before), Some(now)) if before != now => {
+                record.breaks += 1;
+                record.link = Some(now);
+                tracing::info!(%partition, ?before, ?now, breaks = record.breaks, "Link to the partition leader changed: its end is to be read again.");
+            }
+            (_, now) => record.link = now,
+        }
+    }
+
+    /// Whether `partition`'s leader is in reach (as [`Self::reachable`]) and how many breaks
+    /// its link has had so far (see [`Self::observe_link`]).
+    pub fn link_state(&self, partition: PartitionId) -> (bool, u64) {
+        let board = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            !board.unreachable.contains(&partition),
+            board.links.get(&partition).map_or(0, |r| r.breaks),
+        )
     }
 
     /// False while the last report on `partition` said its leader was unknown or not
@@ -176,5 +236,36 @@ mod tests {
         assert!(!board.reachable(p(0)));
         board.observe_reach(p(0), true);
         assert!(board.reachable(p(0)));
+    }
+
+    #[test]
+    fn a_link_breaks_when_its_leader_goes_out_of_reach_or_the_link_changes() {
+        let board = LeaderBoard::default();
+        let link = |leader, leader_epoch, connects| {
+            Some(Link {
+                leader,
+                leader_epoch,
+                connects,
+            })
+        };
+        assert_eq!(board.link_state(p(0)), (true, 0));
+        // Out of reach before it was ever in reach: nothing was known to break.
+        board.observe_link(p(0), None);
+        assert_eq!(board.link_state(p(0)), (false, 0));
+        board.observe_link(p(0), link(1, 5, 1));
+        board.observe_link(p(0), link(1, 5, 1));
+        assert_eq!(board.link_state(p(0)), (true, 0), "the same link");
+        // The broker went away and came back.
+        board.observe_link(p(0), None);
+        assert_eq!(board.link_state(p(0)), (false, 1));
+        board.observe_link(p(0), None);
+        board.observe_link(p(0), link(1, 5, 3));
+        assert_eq!(board.link_state(p(0)), (true, 1), "one break per outage");
+        // A reconnect between two reports, a new epoch, a new leader: one break each.
+        board.observe_link(p(0), link(1, 5, 4));
+        board.observe_link(p(0), link(1, 6, 4));
+        board.observe_link(p(0), link(2, 6, 1));
+        assert_eq!(board.link_state(p(0)), (true, 4));
+        assert_eq!(board.link_state(p(1)), (true, 0), "per partition");
     }
 }

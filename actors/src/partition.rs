@@ -197,6 +197,32 @@ impl ReaderEvent {
     }
 }
 
+/// What a partition actor knows of its partition's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndKnown {
+    /// Not caught up: records were read since the end was last found, or it never was.
+    Reading,
+    /// A poll found the partition caught up with its end, and nothing was read since.
+    AtEnd,
+    /// The end was found, but a poll since said that no longer holds
+    /// ([`PollStatus::end_void`]: the link to the leader broke). Until a fresh poll finds it
+    /// again the batch actor hears "not at the end", which restarts its idle clock.
+    Void,
+}
+
+impl EndKnown {
+    /// After a poll that read `records`, found the end or not (`at_end`) and said whether
+    /// what was known of it still holds (`void`).
+    fn after(self, records: usize, at_end: bool, void: bool) -> EndKnown {
+        match (self, records > 0, at_end, void) {
+            (_, _, true, _) => EndKnown::AtEnd,
+            (_, true, false, _) => EndKnown::Reading,
+            (EndKnown::AtEnd | EndKnown::Void, false, false, true) => EndKnown::Void,
+            (known, false, false, _) => known,
+        }
+    }
+}
+
 /// Reads one partition; see the module documentation.
 pub struct PartitionActor {
     partition: PartitionId,
@@ -207,11 +233,8 @@ pub struct PartitionActor {
     config: PartitionConfig,
     limits: FrameLimits,
     end: EndPolicy,
-    /// Caught up with the end at the last poll, and nothing read since.
-    at_end: bool,
-    /// The last poll said the partition's leader cannot be reached: it is not reported as at
-    /// its end meanwhile, so the batch actor restarts its idle clock.
-    leader_unreachable: bool,
+    /// What it knows of its partition's end.
+    known_end: EndKnown,
     next_offset: Option<i64>,
     invalid_log: InvalidLog,
     /// Invalid frames against the dead-letter limits.
@@ -256,8 +279,7 @@ impl PartitionActor {
             config,
             limits,
             end,
-            at_end: false,
-            leader_unreachable: false,
+            known_end: EndKnown::Reading,
             next_offset: start.offset(),
             invalid_log,
             invalid_tally: InvalidTally::default(),
@@ -289,7 +311,7 @@ impl PartitionActor {
     }
 
     fn end_reached(&self) -> bool {
-        self.at_end
+        self.known_end == EndKnown::AtEnd
             && match self.end {
                 EndPolicy::Never | EndPolicy::AwaitOffset => false,
                 EndPolicy::FirstEnd => true,
@@ -324,7 +346,7 @@ impl PartitionActor {
                     tracing::debug!(%partition, next_offset = ?self.next_offset, "Intake resumed.");
                     // What was fetched before the pause is fetched again; the end is not known
                     // until a poll says so.
-                    self.at_end = false;
+                    self.known_end = EndKnown::Reading;
                     ctx.notify(Poll);
                     ReaderState::Reading(source)
                 }
@@ -465,13 +487,9 @@ impl PartitionActor {
         status: PollStatus,
         ctx: &mut Context<Self>,
     ) {
-        if status.records > 0 {
-            self.at_end = false;
-        }
-        if status.at_end {
-            self.at_end = true;
-        }
-        self.leader_unreachable = status.leader_unreachable;
+        self.known_end = self
+            .known_end
+            .after(status.records, status.at_end, status.end_void);
         // The position can move without a record handed out: past transaction markers and
         // aborted records, once the reader reaches the end.
         let moved_past_unread = status.records == 0 && status.next_offset > self.next_offset;
@@ -495,9 +513,10 @@ impl PartitionActor {
             });
         }
         if status.records == 0 && !status.at_end {
-            // Still caught up: say so now and then, or the batch actor cannot tell a quiet
-            // partition from a stalled reader (and must not treat the latter as idle).
-            if self.at_end && self.last_sent.elapsed() >= AT_END_HEARTBEAT {
+            // Still caught up (or no longer known to be): say so now and then, or the batch
+            // actor cannot tell a quiet partition from a stalled reader (and must not treat
+            // the latter as idle).
+            if self.known_end != EndKnown::Reading && self.last_sent.elapsed() >= AT_END_HEARTBEAT {
                 self.send_chunk(FrameChunk::default(), Vec::new(), ctx);
                 return;
             }
@@ -541,7 +560,7 @@ impl PartitionActor {
             frames,
             dead_letters,
             next_offset: self.next_offset,
-            at_end: self.at_end && !self.leader_unreachable,
+            at_end: self.known_end == EndKnown::AtEnd,
             finished,
         };
         if finished {
@@ -658,12 +677,29 @@ mod tests {
     /// The records of one scripted poll, and whether it ends at the partition's end.
     type ScriptedPoll = (Vec<(i64, Vec<u8>)>, bool);
 
+    /// What a [`FakeSource`] says of the partition's end besides its script.
+    #[derive(Default)]
+    struct EndNews {
+        /// Every poll says the end is void (the link to the leader is broken).
+        void: AtomicBool,
+        /// The next poll finds the end (a fetch made after the break answered).
+        found: AtomicBool,
+    }
+
+    impl EndNews {
+        fn status(&self, at_end: bool) -> (bool, bool) {
+            let void = self.void.load(Ordering::Relaxed);
+            let found = !void && self.found.swap(false, Ordering::Relaxed);
+            (at_end || found, void)
+        }
+    }
+
     /// Serves scripted polls.
     struct FakeSource {
         script: VecDeque<ScriptedPoll>,
         next: Option<i64>,
-        /// What the source says about reaching the partition's leader.
-        unreachable: Arc<AtomicBool>,
+        /// What the source says of the partition's end besides its script.
+        news: Arc<EndNews>,
         /// Where polls, pauses and resumes are recorded.
         collected: Arc<Mutex<Collected>>,
     }
@@ -676,12 +712,15 @@ mod tests {
         ) -> Result<PollStatus, SourceError> {
             self.collected.lock().unwrap().calls.push("poll");
             let Some((records, at_end)) = self.script.pop_front() else {
+                let (at_end, end_void) = self.news.status(false);
                 return Ok(PollStatus {
                     next_offset: self.next,
-                    leader_unreachable: self.unreachable.load(Ordering::Relaxed),
+                    at_end,
+                    end_void,
                     ..PollStatus::default()
                 });
             };
+            let (at_end, end_void) = self.news.status(at_end);
             assert!(records.len() <= max);
             for (offset, payload) in &records {
                 on_record(&SourceRecord::plain(*offset, Some(payload)));
@@ -692,7 +731,7 @@ mod tests {
                 at_end,
                 next_offset: self.next,
                 high_watermark: self.next,
-                leader_unreachable: self.unreachable.load(Ordering::Relaxed),
+                end_void,
                 ..PollStatus::default()
             })
         }
@@ -764,7 +803,7 @@ mod tests {
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
-        start_with(script, end, Arc::new(AtomicBool::new(false)), None)
+        start_with(script, end, Arc::new(EndNews::default()), None)
     }
 
     /// Starts the actor with `faults` armed in its source before it polls.
@@ -777,32 +816,32 @@ mod tests {
         start_with(
             script,
             EndPolicy::Never,
-            Arc::new(AtomicBool::new(false)),
+            Arc::new(EndNews::default()),
             Some(plan),
         )
     }
 
-    fn start_with_reach(
+    fn start_with_news(
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
-        unreachable: Arc<AtomicBool>,
+        news: Arc<EndNews>,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
-        start_with(script, end, unreachable, None)
+        start_with(script, end, news, None)
     }
 
     fn start_with(
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
-        unreachable: Arc<AtomicBool>,
+        news: Arc<EndNews>,
         faults: Option<FaultPlan>,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
-        start_collecting(script, end, unreachable, faults, Collected::default())
+        start_collecting(script, end, news, faults, Collected::default())
     }
 
     fn start_collecting(
         script: Vec<ScriptedPoll>,
         end: EndPolicy,
-        unreachable: Arc<AtomicBool>,
+        news: Arc<EndNews>,
         faults: Option<FaultPlan>,
         collected: Collected,
     ) -> (Addr<PartitionActor>, Arc<Mutex<Collected>>) {
@@ -816,7 +855,7 @@ mod tests {
             Ok(Box::new(FakeSource {
                 script: script.into(),
                 next: None,
-                unreachable: unreachable.clone(),
+                news: news.clone(),
                 collected: records.clone(),
             }) as Box<dyn FrameSource>)
         });
@@ -867,7 +906,7 @@ mod tests {
         let (_addr, collected) = start_collecting(
             steady_script(),
             EndPolicy::Never,
-            Arc::new(AtomicBool::new(false)),
+            Arc::new(EndNews::default()),
             None,
             collected,
         );
@@ -944,10 +983,10 @@ mod tests {
     }
 
     #[actix::test]
-    async fn a_caught_up_reader_does_not_claim_the_end_while_its_leader_is_out_of_reach() {
-        let unreachable = Arc::new(AtomicBool::new(false));
+    async fn after_a_break_in_the_link_the_end_is_claimed_only_when_a_fresh_poll_finds_it() {
+        let news = Arc::new(EndNews::default());
         let script = vec![(vec![(0, frame(1_700_000_000, "a"))], true)];
-        let (_actor, collected) = start_with_reach(script, EndPolicy::Never, unreachable.clone());
+        let (_actor, collected) = start_with_news(script, EndPolicy::Never, news.clone());
         // What the heartbeats (every 250 ms) of the next 700 ms say about the end.
         async fn phase(collected: &Arc<Mutex<Collected>>) -> Vec<bool> {
             let from = collected.lock().unwrap().chunks.len();
@@ -956,22 +995,36 @@ mod tests {
             c.chunks[from..].iter().map(|c| c.at_end).collect()
         }
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        let reachable = phase(&collected).await;
-        unreachable.store(true, Ordering::Relaxed);
+        let caught_up = phase(&collected).await;
+        // The leader goes out of reach: the end is not known.
+        news.void.store(true, Ordering::Relaxed);
         actix_rt::time::sleep(Duration::from_millis(50)).await;
         let cut_off = phase(&collected).await;
-        unreachable.store(false, Ordering::Relaxed);
+        // In reach again, but no fetch since has answered: the end known before the break
+        // is not the end now (the records produced meanwhile may not be fetched yet).
+        news.void.store(false, Ordering::Relaxed);
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        let back = phase(&collected).await;
+        let unanswered = phase(&collected).await;
+        // A fetch made after the break finds the end.
+        news.found.store(true, Ordering::Relaxed);
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        let answered = phase(&collected).await;
         assert!(
-            reachable.len() >= 2 && reachable.iter().all(|e| *e),
-            "{reachable:?}"
+            caught_up.len() >= 2 && caught_up.iter().all(|e| *e),
+            "{caught_up:?}"
         );
         assert!(
             cut_off.len() >= 2 && cut_off.iter().all(|e| !*e),
             "{cut_off:?}"
         );
-        assert!(back.len() >= 2 && back.iter().all(|e| *e), "{back:?}");
+        assert!(
+            unanswered.len() >= 2 && unanswered.iter().all(|e| !*e),
+            "the end before the break was claimed again: {unanswered:?}"
+        );
+        assert!(
+            answered.len() >= 2 && answered.iter().all(|e| *e),
+            "{answered:?}"
+        );
         assert!(collected.lock().unwrap().chunks.iter().all(|c| !c.finished));
     }
 
@@ -998,7 +1051,7 @@ mod tests {
         let (_addr, collected) = start_collecting(
             script,
             EndPolicy::FirstEnd,
-            Arc::new(AtomicBool::new(false)),
+            Arc::new(EndNews::default()),
             None,
             collected,
         );

@@ -31,16 +31,18 @@ impl StartOffset {
 pub struct PollStatus {
     /// Records handed to the callback.
     pub records: usize,
-    /// The partition is caught up: its position equals the fetch's high watermark.
+    /// The partition is caught up: a fetch answered by its leader, made after the last break
+    /// in the link to it (see `end_void`), found its position at the log's end.
     pub at_end: bool,
     /// Next offset to read, when known: after the last record read, or the start offset.
     pub next_offset: Option<i64>,
     /// The high watermark last reported by a fetch, when known.
     pub high_watermark: Option<i64>,
-    /// The client's latest statistics say it has no connection to the partition's leader (or
-    /// knows no leader): records produced meanwhile cannot be seen, so being at the end is not
-    /// known either.
-    pub leader_unreachable: bool,
+    /// What the source said of the partition's end before no longer holds: its leader is out
+    /// of reach (records produced meanwhile cannot be seen), or the link to it broke since
+    /// (an outage, a reconnect, a new leader) and no fetch made after the break has answered
+    /// yet. Being at the end must be earned again by a later `at_end`.
+    pub end_void: bool,
     /// The position had left the log (retention deleted records before they were read) and
     /// the reader moved on as `kafka.out_of_range` says: the offsets `[from, to)` were
     /// passed over unread.

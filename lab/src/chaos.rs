@@ -72,6 +72,12 @@ pub struct ScenarioResult {
     /// (frames of windows the commit metadata says are written); a line short of the truth
     /// with late frames points at a frame that arrived after its window was written.
     pub late: u64,
+    /// Of the late frames, those whose window share was written short of the truth: frames
+    /// read only after their window was written without them (a defect in every scenario).
+    pub late_missed: u64,
+    /// Of the late frames, the rest: replays of frames whose window was already written with
+    /// them (after a restart, a lost assignment or a retried flush; harmless).
+    pub late_replayed: u64,
     /// Records passed over unread (deleted before they were read), live run and drain.
     pub skipped_records: u64,
     /// Every line exact and every share written.
@@ -998,6 +1004,8 @@ pub async fn run_scenario(
         dead_lettered: dead_letters.as_ref().map_or(0, |d| d.distinct),
         dead_letter_duplicates: dead_letters.as_ref().map_or(0, |d| d.duplicates),
         late: combined(|m| m.late),
+        late_missed: verdict.missed,
+        late_replayed: combined(|m| m.late).saturating_sub(verdict.missed),
         skipped_records: combined(|m| m.skipped_records),
         windows_correct: verdict.lost == 0 && verdict.inexact.is_empty(),
         max_committed_ahead: verdict.max_committed_ahead,
@@ -1013,6 +1021,12 @@ pub async fn run_scenario(
         problems: Vec::new(),
         passed: false,
     };
+    if verdict.missed > 0 {
+        result.problems.push(format!(
+            "{} frames missed their window (of {} late, {} were replays of written windows)",
+            verdict.missed, result.late, result.late_replayed
+        ));
+    }
     if !verdict.inexact.is_empty() {
         result.problems.push(format!(
             "{} lines differ from the truth (users, frames written vs true): {}",
@@ -1301,6 +1315,9 @@ pub(crate) struct Verdict {
     pub(crate) duplicates: u64,
     /// Every line that differs from the truth: its window, partitions, and both counts.
     pub(crate) inexact: Vec<String>,
+    /// Valid frames missing from lines written short of the truth: frames that missed their
+    /// window (the service read them after it was written, or never).
+    pub(crate) missed: u64,
     /// The most frames any sample of committed offsets covered without their windows written.
     pub(crate) max_committed_ahead: u64,
 }
@@ -1315,6 +1332,7 @@ pub(crate) fn judge(
 ) -> Verdict {
     let truth = &report.truth;
     let mut inexact = Vec::new();
+    let mut missed = 0;
     let mut seen: BTreeMap<(i64, PartitionId), u64> = BTreeMap::new();
     for line in written {
         let covered = from_topics(&line.partitions);
@@ -1322,6 +1340,7 @@ pub(crate) fn judge(
             .iter()
             .map(|p| truth.share(line.window_start, *p))
             .fold((0, 0), |acc, share| (acc.0 + share.0, acc.1 + share.1));
+        missed += expected.1.saturating_sub(line.frames);
         if (line.unique_users, line.frames) != expected {
             inexact.push(format!(
                 "window {} {:?}: ({}, {}) vs {expected:?}",
@@ -1380,6 +1399,7 @@ pub(crate) fn judge(
         lost,
         duplicates,
         inexact,
+        missed,
         max_committed_ahead,
     }
 }
@@ -1387,13 +1407,14 @@ pub(crate) fn judge(
 /// The results as a table.
 pub fn table(results: &[ScenarioResult]) -> String {
     let mut text = format!(
-        "{:<20} {:<9} {:<12} {:>7} {:>5} {:>10} {:>12} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
+        "{:<20} {:<9} {:<12} {:>7} {:>5} {:>10} {:>13} {:>12} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
         "scenario",
         "model",
         "output",
         "frames",
         "lost",
         "duplicates",
+        "late rep/miss",
         "dead letters",
         "windows",
         "commit-ahead",
@@ -1419,13 +1440,14 @@ pub fn table(results: &[ScenarioResult]) -> String {
             (_, extra) => format!("{} (+{extra})", r.dead_lettered),
         };
         text.push_str(&format!(
-            "{:<20} {:<9} {:<12} {:>7} {:>5} {:>10} {:>12} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
+            "{:<20} {:<9} {:<12} {:>7} {:>5} {:>10} {:>13} {:>12} {:>8} {:>14} {:>9} {:>8} {:>7} {:>10}  {}\n",
             r.scenario,
             r.model.as_str(),
             r.output.as_str(),
             r.frames,
             r.lost,
             r.duplicates,
+            format!("{}/{}", r.late_replayed, r.late_missed),
             dead,
             if r.windows_correct {
                 "correct"
@@ -1481,6 +1503,49 @@ pub async fn chaos(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_missing_from_a_line_written_short_are_counted_as_missed_not_lost() {
+        let topic = "t";
+        let mut report = GeneratorReport {
+            truth: generator::GroundTruth::new(10, partitions_of(topic)),
+            ..GeneratorReport::default()
+        };
+        for (partition, uid) in [(0, "a"), (0, "b"), (0, "c"), (1, "d"), (1, "e")] {
+            report.truth.record(
+                PartitionId::of(topic, partition),
+                &generator::FrameKind::Valid {
+                    ts: 1_790_000_003.0,
+                    uid: uid.to_owned(),
+                },
+            );
+        }
+        let line = |partition: i32, users: u64, frames: u64| -> WindowLine {
+            serde_json::from_value(serde_json::json!({
+                "window_start": 1_790_000_000, "window_end": 1_790_000_010,
+                "start": "2026-09-21T12:26:40Z", "unique_users": users, "frames": frames,
+                "partitions": { topic: [partition] },
+            }))
+            .expect("a window line")
+        };
+        // Partition 0's share was written without one of its frames (read after the window
+        // was written), partition 1's whole.
+        let verdict = judge(&[line(0, 2, 2), line(1, 2, 2)], &report, &[]);
+        assert_eq!(
+            (verdict.missed, verdict.lost, verdict.duplicates),
+            (1, 0, 0)
+        );
+        assert_eq!(verdict.inexact.len(), 1);
+        // Written whole, once again short (at least once): one frame missed, two repeated.
+        let verdict = judge(&[line(0, 3, 3), line(0, 2, 2), line(1, 2, 2)], &report, &[]);
+        assert_eq!(
+            (verdict.missed, verdict.lost, verdict.duplicates),
+            (1, 0, 3)
+        );
+        let verdict = judge(&[line(0, 3, 3), line(1, 2, 2)], &report, &[]);
+        assert_eq!((verdict.missed, verdict.lost), (0, 0));
+        assert!(verdict.inexact.is_empty());
+    }
 
     /// A record whose delivery report went missing (as when a retried batch is stored twice)
     /// is found in the log, recognised by its payload and added to the truth in its window.

@@ -238,6 +238,21 @@ impl RealKafka {
             .expect("a leader id")
     }
 
+    /// The bootstrap servers of the linked listeners: a client given them reaches each node
+    /// through a proxy of its own, and meets the faults of [`Self::link`].
+    pub fn linked(&self) -> String {
+        self.control(&["linked"]).trim().to_owned()
+    }
+
+    /// Puts `fault` on the link between linked clients and node `n` (`["cut"]`,
+    /// `["latency", "1800"]`, `["heal"]`, ...: `tests/kafka/cluster link`).
+    pub fn link(&self, n: u8, fault: &[&str]) {
+        let node = n.to_string();
+        let mut args = vec!["link", node.as_str()];
+        args.extend_from_slice(fault);
+        self.control(&args);
+    }
+
     /// Moves the leadership of `partition` of `topic` to node `n`.
     pub fn move_leader(&self, topic: &str, partition: i32, n: u8) {
         self.control(&["move-leader", topic, &partition.to_string(), &n.to_string()]);
@@ -374,6 +389,19 @@ impl Member {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> Member {
+        Self::spawn_on(&kafka.bootstrap, name, dir, topic, group, env, args)
+    }
+
+    /// [`Self::spawn`] with the brokers `bootstrap` (such as [`RealKafka::linked`]).
+    pub fn spawn_on(
+        bootstrap: &str,
+        name: &str,
+        dir: &std::path::Path,
+        topic: &str,
+        group: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Member {
         let out = dir.join(format!("{name}.jsonl"));
         let log = dir.join(format!("{name}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors"));
@@ -405,7 +433,7 @@ impl Member {
             .args([
                 "run",
                 "--brokers",
-                &kafka.bootstrap,
+                bootstrap,
                 "--topic",
                 topic,
                 "--group",
@@ -462,6 +490,26 @@ impl Member {
     pub fn kill(&mut self) {
         self.signal("KILL");
         self.wait();
+    }
+
+    /// The member's `/status` (its admin endpoint's address is taken from its log), or
+    /// `None` while it does not answer.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let address = self.log_text().lines().find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = &value["fields"];
+            (fields["message"]
+                .as_str()?
+                .starts_with("Admin endpoint listening"))
+            .then(|| fields["address"].as_str().map(str::to_owned))?
+        })?;
+        ureq::get(&format!("http://{address}/status"))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .ok()?
+            .into_string()
+            .ok()
+            .and_then(|body| serde_json::from_str(&body).ok())
     }
 
     /// The member's log.

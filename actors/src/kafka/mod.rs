@@ -20,7 +20,7 @@ mod output;
 mod producer;
 mod reader;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub use producer::{Delivery, FrameProducer};
 pub use reader::PartitionReader;
 
 use crate::config::{KafkaConfig, OutOfRange, PartitionConfig};
-use crate::leaders::LeaderBoard;
+use crate::leaders::{LeaderBoard, Link};
 use crate::ports::EndOffsetProbe;
 use crate::topic::{PartitionId, Topic};
 
@@ -360,29 +360,40 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
     let Some(topics) = stats.get("topics").and_then(|t| t.as_object()) else {
         return;
     };
-    // Broker ids whose connection is up and answering. UPDATE is a connected broker being
-    // re-described. A broker that stops answering without closing its sockets (a hung
-    // process) stays UP until `socket.timeout.ms` (60 s); fetches to a leader come back at
-    // least every `fetch.wait.max.ms` (100 ms), so a connection that received nothing for
-    // longer than RX_IDLE_MAX is taken as out of reach.
-    let connected: BTreeSet<i64> = stats
+    // Broker ids whose connection is up and answering, with the connection attempts made to
+    // each so far. UPDATE is a connected broker being re-described. A broker that stops
+    // answering without closing its sockets (a hung process) stays UP until
+    // `socket.timeout.ms` (60 s); fetches to a leader come back at least every
+    // `fetch.wait.max.ms` (100 ms), so a connection that received nothing for longer than
+    // RX_IDLE_MAX is taken as out of reach. Logical brokers (the group coordinator's own
+    // connection) carry a real broker's id but fetch nothing: they are left out.
+    let brokers: BTreeMap<i64, (bool, i64)> = stats
         .get("brokers")
         .and_then(|b| b.as_object())
         .into_iter()
         .flat_map(|brokers| brokers.values())
         .filter(|broker| {
-            matches!(
-                broker.get("state").and_then(serde_json::Value::as_str),
-                Some("UP" | "UPDATE")
+            !matches!(
+                broker.get("source").and_then(serde_json::Value::as_str),
+                Some("logical" | "internal")
             )
         })
-        .filter(|broker| {
-            broker
+        .filter_map(|broker| {
+            let id = broker.get("nodeid").and_then(serde_json::Value::as_i64)?;
+            let up = matches!(
+                broker.get("state").and_then(serde_json::Value::as_str),
+                Some("UP" | "UPDATE")
+            );
+            let answering = broker
                 .get("rxidle")
                 .and_then(serde_json::Value::as_i64)
-                .is_none_or(|micros| micros < 0 || micros <= RX_IDLE_MAX.as_micros() as i64)
+                .is_none_or(|micros| micros < 0 || micros <= RX_IDLE_MAX.as_micros() as i64);
+            let connects = broker
+                .get("connects")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0);
+            Some((id, (up && answering, connects)))
         })
-        .filter_map(|broker| broker.get("nodeid").and_then(serde_json::Value::as_i64))
         .collect();
     for (name, topic) in topics {
         let topic_id = Topic::new(name);
@@ -390,23 +401,33 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
             continue;
         };
         for partition in partitions.values() {
-            let id = partition
-                .get("partition")
-                .and_then(serde_json::Value::as_i64);
+            let field = |key: &str| partition.get(key).and_then(serde_json::Value::as_i64);
             let desired = partition
                 .get("desired")
                 .and_then(serde_json::Value::as_bool);
-            let leader = partition.get("leader").and_then(serde_json::Value::as_i64);
             let fetching = partition
                 .get("fetch_state")
                 .and_then(serde_json::Value::as_str)
                 .is_none_or(|state| state == "active");
+            // The broker the client fetches the partition from must be its leader (it is
+            // another, or none, while the client moves the partition to a new leader).
+            let (id, leader) = (field("partition"), field("leader"));
+            let from_leader = field("broker").is_none_or(|broker| Some(broker) == leader);
             if let (Some(id), Some(true), Some(leader)) = (id, desired, leader) {
                 if id >= 0 {
                     let id = PartitionId::new(topic_id, id as i32);
                     board.observe(id, leader as i32);
-                    let reachable = leader >= 0 && connected.contains(&leader) && fetching;
-                    board.observe_reach(id, reachable);
+                    let link = match brokers.get(&leader) {
+                        Some(&(true, connects)) if leader >= 0 && fetching && from_leader => {
+                            Some(Link {
+                                leader: leader as i32,
+                                leader_epoch: field("leader_epoch").unwrap_or(-1),
+                                connects,
+                            })
+                        }
+                        _ => None,
+                    };
+                    board.observe_link(id, link);
                 }
             }
         }
@@ -1316,6 +1337,48 @@ mod tests {
         // No receive yet on a new connection is not a hang.
         observe_leaders(&board, &report(-1));
         assert!(board.reachable(p(0)));
+    }
+
+    #[test]
+    fn statistics_show_breaks_in_the_link_to_a_leader() {
+        let board = LeaderBoard::default();
+        // Broker 1's connection attempts, partition 0's leader, epoch and fetching broker;
+        // the group coordinator's logical connection to broker 2 is down throughout.
+        let report = |connects: i64, leader: i64, epoch: i64, broker: i64| {
+            let stats = serde_json::json!({
+                "brokers": {
+                    "127.0.0.1:9001/1": { "nodeid": 1, "state": "UP", "connects": connects, "source": "learned" },
+                    "127.0.0.1:9002/2": { "nodeid": 2, "state": "UP", "connects": 1, "source": "learned" },
+                    "GroupCoordinator": { "nodeid": 2, "state": "DOWN", "connects": 9, "source": "logical" },
+                },
+                "topics": { "t": { "partitions": { "0": {
+                    "partition": 0, "desired": true, "leader": leader, "leader_epoch": epoch,
+                    "broker": broker, "fetch_state": "active",
+                } } } },
+            });
+            observe_leaders(&board, &serde_json::to_vec(&stats).expect("plain JSON"));
+            board.link_state(p(0))
+        };
+        assert_eq!(report(1, 1, 7, 1), (true, 0));
+        assert_eq!(report(1, 1, 7, 1), (true, 0), "nothing changed");
+        assert_eq!(
+            report(2, 1, 7, 1),
+            (true, 1),
+            "reconnected between two reports"
+        );
+        assert_eq!(report(2, 1, 8, 1), (true, 2), "elected again");
+        // Moving to broker 2: its metadata names the new leader before the fetch moves.
+        assert_eq!(
+            report(2, 2, 9, 1),
+            (false, 3),
+            "not fetched from its leader"
+        );
+        assert_eq!(report(2, 2, 9, 2), (true, 3), "fetched from the new leader");
+        assert_eq!(
+            report(2, 2, 9, 2),
+            (true, 3),
+            "the coordinator's connection is not the leader's"
+        );
     }
 
     #[test]

@@ -108,6 +108,10 @@ pub struct PartitionReader {
     wake: Option<Wake>,
     /// librdkafka was told to stop fetching the partition ([`FrameSource::pause`]).
     paused: bool,
+    /// Breaks in the link to the partition's leader ([`LeaderBoard`](crate::leaders::LeaderBoard))
+    /// this reader has answered: it ends its fetch and starts a new one at its position
+    /// once the leader is in reach again, and reports the end only from that fetch on.
+    breaks_seen: u64,
 }
 
 /// What a [`PartitionReader`]'s next poll must settle before it reads.
@@ -166,6 +170,12 @@ impl PartitionReader {
             .ok_or_else(|| AdapterError::TopicMissing(topic.to_owned()))?;
         let topic =
             CString::new(topic).map_err(|_| AdapterError::TopicMissing(topic.to_owned()))?;
+        // A new reader's end comes from fetches made for it: breaks before it are answered.
+        let breaks_seen = consumer
+            .context()
+            .leaders
+            .as_ref()
+            .map_or(0, |stats| stats.board.link_state(partition).1);
         Ok(PartitionReader {
             ownership,
             queue,
@@ -178,7 +188,48 @@ impl PartitionReader {
             owed: Owed::Nothing,
             wake: None,
             paused: false,
+            breaks_seen,
         })
+    }
+
+    /// Whether what this reader knew of the partition's end still holds: not while the
+    /// leader is out of reach, nor after a break in the link to it (an outage, a reconnect, a
+    /// new leader or leader epoch) until a fetch made after it answers. librdkafka signals the
+    /// end once per end offset, so a partition that was at its end before the break and gets
+    /// nothing new would never be signalled again: once the leader is in reach, the reader
+    /// seeks to its own position, which ends the fetch under way (what it queued is dropped
+    /// and fetched again) and makes librdkafka signal the end anew from the next answer.
+    /// Without statistics (`supervisor.stats_interval_ms = 0`) nothing is known: it holds.
+    fn end_holds(&mut self) -> bool {
+        let Some(stats) = self.consumer.context().leaders.as_ref() else {
+            return true;
+        };
+        let (reachable, breaks) = stats.board.link_state(self.partition);
+        if !reachable {
+            return false;
+        }
+        if breaks == self.breaks_seen {
+            return true;
+        }
+        self.breaks_seen = breaks;
+        if let Some(position) = self.next_offset {
+            let sought = self.consumer.seek(
+                self.partition.topic.name(),
+                self.partition.index,
+                Offset::Offset(position),
+                Duration::ZERO,
+            );
+            match sought {
+                Ok(()) => {
+                    tracing::debug!(partition = %self.partition, position, "Fetching again after a break in the link to the leader.")
+                }
+                // The next break tries again; meanwhile the end comes from this fetch.
+                Err(error) => {
+                    tracing::warn!(partition = %self.partition, position, %error, "Fetching again after a break in the link to the leader failed.")
+                }
+            }
+        }
+        false
     }
 
     /// The position left the log before it was read (retention deleted it): starts the move
@@ -462,6 +513,9 @@ impl FrameSource for PartitionReader {
                 return self.poll_moving(status);
             }
         }
+        // Settled before the queue is read: a seek drops the end signals queued before it.
+        let end_holds = self.end_holds();
+        status.end_void = !end_holds;
         while status.records < max {
             match self.queue.poll(Duration::ZERO) {
                 None => break,
@@ -475,7 +529,9 @@ impl FrameSource for PartitionReader {
                     status.records += 1;
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    status.at_end = true;
+                    // From a fetch before the last break, or while the leader is out of
+                    // reach: not the end as it is now.
+                    status.at_end = end_holds;
                     // At the end the client's position also counts what it read and passed
                     // over without handing out: transaction markers and records of aborted
                     // transactions. Every record below it has been handed out (the end event
@@ -508,12 +564,6 @@ impl FrameSource for PartitionReader {
         // as a position would commit past them.
         status.high_watermark = self.cached_high_watermark();
         status.next_offset = self.next_offset;
-        status.leader_unreachable = self
-            .consumer
-            .context()
-            .leaders
-            .as_ref()
-            .is_some_and(|stats| !stats.board.reachable(self.partition));
         Ok(status)
     }
 
