@@ -1,8 +1,9 @@
 //! Broker faults on the Apache Kafka test cluster (`tests/kafka/cluster start`), judged by the
 //! chaos oracle (`lab::chaos`, the `kafka-actors-lab` crate): a broker leading the watched partition SIGKILLed
 //! mid-stream (Kafka elects new leaders from the in-sync replicas) and restarted, a leader
-//! moved by reassignment and preferred-leader election, and the whole cluster killed and
-//! started again. Both models; each must lose nothing, write every window exactly, never
+//! moved by reassignment and preferred-leader election, the whole cluster killed and
+//! started again, and faults on the service's links to single brokers (cut, answers dropped,
+//! slow), the group coordinator's among them. Both models; each must lose nothing, write every window exactly, never
 //! commit ahead of durable output, commit to the end, and report its recovery time. The tests
 //! take turns (they stop brokers everyone shares) and leave every node running.
 
@@ -81,6 +82,21 @@ scenario!(
 );
 scenario!(whole_cluster_restarted_group_model, AllBrokersDown, Group);
 
+// Faults on the service's links only (the test cluster's linked listeners): the brokers
+// among themselves and the producers are not touched.
+scenario!(leader_cut_off_partition_model, LeaderCutOff, Partition);
+scenario!(leader_cut_off_group_model, LeaderCutOff, Group);
+scenario!(
+    coordinator_cut_off_partition_model,
+    CoordinatorCutOff,
+    Partition
+);
+scenario!(coordinator_cut_off_group_model, CoordinatorCutOff, Group);
+scenario!(answers_dropped_partition_model, AnswersDropped, Partition);
+scenario!(answers_dropped_group_model, AnswersDropped, Group);
+scenario!(slow_leader_partition_model, SlowLeader, Partition);
+scenario!(slow_leader_group_model, SlowLeader, Group);
+
 /// Exactly-once output judged by the oracle on Kafka: the output and dead-letter topics read
 /// back `read_committed` hold every share and every invalid record once.
 macro_rules! exactly_once {
@@ -129,6 +145,14 @@ exactly_once!(ignore exactly_once_leader_moved_partition_model, LeaderMove, Part
 exactly_once!(ignore exactly_once_leader_moved_group_model, LeaderMove, Group);
 exactly_once!(ignore exactly_once_leader_hangs_group_model, LeaderHangs, Group);
 exactly_once!(ignore exactly_once_memory_budget_group_model, MemoryBudget, Group);
+exactly_once!(ignore exactly_once_leader_cut_off_partition_model, LeaderCutOff, Partition);
+exactly_once!(ignore exactly_once_leader_cut_off_group_model, LeaderCutOff, Group);
+exactly_once!(ignore exactly_once_coordinator_cut_off_partition_model, CoordinatorCutOff, Partition);
+exactly_once!(ignore exactly_once_coordinator_cut_off_group_model, CoordinatorCutOff, Group);
+exactly_once!(ignore exactly_once_answers_dropped_partition_model, AnswersDropped, Partition);
+exactly_once!(ignore exactly_once_answers_dropped_group_model, AnswersDropped, Group);
+exactly_once!(ignore exactly_once_slow_leader_partition_model, SlowLeader, Partition);
+exactly_once!(ignore exactly_once_slow_leader_group_model, SlowLeader, Group);
 
 /// The node states `tests/kafka/cluster status` reports, by node.
 fn states(kafka: &RealKafka) -> Vec<String> {

@@ -34,6 +34,7 @@ use actix::Addr;
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
 use actors::faults::{FaultPlan, PartitionFault, Times};
 use actors::generator::{self, GeneratorReport};
+use actors::intake::GroupRecord;
 use actors::kafka::{self, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
 use actors::sink::{read_window_lines, WindowLine};
@@ -157,10 +158,21 @@ pub trait Scenario: std::fmt::Debug + Sync {
     /// and broker faults need its control command.
     fn runs_on(&self, target: &Target) -> bool {
         match (target, self.needs()) {
-            (Target::Embedded, _) | (Target::Brokers { .. }, Needs::Anything) => true,
+            (Target::Embedded, Needs::Anything | Needs::EmbeddedCluster | Needs::BrokerControl)
+            | (Target::Brokers { .. }, Needs::Anything) => true,
             (Target::Brokers { .. }, Needs::EmbeddedCluster) => false,
-            (Target::Brokers { control, .. }, Needs::BrokerControl) => control.is_some(),
+            (Target::Brokers { control, .. }, Needs::BrokerControl | Needs::Links) => {
+                control.is_some()
+            }
+            (Target::Embedded, Needs::Links) => false,
         }
+    }
+
+    /// Whether its topic's partitions are led by brokers other than the group's coordinator
+    /// (no, unless it says otherwise): a fault on the coordinator's broker then leaves every
+    /// leader in reach.
+    fn away_from_coordinator(&self) -> bool {
+        false
     }
 
     /// Changes to the settings every scenario runs with.
@@ -210,6 +222,9 @@ pub enum Needs {
     EmbeddedCluster,
     /// Broker faults: on a real cluster, the control command (`--control`).
     BrokerControl,
+    /// Faults on the links between the service and single brokers: a real cluster whose
+    /// control command offers linked listeners (`CMD linked`, `CMD link N FAULT`).
+    Links,
 }
 
 /// The scenario named `name` (in any case).
@@ -294,16 +309,80 @@ enum ChaosCluster {
     Embedded(Arc<EmbeddedCluster>),
     Real {
         brokers: String,
+        /// The service's bootstrap servers: the linked listeners when the control command
+        /// has them (each broker behind a proxy that takes link faults), else `brokers`.
+        linked: String,
         control: Option<PathBuf>,
     },
 }
 
 impl ChaosCluster {
+    /// A real cluster; asks `control` for its linked listeners.
+    async fn real(brokers: String, control: Option<PathBuf>) -> ChaosCluster {
+        let linked = match &control {
+            Some(control) => {
+                let control = control.clone();
+                let answer = blocking(move || {
+                    std::process::Command::new(&control)
+                        .arg("linked")
+                        .stderr(std::process::Stdio::inherit())
+                        .output()
+                })
+                .await;
+                match answer {
+                    Ok(Ok(out)) if out.status.success() => {
+                        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+                    }
+                    _ => String::new(),
+                }
+            }
+            None => String::new(),
+        };
+        let linked = if linked.is_empty() {
+            brokers.clone()
+        } else {
+            linked
+        };
+        ChaosCluster::Real {
+            brokers,
+            linked,
+            control,
+        }
+    }
+
+    /// Bootstrap servers for the harness's own clients (producer, watcher, oracle): never
+    /// behind a link fault.
     fn bootstrap(&self) -> &str {
         match self {
             ChaosCluster::Embedded(cluster) => cluster.bootstrap_servers(),
             ChaosCluster::Real { brokers, .. } => brokers,
         }
+    }
+
+    /// Bootstrap servers for the service under test.
+    fn service_bootstrap(&self) -> &str {
+        match self {
+            ChaosCluster::Embedded(cluster) => cluster.bootstrap_servers(),
+            ChaosCluster::Real { linked, .. } => linked,
+        }
+    }
+
+    /// Whether link faults reach the service (a real cluster with linked listeners).
+    fn has_links(&self) -> bool {
+        matches!(self, ChaosCluster::Real { brokers, linked, .. } if brokers != linked)
+    }
+
+    /// Puts `fault` (`cut`, `refuse`, `drop-answers`, `latency MS`, `bandwidth KB_PER_S`,
+    /// `heal`) on the link between the service and `broker` (every broker, when `None`).
+    async fn link(&self, broker: Option<i32>, fault: &[&str]) -> bool {
+        if !self.has_links() {
+            return false;
+        }
+        let which = broker.map_or_else(|| "all".to_owned(), |b| b.to_string());
+        let mut args = vec!["link".to_owned(), which];
+        args.extend(fault.iter().map(|a| (*a).to_owned()));
+        tracing::warn!(?broker, ?fault, "Link fault.");
+        self.control(&args).await
     }
 
     fn embedded(&self) -> Option<&EmbeddedCluster> {
@@ -645,6 +724,8 @@ pub struct Served {
     recovery_ms: Option<f64>,
     /// What the fault driver found wrong.
     problems: Vec<String>,
+    /// Group model: the ownership changes of the run in this process, in order.
+    group_history: Vec<GroupRecord>,
 }
 
 impl Service<'_> {
@@ -696,11 +777,15 @@ impl Service<'_> {
         let (result, driven) = tokio::join!(service, driver);
         let mut served = Served::default();
         match result {
-            Ok(report) => served.metrics = report.summary.metrics,
+            Ok(report) => {
+                served.metrics = report.summary.metrics;
+                served.group_history = report.summary.group_history;
+            }
             Err(error) => {
                 served.stopped_with = Some(error_chain(&error));
                 if let RunError::Failed { summary, cause } = error {
                     served.metrics = summary.metrics;
+                    served.group_history = summary.group_history;
                     served.stop_cause = Some(cause);
                 }
             }
@@ -757,6 +842,30 @@ impl Fault<'_> {
     fn problem(&self, problem: impl Into<String>) {
         self.problems.borrow_mut().push(problem.into());
     }
+
+    /// Puts `fault` on the service's link to `broker` (`None`: every broker); a cluster
+    /// without links is a problem of the run.
+    async fn link(&self, broker: Option<i32>, fault: &[&str]) {
+        if !self.cluster.link(broker, fault).await {
+            self.problem(format!(
+                "the link fault {fault:?} could not be applied (no linked listeners?)"
+            ));
+        }
+    }
+
+    /// The broker coordinating the service's group, as the cluster's metadata says.
+    async fn coordinator(&self) -> Option<i32> {
+        let kafka = KafkaConfig {
+            brokers: self.cluster.bootstrap().to_owned(),
+            topic: self.topic.to_owned(),
+            group: self.second_member.kafka.group.clone(),
+            ..KafkaConfig::default()
+        };
+        blocking(move || kafka::group_coordinator(&kafka))
+            .await
+            .ok()?
+            .ok()?
+    }
 }
 
 /// A judged run, for a scenario's own checks ([`Scenario::check_stop`], [`Scenario::expect`]).
@@ -769,6 +878,8 @@ pub struct Outcome<'a> {
     drained: &'a MetricsSnapshot,
     /// Invalid frames produced (the data set's and the tail's).
     produced_invalid: u64,
+    /// Group model: the ownership changes of the run under the fault, in order.
+    history: &'a [GroupRecord],
 }
 
 /// Runs one scenario with one model and judges it.
@@ -825,12 +936,17 @@ pub async fn run_scenario(
             };
             let created = topic.clone();
             let replication = scenario.replication();
-            blocking(move || kafka::create_topic(&kafka, &created, PARTITIONS, replication))
-                .await??;
-            ChaosCluster::Real {
-                brokers: brokers.clone(),
-                control: control.clone(),
+            if scenario.away_from_coordinator() {
+                let group = format!("{topic}-group");
+                blocking(move || create_away_from_coordinator(kafka, &created, &group)).await??;
+            } else {
+                blocking(move || kafka::create_topic(&kafka, &created, PARTITIONS, replication))
+                    .await??;
             }
+            let cluster = ChaosCluster::real(brokers.clone(), control.clone()).await;
+            // A fault a run before left on a link is healed.
+            cluster.link(None, &["heal"]).await;
+            cluster
         }
     };
     let kind = match cluster.embedded() {
@@ -841,12 +957,15 @@ pub async fn run_scenario(
         base,
         scenario,
         model,
-        cluster.bootstrap(),
+        cluster.service_bootstrap(),
         &topic,
         &out,
         kind,
         options.output,
     );
+    // The harness's own clients reach the brokers directly: link faults are the service's.
+    let mut direct = settings.clone();
+    direct.kafka.brokers = cluster.bootstrap().to_owned();
     tracing::info!(
         scenario = scenario.name(),
         model = model.as_str(),
@@ -876,7 +995,7 @@ pub async fn run_scenario(
     // The generator's producer retries a lost broker every 100 ms, so once brokers return what
     // it buffered is stored at once: the scenarios judge how the service waits for it, not how
     // long the producer backs off.
-    let mut producing_to = settings.kafka.clone();
+    let mut producing_to = direct.kafka.clone();
     producing_to
         .properties
         .insert("reconnect.backoff.max.ms".to_owned(), "100".to_owned());
@@ -892,15 +1011,15 @@ pub async fn run_scenario(
     let written_to = match options.output {
         ChaosOutput::File => Written::Files(vec![out.clone(), second.clone()]),
         ChaosOutput::Kafka | ChaosOutput::ExactlyOnce => {
-            Written::Topic(settings.kafka.clone(), settings.sink.topic.clone())
+            Written::Topic(direct.kafka.clone(), settings.sink.topic.clone())
         }
     };
-    let watcher = Watcher::start(settings.kafka.clone(), written_to.clone());
+    let watcher = Watcher::start(direct.kafka.clone(), written_to.clone());
 
     // The data is in (plus the scenario's tail): the stop signal for the service.
     let (data_in_tx, data_in) = tokio::sync::oneshot::channel::<()>();
     let producing = {
-        let (kafka, tail) = (settings.kafka.clone(), scenario.tail());
+        let (kafka, tail) = (direct.kafka.clone(), scenario.tail());
         // Spawned now (not when awaited): it is what stops the service.
         actix_rt::task::spawn_blocking(
             move || -> Result<(GeneratorReport, BTreeMap<PartitionId, i64>), RunError> {
@@ -930,14 +1049,16 @@ pub async fn run_scenario(
         .await
         .map_err(|e| RunError::Task(e.to_string()))??;
 
+    // Whatever the scenario left on the links is healed before the drain.
+    cluster.link(None, &["heal"]).await;
     // Drain: what is left, from the commits, as a restarted service would.
     let mut drain = settings.clone();
     drain.run.until_end = true;
     drain.sink.write_delay_ms = 0;
     let drained = run(drain, std::future::pending()).await?;
     let samples = watcher.finish();
-    let final_commits = committed(&settings.kafka).await?;
-    let unreported = count_unreported(&settings, &data, &mut report).await?;
+    let final_commits = committed(&direct.kafka).await?;
+    let unreported = count_unreported(&direct, &data, &mut report).await?;
 
     let written = match &written_to {
         Written::Files(_) => {
@@ -976,7 +1097,7 @@ pub async fn run_scenario(
         ChaosOutput::File => None,
         ChaosOutput::Kafka | ChaosOutput::ExactlyOnce => {
             let (kafka, topic) = (
-                settings.kafka.clone(),
+                direct.kafka.clone(),
                 settings.sink.dead_letter.topic.clone(),
             );
             // The service creates the topic when the first dead letter goes out.
@@ -1073,6 +1194,7 @@ pub async fn run_scenario(
         live: &metrics,
         drained: &drained.summary.metrics,
         produced_invalid,
+        history: &served.group_history,
     };
     scenario.check_stop(&outcome, &mut problems);
     problems.extend(served.problems);
@@ -1089,6 +1211,43 @@ pub async fn run_scenario(
         "Scenario done."
     );
     Ok(result)
+}
+
+/// Creates `topic` with every partition led (and replicated) on the brokers other than
+/// `group`'s coordinator first, the coordinator last, so that cutting the coordinator off
+/// leaves every leader in reach. Waits (up to 30 s) for the committed-offsets topic, which
+/// the first coordinator look-up creates.
+fn create_away_from_coordinator(
+    mut kafka: KafkaConfig,
+    topic: &str,
+    group: &str,
+) -> Result<(), RunError> {
+    kafka.group = group.to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let coordinator = loop {
+        if let Some(coordinator) = kafka::group_coordinator(&kafka)? {
+            break coordinator;
+        }
+        if Instant::now() > deadline {
+            return Err(RunError::Task(format!(
+                "no coordinator for group {group} within 30 s"
+            )));
+        }
+        // Asking the cluster about the group looks its coordinator up, which creates the
+        // committed-offsets topic on a cluster that has none yet.
+        let _ = kafka::group_state(&kafka);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let others: Vec<i32> = (1..=3).filter(|b| *b != coordinator).collect();
+    let replicas: Vec<Vec<i32>> = (0..PARTITIONS as usize)
+        .map(|i| {
+            let first = others[i % others.len()];
+            let second = others[(i + 1) % others.len()];
+            vec![first, second, coordinator]
+        })
+        .collect();
+    tracing::info!(%topic, coordinator, ?replicas, "Topic laid out away from the group coordinator.");
+    Ok(kafka::create_topic_on(&kafka, topic, &replicas)?)
 }
 
 /// Checks the delivery reports against the log. When some record in the generator's range of

@@ -13,6 +13,7 @@
 
 mod assigned;
 mod committer;
+mod coordinator;
 mod embedded;
 mod group;
 mod intake;
@@ -31,6 +32,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub use assigned::{AssignedIntake, AssigningConsumer};
 pub use committer::KafkaCommitter;
+pub use coordinator::{create_topic_on, group_coordinator};
 pub use embedded::{BrokerError, BrokerRequest, EmbeddedCluster};
 pub use group::GroupConsumer;
 pub use intake::GroupCommits;

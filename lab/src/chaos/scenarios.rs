@@ -44,6 +44,10 @@ pub static SCENARIOS: &[&dyn Scenario] = &[
     &SlowSink,
     &MemberChurn,
     &Sigkill,
+    &LeaderCutOff,
+    &CoordinatorCutOff,
+    &AnswersDropped,
+    &SlowLeader,
 ];
 
 /// `partition-panic`.
@@ -874,5 +878,195 @@ fn child_env(settings: &Settings) -> Vec<(String, String)> {
 fn expect_leader_change(run: &Outcome<'_>, problems: &mut Vec<String>) {
     if run.live.leader_changes.is_empty() {
         problems.push("no leader change recorded".into());
+    }
+}
+
+/// A link fault on the service's link to one broker for `hold`, then healed: answers the
+/// milliseconds from the heal until `watch` sees frames again.
+async fn link_fault_then_heal(
+    fault: &Fault<'_>,
+    broker: i32,
+    what: &[&str],
+    hold: Duration,
+    watch: Watch,
+) -> Option<f64> {
+    fault.link(Some(broker), what).await;
+    actix_rt::time::sleep(hold).await;
+    fault.link(Some(broker), &["heal"]).await;
+    fault.recovery(watch, Instant::now()).await
+}
+
+/// `leader-cut-off`.
+#[derive(Debug)]
+pub struct LeaderCutOff;
+
+impl Scenario for LeaderCutOff {
+    fn name(&self) -> &'static str {
+        "leader-cut-off"
+    }
+
+    fn about(&self) -> &'static str {
+        "Nothing passes either way between the service and the broker leading a partition for \
+         12 s (its connections stay open); the other brokers and the producers still reach it. \
+         Then the link heals. Its partitions must hold the watermark meanwhile and be read on."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Links
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let leader = fault.leader_of(fault.target()).await;
+            let watch = Watch::Partition(fault.target());
+            link_fault_then_heal(fault, leader, &["cut"], Duration::from_secs(12), watch).await
+        })
+    }
+}
+
+/// `coordinator-cut-off`.
+#[derive(Debug)]
+pub struct CoordinatorCutOff;
+
+impl Scenario for CoordinatorCutOff {
+    fn name(&self) -> &'static str {
+        "coordinator-cut-off"
+    }
+
+    fn about(&self) -> &'static str {
+        "Nothing passes either way between the service and its group coordinator's broker for \
+         15 s (longer than the 6 s session) while every partition leader stays in reach (the \
+         topic is led by the other brokers). Commits fail meanwhile; a group member loses its \
+         assignment, commits nothing it no longer owns, and joins again once the link heals."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Links
+    }
+
+    fn away_from_coordinator(&self) -> bool {
+        true
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let Some(coordinator) = fault.coordinator().await else {
+                fault.problem("the group's coordinator is not known");
+                return None;
+            };
+            let target_leader = fault.leader_of(fault.target()).await;
+            if target_leader == coordinator {
+                fault.problem(format!(
+                    "the coordinator {coordinator} also leads {}",
+                    fault.target()
+                ));
+            }
+            link_fault_then_heal(
+                fault,
+                coordinator,
+                &["cut"],
+                Duration::from_secs(15),
+                Watch::Any,
+            )
+            .await
+        })
+    }
+
+    /// A group member's session ends while its coordinator is out of reach: it must let its
+    /// partitions go as lost and take them again after the heal. (The partition model's
+    /// commits wait for the coordinator meanwhile: the common checks judge them.)
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        if run.result.model != Model::Group {
+            return;
+        }
+        let lost_at = run
+            .history
+            .iter()
+            .position(|r| matches!(r.event, GroupEvent::Released { lost: true, .. }));
+        match lost_at {
+            None => problems.push(
+                "the member did not let its partitions go as lost while its coordinator was cut off"
+                    .into(),
+            ),
+            Some(at) => {
+                if !run.history[at..]
+                    .iter()
+                    .any(|r| matches!(r.event, GroupEvent::Assigned { .. }))
+                {
+                    problems.push("the member did not take its partitions again after the heal".into());
+                }
+            }
+        }
+    }
+}
+
+/// `answers-dropped`.
+#[derive(Debug)]
+pub struct AnswersDropped;
+
+impl Scenario for AnswersDropped {
+    fn name(&self) -> &'static str {
+        "answers-dropped"
+    }
+
+    fn about(&self) -> &'static str {
+        "The broker leading a partition gets the service's requests but its answers are dropped \
+         for 20 s; then they pass again. The requests already sent are never answered: the \
+         service must give them up and read on."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Links
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let leader = fault.leader_of(fault.target()).await;
+            let watch = Watch::Partition(fault.target());
+            link_fault_then_heal(
+                fault,
+                leader,
+                &["drop-answers"],
+                Duration::from_secs(20),
+                watch,
+            )
+            .await
+        })
+    }
+}
+
+/// `slow-leader`.
+#[derive(Debug)]
+pub struct SlowLeader;
+
+impl Scenario for SlowLeader {
+    fn name(&self) -> &'static str {
+        "slow-leader"
+    }
+
+    fn about(&self) -> &'static str {
+        "Every answer from the broker leading a partition to the service is 200 ms late (50 ms \
+         of jitter) for 20 s; then the link is fast again."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Links
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            let leader = fault.leader_of(fault.target()).await;
+            let slow = Instant::now();
+            fault.link(Some(leader), &["latency", "200", "50"]).await;
+            // Frames still flow over the slow link: the partition delivers within it.
+            let flowing = fault.recovery(Watch::Partition(fault.target()), slow).await;
+            let rest = Duration::from_secs(20).saturating_sub(slow.elapsed());
+            actix_rt::time::sleep(rest).await;
+            fault.link(Some(leader), &["heal"]).await;
+            if flowing.is_none() {
+                fault.problem("no frames over the slow link");
+            }
+            flowing
+        })
     }
 }
