@@ -39,6 +39,7 @@ async fn check_output(scenario: &dyn Scenario, model: Model, output: ChaosOutput
             control: Some(kafka.control_command()),
         },
         output,
+        data_secs: None,
     };
     let result = run_scenario(&Settings::default(), scenario, model, &options).await;
     // Whatever happened, every node runs again for the next test.

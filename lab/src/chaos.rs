@@ -21,6 +21,7 @@
 //! does differently (settings, data, the fault, its own expectations) is its [`Scenario`]
 //! implementation in [`scenarios`].
 
+pub mod nemesis;
 pub mod scenarios;
 
 use std::cell::RefCell;
@@ -258,6 +259,9 @@ pub struct ChaosOptions {
     pub target: Target,
     /// Where the service writes its windows (and, to Kafka, its dead letters).
     pub output: ChaosOutput,
+    /// Seconds the data set flows for (by default 6 on the embedded cluster, 30 on a real
+    /// one).
+    pub data_secs: Option<u64>,
 }
 
 /// Where a scenario's service writes, and how the oracle reads it back.
@@ -976,10 +980,10 @@ pub async fn run_scenario(
     // fault takes longer (a killed broker's leaderships move once its session ends, a restart
     // takes seconds, Kafka's reassignment tools take up to 20 s to move a leader on two busy
     // cores) and must land while frames still flow, or no recovery can be seen.
-    let seconds = match kind {
+    let seconds = options.data_secs.unwrap_or(match kind {
         ClusterKind::Real => 30,
         ClusterKind::Embedded => 6,
-    };
+    });
     let mut data = GeneratorConfig {
         rate: (options.frames / seconds).max(1),
         frames: options.frames,

@@ -85,6 +85,30 @@ pub struct ChaosArgs {
     /// `chaos-<time>` here).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Instead of the named scenarios, a campaign of runs each under its own randomized
+    /// schedule of overlapping faults (needs --brokers and --control: broker, leader and
+    /// link faults), judged by the same oracle; writes nemesis.json.
+    #[arg(long, value_enum, requires = "control")]
+    pub nemesis: Option<NemesisKind>,
+    /// The campaign's seed: the same seed gives the same schedules.
+    #[arg(long, default_value_t = 1, requires = "nemesis")]
+    pub seed: u64,
+    /// Runs of the campaign (the models take turns).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000), requires = "nemesis")]
+    pub runs: u32,
+    /// The number of the first run (a failing run is replayed with its number and --runs 1).
+    #[arg(long, default_value_t = 0, requires = "nemesis")]
+    pub first_run: u32,
+    /// How long each run's data flows (and its faults are drawn within), e.g. `40s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+}
+
+/// The kinds of campaign `--nemesis` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NemesisKind {
+    /// Faults drawn at random from every kind the lab applies.
+    Random,
 }
 
 impl ChaosArgs {

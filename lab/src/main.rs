@@ -66,6 +66,9 @@ fn run_compare(args: CompareArgs) -> anyhow::Result<()> {
 }
 
 fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
+    if args.nemesis.is_some() {
+        return run_nemesis(args);
+    }
     let chosen = args.chosen()?;
     let settings = start(args.config.clone(), Overrides::default())?;
     let out = args.out.clone().unwrap_or_else(|| fresh_dir("chaos"));
@@ -82,6 +85,7 @@ fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
             None => Target::Embedded,
         },
         output: args.output,
+        data_secs: args.duration.map(|d| d.as_secs().max(1)),
     };
     let models = match args.model {
         Some(model) => vec![model],
@@ -95,6 +99,53 @@ fn run_chaos(args: ChaosArgs) -> anyhow::Result<()> {
     let failed = results.iter().filter(|r| !r.passed).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {} scenario runs failed", results.len());
+    }
+    Ok(())
+}
+
+/// `chaos --nemesis random`: a campaign of randomized fault schedules on a real cluster.
+fn run_nemesis(args: ChaosArgs) -> anyhow::Result<()> {
+    let settings = start(args.config.clone(), Overrides::default())?;
+    let (Some(brokers), Some(control)) = (args.brokers.clone(), args.control.clone()) else {
+        anyhow::bail!("--nemesis needs a real cluster: --brokers and --control");
+    };
+    let out = args.out.clone().unwrap_or_else(|| fresh_dir("nemesis"));
+    let options = ChaosOptions {
+        frames: args.frames,
+        out: out.clone(),
+        executable: std::env::current_exe().ok(),
+        target: Target::Brokers {
+            brokers: brokers.clone(),
+            control: Some(control.clone()),
+        },
+        output: args.output,
+        data_secs: Some(args.duration.map_or(30, |d| d.as_secs().max(10))),
+    };
+    let models = match args.model {
+        Some(model) => vec![model],
+        None => vec![Model::Partition, Model::Group],
+    };
+    let replay = format!(
+        "kafka-actors chaos --brokers {brokers} --control {} --frames {}",
+        control.display(),
+        args.frames
+    );
+    let results = actix::System::new()
+        .block_on(chaos::nemesis::campaign(
+            &settings,
+            args.seed,
+            args.first_run,
+            args.runs,
+            &models,
+            &options,
+            &replay,
+        ))
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    print!("{}", chaos::nemesis::table(&results, args.seed));
+    println!("report: {}", out.join("nemesis.json").display());
+    let failed = results.iter().filter(|r| !r.result.passed).count();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} nemesis runs failed", results.len());
     }
     Ok(())
 }

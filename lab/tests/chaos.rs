@@ -23,6 +23,7 @@ async fn check_output(scenario: &dyn Scenario, model: Model, output: ChaosOutput
         executable: Some(env!("CARGO_BIN_EXE_kafka-actors-lab").into()),
         target: Default::default(),
         output,
+        data_secs: None,
     };
     let result = run_scenario(&Settings::default(), scenario, model, &options)
         .await
@@ -58,6 +59,7 @@ async fn exactly_once_is_refused_on_the_embedded_cluster() {
         executable: None,
         target: Default::default(),
         output: ChaosOutput::ExactlyOnce,
+        data_secs: None,
     };
     let error = run_scenario(
         &Settings::default(),

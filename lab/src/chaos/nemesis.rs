@@ -1,0 +1,731 @@
+//! Randomized fault campaigns (a nemesis): each run draws, from a seed and its number, a
+//! schedule of overlapping faults of every kind the lab can apply on a real cluster, drives it
+//! against the service as a scenario ([`NemesisRun`] is a [`Scenario`]), and is judged by the
+//! same oracle. The same seed and run number give the same schedule; a failing run is printed
+//! with the command that replays it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actors::intake::GroupEvent;
+use actors::metrics::GetMetrics;
+use actors::supervisor::RootSupervisor;
+use futures::future::LocalBoxFuture;
+use kafka_actors::settings::{Model, Settings};
+use kafka_actors::{run_with, RunError};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use super::{
+    run_scenario, ChaosOptions, ChaosOutput, Fault, Needs, Outcome, Power, Scenario,
+    ScenarioResult, PARTITIONS, RECOVERY_WAIT,
+};
+use actors::topic::PartitionId;
+
+/// A kind of fault the nemesis draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A broker is SIGKILLed; healed by starting it again.
+    BrokerKill,
+    /// A broker stops answering without closing its sockets (SIGSTOP); healed by SIGCONT.
+    BrokerPause,
+    /// A partition's leadership moves to another broker (reassignment and election).
+    LeaderMove,
+    /// Nothing passes either way between the service and a broker.
+    LinkCut,
+    /// A broker's answers to the service are dropped (its requests still arrive).
+    LinkDropAnswers,
+    /// A broker's answers to the service come late (`amount` ms, a quarter of it jitter).
+    LinkLatency,
+    /// A broker's answers to the service are throttled to `amount` KB/s.
+    LinkBandwidth,
+    /// A second group member joins, and leaves when healed (group model).
+    MemberAdded,
+    /// Every write of the sink takes `amount` ms, for the whole run.
+    SlowSink,
+    /// The open windows get a memory budget of `amount` KiB, for the whole run.
+    TightBudget,
+}
+
+impl Kind {
+    /// Faults on a broker process: at most one at a time (two of three brokers down stop the
+    /// cluster's quorum, which `all-brokers-down` covers on its own).
+    fn on_process(self) -> bool {
+        matches!(self, Kind::BrokerKill | Kind::BrokerPause)
+    }
+}
+
+/// One fault of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// What.
+    pub kind: Kind,
+    /// When it is applied, in milliseconds from the start of the schedule (2.5 s after the
+    /// service started); 0 for faults of the whole run.
+    pub at_ms: u64,
+    /// How long it lasts before it is healed, in milliseconds.
+    pub hold_ms: u64,
+    /// The broker it hits (1 to 3), or a leader move's destination.
+    pub broker: i32,
+    /// The partition it aims at (a leader move's).
+    pub partition: i32,
+    /// Its size: latency in ms, bandwidth in KB/s, sink delay in ms, budget in KiB.
+    pub amount: u64,
+}
+
+/// The faults of one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// The campaign's seed.
+    pub seed: u64,
+    /// The run's number in the campaign (from 0).
+    pub run: u32,
+    /// Timed faults, by start.
+    pub steps: Vec<Step>,
+    /// Faults of the whole run ([`Kind::SlowSink`], [`Kind::TightBudget`]).
+    pub whole_run: Vec<Step>,
+}
+
+/// The schedule of run `run` of the campaign `seed`, for a data set flowing for `duration`:
+/// three to five timed faults, the first three starting within 5 s of each other and lasting
+/// at least 6 s (so they overlap), the rest anywhere before the last 5 s; at most one fault on
+/// a broker process at a time; and, one run in four each, a slow sink or a tight memory
+/// budget for the whole run.
+#[must_use]
+pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
+    let mut rng = StdRng::seed_from_u64(seed ^ u64::from(run).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut kinds = vec![
+        Kind::BrokerKill,
+        Kind::BrokerPause,
+        Kind::LeaderMove,
+        Kind::LinkCut,
+        Kind::LinkDropAnswers,
+        Kind::LinkLatency,
+        Kind::LinkBandwidth,
+    ];
+    if model == Model::Group {
+        kinds.push(Kind::MemberAdded);
+    }
+    let span = (duration.as_millis() as u64)
+        .saturating_sub(5_000)
+        .max(6_000);
+    let count = rng.random_range(3..=5);
+    let mut steps: Vec<Step> = Vec::with_capacity(count);
+    for i in 0..count {
+        let (at_ms, hold_ms) = if i < 3 {
+            (
+                rng.random_range(0..=5_000),
+                rng.random_range(6_000..=12_000),
+            )
+        } else {
+            (rng.random_range(0..=span), rng.random_range(3_000..=10_000))
+        };
+        let mut kind = kinds[rng.random_range(0..kinds.len())];
+        let overlaps_process = |steps: &[Step]| {
+            steps.iter().any(|s| {
+                s.kind.on_process() && s.at_ms < at_ms + hold_ms && at_ms < s.at_ms + s.hold_ms
+            })
+        };
+        if kind.on_process() && overlaps_process(&steps) {
+            kind = Kind::LinkCut;
+        }
+        let amount = match kind {
+            Kind::LinkLatency => rng.random_range(100..=800),
+            Kind::LinkBandwidth => rng.random_range(16..=256),
+            _ => 0,
+        };
+        steps.push(Step {
+            kind,
+            at_ms,
+            hold_ms,
+            broker: rng.random_range(1..=3),
+            partition: rng.random_range(0..PARTITIONS),
+            amount,
+        });
+    }
+    steps.sort_by_key(|s| s.at_ms);
+    let mut whole_run = Vec::new();
+    for (kind, amount) in [(Kind::SlowSink, 300), (Kind::TightBudget, 256)] {
+        if rng.random_range(0..4) == 0 {
+            whole_run.push(Step {
+                kind,
+                at_ms: 0,
+                hold_ms: 0,
+                broker: 0,
+                partition: 0,
+                amount,
+            });
+        }
+    }
+    Plan {
+        seed,
+        run,
+        steps,
+        whole_run,
+    }
+}
+
+/// A step as it was applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// The step.
+    pub step: Step,
+    /// The fault took effect (its command succeeded).
+    pub applied: bool,
+    /// Frames were flowing when it was applied: the service read frames in the second
+    /// before (a fault that lands on a service with nothing to read proves little).
+    pub while_flowing: bool,
+}
+
+/// One run of a campaign as a scenario.
+#[derive(Debug)]
+pub struct NemesisRun {
+    plan: Plan,
+    applied: Mutex<Vec<Applied>>,
+}
+
+impl NemesisRun {
+    /// The run of `plan`.
+    #[must_use]
+    pub fn new(plan: Plan) -> Self {
+        NemesisRun {
+            plan,
+            applied: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn record(&self, applied: Applied) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(applied);
+    }
+}
+
+/// Frames the service had read at moments since the schedule started, every 250 ms.
+type Samples = Vec<(Duration, u64)>;
+
+/// Whether frames were read in the second before `at`.
+fn flowing(samples: &Samples, at: Duration) -> bool {
+    let before = samples
+        .iter()
+        .rev()
+        .find(|(t, _)| *t + Duration::from_secs(1) <= at)
+        .map(|(_, f)| *f);
+    let now = samples
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= at)
+        .map(|(_, f)| *f);
+    matches!((before, now), (Some(b), Some(n)) if n > b)
+}
+
+impl Scenario for NemesisRun {
+    fn name(&self) -> &'static str {
+        "nemesis"
+    }
+
+    fn about(&self) -> &'static str {
+        "A randomized schedule of overlapping faults (chaos --nemesis random)."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Links
+    }
+
+    fn settings(&self, settings: &mut Settings) {
+        for step in &self.plan.whole_run {
+            match step.kind {
+                Kind::SlowSink => settings.sink.write_delay_ms = step.amount,
+                Kind::TightBudget => settings.window.open_budget_mib = step.amount as f64 / 1024.0,
+                _ => {}
+            }
+        }
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            for step in &self.plan.whole_run {
+                self.record(Applied {
+                    step: *step,
+                    applied: true,
+                    while_flowing: true,
+                });
+            }
+            let start = Instant::now();
+            let samples = std::cell::RefCell::new(Samples::new());
+            let done = std::cell::Cell::new(false);
+            let sampler = async {
+                while !done.get() {
+                    if let Ok(m) = fault.supervisor.send(GetMetrics).await {
+                        samples.borrow_mut().push((start.elapsed(), m.frames));
+                    }
+                    actix_rt::time::sleep(Duration::from_millis(250)).await;
+                }
+            };
+            let steps = futures::future::join_all(self.plan.steps.iter().map(|step| async {
+                actix_rt::time::sleep(Duration::from_millis(step.at_ms)).await;
+                let at = start.elapsed();
+                let applied = apply(fault, step, true).await;
+                let while_flowing = flowing(&samples.borrow(), at);
+                self.record(Applied {
+                    step: *step,
+                    applied,
+                    while_flowing,
+                });
+                if step.kind == Kind::MemberAdded {
+                    member_for(fault, Duration::from_millis(step.hold_ms)).await;
+                } else {
+                    actix_rt::time::sleep(Duration::from_millis(step.hold_ms)).await;
+                    apply(fault, step, false).await;
+                }
+            }));
+            let all = async {
+                steps.await;
+                let healed = Instant::now();
+                let progress = progress_after(fault.supervisor, healed).await;
+                done.set(true);
+                progress
+            };
+            let (progress, ()) = futures::join!(all, sampler);
+            if progress.is_none() {
+                fault.problem(format!(
+                    "no progress within {} s of the last heal",
+                    RECOVERY_WAIT.as_secs()
+                ));
+            }
+            progress
+        })
+    }
+
+    fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        for a in applied.iter().filter(|a| !a.applied) {
+            problems.push(format!("the fault {:?} could not be applied", a.step));
+        }
+        // A member that joined took partitions from this one, which got them back.
+        if applied
+            .iter()
+            .any(|a| a.step.kind == Kind::MemberAdded && a.applied)
+            && !run
+                .history
+                .iter()
+                .any(|r| matches!(r.event, GroupEvent::Released { .. }))
+        {
+            problems.push("a second member joined, yet no partition was handed over".into());
+        }
+    }
+}
+
+/// Applies `step` (`on`) or heals it; answers whether the command took effect.
+async fn apply(fault: &Fault<'_>, step: &Step, on: bool) -> bool {
+    let cluster = fault.cluster;
+    let broker = Some(step.broker);
+    match (step.kind, on) {
+        (Kind::BrokerKill, true) => {
+            cluster.power(Power::Down, broker).await;
+            true
+        }
+        (Kind::BrokerKill, false) => {
+            cluster.power(Power::Up, broker).await;
+            true
+        }
+        (Kind::BrokerPause, on) => {
+            cluster.hang(step.broker, on).await;
+            true
+        }
+        (Kind::LeaderMove, true) => {
+            let partition = PartitionId::of(fault.topic, step.partition);
+            cluster.move_leader(partition, step.broker).await;
+            true
+        }
+        (Kind::LinkCut, true) => cluster.link(broker, &["cut"]).await,
+        (Kind::LinkDropAnswers, true) => cluster.link(broker, &["drop-answers"]).await,
+        (Kind::LinkLatency, true) => {
+            let (latency, jitter) = (step.amount.to_string(), (step.amount / 4).to_string());
+            cluster.link(broker, &["latency", &latency, &jitter]).await
+        }
+        (Kind::LinkBandwidth, true) => {
+            cluster
+                .link(broker, &["bandwidth", &step.amount.to_string()])
+                .await
+        }
+        (
+            Kind::LinkCut | Kind::LinkDropAnswers | Kind::LinkLatency | Kind::LinkBandwidth,
+            false,
+        ) => cluster.link(broker, &["heal"]).await,
+        (Kind::LeaderMove | Kind::MemberAdded | Kind::SlowSink | Kind::TightBudget, _) => true,
+    }
+}
+
+/// A second member of the service's group, in this process, for `hold`.
+async fn member_for(fault: &Fault<'_>, hold: Duration) {
+    let leave = actix_rt::time::sleep(hold);
+    if let Err(error) = run_with(fault.second_member.clone(), leave, |_| {}).await {
+        fault.problem(format!("the added member failed: {error}"));
+    }
+}
+
+/// Milliseconds from `healed` until the service reads frames again or has nothing left to
+/// read (its lag is 0), polled every 100 ms for up to [`RECOVERY_WAIT`].
+async fn progress_after(supervisor: &Addr<RootSupervisor>, healed: Instant) -> Option<f64> {
+    let first = supervisor.send(GetMetrics).await.ok()?;
+    while healed.elapsed() < RECOVERY_WAIT {
+        let now = supervisor.send(GetMetrics).await.ok()?;
+        if now.frames > first.frames || now.lag == 0 {
+            return Some(healed.elapsed().as_secs_f64() * 1e3);
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// One judged run of a campaign.
+#[derive(Debug, Clone, Serialize)]
+pub struct NemesisResult {
+    /// Its schedule.
+    pub plan: Plan,
+    /// Each fault as applied.
+    pub applied: Vec<Applied>,
+    /// The oracle's verdict.
+    pub result: ScenarioResult,
+    /// What went wrong, by kind (none when it passed).
+    pub anomalies: Vec<&'static str>,
+    /// The command that replays it.
+    pub replay: String,
+}
+
+/// The anomalies of a verdict, by kind.
+fn anomalies(result: &ScenarioResult) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    if result.lost > 0 {
+        found.push("lost");
+    }
+    if result.output == ChaosOutput::ExactlyOnce && result.duplicates > 0 {
+        found.push("written-twice");
+    }
+    if result.late_missed > 0 {
+        found.push("missed-window");
+    }
+    if !result.windows_correct {
+        found.push("window-differs");
+    }
+    if result.max_committed_ahead > 0 {
+        found.push("committed-ahead");
+    }
+    if !result.committed_to_end {
+        found.push("not-committed-to-end");
+    }
+    if result.recovery_ms.is_none() {
+        found.push("no-progress-after-heal");
+    }
+    if found.is_empty() && !result.passed {
+        found.push("other");
+    }
+    found
+}
+
+/// Runs `runs` runs of the campaign `seed` (from run `first`), alternating `models`, and
+/// writes `nemesis.json` into `options.out`.
+///
+/// # Errors
+/// A run's harness failed, or the report could not be written.
+pub async fn campaign(
+    base: &Settings,
+    seed: u64,
+    first: u32,
+    runs: u32,
+    models: &[Model],
+    options: &ChaosOptions,
+    replay_base: &str,
+) -> Result<Vec<NemesisResult>, RunError> {
+    let duration = Duration::from_secs(options.data_secs.unwrap_or(30));
+    let mut results = Vec::new();
+    for run in first..first + runs {
+        let model = models[run as usize % models.len()];
+        let plan = plan(seed, run, model, duration);
+        tracing::info!(
+            seed,
+            run,
+            model = model.as_str(),
+            ?plan,
+            "Nemesis run starts."
+        );
+        let scenario = NemesisRun::new(plan.clone());
+        let mut run_options = options.clone();
+        run_options.out = options.out.join(format!("run-{run:04}"));
+        let result = run_scenario(base, &scenario, model, &run_options).await?;
+        let applied = scenario
+            .applied
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        let anomalies = if result.passed {
+            Vec::new()
+        } else {
+            anomalies(&result)
+        };
+        let replay = format!(
+            "{replay_base} --nemesis random --seed {seed} --first-run {run} --runs 1 --model {} --output {} --duration {}s",
+            model.as_str(),
+            options.output.as_str(),
+            duration.as_secs()
+        );
+        if !result.passed {
+            tracing::error!(run, %replay, problems = ?result.problems, "Nemesis run failed; replay it with the command.");
+        }
+        results.push(NemesisResult {
+            plan,
+            applied,
+            result,
+            anomalies,
+            replay,
+        });
+    }
+    let path = options.out.join("nemesis.json");
+    let json = serde_json::to_string_pretty(&Summary::of(&results, seed))
+        .map_err(|e| RunError::Task(format!("cannot encode the report: {e}")))?;
+    std::fs::create_dir_all(&options.out).map_err(|source| RunError::Report {
+        path: options.out.display().to_string(),
+        source,
+    })?;
+    std::fs::write(&path, json).map_err(|source| RunError::Report {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(results)
+}
+
+/// Per kind of fault: runs that applied it, and of those while frames were flowing.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct KindCount {
+    /// Runs that applied it.
+    pub runs: u64,
+    /// Of those, runs that applied it while frames were flowing.
+    pub while_flowing: u64,
+}
+
+/// A campaign's figures.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    /// The seed.
+    pub seed: u64,
+    /// Runs made.
+    pub runs: usize,
+    /// Runs that passed.
+    pub passed: usize,
+    /// Per kind of fault.
+    pub faults: BTreeMap<Kind, KindCount>,
+    /// Runs per anomaly.
+    pub anomalies: BTreeMap<&'static str, u64>,
+    /// Milliseconds from the last heal to progress: 50th, 90th, 99th percentile and the most.
+    pub recovery_ms: [Option<f64>; 4],
+    /// Every run.
+    pub results: &'a [NemesisResult],
+}
+
+impl<'a> Summary<'a> {
+    fn of(results: &'a [NemesisResult], seed: u64) -> Self {
+        let mut faults: BTreeMap<Kind, KindCount> = BTreeMap::new();
+        let mut anomalies: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for r in results {
+            let mut kinds: BTreeMap<Kind, bool> = BTreeMap::new();
+            for a in r.applied.iter().filter(|a| a.applied) {
+                *kinds.entry(a.step.kind).or_default() |= a.while_flowing;
+            }
+            for (kind, flowing) in kinds {
+                let count = faults.entry(kind).or_default();
+                count.runs += 1;
+                count.while_flowing += u64::from(flowing);
+            }
+            for anomaly in &r.anomalies {
+                *anomalies.entry(anomaly).or_default() += 1;
+            }
+        }
+        let mut recoveries: Vec<f64> = results
+            .iter()
+            .filter_map(|r| r.result.recovery_ms)
+            .collect();
+        recoveries.sort_by(f64::total_cmp);
+        let pick = |q: f64| -> Option<f64> {
+            (!recoveries.is_empty())
+                .then(|| recoveries[((recoveries.len() - 1) as f64 * q).round() as usize])
+        };
+        Summary {
+            seed,
+            runs: results.len(),
+            passed: results.iter().filter(|r| r.result.passed).count(),
+            faults,
+            anomalies,
+            recovery_ms: [pick(0.5), pick(0.9), pick(0.99), recoveries.last().copied()],
+            results,
+        }
+    }
+}
+
+/// The campaign as a table: one line per run, then faults by kind and anomalies.
+#[must_use]
+pub fn table(results: &[NemesisResult], seed: u64) -> String {
+    let summary = Summary::of(results, seed);
+    let mut text = format!(
+        "{:>5} {:<9} {:<12} {:>6} {:>5} {:>10} {:>13} {:>8} {:>10}  {}\n",
+        "run",
+        "model",
+        "output",
+        "faults",
+        "lost",
+        "duplicates",
+        "late rep/miss",
+        "windows",
+        "recovery",
+        "schedule / verdict"
+    );
+    for r in results {
+        let schedule: Vec<String> = r
+            .plan
+            .steps
+            .iter()
+            .chain(&r.plan.whole_run)
+            .map(|s| {
+                format!(
+                    "{:?}@{:.1}s+{:.1}s",
+                    s.kind,
+                    s.at_ms as f64 / 1e3,
+                    s.hold_ms as f64 / 1e3
+                )
+            })
+            .collect();
+        let verdict = if r.result.passed {
+            "ok".to_owned()
+        } else {
+            format!(
+                "FAILED {}; replay: {}",
+                r.result.problems.join("; "),
+                r.replay
+            )
+        };
+        text.push_str(&format!(
+            "{:>5} {:<9} {:<12} {:>6} {:>5} {:>10} {:>13} {:>8} {:>10}  {} {}\n",
+            r.plan.run,
+            r.result.model.as_str(),
+            r.result.output.as_str(),
+            r.applied.len(),
+            r.result.lost,
+            r.result.duplicates,
+            format!("{}/{}", r.result.late_replayed, r.result.late_missed),
+            if r.result.windows_correct {
+                "correct"
+            } else {
+                "WRONG"
+            },
+            r.result
+                .recovery_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms")),
+            schedule.join(" "),
+            verdict
+        ));
+    }
+    text.push_str(&format!(
+        "\n{} of {} runs passed (seed {seed})\nfaults by kind (runs applied / while frames flowed):\n",
+        summary.passed, summary.runs
+    ));
+    for (kind, count) in &summary.faults {
+        text.push_str(&format!(
+            "  {kind:?}: {} / {}\n",
+            count.runs, count.while_flowing
+        ));
+    }
+    text.push_str("anomalies by kind:");
+    if summary.anomalies.is_empty() {
+        text.push_str(" none\n");
+    } else {
+        text.push('\n');
+        for (kind, runs) in &summary.anomalies {
+            text.push_str(&format!("  {kind}: {runs}\n"));
+        }
+    }
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} ms"));
+    text.push_str(&format!(
+        "recovery after the last heal: p50 {} p90 {} p99 {} max {}\n",
+        ms(summary.recovery_ms[0]),
+        ms(summary.recovery_ms[1]),
+        ms(summary.recovery_ms[2]),
+        ms(summary.recovery_ms[3])
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_and_run_give_one_schedule_of_overlapping_faults() {
+        let duration = Duration::from_secs(30);
+        for run in 0..200 {
+            let plan = plan(7, run, Model::Group, duration);
+            assert_eq!(
+                plan,
+                super::plan(7, run, Model::Group, duration),
+                "replayable"
+            );
+            assert!((3..=5).contains(&plan.steps.len()));
+            // The first three overlap: each starts before the others end.
+            let first: Vec<&Step> = {
+                let mut s: Vec<&Step> = plan.steps.iter().collect();
+                s.sort_by_key(|s| s.at_ms);
+                s.into_iter().take(3).collect()
+            };
+            let latest_start = first.iter().map(|s| s.at_ms).max().unwrap();
+            let earliest_end = first.iter().map(|s| s.at_ms + s.hold_ms).min().unwrap();
+            assert!(latest_start < earliest_end, "run {run}: {plan:?}");
+            // At most one broker process fault at a time.
+            for a in &plan.steps {
+                for b in &plan.steps {
+                    if std::ptr::eq(a, b) || !(a.kind.on_process() && b.kind.on_process()) {
+                        continue;
+                    }
+                    assert!(
+                        a.at_ms + a.hold_ms <= b.at_ms || b.at_ms + b.hold_ms <= a.at_ms,
+                        "run {run}: two broker faults at once: {plan:?}"
+                    );
+                }
+            }
+            for s in &plan.steps {
+                assert!((1..=3).contains(&s.broker) && (0..PARTITIONS).contains(&s.partition));
+                assert!(s.at_ms + s.hold_ms <= duration.as_millis() as u64 + 12_000);
+            }
+        }
+        assert_ne!(
+            plan(7, 0, Model::Group, duration),
+            plan(8, 0, Model::Group, duration),
+            "another seed, another schedule"
+        );
+        // Every kind shows up over a campaign.
+        let kinds: std::collections::BTreeSet<Kind> = (0..200)
+            .flat_map(|run| {
+                let p = plan(3, run, Model::Group, duration);
+                p.steps.into_iter().chain(p.whole_run).map(|s| s.kind)
+            })
+            .collect();
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
+    }
+
+    #[test]
+    fn flowing_means_frames_were_read_in_the_second_before() {
+        let s = |ms: u64| Duration::from_millis(ms);
+        let samples: Samples = vec![
+            (s(0), 0),
+            (s(500), 0),
+            (s(1000), 10),
+            (s(1500), 10),
+            (s(2500), 10),
+        ];
+        assert!(!flowing(&samples, s(500)), "nothing a second before");
+        assert!(flowing(&samples, s(1200)));
+        assert!(!flowing(&samples, s(2600)), "stopped");
+    }
+}
