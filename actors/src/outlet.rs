@@ -60,6 +60,18 @@ pub enum TransactionFailure {
         /// What the broker said.
         reason: String,
     },
+    /// The transaction stayed open at least `sink.transaction_timeout_ms` (an outage held the
+    /// flush) and ended in a fence: the transaction coordinator aborts a transaction that old
+    /// and bumps the producer's epoch, which librdkafka 2.12 reports as a fence. Nothing says
+    /// another producer started: a producer made again with the same id writes the flush
+    /// again.
+    #[error("the transaction was open {open_ms} ms, at least sink.transaction_timeout_ms, and the broker aborted it ({reason})")]
+    TimedOut {
+        /// How long it was open.
+        open_ms: u128,
+        /// What the broker said.
+        reason: String,
+    },
     /// The group moved on without this member (its session expired, or it was removed): the
     /// coordinator refuses its offsets, and its partitions belong to someone else now.
     #[error("the group refused this member's offsets ({reason}): it is no longer a member of the current generation; stopping, and a restart reads from the group's commits")]

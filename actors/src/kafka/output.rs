@@ -818,6 +818,24 @@ impl TransactionalOutput {
         }
     }
 
+    /// A fence met by a transaction that was open at least the transaction timeout: the
+    /// coordinator aborted it for its age (see [`TransactionFailure::TimedOut`]). A newer
+    /// instance on the same partitions that started meanwhile cannot be told apart; the
+    /// producer made again then fences it in turn, and of the two the one whose transactions
+    /// stay younger than the timeout stops (exactly once holds either way: one writer at a
+    /// time).
+    fn aged_out(&self, failure: TransactionFailure, open: Duration) -> TransactionFailure {
+        match failure {
+            TransactionFailure::Fenced { reason, .. } if open >= self.timeout => {
+                TransactionFailure::TimedOut {
+                    open_ms: open.as_millis(),
+                    reason,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// After `failure` left the producer unusable: a new one with the same transactional id,
     /// whose `init_transactions` aborts what is left, when that is safe. A fatal error that
     /// is no fence (the broker timed the transaction out during an outage: "invalid
@@ -831,7 +849,9 @@ impl TransactionalOutput {
         give_up: Instant,
     ) -> Result<(), TransactionFailure> {
         match failure {
-            TransactionFailure::Fatal { .. } => self.make_again(&failure, give_up),
+            TransactionFailure::Fatal { .. } | TransactionFailure::TimedOut { .. } => {
+                self.make_again(&failure, give_up)
+            }
             TransactionFailure::Fenced { .. } if self.commits.generation.is_some() => {
                 self.make_again(&failure, give_up)
             }
@@ -932,9 +952,11 @@ impl TransactionalSink for TransactionalOutput {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let began = Instant::now();
             let reason = match self.attempt(&records, positions, give_up, &held) {
                 Ok(()) => return Ok(positions.to_vec()),
                 Err(Step::Failed(failure)) => {
+                    let failure = self.aged_out(failure, began.elapsed());
                     // Nothing of it may become visible; the producer may be unusable already.
                     let _ = self.abort_serving(Duration::from_secs(5));
                     if Instant::now() >= give_up {
@@ -995,6 +1017,8 @@ impl TransactionalSink for TransactionalOutput {
                 }
             };
             if let Err(failure) = self.abort(give_up) {
+                // The abort of a transaction the broker already aborted for its age.
+                let failure = self.aged_out(failure, began.elapsed());
                 if Instant::now() >= give_up {
                     return Err(failure);
                 }
