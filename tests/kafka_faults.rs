@@ -468,3 +468,59 @@ fn scopeguard(kafka: &RealKafka) -> impl Drop + '_ {
     }
     Heal(kafka)
 }
+
+/// A short randomized campaign (`chaos --nemesis random`) with fixed seeds, both models, file
+/// and exactly-once output: every run's overlapping faults (broker kills and pauses, leader
+/// moves, link faults, a member added, a slow sink or a tight budget) land and the oracle
+/// finds nothing.
+#[actix::test]
+#[ignore = "slow; run from .ci/run"]
+async fn a_short_nemesis_campaign_finds_nothing() {
+    let Some(kafka) = RealKafka::get("a_short_nemesis_campaign_finds_nothing") else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    for (seed, output) in [(11, ChaosOutput::File), (12, ChaosOutput::ExactlyOnce)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ChaosOptions {
+            frames: 30_000,
+            out: dir.path().to_owned(),
+            executable: Some(env!("CARGO_BIN_EXE_kafka-actors").into()),
+            target: Target::Brokers {
+                brokers: kafka.bootstrap.clone(),
+                control: Some(kafka.control_command()),
+            },
+            output,
+            data_secs: Some(30),
+        };
+        let results = lab::chaos::nemesis::campaign(
+            &Settings::default(),
+            seed,
+            0,
+            2,
+            &[Model::Partition, Model::Group],
+            &options,
+            "kafka-actors chaos",
+        )
+        .await;
+        kafka.control(&["restart", "all"]);
+        kafka.control(&["link", "all", "heal"]);
+        let results = results.unwrap();
+        for r in &results {
+            assert!(
+                r.result.passed,
+                "seed {seed} run {}: {:?}; replay: {}\n{}",
+                r.plan.run,
+                r.result.problems,
+                r.replay,
+                lab::chaos::nemesis::table(&results, seed)
+            );
+            assert!(
+                r.applied.iter().filter(|a| a.applied).count() >= 3,
+                "seed {seed} run {}: fewer than 3 faults applied: {:?}",
+                r.plan.run,
+                r.applied
+            );
+        }
+    }
+}

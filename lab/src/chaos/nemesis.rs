@@ -209,12 +209,14 @@ impl NemesisRun {
 /// Frames the service had read at moments since the schedule started, every 250 ms.
 type Samples = Vec<(Duration, u64)>;
 
-/// Whether frames were read in the second before `at`.
+/// Whether frames were read in the second before `at` (in the first second of the
+/// schedule: since it started).
 fn flowing(samples: &Samples, at: Duration) -> bool {
     let before = samples
         .iter()
         .rev()
         .find(|(t, _)| *t + Duration::from_secs(1) <= at)
+        .or_else(|| samples.first().filter(|(t, _)| *t < at))
         .map(|(_, f)| *f);
     let now = samples
         .iter()
@@ -724,7 +726,8 @@ mod tests {
             (s(1500), 10),
             (s(2500), 10),
         ];
-        assert!(!flowing(&samples, s(500)), "nothing a second before");
+        assert!(!flowing(&samples, s(500)), "nothing since the start");
+        assert!(flowing(&samples, s(1000)), "since the start");
         assert!(flowing(&samples, s(1200)));
         assert!(!flowing(&samples, s(2600)), "stopped");
     }
