@@ -4,7 +4,7 @@
 //! for the partition readers: a break in the link to a partition's leader (out of reach, a
 //! reconnect, a new leader or leader epoch) voids what the reader knew of the partition's end.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -45,6 +45,8 @@ struct LinkRecord {
     /// The link of the last report that found the leader in reach (none yet, or out of reach
     /// since).
     link: Option<Link>,
+    /// The last report found the leader out of reach (unknown, not connected, or silent).
+    out_of_reach: bool,
     /// Breaks seen so far: the leader went out of reach, or the link changed.
     breaks: u64,
 }
@@ -59,8 +61,6 @@ pub struct LeaderBoard {
 struct Board {
     leaders: BTreeMap<PartitionId, i32>,
     changes: Vec<LeaderChange>,
-    /// Partitions whose reading client last reported no connection to their leader.
-    unreachable: BTreeSet<PartitionId>,
     /// Per partition: the link its reading client last reported, and the breaks seen in it.
     links: BTreeMap<PartitionId, LinkRecord>,
     /// The group member's join state in the last statistics (`steady` between rebalances).
@@ -97,33 +97,22 @@ impl LeaderBoard {
         }
     }
 
-    /// Notes whether the client reading `partition` is connected to its leader; logs when
-    /// that changes.
-    pub fn observe_reach(&self, partition: PartitionId, reachable: bool) {
-        let mut board = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = if reachable {
-            board.unreachable.remove(&partition)
-        } else {
-            board.unreachable.insert(partition)
-        };
-        if changed && reachable {
-            tracing::info!(%partition, "Partition leader reachable again.");
-        } else if changed {
-            tracing::warn!(
-                %partition,
-                "Partition leader unreachable: the partition is not taken as idle until a fetch \
-                 made after it is in reach again finds its end."
-            );
-        }
-    }
-
     /// Notes the link the client reading `partition` has to its leader (`None`: the leader is
     /// unknown, not connected or not answering), counting a break when the leader goes out of
     /// reach or the link differs from the last one in reach; logs when reach changes.
     pub fn observe_link(&self, partition: PartitionId, link: Option<Link>) {
-        self.observe_reach(partition, link.is_some());
         let mut board = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let record = board.links.entry(partition).or_default();
+        match (record.out_of_reach, link.is_none()) {
+            (false, true) => tracing::warn!(
+                %partition,
+                "Partition leader unreachable: the partition is not taken as idle until a fetch \
+                 made after it is in reach again finds its end."
+            ),
+            (true, false) => tracing::info!(%partition, "Partition leader reachable again."),
+            _ => {}
+        }
+        record.out_of_reach = link.is_none();
         match (record.link, link) {
             (Some(before), None) => {
                 record.breaks += 1;
@@ -139,25 +128,15 @@ impl LeaderBoard {
         }
     }
 
-    /// Whether `partition`'s leader is in reach (as [`Self::reachable`]) and how many breaks
-    /// its link has had so far (see [`Self::observe_link`]).
+    /// Whether `partition`'s leader is in reach (false while the last report on it said its
+    /// leader was unknown, not connected or silent; true also when nothing was reported), and
+    /// how many breaks its link has had so far (see [`Self::observe_link`]).
     pub fn link_state(&self, partition: PartitionId) -> (bool, u64) {
         let board = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            !board.unreachable.contains(&partition),
-            board.links.get(&partition).map_or(0, |r| r.breaks),
-        )
-    }
-
-    /// False while the last report on `partition` said its leader was unknown or not
-    /// connected; true otherwise, also when nothing was reported.
-    pub fn reachable(&self, partition: PartitionId) -> bool {
-        !self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unreachable
-            .contains(&partition)
+        board
+            .links
+            .get(&partition)
+            .map_or((true, 0), |r| (!r.out_of_reach, r.breaks))
     }
 
     /// The leader of every partition seen so far.
@@ -223,19 +202,6 @@ mod tests {
             .collect();
         assert_eq!(changes, vec![(0, 1, 3), (0, 3, 1)]);
         assert_eq!(board.leaders(), BTreeMap::from([(p(0), 1), (p(1), 2)]));
-    }
-
-    #[test]
-    fn reach_follows_the_last_report_and_defaults_to_reachable() {
-        let board = LeaderBoard::default();
-        assert!(board.reachable(p(0)));
-        board.observe_reach(p(0), false);
-        assert!(!board.reachable(p(0)));
-        assert!(board.reachable(p(1)));
-        board.observe_reach(p(0), false);
-        assert!(!board.reachable(p(0)));
-        board.observe_reach(p(0), true);
-        assert!(board.reachable(p(0)));
     }
 
     #[test]

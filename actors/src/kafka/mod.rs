@@ -1301,7 +1301,7 @@ mod tests {
             board.leaders(),
             std::collections::BTreeMap::from([(p(0), 1), (p(1), 2), (p(2), 3), (p(5), 1)])
         );
-        let reachable: Vec<bool> = (0..6).map(|i| board.reachable(p(i))).collect();
+        let reachable: Vec<bool> = (0..6).map(|i| board.link_state(p(i)).0).collect();
         assert_eq!(reachable, vec![true, false, true, true, false, false]);
         observe_leaders(
             &board,
@@ -1314,9 +1314,9 @@ mod tests {
                 ],
             ),
         );
-        assert!(board.reachable(p(1)) && board.reachable(p(4)) && board.reachable(p(5)));
+        assert!(board.link_state(p(1)).0 && board.link_state(p(4)).0 && board.link_state(p(5)).0);
         observe_leaders(&board, &stats(&[(1, "DOWN")], &[(0, true, 1, "active")]));
-        assert!(!board.reachable(p(0)));
+        assert!(!board.link_state(p(0)).0);
     }
 
     #[test]
@@ -1329,16 +1329,16 @@ mod tests {
             )
         };
         observe_leaders(&board, &report(150_000));
-        assert!(board.reachable(p(0)) && board.reachable(p(1)));
+        assert!(board.link_state(p(0)).0 && board.link_state(p(1)).0);
         // Broker 1 hangs (SIGSTOP): its socket stays open, nothing comes back for 3 s.
         observe_leaders(&board, &report(3_000_000));
-        assert!(!board.reachable(p(0)), "hung leader");
-        assert!(board.reachable(p(1)));
+        assert!(!board.link_state(p(0)).0, "hung leader");
+        assert!(board.link_state(p(1)).0);
         observe_leaders(&board, &report(20_000));
-        assert!(board.reachable(p(0)), "answering again");
+        assert!(board.link_state(p(0)).0, "answering again");
         // No receive yet on a new connection is not a hang.
         observe_leaders(&board, &report(-1));
-        assert!(board.reachable(p(0)));
+        assert!(board.link_state(p(0)).0);
     }
 
     #[test]

@@ -211,22 +211,26 @@ impl PartitionReader {
         if breaks == self.breaks_seen {
             return true;
         }
-        self.breaks_seen = breaks;
-        if let Some(position) = self.next_offset {
-            let sought = self.consumer.seek(
-                self.partition.topic.name(),
-                self.partition.index,
-                Offset::Offset(position),
-                Duration::ZERO,
-            );
-            match sought {
-                Ok(()) => {
-                    tracing::debug!(partition = %self.partition, position, "Fetching again after a break in the link to the leader.")
-                }
-                // The next break tries again; meanwhile the end comes from this fetch.
-                Err(error) => {
-                    tracing::warn!(partition = %self.partition, position, %error, "Fetching again after a break in the link to the leader failed.")
-                }
+        let Some(position) = self.next_offset else {
+            // No position yet: nothing was read, so no end was known before the break.
+            self.breaks_seen = breaks;
+            return false;
+        };
+        let sought = self.consumer.seek(
+            self.partition.topic.name(),
+            self.partition.index,
+            Offset::Offset(position),
+            Duration::ZERO,
+        );
+        match sought {
+            Ok(()) => {
+                self.breaks_seen = breaks;
+                tracing::debug!(partition = %self.partition, position, "Fetching again after a break in the link to the leader.");
+            }
+            // Asked again at the next poll: without the seek a partition that gets nothing new
+            // would never be signalled at its end again.
+            Err(error) => {
+                tracing::debug!(partition = %self.partition, position, %error, "Fetching again after a break in the link to the leader failed.");
             }
         }
         false
