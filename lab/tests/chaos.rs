@@ -127,15 +127,22 @@ scenario!(ignore slow_sink_partition, SlowSink, Partition);
 scenario!(ignore slow_sink_group, SlowSink, Group);
 scenario!(ignore sigkill_group, Sigkill, Group);
 
-/// Every scenario has a test for every model it applies to.
+/// Every scenario has a test for every model it applies to: here on the embedded cluster, or,
+/// for faults only a real cluster offers (the service's links), in `tests/kafka_faults.rs` on
+/// the test cluster.
 #[test]
 fn every_scenario_is_tested_for_every_model() {
-    let source = include_str!("chaos.rs");
+    let embedded = include_str!("chaos.rs");
+    let real = include_str!("../../tests/kafka_faults.rs");
     for scenario in SCENARIOS {
+        let (source, file) = match scenario.runs_on(&Default::default()) {
+            true => (embedded, "lab/tests/chaos.rs"),
+            false => (real, "tests/kafka_faults.rs"),
+        };
         for model in [Model::Partition, Model::Group] {
             if scenario.applies_to(model) {
                 let variant = format!("{scenario:?}, {model:?})");
-                assert!(source.contains(&variant), "no test for {variant}");
+                assert!(source.contains(&variant), "no test for {variant} in {file}");
             }
         }
     }
