@@ -2,12 +2,10 @@
 //! scenarios that cut the service off from its group coordinator while its partitions' leaders
 //! stay in reach. The service itself never calls these.
 
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 
-use super::{admin_client, lookup_consumer, AdapterError, LOOKUP_TIMEOUT};
+use super::{create_new_topic, lookup_consumer, AdapterError, LOOKUP_TIMEOUT};
 use crate::config::KafkaConfig;
 
 /// Kafka's internal topic of committed offsets; its partition leaders coordinate the groups.
@@ -72,33 +70,13 @@ pub fn create_topic_on(
     topic: &str,
     replicas: &[Vec<i32>],
 ) -> Result<(), AdapterError> {
-    let admin = admin_client(kafka)?;
     let lists: Vec<&[i32]> = replicas.iter().map(Vec::as_slice).collect();
     let new = NewTopic::new(
         topic,
         replicas.len() as i32,
         TopicReplication::Variable(&lists),
     );
-    let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
-    let results =
-        futures::executor::block_on(admin.create_topics([&new], &options)).map_err(|source| {
-            AdapterError::Metadata {
-                topic: topic.to_owned(),
-                source,
-            }
-        })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(AdapterError::Metadata {
-                    topic: topic.to_owned(),
-                    source: KafkaError::AdminOp(code),
-                });
-            }
-        }
-    }
-    Ok(())
+    create_new_topic(kafka, &new)
 }
 
 #[cfg(test)]

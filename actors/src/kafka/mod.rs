@@ -784,26 +784,33 @@ pub fn create_topic(
     partitions: i32,
     replication: i32,
 ) -> Result<(), AdapterError> {
-    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    create_new_topic(
+        kafka,
+        &NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)),
+    )
+}
+
+/// Asks the cluster of `kafka` to create `new`; a topic that already exists is left as it is.
+///
+/// # Errors
+/// If the cluster refuses for another reason.
+pub(crate) fn create_new_topic(
+    kafka: &KafkaConfig,
+    new: &rdkafka::admin::NewTopic<'_>,
+) -> Result<(), AdapterError> {
     let admin = admin_client(kafka)?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    let options = AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
+    let options = rdkafka::admin::AdminOptions::new().operation_timeout(Some(LOOKUP_TIMEOUT));
+    let failed = |source| AdapterError::Metadata {
+        topic: new.name.to_owned(),
+        source,
+    };
     let results =
-        futures::executor::block_on(admin.create_topics([&new], &options)).map_err(|source| {
-            AdapterError::Metadata {
-                topic: topic.to_owned(),
-                source,
-            }
-        })?;
+        futures::executor::block_on(admin.create_topics([new], &options)).map_err(failed)?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(AdapterError::Metadata {
-                    topic: topic.to_owned(),
-                    source: KafkaError::AdminOp(code),
-                });
-            }
+            Err((_, code)) => return Err(failed(KafkaError::AdminOp(code))),
         }
     }
     Ok(())
