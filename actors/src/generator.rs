@@ -61,6 +61,9 @@ pub struct FrameGenerator {
     /// The `ts` of a frame that is too far in the future to count, if the limits have one
     /// (`frames.max_ts` far enough ahead of the clock, and `frames.max_future_secs` set).
     future_ts: Option<f64>,
+    /// Seconds added to the event time of the frames of each partition (in the order of
+    /// `partitions`; none: 0): producers whose clocks are off ([`Self::with_skews`]).
+    skews: Vec<f64>,
 }
 
 /// Seconds since the epoch, now.
@@ -98,7 +101,17 @@ impl FrameGenerator {
             partitions,
             start_ts,
             future_ts,
+            skews: Vec::new(),
         }
+    }
+
+    /// The same generator with the event time of partition `partitions[i]`'s frames moved by
+    /// `skews[i]` seconds (a producer whose clock is that far off; partitions past the end of
+    /// `skews` keep theirs).
+    #[must_use]
+    pub fn with_skews(mut self, skews: Vec<f64>) -> Self {
+        self.skews = skews;
+        self
     }
 
     /// Frame number `index`; `wall_ts` is the current time, used when `event_rate` is 0.
@@ -108,12 +121,15 @@ impl FrameGenerator {
             StdRng::seed_from_u64(self.config.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let user = rng.random_range(0..self.config.users);
         let uid = format!("u{user}");
-        let partition = self.partitions[(user % self.partitions.len() as u64) as usize];
-        let base = if self.config.event_rate > 0.0 {
-            self.start_ts + index as f64 / self.config.event_rate
-        } else {
-            wall_ts
-        };
+        let slot = (user % self.partitions.len() as u64) as usize;
+        let partition = self.partitions[slot];
+        let skew = self.skews.get(slot).copied().unwrap_or(0.0);
+        let base = skew
+            + if self.config.event_rate > 0.0 {
+                self.start_ts + index as f64 / self.config.event_rate
+            } else {
+                wall_ts
+            };
         let bad = self.config.bad_ratio > 0.0 && rng.random::<f64>() < self.config.bad_ratio;
         if bad {
             let reason = match InvalidReason::ALL
@@ -328,11 +344,40 @@ pub enum GeneratorError {
 /// A running generator.
 pub struct GeneratorHandle {
     stop: Arc<AtomicBool>,
+    pause: ProducerPause,
     thread: JoinHandle<Result<GeneratorReport, GeneratorError>>,
     done: Option<tokio::sync::oneshot::Receiver<BTreeMap<PartitionId, i64>>>,
 }
 
+/// Pauses a running generator's producing from another thread ([`GeneratorHandle::pauser`]):
+/// a producer that stops sending for a while (a stalled process) and then goes on at its
+/// rate; what it would have produced meanwhile comes later, not all at once.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerPause {
+    until: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+impl ProducerPause {
+    /// Produces nothing for `hold` from now.
+    pub fn pause_for(&self, hold: Duration) {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + hold);
+    }
+
+    /// Whether producing is paused now.
+    fn paused(&self) -> bool {
+        self.until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| Instant::now() < until)
+    }
+}
+
 impl GeneratorHandle {
+    /// What pauses the generator's producing.
+    pub fn pauser(&self) -> ProducerPause {
+        self.pause.clone()
+    }
+
     /// Asks the generator to stop after the frame it is producing.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -380,21 +425,42 @@ pub fn spawn(
     partitions: Vec<PartitionId>,
     record_placements: bool,
 ) -> std::io::Result<GeneratorHandle> {
+    spawn_from(
+        kafka,
+        FrameGenerator::new(config, limits, partitions),
+        window_secs,
+        record_placements,
+    )
+}
+
+/// [`spawn`] with a generator of the caller's (one with skewed clocks, say).
+///
+/// # Errors
+/// If the thread cannot be started.
+pub fn spawn_from(
+    kafka: &KafkaConfig,
+    generator: FrameGenerator,
+    window_secs: i64,
+    record_placements: bool,
+) -> std::io::Result<GeneratorHandle> {
     let stop = Arc::new(AtomicBool::new(false));
+    let pause = ProducerPause::default();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let run = Run {
         kafka: kafka.clone(),
-        config: config.clone(),
-        generator: FrameGenerator::new(config, limits, partitions),
+        config: generator.config.clone(),
+        generator,
         window_secs,
         record_placements,
         stop: stop.clone(),
+        pause: pause.clone(),
     };
     let thread = std::thread::Builder::new()
         .name("generator".into())
         .spawn(move || run.run(done_tx))?;
     Ok(GeneratorHandle {
         stop,
+        pause,
         thread,
         done: Some(done_rx),
     })
@@ -407,6 +473,7 @@ struct Run {
     window_secs: i64,
     record_placements: bool,
     stop: Arc<AtomicBool>,
+    pause: ProducerPause,
 }
 
 impl Run {
@@ -427,12 +494,23 @@ impl Run {
             self.config.frames
         };
         let mut index = 0u64;
+        // Time spent paused does not count towards the rate.
+        let mut paused = Duration::ZERO;
         while index < limit && !self.stop.load(Ordering::Relaxed) {
+            if self.pause.paused() {
+                let at = Instant::now();
+                producer.poll(Duration::from_millis(10));
+                self.collect(&producer, &mut pending, &mut report);
+                paused += at.elapsed();
+                continue;
+            }
             // Frames allowed so far by the rate; produce in small bursts, then wait.
             let allowed = if self.config.rate == 0 {
                 index + 1_000
             } else {
-                (started.elapsed().as_secs_f64() * self.config.rate as f64) as u64 + 1
+                (started.elapsed().saturating_sub(paused).as_secs_f64() * self.config.rate as f64)
+                    as u64
+                    + 1
             };
             if index >= allowed {
                 producer.poll(Duration::from_millis(5));
@@ -551,6 +629,29 @@ mod tests {
             invalid: crate::frame::InvalidPolicy::NONE,
         }
         .at(now_epoch_secs())
+    }
+
+    #[test]
+    fn a_skewed_partition_gets_its_event_time_moved_and_nothing_else() {
+        let parts = vec![p(0), p(1)];
+        let plain = FrameGenerator::new(&config(), limits(), parts.clone());
+        let skewed = plain.clone().with_skews(vec![0.0, -2.0]);
+        let mut moved = 0;
+        for index in 0..400 {
+            let (a, b) = (plain.frame(index, 0.0), skewed.frame(index, 0.0));
+            assert_eq!((a.partition, &a.key), (b.partition, &b.key));
+            if let (FrameKind::Valid { ts: x, .. }, FrameKind::Valid { ts: y, .. }) =
+                (a.kind, b.kind)
+            {
+                let expected = if a.partition == p(1) { -2.0 } else { 0.0 };
+                assert!(
+                    (y - x - expected).abs() < 1e-6,
+                    "frame {index}: {x} then {y}"
+                );
+                moved += usize::from(a.partition == p(1));
+            }
+        }
+        assert!(moved > 100, "{moved}");
     }
 
     fn config() -> GeneratorConfig {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
 use actors::faults::{FaultPlan, PartitionFault, Times};
-use actors::generator::{self, GeneratorReport};
+use actors::generator::{self, GeneratorReport, ProducerPause};
 use actors::intake::GroupRecord;
 use actors::kafka::{self, EmbeddedCluster, FrameProducer};
 use actors::metrics::{GetMetrics, MetricsSnapshot};
@@ -181,6 +181,12 @@ pub trait Scenario: std::fmt::Debug + Sync {
 
     /// Changes to the data set every scenario produces.
     fn data(&self, _data: &mut GeneratorConfig) {}
+
+    /// Seconds added to the event time of each partition's frames, by partition index (a
+    /// producer whose clock is off; none unless it says otherwise).
+    fn skews(&self) -> Vec<f64> {
+        Vec::new()
+    }
 
     /// Invalid frames appended to the end of every partition once the data set is in, one
     /// per partition, taken in turn (none unless it says otherwise).
@@ -713,6 +719,8 @@ pub struct Service<'a> {
     data_in: tokio::sync::oneshot::Receiver<()>,
     /// The service's executable (`ChaosOptions::executable`), for runs in a child process.
     executable: Option<&'a Path>,
+    /// Pauses the data set's producer.
+    producer: &'a ProducerPause,
 }
 
 /// How the service ran under the fault.
@@ -744,6 +752,7 @@ impl Service<'_> {
             topic,
             second_out,
             data_in,
+            producer,
             ..
         } = self;
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
@@ -761,6 +770,7 @@ impl Service<'_> {
                 cluster,
                 topic,
                 second_member: &second_member,
+                producer,
                 started: Instant::now(),
                 problems: RefCell::default(),
             };
@@ -814,6 +824,8 @@ pub struct Fault<'a> {
     topic: &'a str,
     /// Settings for a second member of the service's group, writing to a file of its own.
     second_member: &'a Settings,
+    /// Pauses the data set's producer.
+    producer: &'a ProducerPause,
     /// When the driver started: the fault's moment, unless it measures from later.
     started: Instant,
     /// What the driver found wrong (added to the verdict's problems).
@@ -1003,15 +1015,12 @@ pub async fn run_scenario(
     producing_to
         .properties
         .insert("reconnect.backoff.max.ms".to_owned(), "100".to_owned());
-    let generator = generator::spawn(
-        &producing_to,
-        &data,
-        settings.frames.limits(),
-        settings.window.length_secs,
-        partitions_of(&topic),
-        true,
-    )
-    .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
+    let frames =
+        generator::FrameGenerator::new(&data, settings.frames.limits(), partitions_of(&topic))
+            .with_skews(scenario.skews());
+    let generator = generator::spawn_from(&producing_to, frames, settings.window.length_secs, true)
+        .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
+    let producer = generator.pauser();
     let written_to = match options.output {
         ChaosOutput::File => Written::Files(vec![out.clone(), second.clone()]),
         ChaosOutput::Kafka | ChaosOutput::ExactlyOnce => {
@@ -1047,6 +1056,7 @@ pub async fn run_scenario(
             second_out: &second,
             data_in,
             executable: options.executable.as_deref(),
+            producer: &producer,
         })
         .await?;
     let (mut report, ends) = producing

@@ -45,6 +45,11 @@ pub enum Kind {
     LinkBandwidth,
     /// A second group member joins, and leaves when healed (group model).
     MemberAdded,
+    /// The data set's producer sends nothing for a while, then goes on at its rate.
+    ProducerPause,
+    /// The producers of the partitions disagree on the time, for the whole run: partition
+    /// `i`'s frames are stamped `amount` ms × i / 3 early (within `window.lateness_secs`).
+    ClockSkew,
     /// Every write of the sink takes `amount` ms, for the whole run.
     SlowSink,
     /// The open windows get a memory budget of `amount` KiB, for the whole run.
@@ -93,8 +98,8 @@ pub struct Plan {
 /// The schedule of run `run` of the campaign `seed`, for a data set flowing for `duration`:
 /// three to five timed faults, the first three starting within 5 s of each other and lasting
 /// at least 6 s (so they overlap), the rest anywhere before the last 5 s; at most one fault on
-/// a broker process at a time; and, one run in four each, a slow sink or a tight memory
-/// budget for the whole run.
+/// a broker process at a time; and, one run in four each, a slow sink, a tight memory
+/// budget or skewed producer clocks for the whole run.
 #[must_use]
 pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
     let mut rng = StdRng::seed_from_u64(seed ^ u64::from(run).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -106,6 +111,7 @@ pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
         Kind::LinkDropAnswers,
         Kind::LinkLatency,
         Kind::LinkBandwidth,
+        Kind::ProducerPause,
     ];
     if model == Model::Group {
         kinds.push(Kind::MemberAdded);
@@ -149,7 +155,12 @@ pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
     }
     steps.sort_by_key(|s| s.at_ms);
     let mut whole_run = Vec::new();
-    for (kind, amount) in [(Kind::SlowSink, 300), (Kind::TightBudget, 256)] {
+    let skew_ms = rng.random_range(1_000..=3_000);
+    for (kind, amount) in [
+        (Kind::SlowSink, 300),
+        (Kind::TightBudget, 256),
+        (Kind::ClockSkew, skew_ms),
+    ] {
         if rng.random_range(0..4) == 0 {
             whole_run.push(Step {
                 kind,
@@ -237,6 +248,18 @@ impl Scenario for NemesisRun {
 
     fn needs(&self) -> Needs {
         Needs::Links
+    }
+
+    fn skews(&self) -> Vec<f64> {
+        self.plan
+            .whole_run
+            .iter()
+            .find(|s| s.kind == Kind::ClockSkew)
+            .map_or_else(Vec::new, |s| {
+                (0..PARTITIONS)
+                    .map(|i| -(s.amount as f64 / 1e3) * f64::from(i) / f64::from(PARTITIONS - 1))
+                    .collect()
+            })
     }
 
     fn settings(&self, settings: &mut Settings) {
@@ -360,7 +383,21 @@ async fn apply(fault: &Fault<'_>, step: &Step, on: bool) -> bool {
             Kind::LinkCut | Kind::LinkDropAnswers | Kind::LinkLatency | Kind::LinkBandwidth,
             false,
         ) => cluster.link(broker, &["heal"]).await,
-        (Kind::LeaderMove | Kind::MemberAdded | Kind::SlowSink | Kind::TightBudget, _) => true,
+        (Kind::ProducerPause, true) => {
+            fault
+                .producer
+                .pause_for(Duration::from_millis(step.hold_ms));
+            true
+        }
+        (
+            Kind::LeaderMove
+            | Kind::MemberAdded
+            | Kind::ProducerPause
+            | Kind::SlowSink
+            | Kind::TightBudget
+            | Kind::ClockSkew,
+            _,
+        ) => true,
     }
 }
 
@@ -713,7 +750,7 @@ mod tests {
                 p.steps.into_iter().chain(p.whole_run).map(|s| s.kind)
             })
             .collect();
-        assert_eq!(kinds.len(), 10, "{kinds:?}");
+        assert_eq!(kinds.len(), 12, "{kinds:?}");
     }
 
     #[test]
