@@ -112,7 +112,25 @@ pub struct PartitionReader {
     /// this reader has answered: it ends its fetch and starts a new one at its position
     /// once the leader is in reach again, and reports the end only from that fetch on.
     breaks_seen: u64,
+    /// Where it is in finding the end again after a break.
+    earning: Earning,
 }
+
+/// Where a [`PartitionReader`] is in finding its partition's end again after a break in the
+/// link to its leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Earning {
+    /// Nothing owed: what it says of the end comes from fetches made since the last break.
+    Settled,
+    /// It sought to its position at this moment, and no record or end has come since.
+    Sought(std::time::Instant),
+}
+
+/// How long a reader waits after seeking for a record or the end before it seeks again: a
+/// fetch at the end answers within `fetch.wait.max.ms`, so this long without either means the
+/// seek was lost (the partition moving between brokers as it was made, say), and the end
+/// would never be signalled.
+const SEEK_AGAIN_AFTER: Duration = Duration::from_secs(10);
 
 /// What a [`PartitionReader`]'s next poll must settle before it reads.
 enum Owed {
@@ -189,6 +207,7 @@ impl PartitionReader {
             wake: None,
             paused: false,
             breaks_seen,
+            earning: Earning::Settled,
         })
     }
 
@@ -209,11 +228,32 @@ impl PartitionReader {
             return false;
         }
         if breaks == self.breaks_seen {
+            if let Earning::Sought(at) = self.earning {
+                if at.elapsed() >= SEEK_AGAIN_AFTER {
+                    tracing::info!(partition = %self.partition, waited = ?at.elapsed(), "No record or end came since the reader fetched again after a break; fetching once more.");
+                    self.seek_to_position();
+                }
+            }
+            // Whatever comes now comes from fetches made after the break.
             return true;
         }
-        let Some(position) = self.next_offset else {
+        if self.next_offset.is_none() {
             // No position yet: nothing was read, so no end was known before the break.
             self.breaks_seen = breaks;
+            return false;
+        }
+        if self.seek_to_position() {
+            self.breaks_seen = breaks;
+        }
+        // A failed seek is asked again at the next poll: without it a partition that gets
+        // nothing new would never be signalled at its end again.
+        false
+    }
+
+    /// Seeks to the reader's position (see [`Self::end_holds`]); answers whether librdkafka
+    /// took the seek.
+    fn seek_to_position(&mut self) -> bool {
+        let Some(position) = self.next_offset else {
             return false;
         };
         let sought = self.consumer.seek(
@@ -224,16 +264,15 @@ impl PartitionReader {
         );
         match sought {
             Ok(()) => {
-                self.breaks_seen = breaks;
                 tracing::debug!(partition = %self.partition, position, "Fetching again after a break in the link to the leader.");
+                self.earning = Earning::Sought(std::time::Instant::now());
+                true
             }
-            // Asked again at the next poll: without the seek a partition that gets nothing new
-            // would never be signalled at its end again.
             Err(error) => {
                 tracing::debug!(partition = %self.partition, position, %error, "Fetching again after a break in the link to the leader failed.");
+                false
             }
         }
-        false
     }
 
     /// The position left the log before it was read (retention deleted it): starts the move
@@ -562,6 +601,9 @@ impl FrameSource for PartitionReader {
                     break;
                 }
             }
+        }
+        if status.records > 0 || status.at_end {
+            self.earning = Earning::Settled;
         }
         // The position only ever comes from records actually handed out: the cached high
         // watermark may already count records that are fetched but still queued, and using it

@@ -48,6 +48,7 @@ pub static SCENARIOS: &[&dyn Scenario] = &[
     &CoordinatorCutOff,
     &AnswersDropped,
     &SlowLeader,
+    &EveryAnswerDropped,
 ];
 
 /// `partition-panic`.
@@ -1067,6 +1068,43 @@ impl Scenario for SlowLeader {
                 fault.problem("no frames over the slow link");
             }
             flowing
+        })
+    }
+}
+
+/// `every-answer-dropped`.
+#[derive(Debug)]
+pub struct EveryAnswerDropped;
+
+impl Scenario for EveryAnswerDropped {
+    fn name(&self) -> &'static str {
+        "every-answer-dropped"
+    }
+
+    fn about(&self) -> &'static str {
+        "Every broker's answers to the service are dropped for 15 s (its requests still \
+         arrive), with a 2 s transaction timeout: with exactly-once output the open \
+         transaction outlives its timeout and the broker aborts it; the flush must be written \
+         again, once, and the service go on."
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::Links
+    }
+
+    fn settings(&self, settings: &mut Settings) {
+        settings.sink.transaction_timeout_ms = 2_000;
+        settings.sink.delivery_timeout_ms = 2_000;
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            fault.link(None, &["drop-answers"]).await;
+            // The broker aborts a transaction older than its timeout at its next sweep
+            // (transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s).
+            actix_rt::time::sleep(Duration::from_secs(15)).await;
+            fault.link(None, &["heal"]).await;
+            fault.recovery(Watch::Any, Instant::now()).await
         })
     }
 }
