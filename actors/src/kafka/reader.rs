@@ -122,6 +122,10 @@ pub struct PartitionReader {
 enum Earning {
     /// Nothing owed: what it says of the end comes from fetches made since the last break.
     Settled,
+    /// librdkafka signalled the end while it could not count (the leader out of reach, as
+    /// when the first statistics come before the first fetch answers), and will not signal it
+    /// again for that offset: the reader seeks once the leader is in reach.
+    Owed,
     /// It sought to its position at this moment, and no record or end has come since.
     Sought(std::time::Instant),
 }
@@ -227,7 +231,7 @@ impl PartitionReader {
         if !reachable {
             return false;
         }
-        if breaks == self.breaks_seen {
+        if breaks == self.breaks_seen && self.earning != Earning::Owed {
             if let Earning::Sought(at) = self.earning {
                 if at.elapsed() >= SEEK_AGAIN_AFTER {
                     tracing::info!(partition = %self.partition, waited = ?at.elapsed(), "No record or end came since the reader fetched again after a break; fetching once more.");
@@ -240,6 +244,7 @@ impl PartitionReader {
         if self.next_offset.is_none() {
             // No position yet: nothing was read, so no end was known before the break.
             self.breaks_seen = breaks;
+            self.earning = Earning::Settled;
             return false;
         }
         if self.seek_to_position() {
@@ -575,6 +580,9 @@ impl FrameSource for PartitionReader {
                     // From a fetch before the last break, or while the leader is out of
                     // reach: not the end as it is now.
                     status.at_end = end_holds;
+                    if !end_holds {
+                        self.earning = Earning::Owed;
+                    }
                     // At the end the client's position also counts what it read and passed
                     // over without handing out: transaction markers and records of aborted
                     // transactions. Every record below it has been handed out (the end event
@@ -602,7 +610,7 @@ impl FrameSource for PartitionReader {
                 }
             }
         }
-        if status.records > 0 || status.at_end {
+        if status.at_end || (status.records > 0 && self.earning != Earning::Owed) {
             self.earning = Earning::Settled;
         }
         // The position only ever comes from records actually handed out: the cached high
