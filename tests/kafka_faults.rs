@@ -158,15 +158,11 @@ exactly_once!(ignore exactly_once_slow_leader_group_model, SlowLeader, Group);
 // outlives its timeout; the flush is written again whether the producer is found stuck or
 // fenced for the transaction's age.)
 exactly_once!(
-    exactly_once_every_answer_dropped_past_the_transaction_timeout_partition_model,
+    exactly_once_every_answer_dropped_partition_model,
     EveryAnswerDropped,
     Partition
 );
-exactly_once!(
-    ignore exactly_once_every_answer_dropped_past_the_transaction_timeout_group_model,
-    EveryAnswerDropped,
-    Group
-);
+exactly_once!(ignore exactly_once_every_answer_dropped_group_model, EveryAnswerDropped, Group);
 
 /// The node states `tests/kafka/cluster status` reports, by node.
 fn states(kafka: &RealKafka) -> Vec<String> {
