@@ -411,22 +411,21 @@ pub(crate) fn observe_leaders(board: &LeaderBoard, stats: &[u8]) {
                 .get("fetch_state")
                 .and_then(serde_json::Value::as_str)
                 .is_none_or(|state| state == "active");
-            // The broker the client fetches the partition from must be its leader (it is
-            // another, or none, while the client moves the partition to a new leader).
+            // Which broker the client fetches from is not asked: it may be a follower
+            // (rack-aware fetching), and while the client moves the partition to a new leader
+            // the leader's change is a break already, whose end only the leader's answer
+            // signals.
             let (id, leader) = (field("partition"), field("leader"));
-            let from_leader = field("broker").is_none_or(|broker| Some(broker) == leader);
             if let (Some(id), Some(true), Some(leader)) = (id, desired, leader) {
                 if id >= 0 {
                     let id = PartitionId::new(topic_id, id as i32);
                     board.observe(id, leader as i32);
                     let link = match brokers.get(&leader) {
-                        Some(&(true, connects)) if leader >= 0 && fetching && from_leader => {
-                            Some(Link {
-                                leader: leader as i32,
-                                leader_epoch: field("leader_epoch").unwrap_or(-1),
-                                connects,
-                            })
-                        }
+                        Some(&(true, connects)) if leader >= 0 && fetching => Some(Link {
+                            leader: leader as i32,
+                            leader_epoch: field("leader_epoch").unwrap_or(-1),
+                            connects,
+                        }),
                         _ => None,
                     };
                     board.observe_link(id, link);
@@ -1376,12 +1375,9 @@ mod tests {
             "reconnected between two reports"
         );
         assert_eq!(report(2, 1, 8, 1), (true, 2), "elected again");
-        // Moving to broker 2: its metadata names the new leader before the fetch moves.
-        assert_eq!(
-            report(2, 2, 9, 1),
-            (false, 3),
-            "not fetched from its leader"
-        );
+        // Moving to broker 2 (its metadata names the new leader before the fetch moves, or a
+        // follower serves the fetches): one break, the leader's.
+        assert_eq!(report(2, 2, 9, 1), (true, 3), "a new leader");
         assert_eq!(report(2, 2, 9, 2), (true, 3), "fetched from the new leader");
         assert_eq!(
             report(2, 2, 9, 2),
