@@ -170,8 +170,8 @@ pub async fn run_with(
     run_with_faults(settings, shutdown, None, on_start).await
 }
 
-/// [`run_with`], with the partition sources wrapped in `faults` (fault injection: `chaos` and
-/// the tests arm faults in the plan while the service runs).
+/// [`run_with`], with the partition sources and the output wrapped in `faults` (fault
+/// injection: `chaos` and the tests arm faults in the plan while the service runs).
 ///
 /// # Errors
 /// As [`run`].
@@ -242,12 +242,16 @@ pub async fn run_with_faults(
         partitions,
         transactions,
     } = prepare_intake(&settings, kafka.clone(), leaders.clone()).await?;
-    if let Some(faults) = faults {
+    if let Some(faults) = &faults {
         intake.assignments = faults.wrap(intake.assignments);
     }
     // Closed once a stop misses its deadline: no commit goes out after that.
     let commits_closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let outlet = open_outlet(&settings, committer, transactions, commits_closed.clone()).await?;
+    let mut outlet =
+        open_outlet(&settings, committer, transactions, commits_closed.clone()).await?;
+    if let Some(faults) = &faults {
+        outlet = faults.wrap_outlet(outlet);
+    }
     let probe = (settings.supervisor.stall_timeout_ms > 0).then_some(probe);
 
     let mut generator = match &embedded {

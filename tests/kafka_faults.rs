@@ -46,8 +46,12 @@ async fn check_output(scenario: &dyn Scenario, model: Model, output: ChaosOutput
     kafka.control(&["restart", "all"]);
     let result = result.unwrap();
     lab_common::assert_scenario_passed(&result, dir, 30_000);
-    // Bad frames and a member joining stop nothing: no recovery to measure.
-    if !matches!(scenario.name(), "poison-frames" | "member-churn") {
+    // Bad frames and a member joining stop nothing, a refused output stops the service: no
+    // recovery to measure.
+    if !matches!(
+        scenario.name(),
+        "poison-frames" | "member-churn" | "output-refused"
+    ) {
         assert!(
             result.recovery_ms.is_some(),
             "{name}: recovery measured: {result:?}"
@@ -154,6 +158,10 @@ exactly_once!(ignore exactly_once_answers_dropped_partition_model, AnswersDroppe
 exactly_once!(ignore exactly_once_answers_dropped_group_model, AnswersDropped, Group);
 exactly_once!(ignore exactly_once_slow_leader_partition_model, SlowLeader, Partition);
 exactly_once!(ignore exactly_once_slow_leader_group_model, SlowLeader, Group);
+// A transaction refused for good: the service stops naming the output; nothing is visible
+// of the refused transaction and the restart writes on from the commits.
+exactly_once!(ignore exactly_once_output_refused_partition_model, OutputRefused, Partition);
+exactly_once!(ignore exactly_once_output_refused_group_model, OutputRefused, Group);
 // Exactly once only: with file output it is an outage of every link. (The transaction
 // outlives its timeout; the flush is written again whether the producer is found stuck or
 // fenced for the transaction's age.)
@@ -534,6 +542,104 @@ async fn a_short_nemesis_campaign_finds_nothing() {
     }
 }
 
+/// Creates `topic` (one partition) led by a broker other than `group`'s coordinator; returns
+/// the coordinator and the leader. (The test cluster never moves leaders by itself: see
+/// `auto.leader.rebalance.enable` in `tests/kafka/cluster`.)
+fn led_away_from_coordinator(kafka: &RealKafka, topic: &str, group: &str) -> (i32, i32) {
+    let mut config = kafka.config(topic, group);
+    config.group = group.to_owned();
+    let coordinator = loop {
+        if let Some(c) = actors::kafka::group_coordinator(&config).expect("metadata") {
+            break c;
+        }
+        let _ = actors::kafka::group_state(&config);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let leader = (1..=3).find(|n| *n != coordinator).unwrap();
+    let others: Vec<String> = (1..=3)
+        .filter(|n| *n != leader)
+        .map(|n| n.to_string())
+        .collect();
+    kafka.create_topic_with(
+        topic,
+        &[
+            "--replica-assignment",
+            &format!("{leader}:{}", others.join(":")),
+        ],
+    );
+    (coordinator, leader)
+}
+
+/// A service that starts while its group's coordinator is out of reach (the partition model
+/// reads the group's commits before it assigns anything) asks again until the coordinator
+/// answers, instead of stopping after one timed-out look-up, and then starts from the
+/// committed offset.
+#[actix::test]
+async fn a_service_started_while_its_coordinator_is_out_of_reach_waits_for_its_commits() {
+    let name = "a_service_started_while_its_coordinator_is_out_of_reach_waits_for_its_commits";
+    let Some(kafka) = RealKafka::get(name) else {
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let topic = common::unique("coordinator-away");
+    let group = format!("{topic}-group");
+    let (coordinator, _) = led_away_from_coordinator(&kafka, &topic, &group);
+    let p0 = actors::topic::PartitionId::of(&topic, 0);
+    let producer = actors::kafka::FrameProducer::new(&kafka.config(&topic, "")).expect("producer");
+    let mut truth = std::collections::BTreeMap::new();
+    send_frames(
+        &producer,
+        p0,
+        (0..20).map(|i| (1_790_000_002, format!("u{i}"))),
+        &mut truth,
+    );
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    let mut config = kafka.config(&topic, &group);
+    config.group = group.clone();
+    let mut committer = actors::kafka::KafkaCommitter::new(&config).expect("committer");
+    actors::ports::OffsetCommitter::commit(
+        &mut committer,
+        &[actors::ports::CommitPosition {
+            partition: p0,
+            offset: 10,
+            metadata: String::new(),
+        }],
+    )
+    .expect("commit");
+    drop(committer);
+    kafka.link(coordinator as u8, &["refuse"]);
+    let healed = scopeguard(&kafka);
+    let dir = common::real::member_dir(name);
+    let mut member = common::real::Member::spawn_on(
+        &kafka.linked(),
+        "coordinator-away",
+        dir.path(),
+        &topic,
+        &group,
+        &[("RUST_LOG", "info,actors::kafka=debug")],
+        &["--model", "partition"],
+    );
+    // One look-up (10 s) timed out and the service asks again.
+    common::real::wait_on(&member, "never asked for its commits again", || {
+        member
+            .log_text()
+            .contains("Group coordinator not ready; asking again.")
+    });
+    assert!(
+        member.status().is_some(),
+        "the service stopped: {}",
+        member.log_text()
+    );
+    kafka.link(coordinator as u8, &["heal"]);
+    common::real::wait_on(&member, "never read partition 0 from its commit", || {
+        member.status().is_some_and(|status| {
+            status["partitions"][p0.to_string()]["position"] == 20 && status["frames"] == 10
+        })
+    });
+    drop(healed);
+    member.stop();
+}
+
 /// An end that librdkafka signals while the statistics still call the leader out of reach
 /// does not count, and librdkafka does not signal it again for the same offset: the reader
 /// must fetch once more when the leader is in reach, or the partition is never at its end
@@ -553,27 +659,7 @@ async fn an_end_signalled_before_the_statistics_saw_the_leader_again_is_found_ag
     let group = format!("{topic}-group");
     // The partition's leader is not the group's coordinator, whose link stays up (the
     // service looks its commits up as it starts).
-    let mut config = kafka.config(&topic, &group);
-    config.group = group.clone();
-    let coordinator = loop {
-        if let Some(c) = actors::kafka::group_coordinator(&config).expect("metadata") {
-            break c;
-        }
-        let _ = actors::kafka::group_state(&config);
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    };
-    let leader = (1..=3).find(|n| *n != coordinator).unwrap();
-    let others: Vec<String> = (1..=3)
-        .filter(|n| *n != leader)
-        .map(|n| n.to_string())
-        .collect();
-    kafka.create_topic_with(
-        &topic,
-        &[
-            "--replica-assignment",
-            &format!("{leader}:{}", others.join(":")),
-        ],
-    );
+    let (_, leader) = led_away_from_coordinator(&kafka, &topic, &group);
     let p0 = actors::topic::PartitionId::of(&topic, 0);
     let producer = actors::kafka::FrameProducer::new(&kafka.config(&topic, "")).expect("producer");
     let mut truth = std::collections::BTreeMap::new();

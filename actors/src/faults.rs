@@ -9,14 +9,20 @@
 //! sources.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::frame::DeadLetter;
+use crate::outlet::{Outlet, TransactionFailure, TransactionalSink};
+use crate::ports::CommitPosition;
 use crate::ports::{
     AssignmentSource, CoverageProbe, FailureKind, FrameSource, OnLeave, PollStatus, SourceError,
     SourceFactory, SourceRecord, Wake,
 };
+use crate::sink::Sink;
 use crate::topic::PartitionId;
+use crate::window::ClosedWindow;
 
 /// A fault to inject into a partition's source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,9 +50,45 @@ pub enum Times {
 #[derive(Clone, Default)]
 pub struct FaultPlan {
     armed: Arc<Mutex<BTreeMap<PartitionId, (PartitionFault, Times)>>>,
+    /// Every write of the output fails while set ([`FaultPlan::refuse_output`]).
+    output_refused: Arc<AtomicBool>,
 }
 
+/// The error an output refusing writes answers.
+pub const OUTPUT_REFUSED: &str = "the output refuses every write (an injected fault)";
+
 impl FaultPlan {
+    /// Makes every write of the output fail (`true`) or pass again (`false`): the window
+    /// sink's writes fail with an I/O error, exactly-once transactions as a fatal error.
+    pub fn refuse_output(&self, refuse: bool) {
+        tracing::warn!(refuse, "Injecting an output fault.");
+        self.output_refused.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Wraps the writes of `outlet` in the output fault ([`FaultPlan::refuse_output`]).
+    #[must_use]
+    pub fn wrap_outlet(&self, outlet: Outlet) -> Outlet {
+        let refused = self.output_refused.clone();
+        match outlet {
+            Outlet::AtLeastOnce {
+                sink,
+                dead_letters,
+                committer,
+            } => Outlet::AtLeastOnce {
+                sink: Box::new(RefusingOutput {
+                    inner: sink,
+                    refused,
+                }),
+                dead_letters,
+                committer,
+            },
+            Outlet::ExactlyOnce(transactions) => Outlet::ExactlyOnce(Box::new(RefusingOutput {
+                inner: transactions,
+                refused,
+            })),
+        }
+    }
+
     /// Arms `fault` for `partition`, replacing what was armed for it.
     pub fn inject(&self, partition: PartitionId, fault: PartitionFault, times: Times) {
         tracing::warn!(%partition, ?fault, ?times, "Injecting a fault.");
@@ -182,6 +224,40 @@ impl FrameSource for FaultySource {
     }
 }
 
+/// An output whose writes fail while `refused` is set.
+struct RefusingOutput<T: ?Sized> {
+    inner: Box<T>,
+    refused: Arc<AtomicBool>,
+}
+
+impl Sink for RefusingOutput<dyn Sink> {
+    fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()> {
+        if self.refused.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other(OUTPUT_REFUSED));
+        }
+        self.inner.write(windows)
+    }
+}
+
+impl TransactionalSink for RefusingOutput<dyn TransactionalSink> {
+    fn write_and_commit(
+        &mut self,
+        windows: &[ClosedWindow],
+        letters: &[DeadLetter],
+        positions: &[CommitPosition],
+        retry_until: Option<Instant>,
+        owned: &dyn Fn() -> bool,
+    ) -> Result<Vec<CommitPosition>, TransactionFailure> {
+        if self.refused.load(Ordering::SeqCst) {
+            return Err(TransactionFailure::Fatal {
+                reason: OUTPUT_REFUSED.to_owned(),
+            });
+        }
+        self.inner
+            .write_and_commit(windows, letters, positions, retry_until, owned)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -197,6 +273,26 @@ mod tests {
 
     fn poll(source: &mut Box<dyn FrameSource>) -> Result<PollStatus, SourceError> {
         source.poll(10, &mut |_| {})
+    }
+
+    #[test]
+    fn a_refused_output_fails_every_write_until_it_is_healed() {
+        let plan = FaultPlan::default();
+        let outlet = plan.wrap_outlet(Outlet::at_least_once(
+            Box::new(crate::fakes::NullSink),
+            Box::new(crate::fakes::Commits::default()),
+        ));
+        let Outlet::AtLeastOnce { mut sink, .. } = outlet else {
+            panic!("the outlet keeps its kind");
+        };
+        assert!(sink.write(&[]).is_ok());
+        plan.refuse_output(true);
+        for _ in 0..2 {
+            let error = sink.write(&[]).unwrap_err();
+            assert_eq!(error.to_string(), OUTPUT_REFUSED);
+        }
+        plan.refuse_output(false);
+        assert!(sink.write(&[]).is_ok());
     }
 
     #[test]

@@ -129,6 +129,14 @@ fn partitions_of(topic: &str) -> Vec<PartitionId> {
 const RECOVERY_WAIT: Duration = Duration::from_secs(60);
 /// When the fault is injected, after the service started.
 const FAULT_AT: Duration = Duration::from_millis(2_500);
+/// How many group members in child processes a run may start (each writes its windows to a
+/// file of its own beside the second member's, [`child_member_file`]; the oracle reads them).
+const CHILD_MEMBERS: usize = 8;
+
+/// The file group member `n` in a child process writes to, in `dir`.
+fn child_member_file(dir: &Path, n: usize) -> PathBuf {
+    dir.join(format!("windows-member-c{n}.jsonl"))
+}
 
 /// A fault scenario: everything it does differently from the others. The harness
 /// ([`run_scenario`]) gives every scenario a fresh cluster and topic, the same settings and
@@ -566,7 +574,7 @@ impl Service<'_> {
             second_out,
             data_in,
             producer,
-            ..
+            executable,
         } = self;
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<Addr<RootSupervisor>>();
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel::<()>();
@@ -583,6 +591,7 @@ impl Service<'_> {
                 cluster,
                 topic,
                 second_member: &second_member,
+                executable,
                 producer,
                 started: Instant::now(),
                 problems: RefCell::default(),
@@ -637,6 +646,8 @@ pub struct Fault<'a> {
     topic: &'a str,
     /// Settings for a second member of the service's group, writing to a file of its own.
     second_member: &'a Settings,
+    /// The service's executable, for members in child processes.
+    executable: Option<&'a Path>,
     /// Pauses the data set's producer.
     producer: &'a ProducerPause,
     /// When the driver started: the fault's moment, unless it measures from later.
@@ -680,6 +691,39 @@ impl Fault<'_> {
                 "the link fault {fault:?} could not be applied (no linked listeners?)"
             ));
         }
+    }
+
+    /// Settings for group member `n` (below [`CHILD_MEMBERS`]) in a child process: the second
+    /// member's, writing to a file of its own ([`child_member_file`]).
+    fn child_member(&self, n: usize) -> Settings {
+        assert!(
+            n < CHILD_MEMBERS,
+            "at most {CHILD_MEMBERS} members in child processes"
+        );
+        let mut settings = self.second_member.clone();
+        let dir = Path::new(&self.second_member.sink.path)
+            .parent()
+            .unwrap_or(Path::new("."));
+        settings.sink.path = child_member_file(dir, n).display().to_string();
+        settings
+    }
+
+    /// Waits (up to 30 s) until the service has read frames: it owns partitions (a group
+    /// member has joined and been assigned). Answers whether it has.
+    async fn reading(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self
+                .supervisor
+                .send(GetMetrics)
+                .await
+                .is_ok_and(|m| m.frames > 0)
+            {
+                return true;
+            }
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
     }
 
     /// The broker coordinating the service's group, as the cluster's metadata says.
@@ -738,7 +782,10 @@ pub async fn run_scenario(
     })?;
     let out = dir.join("windows.jsonl");
     let second = dir.join("windows-member-b.jsonl");
-    for file in [&out, &second] {
+    let children: Vec<PathBuf> = (0..CHILD_MEMBERS)
+        .map(|n| child_member_file(&dir, n))
+        .collect();
+    for file in [&out, &second].into_iter().chain(&children) {
         let _ = std::fs::remove_file(file);
     }
     let stamp = std::time::SystemTime::now()
@@ -835,7 +882,12 @@ pub async fn run_scenario(
         .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
     let producer = generator.pauser();
     let written_to = match options.output {
-        ChaosOutput::File => Written::Files(vec![out.clone(), second.clone()]),
+        ChaosOutput::File => Written::Files(
+            [out.clone(), second.clone()]
+                .into_iter()
+                .chain(children.iter().cloned())
+                .collect(),
+        ),
         ChaosOutput::Kafka | ChaosOutput::ExactlyOnce => {
             Written::Topic(direct.kafka.clone(), settings.sink.topic.clone())
         }
@@ -894,6 +946,9 @@ pub async fn run_scenario(
                 source,
             })?;
             written.extend(lines(&second));
+            for child in &children {
+                written.extend(lines(child));
+            }
             written
         }
         Written::Topic(kafka, topic) => {

@@ -104,6 +104,7 @@ scenario!(ignore memory_budget_group, MemoryBudget, Group);
 scenario!(poison_frames_partition, PoisonFrames, Partition);
 scenario!(member_churn_group, MemberChurn, Group);
 scenario!(sigkill_partition, Sigkill, Partition);
+scenario!(output_refused_partition, OutputRefused, Partition);
 
 scenario!(ignore restart_budget_group, RestartBudget, Group);
 scenario!(ignore stall_partition, Stall, Partition);
@@ -126,6 +127,7 @@ scenario!(ignore poison_frames_group, PoisonFrames, Group);
 scenario!(ignore slow_sink_partition, SlowSink, Partition);
 scenario!(ignore slow_sink_group, SlowSink, Group);
 scenario!(ignore sigkill_group, Sigkill, Group);
+scenario!(ignore output_refused_group, OutputRefused, Group);
 
 /// Every scenario has a test for every model it applies to: here on the embedded cluster, or,
 /// for faults only a real cluster offers (the service's links), in `tests/kafka_faults.rs` on

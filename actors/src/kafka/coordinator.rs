@@ -20,10 +20,14 @@ fn java_hash(text: &str) -> i32 {
 }
 
 /// The partition of [`OFFSETS_TOPIC`] (of `partitions`) that holds `group`'s commits: its
-/// leader is the group's coordinator (`GroupCoordinator.partitionFor`: the hash with its sign
-/// bit cleared, modulo the partition count).
+/// leader is the group's coordinator (`GroupCoordinatorService.partitionFor`:
+/// `Utils.abs(groupId.hashCode()) % numPartitions`, where `Utils.abs` is `Math.abs` with
+/// `Integer.MIN_VALUE` taken as 0; not the hash with its sign bit cleared, which places about
+/// half of all groups elsewhere).
 fn offsets_partition(group: &str, partitions: i32) -> i32 {
-    (java_hash(group) & 0x7fff_ffff) % partitions
+    let hash = java_hash(group);
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions
 }
 
 /// The broker coordinating `kafka.group` as the cluster's metadata says now: the leader of
@@ -86,7 +90,7 @@ mod tests {
     #[test]
     fn groups_are_placed_as_kafka_places_them() {
         // Java: "".hashCode() == 0, "a".hashCode() == 97, "hello".hashCode() == 99162322;
-        // Kafka clears the sign bit of a negative one.
+        // Kafka takes the absolute value of a negative one (Integer.MIN_VALUE as 0).
         assert_eq!(java_hash(""), 0);
         assert_eq!(java_hash("a"), 97);
         assert_eq!(java_hash("hello"), 99_162_322);
@@ -98,5 +102,10 @@ mod tests {
         assert_eq!(offsets_partition("polygenelubricants", 10), 0);
         assert_eq!(offsets_partition("hello", 50), 99_162_322 % 50);
         assert_eq!(offsets_partition("a", 10), 7);
+        // A negative hash, as Kafka 4.1 places it (its `Utils.abs(hashCode) % 10`, run on
+        // the test cluster's jars): partition 2; clearing the sign bit would say 6.
+        let group = "chaos-coordinator-cut-off-group-19516-1796617351411-group";
+        assert_eq!(java_hash(group), -330_489_772);
+        assert_eq!(offsets_partition(group, 10), 2);
     }
 }

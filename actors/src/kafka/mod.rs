@@ -708,7 +708,8 @@ pub fn group_state(kafka: &KafkaConfig) -> Result<(String, usize), AdapterError>
         ))
 }
 
-/// The coordinator errors that go away by asking again.
+/// The coordinator errors that go away by asking again: the coordinator is not ready, or
+/// did not answer in time (out of reach for a moment, or moving to another broker).
 fn coordinator_not_ready(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
@@ -716,6 +717,9 @@ fn coordinator_not_ready(error: &KafkaError) -> bool {
             RDKafkaErrorCode::NotCoordinator
                 | RDKafkaErrorCode::CoordinatorNotAvailable
                 | RDKafkaErrorCode::CoordinatorLoadInProgress
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::BrokerTransportFailure
         )
     )
 }
@@ -731,7 +735,9 @@ fn read_committed<C: rdkafka::consumer::ConsumerContext>(
     })?;
     // A group's coordinator may not be ready yet: the first group on a cluster creates the
     // offsets topic, and a coordinator that moved loads its partition first. Kafka answers
-    // NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS meanwhile.
+    // NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS meanwhile;
+    // a coordinator out of reach times out. Asked again for `COORDINATOR_WAIT`, then the
+    // error stands (the service does not start).
     let deadline = std::time::Instant::now() + COORDINATOR_WAIT;
     let committed = loop {
         match consumer.committed_offsets(tpl.clone(), LOOKUP_TIMEOUT) {

@@ -9,12 +9,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
+use actors::failure::StopCause;
 use actors::intake::GroupEvent;
 use actors::metrics::GetMetrics;
 use actors::supervisor::RootSupervisor;
 use futures::future::LocalBoxFuture;
 use kafka_actors::settings::{Model, Settings};
-use kafka_actors::{run_with, RunError};
+use kafka_actors::{blocking, run_with, Failure, RunError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -45,6 +46,10 @@ pub enum Kind {
     LinkBandwidth,
     /// A second group member joins, and leaves when healed (group model).
     MemberAdded,
+    /// A second group member joins in a process of its own, which is SIGKILLed when healed:
+    /// it never leaves, and its partitions come back once its session times out (group
+    /// model).
+    MemberKilled,
     /// The data set's producer sends nothing for a while, then goes on at its rate.
     ProducerPause,
     /// The producers of the partitions disagree on the time, for the whole run: partition
@@ -52,6 +57,11 @@ pub enum Kind {
     ClockSkew,
     /// Every write of the sink takes `amount` ms, for the whole run.
     SlowSink,
+    /// The output refuses every write (an I/O error; a fatal transaction error exactly
+    /// once): the service must stop with an error naming the output, having committed
+    /// nothing it did not write; the drain run, a restart, reads on from the commits. Drawn
+    /// one run in six, after the overlapping faults.
+    FailingSink,
     /// The open windows get a memory budget of `amount` KiB, for the whole run.
     TightBudget,
 }
@@ -98,8 +108,9 @@ pub struct Plan {
 /// The schedule of run `run` of the campaign `seed`, for a data set flowing for `duration`:
 /// three to five timed faults, the first three starting within 5 s of each other and lasting
 /// at least 6 s (so they overlap), the rest anywhere before the last 5 s; at most one fault on
-/// a broker process at a time; and, one run in four each, a slow sink, a tight memory
-/// budget or skewed producer clocks for the whole run.
+/// a broker process at a time; one run in six, a refused output in the last third; and, one
+/// run in four each, a slow sink, a tight memory budget or skewed producer clocks for the
+/// whole run.
 #[must_use]
 pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
     let mut rng = StdRng::seed_from_u64(seed ^ u64::from(run).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -115,6 +126,7 @@ pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
     ];
     if model == Model::Group {
         kinds.push(Kind::MemberAdded);
+        kinds.push(Kind::MemberKilled);
     }
     let span = (duration.as_millis() as u64)
         .saturating_sub(5_000)
@@ -151,6 +163,17 @@ pub fn plan(seed: u64, run: u32, model: Model, duration: Duration) -> Plan {
             broker: rng.random_range(1..=3),
             partition: rng.random_range(0..PARTITIONS),
             amount,
+        });
+    }
+    if rng.random_range(0..6) == 0 {
+        // Late in the run, so that the faults before it land on a running service.
+        steps.push(Step {
+            kind: Kind::FailingSink,
+            at_ms: rng.random_range(span * 2 / 3..=span),
+            hold_ms: 3_000,
+            broker: 0,
+            partition: 0,
+            amount: 0,
         });
     }
     steps.sort_by_key(|s| s.at_ms);
@@ -207,6 +230,51 @@ impl NemesisRun {
             plan,
             applied: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Applies `step` (number `index` of the schedule) at its moment after `start`, records
+    /// it, and heals it after its hold.
+    async fn run_step(
+        &self,
+        fault: &Fault<'_>,
+        index: usize,
+        step: &Step,
+        samples: &std::cell::RefCell<Samples>,
+        start: Instant,
+    ) {
+        actix_rt::time::sleep(Duration::from_millis(step.at_ms)).await;
+        let at = start.elapsed();
+        let (applied, child) = if step.kind == Kind::MemberKilled {
+            let child = child_member(fault, index);
+            (child.is_some(), child)
+        } else {
+            (apply(fault, step, true).await, None)
+        };
+        let while_flowing = flowing(&samples.borrow(), at);
+        self.record(Applied {
+            step: *step,
+            applied,
+            while_flowing,
+        });
+        let hold = Duration::from_millis(step.hold_ms);
+        match (step.kind, child) {
+            (Kind::MemberAdded, _) => member_for(fault, hold).await,
+            (Kind::MemberKilled, Some(child)) => member_killed_after(fault, child, hold).await,
+            (Kind::MemberKilled, None) => {}
+            _ => {
+                actix_rt::time::sleep(hold).await;
+                apply(fault, step, false).await;
+            }
+        }
+    }
+
+    /// Whether the run refused the output (a `FailingSink` step was applied).
+    fn output_refused(&self) -> bool {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|a| a.step.kind == Kind::FailingSink && a.applied)
     }
 
     fn record(&self, applied: Applied) {
@@ -292,23 +360,13 @@ impl Scenario for NemesisRun {
                     actix_rt::time::sleep(Duration::from_millis(250)).await;
                 }
             };
-            let steps = futures::future::join_all(self.plan.steps.iter().map(|step| async {
-                actix_rt::time::sleep(Duration::from_millis(step.at_ms)).await;
-                let at = start.elapsed();
-                let applied = apply(fault, step, true).await;
-                let while_flowing = flowing(&samples.borrow(), at);
-                self.record(Applied {
-                    step: *step,
-                    applied,
-                    while_flowing,
-                });
-                if step.kind == Kind::MemberAdded {
-                    member_for(fault, Duration::from_millis(step.hold_ms)).await;
-                } else {
-                    actix_rt::time::sleep(Duration::from_millis(step.hold_ms)).await;
-                    apply(fault, step, false).await;
-                }
-            }));
+            let steps = futures::future::join_all(
+                self.plan
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(index, step)| self.run_step(fault, index, step, &samples, start)),
+            );
             let all = async {
                 steps.await;
                 let healed = Instant::now();
@@ -317,7 +375,8 @@ impl Scenario for NemesisRun {
                 progress
             };
             let (progress, ()) = futures::join!(all, sampler);
-            if progress.is_none() {
+            // A refused output stops the service: the drain run shows the recovery.
+            if progress.is_none() && !self.output_refused() {
                 fault.problem(format!(
                     "no progress within {} s of the last heal",
                     RECOVERY_WAIT.as_secs()
@@ -325,6 +384,25 @@ impl Scenario for NemesisRun {
             }
             progress
         })
+    }
+
+    /// The service may stop only on a refused output, naming it (`FailingSink`), and must
+    /// then stop: a write that failed without a stop went somewhere.
+    fn check_stop(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        let refused = self.output_refused();
+        match (&run.result.stop_cause, refused) {
+            (None, false) => {}
+            (Some(Failure::Stopped(StopCause::Output(failure))), true)
+                if failure.to_string().contains(actors::faults::OUTPUT_REFUSED) => {}
+            (None, true) => {
+                problems
+                    .push("the output refused every write, yet the service did not stop".into());
+            }
+            (Some(_), _) => problems.push(format!(
+                "the service stopped: {}",
+                run.result.stopped_with.as_deref().unwrap_or("?")
+            )),
+        }
     }
 
     fn expect(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
@@ -335,7 +413,7 @@ impl Scenario for NemesisRun {
         // A member that joined took partitions from this one, which got them back.
         if applied
             .iter()
-            .any(|a| a.step.kind == Kind::MemberAdded && a.applied)
+            .any(|a| matches!(a.step.kind, Kind::MemberAdded | Kind::MemberKilled) && a.applied)
             && !run
                 .history
                 .iter()
@@ -383,6 +461,10 @@ async fn apply(fault: &Fault<'_>, step: &Step, on: bool) -> bool {
             Kind::LinkCut | Kind::LinkDropAnswers | Kind::LinkLatency | Kind::LinkBandwidth,
             false,
         ) => cluster.link(broker, &["heal"]).await,
+        (Kind::FailingSink, on) => {
+            fault.plan.refuse_output(on);
+            true
+        }
         (Kind::ProducerPause, true) => {
             fault
                 .producer
@@ -392,6 +474,7 @@ async fn apply(fault: &Fault<'_>, step: &Step, on: bool) -> bool {
         (
             Kind::LeaderMove
             | Kind::MemberAdded
+            | Kind::MemberKilled
             | Kind::ProducerPause
             | Kind::SlowSink
             | Kind::TightBudget
@@ -407,6 +490,38 @@ async fn member_for(fault: &Fault<'_>, hold: Duration) {
     if let Err(error) = run_with(fault.second_member.clone(), leave, |_| {}).await {
         fault.problem(format!("the added member failed: {error}"));
     }
+}
+
+/// Member `n` of the service's group in a child process (the service's executable); `None`
+/// (a problem of the run) when it cannot be started.
+fn child_member(fault: &Fault<'_>, n: usize) -> Option<std::process::Child> {
+    let Some(executable) = fault.executable else {
+        fault.problem("a member in a child process needs the service's executable");
+        return None;
+    };
+    match super::scenarios::spawn_service(executable, &fault.child_member(n)) {
+        Ok(child) => Some(child),
+        Err(error) => {
+            fault.problem(format!(
+                "the member in a child process did not start: {error}"
+            ));
+            None
+        }
+    }
+}
+
+/// SIGKILLs `child` after `hold`; a member that exited before is a problem of the run.
+async fn member_killed_after(fault: &Fault<'_>, mut child: std::process::Child, hold: Duration) {
+    actix_rt::time::sleep(hold).await;
+    if let Ok(Some(status)) = child.try_wait() {
+        fault.problem(format!(
+            "the member in a child process exited by itself: {status}"
+        ));
+        return;
+    }
+    // Child::kill sends SIGKILL on Unix.
+    let _ = child.kill();
+    let _ = blocking(move || child.wait()).await;
 }
 
 /// Milliseconds from `healed` until the service reads frames again or has nothing left to
@@ -711,7 +826,13 @@ mod tests {
                 super::plan(7, run, Model::Group, duration),
                 "replayable"
             );
-            assert!((3..=5).contains(&plan.steps.len()));
+            let refusals = plan
+                .steps
+                .iter()
+                .filter(|s| s.kind == Kind::FailingSink)
+                .count();
+            assert!(refusals <= 1, "run {run}: {plan:?}");
+            assert!((3..=5).contains(&(plan.steps.len() - refusals)));
             // The first three overlap: each starts before the others end.
             let first: Vec<&Step> = {
                 let mut s: Vec<&Step> = plan.steps.iter().collect();
@@ -733,7 +854,7 @@ mod tests {
                     );
                 }
             }
-            for s in &plan.steps {
+            for s in plan.steps.iter().filter(|s| s.kind != Kind::FailingSink) {
                 assert!((1..=3).contains(&s.broker) && (0..PARTITIONS).contains(&s.partition));
                 assert!(s.at_ms + s.hold_ms <= duration.as_millis() as u64 + 12_000);
             }
@@ -750,7 +871,7 @@ mod tests {
                 p.steps.into_iter().chain(p.whole_run).map(|s| s.kind)
             })
             .collect();
-        assert_eq!(kinds.len(), 12, "{kinds:?}");
+        assert_eq!(kinds.len(), 14, "{kinds:?}");
     }
 
     #[test]

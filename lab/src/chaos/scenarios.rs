@@ -42,6 +42,7 @@ pub static SCENARIOS: &[&dyn Scenario] = &[
     &Latency,
     &PoisonFrames,
     &SlowSink,
+    &OutputRefused,
     &MemberChurn,
     &Sigkill,
     &LeaderCutOff,
@@ -680,6 +681,42 @@ impl Scenario for SlowSink {
     }
 }
 
+/// `output-refused`.
+#[derive(Debug)]
+pub struct OutputRefused;
+
+impl Scenario for OutputRefused {
+    fn name(&self) -> &'static str {
+        "output-refused"
+    }
+
+    fn about(&self) -> &'static str {
+        "The output refuses every write mid-stream (an I/O error; exactly once, a fatal \
+         transaction error). The service stops with an error naming the output, having \
+         committed nothing it did not write; a restart reads on from the commits."
+    }
+
+    fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
+        Box::pin(async move {
+            if !fault.reading().await {
+                fault.problem("the service read nothing within 30 s of the fault's moment");
+            }
+            fault.plan.refuse_output(true);
+            None
+        })
+    }
+
+    fn check_stop(&self, run: &Outcome<'_>, problems: &mut Vec<String>) {
+        match &run.result.stop_cause {
+            Some(Failure::Stopped(StopCause::Output(failure)))
+                if failure.to_string().contains(actors::faults::OUTPUT_REFUSED) => {}
+            other => problems.push(format!(
+                "expected the service to stop naming the refused output, got {other:?}"
+            )),
+        }
+    }
+}
+
 /// `member-churn`.
 #[derive(Debug)]
 pub struct MemberChurn;
@@ -777,18 +814,7 @@ async fn run_killed_and_restarted(
     settings: &Settings,
     data_in: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(Option<f64>, Option<String>), RunError> {
-    let spawn = || {
-        std::process::Command::new(executable)
-            .args(["run", "--model", settings.model.as_str()])
-            .args(["--brokers", &settings.kafka.brokers])
-            .args(["--topic", &settings.kafka.topic_names()[0]])
-            .args(["--group", &settings.kafka.group])
-            .envs(child_env(settings))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| RunError::Task(format!("cannot start {}: {e}", executable.display())))
-    };
+    let spawn = || spawn_service(executable, settings);
     let mut first = spawn()?;
     actix_rt::time::sleep(FAULT_AT + Duration::from_millis(500)).await;
     let before = committed_sum(&settings.kafka).await;
@@ -816,6 +842,24 @@ async fn run_killed_and_restarted(
         .map_err(|e| RunError::Task(format!("waiting for the service: {e}")))?;
     let error = (!status.success()).then(|| format!("the restarted service exited with {status}"));
     Ok((recovery, error))
+}
+
+/// Starts the service with `settings` in a child process (the executable's `run`), its
+/// output discarded.
+pub(super) fn spawn_service(
+    executable: &Path,
+    settings: &Settings,
+) -> Result<std::process::Child, RunError> {
+    std::process::Command::new(executable)
+        .args(["run", "--model", settings.model.as_str()])
+        .args(["--brokers", &settings.kafka.brokers])
+        .args(["--topic", &settings.kafka.topic_names()[0]])
+        .args(["--group", &settings.kafka.group])
+        .envs(child_env(settings))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| RunError::Task(format!("cannot start {}: {e}", executable.display())))
 }
 
 /// Settings a child service gets through the environment.
@@ -951,6 +995,12 @@ impl Scenario for CoordinatorCutOff {
 
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
+            // A member cut off while it joins has nothing to lose: the cut must come once it
+            // owns its partitions (a join can take longer than the 2.5 s before the fault).
+            if !fault.reading().await {
+                fault.problem("the service read nothing within 30 s of the fault's moment");
+                return None;
+            }
             let Some(coordinator) = fault.coordinator().await else {
                 fault.problem("the group's coordinator is not known");
                 return None;
