@@ -570,3 +570,87 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
     );
     assert_eq!(committed(&s.kafka, &[partition]).get(&partition), None);
 }
+
+/// A transaction that stays open past `sink.transaction_timeout_ms` is aborted by the
+/// transaction coordinator, which bumps the producer's epoch: librdkafka 2.12 reports the next
+/// step as a fence. The partition model's transactional id is shared by every instance on the
+/// same partitions, so a fence there normally means a newer instance and stops this one; a
+/// fence on a transaction open at least the timeout is the broker's doing instead
+/// (`TransactionFailure::TimedOut`), and the flush is written again by a producer made again
+/// with the same id: once, with its offsets. Here the transaction is held open (its records
+/// sent, its offsets not yet) for the 2 s timeout plus the coordinator's 10 s abort interval
+/// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`) and 3 s more.
+#[test]
+fn a_transaction_the_broker_aborted_for_its_age_is_written_again_once() {
+    use actors::outlet::TransactionalSink;
+    let name = "a_transaction_the_broker_aborted_for_its_age_is_written_again_once";
+    let Some(kafka) = RealKafka::get(name) else {
+        return;
+    };
+    let topic = kafka.topic("aged-in", 1);
+    let out = kafka.topic("aged-out", 1);
+    let mut s = kafka_sink_settings(&kafka, &topic, &out, None, true, Model::Partition);
+    s.sink.transaction_timeout_ms = 2_000;
+    s.sink.delivery_timeout_ms = 2_000;
+    let partition = ids(&s.kafka, 1)[0];
+    let consumer = actors::kafka::AssigningConsumer::create(&s.kafka, &s.partition, 1, None)
+        .expect("consumer");
+    let assigned = consumer
+        .assign(
+            vec![actors::ports::AssignedPartition {
+                partition,
+                start: actors::ports::StartOffset::Reset,
+                metadata: String::new(),
+                skipped: None,
+            }],
+            actors::intake::IntakeListener::new(std::time::Duration::from_secs(3)),
+        )
+        .expect("assign");
+    let transactions = actors::kafka::Transactions::start(&s.kafka, &s.sink, &unique("aged-txn"))
+        .expect("start transactions");
+    let mut output = assigned.committer.exactly_once(transactions, &s.sink);
+    let windows: Vec<actors::window::ClosedWindow> = (0..3)
+        .map(|i| actors::window::ClosedWindow {
+            start: 1_790_000_000 + 60 * i,
+            end: 1_790_000_060 + 60 * i,
+            unique_users: 1,
+            frames: 1,
+            partitions: vec![partition],
+        })
+        .collect();
+    let position = actors::ports::CommitPosition {
+        partition,
+        offset: 3,
+        metadata: String::new(),
+    };
+    // Asked before the transaction begins and again once its records are sent: the second
+    // time, it holds the transaction open.
+    let asked = std::cell::Cell::new(0);
+    let held_open = || {
+        asked.set(asked.get() + 1);
+        if asked.get() == 2 {
+            std::thread::sleep(std::time::Duration::from_secs(15));
+        }
+        true
+    };
+    let until = Some(std::time::Instant::now() + std::time::Duration::from_secs(60));
+    let result = output.write_and_commit(
+        &windows,
+        &[],
+        std::slice::from_ref(&position),
+        until,
+        &held_open,
+    );
+    assert_eq!(
+        result.expect("written again after the broker aborted it"),
+        vec![position.clone()]
+    );
+    assert!(asked.get() >= 3, "tried again: asked {} times", asked.get());
+    let written = windows_in(&kafka, &out);
+    assert_eq!(
+        written.len(),
+        windows.len(),
+        "every window once: {written:?}"
+    );
+    assert_eq!(committed(&s.kafka, &[partition]).get(&partition), Some(&3));
+}

@@ -459,25 +459,27 @@ impl Scenario for AllBrokersDown {
         settings.supervisor.stats_interval_ms = 250;
     }
 
+    /// On the embedded cluster the recovery counts from the fault (the brokers are back
+    /// within 5 s); on a real one from the moment every broker is running again: three
+    /// brokers starting at once take 20–40 s here, all of it before the service can do
+    /// anything, and the service's own time is what is measured (as from the heal of a link
+    /// fault).
     fn drive<'a>(&'a self, fault: &'a Fault<'_>) -> LocalBoxFuture<'a, Option<f64>> {
         Box::pin(async move {
             let cluster = fault.cluster;
-            let embedded = cluster.embedded().is_some();
             cluster.broker_down(None).await;
             actix_rt::time::sleep(Duration::from_secs(2)).await;
-            if embedded {
-                cluster.broker_up(Some(1)).await;
+            if cluster.embedded().is_none() {
+                // The whole cluster starts again (all nodes at once; the control command
+                // returns once each has started).
+                cluster.broker_up(None).await;
+                return fault.recovery(Watch::Any, Instant::now()).await;
             }
+            cluster.broker_up(Some(1)).await;
             let rest = async {
-                if embedded {
-                    for broker in 2..=3 {
-                        actix_rt::time::sleep(Duration::from_millis(1_500)).await;
-                        cluster.broker_up(Some(broker)).await;
-                    }
-                } else {
-                    // The whole cluster stops and starts again (all nodes at once; the
-                    // control command returns when they are registered).
-                    cluster.broker_up(None).await;
+                for broker in 2..=3 {
+                    actix_rt::time::sleep(Duration::from_millis(1_500)).await;
+                    cluster.broker_up(Some(broker)).await;
                 }
             };
             let (recovery, ()) = tokio::join!(fault.recovery(Watch::Any, fault.started), rest);
