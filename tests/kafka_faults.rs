@@ -66,20 +66,32 @@ macro_rules! scenario {
             check(&scenarios::$scenario, Model::$model).await;
         }
     };
+    (ignore $name:ident, $scenario:ident, $model:ident) => {
+        #[actix::test]
+        #[ignore = "slow; run from .ci/run"]
+        async fn $name() {
+            check(&scenarios::$scenario, Model::$model).await;
+        }
+    };
 }
+
+// The partition model's run of each scenario by default, the group model's where it differs
+// most (a hang, a cluster restart, a cut-off coordinator or leader); the rest (and most of
+// the exactly-once runs below) are ignored and run from `.ci/run`, which keeps the README's
+// `cargo test --workspace` near 15 minutes.
 
 scenario!(leader_broker_killed_partition_model, BrokerDown, Partition);
 scenario!(leader_broker_hangs_partition_model, LeaderHangs, Partition);
-scenario!(leader_broker_hangs_group_model, LeaderHangs, Group);
+scenario!(ignore leader_broker_hangs_group_model, LeaderHangs, Group);
 scenario!(memory_budget_partition_model, MemoryBudget, Partition);
-scenario!(memory_budget_group_model, MemoryBudget, Group);
-scenario!(leader_broker_killed_group_model, BrokerDown, Group);
+scenario!(ignore memory_budget_group_model, MemoryBudget, Group);
+scenario!(ignore leader_broker_killed_group_model, BrokerDown, Group);
 scenario!(
     leader_moved_by_reassignment_partition_model,
     LeaderMove,
     Partition
 );
-scenario!(leader_moved_by_reassignment_group_model, LeaderMove, Group);
+scenario!(ignore leader_moved_by_reassignment_group_model, LeaderMove, Group);
 scenario!(
     whole_cluster_restarted_partition_model,
     AllBrokersDown,
@@ -98,9 +110,9 @@ scenario!(
 );
 scenario!(coordinator_cut_off_group_model, CoordinatorCutOff, Group);
 scenario!(answers_dropped_partition_model, AnswersDropped, Partition);
-scenario!(answers_dropped_group_model, AnswersDropped, Group);
+scenario!(ignore answers_dropped_group_model, AnswersDropped, Group);
 scenario!(slow_leader_partition_model, SlowLeader, Partition);
-scenario!(slow_leader_group_model, SlowLeader, Group);
+scenario!(ignore slow_leader_group_model, SlowLeader, Group);
 
 /// Exactly-once output judged by the oracle on Kafka: the output and dead-letter topics read
 /// back `read_committed` hold every share and every invalid record once.
@@ -136,9 +148,9 @@ exactly_once!(
     Partition
 );
 exactly_once!(exactly_once_sigkill_group_model, Sigkill, Group);
-exactly_once!(exactly_once_member_churn_group_model, MemberChurn, Group);
+exactly_once!(ignore exactly_once_member_churn_group_model, MemberChurn, Group);
 exactly_once!(
-    exactly_once_poison_frames_partition_model,
+    ignore exactly_once_poison_frames_partition_model,
     PoisonFrames,
     Partition
 );
