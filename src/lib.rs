@@ -340,6 +340,16 @@ pub async fn run_with_faults(
                 return Err(RunError::ShutdownTimeout { timeout_ms });
             }
         };
+    // A failure while draining (the last flush refused by the output) is the run's failure:
+    // what that flush held is neither written nor committed, and the exit status says so. (A
+    // run that ended on its own has had its outcome already.)
+    let result = match result {
+        Ok(false) => match tokio::time::timeout(Duration::from_millis(200), &mut outcome).await {
+            Ok(Ok(Outcome::Failed(cause))) => Err(Failure::Stopped(cause)),
+            _ => Ok(false),
+        },
+        other => other,
+    };
     drop(admin);
     let generator_report = match generator {
         Some(handle) => Some(blocking(move || handle.join()).await??),

@@ -664,3 +664,50 @@ async fn a_stop_past_its_deadline_commits_nothing_further() {
     assert!(!output(&out).is_empty(), "the write under way completed");
     assert_eq!(committed(&settings.kafka, &all), at_deadline);
 }
+
+/// An output that refuses the last flush, the one a stop makes, fails the run: the stop ends
+/// with the output's error (not as a clean stop), and nothing of that flush is written or
+/// committed (the next run reads it again).
+#[actix::test]
+async fn an_output_that_refuses_the_stops_last_flush_fails_the_run() {
+    let partitions = 2;
+    let (cluster, topic) = cluster(partitions);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("windows.jsonl");
+    let mut settings = settings(cluster.bootstrap_servers(), &topic, &out);
+    // No flush but the stop's.
+    settings.flush.interval_ms = 600_000;
+    settings.flush.max_frames = u64::MAX / 2;
+    produce(&settings, &data(4_000, 100.0, 0.0), partitions);
+    let all = ids(&settings.kafka, partitions);
+    let plan = actors::faults::FaultPlan::default();
+    let refuse = plan.clone();
+    let result = kafka_actors::run_with_faults(
+        settings.clone(),
+        async move {
+            actix_rt::time::sleep(Duration::from_millis(1_500)).await;
+            refuse.refuse_output(true);
+        },
+        Some(plan),
+        |_| {},
+    )
+    .await;
+    match &result {
+        Err(kafka_actors::RunError::Failed {
+            cause: kafka_actors::Failure::Stopped(actors::failure::StopCause::Output(failure)),
+            summary,
+        }) => {
+            assert!(
+                failure.to_string().contains(actors::faults::OUTPUT_REFUSED),
+                "{failure}"
+            );
+            assert!(summary.metrics.frames > 0, "frames were read: {summary:?}");
+        }
+        other => panic!("expected the refused output to fail the stop: {other:?}"),
+    }
+    assert!(output(&out).is_empty(), "nothing written");
+    assert!(
+        committed(&settings.kafka, &all).is_empty(),
+        "nothing committed"
+    );
+}
