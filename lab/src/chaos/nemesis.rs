@@ -580,7 +580,13 @@ fn anomalies(result: &ScenarioResult) -> Vec<&'static str> {
     if !result.committed_to_end {
         found.push("not-committed-to-end");
     }
-    if result.recovery_ms.is_none() {
+    let stopped = result
+        .problems
+        .iter()
+        .any(|p| p.starts_with("the service stopped"));
+    if stopped {
+        found.push("stopped");
+    } else if result.recovery_ms.is_none() {
         found.push("no-progress-after-heal");
     }
     if found.is_empty() && !result.passed {
