@@ -554,6 +554,20 @@ async fn a_short_nemesis_campaign_finds_nothing() {
     }
 }
 
+/// Produces 20 frames of 20 users, all in one window, to `partition` and waits for them.
+fn twenty_users_in_one_window(kafka: &RealKafka, partition: actors::topic::PartitionId) {
+    let producer = actors::kafka::FrameProducer::new(&kafka.config(partition.topic.name(), ""))
+        .expect("producer");
+    let mut truth = std::collections::BTreeMap::new();
+    send_frames(
+        &producer,
+        partition,
+        (0..20).map(|i| (1_790_000_002, format!("u{i}"))),
+        &mut truth,
+    );
+    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+}
+
 /// Creates `topic` (one partition) led by a broker other than `group`'s coordinator; returns
 /// the coordinator and the leader. (The test cluster never moves leaders by itself: see
 /// `auto.leader.rebalance.enable` in `tests/kafka/cluster`.)
@@ -597,28 +611,10 @@ async fn a_service_started_while_its_coordinator_is_out_of_reach_waits_for_its_c
     let group = format!("{topic}-group");
     let (coordinator, _) = led_away_from_coordinator(&kafka, &topic, &group);
     let p0 = actors::topic::PartitionId::of(&topic, 0);
-    let producer = actors::kafka::FrameProducer::new(&kafka.config(&topic, "")).expect("producer");
-    let mut truth = std::collections::BTreeMap::new();
-    send_frames(
-        &producer,
-        p0,
-        (0..20).map(|i| (1_790_000_002, format!("u{i}"))),
-        &mut truth,
-    );
-    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    twenty_users_in_one_window(&kafka, p0);
     let mut config = kafka.config(&topic, &group);
     config.group = group.clone();
-    let mut committer = actors::kafka::KafkaCommitter::new(&config).expect("committer");
-    actors::ports::OffsetCommitter::commit(
-        &mut committer,
-        &[actors::ports::CommitPosition {
-            partition: p0,
-            offset: 10,
-            metadata: String::new(),
-        }],
-    )
-    .expect("commit");
-    drop(committer);
+    common::commit_as_before(&config, &[(p0, 10, String::new())]);
     kafka.link(coordinator as u8, &["refuse"]);
     let healed = scopeguard(&kafka);
     let dir = common::real::member_dir(name);
@@ -673,15 +669,7 @@ async fn an_end_signalled_before_the_statistics_saw_the_leader_again_is_found_ag
     // service looks its commits up as it starts).
     let (_, leader) = led_away_from_coordinator(&kafka, &topic, &group);
     let p0 = actors::topic::PartitionId::of(&topic, 0);
-    let producer = actors::kafka::FrameProducer::new(&kafka.config(&topic, "")).expect("producer");
-    let mut truth = std::collections::BTreeMap::new();
-    send_frames(
-        &producer,
-        p0,
-        (0..20).map(|i| (1_790_000_002, format!("u{i}"))),
-        &mut truth,
-    );
-    producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    twenty_users_in_one_window(&kafka, p0);
     kafka.link(leader as u8, &["refuse"]);
     let healed = scopeguard(&kafka);
     let dir = common::real::member_dir(name);

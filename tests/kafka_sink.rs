@@ -501,6 +501,30 @@ fn a_zombie_group_member_writes_nothing_twice() {
     assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
 }
 
+/// Three one-frame windows of `partition`'s first three frames, and the commit after them.
+fn three_windows_of(
+    partition: PartitionId,
+) -> (
+    Vec<actors::window::ClosedWindow>,
+    actors::ports::CommitPosition,
+) {
+    let windows = (0..3)
+        .map(|i| actors::window::ClosedWindow {
+            start: 1_790_000_000 + 60 * i,
+            end: 1_790_000_060 + 60 * i,
+            unique_users: 1,
+            frames: 1,
+            partitions: vec![partition],
+        })
+        .collect();
+    let position = actors::ports::CommitPosition {
+        partition,
+        offset: 3,
+        metadata: String::new(),
+    };
+    (windows, position)
+}
+
 /// A transaction aborted after its records were sent ends at once, and none of them becomes
 /// visible; a flush whose partitions were let go as lost since it was made sends nothing. Here a group member that has not joined yet (no generation to send offsets in)
 /// writes a flush: its records go out, the offsets cannot, the transaction is aborted and,
@@ -531,20 +555,7 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
         .expect("start transactions");
     let mut output = member.committer().exactly_once(transactions, &s.sink);
     let partition = ids(&s.kafka, 1)[0];
-    let windows: Vec<actors::window::ClosedWindow> = (0..3)
-        .map(|i| actors::window::ClosedWindow {
-            start: 1_790_000_000 + 60 * i,
-            end: 1_790_000_060 + 60 * i,
-            unique_users: 1,
-            frames: 1,
-            partitions: vec![partition],
-        })
-        .collect();
-    let position = actors::ports::CommitPosition {
-        partition,
-        offset: 3,
-        metadata: String::new(),
-    };
+    let (windows, position) = three_windows_of(partition);
     let until = Some(std::time::Instant::now() + std::time::Duration::from_secs(10));
     // A flush whose partitions were let go as lost since it was made is not even begun.
     let result = output.write_and_commit(
@@ -609,20 +620,7 @@ fn a_transaction_the_broker_aborted_for_its_age_is_written_again_once() {
     let transactions = actors::kafka::Transactions::start(&s.kafka, &s.sink, &unique("aged-txn"))
         .expect("start transactions");
     let mut output = assigned.committer.exactly_once(transactions, &s.sink);
-    let windows: Vec<actors::window::ClosedWindow> = (0..3)
-        .map(|i| actors::window::ClosedWindow {
-            start: 1_790_000_000 + 60 * i,
-            end: 1_790_000_060 + 60 * i,
-            unique_users: 1,
-            frames: 1,
-            partitions: vec![partition],
-        })
-        .collect();
-    let position = actors::ports::CommitPosition {
-        partition,
-        offset: 3,
-        metadata: String::new(),
-    };
+    let (windows, position) = three_windows_of(partition);
     // Asked before the transaction begins and again once its records are sent: the second
     // time, it holds the transaction open.
     let asked = std::cell::Cell::new(0);
