@@ -209,6 +209,69 @@ async fn exactly_once_output_is_the_truth_once_group_model() {
     exactly_once_in_process(Model::Group).await;
 }
 
+/// A group member's flush dropped because the member lost some of its partitions while the
+/// transaction was open (here injected at the output port on the third flush that holds
+/// windows: the member in fact keeps them all) held the shares of the partitions it keeps as
+/// well: those are read again from their last commit and written once. Before, the dropped
+/// windows' kept shares were lost (or, where the output said which partitions were lost, the
+/// member stopped).
+#[actix::test]
+async fn a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again() {
+    let test = "a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again";
+    let Some(kafka) = RealKafka::get(test) else {
+        return;
+    };
+    let topic = kafka.topic("eos-dropped-in", 4);
+    let out = kafka.topic("eos-dropped-out", 3);
+    let mut s = kafka_sink_settings(&kafka, &topic, &out, None, true, Model::Group);
+    // About five windows closing every second while the producer runs.
+    let producer = produce_live(
+        &kafka,
+        &topic,
+        &["--frames", "20000", "--rate", "4000", "--event-rate", "200"],
+    );
+    wait_for_data(&kafka, &topic, 4);
+    let plan = actors::faults::FaultPlan::default();
+    // Two flushes with windows are written (and committed) first.
+    plan.drop_flush(2);
+    let run = kafka_actors::run_with_faults(
+        s.clone(),
+        async {
+            while !producer.is_finished() {
+                actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_secs(2)).await;
+        },
+        Some(plan),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", kafka_actors::error_chain(&e)));
+    let truth = producer.join().expect("producer");
+    let read_again: Vec<_> = run
+        .summary
+        .metrics
+        .restart_log
+        .iter()
+        .filter(|r| r.cause == actors::failure::PartitionFailure::FlushDropped)
+        .map(|r| r.partition)
+        .collect();
+    assert!(
+        !read_again.is_empty(),
+        "the dropped flush's partitions were read again: {:?}",
+        run.summary.metrics.restart_log
+    );
+    // What was still open at the stop, read to the end.
+    s.run.until_end = true;
+    let run = kafka_actors::run(s.clone(), std::future::pending())
+        .await
+        .unwrap_or_else(|e| panic!("{}", kafka_actors::error_chain(&e)));
+    assert!(run.completed);
+    assert_shares(windows_in(&kafka, &out), &truth, &kafka, &topic);
+    let ends = actors::kafka::end_offset_probe(&s.kafka).unwrap()(&ids(&s.kafka, 4));
+    assert_eq!(committed(&s.kafka, &ids(&s.kafka, 4)), ends);
+}
+
 #[actix::test]
 async fn at_least_once_kafka_output_and_a_missing_output_topic() {
     let Some(kafka) = RealKafka::get("at_least_once_kafka_output_and_a_missing_output_topic")

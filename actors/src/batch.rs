@@ -272,6 +272,10 @@ pub enum BatchEvent {
     Completed,
     /// Output cannot go on: the service cannot make progress.
     Failed(OutputFailure),
+    /// A flush was dropped (exactly once: the member lost some of its partitions while the
+    /// transaction was open) and these partitions, still held, were forgotten back to their
+    /// last commit: their readers must start again from it.
+    ReadAgain(Vec<PartitionId>),
 }
 
 /// Which partitions a run to the end must cover.
@@ -330,8 +334,8 @@ struct FlushDone {
     sink_error: Option<OutputFailure>,
     /// What the commit did, when one was made.
     commit: Option<Result<Vec<CommitPosition>, CommitError>>,
-    /// Exactly once: the member lost every partition of the flush while its transaction was
-    /// open; nothing of it was written or committed, and it is dropped with the partitions.
+    /// Exactly once: the member lost some or all partitions of the flush while its
+    /// transaction was open; nothing of it was written or committed, and it is dropped.
     dropped: Option<String>,
 }
 
@@ -756,15 +760,22 @@ impl BatchActor {
         }
         self.flush_seq.1 = job.seq;
         if let Some(reason) = dropped {
-            // The partitions are let go as lost (the revocation is on its way): their next
-            // owner reads them from the last committed transaction.
+            // The lost partitions' next owner reads them from the last committed transaction.
+            // The dropped windows also held the shares of partitions still held here (a
+            // revocation that took only some): those are read again from there as well.
+            let held = self.forget_since_commit();
             tracing::warn!(
                 %reason,
                 windows = job.windows.len(),
                 dead_letters = job.dead_letters.len(),
-                "The member lost the flush's partitions while its transaction was open; the \
-                 transaction was aborted and the flush is dropped with them."
+                read_again = ?held.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "The member lost partitions of the flush while its transaction was open; the \
+                 transaction was aborted and the flush dropped, and the partitions still held \
+                 are read again from their last commit."
             );
+            if let (false, Some(supervisor)) = (held.is_empty(), &self.supervisor) {
+                supervisor.do_send(BatchEvent::ReadAgain(held));
+            }
             self.flush_finished(ctx);
             return;
         }
@@ -900,6 +911,42 @@ impl BatchActor {
         }
     }
 
+    /// Forgets everything read since the last committed flush of every partition held here:
+    /// their shares of open windows, the closed windows not yet written (each holds shares of
+    /// held or lost partitions only) and their dead letters. What was written and committed
+    /// for them stays, so a restart of their readers ([`BatchEvent::ReadAgain`]) resumes at
+    /// the last commit; until then their chunks are not counted. Returns the partitions.
+    fn forget_since_commit(&mut self) -> Vec<PartitionId> {
+        let held: Vec<PartitionId> = self.windows.partitions().collect();
+        self.pending.clear();
+        self.pending_dead.clear();
+        self.frames_since_flush = 0;
+        let mut unpaused = false;
+        for partition in &held {
+            self.windows.remove_partition(*partition);
+            unpaused |= self.budget.forget(*partition);
+            self.resumes.remove(partition);
+        }
+        if unpaused {
+            self.report_unpaused();
+        }
+        held
+    }
+
+    /// The metrics must not keep showing a partition paused that is no longer read here.
+    fn report_unpaused(&self) {
+        self.metrics.do_send(IntakeBudget {
+            paused: self.budget.paused(),
+            newly_paused: 0,
+            holder: self
+                .windows
+                .intake_view(Instant::now())
+                .holder
+                .map(|(p, _)| p),
+            open_bytes: self.windows.open_bytes() as u64,
+        });
+    }
+
     fn release(&mut self, partitions: &[PartitionId]) -> Vec<Released> {
         let mut unpaused = false;
         // Their dead letters past the last commit are read again by the next owner.
@@ -911,17 +958,7 @@ impl BatchActor {
             self.resumes.remove(partition);
         }
         if unpaused {
-            // The metrics must not keep showing a partition paused that is no longer read here.
-            self.metrics.do_send(IntakeBudget {
-                paused: self.budget.paused(),
-                newly_paused: 0,
-                holder: self
-                    .windows
-                    .intake_view(Instant::now())
-                    .holder
-                    .map(|(p, _)| p),
-                open_bytes: self.windows.open_bytes() as u64,
-            });
+            self.report_unpaused();
         }
         self.last_commit
             .retain(|p| !partitions.contains(&p.partition));
@@ -1349,8 +1386,9 @@ mod tests {
         assert_eq!(indexed(&report.committed), vec![(0, 4), (1, 2)]);
     }
 
-    /// Loses the membership in its first transaction, then commits.
-    struct LosingOnce(Log, bool);
+    /// Loses part of the membership in its first transaction, then commits, keeping every
+    /// window it commits.
+    struct LosingOnce(Log, bool, Arc<Mutex<Vec<ClosedWindow>>>);
     impl crate::outlet::TransactionalSink for LosingOnce {
         fn write_and_commit(
             &mut self,
@@ -1362,18 +1400,24 @@ mod tests {
         ) -> Result<Vec<CommitPosition>, crate::outlet::TransactionFailure> {
             if !std::mem::replace(&mut self.1, true) {
                 return Err(crate::outlet::TransactionFailure::MembershipLost {
-                    reason: "unknown member".into(),
+                    reason: "partitions no longer assigned here: t-2".into(),
                 });
             }
+            self.2.lock().unwrap().extend_from_slice(windows);
             FakeTransactions(self.0.clone(), None)
                 .write_and_commit(windows, letters, positions, until, owned)
         }
     }
 
+    /// A flush dropped because the member lost some of its partitions (say a third, t-2,
+    /// revoked while the transaction waited) held the kept partitions' shares too: the batch
+    /// forgets everything read since their last commit and asks for them to be read again
+    /// from it; output goes on, and every window is written once, exact.
     #[actix::test]
-    async fn a_flush_whose_partitions_were_lost_is_dropped_and_output_goes_on() {
+    async fn a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again() {
         let log = Log::default();
         let events = Arc::new(Mutex::new(Vec::new()));
+        let written = Arc::new(Mutex::new(Vec::new()));
         let supervisor = Supervisor(events.clone()).start();
         let mut actor = unstarted(
             &log,
@@ -1386,32 +1430,76 @@ mod tests {
         actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(LosingOnce(
             log.clone(),
             false,
+            written.clone(),
         ))));
         let batch = actor.start();
+        let first = [
+            chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b")], 2),
+            chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2),
+        ];
+        for c in first {
+            batch.send(c).await.unwrap();
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        // The first flush (window 100) was dropped: nothing written or committed, the output
+        // did not stop, and both partitions are to be read again.
+        assert!(log.events().is_empty(), "{:?}", log.events());
+        let asked: Vec<_> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                BatchEvent::ReadAgain(partitions) => partitions.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(asked, vec![vec![p(0), p(1)]]);
+        // Read on by the old readers before their restart: not counted.
+        batch.send(chunk(0, &[(2, 125.0, "e")], 3)).await.unwrap();
+        // The restart (as the intake does it): let go with a commit, start again where the
+        // last durable flush left them (nothing was written: where they were assigned).
+        for partition in [0, 1] {
+            let released = batch
+                .send(ReleasePartitions {
+                    partitions: vec![p(partition)],
+                    output: ReleaseOutput::Commit {
+                        retry_until: Instant::now(),
+                    },
+                })
+                .await
+                .unwrap();
+            assert_eq!(released[0].resume, None, "{released:?}");
+            batch
+                .send(AddPartitions(vec![PartitionStart {
+                    partition: p(partition),
+                    next_offset: Some(0),
+                    closed_below: None,
+                }]))
+                .await
+                .unwrap();
+        }
         batch
-            .send(chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b")], 2))
+            .send(chunk(
+                0,
+                &[(0, 100.0, "a"), (1, 112.0, "b"), (2, 125.0, "e")],
+                3,
+            ))
             .await
             .unwrap();
         batch
             .send(chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2))
             .await
             .unwrap();
-        actix_rt::time::sleep(Duration::from_millis(100)).await;
-        // The first flush (window 100) was dropped: nothing written or committed, and the
-        // output did not stop. (In the service the lost partitions' revocation follows, and
-        // their next owner reads window 100 again from the last commit.)
-        assert!(log.events().is_empty(), "{:?}", log.events());
         let report = batch.send(Drain { close_all: true }).await.unwrap();
-        assert!(events.lock().unwrap().is_empty(), "no failure reported");
-        assert_eq!(
-            log.events(),
-            vec![Event::Transaction(
-                vec![110, 120],
-                vec![],
-                vec![(0, 2), (1, 2)]
-            )]
-        );
-        assert_eq!(indexed(&report.committed), vec![(0, 2), (1, 2)]);
+        assert_eq!(events.lock().unwrap().len(), 1, "no failure reported");
+        assert_eq!(indexed(&report.committed), vec![(0, 3), (1, 2)]);
+        let lines: Vec<(i64, u64, u64)> = written
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|w| (w.start, w.unique_users, w.frames))
+            .collect();
+        assert_eq!(lines, vec![(100, 2, 2), (110, 1, 1), (120, 2, 2)]);
     }
 
     /// Holds the first transaction for `.1` (a coordinator that hangs), then writes, as a

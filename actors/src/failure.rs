@@ -40,6 +40,9 @@ pub enum PartitionFailure {
     InvalidFlood(crate::frame::InvalidFlood),
     /// Someone asked for the restart.
     Requested,
+    /// A flush holding its frames was dropped (exactly once: the member lost other partitions
+    /// of the flush while its transaction was open): it is read again from its last commit.
+    FlushDropped,
 }
 
 impl PartitionFailure {
@@ -51,12 +54,13 @@ impl PartitionFailure {
             PartitionFailure::Panicked { .. }
             | PartitionFailure::Stalled { .. }
             | PartitionFailure::Unheard { .. }
-            | PartitionFailure::Requested => FailureKind::Fatal,
+            | PartitionFailure::Requested
+            | PartitionFailure::FlushDropped => FailureKind::Fatal,
         }
     }
 
     /// A short name of the cause (`panicked`, `source`, `stalled`, `unheard`,
-    /// `invalid_flood`, `requested`), for labels.
+    /// `invalid_flood`, `requested`, `flush_dropped`), for labels.
     pub fn kind(&self) -> &'static str {
         match self {
             PartitionFailure::Panicked { .. } => "panicked",
@@ -65,6 +69,7 @@ impl PartitionFailure {
             PartitionFailure::Unheard { .. } => "unheard",
             PartitionFailure::InvalidFlood(_) => "invalid_flood",
             PartitionFailure::Requested => "requested",
+            PartitionFailure::FlushDropped => "flush_dropped",
         }
     }
 
@@ -102,6 +107,10 @@ impl std::fmt::Display for PartitionFailure {
             ),
             PartitionFailure::InvalidFlood(flood) => flood.fmt(f),
             PartitionFailure::Requested => f.write_str("requested"),
+            PartitionFailure::FlushDropped => f.write_str(
+                "a flush holding its frames was dropped with partitions this member lost; read \
+                 again from its last commit",
+            ),
         }
     }
 }

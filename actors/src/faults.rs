@@ -52,6 +52,9 @@ pub struct FaultPlan {
     armed: Arc<Mutex<BTreeMap<PartitionId, (PartitionFault, Times)>>>,
     /// Every write of the output fails while set ([`FaultPlan::refuse_output`]).
     output_refused: Arc<AtomicBool>,
+    /// How many more exactly-once flushes with windows are written before one is answered
+    /// as one whose partitions were partly lost ([`FaultPlan::drop_flush`]).
+    drop_flush: Arc<Mutex<Option<u32>>>,
 }
 
 /// The error an output refusing writes answers.
@@ -65,10 +68,21 @@ impl FaultPlan {
         self.output_refused.store(refuse, Ordering::SeqCst);
     }
 
-    /// Wraps the writes of `outlet` in the output fault ([`FaultPlan::refuse_output`]).
+    /// Exactly once: once `after` more flushes holding windows are written, the next one is
+    /// not, and is answered as a group member's transaction is when the member lost some of
+    /// the flush's partitions meanwhile ([`TransactionFailure::MembershipLost`]); the flushes
+    /// after it are written.
+    pub fn drop_flush(&self, after: u32) {
+        tracing::warn!(after, "Injecting a dropped flush.");
+        *self.drop_flush.lock().unwrap_or_else(|p| p.into_inner()) = Some(after);
+    }
+
+    /// Wraps the writes of `outlet` in the output faults ([`FaultPlan::refuse_output`],
+    /// [`FaultPlan::drop_flush`]).
     #[must_use]
     pub fn wrap_outlet(&self, outlet: Outlet) -> Outlet {
         let refused = self.output_refused.clone();
+        let drop_flush = self.drop_flush.clone();
         match outlet {
             Outlet::AtLeastOnce {
                 sink,
@@ -78,6 +92,7 @@ impl FaultPlan {
                 sink: Box::new(RefusingOutput {
                     inner: sink,
                     refused,
+                    drop_flush,
                 }),
                 dead_letters,
                 committer,
@@ -85,6 +100,7 @@ impl FaultPlan {
             Outlet::ExactlyOnce(transactions) => Outlet::ExactlyOnce(Box::new(RefusingOutput {
                 inner: transactions,
                 refused,
+                drop_flush,
             })),
         }
     }
@@ -228,7 +244,14 @@ impl FrameSource for FaultySource {
 struct RefusingOutput<T: ?Sized> {
     inner: Box<T>,
     refused: Arc<AtomicBool>,
+    /// Exactly once only: see [`FaultPlan::drop_flush`].
+    drop_flush: Arc<Mutex<Option<u32>>>,
 }
+
+/// The reason a flush dropped by [`FaultPlan::drop_flush`] is given.
+pub const FLUSH_DROPPED: &str =
+    "an injected fault: the member lost some of the flush's partitions while its transaction \
+     was open";
 
 impl Sink for RefusingOutput<dyn Sink> {
     fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()> {
@@ -252,6 +275,19 @@ impl TransactionalSink for RefusingOutput<dyn TransactionalSink> {
             return Err(TransactionFailure::Fatal {
                 reason: OUTPUT_REFUSED.to_owned(),
             });
+        }
+        if !windows.is_empty() {
+            let mut armed = self.drop_flush.lock().unwrap_or_else(|p| p.into_inner());
+            match *armed {
+                Some(0) => {
+                    *armed = None;
+                    return Err(TransactionFailure::MembershipLost {
+                        reason: FLUSH_DROPPED.to_owned(),
+                    });
+                }
+                Some(after) => *armed = Some(after - 1),
+                None => {}
+            }
         }
         self.inner
             .write_and_commit(windows, letters, positions, retry_until, owned)

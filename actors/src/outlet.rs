@@ -79,10 +79,11 @@ pub enum TransactionFailure {
         /// What the broker said.
         reason: String,
     },
-    /// The member lost every partition of the flush (its session expired) while the
-    /// transaction was open: the transaction is aborted and the flush dropped with the
-    /// partitions, which their next owner reads from the last committed transaction. Output
-    /// goes on.
+    /// The member lost some or all partitions of the flush (its session expired, or a
+    /// revocation stopped waiting for the flush) while the transaction was open: the
+    /// transaction is aborted and the flush dropped. The lost partitions' next owner reads
+    /// them from the last committed transaction; the partitions still held are read again
+    /// from there by this member (the dropped windows held their shares too). Output goes on.
     #[error("the member lost the flush's partitions ({reason}); the flush was dropped with them")]
     MembershipLost {
         /// What the broker said.

@@ -632,10 +632,21 @@ impl Handler<Panicked> for RootSupervisor {
 impl Handler<BatchEvent> for RootSupervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: BatchEvent, _: &mut Self::Context) {
+    fn handle(&mut self, msg: BatchEvent, ctx: &mut Self::Context) {
         match msg {
             BatchEvent::Completed => self.report(Outcome::Completed),
             BatchEvent::Failed(error) => self.report(Outcome::Failed(StopCause::Output(error))),
+            BatchEvent::ReadAgain(partitions) => {
+                for partition in partitions {
+                    let restart = self.restart(partition, None, PartitionFailure::FlushDropped);
+                    ctx.spawn(restart.map(move |result, _, _| {
+                        // A partition revoked meanwhile is read again by its next owner.
+                        if let Err(error) = result {
+                            tracing::info!(%partition, %error, "Not read again here.");
+                        }
+                    }));
+                }
+            }
         }
     }
 }

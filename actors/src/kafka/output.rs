@@ -986,14 +986,14 @@ impl TransactionalSink for TransactionalOutput {
                     // and commits them in its new generation; one that lost any of them must
                     // write nothing more for them.
                     let lost = self.not_owned(positions);
-                    if !lost.is_empty() && lost.len() == positions.len() {
-                        // Its whole assignment was lost (its session expired): the flush is
-                        // dropped with the partitions, whose next owner reads them from the
-                        // last committed transaction.
-                        return Err(TransactionFailure::MembershipLost { reason });
-                    }
                     if !lost.is_empty() {
-                        return Err(TransactionFailure::NotInGroup {
+                        // Some or all of its partitions went to another member (its session
+                        // expired, or a revocation gave up waiting for this flush): the flush
+                        // is dropped. The lost partitions' next owner reads them from the last
+                        // committed transaction; the batch actor reads the partitions still
+                        // held here again from there too, since the dropped windows hold their
+                        // shares as well.
+                        return Err(TransactionFailure::MembershipLost {
                             reason: format!(
                                 "{reason}; partitions no longer assigned here: {}",
                                 lost.iter()
