@@ -214,7 +214,18 @@ pub struct Applied {
     /// Frames were flowing when it was applied: the service read frames in the second
     /// before (a fault that lands on a service with nothing to read proves little).
     pub while_flowing: bool,
+    /// When it was healed, in milliseconds from the start of the schedule (`None`: faults of
+    /// the whole run, a refused output, members).
+    pub healed_at_ms: Option<f64>,
+    /// Milliseconds from its heal until the service had caught up: its lag back within the
+    /// most it was in the [`BASELINE`] before the fault (other faults may still hold then).
+    /// `None` when not healed, when no lag was known before it, or when it had not caught
+    /// up [`RECOVERY_WAIT`] after the last heal.
+    pub caught_up_ms: Option<f64>,
 }
+
+/// How far before a fault the lag it must come back to is taken.
+const BASELINE: Duration = Duration::from_secs(2);
 
 /// One run of a campaign as a scenario.
 #[derive(Debug)]
@@ -252,10 +263,12 @@ impl NemesisRun {
             (apply(fault, step, true).await, None)
         };
         let while_flowing = flowing(&samples.borrow(), at);
-        self.record(Applied {
+        let entry = self.record(Applied {
             step: *step,
             applied,
             while_flowing,
+            healed_at_ms: None,
+            caught_up_ms: None,
         });
         let hold = Duration::from_millis(step.hold_ms);
         match (step.kind, child) {
@@ -269,8 +282,41 @@ impl NemesisRun {
             _ => {
                 actix_rt::time::sleep(hold).await;
                 apply(fault, step, false).await;
+                let healed = start.elapsed();
+                self.applied.lock().unwrap_or_else(|p| p.into_inner())[entry].healed_at_ms =
+                    Some(healed.as_secs_f64() * 1e3);
             }
         }
+    }
+
+    /// Fills in when each healed fault was caught up, from `samples`; answers whether every
+    /// one was (or cannot be).
+    fn caught_up(&self, samples: &Samples) -> bool {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = true;
+        for a in applied.iter_mut() {
+            let Some(healed_ms) = a.healed_at_ms else {
+                continue;
+            };
+            if a.caught_up_ms.is_some() {
+                continue;
+            }
+            let healed = Duration::from_secs_f64(healed_ms / 1e3);
+            let applied_at = Duration::from_millis(a.step.at_ms);
+            let baseline = samples
+                .iter()
+                .filter(|t| t.at <= applied_at && t.at + BASELINE >= applied_at)
+                .map(|t| t.lag)
+                .max();
+            let Some(baseline) = baseline else {
+                continue;
+            };
+            match samples.iter().find(|t| t.at >= healed && t.lag <= baseline) {
+                Some(t) => a.caught_up_ms = Some((t.at - healed).as_secs_f64() * 1e3),
+                None => all = false,
+            }
+        }
+        all
     }
 
     /// Whether the run refused the output (a `FailingSink` step was applied).
@@ -282,16 +328,27 @@ impl NemesisRun {
             .any(|a| a.step.kind == Kind::FailingSink && a.applied)
     }
 
-    fn record(&self, applied: Applied) {
-        self.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(applied);
+    /// Records `applied`; answers its place in the record.
+    fn record(&self, applied: Applied) -> usize {
+        let mut all = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        all.push(applied);
+        all.len() - 1
     }
 }
 
-/// Frames the service had read at moments since the schedule started, every 250 ms.
-type Samples = Vec<(Duration, u64)>;
+/// What the service had done at a moment since the schedule started.
+#[derive(Debug, Clone, Copy)]
+struct Tick {
+    /// The moment.
+    at: Duration,
+    /// Frames read.
+    frames: u64,
+    /// Total lag over partitions with a known lag.
+    lag: i64,
+}
+
+/// The service's figures every 250 ms.
+type Samples = Vec<Tick>;
 
 /// Whether frames were read in the second before `at` (in the first second of the
 /// schedule: since it started).
@@ -299,14 +356,10 @@ fn flowing(samples: &Samples, at: Duration) -> bool {
     let before = samples
         .iter()
         .rev()
-        .find(|(t, _)| *t + Duration::from_secs(1) <= at)
-        .or_else(|| samples.first().filter(|(t, _)| *t < at))
-        .map(|(_, f)| *f);
-    let now = samples
-        .iter()
-        .rev()
-        .find(|(t, _)| *t <= at)
-        .map(|(_, f)| *f);
+        .find(|t| t.at + Duration::from_secs(1) <= at)
+        .or_else(|| samples.first().filter(|t| t.at < at))
+        .map(|t| t.frames);
+    let now = samples.iter().rev().find(|t| t.at <= at).map(|t| t.frames);
     matches!((before, now), (Some(b), Some(n)) if n > b)
 }
 
@@ -352,6 +405,8 @@ impl Scenario for NemesisRun {
                     step: *step,
                     applied: true,
                     while_flowing: true,
+                    healed_at_ms: None,
+                    caught_up_ms: None,
                 });
             }
             let start = Instant::now();
@@ -360,7 +415,11 @@ impl Scenario for NemesisRun {
             let sampler = async {
                 while !done.get() {
                     if let Ok(m) = fault.supervisor.send(GetMetrics).await {
-                        samples.borrow_mut().push((start.elapsed(), m.frames));
+                        samples.borrow_mut().push(Tick {
+                            at: start.elapsed(),
+                            frames: m.frames,
+                            lag: m.lag,
+                        });
                     }
                     actix_rt::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -376,6 +435,11 @@ impl Scenario for NemesisRun {
                 steps.await;
                 let healed = Instant::now();
                 let progress = progress_after(fault.supervisor, healed).await;
+                // Sampled on until every healed fault has caught up, or for as long as
+                // progress is waited for after the last heal.
+                while healed.elapsed() < RECOVERY_WAIT && !self.caught_up(&samples.borrow()) {
+                    actix_rt::time::sleep(Duration::from_millis(250)).await;
+                }
                 done.set(true);
                 progress
             };
@@ -674,6 +738,18 @@ pub struct KindCount {
     pub while_flowing: u64,
 }
 
+/// How long the service took to catch up after the heals of one kind of fault.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CatchUp {
+    /// Faults of the kind healed.
+    pub healed: u64,
+    /// Of those, faults after which it caught up (the rest: no lag known before the fault,
+    /// or not caught up within the wait after the last heal).
+    pub caught_up: u64,
+    /// Milliseconds from the heal: 50th and 90th percentile, and the most.
+    pub ms: [Option<f64>; 3],
+}
+
 /// A campaign's figures.
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
@@ -689,6 +765,8 @@ pub struct Summary<'a> {
     pub anomalies: BTreeMap<&'static str, u64>,
     /// Milliseconds from the last heal to progress: 50th, 90th, 99th percentile and the most.
     pub recovery_ms: [Option<f64>; 4],
+    /// Per kind of healed fault: how long the service took to catch up after its heal.
+    pub caught_up: BTreeMap<Kind, CatchUp>,
     /// Every run.
     pub results: &'a [NemesisResult],
 }
@@ -711,6 +789,31 @@ impl<'a> Summary<'a> {
                 *anomalies.entry(anomaly).or_default() += 1;
             }
         }
+        let mut catch_ups: BTreeMap<Kind, (u64, Vec<f64>)> = BTreeMap::new();
+        for a in results
+            .iter()
+            .flat_map(|r| &r.applied)
+            .filter(|a| a.applied && a.healed_at_ms.is_some())
+        {
+            let entry = catch_ups.entry(a.step.kind).or_default();
+            entry.0 += 1;
+            entry.1.extend(a.caught_up_ms);
+        }
+        let caught_up = catch_ups
+            .into_iter()
+            .map(|(kind, (healed, mut ms))| {
+                ms.sort_by(f64::total_cmp);
+                let pick = |q: f64| {
+                    (!ms.is_empty()).then(|| ms[((ms.len() - 1) as f64 * q).round() as usize])
+                };
+                let figures = CatchUp {
+                    healed,
+                    caught_up: ms.len() as u64,
+                    ms: [pick(0.5), pick(0.9), ms.last().copied()],
+                };
+                (kind, figures)
+            })
+            .collect();
         let mut recoveries: Vec<f64> = results
             .iter()
             .filter_map(|r| r.result.recovery_ms)
@@ -727,6 +830,7 @@ impl<'a> Summary<'a> {
             faults,
             anomalies,
             recovery_ms: [pick(0.5), pick(0.9), pick(0.99), recoveries.last().copied()],
+            caught_up,
             results,
         }
     }
@@ -821,6 +925,19 @@ pub fn table(results: &[NemesisResult], seed: u64) -> String {
         ms(summary.recovery_ms[2]),
         ms(summary.recovery_ms[3])
     ));
+    text.push_str(
+        "caught up after each heal (lag back within its level before the fault), by kind:\n",
+    );
+    for (kind, c) in &summary.caught_up {
+        text.push_str(&format!(
+            "  {kind:?}: {} of {} healed; p50 {} p90 {} max {}\n",
+            c.caught_up,
+            c.healed,
+            ms(c.ms[0]),
+            ms(c.ms[1]),
+            ms(c.ms[2])
+        ));
+    }
     text
 }
 
@@ -889,16 +1006,63 @@ mod tests {
     #[test]
     fn flowing_means_frames_were_read_in_the_second_before() {
         let s = |ms: u64| Duration::from_millis(ms);
+        let tick = |ms: u64, frames: u64| Tick {
+            at: s(ms),
+            frames,
+            lag: 0,
+        };
         let samples: Samples = vec![
-            (s(0), 0),
-            (s(500), 0),
-            (s(1000), 10),
-            (s(1500), 10),
-            (s(2500), 10),
+            tick(0, 0),
+            tick(500, 0),
+            tick(1000, 10),
+            tick(1500, 10),
+            tick(2500, 10),
         ];
         assert!(!flowing(&samples, s(500)), "nothing since the start");
         assert!(flowing(&samples, s(1000)), "since the start");
         assert!(flowing(&samples, s(1200)));
         assert!(!flowing(&samples, s(2600)), "stopped");
+    }
+
+    #[test]
+    fn a_fault_is_caught_up_once_the_lag_is_back_within_its_level_before_it() {
+        let step = |at_ms: u64| Step {
+            kind: Kind::LinkCut,
+            at_ms,
+            hold_ms: 4_000,
+            broker: 1,
+            partition: 0,
+            amount: 0,
+        };
+        let run = NemesisRun::new(plan(1, 0, Model::Partition, Duration::from_secs(30)));
+        for (at_ms, healed) in [(3_000, 7_000.0), (0, 4_000.0)] {
+            run.record(Applied {
+                step: step(at_ms),
+                applied: true,
+                while_flowing: true,
+                healed_at_ms: Some(healed),
+                caught_up_ms: None,
+            });
+        }
+        let tick = |ms: u64, lag: i64| Tick {
+            at: Duration::from_millis(ms),
+            frames: 0,
+            lag,
+        };
+        // Before the first fault: lag up to 150 (the sample at 500 ms is older than 2 s).
+        let mut samples: Samples = vec![
+            tick(500, 900),
+            tick(1_500, 100),
+            tick(2_500, 150),
+            tick(3_500, 4_000),
+            tick(7_250, 3_000),
+        ];
+        assert!(!run.caught_up(&samples), "still behind after the heal");
+        samples.push(tick(7_750, 140));
+        assert!(run.caught_up(&samples));
+        let applied = run.applied.lock().unwrap();
+        assert_eq!(applied[0].caught_up_ms, Some(750.0));
+        // No lag known before the second fault: no figure.
+        assert_eq!(applied[1].caught_up_ms, None);
     }
 }
