@@ -217,15 +217,16 @@ pub struct Applied {
     /// When it was healed, in milliseconds from the start of the schedule (`None`: faults of
     /// the whole run, a refused output, members).
     pub healed_at_ms: Option<f64>,
-    /// Milliseconds from its heal until the service had caught up: its lag back within the
-    /// most it was in the [`BASELINE`] before the fault (other faults may still hold then).
-    /// `None` when not healed, when no lag was known before it, or when it had not caught
-    /// up [`RECOVERY_WAIT`] after the last heal.
+    /// The end offset of each partition of the topic just after the heal, as a client that
+    /// meets none of the link faults sees it (empty when it could not be learnt).
+    #[serde(skip)]
+    pub ends_at_heal: BTreeMap<PartitionId, i64>,
+    /// Milliseconds from its heal until the service had caught up: it had read every
+    /// partition it owned up to where that partition's log ended at the heal (other faults
+    /// may still hold then). `None` when not healed, when the ends could not be learnt, or
+    /// when it had not caught up [`RECOVERY_WAIT`] after the last heal.
     pub caught_up_ms: Option<f64>,
 }
-
-/// How far before a fault the lag it must come back to is taken.
-const BASELINE: Duration = Duration::from_secs(2);
 
 /// One run of a campaign as a scenario.
 #[derive(Debug)]
@@ -268,6 +269,7 @@ impl NemesisRun {
             applied,
             while_flowing,
             healed_at_ms: None,
+            ends_at_heal: BTreeMap::new(),
             caught_up_ms: None,
         });
         let hold = Duration::from_millis(step.hold_ms);
@@ -283,8 +285,10 @@ impl NemesisRun {
                 actix_rt::time::sleep(hold).await;
                 apply(fault, step, false).await;
                 let healed = start.elapsed();
-                self.applied.lock().unwrap_or_else(|p| p.into_inner())[entry].healed_at_ms =
-                    Some(healed.as_secs_f64() * 1e3);
+                let ends = ends_now(fault).await;
+                let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+                applied[entry].healed_at_ms = Some(healed.as_secs_f64() * 1e3);
+                applied[entry].ends_at_heal = ends;
             }
         }
     }
@@ -301,17 +305,18 @@ impl NemesisRun {
             if a.caught_up_ms.is_some() {
                 continue;
             }
-            let healed = Duration::from_secs_f64(healed_ms / 1e3);
-            let applied_at = Duration::from_millis(a.step.at_ms);
-            let baseline = samples
-                .iter()
-                .filter(|t| t.at <= applied_at && t.at + BASELINE >= applied_at)
-                .map(|t| t.lag)
-                .max();
-            let Some(baseline) = baseline else {
+            if a.ends_at_heal.is_empty() {
                 continue;
+            }
+            let healed = Duration::from_secs_f64(healed_ms / 1e3);
+            // A partition the service does not own at that moment is another member's.
+            let read_up = |t: &Tick| {
+                !t.positions.is_empty()
+                    && a.ends_at_heal
+                        .iter()
+                        .all(|(p, end)| t.positions.get(p).is_none_or(|at| at >= end))
             };
-            match samples.iter().find(|t| t.at >= healed && t.lag <= baseline) {
+            match samples.iter().find(|t| t.at >= healed && read_up(t)) {
                 Some(t) => a.caught_up_ms = Some((t.at - healed).as_secs_f64() * 1e3),
                 None => all = false,
             }
@@ -337,14 +342,14 @@ impl NemesisRun {
 }
 
 /// What the service had done at a moment since the schedule started.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Tick {
     /// The moment.
     at: Duration,
     /// Frames read.
     frames: u64,
-    /// Total lag over partitions with a known lag.
-    lag: i64,
+    /// The position of each partition it owned.
+    positions: BTreeMap<PartitionId, i64>,
 }
 
 /// The service's figures every 250 ms.
@@ -406,6 +411,7 @@ impl Scenario for NemesisRun {
                     applied: true,
                     while_flowing: true,
                     healed_at_ms: None,
+                    ends_at_heal: BTreeMap::new(),
                     caught_up_ms: None,
                 });
             }
@@ -418,7 +424,11 @@ impl Scenario for NemesisRun {
                         samples.borrow_mut().push(Tick {
                             at: start.elapsed(),
                             frames: m.frames,
-                            lag: m.lag,
+                            positions: m
+                                .partitions
+                                .iter()
+                                .filter_map(|(p, figures)| Some((*p, figures.position?)))
+                                .collect(),
                         });
                     }
                     actix_rt::time::sleep(Duration::from_millis(250)).await;
@@ -594,6 +604,23 @@ async fn member_killed_after(fault: &Fault<'_>, mut child: std::process::Child, 
     let _ = blocking(move || child.wait()).await;
 }
 
+/// The end offset of every partition of the scenario's topic, learnt through the cluster's
+/// own listeners (no link fault on the way); empty when they cannot be learnt.
+async fn ends_now(fault: &Fault<'_>) -> BTreeMap<PartitionId, i64> {
+    let mut kafka = fault.second_member.kafka.clone();
+    kafka.brokers = fault.cluster.bootstrap().to_owned();
+    let partitions: Vec<PartitionId> = (0..PARTITIONS)
+        .map(|i| PartitionId::of(fault.topic, i))
+        .collect();
+    let ends =
+        blocking(move || actors::kafka::end_offset_probe(&kafka).map(|probe| probe(&partitions)))
+            .await;
+    match ends {
+        Ok(Ok(ends)) if ends.len() == PARTITIONS as usize => ends,
+        _ => BTreeMap::new(),
+    }
+}
+
 /// Milliseconds from `healed` until the service reads frames again or has nothing left to
 /// read (its lag is 0), polled every 100 ms for up to [`RECOVERY_WAIT`].
 async fn progress_after(supervisor: &Addr<RootSupervisor>, healed: Instant) -> Option<f64> {
@@ -743,8 +770,8 @@ pub struct KindCount {
 pub struct CatchUp {
     /// Faults of the kind healed.
     pub healed: u64,
-    /// Of those, faults after which it caught up (the rest: no lag known before the fault,
-    /// or not caught up within the wait after the last heal).
+    /// Of those, faults after which it caught up (the rest: the logs' ends could not be
+    /// learnt at the heal, or not caught up within the wait after the last heal).
     pub caught_up: u64,
     /// Milliseconds from the heal: 50th and 90th percentile, and the most.
     pub ms: [Option<f64>; 3],
@@ -925,9 +952,7 @@ pub fn table(results: &[NemesisResult], seed: u64) -> String {
         ms(summary.recovery_ms[2]),
         ms(summary.recovery_ms[3])
     ));
-    text.push_str(
-        "caught up after each heal (lag back within its level before the fault), by kind:\n",
-    );
+    text.push_str("caught up after each heal (read up to the logs' ends at the heal), by kind:\n");
     for (kind, c) in &summary.caught_up {
         text.push_str(&format!(
             "  {kind:?}: {} of {} healed; p50 {} p90 {} max {}\n",
@@ -1009,7 +1034,7 @@ mod tests {
         let tick = |ms: u64, frames: u64| Tick {
             at: s(ms),
             frames,
-            lag: 0,
+            positions: BTreeMap::new(),
         };
         let samples: Samples = vec![
             tick(0, 0),
@@ -1025,44 +1050,44 @@ mod tests {
     }
 
     #[test]
-    fn a_fault_is_caught_up_once_the_lag_is_back_within_its_level_before_it() {
-        let step = |at_ms: u64| Step {
+    fn a_fault_is_caught_up_once_every_owned_partition_is_read_to_its_end_at_the_heal() {
+        let p = |i: i32| PartitionId::of("t", i);
+        let step = Step {
             kind: Kind::LinkCut,
-            at_ms,
+            at_ms: 3_000,
             hold_ms: 4_000,
             broker: 1,
             partition: 0,
             amount: 0,
         };
         let run = NemesisRun::new(plan(1, 0, Model::Partition, Duration::from_secs(30)));
-        for (at_ms, healed) in [(3_000, 7_000.0), (0, 4_000.0)] {
+        for ends in [BTreeMap::from([(p(0), 100), (p(1), 50)]), BTreeMap::new()] {
             run.record(Applied {
-                step: step(at_ms),
+                step,
                 applied: true,
                 while_flowing: true,
-                healed_at_ms: Some(healed),
+                healed_at_ms: Some(7_000.0),
+                ends_at_heal: ends,
                 caught_up_ms: None,
             });
         }
-        let tick = |ms: u64, lag: i64| Tick {
+        let tick = |ms: u64, positions: &[(i32, i64)]| Tick {
             at: Duration::from_millis(ms),
             frames: 0,
-            lag,
+            positions: positions.iter().map(|(i, at)| (p(*i), *at)).collect(),
         };
-        // Before the first fault: lag up to 150 (the sample at 500 ms is older than 2 s).
         let mut samples: Samples = vec![
-            tick(500, 900),
-            tick(1_500, 100),
-            tick(2_500, 150),
-            tick(3_500, 4_000),
-            tick(7_250, 3_000),
+            // Read up before the heal: the ends at the heal are further.
+            tick(6_750, &[(0, 60), (1, 50)]),
+            tick(7_250, &[(0, 90), (1, 50)]),
         ];
-        assert!(!run.caught_up(&samples), "still behind after the heal");
-        samples.push(tick(7_750, 140));
+        assert!(!run.caught_up(&samples), "partition 0 still behind");
+        // Partition 1 went to another member meanwhile: partition 0 is what counts.
+        samples.push(tick(7_750, &[(0, 100)]));
         assert!(run.caught_up(&samples));
         let applied = run.applied.lock().unwrap();
         assert_eq!(applied[0].caught_up_ms, Some(750.0));
-        // No lag known before the second fault: no figure.
+        // No ends learnt at the heal: no figure.
         assert_eq!(applied[1].caught_up_ms, None);
     }
 }
