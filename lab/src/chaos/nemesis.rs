@@ -1026,6 +1026,18 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds.len(), 14, "{kinds:?}");
+        // A refused output ends about one run in six (600 runs: 100 expected, σ ≈ 9).
+        for seed in [3, 210, 211] {
+            let refused = (0..600)
+                .filter(|run| {
+                    plan(seed, *run, Model::Group, duration)
+                        .steps
+                        .iter()
+                        .any(|s| s.kind == Kind::FailingSink)
+                })
+                .count();
+            assert!((70..=130).contains(&refused), "seed {seed}: {refused} of 600");
+        }
     }
 
     #[test]
