@@ -80,7 +80,8 @@ pub enum TransactionFailure {
         reason: String,
     },
     /// The member lost some or all partitions of the flush (its session expired, or a
-    /// revocation stopped waiting for the flush) while the transaction was open: the
+    /// revocation stopped waiting for the flush), or its generation kept changing until the
+    /// flush's time ran out, while the transaction was open: the
     /// transaction is aborted and the flush dropped. The lost partitions' next owner reads
     /// them from the last committed transaction; the partitions still held are read again
     /// from there by this member (the dropped windows held their shares too). Output goes on.

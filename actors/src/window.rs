@@ -15,6 +15,9 @@
 //!   restarted) holds the watermark instead of letting windows close without its frames, and a
 //!   reader that cannot reach its partition's leader says it is not at the end, which restarts
 //!   the clock (what producers buffered during a broker outage arrives after it);
+//! - while any partition is idle, the watermark goes no further than the partitions holding it
+//!   had reached [`IDLE_GRACE`] before: an idle partition's "at the end" is an answer about
+//!   the past, and what its producer wrote since arrives one fetch round trip later;
 //! - the offset committed for a partition never passes the first frame of that partition that
 //!   belongs to a window not yet closed, so replaying from it rebuilds every open window.
 //!
@@ -38,6 +41,14 @@ use hashbrown::HashSet;
 pub const AT_END_HEARTBEAT: Duration = Duration::from_millis(250);
 /// A caught-up partition counts as idle only if it was heard from within this long.
 pub const HEARD_WITHIN: Duration = Duration::from_secs(1);
+/// While a partition is idle, the watermark goes no further than the other partitions had
+/// reached this long ago. An idle partition's "at the end" is an answer about the past: frames
+/// written to it since reach the service one fetch round trip later, and its producer's clock
+/// is where the others' was. Closing windows at once on the others' progress made those frames
+/// late whenever its fetches came back slower than theirs (a slow link to its leader): they
+/// missed windows they belonged to. A leader that has not answered for 2 s is taken as out of
+/// reach (the partition is then not idle), so a round trip is shorter than this.
+pub const IDLE_GRACE: Duration = Duration::from_secs(3);
 
 use crate::config::WindowConfig;
 use crate::frame::{window_start, FrameChunk};
@@ -238,6 +249,9 @@ pub struct Windows {
     partitions: BTreeMap<PartitionId, Progress>,
     /// Event time in seconds; `-inf` until every partition has spoken.
     watermark: f64,
+    /// The least highest event time of the partitions that hold the watermark, each time it
+    /// changed, oldest first: what an idle partition is allowed to pass ([`IDLE_GRACE`]).
+    reached: std::collections::VecDeque<(Instant, f64)>,
     /// When the partition holding the watermark back was last logged (debug level).
     last_hold_log: Option<Instant>,
     /// Bytes the open windows' parts hold ([`part_bytes`]).
@@ -258,6 +272,7 @@ impl Windows {
             open: BTreeMap::new(),
             partitions: BTreeMap::new(),
             watermark: f64::NEG_INFINITY,
+            reached: std::collections::VecDeque::new(),
             last_hold_log: None,
             open_bytes: 0,
         };
@@ -416,8 +431,13 @@ impl Windows {
     /// returns what closed, oldest window first.
     pub fn advance(&mut self, now: Instant) -> Vec<ClosedWindow> {
         let mut low: Option<f64> = None;
+        let mut any_idle = false;
         for (partition, progress) in &self.partitions {
-            if progress.finished || progress.idle(self.idle_after, now) {
+            if progress.finished {
+                continue;
+            }
+            if progress.idle(self.idle_after, now) {
+                any_idle = true;
                 continue;
             }
             match progress.max_ts {
@@ -440,6 +460,16 @@ impl Windows {
                 }
             }
         }
+        if let Some(reached) = low {
+            if self.reached.back().is_none_or(|(_, last)| *last != reached) {
+                self.reached.push_back((now, reached));
+            }
+        }
+        let graced = self.reached_before(now);
+        if any_idle {
+            // No further than the others were IDLE_GRACE ago (nothing known then: no further).
+            low = low.zip(graced).map(|(low, graced)| low.min(graced));
+        }
         if let Some(low) = low {
             self.watermark = self.watermark.max(low);
         }
@@ -458,6 +488,19 @@ impl Windows {
             moves.push((*partition, old, progress.closed_below));
         }
         self.close_moved(&moves)
+    }
+
+    /// What the partitions holding the watermark had reached [`IDLE_GRACE`] before `now`;
+    /// forgets what no later call needs.
+    fn reached_before(&mut self, now: Instant) -> Option<f64> {
+        let cutoff = now.checked_sub(IDLE_GRACE)?;
+        while self.reached.len() > 1 && self.reached[1].0 <= cutoff {
+            self.reached.pop_front();
+        }
+        self.reached
+            .front()
+            .filter(|(at, _)| *at <= cutoff)
+            .map(|(_, reached)| *reached)
     }
 
     /// Closes every open window (the input is exhausted).
@@ -849,8 +892,11 @@ mod tests {
         let at = |ms| start + Duration::from_millis(ms);
         w.ingest(p(1), &FrameChunk::default(), Some(0), true, at(750));
         assert!(w.advance(at(999)).is_empty());
-        let closed = w.advance(at(1_000));
-        assert_eq!(closed, vec![closed_at(100, &[0, 1])]);
+        // Idle from 1 s; partition 0 had reached 130 only then, so windows close once it has
+        // been there for IDLE_GRACE.
+        let grace = IDLE_GRACE.as_millis() as u64;
+        let closed = at_end_until(&mut w, start, p(1), 1_000, 1_000 + grace);
+        assert_eq!(closed, vec![(1_000 + grace, vec![closed_at(100, &[0, 1])])]);
         // New data on partition 1 makes it active again; the watermark does not move back.
         w.ingest(
             p(1),
@@ -860,6 +906,63 @@ mod tests {
             start + Duration::from_secs(2),
         );
         assert_eq!(w.watermark(), Some(130.0));
+    }
+
+    /// Partition `idle` says it is at its end every 250 ms from `from_ms` to `to_ms` (after
+    /// `start` of the first call's windows), the windows advancing each time; returns what
+    /// closed, and when.
+    fn at_end_until(
+        w: &mut Windows,
+        start: Instant,
+        idle: PartitionId,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Vec<(u64, Vec<ClosedWindow>)> {
+        let mut closed = Vec::new();
+        for ms in (from_ms..=to_ms).step_by(250) {
+            let now = start + Duration::from_millis(ms);
+            w.ingest(idle, &FrameChunk::default(), None, true, now);
+            let some = w.advance(now);
+            if !some.is_empty() {
+                closed.push((ms, some));
+            }
+        }
+        closed
+    }
+
+    /// Both producers pause, so both partitions go idle; they resume together, but partition
+    /// 1's leader answers 900 ms later than partition 0's (a slow link). Partition 0's new
+    /// frames pass window 100 (plus lateness) at once; partition 1's first new frame, stamped
+    /// as its producer's clock was, belongs to window 100 and arrives 900 ms later. Counted,
+    /// and the window written whole: closing it on partition 0's progress alone made that frame
+    /// late (`chaos --nemesis random --seed 211 --first-run 6`, 13 to 91 frames missed).
+    #[test]
+    fn an_idle_partition_whose_fetches_come_back_slower_misses_no_window() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = Windows::new(&config(10, 3), &starts(&[(0, None), (1, None)]));
+        w.ingest(p(0), &chunk(&[(0, 101.0, "a")]), Some(1), true, start);
+        w.ingest(p(1), &chunk(&[(0, 102.0, "b")]), Some(1), true, start);
+        for ms in (250..=2_000).step_by(250) {
+            w.ingest(p(0), &FrameChunk::default(), None, true, at(ms));
+            w.ingest(p(1), &FrameChunk::default(), None, true, at(ms));
+            assert!(w.advance(at(ms)).is_empty(), "{ms} ms");
+        }
+        // The producers resume at 2 s: partition 0's frames arrive at once.
+        w.ingest(p(0), &chunk(&[(1, 114.0, "c")]), Some(2), false, at(2_050));
+        for ms in (2_100..=2_850).step_by(250) {
+            w.ingest(p(1), &FrameChunk::default(), None, true, at(ms));
+            assert!(w.advance(at(ms)).is_empty(), "{ms} ms");
+        }
+        let late = w.ingest(
+            p(1),
+            &chunk(&[(1, 108.0, "d"), (2, 115.0, "e")]),
+            Some(3),
+            false,
+            at(2_950),
+        );
+        assert_eq!(late.late, 0, "{late:?}");
+        assert_eq!(w.advance(at(3_000)), vec![closed(100, 110, 3, 3, &[0, 1])]);
     }
 
     /// Partition 0 is ahead (130) and still reading; partition 1 (at 101) caught up at `start`.
@@ -884,9 +987,17 @@ mod tests {
         // Partition 1's reader stopped reporting (stalled or dead): frames may be waiting
         // there, so nothing closes.
         assert!(w.advance(at(5_000)).is_empty());
-        // Once it says again that it is at its end, it is idle and windows close.
-        w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(5_100));
-        assert_eq!(w.advance(at(5_200)).len(), 1);
+        // Once it says again that it is at its end, it is idle, and windows close once
+        // partition 0 has been ahead of them for IDLE_GRACE with nothing holding it back.
+        let grace = IDLE_GRACE.as_millis() as u64;
+        let closed = at_end_until(&mut w, start, p(1), 5_000, 5_000 + grace);
+        assert_eq!(
+            closed
+                .iter()
+                .map(|(ms, c)| (*ms, c.len()))
+                .collect::<Vec<_>>(),
+            vec![(5_000 + grace, 1)]
+        );
     }
 
     #[test]
@@ -907,16 +1018,17 @@ mod tests {
             );
         }
         // Reached again at 2.25 s: idle only a full `idle_after` (1 s) later, which gives what
-        // producers buffered meanwhile time to arrive.
-        for ms in (2_250..=3_250).step_by(250) {
-            w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(ms));
-            let closed = w.advance(at(ms));
-            if ms < 3_250 {
-                assert!(closed.is_empty(), "idle too early ({ms} ms)");
-            } else {
-                assert_eq!(closed.len(), 1, "idle after a second of known quiet");
-            }
-        }
+        // producers buffered meanwhile time to arrive, and windows close once partition 0 has
+        // been ahead of them for IDLE_GRACE with nothing holding it back.
+        let grace = IDLE_GRACE.as_millis() as u64;
+        let closed = at_end_until(&mut w, start, p(1), 2_250, 3_250 + grace + 500);
+        assert_eq!(
+            closed
+                .iter()
+                .map(|(ms, c)| (*ms, c.len()))
+                .collect::<Vec<_>>(),
+            vec![(3_250 + grace, 1)]
+        );
     }
 
     fn closed_at(start: i64, partitions: &[i32]) -> ClosedWindow {
@@ -1069,8 +1181,16 @@ mod tests {
             w.advance(at(3_900)).is_empty(),
             "idle before a full idle_after"
         );
-        w.ingest(p(1), &FrameChunk::default(), Some(1), true, at(4_000));
-        assert_eq!(w.advance(at(4_100)).len(), 1);
+        let grace = IDLE_GRACE.as_millis() as u64;
+        // Idle from 4.1 s, first seen so at 4.25 s.
+        let closed = at_end_until(&mut w, start, p(1), 4_000, 4_250 + grace + 500);
+        assert_eq!(
+            closed
+                .iter()
+                .map(|(ms, c)| (*ms, c.len()))
+                .collect::<Vec<_>>(),
+            vec![(4_250 + grace, 1)]
+        );
     }
 
     #[test]

@@ -1004,7 +1004,15 @@ impl TransactionalSink for TransactionalOutput {
                         });
                     }
                     if Instant::now() + retry_backoff(attempt + 1) >= give_up {
-                        return Err(TransactionFailure::NotInGroup { reason });
+                        // Out of time before the member got into a stable generation (a
+                        // rebalance held up by a broker or coordinator fault): the flush is
+                        // dropped and read again, as when partitions were lost.
+                        return Err(TransactionFailure::MembershipLost {
+                            reason: format!(
+                                "{reason}; the group's generation was still changing when the \
+                                 flush's time ran out"
+                            ),
+                        });
                     }
                     tracing::info!(
                         attempt,

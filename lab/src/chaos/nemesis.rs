@@ -1036,7 +1036,10 @@ mod tests {
                         .any(|s| s.kind == Kind::FailingSink)
                 })
                 .count();
-            assert!((70..=130).contains(&refused), "seed {seed}: {refused} of 600");
+            assert!(
+                (70..=130).contains(&refused),
+                "seed {seed}: {refused} of 600"
+            );
         }
     }
 
