@@ -234,16 +234,35 @@ async fn a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again() {
     let plan = actors::faults::FaultPlan::default();
     // Two flushes with windows are written (and committed) first.
     plan.drop_flush(2);
+    let supervisor: std::cell::RefCell<Option<actix::Addr<actors::supervisor::RootSupervisor>>> =
+        std::cell::RefCell::new(None);
     let run = kafka_actors::run_with_faults(
         s.clone(),
         async {
-            while !producer.is_finished() {
+            // Until the producer is done and the fault has landed (a loaded machine reads
+            // slowly), for at most a minute.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let addr = supervisor.borrow().clone();
+                let landed = match addr {
+                    Some(addr) => addr.send(actors::metrics::GetMetrics).await.is_ok_and(
+                        |m: actors::metrics::MetricsSnapshot| {
+                            m.restart_log
+                                .iter()
+                                .any(|r| r.cause == actors::failure::PartitionFailure::FlushDropped)
+                        },
+                    ),
+                    None => false,
+                };
+                if landed && producer.is_finished() {
+                    break;
+                }
                 actix_rt::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             actix_rt::time::sleep(std::time::Duration::from_secs(2)).await;
         },
         Some(plan),
-        |_| {},
+        |addr| *supervisor.borrow_mut() = Some(addr),
     )
     .await
     .unwrap_or_else(|e| panic!("{}", kafka_actors::error_chain(&e)));

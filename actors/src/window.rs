@@ -467,8 +467,13 @@ impl Windows {
         }
         let graced = self.reached_before(now);
         if any_idle {
-            // No further than the others were IDLE_GRACE ago (nothing known then: no further).
-            low = low.zip(graced).map(|(low, graced)| low.min(graced));
+            // No further than the others were IDLE_GRACE ago (nothing known then: no further);
+            // once every partition is idle, as far as they were then.
+            low = match (low, graced) {
+                (Some(low), Some(graced)) => Some(low.min(graced)),
+                (None, graced) => graced,
+                (Some(_), None) => None,
+            };
         }
         if let Some(low) = low {
             self.watermark = self.watermark.max(low);
@@ -963,6 +968,37 @@ mod tests {
         );
         assert_eq!(late.late, 0, "{late:?}");
         assert_eq!(w.advance(at(3_000)), vec![closed(100, 110, 3, 3, &[0, 1])]);
+    }
+
+    /// Partition 0 is idle; partition 1 reads its last frames (to 115) and goes idle too,
+    /// within IDLE_GRACE: window 100 closes IDLE_GRACE after partition 1 got there, though
+    /// nothing holds the watermark by then.
+    #[test]
+    fn windows_close_when_the_last_reading_partition_goes_idle_within_the_grace() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut w = Windows::new(&config(10, 3), &starts(&[(0, None), (1, None)]));
+        w.ingest(p(0), &chunk(&[(0, 102.0, "a")]), Some(1), true, start);
+        w.ingest(p(1), &chunk(&[(0, 103.0, "b")]), Some(1), false, start);
+        for ms in (250..=1_500).step_by(250) {
+            w.ingest(p(0), &FrameChunk::default(), None, true, at(ms));
+            assert!(w.advance(at(ms)).is_empty(), "{ms} ms");
+        }
+        w.ingest(p(1), &chunk(&[(1, 115.0, "c")]), Some(2), true, at(1_600));
+        let mut written = Vec::new();
+        for ms in (1_750..=6_000).step_by(250) {
+            w.ingest(p(0), &FrameChunk::default(), None, true, at(ms));
+            w.ingest(p(1), &FrameChunk::default(), None, true, at(ms));
+            let some = w.advance(at(ms));
+            if !some.is_empty() {
+                written.push((ms, some));
+            }
+        }
+        let grace = IDLE_GRACE.as_millis() as u64;
+        assert_eq!(
+            written,
+            vec![(1_750 + grace, vec![closed(100, 110, 2, 2, &[0, 1])])]
+        );
     }
 
     /// Partition 0 is ahead (130) and still reading; partition 1 (at 101) caught up at `start`.
