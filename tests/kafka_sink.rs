@@ -210,7 +210,7 @@ async fn exactly_once_output_is_the_truth_once_group_model() {
 }
 
 /// A group member's flush dropped because the member lost some of its partitions while the
-/// transaction was open (here injected at the output port on the third flush that holds
+/// transaction was open (here injected at the output port on the first flush that holds
 /// windows: the member in fact keeps them all) held the shares of the partitions it keeps as
 /// well: those are read again from their last commit and written once. Before, the dropped
 /// windows' kept shares were lost (or, where the output said which partitions were lost, the
@@ -232,8 +232,10 @@ async fn a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again() {
     );
     wait_for_data(&kafka, &topic, 4);
     let plan = actors::faults::FaultPlan::default();
-    // Two flushes with windows are written (and committed) first.
-    plan.drop_flush(2);
+    // The first flush that holds windows (how many flushes the windows close in depends on
+    // how fast the service reads: on a loaded machine, a backlog read at once closes many
+    // windows in one flush).
+    plan.drop_flush(0);
     let supervisor: std::cell::RefCell<Option<actix::Addr<actors::supervisor::RootSupervisor>>> =
         std::cell::RefCell::new(None);
     let run = kafka_actors::run_with_faults(
