@@ -143,6 +143,9 @@ pub struct Chunk {
     pub dead_letters: Vec<DeadLetter>,
     /// The partition's position after the chunk, invalid records included.
     pub next_offset: Option<i64>,
+    /// Where its reader began: its start offset or, started without one (from
+    /// `auto.offset.reset`), the first record it handed out (else its first position).
+    pub read_from: Option<i64>,
     /// The partition has caught up to its end.
     pub at_end: bool,
     /// The partition is done for good (`--until-end`): no chunk follows.
@@ -930,7 +933,8 @@ impl BatchActor {
     /// their shares of open windows, the closed windows not yet written (each holds shares of
     /// held or lost partitions only) and their dead letters. What was written and committed
     /// for them stays, so a restart of their readers ([`BatchEvent::ReadAgain`]) resumes at
-    /// the last commit; until then their chunks are not counted. Returns the partitions.
+    /// the last durable flush (before any, where their reading began); until then their
+    /// chunks are not counted. Returns the partitions.
     fn forget_since_commit(&mut self) -> Vec<PartitionId> {
         let held: Vec<PartitionId> = self.windows.partitions().collect();
         self.pending.clear();
@@ -938,6 +942,24 @@ impl BatchActor {
         self.frames_since_flush = 0;
         let mut unpaused = false;
         for partition in &held {
+            // Before any durable flush, read again from where this reading began: a reader
+            // restarted without a position (one started from `auto.offset.reset`) would go on
+            // from wherever the client's fetch stands, past what is forgotten here.
+            if let (false, Some(start)) = (
+                self.written.contains_key(partition),
+                self.windows.start_of(*partition),
+            ) {
+                if let Some(offset) = start.next_offset {
+                    self.written.insert(
+                        *partition,
+                        CommitPosition {
+                            partition: *partition,
+                            offset,
+                            metadata: encode_closed_below(start.closed_below),
+                        },
+                    );
+                }
+            }
             self.windows.remove_partition(*partition);
             unpaused |= self.budget.forget(*partition);
             self.resumes.remove(partition);
@@ -1110,6 +1132,8 @@ impl Handler<Chunk> for BatchActor {
     type Result = MessageResult<Chunk>;
 
     fn handle(&mut self, chunk: Chunk, ctx: &mut Self::Context) -> Self::Result {
+        self.windows
+            .note_read_from(chunk.partition, chunk.read_from);
         let ingested = self.windows.ingest(
             chunk.partition,
             &chunk.frames,
@@ -1427,7 +1451,9 @@ mod tests {
     /// A flush dropped because the member lost some of its partitions (say a third, t-2,
     /// revoked while the transaction waited) held the kept partitions' shares too: the batch
     /// forgets everything read since their last commit and asks for them to be read again
-    /// from it; output goes on, and every window is written once, exact.
+    /// from it (before any, from where their reading began: a partition started from
+    /// `auto.offset.reset` from its first record); output goes on, and every window is
+    /// written once, exact.
     #[actix::test]
     async fn a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again() {
         let log = Log::default();
@@ -1442,6 +1468,13 @@ mod tests {
             Closing::ByWatermark,
             Some(supervisor.recipient()),
         );
+        // Partition 0 had no commit: its reader starts where `auto.offset.reset` puts it
+        // (offset 5 here) and says so with its first record.
+        actor.windows.add_partition(PartitionStart {
+            partition: p(0),
+            next_offset: None,
+            closed_below: None,
+        });
         actor.output = Output::Idle(Outlet::ExactlyOnce(Box::new(LosingOnce(
             log.clone(),
             false,
@@ -1449,7 +1482,7 @@ mod tests {
         ))));
         let batch = actor.start();
         let first = [
-            chunk(0, &[(0, 100.0, "a"), (1, 112.0, "b")], 2),
+            chunk(0, &[(5, 100.0, "a"), (6, 112.0, "b")], 7),
             chunk(1, &[(0, 101.0, "c"), (1, 121.0, "d")], 2),
         ];
         for c in first {
@@ -1470,10 +1503,10 @@ mod tests {
             .collect();
         assert_eq!(asked, vec![vec![p(0), p(1)]]);
         // Read on by the old readers before their restart: not counted.
-        batch.send(chunk(0, &[(2, 125.0, "e")], 3)).await.unwrap();
+        batch.send(chunk(0, &[(7, 125.0, "e")], 8)).await.unwrap();
         // The restart (as the intake does it): let go with a commit, start again where the
-        // last durable flush left them (nothing was written: where they were assigned).
-        for partition in [0, 1] {
+        // last durable flush left them; nothing was written, so where their reading began.
+        for (partition, from) in [(0, 5), (1, 0)] {
             let released = batch
                 .send(ReleasePartitions {
                     partitions: vec![p(partition)],
@@ -1483,11 +1516,18 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            assert_eq!(released[0].resume, None, "{released:?}");
+            assert_eq!(
+                released[0]
+                    .resume
+                    .as_ref()
+                    .map(|r| (r.offset, r.metadata.as_str())),
+                Some((from, "")),
+                "{released:?}"
+            );
             batch
                 .send(AddPartitions(vec![PartitionStart {
                     partition: p(partition),
-                    next_offset: Some(0),
+                    next_offset: Some(from),
                     closed_below: None,
                 }]))
                 .await
@@ -1496,8 +1536,8 @@ mod tests {
         batch
             .send(chunk(
                 0,
-                &[(0, 100.0, "a"), (1, 112.0, "b"), (2, 125.0, "e")],
-                3,
+                &[(5, 100.0, "a"), (6, 112.0, "b"), (7, 125.0, "e")],
+                8,
             ))
             .await
             .unwrap();
@@ -1507,7 +1547,7 @@ mod tests {
             .unwrap();
         let report = batch.send(Drain { close_all: true }).await.unwrap();
         assert_eq!(events.lock().unwrap().len(), 1, "no failure reported");
-        assert_eq!(indexed(&report.committed), vec![(0, 3), (1, 2)]);
+        assert_eq!(indexed(&report.committed), vec![(0, 8), (1, 2)]);
         let lines: Vec<(i64, u64, u64)> = written
             .lock()
             .unwrap()
@@ -1802,6 +1842,7 @@ mod tests {
             frames: c,
             dead_letters: Vec::new(),
             next_offset: Some(next),
+            read_from: Some(frames.first().map_or(next, |f| f.0)),
             at_end: false,
             finished: false,
         }

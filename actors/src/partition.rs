@@ -236,6 +236,9 @@ pub struct PartitionActor {
     /// What it knows of its partition's end.
     known_end: EndKnown,
     next_offset: Option<i64>,
+    /// Where this reader began: its start offset or, started without one (from
+    /// `auto.offset.reset`), the first record it handed out.
+    read_from: Option<i64>,
     invalid_log: InvalidLog,
     /// Invalid frames against the dead-letter limits.
     invalid_tally: InvalidTally,
@@ -281,6 +284,7 @@ impl PartitionActor {
             end,
             known_end: EndKnown::Reading,
             next_offset: start.offset(),
+            read_from: start.offset(),
             invalid_log,
             invalid_tally: InvalidTally::default(),
             last_error_log: None,
@@ -401,6 +405,7 @@ impl PartitionActor {
         let limits = self.limits.at(crate::generator::now_epoch_secs());
         let partition = self.partition;
         let log = &mut self.invalid_log;
+        let read_from = &mut self.read_from;
         // Offsets only grow within one reader; a record below the position was handed out
         // before and is counted already.
         let mut expected = self.next_offset;
@@ -420,6 +425,7 @@ impl PartitionActor {
                 return;
             }
             expected = Some(offset + 1);
+            read_from.get_or_insert(offset);
             let parsed = parse_frame(payload, &limits);
             // The limits apply with a dead-letter topic only; without one nothing is counted.
             if policy.dead_letter {
@@ -560,6 +566,7 @@ impl PartitionActor {
             frames,
             dead_letters,
             next_offset: self.next_offset,
+            read_from: self.read_from.or(self.next_offset),
             at_end: self.known_end == EndKnown::AtEnd,
             finished,
         };

@@ -100,6 +100,9 @@ struct Progress {
     /// Its intake is paused (the open windows reached their memory budget): it is never idle
     /// meanwhile, since what it has not read may belong to any open window.
     paused: bool,
+    /// Where its reading began, with the `closed_below` it started with
+    /// ([`Windows::start_of`]).
+    start: PartitionStart,
 }
 
 impl Progress {
@@ -293,6 +296,7 @@ impl Windows {
             closed_below: start.closed_below.unwrap_or(f64::NEG_INFINITY),
             leading: false,
             paused: false,
+            start,
         };
         self.partitions.insert(start.partition, progress);
     }
@@ -309,6 +313,21 @@ impl Windows {
             !window.parts.is_empty()
         });
         self.open_bytes -= freed;
+    }
+
+    /// Notes where `partition`'s reader began reading (a reader started without a position
+    /// learns it from its first record); the first one told counts.
+    pub fn note_read_from(&mut self, partition: PartitionId, read_from: Option<i64>) {
+        if let Some(progress) = self.partitions.get_mut(&partition) {
+            progress.start.next_offset = progress.start.next_offset.or(read_from);
+        }
+    }
+
+    /// Where `partition`'s reading began: its start or, added without a position (from
+    /// `auto.offset.reset`), where its reader said it began ([`Self::note_read_from`]).
+    /// Reading it again from there rebuilds everything counted for it since it was added.
+    pub fn start_of(&self, partition: PartitionId) -> Option<PartitionStart> {
+        self.partitions.get(&partition).map(|p| p.start)
     }
 
     /// The partitions being counted.
