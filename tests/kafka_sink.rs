@@ -214,7 +214,10 @@ async fn exactly_once_output_is_the_truth_once_group_model() {
 /// windows: the member in fact keeps them all) held the shares of the partitions it keeps as
 /// well: those are read again from their last commit and written once. Before, the dropped
 /// windows' kept shares were lost (or, where the output said which partitions were lost, the
-/// member stopped).
+/// member stopped). The group has no commit yet, so `auto.offset.reset` placed the partitions
+/// and nothing durable was written for them: they are read again from where their reading
+/// began (a reader restarted without a position would go on from the client's fetch position,
+/// and the windows be written short of the frames read before the drop).
 #[actix::test]
 async fn a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again() {
     let test = "a_flush_dropped_with_part_of_its_partitions_has_the_rest_read_again";
