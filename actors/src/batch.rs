@@ -527,7 +527,16 @@ impl BatchActor {
     }
 
     fn collect_closed(&mut self) {
-        let closed = self.windows.advance(Instant::now());
+        let now = Instant::now();
+        let closed = self.windows.advance(now);
+        if !closed.is_empty() && tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                windows = ?closed.iter().map(|w| (w.start, w.partitions.iter().map(ToString::to_string).collect::<Vec<_>>())).collect::<Vec<_>>(),
+                watermark = ?self.windows.watermark(),
+                standings = ?self.windows.standings(now),
+                "Windows closed."
+            );
+        }
         self.pending.extend(closed);
         if self.closing == Closing::ByWatermark
             || self.completion != Completion::Reading

@@ -53,7 +53,8 @@ pub enum Kind {
     /// The data set's producer sends nothing for a while, then goes on at its rate.
     ProducerPause,
     /// The producers of the partitions disagree on the time, for the whole run: partition
-    /// `i`'s frames are stamped `amount` ms × i / 3 early (within `window.lateness_secs`).
+    /// `i`'s frames are stamped `amount` ms × i / 3 early; `window.lateness_secs` is raised
+    /// by the skew (the data's jitter takes the lateness as it is).
     ClockSkew,
     /// Every write of the sink takes `amount` ms, for the whole run.
     SlowSink,
@@ -398,6 +399,15 @@ impl Scenario for NemesisRun {
             match step.kind {
                 Kind::SlowSink => settings.sink.write_delay_ms = step.amount,
                 Kind::TightBudget => settings.window.open_budget_mib = step.amount as f64 / 1024.0,
+                // The data is out of order by up to the lateness already (its jitter): a
+                // partition whose producer runs behind the others by the skew, idle while
+                // they move the watermark on, wakes with frames up to skew + jitter behind
+                // it. The lateness takes the skew too, or those frames are late by the
+                // service's own rules and the run proves nothing.
+                Kind::ClockSkew => {
+                    settings.window.lateness_secs +=
+                        i64::try_from(step.amount.div_ceil(1_000)).unwrap_or(i64::MAX);
+                }
                 _ => {}
             }
         }
@@ -969,6 +979,35 @@ pub fn table(results: &[NemesisResult], seed: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A skewed run raises the lateness by the skew: a partition whose producer runs
+    /// behind, idle while the others move the watermark, wakes with frames up to skew +
+    /// jitter behind the watermark (seed 220 run 24: skew 2 607 ms, jitter 3 s, lateness
+    /// 3 s; 14 frames of partition 3 stamped up to 5.6 s back came after its window).
+    #[test]
+    fn a_clock_skew_raises_the_lateness_by_the_skew() {
+        let duration = Duration::from_secs(30);
+        let plan = plan(220, 24, Model::Partition, duration);
+        let skew = plan
+            .whole_run
+            .iter()
+            .find(|s| s.kind == Kind::ClockSkew)
+            .map(|s| s.amount)
+            .expect("seed 220 run 24 skews the clocks");
+        assert_eq!(skew, 2_607);
+        let run = NemesisRun::new(plan);
+        let mut settings = Settings::default();
+        settings.window.lateness_secs = 3;
+        run.settings(&mut settings);
+        let behind = run.skews().into_iter().fold(0.0_f64, |a, s| a.max(-s));
+        assert!((behind - 2.607).abs() < 1e-9, "{behind}");
+        // What the data's jitter (3 s, the lateness as it was) leaves for the skew.
+        assert!(
+            settings.window.lateness_secs as f64 >= 3.0 + behind,
+            "{settings:?}"
+        );
+        assert_eq!(settings.window.lateness_secs, 6);
+    }
 
     #[test]
     fn a_seed_and_run_give_one_schedule_of_overlapping_faults() {
