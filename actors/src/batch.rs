@@ -49,12 +49,17 @@ fn positions(windows: &Windows) -> Vec<CommitPosition> {
     windows
         .commit_points()
         .into_iter()
-        .map(|point| CommitPosition {
-            partition: point.partition,
-            offset: point.offset,
-            metadata: encode_closed_below(point.closed_below),
-        })
+        .map(|point| position(point.partition, point.offset, point.closed_below))
         .collect()
+}
+
+/// A position to commit (or resume from), with `closed_below` as its metadata.
+fn position(partition: PartitionId, offset: i64, closed_below: Option<f64>) -> CommitPosition {
+    CommitPosition {
+        partition,
+        offset,
+        metadata: encode_closed_below(closed_below),
+    }
 }
 
 /// What a commit's metadata says.
@@ -954,20 +959,15 @@ impl BatchActor {
             // Before any durable flush, read again from where this reading began: a reader
             // restarted without a position (one started from `auto.offset.reset`) would go on
             // from wherever the client's fetch stands, past what is forgotten here.
-            if let (false, Some(start)) = (
-                self.written.contains_key(partition),
-                self.windows.start_of(*partition),
-            ) {
-                if let Some(offset) = start.next_offset {
-                    self.written.insert(
-                        *partition,
-                        CommitPosition {
-                            partition: *partition,
-                            offset,
-                            metadata: encode_closed_below(start.closed_below),
-                        },
-                    );
-                }
+            if let Some(PartitionStart {
+                next_offset: Some(offset),
+                closed_below,
+                ..
+            }) = self.windows.start_of(*partition)
+            {
+                self.written
+                    .entry(*partition)
+                    .or_insert_with(|| position(*partition, offset, closed_below));
             }
             self.windows.remove_partition(*partition);
             unpaused |= self.budget.forget(*partition);
