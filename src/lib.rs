@@ -276,7 +276,7 @@ pub async fn run_with_faults(
         metrics: settings.metrics.clone(),
         end,
         keep_open_at_end: settings.run.keep_open_windows,
-        complete_only: (!settings.sink.label_partitions).then(|| all.clone()),
+        require_full_cover: (!settings.sink.label_partitions).then(|| all.clone()),
         supervisor: settings.supervisor.clone(),
         probe,
         leaders: leaders.map(|l| l.board),

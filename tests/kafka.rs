@@ -634,7 +634,9 @@ async fn a_commit_past_the_end_of_a_recreated_topic_stops_or_reads_on_as_the_pol
         };
         commit_as_before(
             &settings.kafka,
-            &stale(actors::batch::encode_closed_below(Some(1_800_000_000.0))),
+            &stale(actors::commit_meta::encode_closed_below(Some(
+                1_800_000_000.0,
+            ))),
         );
 
         let started = std::time::Instant::now();

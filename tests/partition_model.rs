@@ -467,7 +467,7 @@ async fn a_frame_far_ahead_of_the_clock_is_counted_and_moves_no_window() {
         .unwrap()
         .remove(0)
         .metadata;
-    let closed_below = actors::batch::decode_closed_below(&metadata).expect("closed_below");
+    let closed_below = actors::commit_meta::decode_closed_below(&metadata).expect("closed_below");
     assert!(
         closed_below < 1_800_000_000.0,
         "the commit records the data's event time, not the future frame's: {closed_below}"

@@ -30,10 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use futures::future::join_all;
 
-use crate::batch::{
-    closed_below_from_commit, decode_closed_below, AddPartitions, BatchActor, ReleaseOutput,
-    ReleasePartitions,
-};
+use crate::batch::{AddPartitions, BatchActor, ReleaseOutput, ReleasePartitions};
+use crate::commit_meta::{closed_below_from_commit, decode_closed_below};
 use crate::config::PartitionConfig;
 use crate::frame::FrameLimits;
 use crate::metrics::RecordsSkipped;
@@ -910,13 +908,20 @@ mod tests {
     ) {
         let metrics = MetricsActor::new(MetricsConfig { log_interval_ms: 0 }).start();
         let batch = BatchActor::new(
-            &WindowConfig::default(),
-            FlushConfig::default(),
-            &[],
+            crate::batch::BatchSpec {
+                window: WindowConfig::default(),
+                flush: FlushConfig::default(),
+                partitions: Vec::new(),
+                closing: crate::batch::Closing::ByWatermark,
+                cover: crate::batch::Cover::Given,
+                require_full_cover: None,
+            },
             crate::outlet::Outlet::at_least_once(Box::new(NullSink), Box::new(Commits::default())),
-            crate::batch::Closing::ByWatermark,
-            metrics.clone(),
-            None,
+            crate::batch::BatchLinks {
+                metrics: metrics.clone(),
+                supervisor: None,
+                panics: None,
+            },
         );
         let losses = batch.losses();
         let batch = batch.start();

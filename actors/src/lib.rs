@@ -34,6 +34,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod commit_meta;
 pub mod config;
 pub mod failure;
 #[cfg(test)]

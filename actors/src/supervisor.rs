@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::batch::{BatchActor, BatchEvent, Closing, Drain, DrainReport};
+use crate::batch::{
+    BatchActor, BatchEvent, BatchLinks, BatchSpec, Closing, Cover, Drain, DrainReport,
+};
 use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfig, WindowConfig};
 use crate::failure::{PartitionFailure, StopCause};
 use crate::frame::FrameLimits;
@@ -77,7 +79,7 @@ pub struct PipelineSpec {
     /// open instead of writing them partly filled.
     pub keep_open_at_end: bool,
     /// Every partition of the topic, when output lines must cover them all.
-    pub complete_only: Option<Vec<PartitionId>>,
+    pub require_full_cover: Option<Vec<PartitionId>>,
     /// Restarts and the watchdog.
     pub supervisor: SupervisorConfig,
     /// End offsets for the stall watchdog (without it the watchdog uses the high watermarks
@@ -339,33 +341,29 @@ impl Actor for RootSupervisor {
         };
         // Partitions read elsewhere too (group model) must be accounted for before the run is
         // complete.
-        let cover_group =
-            closing != Closing::ByWatermark && spec.intake.assignments.coverage().is_some();
+        let cover =
+            if closing != Closing::ByWatermark && spec.intake.assignments.coverage().is_some() {
+                Cover::Group
+            } else {
+                Cover::Given
+            };
         let batch = {
-            let (window, flush, outlet) = (spec.window.clone(), spec.flush.clone(), spec.outlet);
-            let (metrics, supervisor) = (metrics.clone(), ctx.address().recipient());
-            let panics = ctx.address().recipient();
-            let complete_only = spec.complete_only.clone();
+            let batch_spec = BatchSpec {
+                window: spec.window.clone(),
+                flush: spec.flush.clone(),
+                partitions: Vec::new(),
+                closing,
+                cover,
+                require_full_cover: spec.require_full_cover.clone(),
+            };
+            let outlet = spec.outlet;
+            let links = BatchLinks {
+                metrics: metrics.clone(),
+                supervisor: Some(ctx.address().recipient()),
+                panics: Some(ctx.address().recipient()),
+            };
             BatchActor::start_in_arbiter(&batch_arbiter.handle(), move |_| {
-                let actor = BatchActor::new(
-                    &window,
-                    flush,
-                    &[],
-                    outlet,
-                    closing,
-                    metrics,
-                    Some(supervisor),
-                );
-                let actor = actor.report_panics(panics);
-                let actor = match complete_only {
-                    Some(all) => actor.complete_only(all),
-                    None => actor,
-                };
-                if cover_group {
-                    actor.cover_group()
-                } else {
-                    actor
-                }
+                BatchActor::new(batch_spec, outlet, links)
             })
         };
         let (threads, readers) = ReaderThreads::start(spec.partition.threads);
@@ -853,7 +851,7 @@ mod tests {
             metrics: MetricsConfig { log_interval_ms: 0 },
             end: EndPolicy::Never,
             keep_open_at_end: false,
-            complete_only: None,
+            require_full_cover: None,
             supervisor,
             probe,
             leaders: None,

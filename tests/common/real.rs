@@ -687,7 +687,9 @@ pub fn committed_up_to(
     actors::kafka::committed_offsets(&config, &super::ids(&config, partitions))
         .expect("committed offsets")
         .into_iter()
-        .filter_map(|c| actors::batch::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm)))
+        .filter_map(|c| {
+            actors::commit_meta::decode_closed_below(&c.metadata).map(|wm| (c.partition, wm))
+        })
         .collect()
 }
 
