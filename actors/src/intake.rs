@@ -290,9 +290,8 @@ pub struct IntakeActor {
     listener: Arc<IntakeListener>,
     batch: Addr<BatchActor>,
     outputs: PartitionOutputs,
-    config: PartitionConfig,
-    limits: FrameLimits,
-    end: EndPolicy,
+    /// How partitions are read.
+    reading: ReadingSpec,
     end_offsets: Option<BTreeMap<PartitionId, i64>>,
     partitions: BTreeMap<PartitionId, RunningPartition>,
     /// Where each owned partition started at its assignment (and its `closed_below`), for a
@@ -384,28 +383,42 @@ pub struct IntakeStatus {
     pub member: Option<crate::ports::GroupMember>,
 }
 
+/// How an intake's partitions are read: everything the settings decide for it.
+#[derive(Debug, Clone)]
+pub struct ReadingSpec {
+    /// Partition actors: threads, prefetch, restarts of a reader.
+    pub partition: PartitionConfig,
+    /// Which frames are valid.
+    pub limits: FrameLimits,
+    /// When partitions are done.
+    pub end: EndPolicy,
+}
+
+/// Where an intake's partition actors send what they read, and the threads they run on.
+pub struct IntakeLinks {
+    /// The batch actor, told of partitions as they are assigned and let go.
+    pub batch: Addr<BatchActor>,
+    /// Where each partition actor sends chunks, metrics and its exit.
+    pub outputs: PartitionOutputs,
+    /// The threads partition actors run on.
+    pub threads: ReaderThreads,
+}
+
 impl IntakeActor {
     /// An intake actor for `membership`, whose assignments reach it through `listener`.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         membership: Box<dyn AssignmentSource>,
         listener: Arc<IntakeListener>,
-        batch: Addr<BatchActor>,
-        outputs: PartitionOutputs,
-        config: PartitionConfig,
-        limits: FrameLimits,
-        end: EndPolicy,
-        threads: ReaderThreads,
+        reading: ReadingSpec,
+        links: IntakeLinks,
     ) -> Self {
         IntakeActor {
             state: Lifecycle::Starting(membership),
-            threads,
+            threads: links.threads,
             listener,
-            batch,
-            outputs,
-            config,
-            limits,
-            end,
+            batch: links.batch,
+            outputs: links.outputs,
+            reading,
             end_offsets: None,
             partitions: BTreeMap::new(),
             assigned_at: BTreeMap::new(),
@@ -416,7 +429,7 @@ impl IntakeActor {
     }
 
     fn end_policy(&self, partition: PartitionId) -> EndPolicy {
-        match (self.end, &self.end_offsets) {
+        match (self.reading.end, &self.end_offsets) {
             (EndPolicy::AwaitOffset, Some(ends)) => ends
                 .get(&partition)
                 .map_or(EndPolicy::FirstEnd, |e| EndPolicy::Offset(*e)),
@@ -445,8 +458,8 @@ impl IntakeActor {
                 start,
                 sources,
                 self.outputs.clone(),
-                self.config.clone(),
-                self.limits,
+                self.reading.partition.clone(),
+                self.reading.limits,
                 self.end_policy(partition),
             ),
             &self.threads,
@@ -468,7 +481,9 @@ impl Actor for IntakeActor {
             Lifecycle::Starting(mut source) => {
                 let sources = source.sources();
                 source.start();
-                if let (true, Some(probe)) = (self.end != EndPolicy::Never, source.coverage()) {
+                if let (true, Some(probe)) =
+                    (self.reading.end != EndPolicy::Never, source.coverage())
+                {
                     ctx.run_interval(COVERAGE_INTERVAL, move |act, ctx| {
                         act.report_coverage(probe.clone(), ctx);
                     });
@@ -535,7 +550,7 @@ impl Handler<PartitionsAssigned> for IntakeActor {
                     a.partition,
                     a.start.offset(),
                     &a.metadata,
-                    latest_closed_below(&self.limits),
+                    latest_closed_below(&self.reading.limits),
                 ),
             })
             .collect();
@@ -935,19 +950,23 @@ mod tests {
         let intake = IntakeActor::new(
             source,
             listener,
-            batch,
-            outputs,
-            PartitionConfig::default(),
-            FrameLimits {
-                max_bytes: 128,
-                min_ts: 0.0,
-                max_ts: 1e10,
-                max_future_secs: f64::INFINITY,
-                future_after: f64::INFINITY,
-                invalid: crate::frame::InvalidPolicy::NONE,
+            ReadingSpec {
+                partition: PartitionConfig::default(),
+                limits: FrameLimits {
+                    max_bytes: 128,
+                    min_ts: 0.0,
+                    max_ts: 1e10,
+                    max_future_secs: f64::INFINITY,
+                    future_after: f64::INFINITY,
+                    invalid: crate::frame::InvalidPolicy::NONE,
+                },
+                end: EndPolicy::Never,
             },
-            EndPolicy::Never,
-            threads,
+            IntakeLinks {
+                batch,
+                outputs,
+                threads,
+            },
         )
         .start();
         (intake, losses, arbiters)

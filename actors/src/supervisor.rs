@@ -38,8 +38,8 @@ use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfi
 use crate::failure::{PartitionFailure, StopCause};
 use crate::frame::FrameLimits;
 use crate::intake::{
-    GetIntakeStatus, GroupRecord, IntakeActor, IntakeListener, Leave, OwnedPartitions,
-    PartitionEnds, ReaderThreads, RestartAssigned,
+    GetIntakeStatus, GroupRecord, IntakeActor, IntakeLinks, IntakeListener, Leave, OwnedPartitions,
+    PartitionEnds, ReaderThreads, ReadingSpec, RestartAssigned,
 };
 use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
@@ -376,12 +376,16 @@ impl Actor for RootSupervisor {
         let intake = IntakeActor::new(
             spec.intake.assignments,
             spec.intake.listener,
-            batch.clone(),
-            outputs,
-            spec.partition.clone(),
-            spec.limits,
-            spec.end,
-            threads,
+            ReadingSpec {
+                partition: spec.partition.clone(),
+                limits: spec.limits,
+                end: spec.end,
+            },
+            IntakeLinks {
+                batch: batch.clone(),
+                outputs,
+                threads,
+            },
         );
         self.tree = Tree::Running(Parts {
             intake: intake.start(),
