@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
+use super::error::AdapterError;
 use super::intake::{CommitScope, IntakeClient, IntakeSpec};
-use super::{AdapterError, Committed, LeaderStats};
+use super::lookup::Committed;
+use super::stats::LeaderStats;
 use crate::config::{KafkaConfig, PartitionConfig};
 use crate::ports::{
     AssignedPartition, AssignmentListener, AssignmentSource, EndOffsetProbe, FixedAssignment,
@@ -28,7 +30,7 @@ pub struct AssignedIntake {
     /// Reports the assignment and opens partition sources.
     pub assignments: Box<dyn AssignmentSource>,
     /// Commits through the consumer.
-    pub committer: super::GroupCommits,
+    pub committer: super::intake::GroupCommits,
     /// End offsets for the stall watchdog.
     pub end_offsets: EndOffsetProbe,
 }
@@ -100,7 +102,7 @@ impl AssigningConsumer {
         listener: Arc<dyn AssignmentListener>,
     ) -> Result<AssignedIntake, AdapterError> {
         // A commit outside the log goes where `kafka.out_of_range` says, or stops the start.
-        super::place_out_of_range(
+        super::lookup::place_out_of_range(
             &**self.intake.consumer(),
             &mut partitions,
             self.kafka.out_of_range,

@@ -10,7 +10,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{consumer_config, read_committed, read_partitions, AdapterError, Committed};
+use super::client::consumer_config;
+use super::error::AdapterError;
+use super::lookup::{read_committed, read_partitions, Committed};
 use crate::config::KafkaConfig;
 use crate::ports::{CommitError, CommitErrorKind, CommitPosition, OffsetCommitter};
 use crate::topic::PartitionId;
@@ -41,7 +43,7 @@ impl KafkaCommitter {
     /// Every partition of the input topics, through this client (saves a client at start).
     ///
     /// # Errors
-    /// As [`partition_ids`](super::partition_ids).
+    /// As [`partition_ids`](super::lookup::partition_ids).
     pub fn partition_ids(&self) -> Result<Vec<PartitionId>, AdapterError> {
         read_partitions(&self.consumer, &self.kafka.input_topics())
     }
@@ -49,7 +51,7 @@ impl KafkaCommitter {
     /// The group's committed offsets, through this client.
     ///
     /// # Errors
-    /// As [`committed_offsets`](super::committed_offsets).
+    /// As [`committed_offsets`](super::lookup::committed_offsets).
     pub fn committed(&self, partitions: &[PartitionId]) -> Result<Vec<Committed>, AdapterError> {
         read_committed(&self.consumer, &self.kafka, partitions)
     }

@@ -5,7 +5,9 @@
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 
-use super::{create_new_topic, lookup_consumer, AdapterError, LOOKUP_TIMEOUT};
+use super::admin::create_new_topic;
+use super::error::AdapterError;
+use super::lookup::{lookup_consumer, LOOKUP_TIMEOUT};
 use crate::config::KafkaConfig;
 
 /// Kafka's internal topic of committed offsets; its partition leaders coordinate the groups.

@@ -9,7 +9,7 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
 
-use super::AdapterError;
+use super::error::AdapterError;
 
 /// A kind of request the embedded cluster can be told to fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,13 +26,14 @@ use rdkafka::error::KafkaResult;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::error::AdapterError;
 use super::intake::{
     reset_offset, CommitScope, IntakeClient, IntakeConsumer, IntakeSpec, OnStop, Rebalance,
 };
-use super::{
-    element_id, log_bounds, partition_list, place_out_of_range, AdapterError, LeaderStats, LogEnd,
-    LOOKUP_TIMEOUT,
+use super::lookup::{
+    element_id, log_bounds, partition_list, place_out_of_range, LogEnd, LOOKUP_TIMEOUT,
 };
+use super::stats::LeaderStats;
 use crate::config::{
     Assignment, GroupConfig, KafkaConfig, OffsetReset, OutOfRange, PartitionConfig,
 };
@@ -312,8 +313,8 @@ impl GroupConsumer {
     }
 
     /// Commits through this member, never for partitions it does not own.
-    pub fn committer(&self) -> super::GroupCommits {
-        super::GroupCommits {
+    pub fn committer(&self) -> super::intake::GroupCommits {
+        super::intake::GroupCommits {
             generation: Some(self.generation.clone()),
             ..self.intake.committer(CommitScope::Owned)
         }
@@ -390,7 +391,7 @@ impl GroupConsumer {
             self.intake.topics().to_vec(),
         );
         Arc::new(move |owned: &[PartitionId]| {
-            let all = super::read_partitions(&*consumer, &topics).ok()?;
+            let all = super::lookup::read_partitions(&*consumer, &topics).ok()?;
             let others: Vec<PartitionId> =
                 all.iter().copied().filter(|p| !owned.contains(p)).collect();
             let mut done_elsewhere = Vec::new();

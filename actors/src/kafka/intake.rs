@@ -21,11 +21,13 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::client::{consumer_config, intake_defaults};
 use super::committer::commit_positions;
-use super::{
-    consumer_config, element_id, log_bounds, observe_leaders, read_committed, read_partitions,
-    AdapterError, Assigning, Committed, LeaderStats, LogEnd, PROBE_TIMEOUT,
+use super::error::{AdapterError, Assigning};
+use super::lookup::{
+    element_id, log_bounds, read_committed, read_partitions, Committed, LogEnd, PROBE_TIMEOUT,
 };
+use super::stats::{observe_leaders, LeaderStats};
 use crate::config::{KafkaConfig, OffsetReset, OutOfRange};
 use crate::ports::{CommitError, CommitPosition, EndOffsetProbe, OffsetCommitter, StartOffset};
 use crate::topic::{PartitionId, Topic};
@@ -101,42 +103,6 @@ impl ConsumerContext for IntakeContext {
             None => tracing::error!(?err, "Rebalance without a group subscription; ignored."),
         }
     }
-}
-
-/// The librdkafka settings the intake consumer starts from (before `kafka.properties`):
-/// prefetch shared among `partitions`.
-pub(super) fn intake_defaults(
-    prefetch_frames: u64,
-    prefetch_mib: u64,
-    partitions: usize,
-) -> Vec<(&'static str, String)> {
-    let partitions = partitions.max(1) as u64;
-    let kib = prefetch_mib * 1024;
-    // librdkafka stops fetching a partition once its queue holds either limit.
-    let per_partition_kib = (kib / partitions).clamp(64, 65_536);
-    vec![
-        (
-            "queued.min.messages",
-            (prefetch_frames / partitions).max(100).to_string(),
-        ),
-        ("queued.max.messages.kbytes", per_partition_kib.to_string()),
-        // One fetch response may carry this much per partition and this much in all; it must
-        // not be below `message.max.bytes` (1 000 000 by default).
-        (
-            "max.partition.fetch.bytes",
-            (per_partition_kib * 1024).min(1_048_576).to_string(),
-        ),
-        (
-            "fetch.max.bytes",
-            (kib * 1024 / 4).clamp(1_048_576, 52_428_800).to_string(),
-        ),
-        // A fetch that finds nothing new comes back after at most this long, which bounds how
-        // late a partition notices it has caught up.
-        ("fetch.wait.max.ms", "100".to_owned()),
-        // When a prefetch queue is full the fetcher pauses this long (default 1 s, a visible
-        // stall); the readers drain their queues in milliseconds.
-        ("fetch.queue.backoff.ms", "10".to_owned()),
-    ]
 }
 
 /// How the intake consumer is made.
@@ -243,7 +209,7 @@ impl IntakeClient {
     /// Every partition of the input topics, ordered.
     ///
     /// # Errors
-    /// As [`partition_ids`](super::partition_ids).
+    /// As [`partition_ids`](super::lookup::partition_ids).
     pub(crate) fn partition_ids(&self) -> Result<Vec<PartitionId>, AdapterError> {
         read_partitions(&*self.consumer, &self.topics)
     }
@@ -251,7 +217,7 @@ impl IntakeClient {
     /// The group's committed offsets of `partitions`.
     ///
     /// # Errors
-    /// As [`committed_offsets`](super::committed_offsets).
+    /// As [`committed_offsets`](super::lookup::committed_offsets).
     pub(crate) fn committed(
         &self,
         kafka: &KafkaConfig,
@@ -467,40 +433,5 @@ impl OffsetCommitter for GroupCommits {
             commit_positions(&self.consumer, &mine)?;
         }
         Ok(mine)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn setting(defaults: &[(&str, String)], key: &str) -> u64 {
-        defaults
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap()
-    }
-
-    #[test]
-    fn prefetch_is_shared_among_partitions() {
-        let few = intake_defaults(20_000, 64, 4);
-        assert_eq!(setting(&few, "queued.min.messages"), 5_000);
-        assert_eq!(setting(&few, "queued.max.messages.kbytes"), 16_384);
-        assert_eq!(setting(&few, "max.partition.fetch.bytes"), 1_048_576);
-        let many = intake_defaults(20_000, 64, 1_024);
-        assert_eq!(setting(&many, "queued.min.messages"), 100);
-        assert_eq!(setting(&many, "queued.max.messages.kbytes"), 64);
-        assert_eq!(setting(&many, "max.partition.fetch.bytes"), 65_536);
-        // Whole process: at most the budget, plus a floor per partition.
-        for partitions in [1usize, 4, 256, 1_024] {
-            let d = intake_defaults(20_000, 64, partitions);
-            let total_kib = setting(&d, "queued.max.messages.kbytes") * partitions as u64;
-            assert!(
-                total_kib <= (64 * 1024).max(64 * partitions as u64),
-                "{partitions}"
-            );
-            assert!(setting(&d, "fetch.max.bytes") >= 1_000_000);
-        }
     }
 }

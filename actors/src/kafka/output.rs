@@ -19,8 +19,10 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+use super::client::RECONNECT_BACKOFF_MAX;
+use super::error::AdapterError;
 use super::intake::GroupCommits;
-use super::{AdapterError, LOOKUP_TIMEOUT, RECONNECT_BACKOFF_MAX};
+use super::lookup::{element_id, LOOKUP_TIMEOUT};
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::frame::DeadLetter;
 use crate::outlet::{DeadLetterSink, TransactionFailure, TransactionalSink};
@@ -166,7 +168,7 @@ fn ensure_topic(
             key,
         });
     }
-    super::create_topic(
+    super::admin::create_topic(
         &output_cluster(kafka, sink),
         topic,
         sink.topic_partitions,
@@ -912,7 +914,7 @@ impl TransactionalOutput {
             .commits
             .consumer
             .assignment()
-            .map(|tpl| tpl.elements().iter().map(super::element_id).collect())
+            .map(|tpl| tpl.elements().iter().map(element_id).collect())
             .unwrap_or_default();
         positions
             .iter()

@@ -11,7 +11,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
 
-use super::{client_config, AdapterError};
+use super::client::client_config;
+use super::error::AdapterError;
 use crate::config::KafkaConfig;
 use crate::topic::PartitionId;
 
@@ -83,7 +84,7 @@ impl FrameProducer {
             ("linger.ms", "5"),
             ("batch.num.messages", "10000"),
             ("queue.buffering.max.messages", "200000"),
-            super::RECONNECT_BACKOFF_MAX,
+            super::client::RECONNECT_BACKOFF_MAX,
         ] {
             if !kafka.properties.contains_key(key) {
                 config.set(key, value);

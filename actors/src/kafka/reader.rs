@@ -12,8 +12,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::error::AdapterError;
 use super::intake::{IntakeClient, IntakeConsumer, IntakeContext, Ownership};
-use super::AdapterError;
 use crate::config::{OffsetReset, OutOfRange};
 use crate::ports::{
     FailureKind, FrameSource, PollStatus, RecordRest, SourceError, SourceFactory, SourceRecord,
@@ -455,7 +455,7 @@ fn move_past_deleted(
         message,
     };
     let (low, high) = consumer
-        .fetch_watermarks(topic, index, super::LOOKUP_TIMEOUT)
+        .fetch_watermarks(topic, index, super::lookup::LOOKUP_TIMEOUT)
         .map_err(|e| SourceError {
             kind: FailureKind::Fatal,
             message: format!("partition {partition}: the position left the log ({error}) and its bounds cannot be read: {e}"),
