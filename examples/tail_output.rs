@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actors::sink::WindowLine;
+use actors::line::WindowLine;
 use clap::Parser;
 
 /// Follows the windows a service writes and says when each became visible.

@@ -30,10 +30,11 @@ use actors::kafka::{
     self, AdapterError, AssigningConsumer, EmbeddedCluster, GroupConsumer, LeaderStats,
 };
 use actors::layout::SelectionError;
+use actors::outlet::Sink;
 use actors::outlet::{DeadLetterSink, Outlet, TransactionFailure, TransactionalSink};
 use actors::partition::EndPolicy;
 use actors::ports::{AssignedPartition, EndOffsetProbe, OffsetCommitter, StartOffset};
-use actors::sink::{open_sink, slowed, Sink};
+use actors::sink::{open_sink, slowed};
 use actors::supervisor::{
     EndOffsets, Intake, Outcome, PipelineSpec, RootSupervisor, RunSummary, Shutdown,
 };

@@ -35,7 +35,7 @@ pub fn encode(
         windows: status.windows.clone(),
         distributions: status.distributions.clone(),
         rebalances: status.intake.rebalances.clone(),
-        now: actors::generator::now_epoch_secs(),
+        now: actors::clock::now_epoch_secs(),
     }));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)?;

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use actors::sink::WindowLine;
+use actors::line::WindowLine;
 
 fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kafka-actors"));

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use actors::config::SinkKind;
 use actors::kafka::{headers, StoredRecord};
-use actors::sink::WindowLine;
+use actors::line::WindowLine;
 use actors::topic::{from_topics, PartitionId};
 use common::real::{produce_live, wait_for_data, JavaTruth, Member, RealKafka};
 use common::*;
@@ -57,7 +57,7 @@ fn windows_in(kafka: &RealKafka, topic: &str) -> Vec<WindowLine> {
                     .expect("a window line");
             assert_eq!(
                 record.key.as_deref(),
-                Some(actors::sink::window_key(&line).as_bytes()),
+                Some(actors::line::window_key(&line).as_bytes()),
                 "keyed by window start and partitions"
             );
             line

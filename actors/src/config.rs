@@ -219,7 +219,8 @@ impl KafkaConfig {
     /// A range that does not parse, a topic listed that is not an input topic, an instance
     /// that is not `i/N` with `i < N`, or both keys set.
     pub fn selection(&self) -> Result<crate::layout::Selection, ConfigError> {
-        crate::layout::Selection::from_config(self)
+        crate::layout::Selection::parse(&self.partitions, &self.instance, &self.topic_names())
+            .map_err(|e| ConfigError::new(e.key, e.reason))
     }
 
     /// True when no brokers are configured and the embedded cluster is used.
@@ -545,7 +546,7 @@ impl FrameConfig {
             future_after: f64::INFINITY,
             invalid: crate::frame::InvalidPolicy::default(),
         }
-        .at(crate::generator::now_epoch_secs())
+        .at(crate::clock::now_epoch_secs())
     }
 }
 
@@ -1143,6 +1144,37 @@ impl Default for MetricsConfig {
 mod tests {
     use super::*;
 
+    /// Kafka settings reading `topics`, with `partitions` and `instance` selecting among them.
+    fn kafka(topics: &[&str], partitions: &[(&str, &str)], instance: &str) -> KafkaConfig {
+        KafkaConfig {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            partitions: partitions
+                .iter()
+                .map(|(t, r)| (t.to_string(), r.to_string()))
+                .collect(),
+            instance: instance.into(),
+            ..KafkaConfig::default()
+        }
+    }
+
+    #[test]
+    fn config_keys_are_named_when_wrong() {
+        let err = |k: KafkaConfig| k.validate().unwrap_err().key;
+        assert_eq!(
+            err(kafka(&["a"], &[("a", "0-x")], "")),
+            "kafka.partitions.a"
+        );
+        assert_eq!(err(kafka(&["a"], &[("b", "0")], "")), "kafka.partitions.b");
+        assert_eq!(err(kafka(&["a"], &[("a", "0")], "0/2")), "kafka.instance");
+        for bad in ["3/3", "1", "a/b", "0/0", "-1/2"] {
+            assert_eq!(err(kafka(&["a"], &[], bad)), "kafka.instance", "{bad}");
+        }
+        assert_eq!(
+            kafka(&["a"], &[], " 1/3 ").selection().unwrap(),
+            crate::layout::Selection::Instance { index: 1, count: 3 }
+        );
+    }
+
     #[test]
     fn defaults_are_valid() {
         KafkaConfig::default().validate().unwrap();
@@ -1250,7 +1282,7 @@ mod tests {
         assert!(latest.validate().is_ok());
         // The latest window start and end that a frame at max_ts gives still format.
         let start = crate::frame::window_start(MAX_TS_LIMIT, 86_400);
-        assert!(crate::sink::rfc3339(start + 86_400).starts_with("9999-12-31"));
+        assert!(crate::line::rfc3339(start + 86_400).starts_with("9999-12-31"));
         // With no limit on the future, only the plausibility range applies.
         let open = FrameConfig {
             max_future_secs: 0,

@@ -3,11 +3,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::outlet::Sink;
 use crate::ports::{
     CommitError, CommitPosition, FrameSource, OffsetCommitter, PollStatus, SourceError,
     SourceFactory, SourceRecord,
 };
-use crate::sink::Sink;
 use crate::window::ClosedWindow;
 
 /// A sink that keeps nothing.

@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::frame::DeadLetter;
+use crate::outlet::Sink;
 use crate::outlet::{Outlet, TransactionFailure, TransactionalSink};
 use crate::ports::CommitPosition;
 use crate::ports::{
     AssignmentSource, CoverageProbe, FailureKind, FrameSource, OnLeave, PollStatus, SourceError,
     SourceFactory, SourceRecord, Wake,
 };
-use crate::sink::Sink;
 use crate::topic::PartitionId;
 use crate::window::ClosedWindow;
 

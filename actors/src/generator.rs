@@ -12,15 +12,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::clock::now_epoch_secs;
 use crate::config::{GeneratorConfig, KafkaConfig};
 use crate::frame::{FrameLimits, InvalidReason};
 use crate::kafka::{AdapterError, Delivery, FrameProducer};
-use crate::sink::{rfc3339, WindowLine};
+use crate::line::{rfc3339, WindowLine};
 use crate::topic::{by_topic, PartitionId};
 
 /// What a generated frame is.
@@ -64,13 +65,6 @@ pub struct FrameGenerator {
     /// Seconds added to the event time of the frames of each partition (in the order of
     /// `partitions`; none: 0): producers whose clocks are off ([`Self::with_skews`]).
     skews: Vec<f64>,
-}
-
-/// Seconds since the epoch, now.
-pub fn now_epoch_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl FrameGenerator {

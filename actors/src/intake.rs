@@ -109,7 +109,7 @@ impl RunningPartition {
 fn latest_closed_below(limits: &FrameLimits) -> f64 {
     let latest_frame = limits
         .max_ts
-        .min(limits.at(crate::generator::now_epoch_secs()).future_after);
+        .min(limits.at(crate::clock::now_epoch_secs()).future_after);
     latest_frame + 2.0 * 86_400.0
 }
 

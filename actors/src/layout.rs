@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::{ConfigError, KafkaConfig};
 use crate::topic::{PartitionId, Topic};
 
 /// The partitions an instance reads.
@@ -56,17 +55,41 @@ pub enum SelectionError {
     },
 }
 
+/// A partition selection that cannot be used, with the key it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for `{key}`: {reason}")]
+pub struct InvalidSelection {
+    /// Dotted key, as written in the TOML file (`kafka.instance`).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl InvalidSelection {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        InvalidSelection {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl Selection {
-    /// The selection `kafka` configures.
+    /// The selection that `partitions` (`kafka.partitions`: index ranges by topic) and
+    /// `instance` (`kafka.instance`: `i/N`) configure, over the input topics `topics`.
     ///
     /// # Errors
     /// A range list that does not parse, a topic that is not an input topic, an instance that
-    /// is not `i/N` with `i < N`, or both `kafka.partitions` and `kafka.instance` set.
-    pub fn from_config(kafka: &KafkaConfig) -> Result<Selection, ConfigError> {
-        let instance = kafka.instance.trim();
-        match (kafka.partitions.is_empty(), instance.is_empty()) {
+    /// is not `i/N` with `i < N`, or both keys set.
+    pub fn parse(
+        partitions: &BTreeMap<String, String>,
+        instance: &str,
+        topics: &[String],
+    ) -> Result<Selection, InvalidSelection> {
+        let instance = instance.trim();
+        match (partitions.is_empty(), instance.is_empty()) {
             (true, true) => Ok(Selection::All),
-            (false, false) => Err(ConfigError::new(
+            (false, false) => Err(InvalidSelection::new(
                 "kafka.instance",
                 "set kafka.partitions or kafka.instance, not both",
             )),
@@ -78,19 +101,18 @@ impl Selection {
                     Some((index, count)) if count > 0 && index < count => {
                         Ok(Selection::Instance { index, count })
                     }
-                    _ => Err(ConfigError::new(
+                    _ => Err(InvalidSelection::new(
                         "kafka.instance",
                         format!("`{instance}` is not i/N with 0 <= i < N (for example 0/3)"),
                     )),
                 }
             }
             (false, true) => {
-                let topics = kafka.topic_names();
                 let mut listed = BTreeMap::new();
-                for (topic, ranges) in &kafka.partitions {
+                for (topic, ranges) in partitions {
                     let key = format!("kafka.partitions.{topic}");
                     if !topics.contains(topic) {
-                        return Err(ConfigError::new(
+                        return Err(InvalidSelection::new(
                             key,
                             format!(
                                 "`{topic}` is not an input topic (kafka.topics: {})",
@@ -98,8 +120,8 @@ impl Selection {
                             ),
                         ));
                     }
-                    let indices =
-                        parse_ranges(ranges).map_err(|reason| ConfigError::new(key, reason))?;
+                    let indices = parse_ranges(ranges)
+                        .map_err(|reason| InvalidSelection::new(key, reason))?;
                     listed.insert(Topic::new(topic), indices);
                 }
                 Ok(Selection::Listed(listed))
@@ -343,16 +365,18 @@ mod tests {
         (0..n).map(|i| PartitionId::of(name, i)).collect()
     }
 
-    fn kafka(topics: &[&str], partitions: &[(&str, &str)], instance: &str) -> KafkaConfig {
-        KafkaConfig {
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            partitions: partitions
-                .iter()
-                .map(|(t, r)| (t.to_string(), r.to_string()))
-                .collect(),
-            instance: instance.into(),
-            ..KafkaConfig::default()
-        }
+    /// The selection of `partitions` and `instance` over the input `topics`.
+    fn selection(
+        topics: &[&str],
+        partitions: &[(&str, &str)],
+        instance: &str,
+    ) -> Result<Selection, InvalidSelection> {
+        let partitions = partitions
+            .iter()
+            .map(|(t, r)| (t.to_string(), r.to_string()))
+            .collect();
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        Selection::parse(&partitions, instance, &topics)
     }
 
     #[test]
@@ -364,24 +388,6 @@ mod tests {
         }
         assert_eq!(format_ranges(&[8, 0, 1, 2, 3, 10, 11]), "0-3,8,10-11");
         assert_eq!(format_ranges(&[5]), "5");
-    }
-
-    #[test]
-    fn config_keys_are_named_when_wrong() {
-        let err = |k: KafkaConfig| k.validate().unwrap_err().key;
-        assert_eq!(
-            err(kafka(&["a"], &[("a", "0-x")], "")),
-            "kafka.partitions.a"
-        );
-        assert_eq!(err(kafka(&["a"], &[("b", "0")], "")), "kafka.partitions.b");
-        assert_eq!(err(kafka(&["a"], &[("a", "0")], "0/2")), "kafka.instance");
-        for bad in ["3/3", "1", "a/b", "0/0", "-1/2"] {
-            assert_eq!(err(kafka(&["a"], &[], bad)), "kafka.instance", "{bad}");
-        }
-        assert_eq!(
-            kafka(&["a"], &[], " 1/3 ").selection().unwrap(),
-            Selection::Instance { index: 1, count: 3 }
-        );
     }
 
     #[test]
@@ -398,9 +404,7 @@ mod tests {
     #[test]
     fn a_listed_partition_the_topic_lacks_or_an_empty_selection_stops_the_start() {
         let all = topic("frames", 4);
-        let listed = kafka(&["frames"], &[("frames", "2-5")], "")
-            .selection()
-            .unwrap();
+        let listed = selection(&["frames"], &[("frames", "2-5")], "").unwrap();
         let error = listed.apply(&all).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -417,7 +421,7 @@ mod tests {
         );
         // Listing only one of two input topics reads only that one.
         let all = [topic("a", 2), topic("b", 2)].concat();
-        let listed = kafka(&["a", "b"], &[("b", "1")], "").selection().unwrap();
+        let listed = selection(&["a", "b"], &[("b", "1")], "").unwrap();
         assert_eq!(listed.apply(&all).unwrap(), vec![PartitionId::of("b", 1)]);
     }
 
@@ -429,7 +433,7 @@ mod tests {
             .collect();
         assert_eq!(check_layout(&thirds, &all), Ok(()));
 
-        let listed = |r: &str| kafka(&["t"], &[("t", r)], "").selection().unwrap();
+        let listed = |r: &str| selection(&["t"], &[("t", r)], "").unwrap();
         let layout = vec![
             ("x".to_owned(), listed("0-6")),
             ("y".to_owned(), listed("6-9")),

@@ -34,6 +34,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod clock;
 pub mod commit_meta;
 pub mod config;
 pub mod failure;
@@ -46,6 +47,7 @@ pub mod intake;
 pub mod kafka;
 pub mod layout;
 pub mod leaders;
+pub mod line;
 pub mod metrics;
 pub mod outlet;
 pub mod panics;

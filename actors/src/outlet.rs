@@ -10,8 +10,16 @@ use std::time::Instant;
 
 use crate::frame::DeadLetter;
 use crate::ports::{CommitPosition, OffsetCommitter};
-use crate::sink::Sink;
 use crate::window::ClosedWindow;
+
+/// Destination of closed windows.
+pub trait Sink: Send + 'static {
+    /// Writes the windows and returns once they are durable.
+    ///
+    /// # Errors
+    /// Any I/O error; nothing covered by this call may be committed then.
+    fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()>;
+}
 
 /// Where invalid records go, unchanged.
 pub trait DeadLetterSink: Send + 'static {

@@ -402,7 +402,7 @@ impl PartitionActor {
         let mut frames = FrameChunk::with_capacity(self.config.chunk_max_frames.min(4_096));
         let mut invalid = InvalidCounts::default();
         let mut first_record: Option<Instant> = None;
-        let limits = self.limits.at(crate::generator::now_epoch_secs());
+        let limits = self.limits.at(crate::clock::now_epoch_secs());
         let partition = self.partition;
         let log = &mut self.invalid_log;
         let read_from = &mut self.read_from;

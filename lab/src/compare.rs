@@ -23,7 +23,7 @@ use actors::supervisor::{RestartPartition, RootSupervisor};
 use actors::config::{GeneratorConfig, SinkKind};
 use actors::generator::{self, GroundTruth};
 use actors::kafka::EmbeddedCluster;
-use actors::sink::{read_window_lines, WindowLine};
+use actors::line::{read_window_lines, WindowLine};
 use actors::topic::PartitionId;
 use serde::Serialize;
 

@@ -16,8 +16,8 @@ use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
 use actors::generator::{self, GeneratorReport, GroundTruth};
 use actors::intake::{GroupEvent, GroupRecord};
 use actors::kafka::{self, EmbeddedCluster};
+use actors::line::{read_window_lines, WindowLine};
 use actors::ports::StartOffset;
-use actors::sink::{read_window_lines, WindowLine};
 use actors::topic::{from_topics, PartitionId};
 use kafka_actors::Settings;
 

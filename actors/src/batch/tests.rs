@@ -4,10 +4,10 @@ use super::*;
 use crate::commit_meta::decode_closed_below;
 use crate::config::MetricsConfig;
 use crate::metrics::GetMetrics;
+use crate::outlet::Sink;
 use crate::outlet::TransactionFailure;
 use crate::ports::OffsetCommitter;
 use crate::ports::{CommitError, CommitErrorKind};
-use crate::sink::Sink;
 
 /// Everything the fakes saw, in order: `Write(window starts)` and `Commit(offsets)`.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use actors::config::GeneratorConfig;
 use actors::generator::{self, GeneratorReport};
-use actors::sink::{read_window_lines, WindowLine};
+use actors::line::{read_window_lines, WindowLine};
 use actors::topic::PartitionId;
 use kafka_actors::settings::{Model, Settings};
 use kafka_actors::{blocking, RunError};

@@ -15,7 +15,8 @@ use super::config::{ensure_topic, producer_config};
 use super::OutletError;
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::kafka::error::AdapterError;
-use crate::sink::{window_key, window_line, Sink};
+use crate::line::{window_key, window_line};
+use crate::outlet::Sink;
 use crate::window::ClosedWindow;
 
 /// Hears delivery reports: which records (by index in the batch being delivered) failed.
@@ -249,9 +250,9 @@ mod tests {
             records[0].key.as_deref(),
             Some(&b"1700000040 frames:0,2 other:1"[..])
         );
-        let line: crate::sink::WindowLine =
+        let line: crate::line::WindowLine =
             serde_json::from_slice(records[0].payload.as_deref().unwrap()).unwrap();
-        assert_eq!(line, crate::sink::WindowLine::from(&window));
+        assert_eq!(line, crate::line::WindowLine::from(&window));
         let unlabelled = window_records("out", &[window], false);
         assert_eq!(unlabelled[0].key.as_deref(), Some(&b"1700000040"[..]));
     }
