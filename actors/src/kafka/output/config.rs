@@ -1,17 +1,40 @@
 //! The output producer's settings and the output topics: which of the input's properties
 //! apply, what the guarantee fixes, and whether the topics exist (created when allowed).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::client::ClientContext;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::ClientConfig;
 
-use super::sink::Acks;
 use super::OutletError;
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::kafka::client::RECONNECT_BACKOFF_MAX;
 use crate::kafka::error::AdapterError;
 use crate::kafka::lookup::LOOKUP_TIMEOUT;
+
+/// Hears delivery reports: which records (by index in the batch being delivered) failed.
+#[derive(Default)]
+pub(crate) struct Acks {
+    pub(super) failed: Mutex<Vec<(usize, String)>>,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
+        if let Err((error, _)) = result {
+            self.failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((index, error.to_string()));
+        }
+    }
+}
 
 /// Properties of `kafka.properties` that say how to reach and authenticate to the cluster:
 /// they apply to the output producer when it writes to the input's cluster.

@@ -2,43 +2,20 @@
 //! until every in-sync replica has them ([`KafkaSink`] for windows; the dead letters use the
 //! same deliverer).
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
-use super::config::{ensure_topic, producer_config};
+use super::config::{ensure_topic, producer_config, Acks};
 use super::OutletError;
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::kafka::error::AdapterError;
 use crate::line::{window_key, window_line};
 use crate::outlet::Sink;
 use crate::window::ClosedWindow;
-
-/// Hears delivery reports: which records (by index in the batch being delivered) failed.
-#[derive(Default)]
-pub(crate) struct Acks {
-    pub(super) failed: Mutex<Vec<(usize, String)>>,
-}
-
-impl ClientContext for Acks {}
-
-impl ProducerContext for Acks {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, index: usize) {
-        if let Err((error, _)) = result {
-            self.failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((index, error.to_string()));
-        }
-    }
-}
 
 /// One record to produce.
 pub(super) struct OutRecord<'a> {

@@ -11,9 +11,9 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::config::{ensure_topic, producer_config};
+use super::config::{ensure_topic, producer_config, Acks};
 use super::dead_letters::dead_letter_records;
-use super::sink::{retry_backoff, send, window_records, Acks, OutRecord};
+use super::sink::{retry_backoff, send, window_records, OutRecord};
 use super::OutletError;
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::frame::DeadLetter;
