@@ -633,7 +633,10 @@ fn an_aborted_transaction_with_its_records_sent_ends_at_once() {
         &s.group,
         &s.partition,
         1,
-        actors::intake::IntakeListener::new(std::time::Duration::from_secs(3)),
+        actors::intake::IntakeListener::new(
+            std::time::Duration::from_secs(3),
+            actors::intake::RevokeWait::UntilReleased,
+        ),
         None,
         std::time::Duration::ZERO,
     )
@@ -701,7 +704,10 @@ fn a_transaction_the_broker_aborted_for_its_age_is_written_again_once() {
                 metadata: String::new(),
                 skipped: None,
             }],
-            actors::intake::IntakeListener::new(std::time::Duration::from_secs(3)),
+            actors::intake::IntakeListener::new(
+                std::time::Duration::from_secs(3),
+                actors::intake::RevokeWait::UntilReleased,
+            ),
         )
         .expect("assign");
     let transactions = actors::kafka::Transactions::start(&s.kafka, &s.sink, &unique("aged-txn"))

@@ -1080,7 +1080,8 @@ pub struct GroupConfig {
     /// The coordinator drops a member it has not heard from for this long (milliseconds).
     pub session_timeout_ms: u64,
     /// A revocation must be flushed and committed within this long (milliseconds); must be
-    /// below `session_timeout_ms`.
+    /// below `session_timeout_ms`. With exactly-once output a revocation is waited for until
+    /// it is committed, however long that takes (see the README, "Revoke").
     pub revoke_timeout_ms: u64,
     /// Static membership (`group.instance.id`): a member that restarts within the session
     /// timeout gets its partitions back without a rebalance. Empty: dynamic membership.

@@ -248,6 +248,59 @@ struct RefusingOutput<T: ?Sized> {
     drop_flush: Arc<Mutex<Option<u32>>>,
 }
 
+/// `outlet` with every write waited for `delay` first (`sink.write_delay_ms`: a slow output,
+/// for fault-injection runs): the windows of a flush at least once, the whole transaction
+/// exactly once. No delay leaves the outlet as it is.
+#[must_use]
+pub fn delay_writes(outlet: Outlet, delay: Duration) -> Outlet {
+    if delay.is_zero() {
+        return outlet;
+    }
+    match outlet {
+        Outlet::AtLeastOnce {
+            sink,
+            dead_letters,
+            committer,
+        } => Outlet::AtLeastOnce {
+            sink: Box::new(SlowOutput { inner: sink, delay }),
+            dead_letters,
+            committer,
+        },
+        Outlet::ExactlyOnce(transactions) => Outlet::ExactlyOnce(Box::new(SlowOutput {
+            inner: transactions,
+            delay,
+        })),
+    }
+}
+
+/// Waits before every write: see [`delay_writes`].
+struct SlowOutput<T: ?Sized> {
+    inner: Box<T>,
+    delay: Duration,
+}
+
+impl Sink for SlowOutput<dyn Sink> {
+    fn write(&mut self, windows: &[ClosedWindow]) -> std::io::Result<()> {
+        std::thread::sleep(self.delay);
+        self.inner.write(windows)
+    }
+}
+
+impl TransactionalSink for SlowOutput<dyn TransactionalSink> {
+    fn write_and_commit(
+        &mut self,
+        windows: &[ClosedWindow],
+        letters: &[DeadLetter],
+        positions: &[CommitPosition],
+        retry_until: Option<Instant>,
+        owned: &dyn Fn() -> bool,
+    ) -> Result<Vec<CommitPosition>, TransactionFailure> {
+        std::thread::sleep(self.delay);
+        self.inner
+            .write_and_commit(windows, letters, positions, retry_until, owned)
+    }
+}
+
 /// The reason a flush dropped by [`FaultPlan::drop_flush`] is given.
 pub const FLUSH_DROPPED: &str =
     "an injected fault: the member lost some of the flush's partitions while its transaction \

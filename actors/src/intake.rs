@@ -208,20 +208,41 @@ pub struct GroupRecord {
 #[rtype(result = "Vec<GroupRecord>")]
 pub struct Leave;
 
+/// How long the consumer's rebalance callback waits for revoked partitions to be let go
+/// (their closed windows written and their offsets committed) before the member goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeWait {
+    /// At most `group.revoke_timeout_ms` (at least once): a member that goes on without the
+    /// release may still commit those partitions after their next owner read its start, which
+    /// at least once allows (the next owner writes the same windows again).
+    AtMost,
+    /// Until they are let go (exactly once). A member that went on would commit them later in
+    /// the generation it joins next, which the broker takes as current (a transactional offset
+    /// commit is checked against the member's generation, not against who owns the partition),
+    /// after their next owner read its start from the commit before: what the release writes,
+    /// the next owner writes again. The wait holds the rebalance, at most for the member's
+    /// rebalance timeout (`max.poll.interval.ms`), past which the coordinator removes the
+    /// member and refuses its commits.
+    UntilReleased,
+}
+
 /// Carries assignments from the consumer's driver thread to the intake actor and waits for
 /// revocations to finish.
 pub struct IntakeListener {
     actor: OnceLock<Addr<IntakeActor>>,
     revoke_timeout: Duration,
+    wait: RevokeWait,
 }
 
 impl IntakeListener {
-    /// A listener that waits at most `revoke_timeout` for a revocation, and for a lost
-    /// assignment until its partitions are let go.
-    pub fn new(revoke_timeout: Duration) -> Arc<Self> {
+    /// A listener that waits for a revocation as `wait` says (`revoke_timeout` at most, or
+    /// until its partitions are let go), and for a lost assignment until its partitions are
+    /// let go.
+    pub fn new(revoke_timeout: Duration, wait: RevokeWait) -> Arc<Self> {
         Arc::new(IntakeListener {
             actor: OnceLock::new(),
             revoke_timeout,
+            wait,
         })
     }
 }
@@ -244,8 +265,8 @@ impl AssignmentListener for IntakeListener {
             how,
             done,
         });
-        match (wait.recv_timeout(self.revoke_timeout), how) {
-            (Ok(()), _) => {}
+        match (wait.recv_timeout(self.revoke_timeout), how, self.wait) {
+            (Ok(()), _, _) => {}
             // Lost partitions are waited for until they are let go: the member cannot join the
             // group again while this callback runs, and a flush made from what was read under
             // the lost assignment is refused once the batch actor has let them go, but only
@@ -253,7 +274,7 @@ impl AssignmentListener for IntakeListener {
             // before that, and such a flush could commit in the new generation what the
             // partitions' new reading writes again. (Nothing needs the wait to be short: the
             // partitions are someone else's already, and nothing is committed for them.)
-            (Err(std::sync::mpsc::RecvTimeoutError::Timeout), Revocation::Lost) => {
+            (Err(std::sync::mpsc::RecvTimeoutError::Timeout), Revocation::Lost, _) => {
                 tracing::warn!(
                     ?partitions,
                     waited = ?self.revoke_timeout,
@@ -268,7 +289,31 @@ impl AssignmentListener for IntakeListener {
                     "Lost partitions let go."
                 );
             }
-            (Err(std::sync::mpsc::RecvTimeoutError::Timeout), Revocation::Revoked) => {
+            // Exactly once: see `RevokeWait::UntilReleased`.
+            (
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+                Revocation::Revoked,
+                RevokeWait::UntilReleased,
+            ) => {
+                tracing::warn!(
+                    ?partitions,
+                    waited = ?self.revoke_timeout,
+                    "Revoked partitions are not let go yet; exactly once, the member waits until \
+                     they are written and committed."
+                );
+                let started = Instant::now();
+                let _ = wait.recv();
+                tracing::info!(
+                    ?partitions,
+                    took = ?(self.revoke_timeout + started.elapsed()),
+                    "Revoked partitions let go."
+                );
+            }
+            (
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+                Revocation::Revoked,
+                RevokeWait::AtMost,
+            ) => {
                 tracing::error!(
                     ?partitions,
                     timeout = ?self.revoke_timeout,
@@ -276,7 +321,7 @@ impl AssignmentListener for IntakeListener {
                 );
             }
             // The intake actor is gone (the service is stopping): nothing left to release.
-            (Err(std::sync::mpsc::RecvTimeoutError::Disconnected), _) => {}
+            (Err(std::sync::mpsc::RecvTimeoutError::Disconnected), _, _) => {}
         }
     }
 }
@@ -975,7 +1020,7 @@ mod tests {
     #[actix::test]
     async fn nothing_assigned_while_leaving_starts_a_partition_actor() {
         let opens = Arc::new(AtomicU32::new(0));
-        let listener = IntakeListener::new(Duration::from_secs(5));
+        let listener = IntakeListener::new(Duration::from_secs(5), RevokeWait::AtMost);
         let source = Crossing {
             sources: quiet_sources(opens.clone()),
             listener: listener.clone(),
@@ -1051,7 +1096,7 @@ mod tests {
     #[actix::test]
     async fn a_lost_assignment_is_waited_for_until_its_partitions_are_let_go() {
         let revoke_timeout = Duration::from_millis(100);
-        let listener = IntakeListener::new(revoke_timeout);
+        let listener = IntakeListener::new(revoke_timeout, RevokeWait::AtMost);
         let sources: SourceFactory =
             Arc::new(|_, _| Ok(Box::new(SlowSource) as Box<dyn crate::ports::FrameSource>));
         let source = AtStart {
@@ -1087,6 +1132,55 @@ mod tests {
         assert_eq!(
             intake.send(OwnedPartitions).await.unwrap(),
             Vec::<PartitionId>::new()
+        );
+        for arbiter in arbiters {
+            arbiter.stop();
+        }
+    }
+
+    /// Exactly once, revoked partitions are let go (written and committed) before the listener
+    /// returns, even when that takes longer than the revoke timeout: a member that went on
+    /// would commit them after their next owner read its start (seed 220 run 53 of the
+    /// campaign: a revocation that waited 3 s for a flush held up by a broker whose answers
+    /// were dropped, then committed the windows the next owner wrote again).
+    #[actix::test]
+    async fn exactly_once_a_revocation_is_waited_for_until_its_partitions_are_let_go() {
+        let revoke_timeout = Duration::from_millis(100);
+        let listener = IntakeListener::new(revoke_timeout, RevokeWait::UntilReleased);
+        let sources: SourceFactory =
+            Arc::new(|_, _| Ok(Box::new(SlowSource) as Box<dyn crate::ports::FrameSource>));
+        let source = AtStart {
+            sources,
+            listener: listener.clone(),
+        };
+        let (intake, _, arbiters) = start_intake(Box::new(source), listener.clone());
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
+        // The rebalance revokes the partition while its reader is in a poll: stopping it, and
+        // so the release, takes longer than the revoke timeout.
+        let revoking = std::thread::spawn(move || {
+            let started = Instant::now();
+            listener.revoking(vec![p(0)], Revocation::Revoked);
+            started.elapsed()
+        });
+        while !revoking.is_finished() {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = revoking.join().unwrap();
+        let released = loop {
+            let status = intake.send(GetIntakeStatus).await.unwrap();
+            if let Some(ms) = status.rebalances.revoke_ms.first() {
+                break Duration::from_millis(*ms);
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            released > revoke_timeout,
+            "the release was slower than the timeout: {released:?}"
+        );
+        assert!(
+            took >= released,
+            "the listener returned after {took:?}, before the release ended ({released:?})"
         );
         for arbiter in arbiters {
             arbiter.stop();

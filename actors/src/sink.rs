@@ -6,9 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::config::{SinkConfig, SinkKind};
 use crate::line::window_line;
 use crate::outlet::Sink;
 use crate::window::ClosedWindow;
@@ -158,52 +156,25 @@ impl Sink for FileSink {
     }
 }
 
-/// Builds the stdout or file sink `config` describes (the Kafka sink comes from the Kafka
-/// adapter, `kafka::KafkaSink`).
+/// Where the local sink writes: `sink.kind` is `stdout` or `file` (the Kafka sink is the
+/// Kafka adapter's, `kafka::KafkaSink`).
+#[derive(Debug, Clone, Copy)]
+pub enum LocalSink<'a> {
+    /// Standard output.
+    Stdout,
+    /// Appended to this file.
+    File(&'a Path),
+}
+
+/// Opens the stdout or file sink; lines name their partitions when `label` says.
 ///
 /// # Errors
-/// If the file sink's file cannot be opened, or `config` asks for the Kafka sink.
-pub fn open_sink(config: &SinkConfig) -> io::Result<Box<dyn Sink>> {
-    let sink: Box<dyn Sink> = match config.kind {
-        SinkKind::Stdout => Box::new(StdoutSink {
-            label: config.label_partitions,
-        }),
-        SinkKind::File => Box::new(FileSink::open(
-            Path::new(&config.path),
-            config.label_partitions,
-        )?),
-        SinkKind::Kafka => {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the Kafka sink is opened by the Kafka adapter (kafka::KafkaSink)",
-            ))
-        }
-    };
-    Ok(slowed(sink, config))
-}
-
-/// `sink`, waiting `sink.write_delay_ms` before every write when that is set.
-pub fn slowed(sink: Box<dyn Sink>, config: &SinkConfig) -> Box<dyn Sink> {
-    match config.write_delay_ms {
-        0 => sink,
-        ms => Box::new(SlowSink {
-            inner: sink,
-            delay: Duration::from_millis(ms),
-        }),
-    }
-}
-
-/// Waits before every write: a slow output, for fault-injection runs.
-struct SlowSink {
-    inner: Box<dyn Sink>,
-    delay: Duration,
-}
-
-impl Sink for SlowSink {
-    fn write(&mut self, windows: &[ClosedWindow]) -> io::Result<()> {
-        std::thread::sleep(self.delay);
-        self.inner.write(windows)
-    }
+/// If the file cannot be opened.
+pub fn open_sink(target: LocalSink<'_>, label: bool) -> io::Result<Box<dyn Sink>> {
+    Ok(match target {
+        LocalSink::Stdout => Box::new(StdoutSink { label }),
+        LocalSink::File(path) => Box::new(FileSink::open(path, label)?),
+    })
 }
 
 #[cfg(test)]

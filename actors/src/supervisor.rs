@@ -31,12 +31,9 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::batch::{
-    BatchActor, BatchEvent, BatchLinks, BatchSpec, Closing, Cover, Drain, DrainReport,
-};
-use crate::config::{FlushConfig, MetricsConfig, PartitionConfig, SupervisorConfig, WindowConfig};
+use crate::batch::{BatchActor, BatchEvent, BatchLinks, BatchSpec, Closing, Drain, DrainReport};
+use crate::config::{MetricsConfig, SupervisorConfig};
 use crate::failure::{PartitionFailure, StopCause};
-use crate::frame::FrameLimits;
 use crate::intake::{
     GetIntakeStatus, GroupRecord, IntakeActor, IntakeLinks, IntakeListener, Leave, OwnedPartitions,
     PartitionEnds, ReaderThreads, ReadingSpec, RestartAssigned,
@@ -45,7 +42,7 @@ use crate::leaders::LeaderBoard;
 use crate::metrics::{FinalMetrics, GetMetrics, MetricsActor, MetricsSnapshot, Restarted};
 use crate::outlet::Outlet;
 use crate::panics::Panicked;
-use crate::partition::{EndPolicy, PartitionExited, PartitionOutputs};
+use crate::partition::{PartitionExited, PartitionOutputs};
 use crate::ports::{AssignmentSource, EndOffsetProbe, FailureKind, StartOffset};
 use crate::topic::PartitionId;
 
@@ -63,23 +60,12 @@ pub struct PipelineSpec {
     pub intake: Intake,
     /// Where flushes go: windows, dead letters, offsets.
     pub outlet: Outlet,
-    /// Intake settings.
-    pub partition: PartitionConfig,
-    /// Frame validity.
-    pub limits: FrameLimits,
-    /// Windows.
-    pub window: WindowConfig,
-    /// Flushes.
-    pub flush: FlushConfig,
-    /// Metrics.
+    /// How partitions are read, and when they are done.
+    pub reading: ReadingSpec,
+    /// What the batch actor counts, how its windows close and what a run to the end covers.
+    pub batch: BatchSpec,
+    /// How often the metrics actor logs.
     pub metrics: MetricsConfig,
-    /// When partitions are done.
-    pub end: EndPolicy,
-    /// At the end (`end` other than never): leave the windows the watermark has not closed
-    /// open instead of writing them partly filled.
-    pub keep_open_at_end: bool,
-    /// Every partition of the topic, when output lines must cover them all.
-    pub require_full_cover: Option<Vec<PartitionId>>,
     /// Restarts and the watchdog.
     pub supervisor: SupervisorConfig,
     /// End offsets for the stall watchdog (without it the watchdog uses the high watermarks
@@ -255,7 +241,7 @@ impl RootSupervisor {
     ) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let addr = RootSupervisor {
-            close_at_end: !spec.keep_open_at_end,
+            close_at_end: spec.batch.closing != Closing::ClosedAtEnd,
             tree: Tree::Starting(Box::new(spec)),
             ending: Ending::Open(tx),
             config: SupervisorConfig::default(),
@@ -328,35 +314,8 @@ impl Actor for RootSupervisor {
         }
         let metrics = metrics.start();
         let batch_arbiter = Arbiter::new();
-        let closing = match spec.end {
-            EndPolicy::Never => Closing::ByWatermark,
-            EndPolicy::FirstEnd | EndPolicy::AwaitOffset | EndPolicy::Offset(_)
-                if spec.keep_open_at_end =>
-            {
-                Closing::ClosedAtEnd
-            }
-            EndPolicy::FirstEnd | EndPolicy::AwaitOffset | EndPolicy::Offset(_) => {
-                Closing::AllAtEnd
-            }
-        };
-        // Partitions read elsewhere too (group model) must be accounted for before the run is
-        // complete.
-        let cover =
-            if closing != Closing::ByWatermark && spec.intake.assignments.coverage().is_some() {
-                Cover::Group
-            } else {
-                Cover::Given
-            };
         let batch = {
-            let batch_spec = BatchSpec {
-                window: spec.window.clone(),
-                flush: spec.flush.clone(),
-                partitions: Vec::new(),
-                closing,
-                cover,
-                require_full_cover: spec.require_full_cover.clone(),
-            };
-            let outlet = spec.outlet;
+            let (batch_spec, outlet) = (spec.batch, spec.outlet);
             let links = BatchLinks {
                 metrics: metrics.clone(),
                 supervisor: Some(ctx.address().recipient()),
@@ -366,7 +325,7 @@ impl Actor for RootSupervisor {
                 BatchActor::new(batch_spec, outlet, links)
             })
         };
-        let (threads, readers) = ReaderThreads::start(spec.partition.threads);
+        let (threads, readers) = ReaderThreads::start(spec.reading.partition.threads);
         let outputs = PartitionOutputs {
             batch: batch.clone().recipient(),
             metrics: metrics.clone().recipient(),
@@ -376,11 +335,7 @@ impl Actor for RootSupervisor {
         let intake = IntakeActor::new(
             spec.intake.assignments,
             spec.intake.listener,
-            ReadingSpec {
-                partition: spec.partition.clone(),
-                limits: spec.limits,
-                end: spec.end,
-            },
+            spec.reading,
             IntakeLinks {
                 batch: batch.clone(),
                 outputs,
@@ -801,6 +756,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::batch::Cover;
+    use crate::config::{FlushConfig, PartitionConfig, WindowConfig};
+    use crate::frame::FrameLimits;
+    use crate::partition::EndPolicy;
 
     /// Partition `index` of the test's topic.
     fn p(index: i32) -> PartitionId {
@@ -818,7 +777,8 @@ mod tests {
         supervisor: SupervisorConfig,
         probe: Option<EndOffsetProbe>,
     ) -> PipelineSpec {
-        let listener = IntakeListener::new(Duration::from_secs(5));
+        let listener =
+            IntakeListener::new(Duration::from_secs(5), crate::intake::RevokeWait::AtMost);
         let assignments = FixedAssignment::new(
             vec![AssignedPartition {
                 partition: p(0),
@@ -835,27 +795,33 @@ mod tests {
                 listener,
             },
             outlet: Outlet::at_least_once(Box::new(NullSink), Box::new(Commits::default())),
-            partition: PartitionConfig {
-                poll_timeout_ms: 5,
-                ..PartitionConfig::default()
+            reading: ReadingSpec {
+                partition: PartitionConfig {
+                    poll_timeout_ms: 5,
+                    ..PartitionConfig::default()
+                },
+                limits: FrameLimits {
+                    max_bytes: 128,
+                    min_ts: 946_684_800.0,
+                    max_ts: 4_102_444_800.0,
+                    max_future_secs: f64::INFINITY,
+                    future_after: f64::INFINITY,
+                    invalid: crate::frame::InvalidPolicy::NONE,
+                },
+                end: EndPolicy::Never,
             },
-            limits: FrameLimits {
-                max_bytes: 128,
-                min_ts: 946_684_800.0,
-                max_ts: 4_102_444_800.0,
-                max_future_secs: f64::INFINITY,
-                future_after: f64::INFINITY,
-                invalid: crate::frame::InvalidPolicy::NONE,
-            },
-            window: WindowConfig::default(),
-            flush: FlushConfig {
-                interval_ms: 20,
-                ..FlushConfig::default()
+            batch: BatchSpec {
+                window: WindowConfig::default(),
+                flush: FlushConfig {
+                    interval_ms: 20,
+                    ..FlushConfig::default()
+                },
+                partitions: Vec::new(),
+                closing: Closing::ByWatermark,
+                cover: Cover::Given,
+                require_full_cover: None,
             },
             metrics: MetricsConfig { log_interval_ms: 0 },
-            end: EndPolicy::Never,
-            keep_open_at_end: false,
-            require_full_cover: None,
             supervisor,
             probe,
             leaders: None,
@@ -960,7 +926,7 @@ mod tests {
             ..SupervisorConfig::default()
         };
         let mut spec = spec(sources, config, None);
-        spec.window = WindowConfig {
+        spec.batch.window = WindowConfig {
             length_secs: i64::MAX,
             lateness_secs: 5,
             ..WindowConfig::default()
