@@ -29,6 +29,12 @@
 //! Only [`kafka`] names rdkafka types; actors see [`ports`] traits, partitions as
 //! [`topic::PartitionId`] (topic and index) and
 //! offsets as `i64`.
+//!
+//! Where things live: flushing, releasing partitions on a rebalance and the memory budget's
+//! pauses are in [`batch`] (`flush.rs`, `release.rs`, `budget.rs`); the commit metadata
+//! format in [`commit_meta`]; the output line in [`line`]; the input ports in [`ports`] and
+//! the output ports in [`outlet`]; the Kafka look-ups in `kafka/lookup.rs`, client settings
+//! in `kafka/client.rs`, the Kafka output in `kafka/output/`.
 
 #![warn(missing_docs)]
 
