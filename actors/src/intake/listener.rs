@@ -85,8 +85,9 @@ impl AssignmentListener for IntakeListener {
             how,
             done,
         });
-        match (wait.recv_timeout(self.revoke_timeout), how, self.wait) {
-            (Ok(()), _, _) => {}
+        use std::sync::mpsc::RecvTimeoutError::{Disconnected, Timeout};
+        let still = match (wait.recv_timeout(self.revoke_timeout), how, self.wait) {
+            (Ok(()), _, _) => return,
             // Lost partitions are waited for until they are let go: the member cannot join the
             // group again while this callback runs, and a flush made from what was read under
             // the lost assignment is refused once the batch actor has let them go, but only
@@ -94,54 +95,34 @@ impl AssignmentListener for IntakeListener {
             // before that, and such a flush could commit in the new generation what the
             // partitions' new reading writes again. (Nothing needs the wait to be short: the
             // partitions are someone else's already, and nothing is committed for them.)
-            (Err(std::sync::mpsc::RecvTimeoutError::Timeout), Revocation::Lost, _) => {
-                tracing::warn!(
-                    ?partitions,
-                    waited = ?self.revoke_timeout,
-                    "Lost partitions are not let go yet; the member joins the group again once \
-                     they are."
-                );
-                let started = Instant::now();
-                let _ = wait.recv();
-                tracing::info!(
-                    ?partitions,
-                    took = ?(self.revoke_timeout + started.elapsed()),
-                    "Lost partitions let go."
-                );
+            (Err(Timeout), Revocation::Lost, _) => {
+                "Lost partitions are not let go yet; the member joins the group again once they \
+                 are."
             }
             // Exactly once: see `RevokeWait::UntilReleased`.
-            (
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout),
-                Revocation::Revoked,
-                RevokeWait::UntilReleased,
-            ) => {
-                tracing::warn!(
-                    ?partitions,
-                    waited = ?self.revoke_timeout,
-                    "Revoked partitions are not let go yet; exactly once, the member waits until \
-                     they are written and committed."
-                );
-                let started = Instant::now();
-                let _ = wait.recv();
-                tracing::info!(
-                    ?partitions,
-                    took = ?(self.revoke_timeout + started.elapsed()),
-                    "Revoked partitions let go."
-                );
+            (Err(Timeout), Revocation::Revoked, RevokeWait::UntilReleased) => {
+                "Revoked partitions are not let go yet; exactly once, the member waits until \
+                 they are written and committed."
             }
-            (
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout),
-                Revocation::Revoked,
-                RevokeWait::AtMost,
-            ) => {
+            (Err(Timeout), Revocation::Revoked, RevokeWait::AtMost) => {
                 tracing::error!(
                     ?partitions,
                     timeout = ?self.revoke_timeout,
                     "Revocation did not finish in time; the next owner may reprocess frames."
                 );
+                return;
             }
             // The intake actor is gone (the service is stopping): nothing left to release.
-            (Err(std::sync::mpsc::RecvTimeoutError::Disconnected), _, _) => {}
-        }
+            (Err(Disconnected), _, _) => return,
+        };
+        tracing::warn!(?partitions, waited = ?self.revoke_timeout, "{still}");
+        let started = Instant::now();
+        let _ = wait.recv();
+        tracing::info!(
+            ?partitions,
+            ?how,
+            took = ?(self.revoke_timeout + started.elapsed()),
+            "Partitions let go."
+        );
     }
 }
