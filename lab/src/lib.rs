@@ -7,6 +7,7 @@
 //! - [`compare`]: the partition model and the group model side by side on the same data,
 //!   with a chart (`chart`).
 //! - [`cli`]: the binary's flags.
+//! - `oracle`: the output judged against the truth of every frame produced, for both tools.
 //!
 //! Both must be called inside an actix `System`, as [`kafka_actors::run`] must.
 
@@ -19,3 +20,4 @@ pub mod chaos;
 mod chart;
 pub mod cli;
 pub mod compare;
+mod oracle;

@@ -23,7 +23,6 @@ use kafka_actors::settings::{Model, Settings};
 use kafka_actors::{blocking, RunError};
 
 use super::{cpu_micros, report_error, task_error, Round};
-use crate::chaos;
 
 /// How a set of processes is started.
 pub(crate) struct ProcessSet<'a> {
@@ -171,7 +170,7 @@ impl ProcessSet<'_> {
             let summary: serde_json::Value = serde_json::from_slice(&text).map_err(task_error)?;
             figures.push(summary);
         }
-        let verdict = chaos::judge(&lines, produced, &[]);
+        let verdict = crate::oracle::judge(&lines, produced, &[]);
         let sum = |key: &str| {
             figures
                 .iter()
