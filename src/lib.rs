@@ -88,15 +88,6 @@ pub enum RunError {
     /// A blocking task could not finish.
     #[error("internal task failed: {0}")]
     Task(String),
-    /// A report or output file could not be written or read.
-    #[error("cannot write or read `{path}`")]
-    Report {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Why a run stopped on its own.

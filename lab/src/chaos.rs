@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::error::LabError;
 use actix::Addr;
 use actors::config::{GeneratorConfig, KafkaConfig, SinkKind};
 use actors::faults::{FaultPlan, PartitionFault, Times};
@@ -216,7 +217,7 @@ pub trait Scenario: std::fmt::Debug + Sync {
 
     /// Runs the service under the fault until the data is in: in this process, with
     /// [`Scenario::drive`] alongside, unless it says otherwise.
-    fn serve<'a>(&'a self, service: Service<'a>) -> LocalBoxFuture<'a, Result<Served, RunError>> {
+    fn serve<'a>(&'a self, service: Service<'a>) -> LocalBoxFuture<'a, Result<Served, LabError>> {
         Box::pin(service.in_process(self))
     }
 
@@ -549,7 +550,7 @@ impl Service<'_> {
     /// [`Scenario::drive`] injects the fault [`FAULT_AT`] after it started. The service stops
     /// once the data is in and the driver is done (the fault's recovery has been seen, or its
     /// wait ran out): a slow recovery is measured, not cut short.
-    async fn in_process<S: Scenario + ?Sized>(self, scenario: &S) -> Result<Served, RunError> {
+    async fn in_process<S: Scenario + ?Sized>(self, scenario: &S) -> Result<Served, LabError> {
         let Service {
             settings,
             cluster,
@@ -748,9 +749,9 @@ pub async fn run_scenario(
     scenario: &dyn Scenario,
     model: Model,
     options: &ChaosOptions,
-) -> Result<ScenarioResult, RunError> {
+) -> Result<ScenarioResult, LabError> {
     if options.output == ChaosOutput::ExactlyOnce && matches!(options.target, Target::Embedded) {
-        return Err(RunError::Config(actors::config::ConfigError::new(
+        return Err(LabError::Config(actors::config::ConfigError::new(
             "sink.exactly_once",
             "exactly-once output needs a Kafka cluster (--brokers): the embedded cluster \
              (librdkafka's mock) neither keeps offsets sent to a transaction nor hides aborted \
@@ -759,7 +760,7 @@ pub async fn run_scenario(
     }
     let name = format!("{}-{}", scenario.name(), model.as_str());
     let dir = options.out.join(&name);
-    std::fs::create_dir_all(&dir).map_err(|source| RunError::Report {
+    std::fs::create_dir_all(&dir).map_err(|source| LabError::Report {
         path: dir.display().to_string(),
         source,
     })?;
@@ -862,7 +863,7 @@ pub async fn run_scenario(
         generator::FrameGenerator::new(&data, settings.frames.limits(), partitions_of(&topic))
             .with_skews(scenario.skews());
     let generator = generator::spawn_from(&producing_to, frames, settings.window.length_secs, true)
-        .map_err(|e| RunError::Task(format!("cannot start the generator thread: {e}")))?;
+        .map_err(|e| LabError::Task(format!("cannot start the generator thread: {e}")))?;
     let producer = generator.pauser();
     let written_to = match options.output {
         ChaosOutput::File => Written::Files(
@@ -883,8 +884,8 @@ pub async fn run_scenario(
         let (kafka, tail) = (direct.kafka.clone(), scenario.tail());
         // Spawned now (not when awaited): it is what stops the service.
         actix_rt::task::spawn_blocking(
-            move || -> Result<(GeneratorReport, BTreeMap<PartitionId, i64>), RunError> {
-                let report = generator.wait().map_err(RunError::Generator)?;
+            move || -> Result<(GeneratorReport, BTreeMap<PartitionId, i64>), LabError> {
+                let report = generator.wait().map_err(LabError::Generator)?;
                 let mut ends = report.end_offsets.clone();
                 if !tail.is_empty() {
                     append_tail(&kafka, tail, &mut ends)?;
@@ -909,7 +910,7 @@ pub async fn run_scenario(
         .await?;
     let (mut report, ends) = producing
         .await
-        .map_err(|e| RunError::Task(e.to_string()))??;
+        .map_err(|e| LabError::Task(e.to_string()))??;
 
     // Whatever the scenario left on the links is healed before the drain.
     cluster.link(None, &["heal"]).await;
@@ -924,7 +925,7 @@ pub async fn run_scenario(
 
     let written = match &written_to {
         Written::Files(_) => {
-            let mut written = read_window_lines(&out).map_err(|source| RunError::Report {
+            let mut written = read_window_lines(&out).map_err(|source| LabError::Report {
                 path: out.display().to_string(),
                 source,
             })?;
@@ -947,7 +948,7 @@ pub async fn run_scenario(
                     .as_deref()
                     .and_then(|p| serde_json::from_slice(p).ok())
                     .ok_or_else(|| {
-                        RunError::Task(format!(
+                        LabError::Task(format!(
                             "record {}@{} of the output topic is not a window line",
                             record.partition, record.offset
                         ))
@@ -1090,7 +1091,7 @@ async fn count_unreported(
     settings: &Settings,
     data: &GeneratorConfig,
     report: &mut GeneratorReport,
-) -> Result<u64, RunError> {
+) -> Result<u64, LabError> {
     let kafka = settings.kafka.clone();
     let partitions = report.truth.partitions().to_vec();
     let stored = blocking(move || kafka::stored_records(&kafka, &partitions)).await??;
@@ -1127,7 +1128,7 @@ async fn count_unreported(
     let mut placements = Vec::with_capacity(in_range.len());
     for (partition, offset, payload) in &in_range {
         let kind = kinds.get(payload).ok_or_else(|| {
-            RunError::Task(format!(
+            LabError::Task(format!(
                 "partition {partition} offset {offset} holds a record the generator did not build"
             ))
         })?;
@@ -1153,7 +1154,7 @@ fn append_tail(
     kafka: &KafkaConfig,
     tail: &[&[u8]],
     ends: &mut BTreeMap<PartitionId, i64>,
-) -> Result<(), RunError> {
+) -> Result<(), LabError> {
     let producer = FrameProducer::new(kafka)?;
     for partition in partitions_of(&kafka.topic) {
         let payload = tail[partition.index as usize % tail.len()];
@@ -1164,12 +1165,12 @@ fn append_tail(
                 b"poison",
                 payload,
             )
-            .map_err(|e| RunError::Task(format!("producing a poison frame: {e}")))?;
+            .map_err(|e| LabError::Task(format!("producing a poison frame: {e}")))?;
         *ends.entry(partition).or_default() += 1;
     }
     producer
         .flush(Duration::from_secs(10))
-        .map_err(|e| RunError::Task(format!("producing the poison frames: {e}")))?;
+        .map_err(|e| LabError::Task(format!("producing the poison frames: {e}")))?;
     Ok(())
 }
 
@@ -1235,7 +1236,7 @@ fn other_broker(broker: i32) -> i32 {
 }
 
 /// The group's committed offsets of every partition that has one.
-async fn committed(kafka: &KafkaConfig) -> Result<BTreeMap<PartitionId, i64>, RunError> {
+async fn committed(kafka: &KafkaConfig) -> Result<BTreeMap<PartitionId, i64>, LabError> {
     let kafka = kafka.clone();
     let partitions = partitions_of(&kafka.topic);
     Ok(blocking(move || kafka::committed_positions(&kafka, &partitions)).await??)
@@ -1316,7 +1317,7 @@ pub async fn chaos(
     scenarios: &[&dyn Scenario],
     models: &[Model],
     options: &ChaosOptions,
-) -> Result<Vec<ScenarioResult>, RunError> {
+) -> Result<Vec<ScenarioResult>, LabError> {
     let mut results = Vec::new();
     for scenario in scenarios {
         if !scenario.runs_on(&options.target) {
@@ -1334,8 +1335,8 @@ pub async fn chaos(
     }
     let path = options.out.join("chaos.json");
     let json = serde_json::to_string_pretty(&results)
-        .map_err(|e| RunError::Task(format!("cannot encode the report: {e}")))?;
-    std::fs::write(&path, json).map_err(|source| RunError::Report {
+        .map_err(|e| LabError::Task(format!("cannot encode the report: {e}")))?;
+    std::fs::write(&path, json).map_err(|source| LabError::Report {
         path: path.display().to_string(),
         source,
     })?;

@@ -27,6 +27,7 @@ use actors::line::{read_window_lines, WindowLine};
 use actors::topic::PartitionId;
 use serde::Serialize;
 
+use crate::error::LabError;
 use kafka_actors::settings::{Model, Settings};
 use kafka_actors::{blocking, run, run_with, RunError, RunReport};
 
@@ -243,7 +244,7 @@ fn cpu_micros(who: libc::c_int) -> f64 {
 pub async fn compare(
     mut settings: Settings,
     options: &CompareOptions,
-) -> Result<CompareReport, RunError> {
+) -> Result<CompareReport, LabError> {
     std::fs::create_dir_all(&options.out).map_err(|source| report_error(&options.out, source))?;
     settings.validate()?;
     // Both models read every partition of the topics (with `--instances`, shared among the
@@ -256,7 +257,7 @@ pub async fn compare(
     if embedded && options.instances > 1 {
         // Measured: three members of one group on the embedded cluster took 88 s for 20 000
         // frames and wrote every window twice.
-        return Err(RunError::Config(actors::config::ConfigError::new(
+        return Err(LabError::Config(actors::config::ConfigError::new(
             "--instances",
             "several processes per model need a real cluster (--brokers): the embedded \
              cluster's group coordinator delays every join by the session timeout and refuses \
@@ -267,7 +268,7 @@ pub async fn compare(
     if embedded {
         let per_partition = options.frames * FRAME_LOG_BYTES / options.partitions.max(1) as u64;
         if per_partition > PARTITION_LOG_BYTES * 4 / 5 {
-            return Err(RunError::Config(actors::config::ConfigError::new(
+            return Err(LabError::Config(actors::config::ConfigError::new(
                 "--frames",
                 format!(
                     "{} frames over {} partitions do not fit the embedded cluster's ~5 MiB per partition; \
@@ -311,7 +312,7 @@ pub async fn compare(
         // The ground truth covers only the data set produced here: anything already in the
         // topic would be counted by both models and fail the comparison for the wrong reason.
         if records > 0 {
-            return Err(RunError::Config(actors::config::ConfigError::new(
+            return Err(LabError::Config(actors::config::ConfigError::new(
                 if settings.kafka.topics.is_empty() {
                     "kafka.topic"
                 } else {
@@ -345,9 +346,9 @@ pub async fn compare(
     let writes_to = partitions.clone();
     let produced = blocking(move || {
         generator::spawn(&kafka, &data, limits, window, writes_to, false)
-            .map_err(|e| RunError::Task(e.to_string()))?
+            .map_err(|e| LabError::Task(e.to_string()))?
             .wait()
-            .map_err(RunError::Generator)
+            .map_err(LabError::Generator)
     })
     .await??;
     let truth: &GroundTruth = &produced.truth;
@@ -360,7 +361,7 @@ pub async fn compare(
             instances: options.instances,
         }),
         (_, None) => {
-            return Err(RunError::Task(
+            return Err(LabError::Task(
                 "several instances need the path of the service binary".into(),
             ))
         }
@@ -471,12 +472,12 @@ pub async fn compare(
         models_agree,
         recovery,
     };
-    let json = serde_json::to_string_pretty(&report).map_err(|e| RunError::Task(e.to_string()))?;
+    let json = serde_json::to_string_pretty(&report).map_err(|e| LabError::Task(e.to_string()))?;
     let json_path = options.out.join("report.json");
     std::fs::write(&json_path, json).map_err(|source| report_error(&json_path, source))?;
     let chart_path = options.out.join("chart.svg");
     chart::draw(&chart_of(&report), &chart_path)
-        .map_err(|e| RunError::Task(format!("cannot draw {}: {e}", chart_path.display())))?;
+        .map_err(|e| LabError::Task(format!("cannot draw {}: {e}", chart_path.display())))?;
     Ok(report)
 }
 
@@ -538,7 +539,7 @@ type LiveRun = (
 );
 
 /// A run of `settings` in the background.
-async fn start_live(settings: Settings) -> Result<LiveRun, RunError> {
+async fn start_live(settings: Settings) -> Result<LiveRun, LabError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let handle = actix_rt::spawn(run_with(
@@ -552,12 +553,12 @@ async fn start_live(settings: Settings) -> Result<LiveRun, RunError> {
     ));
     let supervisor = addr_rx
         .await
-        .map_err(|_| RunError::Task("a live run did not start".into()))?;
+        .map_err(|_| LabError::Task("a live run did not start".into()))?;
     Ok((supervisor, stop, handle))
 }
 
-fn task_error(error: impl std::fmt::Display) -> RunError {
-    RunError::Task(error.to_string())
+fn task_error(error: impl std::fmt::Display) -> LabError {
+    LabError::Task(error.to_string())
 }
 
 /// Settings and data for the recovery measurements on live data: 5 000 frames/s stamped
@@ -600,7 +601,7 @@ fn live_settings(settings: &Settings) -> (Settings, GeneratorConfig) {
 async fn measure_recovery(
     settings: &Settings,
     partitions: &[PartitionId],
-) -> Result<Recovery, RunError> {
+) -> Result<Recovery, LabError> {
     let first = partitions[0];
     let (base, live) = live_settings(settings);
     let generator = generator::spawn(
@@ -635,7 +636,7 @@ async fn measure_recovery(
             .send(RestartPartition(first))
             .await
             .map_err(task_error)?
-            .map_err(RunError::Task)?;
+            .map_err(LabError::Task)?;
         // The old actor is gone: any chunk from here on is the new one's.
         let before = supervisor.send(GetMetrics).await.map_err(task_error)?;
         let chunks = before.partitions.get(&first).map_or(0, |p| p.chunks);
@@ -718,15 +719,15 @@ async fn measure_recovery(
         .skipped_records;
     blocking(move || generator.join().map(|_| ()))
         .await?
-        .map_err(RunError::Generator)?;
+        .map_err(LabError::Generator)?;
     for suffix in ["partition.jsonl", "a.jsonl", "b.jsonl"] {
         let _ = std::fs::remove_file(scratch.with_extension(suffix));
     }
     Ok(recovery)
 }
 
-fn report_error(path: &Path, source: std::io::Error) -> RunError {
-    RunError::Sink {
+fn report_error(path: &Path, source: std::io::Error) -> LabError {
+    LabError::Report {
         path: path.display().to_string(),
         source,
     }

@@ -11,13 +11,9 @@
 //!
 //! Both must be called inside an actix `System`, as [`kafka_actors::run`] must.
 
-// The tools return the service's `RunError`. Clippy sizes an error type from another crate by
-// its whole layout (over its 128-byte limit) but a crate's own by its variants, so functions
-// that pass it on are flagged here and not in the service.
-#![allow(clippy::result_large_err)]
-
 pub mod chaos;
 mod chart;
 pub mod cli;
 pub mod compare;
+pub mod error;
 mod oracle;

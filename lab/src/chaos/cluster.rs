@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::error::LabError;
 use actors::config::KafkaConfig;
 use actors::kafka::{self, EmbeddedCluster};
 use actors::topic::PartitionId;
-use kafka_actors::{blocking, RunError};
+use kafka_actors::blocking;
 
 use super::PARTITIONS;
 
@@ -210,7 +211,7 @@ pub(crate) fn create_away_from_coordinator(
     mut kafka: KafkaConfig,
     topic: &str,
     group: &str,
-) -> Result<(), RunError> {
+) -> Result<(), LabError> {
     kafka.group = group.to_owned();
     let deadline = Instant::now() + Duration::from_secs(30);
     let coordinator = loop {
@@ -218,7 +219,7 @@ pub(crate) fn create_away_from_coordinator(
             break coordinator;
         }
         if Instant::now() > deadline {
-            return Err(RunError::Task(format!(
+            return Err(LabError::Task(format!(
                 "no coordinator for group {group} within 30 s"
             )));
         }

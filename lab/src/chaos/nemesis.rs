@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::error::LabError;
 use actix::Addr;
 use actors::failure::StopCause;
 use actors::intake::GroupEvent;
@@ -15,7 +16,7 @@ use actors::metrics::GetMetrics;
 use actors::supervisor::RootSupervisor;
 use futures::future::LocalBoxFuture;
 use kafka_actors::settings::{Model, Settings};
-use kafka_actors::{blocking, run_with, Failure, RunError};
+use kafka_actors::{blocking, run_with, Failure};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -709,7 +710,7 @@ pub async fn campaign(
     models: &[Model],
     options: &ChaosOptions,
     replay_base: &str,
-) -> Result<Vec<NemesisResult>, RunError> {
+) -> Result<Vec<NemesisResult>, LabError> {
     let duration = Duration::from_secs(options.data_secs.unwrap_or(30));
     let mut results = Vec::new();
     for run in first..first + runs {
@@ -754,12 +755,12 @@ pub async fn campaign(
     }
     let path = options.out.join("nemesis.json");
     let json = serde_json::to_string_pretty(&Summary::of(&results, seed))
-        .map_err(|e| RunError::Task(format!("cannot encode the report: {e}")))?;
-    std::fs::create_dir_all(&options.out).map_err(|source| RunError::Report {
+        .map_err(|e| LabError::Task(format!("cannot encode the report: {e}")))?;
+    std::fs::create_dir_all(&options.out).map_err(|source| LabError::Report {
         path: options.out.display().to_string(),
         source,
     })?;
-    std::fs::write(&path, json).map_err(|source| RunError::Report {
+    std::fs::write(&path, json).map_err(|source| LabError::Report {
         path: path.display().to_string(),
         source,
     })?;

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::error::LabError;
 use actix::Addr;
 use actors::config::{GeneratorConfig, SinkKind};
 use actors::failure::{PartitionFailure, StopCause};
@@ -18,7 +19,7 @@ use actors::metrics::GetMetrics;
 use actors::supervisor::RootSupervisor;
 use futures::future::LocalBoxFuture;
 use kafka_actors::settings::{Model, Settings};
-use kafka_actors::{blocking, run_with, Failure, RunError};
+use kafka_actors::{blocking, run_with, Failure};
 
 use super::{
     committed_sum, other_broker, Fault, Needs, Outcome, Scenario, Served, Service, Watch, FAULT_AT,
@@ -793,10 +794,10 @@ impl Scenario for Sigkill {
     /// The service runs as a child process (the executable's `run`), is killed mid-stream,
     /// started again, and stopped with SIGTERM once the data is in. The recovery is the time
     /// from the kill to the new process's first committed progress.
-    fn serve<'a>(&'a self, service: Service<'a>) -> LocalBoxFuture<'a, Result<Served, RunError>> {
+    fn serve<'a>(&'a self, service: Service<'a>) -> LocalBoxFuture<'a, Result<Served, LabError>> {
         Box::pin(async move {
             let executable = service.executable.ok_or_else(|| {
-                RunError::Task("the SIGKILL scenario needs the executable".into())
+                LabError::Task("the SIGKILL scenario needs the executable".into())
             })?;
             let (recovery_ms, stopped_with) =
                 run_killed_and_restarted(executable, service.settings, service.data_in).await?;
@@ -815,7 +816,7 @@ async fn run_killed_and_restarted(
     executable: &Path,
     settings: &Settings,
     data_in: tokio::sync::oneshot::Receiver<()>,
-) -> Result<(Option<f64>, Option<String>), RunError> {
+) -> Result<(Option<f64>, Option<String>), LabError> {
     let spawn = || spawn_service(executable, settings);
     let mut first = spawn()?;
     actix_rt::time::sleep(FAULT_AT + Duration::from_millis(500)).await;
@@ -841,7 +842,7 @@ async fn run_killed_and_restarted(
     }
     let status = blocking(move || second.wait())
         .await?
-        .map_err(|e| RunError::Task(format!("waiting for the service: {e}")))?;
+        .map_err(|e| LabError::Task(format!("waiting for the service: {e}")))?;
     let error = (!status.success()).then(|| format!("the restarted service exited with {status}"));
     Ok((recovery, error))
 }
@@ -851,7 +852,7 @@ async fn run_killed_and_restarted(
 pub(super) fn spawn_service(
     executable: &Path,
     settings: &Settings,
-) -> Result<std::process::Child, RunError> {
+) -> Result<std::process::Child, LabError> {
     std::process::Command::new(executable)
         .args(["run", "--model", settings.model.as_str()])
         .args(["--brokers", &settings.kafka.brokers])
@@ -861,7 +862,7 @@ pub(super) fn spawn_service(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| RunError::Task(format!("cannot start {}: {e}", executable.display())))
+        .map_err(|e| LabError::Task(format!("cannot start {}: {e}", executable.display())))
 }
 
 /// Settings a child service gets through the environment.

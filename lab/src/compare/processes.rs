@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::error::LabError;
 use actors::config::GeneratorConfig;
 use actors::generator::{self, GeneratorReport};
 use actors::line::{read_window_lines, WindowLine};
 use actors::topic::PartitionId;
+use kafka_actors::blocking;
 use kafka_actors::settings::{Model, Settings};
-use kafka_actors::{blocking, RunError};
 
 use super::{cpu_micros, report_error, task_error, Round};
 
@@ -57,7 +58,7 @@ impl ProcessSet<'_> {
     /// own settings are not passed on, so every process runs exactly these. The file may hold
     /// secrets (`kafka.properties`): only the owner may read it, and it is removed when the
     /// returned guard is dropped.
-    fn settings_file(&self, name: &str, settings: &Settings) -> Result<SettingsFile, RunError> {
+    fn settings_file(&self, name: &str, settings: &Settings) -> Result<SettingsFile, LabError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
         let path = self.dir.join(format!(".{name}.toml"));
@@ -92,7 +93,7 @@ impl ProcessSet<'_> {
         index: u32,
         name: &str,
         until_end: bool,
-    ) -> Result<Process, RunError> {
+    ) -> Result<Process, LabError> {
         let out = self.dir.join(format!("{name}.jsonl"));
         let summary = self.dir.join(format!("{name}.summary.json"));
         let log = self.dir.join(format!("{name}.log"));
@@ -128,7 +129,7 @@ impl ProcessSet<'_> {
             .stderr(stderr)
             .spawn()
             .map_err(|e| {
-                RunError::Task(format!("cannot start {}: {e}", self.executable.display()))
+                LabError::Task(format!("cannot start {}: {e}", self.executable.display()))
             })?;
         Ok(Process {
             name: name.to_owned(),
@@ -146,7 +147,7 @@ impl ProcessSet<'_> {
         model: Model,
         round: u32,
         produced: &GeneratorReport,
-    ) -> Result<Round, RunError> {
+    ) -> Result<Round, LabError> {
         let file = self.settings_file(&format!("settings-{}-{round}", model.as_str()), settings)?;
         let group = self.group(model, &round.to_string());
         let (cpu, wall) = (cpu_micros(libc::RUSAGE_CHILDREN), Instant::now());
@@ -234,7 +235,7 @@ impl ProcessSet<'_> {
         model: Model,
         partitions: &[PartitionId],
         data: &GeneratorConfig,
-    ) -> Result<Option<f64>, RunError> {
+    ) -> Result<Option<f64>, LabError> {
         let file = self.settings_file(&format!("settings-{}-killed", model.as_str()), live)?;
         let group = self.group(model, "killed");
         let generator = generator::spawn(
@@ -268,7 +269,7 @@ impl ProcessSet<'_> {
             if Instant::now() > deadline {
                 stop_all(processes).await?;
                 generator.stop();
-                return Err(RunError::Task(format!(
+                return Err(LabError::Task(format!(
                     "{} processes of the {} model did not commit every partition within two minutes",
                     self.instances,
                     model.as_str()
@@ -306,7 +307,7 @@ impl ProcessSet<'_> {
         generator.stop();
         blocking(move || generator.join())
             .await?
-            .map_err(RunError::Generator)?;
+            .map_err(LabError::Generator)?;
         tracing::info!(
             model = model.as_str(),
             instances = self.instances,
@@ -323,7 +324,7 @@ const SET_DEADLINE: Duration = Duration::from_secs(600);
 /// Waits for every process to exit, for up to [`SET_DEADLINE`]. A process that failed, or a
 /// set that outlasts the deadline, is an error naming the log to read; the processes still
 /// running then are killed, so none outlives `compare`.
-fn wait_all(mut processes: Vec<Process>) -> Result<Vec<Process>, RunError> {
+fn wait_all(mut processes: Vec<Process>) -> Result<Vec<Process>, LabError> {
     let deadline = Instant::now() + SET_DEADLINE;
     let mut exited = vec![false; processes.len()];
     let failure = loop {
@@ -369,11 +370,11 @@ fn wait_all(mut processes: Vec<Process>) -> Result<Vec<Process>, RunError> {
         let _ = process.child.kill();
         let _ = process.child.wait();
     }
-    Err(RunError::Task(failure))
+    Err(LabError::Task(failure))
 }
 
 /// Stops every process with SIGTERM (a graceful drain) and waits for them.
-async fn stop_all(processes: Vec<Process>) -> Result<(), RunError> {
+async fn stop_all(processes: Vec<Process>) -> Result<(), LabError> {
     for process in &processes {
         // SAFETY: kill only sends a signal to a child this process started and has not
         // waited for yet.
