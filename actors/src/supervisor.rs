@@ -378,11 +378,11 @@ impl RootSupervisor {
                 .map(move |result: Result<StartOffset, String>, act, _| {
                     act.restarting.remove(&partition);
                     let start = result?;
-                    tracing::warn!(%partition, ?start, %cause, watchdog = cause.is_stall(), "Partition restarted.");
+                    // The metrics actor logs and counts it.
                     if let Some(parts) = act.parts() {
-                        let metrics = &parts.metrics;
-                        metrics.do_send(Restarted {
+                        parts.metrics.do_send(Restarted {
                             partition,
+                            start,
                             cause: cause.clone(),
                         });
                     }

@@ -297,7 +297,7 @@ impl BatchActor {
             .extend(job.positions.iter().map(|p| (p.partition, p.clone())));
         match commit {
             Some(Err(error)) => {
-                tracing::warn!(%error, "Offset commit failed; the next flush commits again.");
+                // Logged and counted by the metrics actor (`Flushed`).
                 self.last_commit_error = Some(error.to_string());
                 // A passing fault never stops the output; anything else does once commits have
                 // failed for `flush.commit_failure_timeout_ms`.

@@ -129,6 +129,8 @@ pub struct FinalMetrics;
 pub struct Restarted {
     /// The partition.
     pub partition: PartitionId,
+    /// Where its reading starts again.
+    pub start: crate::ports::StartOffset,
     /// Why: the failure, the stall, or a request.
     pub cause: crate::failure::PartitionFailure,
 }
@@ -432,7 +434,15 @@ impl Actor for MetricsActor {
 impl Handler<Restarted> for MetricsActor {
     type Result = ();
 
+    /// The one place a restart is logged and counted.
     fn handle(&mut self, msg: Restarted, _: &mut Self::Context) {
+        tracing::warn!(
+            partition = %msg.partition,
+            start = ?msg.start,
+            cause = %msg.cause,
+            watchdog = msg.cause.is_stall(),
+            "Partition restarted."
+        );
         self.restart_log.push(RestartRecord {
             at_ms: self.created.elapsed().as_secs_f64() * 1e3,
             partition: msg.partition,
@@ -535,7 +545,8 @@ impl Handler<Flushed> for MetricsActor {
         if msg.commit_attempted {
             match &msg.commit_error {
                 None => self.commits += 1,
-                Some(_) => {
+                Some(error) => {
+                    tracing::warn!(%error, "Offset commit failed; the next flush commits again.");
                     self.commit_failures += 1;
                     let kind = match msg.commit_failure {
                         Some(crate::ports::CommitErrorKind::Transient) | None => "transient",
