@@ -182,6 +182,27 @@ impl crate::ports::FrameSource for SlowSource {
     }
 }
 
+/// An intake over partition 0 of a [`SlowSource`], running, its assignments heard through
+/// `listener`; with the batch actor's count of losses and the reader threads to stop.
+async fn slow_intake(
+    listener: Arc<IntakeListener>,
+) -> (
+    Addr<IntakeActor>,
+    Arc<std::sync::atomic::AtomicU64>,
+    Vec<Arbiter>,
+) {
+    let sources: SourceFactory =
+        Arc::new(|_, _| Ok(Box::new(SlowSource) as Box<dyn crate::ports::FrameSource>));
+    let source = AtStart {
+        sources,
+        listener: listener.clone(),
+    };
+    let started = start_intake(Box::new(source), listener);
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(started.0.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
+    started
+}
+
 /// A lost assignment's partitions are let go (the batch actor has dropped what was read
 /// under it) before the listener returns, even when that takes longer than the revoke
 /// timeout: until then the member must not join the group again (see
@@ -190,15 +211,7 @@ impl crate::ports::FrameSource for SlowSource {
 async fn a_lost_assignment_is_waited_for_until_its_partitions_are_let_go() {
     let revoke_timeout = Duration::from_millis(100);
     let listener = IntakeListener::new(revoke_timeout, RevokeWait::AtMost);
-    let sources: SourceFactory =
-        Arc::new(|_, _| Ok(Box::new(SlowSource) as Box<dyn crate::ports::FrameSource>));
-    let source = AtStart {
-        sources,
-        listener: listener.clone(),
-    };
-    let (intake, losses, arbiters) = start_intake(Box::new(source), listener.clone());
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
+    let (intake, losses, arbiters) = slow_intake(listener.clone()).await;
     // The consumer's driver thread reports the loss while the partition's reader is in a
     // poll.
     let seen = losses.clone();
@@ -240,15 +253,7 @@ async fn a_lost_assignment_is_waited_for_until_its_partitions_are_let_go() {
 async fn exactly_once_a_revocation_is_waited_for_until_its_partitions_are_let_go() {
     let revoke_timeout = Duration::from_millis(100);
     let listener = IntakeListener::new(revoke_timeout, RevokeWait::UntilReleased);
-    let sources: SourceFactory =
-        Arc::new(|_, _| Ok(Box::new(SlowSource) as Box<dyn crate::ports::FrameSource>));
-    let source = AtStart {
-        sources,
-        listener: listener.clone(),
-    };
-    let (intake, _, arbiters) = start_intake(Box::new(source), listener.clone());
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(intake.send(OwnedPartitions).await.unwrap(), vec![p(0)]);
+    let (intake, _, arbiters) = slow_intake(listener.clone()).await;
     // The rebalance revokes the partition while its reader is in a poll: stopping it, and
     // so the release, takes longer than the revoke timeout.
     let revoking = std::thread::spawn(move || {
